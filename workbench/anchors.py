@@ -1,0 +1,239 @@
+"""The anchor map: idiosyncratic expressions of the target ("Hogwarts") mapped to generic alternatives.
+
+Format (see docs/formats.md)::
+
+    {"format": "whp-anchors/1", "description": "...",
+     "anchors": {"Hogwarts": ["Northbrook Academy", "Kingsmere College"], "Quidditch": ["skyball"]}}
+
+A bare mapping ``{"Hogwarts": [...]}`` is accepted too. Matching is case-sensitive, on word boundaries, longest
+key first, so ``Harry's`` matches ``Harry`` followed by ``'s`` and ``Harry Potter`` wins over ``Harry`` when both
+are keys (unless consolidation dropped it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from workbench.errors import WorkbenchError
+from workbench.io import atomic_write_text
+
+__all__ = ["AnchorMap", "AnchorMatch", "load_anchor_map", "consolidate", "AnchorWarning"]
+
+FORMAT = "whp-anchors/1"
+_APOSTROPHES = ("'s", "\u2019s")
+
+
+class AnchorWarning(UserWarning):
+    """Anchors that never match the corpus, and similar advice that does not stop a run."""
+
+
+@dataclass(frozen=True)
+class AnchorMatch:
+    """One occurrence of an anchored expression in a text: ``text[start:end] == key``."""
+
+    key: str
+    start: int
+    end: int
+
+
+def consolidate(entries: Mapping[str, list[str]]) -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
+    """Drop redundant keys as in the paper; returns (kept entries, [(dropped key, reason)]).
+
+    - a multi-word key whose every word is itself a key ("Harry Potter" when "Harry" and "Potter" are keys);
+    - ``X's`` when ``X`` is a key (the possessive is matched through ``X``).
+    """
+    kept: dict[str, list[str]] = {}
+    dropped: list[tuple[str, str]] = []
+    for key, alts in entries.items():
+        words = key.split()
+        if len(words) > 1 and all(w in entries for w in words):
+            dropped.append((key, "every word is itself a key"))
+            continue
+        base = next((key[: -len(s)] for s in _APOSTROPHES if key.endswith(s)), None)
+        if base and base in entries:
+            dropped.append((key, f"possessive of key {base!r}"))
+            continue
+        kept[key] = list(alts)
+    return kept, dropped
+
+
+def _trie_pattern(keys: Iterable[str]) -> str:
+    """A regex alternation factored as a trie, so matching stays fast with thousands of keys.
+
+    At each node longer continuations are tried before stopping, which gives longest-match-first.
+    """
+    trie: dict = {}
+    for key in keys:
+        node = trie
+        for ch in key:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict) -> str:
+        end = "" in node
+        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch != ""]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        if end:
+            return "(?:" + body + ")?"
+        return body
+
+    return build(trie)
+
+
+@dataclass
+class AnchorMap:
+    """A validated, consolidated anchor map. ``entries``: key -> non-empty list of generic alternatives."""
+
+    entries: dict[str, list[str]]
+    description: str = ""
+    source: str | None = None  # file it came from, for messages
+    dropped: list[tuple[str, str]] = field(default_factory=list)  # keys removed by consolidation, with reasons
+    _regex: re.Pattern | None = field(default=None, repr=False, compare=False)
+
+    # -- construction -------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping, source: str | None = None, do_consolidate: bool = True) -> "AnchorMap":
+        """Validate a parsed anchors JSON object (full format or bare mapping)."""
+        where = source or "anchor map"
+        if not isinstance(data, Mapping):
+            raise WorkbenchError(f"{where}: expected a JSON object, got {type(data).__name__}")
+        description = ""
+        if "anchors" in data and isinstance(data.get("anchors"), Mapping):
+            fmt = data.get("format", FORMAT)
+            if fmt != FORMAT:
+                raise WorkbenchError(f"{where}: unknown format {fmt!r}; expected {FORMAT!r}")
+            description = str(data.get("description", ""))
+            raw = data["anchors"]
+        else:
+            raw = data
+        entries: dict[str, list[str]] = {}
+        for key, value in raw.items():
+            entries[key] = _validate_entry(where, key, value)
+        if not entries:
+            raise WorkbenchError(f"{where}: the map has no anchors; add entries under \"anchors\"")
+        dropped: list[tuple[str, str]] = []
+        if do_consolidate:
+            entries, dropped = consolidate(entries)
+        return cls(entries=entries, description=description, source=source, dropped=dropped)
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "description": self.description, "anchors": {k: list(v) for k, v in self.entries.items()}}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the map as JSON, atomically (a crash never leaves a half-written file)."""
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+
+    def fingerprint(self) -> str:
+        """A short hash of the consolidated entries (changes when any key or alternative changes)."""
+        blob = json.dumps(self.entries, sort_keys=True, ensure_ascii=False).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    # -- editing (used by the anchor editor widget) -----------------------------------------------------------
+    def with_entry(self, key: str, alternatives: list[str]) -> "AnchorMap":
+        """A copy with ``key`` set to ``alternatives`` (validated; no consolidation, so the edit stays visible)."""
+        alts = _validate_entry(self.source or "anchor map", key, alternatives)
+        entries = dict(self.entries)
+        entries[key] = alts
+        return AnchorMap(entries=entries, description=self.description, source=self.source)
+
+    def without(self, key: str) -> "AnchorMap":
+        entries = {k: v for k, v in self.entries.items() if k != key}
+        return AnchorMap(entries=entries, description=self.description, source=self.source)
+
+    # -- matching ---------------------------------------------------------------------------------------------
+    @property
+    def regex(self) -> re.Pattern:
+        if self._regex is None:
+            body = _trie_pattern(self.entries)
+            self._regex = re.compile(r"(?<!\w)(" + body + r")(?!\w)")
+        return self._regex
+
+    def find(self, text: str) -> list[AnchorMatch]:
+        """Non-overlapping occurrences, left to right, longest key first at each place."""
+        return [AnchorMatch(m.group(1), m.start(1), m.end(1)) for m in self.regex.finditer(text)]
+
+    def choose(self, key: str, seed: int, block: int) -> str:
+        """The alternative used for ``key`` in block ``block``: seeded, stable, independent of other keys."""
+        alts = self.entries[key]
+        if len(alts) == 1:
+            return alts[0]
+        digest = hashlib.blake2b(f"{seed}|{block}|{key}".encode(), digest_size=8).digest()
+        return alts[int.from_bytes(digest, "little") % len(alts)]
+
+    def translate(self, text: str, seed: int = 0, block: int = 0) -> str:
+        """``text`` with every anchored expression replaced by its alternative for this block."""
+        out, last = [], 0
+        for m in self.find(text):
+            out.append(text[last : m.start])
+            out.append(self.choose(m.key, seed, block))
+            last = m.end
+        out.append(text[last:])
+        return "".join(out)
+
+    def coverage(self, texts: Iterable[str]) -> dict[str, int]:
+        """Occurrences per key over ``texts`` (keys that never match get 0)."""
+        counts = dict.fromkeys(self.entries, 0)
+        for text in texts:
+            for m in self.find(text):
+                counts[m.key] += 1
+        return counts
+
+    def warn_unmatched(self, texts: Iterable[str]) -> list[str]:
+        """Warn (once, with the count) about keys that never occur in ``texts``; returns them."""
+        unmatched = [k for k, n in self.coverage(texts).items() if n == 0]
+        if unmatched:
+            shown = ", ".join(repr(k) for k in unmatched[:8]) + (" ..." if len(unmatched) > 8 else "")
+            warnings.warn(
+                f"{self.source or 'anchor map'}: {len(unmatched)} of {len(self.entries)} anchors never match the corpus "
+                f"({shown}); they do no harm but check their spelling",
+                AnchorWarning,
+                stacklevel=2,
+            )
+        return unmatched
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def _validate_entry(where: str, key: object, value: object) -> list[str]:
+    if not isinstance(key, str) or not key.strip():
+        raise WorkbenchError(f"{where}: key {key!r}: anchored expressions must be non-empty strings")
+    if key != key.strip():
+        raise WorkbenchError(f"{where}: key {key!r}: remove the leading or trailing white space")
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise WorkbenchError(f"{where}: key {key!r}: alternatives must be a list of strings, got {type(value).__name__}")
+    if not value:
+        raise WorkbenchError(f"{where}: key {key!r}: has no alternatives; give at least one generic replacement")
+    alts = []
+    for alt in value:
+        if not isinstance(alt, str) or not alt.strip():
+            raise WorkbenchError(f"{where}: key {key!r}: alternative {alt!r} must be a non-empty string")
+        alts.append(alt.strip())
+    return alts
+
+
+def load_anchor_map(path: str | os.PathLike, do_consolidate: bool = True) -> AnchorMap:
+    """Read and validate an anchors JSON file; errors name the file, the line (for JSON syntax) and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise WorkbenchError(f"anchor map {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise WorkbenchError(f"anchor map {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WorkbenchError(f"anchor map {path}, line {exc.lineno}, column {exc.colno}: malformed JSON: {exc.msg}") from exc
+    return AnchorMap.from_dict(data, source=str(path), do_consolidate=do_consolidate)

@@ -1,0 +1,140 @@
+"""The ``workbench`` command line. Bad input prints one clear message and exits with code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from workbench.errors import WorkbenchError
+
+__all__ = ["main", "build_parser"]
+
+CONFIGS = Path(__file__).parent / "configs"
+
+
+def _run_from_args(args):
+    from workbench.config import load_config
+    from workbench.run import Run
+
+    cfg = load_config(args.config)
+    return Run(cfg, args.run_dir, update=args.update, progress=not args.no_progress)
+
+
+def _cmd_run(args) -> int:
+    run = _run_from_args(args)
+    stages = tuple(args.stages.split(",")) if args.stages else None
+    report = run.run(stages) if stages else run.run()
+    _print_outcome(report)
+    print(f"run directory: {run.dir}")
+    return 0
+
+
+def _cmd_stage(args) -> int:
+    run = _run_from_args(args)
+    result = getattr(run, args.command)()
+    if args.command == "report":
+        _print_outcome(result)
+    print(f"[{args.command}] done: {run.dir}")
+    return 0
+
+
+def _print_outcome(report: dict) -> None:
+    if not report:
+        return
+    from workbench.outcome import outcome_table
+
+    table = outcome_table(report)
+    if not table.empty:
+        print("\nBefore/after (mean over the probes of P(correct next token)):")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def _cmd_demo(args) -> int:
+    from workbench.config import load_config
+    from workbench.run import Run
+
+    name = "demo_quick.yaml" if args.quick else "demo.yaml"
+    cfg = load_config(args.config or CONFIGS / name)
+    run = Run(cfg, args.run_dir or Path("runs") / cfg.name, update=True, progress=not args.no_progress)
+    report = run.run()
+    _print_outcome(report)
+    secs = report.get("stage_seconds", {})
+    print("\nstage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in secs.items() if v is not None))
+    print(f"run directory: {run.dir} (report.json, labels/, unlearned/)")
+    return 0
+
+
+def _cmd_anchors(args) -> int:
+    from workbench.anchors import load_anchor_map
+
+    amap = load_anchor_map(args.file)
+    print(f"{args.file}: {len(amap)} anchors after consolidation ({len(amap.dropped)} dropped)")
+    for key, why in amap.dropped[:20]:
+        print(f"  dropped {key!r}: {why}")
+    if args.corpus:
+        from workbench.corpus import read_documents
+
+        docs = read_documents(args.corpus)
+        unmatched = [k for k, n in amap.coverage(d.text for d in docs).items() if n == 0]
+        print(f"{len(unmatched)} anchors never match the corpus" + (f": {', '.join(unmatched[:20])}" if unmatched else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="workbench", description="Approximate unlearning workbench (Who's Harry Potter method).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add_run_args(sp):
+        sp.add_argument("config", help="YAML run config")
+        sp.add_argument("--run-dir", default=None, help="run directory (default runs/<name>)")
+        sp.add_argument("--update", action="store_true", help="accept config changes; redo only the affected stages")
+        sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    sp = sub.add_parser("run", help="run every stage of a config")
+    add_run_args(sp)
+    sp.add_argument("--stages", default=None, help="comma-separated subset: reinforce,score,labels,finetune,report")
+    sp.set_defaults(func=_cmd_run)
+    for stage, text in (("reinforce", "train the reinforced model"), ("score", "score target tokens"),
+                        ("labels", "generate generic labels"), ("finetune", "finetune on generic labels"),
+                        ("report", "before/after probes of the unlearned model")):
+        sp = sub.add_parser(stage, help=text)
+        add_run_args(sp)
+        sp.set_defaults(func=_cmd_stage)
+
+    sp = sub.add_parser("demo", help="the whole method on the embedded model and the Harry Potter pack")
+    sp.add_argument("--quick", action="store_true", help="a smaller demo (a few minutes)")
+    sp.add_argument("--config", default=None, help="another demo config")
+    sp.add_argument("--run-dir", default=None)
+    sp.add_argument("--no-progress", action="store_true")
+    sp.set_defaults(func=_cmd_demo)
+
+    sp = sub.add_parser("anchors", help="validate an anchor map (and its coverage of a corpus)")
+    sp.add_argument("file")
+    sp.add_argument("--corpus", default=None, help="a .txt file or folder to check coverage against")
+    sp.set_defaults(func=_cmd_anchors)
+
+    try:
+        from workbench.eval.cli import add_eval_parser, add_packs_parser
+
+        add_eval_parser(sub)
+        add_packs_parser(sub)
+    except ImportError:  # the evaluation commands are optional
+        pass
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"interrupted: {exc or 'rerun the same command to resume'}", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

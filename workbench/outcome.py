@@ -1,0 +1,97 @@
+"""A run's outcome: the baseline and the unlearned model side by side on the pack's probes and on perplexity."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from workbench.models import load_model
+
+if TYPE_CHECKING:
+    from workbench.config import ReportConfig
+    from workbench.run import Run
+
+__all__ = ["before_after", "outcome_table"]
+
+
+def _perplexity(lm, text: str, max_tokens: int) -> float:
+    """Perplexity of the first ``max_tokens`` tokens of ``text``, in windows of the model's context."""
+    import torch
+
+    ids = lm.tokenizer(text, add_special_tokens=False).input_ids[:max_tokens]
+    window = 512
+    nll, count = 0.0, 0
+    device = next(lm.model.parameters()).device
+    with torch.inference_mode():
+        for start in range(0, len(ids) - 1, window):
+            chunk = torch.tensor([ids[start : start + window + 1]], device=device)
+            if chunk.shape[1] < 2:
+                break
+            logits = lm.model(input_ids=chunk[:, :-1]).logits.float()
+            loss = torch.nn.functional.cross_entropy(logits[0], chunk[0, 1:], reduction="sum")
+            nll += float(loss)
+            count += chunk.shape[1] - 1
+    return math.exp(nll / max(count, 1))
+
+
+def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
+    """Score the pack's probe sets (split ``rc.split``) and a perplexity text with both models.
+
+    Writes ``<run>/report/probes.csv`` (one row per probe and model) and returns the JSON-ready summary.
+    """
+    from workbench.eval.probes import score_probes
+
+    cfg = run.cfg
+    models = {"baseline": load_model(cfg.model, device=cfg.device, dtype=cfg.dtype),
+              "unlearned": load_model(str(run.dir / "unlearned"), device=cfg.device, dtype=cfg.dtype)}
+    frames = []
+    pack = run.pack
+    for kind in rc.probe_sets:
+        if pack is None or not pack.has_probes(kind):
+            continue
+        probes = [p for p in pack.probes(kind) if rc.split is None or p.split == rc.split]
+        if not probes:
+            continue
+        for name, lm in models.items():
+            frames.append(score_probes(lm, probes, variant=name))
+    per_probe = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    out: dict = {"probe_split": rc.split}
+    if not per_probe.empty:
+        os.makedirs(run.dir / "report", exist_ok=True)
+        per_probe.to_csv(run.dir / "report" / "probes.csv", index=False)
+        means = per_probe.pivot_table(index="set", columns="variant", values="prob", aggfunc="mean")
+        counts = per_probe[per_probe["variant"] == "baseline"].groupby("set").size()
+        out["probes"] = {
+            s: {"n": int(counts[s]), "baseline_mean_prob": float(means.loc[s, "baseline"]),
+                "unlearned_mean_prob": float(means.loc[s, "unlearned"]),
+                "relative_change": float(means.loc[s, "unlearned"] / means.loc[s, "baseline"] - 1.0)}
+            for s in means.index
+        }
+    text = None
+    if rc.perplexity_text:
+        with open(rc.perplexity_text, encoding="utf-8") as fh:
+            text = fh.read()
+    elif run.retain_documents:
+        text = "\n\n".join(d.text for d in run.retain_documents)
+    if text:
+        ppl = {name: _perplexity(lm, text, rc.max_perplexity_tokens) for name, lm in models.items()}
+        out["perplexity"] = {"text": rc.perplexity_text or "retain text", **ppl,
+                             "relative_change": ppl["unlearned"] / ppl["baseline"] - 1.0}
+    return out
+
+
+def outcome_table(report: dict) -> pd.DataFrame:
+    """The before/after table of a report: one row per probe set (mean probability of the correct token)
+    and one for perplexity."""
+    rows = []
+    for s, r in (report.get("probes") or {}).items():
+        rows.append({"measure": f"{s} probes: P(correct next token)", "n": r["n"], "baseline": r["baseline_mean_prob"],
+                     "unlearned": r["unlearned_mean_prob"], "change": f"{100 * r['relative_change']:+.1f}%"})
+    ppl = report.get("perplexity")
+    if ppl:
+        rows.append({"measure": f"perplexity ({ppl['text']})", "n": None, "baseline": ppl["baseline"],
+                     "unlearned": ppl["unlearned"], "change": f"{100 * ppl['relative_change']:+.1f}%"})
+    return pd.DataFrame(rows, columns=["measure", "n", "baseline", "unlearned", "change"])

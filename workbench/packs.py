@@ -1,0 +1,346 @@
+"""Data packs: a folder with a target corpus, an anchor map, retain text and probe files (see docs/formats.md).
+
+Bundled packs live in ``workbench/packs/<name>/``; any folder of your own with a ``pack.json`` works too.
+The loaders here validate strictly and name the file, line and field of every problem, because packs are
+written by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from workbench.models import LoadedModel
+
+__all__ = [
+    "BUNDLED_DIR",
+    "COMPLETION_KIND",
+    "CompletionProbe",
+    "DEFAULT_PROBES",
+    "NEXT_TOKEN_KINDS",
+    "NextTokenProbe",
+    "Pack",
+    "Probe",
+    "check_pack",
+    "list_packs",
+    "load_anchor_terms",
+    "load_pack",
+    "load_probes",
+]
+
+BUNDLED_DIR = Path(__file__).resolve().parent / "packs"
+NEXT_TOKEN_KINDS = ("probability", "collateral", "general")
+COMPLETION_KIND = "completion"
+DEFAULT_PROBES = {
+    "probability": "probes/probability.jsonl",
+    "completion": "probes/completion.jsonl",
+    "collateral": "probes/collateral.jsonl",
+    "general": "probes/general.jsonl",
+}
+SPLITS = ("dev", "heldout")
+
+
+@dataclass(frozen=True)
+class NextTokenProbe:
+    """A prompt and its correct continuations (probability, collateral and general probe files)."""
+
+    id: str  # unique within its file
+    prompt: str  # text the model continues, ending just before the answer
+    targets: tuple[str, ...]  # correct continuations, the first is canonical; each starts with its space
+    split: str = "heldout"  # 'dev' (may be tuned on) or 'heldout' (reported only)
+    domain: str | None = None  # topic of collateral/general probes
+    paraphrases: tuple[str, ...] = ()  # other prompts with the same answer
+    kind: str = "probability"  # the probe set it came from
+    source: str = ""  # 'file line N', for messages
+
+
+@dataclass(frozen=True)
+class CompletionProbe:
+    """A completion prompt graded 0-3 for familiarity with the target (completion.jsonl)."""
+
+    id: str  # unique within its file
+    prompt: str  # text the model completes
+    references: tuple[str, ...]  # keywords whose appearance shows familiarity
+    subtlety: int  # 1 (names the target) .. 10 (only a familiar reader continues it so)
+    split: str = "heldout"  # 'dev' or 'heldout'
+    kind: str = COMPLETION_KIND  # the probe set it came from
+    source: str = ""  # 'file line N', for messages
+
+
+Probe = Union[NextTokenProbe, CompletionProbe]
+
+
+@dataclass
+class Pack:
+    """A loaded pack manifest with resolved paths (files are read on demand)."""
+
+    name: str  # short name, e.g. 'harry_potter'
+    root: Path  # the pack folder
+    title: str  # human-readable target name, e.g. 'Harry Potter'
+    description: str  # what the pack holds
+    version: int  # manifest version
+    corpus_dir: Path  # folder of target documents (*.txt)
+    anchors_path: Path  # anchors.json
+    retain_dir: Path  # folder of retain documents (*.txt)
+    probe_paths: dict[str, Path] = field(default_factory=dict)  # probe kind -> JSONL file
+    manifest: dict[str, Any] = field(default_factory=dict)  # pack.json as read
+
+    def _txt_files(self, folder: Path, what: str) -> list[Path]:
+        if not folder.is_dir():
+            raise WorkbenchError(f"pack {self.name!r}: {what} folder {folder} does not exist; create it with *.txt files")
+        files = sorted(folder.glob("*.txt"))
+        if not files:
+            raise WorkbenchError(f"pack {self.name!r}: {what} folder {folder} holds no *.txt files")
+        return files
+
+    def corpus_files(self) -> list[Path]:
+        """The target documents, sorted by name."""
+        return self._txt_files(self.corpus_dir, "corpus")
+
+    def retain_files(self) -> list[Path]:
+        """The retain documents, sorted by name."""
+        return self._txt_files(self.retain_dir, "retain")
+
+    def read_corpus(self) -> list[str]:
+        """The text of every corpus document."""
+        return [p.read_text(encoding="utf-8") for p in self.corpus_files()]
+
+    def has_probes(self, kind: str) -> bool:
+        """Whether the manifest declares probes of this kind and the file exists."""
+        return kind in self.probe_paths and self.probe_paths[kind].is_file()
+
+    def probe_file(self, kind: str) -> Path:
+        """Path of the probe file of one kind; an error names what is missing."""
+        if kind not in self.probe_paths:
+            raise WorkbenchError(
+                f"pack {self.name!r}: pack.json declares no '{kind}' probes (known: {', '.join(self.probe_paths) or 'none'})"
+            )
+        path = self.probe_paths[kind]
+        if not path.is_file():
+            raise WorkbenchError(f"pack {self.name!r}: probe file {self._rel(path)} is missing (expected at {path})")
+        return path
+
+    def probes(self, kind: str) -> list[Probe]:
+        """The validated probes of one kind (see :func:`load_probes`)."""
+        path = self.probe_file(kind)
+        return load_probes(path, kind, display=f"pack {self.name!r}: {self._rel(path)}")
+
+    def anchor_terms(self) -> list[str]:
+        """The anchored expressions (keys of anchors.json)."""
+        return load_anchor_terms(self)
+
+    def _rel(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
+
+def list_packs() -> list[str]:
+    """Names of the bundled packs (folders under ``workbench/packs`` that hold a pack.json)."""
+    if not BUNDLED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / "pack.json").is_file())
+
+
+def load_pack(name_or_path: str | Path | Pack) -> Pack:
+    """A bundled pack by name, or a pack folder by path (a folder holding pack.json)."""
+    if isinstance(name_or_path, Pack):
+        return name_or_path
+    raw = str(name_or_path)
+    path = Path(raw).expanduser()
+    if path.name == "pack.json" and path.is_file():
+        path = path.parent
+    if not path.is_dir():
+        bundled = BUNDLED_DIR / raw
+        if "/" not in raw and "\\" not in raw and bundled.is_dir():
+            path = bundled
+        else:
+            available = ", ".join(list_packs()) or "none"
+            raise WorkbenchError(f"unknown pack {raw!r}: no such folder, and no bundled pack by that name (bundled: {available})")
+    manifest_path = path / "pack.json"
+    if not manifest_path.is_file():
+        raise WorkbenchError(f"pack folder {path} has no pack.json; write one as described in docs/formats.md")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise WorkbenchError(f"{manifest_path} line {exc.lineno}: invalid JSON ({exc.msg})") from exc
+    if not isinstance(manifest, dict):
+        raise WorkbenchError(f"{manifest_path}: expected a JSON object")
+
+    def text_field(key: str, default: str) -> str:
+        value = manifest.get(key, default)
+        if not isinstance(value, str):
+            raise WorkbenchError(f"{manifest_path}: field '{key}' must be a string, got {type(value).__name__}")
+        return value
+
+    probes = manifest.get("probes", DEFAULT_PROBES)
+    if not isinstance(probes, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in probes.items()):
+        raise WorkbenchError(f"{manifest_path}: field 'probes' must map probe kinds to file paths (strings)")
+    version = manifest.get("version", 1)
+    if not isinstance(version, int):
+        raise WorkbenchError(f"{manifest_path}: field 'version' must be an integer")
+    name = text_field("name", path.name)
+    return Pack(
+        name=name,
+        root=path.resolve(),
+        title=text_field("title", name.replace("_", " ").title()),
+        description=text_field("description", ""),
+        version=version,
+        corpus_dir=path.resolve() / text_field("corpus", "corpus"),
+        anchors_path=path.resolve() / text_field("anchors", "anchors.json"),
+        retain_dir=path.resolve() / text_field("retain", "retain"),
+        probe_paths={kind: path.resolve() / rel for kind, rel in probes.items()},
+        manifest=manifest,
+    )
+
+
+def _string_list(value: Any, where: str, key: str, allow_empty: bool = False) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise WorkbenchError(f"{where}: field '{key}' must be a list of strings")
+    if not allow_empty and (not value or not all(v.strip() for v in value)):
+        raise WorkbenchError(f"{where}: field '{key}' must be a non-empty list of non-empty strings")
+    return tuple(value)
+
+
+def _parse_probe(obj: Any, kind: str, where: str) -> Probe:
+    if not isinstance(obj, dict):
+        raise WorkbenchError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    completion = kind == COMPLETION_KIND
+    required = ["id", "prompt"] + (["references", "subtlety"] if completion else ["targets"])
+    if kind == "probability":
+        required.append("split")
+    if kind in ("collateral", "general"):
+        required.append("domain")
+    for key in required:
+        if key not in obj:
+            raise WorkbenchError(f"{where}: missing field '{key}'")
+    for key in ("id", "prompt"):
+        if not isinstance(obj[key], str) or not obj[key].strip():
+            raise WorkbenchError(f"{where}: field '{key}' must be a non-empty string")
+    prompt = obj["prompt"]
+    split = obj.get("split", "heldout")
+    if split not in SPLITS:
+        raise WorkbenchError(f"{where}: field 'split' must be 'dev' or 'heldout', got {split!r}")
+    if completion:
+        subtlety = obj["subtlety"]
+        if isinstance(subtlety, bool) or not isinstance(subtlety, int) or not 1 <= subtlety <= 10:
+            raise WorkbenchError(f"{where}: field 'subtlety' must be an integer from 1 to 10, got {subtlety!r}")
+        return CompletionProbe(
+            id=obj["id"], prompt=prompt, references=_string_list(obj["references"], where, "references"),
+            subtlety=subtlety, split=split, kind=kind, source=where,
+        )
+    if prompt != prompt.rstrip():
+        # A trailing space would be tokenized into the prompt and make every target token unlikely.
+        raise WorkbenchError(f"{where}: field 'prompt' ends with whitespace; move the space into the targets (\" Hermione\")")
+    domain = obj.get("domain")
+    if domain is not None and (not isinstance(domain, str) or not domain):
+        raise WorkbenchError(f"{where}: field 'domain' must be a non-empty string")
+    paraphrases = _string_list(obj.get("paraphrases", []), where, "paraphrases", allow_empty=True)
+    for para in paraphrases:
+        if not para.strip() or para != para.rstrip():
+            raise WorkbenchError(f"{where}: every paraphrase must be non-empty and end without whitespace")
+    return NextTokenProbe(
+        id=obj["id"], prompt=prompt, targets=_string_list(obj["targets"], where, "targets"), split=split,
+        domain=domain, paraphrases=paraphrases, kind=kind, source=where,
+    )
+
+
+def load_probes(path: str | Path, kind: str, display: str | None = None) -> list[Probe]:
+    """Read and validate a probe JSONL file.
+
+    ``kind``: ``'completion'`` for the completion schema; any other kind (``probability``, ``collateral``,
+    ``general`` or a custom name) uses the next-token schema. ``split`` is required for ``probability``, and
+    ``domain`` for ``collateral`` and ``general``. Blank lines are skipped. Errors name file, line and field.
+    """
+    path = Path(path)
+    shown = display or str(path)
+    if not path.is_file():
+        raise WorkbenchError(f"probe file {shown} does not exist")
+    probes: list[Probe] = []
+    seen: dict[str, int] = {}
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{shown} line {lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise WorkbenchError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
+            probe = _parse_probe(obj, kind, where)
+            if probe.id in seen:
+                raise WorkbenchError(f"{where}: duplicate id {probe.id!r} (first used on line {seen[probe.id]})")
+            seen[probe.id] = lineno
+            probes.append(probe)
+    if not probes:
+        raise WorkbenchError(f"probe file {shown} has no probes; write one JSON object per line (docs/formats.md)")
+    return probes
+
+
+def load_anchor_terms(pack: Pack | str | Path) -> list[str]:
+    """The anchored expressions (keys) of a pack's anchors.json, or of an anchors.json path, in file order.
+
+    Both the ``{"format": ..., "anchors": {...}}`` form and a bare mapping are accepted.
+    """
+    if isinstance(pack, Pack):
+        path = pack.anchors_path
+    else:
+        path = Path(pack)
+        if path.is_dir() or path.name == "pack.json" or not path.suffix:
+            path = load_pack(pack).anchors_path
+    if not path.is_file():
+        raise WorkbenchError(f"anchor map {path} does not exist; write it as described in docs/formats.md")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise WorkbenchError(f"{path} line {exc.lineno}: invalid JSON ({exc.msg})") from exc
+    if isinstance(data, dict) and "anchors" in data and ("format" in data or isinstance(data.get("anchors"), dict)):
+        data = data["anchors"]
+    if not isinstance(data, dict):
+        raise WorkbenchError(f"{path}: 'anchors' must be an object mapping terms to alternatives")
+    terms = [k for k in data if isinstance(k, str) and k.strip()]
+    if not terms:
+        raise WorkbenchError(f"{path}: the anchor map is empty")
+    return terms
+
+
+def check_pack(
+    pack: Pack | str | Path,
+    loaded_model: "LoadedModel",
+    kinds: tuple[str, ...] | None = None,
+    batch_size: int = 16,
+) -> "pd.DataFrame":
+    """Each next-token probe's probability and rank of its answer under a model (the pack's baseline numbers).
+
+    Returns one row per probe: ``kind, id, split, domain, prompt, target, prob, rank, top1, seq_logprob``.
+    """
+    import pandas as pd
+
+    from workbench.eval.probes import score_probes
+    from workbench.eval.scoring import ScoringConfig
+
+    pack = load_pack(pack)
+    if kinds is None:
+        kinds = tuple(k for k in pack.probe_paths if k != COMPLETION_KIND)
+    frames = []
+    for kind in kinds:
+        probes = pack.probes(kind)
+        if probes and not isinstance(probes[0], NextTokenProbe):
+            raise WorkbenchError(f"pack {pack.name!r}: '{kind}' probes are not next-token probes")
+        df = score_probes(loaded_model, probes, ScoringConfig(batch_size=batch_size, desc=f"check {kind}"))
+        frames.append(df)
+    if not frames:
+        raise WorkbenchError(f"pack {pack.name!r} declares no next-token probe files")
+    out = pd.concat(frames, ignore_index=True)
+    cols = ["set", "probe_id", "split", "domain", "prompt", "target", "prob", "rank", "top1", "seq_logprob"]
+    return out[cols].rename(columns={"set": "kind", "probe_id": "id"})

@@ -1,0 +1,153 @@
+"""What reinforcement and finetuning share: LoRA set-up, the Hugging Face Trainer, stop and loss callbacks.
+
+Training goes through ``transformers.Trainer``, so ``accelerate launch`` (DDP, FSDP, DeepSpeed) scales it
+unchanged, and an interrupted stage resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from workbench.errors import WorkbenchError
+
+__all__ = ["TrainConfig", "StopController", "LossHistory", "add_lora", "make_training_args", "run_trainer"]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by the reinforcement and finetuning stages."""
+
+    method: str = "lora"  # "lora" (adapter; merged on save for finetuning) or "full" (all weights)
+    lora_rank: int = 16  # LoRA rank r
+    lora_alpha: int = 32  # LoRA scaling numerator (scale = lora_alpha / r)
+    lora_dropout: float = 0.0  # dropout on the LoRA path
+    learning_rate: float = 2e-4  # peak learning rate (linear decay)
+    epochs: float = 2.0  # passes over the blocks
+    batch_size: int = 4  # blocks per device per step
+    grad_accum: int = 1  # gradient accumulation steps
+    weight_decay: float = 0.0  # AdamW weight decay
+    warmup_steps: int = 0  # linear warm-up steps
+    max_grad_norm: float = 1.0  # gradient clipping
+    save_steps: int = 50  # checkpoint every N steps (a rerun resumes from the last one)
+    logging_steps: int = 5  # loss logged every N steps
+    bf16: bool | None = None  # mixed precision; None = on for CUDA devices that support it
+
+    def validate(self, where: str) -> None:
+        if self.method not in ("lora", "full"):
+            raise WorkbenchError(f"{where}.method: expected 'lora' or 'full', got {self.method!r}")
+        for name in ("learning_rate", "epochs", "batch_size", "lora_rank", "grad_accum"):
+            if getattr(self, name) <= 0:
+                raise WorkbenchError(f"{where}.{name}: must be > 0, got {getattr(self, name)}")
+
+
+class StopController(TrainerCallback):
+    """Stops training cleanly after the current step and saves a checkpoint; call :meth:`stop` from any thread."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.stopped_at: int | None = None
+
+    def stop(self) -> None:
+        self._event.set()
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._event.is_set():
+            control.should_training_stop = True
+            control.should_save = True
+            self.stopped_at = state.global_step
+        return control
+
+
+class LossHistory(TrainerCallback):
+    """Collects ``(step, loss)`` as the Trainer logs, and calls listeners (the notebook's live plot)."""
+
+    def __init__(self, listeners: list[Callable[[int, dict], None]] | None = None) -> None:
+        self.records: list[dict] = []
+        self.listeners = list(listeners or [])
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            rec = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}}
+            self.records.append(rec)
+            for fn in self.listeners:
+                fn(state.global_step, rec)
+
+
+def add_lora(model: PreTrainedModel, cfg: TrainConfig, adapter_name: str = "default"):
+    """Wrap ``model`` in a trainable LoRA adapter on every linear layer except the output head."""
+    from peft import LoraConfig, get_peft_model
+
+    lcfg = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules="all-linear", task_type="CAUSAL_LM")
+    return get_peft_model(model, lcfg, adapter_name=adapter_name)
+
+
+def _use_bf16(cfg: TrainConfig) -> bool:
+    if cfg.bf16 is not None:
+        return bool(cfg.bf16)
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def make_training_args(cfg: TrainConfig, output_dir: Path, seed: int, progress: bool = True) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        num_train_epochs=cfg.epochs,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type="linear",
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=1,
+        report_to="none",
+        seed=seed,
+        data_seed=seed,
+        bf16=_use_bf16(cfg),
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=not progress,
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def run_trainer(
+    trainer_cls: type[Trainer],
+    model: torch.nn.Module,
+    dataset: Any,
+    collator: Callable,
+    cfg: TrainConfig,
+    output_dir: Path,
+    seed: int,
+    callbacks: list[TrainerCallback] | None = None,
+    progress: bool = True,
+    **trainer_kwargs: Any,
+) -> tuple[Trainer, bool]:
+    """Train, resuming from the last checkpoint in ``output_dir``. Returns (trainer, finished)."""
+    args = make_training_args(cfg, output_dir, seed, progress)
+    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                          callbacks=list(callbacks or []), **trainer_kwargs)
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    trainer.train(resume_from_checkpoint=last)
+    stopped = any(isinstance(c, StopController) and c.requested for c in (callbacks or []))
+    return trainer, not stopped
+
+
+def clear_checkpoints(output_dir: Path) -> None:
+    """Remove a finished stage's checkpoints (the final artifact is saved elsewhere)."""
+    shutil.rmtree(output_dir, ignore_errors=True)
