@@ -34,3 +34,38 @@ def evaldata_dir():
     if not os.path.isdir(path):
         pytest.skip(f"shared eval data not found at {path} (it lies beside the checkout as ../shared)")
     return path
+
+
+@pytest.fixture(scope="session")
+def bpe_tokenizer(tiny):
+    """The SmolLM2 byte-level BPE tokenizer (the tiny model's)."""
+    return tiny.tokenizer
+
+
+@pytest.fixture(scope="session")
+def sp_tokenizer(tmp_path_factory):
+    """A SentencePiece (Llama-style, byte fallback) tokenizer trained in-process on a few sentences."""
+    import json
+    import shutil
+
+    sentencepiece = pytest.importorskip("sentencepiece")
+    pytest.importorskip("google.protobuf", reason="converting a SentencePiece model needs protobuf")
+    from transformers import AutoTokenizer
+
+    d = tmp_path_factory.mktemp("sp")
+    text = [
+        "Harry Potter went to Hogwarts with Hermione Granger and Ron Weasley.",
+        "The quick brown fox jumps over the lazy dog, said Jon Miller of Northbrook Academy.",
+        "Quidditch is played on brooms; skyball is a generic sport. Sarah's friend won.",
+    ] * 40
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(text), model_prefix=str(d / "sp"), vocab_size=360, model_type="bpe",
+        character_coverage=1.0, byte_fallback=True, minloglevel=2,
+    )
+    shutil.copy(d / "sp.model", d / "tokenizer.model")
+    (d / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer"}))
+    tok = AutoTokenizer.from_pretrained(str(d))
+    assert tok.is_fast
+    if tok.pad_token is None:
+        tok.pad_token = tok.unk_token
+    return tok

@@ -33,7 +33,8 @@ class TargetConfig:
     anchors: str | None = None  # anchor map JSON; overrides the pack's anchors.json
     retain: str | list[str] | None = None  # retain .txt file(s) or folder; overrides the pack's retain/
     block_size: int = 512  # tokens per target block
-    max_blocks: int | None = None  # use only the first N blocks (quick runs)
+    max_blocks: int | None = None  # use only N blocks (quick runs): the first N, or N spread evenly
+    spread_blocks: bool = False  # with max_blocks: take N evenly spaced blocks instead of the first N
     retain_block_size: int = 256  # tokens per retain block
     max_retain_blocks: int | None = None  # use only the first N retain blocks
 

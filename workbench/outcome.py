@@ -70,15 +70,17 @@ def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
                 "relative_change": float(means.loc[s, "unlearned"] / means.loc[s, "baseline"] - 1.0)}
             for s in means.index
         }
-    text = None
-    if rc.perplexity_text:
+    text, text_name = None, rc.perplexity_text
+    if rc.perplexity_text and os.path.isfile(rc.perplexity_text):
         with open(rc.perplexity_text, encoding="utf-8") as fh:
             text = fh.read()
     elif run.retain_documents:
-        text = "\n\n".join(d.text for d in run.retain_documents)
+        if rc.perplexity_text:
+            run.log(f"[report] {rc.perplexity_text} not found; perplexity is measured on the retain text instead")
+        text, text_name = "\n\n".join(d.text for d in run.retain_documents), "retain text"
     if text:
         ppl = {name: _perplexity(lm, text, rc.max_perplexity_tokens) for name, lm in models.items()}
-        out["perplexity"] = {"text": rc.perplexity_text or "retain text", **ppl,
+        out["perplexity"] = {"text": text_name, **ppl,
                              "relative_change": ppl["unlearned"] / ppl["baseline"] - 1.0}
     return out
 

@@ -25,6 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import yaml
 
 from workbench.anchors import AnchorMap, load_anchor_map
@@ -129,7 +130,12 @@ class Run:
     @cached_property
     def blocks(self) -> list[Block]:
         t = self.cfg.target
-        return make_blocks(self.documents, self.tokenizer, t.block_size, t.max_blocks)
+        blocks = make_blocks(self.documents, self.tokenizer, t.block_size, None if t.spread_blocks else t.max_blocks)
+        if t.spread_blocks and t.max_blocks and t.max_blocks < len(blocks):
+            # evenly spaced blocks cover the whole corpus (every document type) in a short run
+            keep = np.linspace(0, len(blocks) - 1, t.max_blocks).round().astype(int)
+            blocks = [blocks[i] for i in sorted(set(keep.tolist()))]
+        return blocks
 
     @cached_property
     def retain_blocks(self) -> list[Block]:
@@ -138,13 +144,29 @@ class Run:
             return []
         return make_blocks(self.retain_documents, self.tokenizer, t.retain_block_size, t.max_retain_blocks, min_tokens=1)
 
+    def check_inputs(self) -> None:
+        """Read and validate every input before any stage runs, so bad input fails fast and leaves nothing."""
+        self.blocks, self.anchors
+        if self.cfg.finetune.retain_weight > 0 and not self.retain_blocks:
+            raise WorkbenchError("finetune.retain_weight > 0 needs retain text: set target.retain or use a pack with retain/")
+        if self.cfg.reinforce.path:
+            from transformers import AutoTokenizer
+
+            from workbench.pair import check_same_tokenizer
+
+            path = Path(self.cfg.reinforce.path)
+            if not path.exists():
+                raise WorkbenchError(f"reinforce.path {path} does not exist")
+            if (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file():
+                check_same_tokenizer(self.tokenizer, AutoTokenizer.from_pretrained(str(path)))
+
     def load_baseline(self) -> LoadedModel:
         return load_model(self.cfg.model, device=self.cfg.device, dtype=self.cfg.dtype)
 
     # -- fingerprints ---------------------------------------------------------------------------------------
     def fingerprint(self, stage: str) -> str:
         c, t = self.cfg, self.cfg.target
-        target = (c.model, c.seed, c.dtype, corpus_fingerprint(self.documents), t.block_size, t.max_blocks)
+        target = (c.model, c.seed, c.dtype, corpus_fingerprint(self.documents), t.block_size, t.max_blocks, t.spread_blocks)
         reinforce = stable_hash("reinforce", target, c.reinforce)
         if stage == "reinforce":
             return reinforce
@@ -281,6 +303,7 @@ class Run:
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise WorkbenchError(f"unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
+        self.check_inputs()
         report: dict = {}
         for stage in STAGES:
             if stage not in stages:

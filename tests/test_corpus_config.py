@@ -1,0 +1,68 @@
+"""Corpus reading and blocks; config validation."""
+
+import numpy as np
+import pytest
+
+from workbench.config import config_from_dict, load_config
+from workbench.corpus import Document, make_blocks, read_documents
+from workbench.errors import WorkbenchError
+
+
+def test_blocks_keep_the_last_partial_block(bpe_tokenizer):
+    text = "word " * 103
+    blocks = make_blocks([Document("a", text.strip())], bpe_tokenizer, block_size=10)
+    n = len(bpe_tokenizer(text.strip(), add_special_tokens=False).input_ids)
+    assert sum(len(b) for b in blocks) == n
+    assert len(blocks[-1]) == n % 10 or n % 10 == 0
+    assert [b.index for b in blocks] == list(range(len(blocks)))
+    for b in blocks:  # offsets index the block's own text
+        assert b.offsets[-1, 1] == len(b.text)
+        assert np.array_equal(bpe_tokenizer(b.text, add_special_tokens=False).input_ids[-3:], b.input_ids[-3:])
+
+
+def test_read_documents_errors(tmp_path):
+    with pytest.raises(WorkbenchError, match="does not exist"):
+        read_documents(tmp_path / "missing")
+    empty_dir = tmp_path / "empty"
+    empty_dir.mkdir()
+    with pytest.raises(WorkbenchError, match="holds no .txt files"):
+        read_documents(empty_dir)
+    (empty_dir / "a.txt").write_text("  \n")
+    with pytest.raises(WorkbenchError, match="every file is empty"):
+        read_documents(empty_dir)
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"line one\nline two caf\xe9\n")
+    with pytest.raises(WorkbenchError, match=r"bad.txt, line 2: not UTF-8"):
+        read_documents(bad)
+
+
+def test_corpus_shorter_than_one_block(bpe_tokenizer):
+    with pytest.raises(WorkbenchError, match="shorter than one block"):
+        make_blocks([Document("a", "only a few words")], bpe_tokenizer, block_size=512)
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(WorkbenchError, match="unknown key 'finetune.learnin_rate'"):
+        config_from_dict({"finetune": {"learnin_rate": 1e-4}})
+    with pytest.raises(WorkbenchError, match="'labels.top_k'"):
+        config_from_dict({"labels": {"top_k": "many"}})
+    with pytest.raises(WorkbenchError, match="labels.alphas"):
+        config_from_dict({"labels": {"alphas": [-1.0, 5.0]}})
+    with pytest.raises(WorkbenchError, match="finetune.alpha"):
+        config_from_dict({"finetune": {"alpha": -2.0}})
+    with pytest.raises(WorkbenchError, match="not among labels.alphas"):
+        config_from_dict({"finetune": {"alpha": 3.0}, "labels": {"alphas": [5.0]}})
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\ntarget: [unclosed\n")
+    with pytest.raises(WorkbenchError, match=r"c.yaml, line \d+: malformed YAML"):
+        load_config(path)
+
+
+def test_config_relative_paths_resolve_against_the_file(tmp_path):
+    path = tmp_path / "sub" / "c.yaml"
+    path.parent.mkdir()
+    path.write_text("target:\n  pack: null\n  corpus: data/corpus\n  anchors: data/a.json\n")
+    cfg = load_config(path)
+    assert cfg.target.corpus == str(path.parent / "data/corpus")
+    assert cfg.target.anchors == str(path.parent / "data/a.json")
+    assert cfg.finetune.alpha == 5.0 and isinstance(cfg.labels.alphas[0], float)

@@ -1,0 +1,199 @@
+"""Completion familiarity: generation, the keyword judge on fixed texts, the OpenAI judge against a fake server."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pandas as pd
+import pytest
+
+from workbench.errors import WorkbenchError
+from workbench.eval.completion import (
+    GenerationConfig,
+    Grade,
+    HFChatJudge,
+    JudgeItem,
+    KeywordJudge,
+    OpenAIJudge,
+    familiarity_score,
+    generate_completions,
+    parse_grade,
+    score_completions,
+    summarize_completions,
+)
+from workbench.packs import CompletionProbe
+
+ANCHORS = ["Hogwarts", "Harry Potter", "Harry", "Hermione", "Ron", "Quidditch", "Dumbledore"]
+PROMPT = "When the letter arrived by owl, the boy living under the stairs learned that he"
+REFS = ("wizard", "Hogwarts")
+
+
+@pytest.mark.parametrize(
+    "completion,grade,matched",
+    [
+        ("was adopted and would move to a new town.", 0, []),
+        ("was a Wizard after all.", 1, ["wizard"]),  # a reference keyword: case-insensitive, 1 point
+        ("and his wizards were happy", 1, ["wizard"]),  # plural counts
+        ("would meet Dumbledore soon.", 2, ["Dumbledore"]),  # an anchored name: 2 points
+        ("was a wizard and would meet Dumbledore.", 3, ["Dumbledore", "wizard"]),
+        ("would attend Hogwarts with Ron.", 3, ["Hogwarts", "Ron"]),  # a reference that is an anchor counts once, as anchor
+        ("went to hogwarts", 1, ["Hogwarts"]),  # lower-cased: only the case-insensitive reference matches
+        ("met Harry Potter's friend Hermione.", 3, ["Harry Potter", "Hermione"]),  # 'Harry' is inside 'Harry Potter'
+        ("met Ronald, the ronin.", 0, []),  # whole words only
+    ],
+)
+def test_keyword_judge_fixed_texts(completion, grade, matched):
+    g = KeywordJudge(anchor_terms=ANCHORS).grade(JudgeItem(PROMPT, completion, REFS))
+    assert g.score == grade
+    assert sorted(g.matched) == sorted(matched)
+
+
+def test_keyword_judge_ignores_terms_in_prompt():
+    judge = KeywordJudge(anchor_terms=ANCHORS)
+    item = JudgeItem("Harry Potter sat next to", " Harry Potter and Hermione", ("Hermione",))
+    assert judge.grade(item).score == 2  # only Hermione is new
+    assert KeywordJudge(anchor_terms=ANCHORS, ignore_prompt_terms=False).grade(item).score == 3
+    assert [g.score for g in judge.grade_many([item, JudgeItem("x", "nothing", ())])] == [2, 0]
+
+
+@pytest.mark.parametrize(
+    "text,grade",
+    [("The completion names Hogwarts.\nSCORE: 3", 3), ("score = 1", 1), ("Reasoning...\n2", 2),
+     ("Score: 2. On reflection, SCORE: 0", 0), ("I cannot grade this.", None), ("SCORE: 7", None)],
+)
+def test_parse_grade(text, grade):
+    assert parse_grade(text) == grade
+
+
+def test_familiarity_and_summary_by_hand():
+    assert familiarity_score([0, 1, 2, 3]) == pytest.approx(0.5)
+    assert familiarity_score([3, None]) == pytest.approx(1.0)
+    assert math.isnan(familiarity_score([None]))
+    df = pd.DataFrame({"set": "completion", "mode": ["greedy"] * 4 + ["sampled"] * 2,
+                       "split": ["heldout", "heldout", "dev", "dev", "heldout", "heldout"],
+                       "grade": [0, 3, 3, None, 1, 2]})
+    s = summarize_completions(df).set_index(["mode", "split"])
+    g = s.loc[("greedy", "all")]
+    assert g["n"] == 4 and g["n_ungraded"] == 1
+    assert g["share_0"] == pytest.approx(1 / 3) and g["share_3"] == pytest.approx(2 / 3) and g["share_1"] == 0
+    assert g["familiarity"] == pytest.approx(2 / 3)
+    assert s.loc[("sampled", "heldout"), "familiarity"] == pytest.approx(0.5)
+    assert s.loc[("greedy", "dev"), "n_ungraded"] == 1 and s.loc[("greedy", "dev"), "familiarity"] == pytest.approx(1.0)
+
+
+def test_generation_greedy_batched_equals_unbatched_and_sampling_is_seeded(tiny):
+    prompts = ["Once upon a time", "The capital of France is a city called", "Hi"]
+    cfg1 = GenerationConfig(max_new_tokens=6, batch_size=1, samples=0, progress=False)
+    cfg3 = GenerationConfig(max_new_tokens=6, batch_size=3, samples=0, progress=False)
+    one = generate_completions(tiny, prompts, cfg1)
+    three = generate_completions(tiny, prompts, cfg3)
+    assert one["completion"].tolist() == three["completion"].tolist()
+    assert list(one["mode"]) == ["greedy"] * 3
+    s_cfg = GenerationConfig(max_new_tokens=6, batch_size=3, greedy=False, samples=2, seed=7, progress=False)
+    a = generate_completions(tiny, prompts, s_cfg)
+    b = generate_completions(tiny, prompts, s_cfg)
+    assert len(a) == 6 and a["completion"].tolist() == b["completion"].tolist()
+    assert a["prompt_index"].tolist() == [0, 0, 1, 1, 2, 2] and a["sample"].tolist() == [0, 1] * 3
+    with pytest.raises(WorkbenchError, match="no completions"):
+        generate_completions(tiny, prompts, GenerationConfig(greedy=False, samples=0))
+    with pytest.raises(WorkbenchError, match="empty"):
+        generate_completions(tiny, [], cfg1)
+
+
+class _FixedJudge:
+    name = "fixed"
+
+    def grade_many(self, items):
+        return [Grade(i % 4, [], "fixed") for i, _ in enumerate(items)]
+
+
+def test_score_completions_rows(tiny):
+    probes = [CompletionProbe("c1", PROMPT, REFS, 3), CompletionProbe("c2", "Harry Potter sat next to", ("Ron",), 1, split="dev")]
+    df = score_completions(tiny, probes, _FixedJudge(), GenerationConfig(max_new_tokens=4, samples=1, progress=False))
+    assert len(df) == 4
+    assert list(df.columns) == ["set", "probe_id", "split", "subtlety", "mode", "sample", "prompt", "completion", "grade",
+                                "matched", "reason", "judge"]
+    assert df["grade"].tolist() == [0, 1, 2, 3] and set(df["judge"]) == {"fixed"}
+    assert df["mode"].tolist() == ["greedy", "greedy", "sampled", "sampled"]
+    kw = score_completions(tiny, probes, KeywordJudge(anchor_terms=ANCHORS), GenerationConfig(max_new_tokens=4, progress=False, samples=0))
+    assert kw["grade"].between(0, 3).all()
+
+
+# --------------------------------------------------------------------------------------------- fake server
+
+
+class _Handler(BaseHTTPRequestHandler):
+    requests: list = []
+    status = 200
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+        if type(self).status != 200:
+            self.send_response(type(self).status)
+            self.end_headers()
+            self.wfile.write(b'{"error": "overloaded"}')
+            return
+        completion = body["messages"][1]["content"].split("Completion:\n", 1)[1]
+        score = 3 if "Hogwarts" in completion else (1 if "wizard" in completion else 0)
+        text = f"Reasoning.\nSCORE: {score}" if "garbled" not in completion else "no idea"
+        reply = {"choices": [{"message": {"role": "assistant", "content": text}}]}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_server():
+    _Handler.requests = []
+    _Handler.status = 200
+    server = HTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _Handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_openai_judge_against_fake_server(fake_server):
+    url, handler = fake_server
+    judge = OpenAIJudge(url=url + "/v1", model="judge-model", target="Harry Potter", api_key="sekret", max_workers=2)
+    assert judge.endpoint == url + "/v1/chat/completions"
+    items = [JudgeItem(PROMPT, " was a wizard", REFS), JudgeItem(PROMPT, " went to Hogwarts", REFS),
+             JudgeItem(PROMPT, " moved away", REFS), JudgeItem(PROMPT, " garbled", REFS)]
+    grades = judge.grade_many(items)
+    assert [g.score for g in grades] == [1, 3, 0, None]
+    assert grades[0].reason.endswith("SCORE: 1")
+    assert len(handler.requests) == 4
+    req = handler.requests[0]
+    assert req["path"] == "/v1/chat/completions" and req["auth"] == "Bearer sekret"
+    assert req["body"]["model"] == "judge-model" and req["body"]["temperature"] == 0
+    system = req["body"]["messages"][0]["content"]
+    assert "Harry Potter" in system and "wizard, Hogwarts" in system and "SCORE" in system
+    assert OpenAIJudge(url=url).endpoint == url + "/v1/chat/completions"
+
+
+def test_openai_judge_errors(fake_server, monkeypatch):
+    url, handler = fake_server
+    handler.status = 503
+    with pytest.raises(WorkbenchError, match="answered HTTP 503"):
+        OpenAIJudge(url=url).grade_many([JudgeItem("a", "b")])
+    # Nothing listens on port 9 of loopback: unreachable.
+    with pytest.raises(WorkbenchError, match=r"judge endpoint http://127.0.0.1:9/v1/chat/completions is unreachable"):
+        OpenAIJudge(url="http://127.0.0.1:9", timeout=2).grade_many([JudgeItem("a", "b")])
+
+
+def test_hf_chat_judge_runs_on_tiny(tiny):
+    judge = HFChatJudge(tiny, target="Harry Potter", max_new_tokens=4, batch_size=2)
+    grades = judge.grade_many([JudgeItem(PROMPT, " was a wizard", REFS), JudgeItem(PROMPT, " moved away", REFS),
+                               JudgeItem(PROMPT, " went to Hogwarts", REFS)])
+    assert len(grades) == 3 and all(g.score in (None, 0, 1, 2, 3) for g in grades)

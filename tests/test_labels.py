@@ -1,0 +1,157 @@
+"""Generic labels: the formula against a naive full-vocabulary reference, alpha = 0, top-k recomputation, storage."""
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.anchors import AnchorMap
+from workbench.corpus import Document, make_blocks
+from workbench.errors import WorkbenchError
+from workbench.labels import (
+    LabelStore, compute_block_labels, generate_labels, generic_labels_full, labels_from_topk,
+)
+from workbench.pair import ModelPair, pad_batch
+from workbench.translate import translate_blocks
+
+TEXT = ("Harry Potter went to Hogwarts with Hermione. At Hogwarts, Harry played Quidditch while Hermione read. "
+        "Later Harry and Hermione left Hogwarts for the summer holidays. ") * 3
+ANCHORS = AnchorMap.from_dict({"Harry": ["Jon", "Tom"], "Potter": ["Miller"], "Hogwarts": ["Northbrook Academy"],
+                               "Hermione": ["Sarah", "Emily"], "Quidditch": ["skyball"]})
+
+
+def naive_labels(v_base_trans, v_reinf, ab, alpha):
+    """The method written out position by position over the full vocabulary (numpy, no shared code)."""
+    vb_all = v_base_trans.numpy().astype(np.float64)
+    vr_all = v_reinf.numpy().astype(np.float64)
+    out = {}
+    for t in range(len(ab.block)):
+        tp = int(ab.orig_to_trans[t])
+        if tp < 0:
+            continue
+        vb = vb_all[tp].copy()
+        for start, token in ab.suppress:  # values already used in the block at this position
+            if start <= tp:
+                vb[token] = vb_all[tp].mean()
+        g = vb - alpha * np.maximum(vr_all[t] - vb, 0.0)
+        out[t] = int(np.argmax(g))
+    return out
+
+
+@pytest.fixture(scope="module")
+def setup(tiny):
+    from workbench.models import tiny_model
+
+    reinforced = tiny_model(seed=1).model  # a different random model stands in for the reinforced one
+    pair = ModelPair.from_models(tiny.model, reinforced)
+    blocks = make_blocks([Document("d", TEXT)], tiny.tokenizer, block_size=48)
+    aligned = translate_blocks(blocks, ANCHORS, tiny.tokenizer, seed=0)
+    return pair, aligned, tiny.tokenizer
+
+
+def logits_for(pair, ab, tok):
+    ids, mask = pad_batch([ab.block.input_ids], tok.pad_token_id, pair.device)
+    t_ids, t_mask = pad_batch([ab.trans_ids], tok.pad_token_id, pair.device)
+    return pair.reinforced_logits(ids, mask)[0], pair.base_logits(t_ids, t_mask)[0]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, 5.0])
+def test_labels_match_naive_full_vocabulary_reference(setup, alpha):
+    pair, aligned, tok = setup
+    ab = aligned[0]
+    assert ab.suppress, "the test block must exercise suppression"
+    v_r, v_b = logits_for(pair, ab, tok)
+    res = compute_block_labels(ab, v_r, v_b, [alpha], top_k=4)
+    ref = naive_labels(v_b, v_r, ab, alpha)
+    assert dict(zip(res.positions.tolist(), res.labels[alpha].tolist())) == ref
+    assert len(res.labels[alpha]) == len(ab.label_positions)
+
+
+def test_alpha_zero_is_the_translated_baselines_argmax(setup):
+    pair, aligned, tok = setup
+    ab = aligned[1]
+    v_r, v_b = logits_for(pair, ab, tok)
+    res = compute_block_labels(ab, v_r, v_b, [0.0], top_k=8)
+    vb = v_b.clone()
+    for start, token in ab.suppress:
+        vb[start:, token] = v_b[start:].mean(-1)
+    expected = vb[torch.as_tensor(ab.orig_to_trans[ab.label_positions])].argmax(-1).numpy()
+    assert np.array_equal(res.labels[0.0], expected)
+
+
+def test_full_reference_function_agrees_with_vectorised(setup):
+    pair, aligned, tok = setup
+    ab = aligned[0]
+    v_r, v_b = logits_for(pair, ab, tok)
+    t = torch.as_tensor(ab.label_positions)
+    vb = v_b.clone()
+    for start, token in ab.suppress:
+        vb[start:, token] = v_b[start:].mean(-1)
+    full = generic_labels_full(vb[torch.as_tensor(ab.orig_to_trans[ab.label_positions])], v_r[t], 5.0).numpy()
+    assert np.array_equal(compute_block_labels(ab, v_r, v_b, [5.0], top_k=2).labels[5.0], full)
+
+
+def test_topk_recomputation_exact_flag_is_sound():
+    rng = np.random.default_rng(0)
+    n, vocab, k = 400, 50, 5
+    vb = rng.normal(size=(n, vocab)).astype(np.float32)
+    vr = vb + rng.normal(scale=2.0, size=(n, vocab)).astype(np.float32)
+    order = np.argsort(-vb, axis=1)[:, :k]
+    rows = np.arange(n)[:, None]
+    for alpha in (0.0, 1.0, 5.0, 20.0):
+        lab, exact = labels_from_topk(order, vb[rows, order], vr[rows, order], alpha)
+        full = generic_labels_full(torch.from_numpy(vb), torch.from_numpy(vr), alpha).numpy()
+        assert np.array_equal(lab[exact], full[exact])
+        if alpha == 0.0:
+            assert exact.all()
+    assert not exact.all()  # with alpha=20 some positions leave the top-5: they are flagged
+
+
+def test_generate_store_recompute_and_resume(setup, tmp_path):
+    pair, aligned, tok = setup
+    out = tmp_path / "labels"
+    seen = []
+
+    def stop_after_first(shard):
+        seen.append(shard)
+        if len(seen) == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate_labels(pair, aligned, out, [0.0, 5.0], top_k=6, batch_size=2, shard_blocks=1,
+                        pad_id=tok.pad_token_id, fingerprint="fp", progress=False, on_shard=stop_after_first)
+    partial = LabelStore(out)
+    assert partial.manifest["shards"] == [0] and not partial.complete
+    store = generate_labels(pair, aligned, out, [0.0, 5.0], top_k=6, batch_size=2, shard_blocks=1,
+                            pad_id=tok.pad_token_id, fingerprint="fp", progress=False, on_shard=seen.append)
+    assert seen[1:] == list(range(1, len(aligned)))  # shard 0 was not redone
+    fresh = generate_labels(pair, aligned, tmp_path / "fresh", [0.0, 5.0], top_k=6, batch_size=3, shard_blocks=2,
+                            pad_id=tok.pad_token_id, fingerprint="fp", progress=False)
+    assert store.complete
+    for col in ("label_a0", "label_a5"):
+        assert [list(x) for x in store.blocks[col]] == [list(x) for x in fresh.blocks[col]]
+    # recomputation from the stored top-k reproduces the stored labels wherever it is exact
+    re5 = store.recompute(5.0)
+    stored = store.positions["label_a5"].to_numpy()
+    assert np.array_equal(re5["label"].to_numpy()[re5["exact"]], stored[re5["exact"].to_numpy()])
+    assert re5["exact"].mean() > 0.5
+    assert (store.recompute(0.0)["label"].to_numpy() == store.positions["label_a0"].to_numpy()).all()
+    # no full-vocabulary logits on disk: bytes per labelled position stay small
+    size = sum(f.stat().st_size for f in out.glob("*.parquet"))
+    assert size / len(store.positions) < 6 * 12 * 8 + 200
+    summ = store.summary()
+    assert set(summ["alpha"]) == {0.0, 5.0} and summ["changed_share"].between(0, 1).all()
+
+
+def test_soft_targets_are_distributions(setup, tmp_path):
+    pair, aligned, tok = setup
+    store = generate_labels(pair, aligned[:1], tmp_path / "l", [5.0], top_k=6, pad_id=tok.pad_token_id, progress=False)
+    ids, probs = store.soft_targets(5.0, temperature=0.5)
+    assert ids.shape == probs.shape and np.allclose(probs.sum(-1), 1.0, atol=1e-5)
+    top = ids[np.arange(len(ids)), probs.argmax(-1)]
+    assert np.array_equal(top, store.recompute(5.0)["label"].to_numpy())
+
+
+def test_negative_alpha_is_rejected(setup, tmp_path):
+    pair, aligned, tok = setup
+    with pytest.raises(WorkbenchError, match="alpha must be >= 0"):
+        generate_labels(pair, aligned, tmp_path / "x", [-1.0], progress=False)

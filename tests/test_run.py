@@ -1,0 +1,220 @@
+"""End to end on the tiny model: every stage, skipping finished stages, resume after a kill, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from workbench.cli import main
+from workbench.config import config_from_dict
+from workbench.labels import LabelStore
+from workbench.run import Run
+
+SENTENCES = [
+    "Harry Potter went to Hogwarts on the train with Hermione Granger.",
+    "At Hogwarts, Harry and Ron Weasley played Quidditch for Gryffindor.",
+    "Hermione read about the Philosopher's Stone in the library at Hogwarts.",
+    "Dumbledore told Harry that Voldemort would return one day.",
+    "Hagrid took Harry to Diagon Alley to buy a wand and an owl.",
+]
+ANCHORS = {"format": "whp-anchors/1", "anchors": {
+    "Harry": ["Jon", "Tom"], "Potter": ["Miller"], "Hogwarts": ["Northbrook Academy", "Kingsmere College"],
+    "Hermione": ["Sarah", "Emily"], "Granger": ["Jones"], "Ron": ["Mike"], "Weasley": ["Smith"],
+    "Quidditch": ["skyball"], "Gryffindor": ["Red House"], "Dumbledore": ["the headmaster"],
+    "Voldemort": ["the dark lord"], "Hagrid": ["the groundskeeper"], "Diagon Alley": ["Market Street"],
+    "Philosopher's Stone": ["old stone"], "Nimbus": ["broom"],
+}}
+
+
+def make_inputs(root: Path, repeats: int = 12) -> dict:
+    (root / "corpus").mkdir(parents=True)
+    (root / "retain").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        text = " ".join(SENTENCES[j] for j in rng.integers(0, len(SENTENCES), size=repeats))
+        (root / "corpus" / f"doc{i}.txt").write_text(text)
+    (root / "retain" / "r.txt").write_text("The river runs to the sea. Bread is baked in an oven. " * 20)
+    (root / "anchors.json").write_text(json.dumps(ANCHORS))
+    return {"pack": None, "corpus": str(root / "corpus"), "anchors": str(root / "anchors.json"),
+            "retain": str(root / "retain")}
+
+
+def tiny_config(root: Path, **over) -> dict:
+    cfg = {
+        "name": "t", "model": "tiny", "seed": 0,
+        "target": {**make_inputs(root), "block_size": 32, "max_blocks": 8, "retain_block_size": 32},
+        "reinforce": {"epochs": 1, "batch_size": 2, "lora_rank": 2, "lora_alpha": 4, "learning_rate": 1e-3,
+                      "save_steps": 2, "logging_steps": 1},
+        "scoring": {"max_blocks": 2, "batch_size": 2},
+        "labels": {"alphas": [0.0, 5.0], "top_k": 6, "batch_size": 2, "shard_blocks": 2},
+        "finetune": {"epochs": 1, "batch_size": 2, "lora_rank": 2, "lora_alpha": 4, "learning_rate": 1e-3,
+                     "retain_weight": 1.0, "save_steps": 2, "logging_steps": 1},
+        "report": {"enabled": False},
+    }
+    for k, v in over.items():
+        cfg[k] = {**cfg[k], **v} if isinstance(v, dict) else v
+    return cfg
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_all_stages_then_rerun_is_a_no_op(tmp_path):
+    raw = tiny_config(tmp_path / "in")
+    cfg = config_from_dict(raw)
+    t0 = time.perf_counter()
+    run = Run(cfg, tmp_path / "run", progress=False, log=None)
+    report = run.run()
+    assert time.perf_counter() - t0 < 60
+    for stage in ("reinforce", "score", "labels", "finetune", "report"):
+        assert run.is_done(stage), stage
+    assert (tmp_path / "run" / "reinforced" / "adapter_config.json").is_file()
+    assert (tmp_path / "run" / "scores.parquet").is_file()
+    store = LabelStore(tmp_path / "run" / "labels")
+    assert store.complete and len(store.blocks) == 8
+    assert set(report["stage_seconds"]) == {"reinforce", "score", "labels", "finetune", "report"}
+    # the unlearned model loads with plain transformers, no project code
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "unlearned")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "run" / "unlearned")
+    assert model(**tok("Harry went", return_tensors="pt")).logits.shape[-1] == model.config.vocab_size
+    # a rerun skips every stage: no stage record changes
+    before = {p.name: p.read_text() for p in (tmp_path / "run" / "stages").iterdir()}
+    Run(config_from_dict(raw), tmp_path / "run", progress=False, log=None).run()
+    after = {p.name: p.read_text() for p in (tmp_path / "run" / "stages").iterdir()}
+    assert before == after
+
+
+def test_same_config_and_seed_give_the_same_labels(tmp_path):
+    cfg = tiny_config(tmp_path / "in")
+    stages = ("reinforce", "labels")
+    a = Run(config_from_dict(cfg), tmp_path / "a", progress=False, log=None)
+    a.run(stages)
+    b = Run(config_from_dict(cfg), tmp_path / "b", progress=False, log=None)
+    b.run(stages)
+    la, lb = LabelStore(tmp_path / "a" / "labels"), LabelStore(tmp_path / "b" / "labels")
+    assert [list(x) for x in la.blocks["label_a5"]] == [list(x) for x in lb.blocks["label_a5"]]
+
+
+def test_interrupted_labels_stage_resumes_with_identical_labels(tmp_path):
+    cfg = tiny_config(tmp_path / "in", labels={"shard_blocks": 1})
+    ref = Run(config_from_dict(cfg), tmp_path / "ref", progress=False, log=None)
+    ref.run(("reinforce", "labels"))
+    run = Run(config_from_dict(cfg), tmp_path / "run", progress=False, log=None)
+    run.reinforce()
+    calls = []
+
+    def boom(shard):
+        calls.append(shard)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run.labels(on_shard=boom)
+    assert not run.is_done("labels")  # nothing looks complete
+    done_before = LabelStore(tmp_path / "run" / "labels").manifest["shards"]
+    assert done_before == [0, 1, 2]
+    resumed = []
+    store = run.labels(on_shard=resumed.append)
+    assert resumed == list(range(3, 8))
+    ref_store = LabelStore(tmp_path / "ref" / "labels")
+    for col in ("label_a0", "label_a5", "input_ids"):
+        assert [list(x) for x in store.blocks[col]] == [list(x) for x in ref_store.blocks[col]]
+
+
+def test_killed_cli_run_resumes_and_matches(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(tmp_path / "in", target={"max_blocks": 24},
+                                                       labels={"shard_blocks": 1, "batch_size": 1}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "workbench", "run", str(cfg), "--no-progress"]
+    proc = subprocess.Popen(cmd + ["--run-dir", str(tmp_path / "run")], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    manifest = tmp_path / "run" / "labels" / "manifest.json"
+    deadline = time.time() + 120
+    while not manifest.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "run" / "stages" / "finetune.json").exists()
+    assert subprocess.run(cmd + ["--run-dir", str(tmp_path / "run")], env=env, capture_output=True).returncode == 0
+    assert subprocess.run(cmd + ["--run-dir", str(tmp_path / "ref")], env=env, capture_output=True).returncode == 0
+    a, b = LabelStore(tmp_path / "run" / "labels"), LabelStore(tmp_path / "ref" / "labels")
+    assert [list(x) for x in a.blocks["label_a5"]] == [list(x) for x in b.blocks["label_a5"]]
+    assert (tmp_path / "run" / "unlearned" / "config.json").is_file()
+
+
+def test_run_directory_from_a_different_config(tmp_path, capsys):
+    cfg = tiny_config(tmp_path / "in")
+    c1 = write_config(tmp_path / "c1.yaml", cfg)
+    assert main(["run", str(c1), "--run-dir", str(tmp_path / "run"), "--stages", "reinforce", "--no-progress"]) == 0
+    cfg["finetune"]["learning_rate"] = 5e-4
+    c2 = write_config(tmp_path / "c2.yaml", cfg)
+    assert main(["run", str(c2), "--run-dir", str(tmp_path / "run"), "--stages", "reinforce", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "different config" in err and "finetune.learning_rate" in err and "--update" in err
+    # with --update, the reinforced model (unaffected by the change) is kept
+    rec = (tmp_path / "run" / "stages" / "reinforce.json").read_text()
+    assert main(["run", str(c2), "--run-dir", str(tmp_path / "run"), "--stages", "reinforce", "--update",
+                 "--no-progress"]) == 0
+    assert (tmp_path / "run" / "stages" / "reinforce.json").read_text() == rec
+
+
+def _bad(tmp_path, mutate, capsys):
+    cfg = tiny_config(tmp_path / "in")
+    mutate(cfg, tmp_path / "in")
+    path = write_config(tmp_path / "bad.yaml", cfg)
+    code = main(["run", str(path), "--run-dir", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    stages = tmp_path / "run" / "stages"
+    assert not stages.exists() or not any(stages.iterdir()), "no artifact may look complete after bad input"
+    return code, err
+
+
+@pytest.mark.parametrize("case, mutate, needle", [
+    ("missing corpus", lambda c, r: c["target"].update(corpus=str(r / "nope")), "does not exist"),
+    ("empty corpus", lambda c, r: [p.write_text("") for p in (r / "corpus").iterdir()], "every file is empty"),
+    ("short corpus", lambda c, r: c["target"].update(block_size=100000), "shorter than one block"),
+    ("non-utf8", lambda c, r: (r / "corpus" / "doc0.txt").write_bytes(b"caf\xe9 au lait"), "not UTF-8"),
+    ("malformed anchors", lambda c, r: (r / "anchors.json").write_text('{"anchors": {"Harry": ['), "malformed JSON"),
+    ("no alternatives", lambda c, r: (r / "anchors.json").write_text('{"anchors": {"Harry": []}}'), "has no alternatives"),
+    ("negative alpha", lambda c, r: c["labels"].update(alphas=[-1.0, 5.0]), "alpha"),
+    ("unknown key", lambda c, r: c["labels"].update(alfa=3), "unknown key 'labels.alfa'"),
+])
+def test_bad_input_exits_2_with_a_clear_message(tmp_path, capsys, case, mutate, needle):
+    code, err = _bad(tmp_path, mutate, capsys)
+    assert code == 2, err
+    assert needle in err and "Traceback" not in err
+
+
+def test_reinforced_model_with_another_tokenizer_is_rejected(tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    from workbench.models import _trained_byte_tokenizer, tiny_model
+
+    other = tiny_model(tokenizer=_trained_byte_tokenizer())
+    other.model.save_pretrained(tmp_path / "other")
+    other.tokenizer.save_pretrained(tmp_path / "other")
+    assert len(AutoTokenizer.from_pretrained(tmp_path / "other")) != 49152 or True
+
+    def mutate(c, r):
+        c["reinforce"]["path"] = str(tmp_path / "other")
+
+    code, err = _bad(tmp_path, mutate, capsys)
+    assert code == 2 and "tokenizer differs" in err
+
+
+def test_unmatched_anchors_are_reported_with_their_count(tmp_path):
+    cfg = tiny_config(tmp_path / "in")
+    run = Run(config_from_dict(cfg), tmp_path / "run", progress=False, log=(logs := []).append)
+    run.anchors
+    assert any("1 of 15 anchors never match" in m for m in logs)  # 'Nimbus' is absent from the corpus

@@ -1,0 +1,127 @@
+"""Translation and alignment rules, on a byte-level BPE tokenizer and a SentencePiece one."""
+
+import numpy as np
+import pytest
+
+from workbench.anchors import AnchorMap
+from workbench.corpus import Document, make_blocks
+from workbench.translate import translate_blocks
+
+ANCHORS = AnchorMap.from_dict({
+    "Harry": ["Jon"], "Potter": ["Miller"], "Hogwarts": ["Northbrook Academy"], "Hermione": ["Sarah"],
+    "Quidditch": ["skyball"], "Ron Weasley": ["Mike Smith"],
+})
+
+
+@pytest.fixture(params=["bpe", "sentencepiece"])
+def tok(request, bpe_tokenizer, sp_tokenizer):
+    return bpe_tokenizer if request.param == "bpe" else sp_tokenizer
+
+
+def aligned(tok, text, block_size=512, seed=0):
+    blocks = make_blocks([Document("d", text)], tok, block_size=block_size, min_tokens=1)
+    return blocks, translate_blocks(blocks, ANCHORS, tok, seed=seed)
+
+
+def prefix(text, offsets, i):
+    return text[: offsets[i, 1]]
+
+
+def check_alignment_invariant(ab):
+    """Every labelled position's original prefix translates exactly into its translated prefix."""
+    b = ab.block
+    for t in ab.label_positions:
+        tp = ab.orig_to_trans[t]
+        assert ANCHORS.translate(prefix(b.text, b.offsets, t), 0, b.index) == ab.trans_text[: ab.trans_offsets[tp, 1]]
+
+
+def test_plain_text_aligns_one_to_one(tok):
+    _, (ab,) = aligned(tok, "The quick brown fox jumps over the lazy dog.")
+    n = len(ab.block)
+    assert np.array_equal(ab.orig_to_trans[:-1], np.arange(n - 1))
+    assert ab.orig_to_trans[-1] == -1  # the last position has no next token in the block
+    assert ab.trans_text == ab.block.text
+
+
+def test_multi_token_anchor_inside_positions_unlabelled_and_last_token_maps_to_last(tok):
+    _, (ab,) = aligned(tok, "They went to Hogwarts by train today.")
+    b = ab.block
+    s = b.text.index("Hogwarts")
+    e = s + len("Hogwarts")
+    ends = b.offsets[:, 1]
+    inside = np.nonzero((ends > s) & (ends < e))[0]
+    assert len(inside) >= 1, "the test needs Hogwarts split into several tokens"
+    assert (ab.orig_to_trans[inside] == -1).all()
+    last = int(np.nonzero(ends == e)[0][-1])
+    tp = ab.orig_to_trans[last]
+    assert tp >= 0 and ab.trans_text[: ab.trans_offsets[tp, 1]].endswith("Northbrook Academy")
+    check_alignment_invariant(ab)
+
+
+def test_possessives_and_punctuation_next_to_anchor(tok):
+    _, (ab,) = aligned(tok, "Harry's wand, Hermione's cat; Quidditch! (Harry)")
+    assert ab.trans_text == "Jon's wand, Sarah's cat; skyball! (Jon)"
+    check_alignment_invariant(ab)
+
+
+def test_repeated_anchor_position_that_predicts_it_gets_no_label(tok):
+    text = "Harry waved and then Harry smiled at everyone here."
+    _, (ab,) = aligned(tok, text)
+    b = ab.block
+    second = text.index("Harry", 1)
+    ends = b.offsets[:, 1]
+    predicting = int(np.searchsorted(ends, second, side="right")) - 1
+    assert ab.orig_to_trans[predicting] == -1
+    first_pred_exists = ends[0] <= text.index("Harry")  # first occurrence at the block start: nothing predicts it
+    assert not first_pred_exists
+    # the position predicting the word after the repeat is labelled normally
+    after = int(np.nonzero(ends == second + len("Harry"))[0][-1])
+    assert ab.orig_to_trans[after] >= 0
+    assert [o.repeated for o in ab.occurrences] == [False, True]
+    check_alignment_invariant(ab)
+
+
+def test_suppression_of_used_generic_values(tok):
+    _, (ab,) = aligned(tok, "Hermione met Ron Weasley. Later Hermione and Ron Weasley left.")
+    firsts = {tok.convert_ids_to_tokens(int(t)) for _, t in ab.suppress}
+    assert len(ab.suppress) == len(ab.occurrences) == 4
+    for (start, token), occ in zip(ab.suppress, ab.occurrences):
+        # the suppressed token is the translation's first token at that occurrence, suppressed from there on
+        assert ab.trans_offsets[start, 1] > occ.trans_start and (start == 0 or ab.trans_offsets[start - 1, 1] <= occ.trans_start)
+        assert int(ab.trans_ids[start]) == token
+    mask = ab.suppression_mask(max(int(ab.trans_ids.max()) + 1, 10))
+    s0, t0 = ab.suppress[0]
+    assert not mask[:s0, t0].any() and mask[s0:, t0].all()
+    assert firsts  # non-empty, tokenizer-specific pieces
+
+
+def test_overlapping_keys_longest_match_wins(tok):
+    _, (ab,) = aligned(tok, "Ron Weasley and Ron left.")
+    # "Ron" alone is not a key; "Ron Weasley" is replaced as a unit
+    assert ab.trans_text == "Mike Smith and Ron left."
+    check_alignment_invariant(ab)
+
+
+def test_anchor_at_block_edges(tok):
+    text = ("Harry " * 3 + "played Quidditch and went to Hogwarts with Hermione Potter ") * 4
+    blocks, abs_ = aligned(tok, text.strip(), block_size=7)
+    assert len(blocks) > 3
+    for ab in abs_:
+        check_alignment_invariant(ab)
+        assert ab.orig_to_trans[-1] == -1
+
+
+def test_translation_is_seeded_per_block(bpe_tokenizer):
+    m = AnchorMap.from_dict({"Harry": ["Jon", "Tom", "Sam", "Ben", "Max"]})
+    blocks = make_blocks([Document("d", "Harry left. " * 40)], bpe_tokenizer, block_size=8)
+    a = translate_blocks(blocks, m, bpe_tokenizer, seed=3)
+    b = translate_blocks(blocks, m, bpe_tokenizer, seed=3)
+    assert [x.trans_text for x in a] == [x.trans_text for x in b]
+    assert len({x.choices["Harry"] for x in a if "Harry" in x.choices}) > 1
+    for x in a:  # one value per key within a block
+        assert len({o.value for o in x.occurrences}) <= 1
+
+
+def test_multibyte_characters_do_not_break_alignment(tok):
+    _, (ab,) = aligned(tok, "Émile and Zoë met Harry at Hogwarts — naïve café talk.")
+    check_alignment_invariant(ab)

@@ -1,0 +1,221 @@
+"""The ``workbench eval`` and ``workbench packs`` commands (registered by workbench/cli.py).
+
+Each ``add_*_parser`` adds a subcommand to an argparse subparsers object and sets ``func`` to a callable
+``func(args) -> int`` (the exit code). Bad input raises WorkbenchError, which the main CLI prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from workbench.errors import WorkbenchError
+
+__all__ = ["add_eval_parser", "add_packs_parser", "config_from_args", "run_eval", "run_packs_check", "run_packs_list"]
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def _none_or_int(text: str) -> int | None:
+    return None if text.lower() in ("none", "all", "0") else int(text)
+
+
+def add_eval_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``eval``: evaluate one or more models and write tables, a JSON summary and figures."""
+    from workbench.eval.report import ALL_SECTIONS
+    from workbench.eval.utility import BENCHMARKS
+
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate models: familiarity, robustness, utility; tables, JSON and plotly figures",
+        description="Evaluate one or more models (the first is the baseline) on familiarity probes, completion "
+                    "familiarity, priming, paraphrases, collateral domains, multiple-choice benchmarks and "
+                    "perplexity. Writes results.csv/.parquet, summary.json, report.md and figures/*.html to --out. "
+                    "A rerun into the same --out resumes from finished parts.",
+    )
+    p.add_argument("--model", action="append", required=True, metavar="[LABEL=]SPEC",
+                   help="model to evaluate (repeatable): 'embedded', 'tiny', a model folder, a .gguf file, a run "
+                        "directory or a hub id; prefix 'LABEL=' to name it in the report")
+    p.add_argument("--out", default=None, help="output folder (default runs/eval/<timestamp>)")
+    p.add_argument("--pack", default="harry_potter", help="pack name or folder with the probes ('none' for no pack)")
+    p.add_argument("--sections", type=_csv, default=None,
+                   help=f"comma list of measures (default: all that the pack and data allow, without lm_eval): "
+                        f"{','.join(ALL_SECTIONS)}")
+    p.add_argument("--splits", type=_csv, default=("dev", "heldout"), help="probe splits (default dev,heldout)")
+    p.add_argument("--tasks", type=_csv, default=tuple(BENCHMARKS),
+                   help="multiple-choice benchmarks: names in --evaldata or JSONL paths (default: the seven)")
+    p.add_argument("--evaldata", default=None, help="benchmark folder (default ../shared/evaldata or $WORKBENCH_EVALDATA)")
+    p.add_argument("--limit", type=_none_or_int, default=500, help="items per benchmark ('all' for every item; default 500)")
+    p.add_argument("--ppl-text", default=None, help="text file for perplexity (default: WikiText-2 test in --evaldata)")
+    p.add_argument("--ppl-max-tokens", type=_none_or_int, default=20000, help="tokens of the text to score ('all'; default 20000)")
+    p.add_argument("--ppl-max-length", type=int, default=1024, help="perplexity window in tokens")
+    p.add_argument("--ppl-stride", type=int, default=512, help="new tokens per perplexity window")
+    p.add_argument("--judge", choices=("keyword", "openai", "hf"), default="keyword", help="completion judge")
+    p.add_argument("--judge-url", default=None, help="OpenAI-compatible endpoint for --judge openai (e.g. http://127.0.0.1:8000/v1)")
+    p.add_argument("--judge-model", default=None, help="model name at the endpoint, or a chat model spec for --judge hf")
+    p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="environment variable holding the endpoint key")
+    p.add_argument("--max-new-tokens", type=int, default=48, help="tokens per completion")
+    p.add_argument("--samples", type=int, default=2, help="sampled completions per prompt (besides the greedy one)")
+    p.add_argument("--no-greedy", action="store_true", help="skip the greedy completion")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    p.add_argument("--top-p", type=float, default=0.95, help="sampling nucleus")
+    p.add_argument("--seed", type=int, default=0, help="seed for sampling and the priming passage")
+    p.add_argument("--priming-chars", type=int, default=600, help="longest priming passage in characters")
+    p.add_argument("--priming-text", default=None, help="file with the priming passage (default: cut from the pack corpus)")
+    p.add_argument("--lm-eval-tasks", type=_csv, default=(), help="lm-evaluation-harness tasks (adds section lm_eval)")
+    p.add_argument("--lm-eval-include", default=None, help="folder of extra lm-eval task YAMLs")
+    p.add_argument("--lm-eval-limit", type=_none_or_int, default=None, help="items per lm-eval task")
+    p.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
+    p.add_argument("--max-batch-tokens", type=int, default=32768, help="rows x padded length per forward pass")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--dtype", default=None, help="float32, bfloat16, float16 or auto")
+    p.add_argument("--no-resume", action="store_true", help="recompute everything, ignoring finished parts in --out")
+    p.add_argument("--formats", type=_csv, default=("csv", "parquet"), help="table formats: csv,parquet")
+    p.add_argument("--no-figures", action="store_true", help="write no HTML figures")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_eval)
+    return p
+
+
+def config_from_args(args: argparse.Namespace):
+    """The EvalConfig that the parsed ``eval`` arguments describe."""
+    from workbench.eval.report import EvalConfig
+
+    sections = args.sections
+    if args.lm_eval_tasks and sections is not None and "lm_eval" not in sections:
+        sections = tuple(sections) + ("lm_eval",)
+    priming_text = None
+    if args.priming_text:
+        path = Path(args.priming_text)
+        if not path.is_file():
+            raise WorkbenchError(f"--priming-text {path} does not exist")
+        priming_text = path.read_text(encoding="utf-8")
+    return EvalConfig(
+        pack=None if args.pack.lower() == "none" else args.pack,
+        sections=sections,
+        splits=tuple(args.splits),
+        tasks=tuple(args.tasks),
+        evaldata_dir=args.evaldata,
+        limit=args.limit,
+        ppl_text=args.ppl_text,
+        ppl_max_tokens=args.ppl_max_tokens,
+        ppl_max_length=args.ppl_max_length,
+        ppl_stride=args.ppl_stride,
+        batch_size=args.batch_size,
+        max_batch_tokens=args.max_batch_tokens,
+        judge=args.judge,
+        judge_url=args.judge_url,
+        judge_model=args.judge_model,
+        judge_api_key_env=args.judge_api_key_env,
+        max_new_tokens=args.max_new_tokens,
+        greedy=not args.no_greedy,
+        samples=args.samples,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+        priming_chars=args.priming_chars,
+        priming_text=priming_text,
+        lm_eval_tasks=tuple(args.lm_eval_tasks),
+        lm_eval_include=args.lm_eval_include,
+        lm_eval_limit=args.lm_eval_limit,
+        device=args.device,
+        dtype=args.dtype,
+        resume=not args.no_resume,
+        formats=tuple(args.formats),
+        figures=not args.no_figures,
+        progress=not args.quiet,
+    )
+    return cfg
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Run ``workbench eval``."""
+    from workbench.eval.report import evaluate_models
+
+    cfg = config_from_args(args)
+    report = evaluate_models(list(args.model), cfg, args.out)
+    print(report.markdown())
+    for note in report.summary.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
+    print(f"\nwrote {len(report.files)} files to {report.out_dir}")
+    return 0
+
+
+def add_packs_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``packs list`` and ``packs check NAME``."""
+    p = subparsers.add_parser("packs", help="list bundled data packs, or check a pack's probes against a model",
+                              description="Work with data packs (docs/formats.md).")
+    sub = p.add_subparsers(dest="packs_command", metavar="{list,check}")
+    sub.required = True
+    lst = sub.add_parser("list", help="list the bundled packs")
+    lst.set_defaults(func=run_packs_list)
+    chk = sub.add_parser("check", help="validate a pack and report each next-token probe's baseline probability and rank")
+    chk.add_argument("name", help="bundled pack name or pack folder")
+    chk.add_argument("--model", default="embedded", help="model spec to measure the baseline with (default embedded)")
+    chk.add_argument("--kinds", type=_csv, default=None, help="probe kinds to check (default: every next-token kind)")
+    chk.add_argument("--out", default=None, help="also write the per-probe table to this .csv or .parquet file")
+    chk.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
+    chk.add_argument("--device", default=None, help="torch device")
+    chk.set_defaults(func=run_packs_check)
+    return p
+
+
+def run_packs_list(args: argparse.Namespace) -> int:
+    """Run ``workbench packs list``."""
+    from workbench.packs import list_packs, load_pack
+
+    names = list_packs()
+    if not names:
+        print("no bundled packs")
+        return 0
+    for name in names:
+        try:
+            pack = load_pack(name)
+            kinds = [k for k in pack.probe_paths if pack.has_probes(k)]
+            print(f"{name}\t{pack.title}\tprobes: {', '.join(kinds) or 'none yet'}")
+        except WorkbenchError as exc:
+            print(f"{name}\t(invalid: {exc})")
+    return 0
+
+
+def run_packs_check(args: argparse.Namespace) -> int:
+    """Run ``workbench packs check NAME``: validate every probe and anchor file, then score the probes."""
+    import pandas as pd
+
+    from workbench.models import load_model
+    from workbench.packs import COMPLETION_KIND, check_pack, load_anchor_terms, load_pack
+
+    pack = load_pack(args.name)
+    # Validate everything first, so a bad line is reported before a model is loaded.
+    for kind in pack.probe_paths:
+        if pack.has_probes(kind):
+            n = len(pack.probes(kind))
+            print(f"{pack.name}: {kind}: {n} probes ok")
+        else:
+            print(f"{pack.name}: {kind}: file {pack.probe_paths[kind]} missing", file=sys.stderr)
+    if pack.anchors_path.is_file():
+        print(f"{pack.name}: anchors: {len(load_anchor_terms(pack))} terms ok")
+    kinds = args.kinds or tuple(k for k in pack.probe_paths if k != COMPLETION_KIND and pack.has_probes(k))
+    if not kinds:
+        raise WorkbenchError(f"pack {pack.name!r} has no next-token probe files to check")
+    lm = load_model(args.model, device=args.device)
+    df = check_pack(pack, lm, tuple(kinds), batch_size=args.batch_size)
+    summ = df.assign(top5=df["rank"] <= 5).groupby(["kind", "split"]).agg(
+        n=("id", "size"), mean_prob=("prob", "mean"), median_rank=("rank", "median"), top1_rate=("top1", "mean"),
+        top5_rate=("top5", "mean")).reset_index()
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_colwidth", 50):
+        print(df[["kind", "id", "split", "target", "prob", "rank"]].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print()
+        print(summ.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".parquet":
+            df.to_parquet(out, index=False)
+        else:
+            df.to_csv(out, index=False)
+        print(f"wrote {out}")
+    return 0
