@@ -80,8 +80,13 @@ def run_lm_eval(
     include_path: str | Path | None = None,
     num_fewshot: int | None = None,
     batch_size: int = 16,
+    include_defaults: bool = True,
 ) -> list[dict]:
-    """Run lm-eval tasks on a loaded model; one dict per (task, metric): ``task, metric, value, stderr, n``."""
+    """Run lm-eval tasks on a loaded model; one dict per (task, metric): ``task, metric, value, stderr, n``.
+
+    ``include_path``: a folder of extra task YAMLs (e.g. from :func:`write_local_task`); ``include_defaults=False``
+    skips indexing lm-eval's own tasks, which is faster when only local tasks run.
+    """
     lm_eval = require_lm_eval()
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
@@ -90,10 +95,10 @@ def run_lm_eval(
         raise WorkbenchError("no lm-eval tasks given")
     device = next(lm.model.parameters()).device
     wrapped = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=batch_size, device=str(device))
-    manager = TaskManager(include_path=str(include_path) if include_path else None)
+    manager = TaskManager(include_path=str(include_path) if include_path else None, include_defaults=include_defaults)
     try:
         out = lm_eval.simple_evaluate(model=wrapped, tasks=list(tasks), limit=limit, num_fewshot=num_fewshot,
-                                      task_manager=manager, log_samples=False, bootstrap_iters=0)
+                                      task_manager=manager, log_samples=False, bootstrap_iters=100)
     except (KeyError, ValueError) as exc:
         raise WorkbenchError(f"lm-eval could not run tasks {', '.join(tasks)}: {exc}") from exc
     except (ConnectionError, OSError) as exc:

@@ -22,7 +22,7 @@ from workbench.eval.scoring import Request, ScoringConfig, encode_pairs, score_r
 from workbench.models import LoadedModel
 from workbench.packs import NextTokenProbe
 
-__all__ = ["PROBE_COLUMNS", "score_probes", "summarize_probes", "with_prompts"]
+__all__ = ["PROBE_COLUMNS", "probe_requests", "score_probes", "summarize_probes", "with_prompts"]
 
 PROBE_COLUMNS = [
     "set", "variant", "probe_id", "split", "domain", "prompt", "target", "prob", "logprob", "rank", "top1", "top5",
@@ -37,6 +37,28 @@ def with_prompts(probes: Sequence[NextTokenProbe], prompts: Sequence[str]) -> li
     return [replace(p, prompt=q) for p, q in zip(probes, prompts)]
 
 
+def probe_requests(tokenizer, probes: Sequence[NextTokenProbe]) -> tuple[list[Request], list[tuple[int, int]]]:
+    """The scoring requests of probes (one per target) and the (probe index, target index) of each."""
+    if not probes:
+        raise WorkbenchError("no probes to score (the probe set is empty)")
+    for p in probes:
+        if not isinstance(p, NextTokenProbe):
+            raise WorkbenchError(f"{getattr(p, 'source', p)}: not a next-token probe (a completion prompt?)")
+    pairs = [(p.prompt, t) for p in probes for t in p.targets]
+    encoded = encode_pairs(tokenizer, pairs)
+    requests: list[Request] = []
+    owners: list[tuple[int, int]] = []
+    k = 0
+    for i, p in enumerate(probes):
+        enc = encoded[k:k + len(p.targets)]
+        k += len(p.targets)
+        firsts = tuple(dict.fromkeys(cont[0] for _, cont in enc))  # distinct, in target order
+        for j, (ctx, cont) in enumerate(enc):
+            requests.append(Request(ctx, cont, firsts if j == 0 else ()))
+            owners.append((i, j))
+    return requests, owners
+
+
 def score_probes(
     lm: LoadedModel,
     probes: Sequence[NextTokenProbe],
@@ -48,23 +70,7 @@ def score_probes(
     Every target of a probe is one request (prompt, target); the first target's request also reports the
     log-probabilities and ranks of all the targets' distinct first tokens at the answer position.
     """
-    if not probes:
-        raise WorkbenchError("no probes to score (the probe set is empty)")
-    for p in probes:
-        if not isinstance(p, NextTokenProbe):
-            raise WorkbenchError(f"{getattr(p, 'source', p)}: not a next-token probe (a completion prompt?)")
-    pairs = [(p.prompt, t) for p in probes for t in p.targets]
-    encoded = encode_pairs(lm.tokenizer, pairs)
-    requests: list[Request] = []
-    owners: list[tuple[int, int]] = []  # (probe index, target index) of each request
-    k = 0
-    for i, p in enumerate(probes):
-        enc = encoded[k:k + len(p.targets)]
-        k += len(p.targets)
-        firsts = tuple(dict.fromkeys(cont[0] for _, cont in enc))  # distinct, in target order
-        for j, (ctx, cont) in enumerate(enc):
-            requests.append(Request(ctx, cont, firsts if j == 0 else ()))
-            owners.append((i, j))
+    requests, owners = probe_requests(lm.tokenizer, probes)
     cfg = config or ScoringConfig(desc="probes")
     scores = score_requests(lm.model, requests, cfg, pad_id=lm.tokenizer.pad_token_id or 0)
     rows = []

@@ -271,6 +271,21 @@ def _normalize_models(models: Sequence[ModelArg]) -> list[tuple[str, str | Loade
     return out
 
 
+def _check_spec(spec: str | LoadedModel) -> None:
+    """Fail before any work when a model path does not exist (hub ids are checked when loaded)."""
+    if isinstance(spec, LoadedModel):
+        return
+    from workbench.models import EMBEDDED_NAMES
+
+    if spec in EMBEDDED_NAMES or spec == "tiny":
+        return
+    path = Path(spec).expanduser()
+    looks_local = spec.startswith((".", "/", "~")) or path.suffix == ".gguf" or spec.count("/") > 1 or os.sep != "/" and os.sep in spec
+    if looks_local and not path.exists():
+        raise WorkbenchError(f"model path {spec} does not exist: give a model folder, a .gguf file, a run directory, "
+                             "a hub id or 'embedded'")
+
+
 def _model_identity(spec: str | LoadedModel) -> dict:
     """What identifies a model's weights for the resume fingerprint."""
     if isinstance(spec, LoadedModel):
@@ -625,6 +640,8 @@ def evaluate_models(
     out = Path(out_dir) if out_dir else Path("runs") / "eval" / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     pairs = _normalize_models(models)
+    for _, spec in pairs:
+        _check_spec(spec)
     explicit = config.sections is not None
     pack = load_pack(config.pack) if config.pack else None
     notes: list[str] = []

@@ -33,6 +33,7 @@ __all__ = [
     "PerplexityConfig",
     "default_evaldata_dir",
     "load_mc_task",
+    "mc_requests",
     "paired_bootstrap",
     "perplexity",
     "resolve_task",
@@ -152,14 +153,18 @@ def load_mc_task(task: str | Path, limit: int | None = None, evaldata_dir: str |
     return MCTask(name or path.stem, path, items)
 
 
+def mc_requests(tokenizer, task: MCTask) -> list[Request]:
+    """The scoring requests of a task: one per (item, choice), in item order."""
+    pairs = [(c, k) for it in task.items for c, k in zip(it.contexts, it.continuations)]
+    return [Request(ctx, cont) for ctx, cont in encode_pairs(tokenizer, pairs)]
+
+
 def score_mc(lm: LoadedModel, task: MCTask, config: ScoringConfig | None = None) -> pd.DataFrame:
     """One row per item: ``task, item_id, label, n_choices, pred, pred_norm, correct, correct_norm, logprobs``.
 
     ``logprobs`` holds each choice's summed log-probability (a JSON list, so CSV keeps it).
     """
-    pairs = [(c, k) for it in task.items for c, k in zip(it.contexts, it.continuations)]
-    encoded = encode_pairs(lm.tokenizer, pairs)
-    requests = [Request(ctx, cont) for ctx, cont in encoded]
+    requests = mc_requests(lm.tokenizer, task)
     cfg = config or ScoringConfig(desc=task.name)
     scores = score_requests(lm.model, requests, cfg, pad_id=lm.tokenizer.pad_token_id or 0)
     rows = []

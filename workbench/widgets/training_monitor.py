@@ -170,7 +170,8 @@ class TrainingMonitor:
                 signal.signal(signal.SIGINT, old)
         if self.error is not None:
             raise self.error
-        return self.result
+        result, self.result = self.result, None  # do not keep a model alive in the monitor
+        return result
 
     def _call(self, fn, args, kwargs) -> None:
         try:
@@ -240,7 +241,8 @@ class TrainingMonitor:
     def history(self) -> pd.DataFrame:
         """The logged records as a DataFrame (phase, step, loss, ...)."""
         with self._lock:
-            return pd.DataFrame(list(self.records))
+            rows = list(self.records)
+        return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["phase", "step", "loss"])
 
     # -- widget ---------------------------------------------------------------------------------------------
     @property

@@ -1,0 +1,149 @@
+"""Eval throughput against raw forward throughput, on the same padded batches, in one run.
+
+    python benchmarks/eval_throughput.py                      # embedded model, target >= 0.70
+    python benchmarks/eval_throughput.py --model tiny --items 5 --probes 10
+
+*Eval* is the whole scoring path of probe familiarity and multiple-choice utility: tokenization, batching,
+padding, the forward pass, log-softmax/gather and building the result tables (``score_probes`` and
+``score_mc``). *Raw* is a plain ``model(input_ids, attention_mask)`` call (full logits) on exactly the batches
+that eval builds. Both count the same non-padding tokens, so ``ratio = eval tokens/s / raw tokens/s``.
+Results go to ``benchmarks/results/eval_throughput.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from workbench.eval.probes import probe_requests, score_probes  # noqa: E402
+from workbench.eval.scoring import ScoringConfig, model_max_length, plan_batches  # noqa: E402
+from workbench.eval.utility import default_evaldata_dir, load_mc_task, mc_requests, score_mc  # noqa: E402
+from workbench.models import load_model  # noqa: E402
+from workbench.packs import NextTokenProbe, load_pack  # noqa: E402
+
+TASKS = ("piqa", "hellaswag", "arc_easy", "winogrande", "boolq")
+
+
+def workload_probes(pack_name: str | None, n: int, evaldata: Path) -> list[NextTokenProbe]:
+    """The pack's next-token probes when it has them, else prompts cut from WikiText-2 (prompt -> next word)."""
+    probes: list[NextTokenProbe] = []
+    if pack_name:
+        try:
+            pack = load_pack(pack_name)
+            for kind in ("probability", "collateral", "general"):
+                if pack.has_probes(kind):
+                    probes += pack.probes(kind)
+        except Exception as exc:  # the pack may still be incomplete: fall back to text probes
+            print(f"(pack {pack_name!r} not usable: {exc}; using text probes)")
+            probes = []
+    if len(probes) < n:
+        text = (evaldata / "wikitext2_test_raw.txt").read_text(encoding="utf-8").splitlines()
+        for line in text:
+            words = line.split()
+            if len(words) < 20 or line.startswith(" ="):
+                continue
+            cut = 8 + len(probes) % 10
+            probes.append(NextTokenProbe(f"wt-{len(probes)}", " ".join(words[:cut]), (" " + words[cut],), kind="text"))
+            if len(probes) >= n:
+                break
+    return probes[:n]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="embedded", help="model spec (default embedded)")
+    ap.add_argument("--pack", default="harry_potter", help="pack whose probes are scored (falls back to text probes)")
+    ap.add_argument("--evaldata", default=None, help="benchmark folder (default ../shared/evaldata)")
+    ap.add_argument("--probes", type=int, default=200, help="number of probes")
+    ap.add_argument("--items", type=int, default=60, help="items per multiple-choice task")
+    ap.add_argument("--tasks", default=",".join(TASKS), help="multiple-choice tasks")
+    ap.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
+    ap.add_argument("--repeats", type=int, default=2, help="timed repeats of each side (the median is kept)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "eval_throughput.json"), help="result JSON")
+    args = ap.parse_args(argv)
+
+    evaldata = Path(args.evaldata) if args.evaldata else default_evaldata_dir()
+    lm = load_model(args.model)
+    model, tok = lm.model, lm.tokenizer
+    cfg = ScoringConfig(batch_size=args.batch_size, progress=False)
+    probes = workload_probes(args.pack, args.probes, evaldata)
+    tasks = [load_mc_task(t, limit=args.items, evaldata_dir=evaldata) for t in args.tasks.split(",") if t]
+
+    # The exact batches eval builds: one planning per score_* call, as in score_probes / score_mc.
+    max_len = model_max_length(model)
+    pad = tok.pad_token_id or 0
+    batches = plan_batches(probe_requests(tok, probes)[0], cfg, pad, max_len)
+    for task in tasks:
+        batches += plan_batches(mc_requests(tok, task), cfg, pad, max_len)
+    tokens = sum(b.n_tokens for b in batches)
+    padded = sum(b.input_ids.numel() for b in batches)
+    device = next(model.parameters()).device
+
+    def raw() -> float:
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            for b in batches:
+                model(input_ids=b.input_ids.to(device), attention_mask=b.attention_mask.to(device)).logits
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    def evaluate() -> float:
+        t0 = time.perf_counter()
+        score_probes(lm, probes, cfg)
+        for task in tasks:
+            score_mc(lm, task, cfg)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    with torch.inference_mode():  # warm-up: allocator, kernels
+        model(input_ids=batches[-1].input_ids.to(device), attention_mask=batches[-1].attention_mask.to(device))
+    raw_times, eval_times = [], []
+    for _ in range(max(1, args.repeats)):  # interleaved, so load changes on a shared machine hit both sides
+        raw_times.append(raw())
+        eval_times.append(evaluate())
+    t_raw, t_eval = statistics.median(raw_times), statistics.median(eval_times)
+    result = {
+        "model": args.model,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "probes": len(probes),
+        "tasks": {t.name: len(t.items) for t in tasks},
+        "batches": len(batches),
+        "batch_size": args.batch_size,
+        "tokens": tokens,
+        "padded_tokens": padded,
+        "raw_seconds": raw_times,
+        "eval_seconds": eval_times,
+        "raw_tokens_per_s": tokens / t_raw,
+        "eval_tokens_per_s": tokens / t_eval,
+        "ratio": t_raw / t_eval,
+        "target": 0.70,
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"model {args.model} on {device}: {len(batches)} batches, {tokens} tokens ({padded} padded)")
+    print(f"raw forward: {result['raw_tokens_per_s']:.0f} tokens/s   eval: {result['eval_tokens_per_s']:.0f} tokens/s")
+    print(f"ratio eval/raw = {result['ratio']:.2f} (target >= 0.70)   -> {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 00 · Quickstart: the whole method in ten steps
+#
+# Eldan & Russinovich, *Who's Harry Potter? Approximate Unlearning in LLMs* (2023), make a language model
+# forget a body of text (the Harry Potter books) without retraining it from scratch. The idea in one line:
+# **finetune the model to predict, at every position of the target text, what a model that never read the
+# target would have predicted.** Those "generic" predictions come from two ingredients:
+#
+# 1. a **reinforced model**: the baseline trained *further* on the target. Tokens whose probability it raises
+#    most are the ones tied to the target;
+# 2. **anchored terms**: a dictionary mapping the target's idiosyncratic expressions ("Hogwarts") to generic
+#    ones ("Northbrook Academy"). The baseline, reading the *translated* text, predicts what a reader of a
+#    generic story would.
+#
+# The **generic label** at each position combines both:
+# `argmax( v_base(translated) − α · ReLU(v_reinforced(original) − v_base(translated)) )`.
+# Finetuning the baseline on these labels is the unlearning.
+#
+# Every cell below calls the `workbench` package; the notebook only narrates. Run it top to bottom.
+# The environment variable `WORKBENCH_MODEL` picks the model: `embedded` (SmolLM2-135M, the default, a few
+# minutes per stage on a CPU) or `tiny` (a random model: the same steps in seconds, the numbers mean nothing).
+
+# %% [markdown]
+# ## 1 · Set-up
+# `notebook.setup` reads `WORKBENCH_MODEL`, builds the run config and picks the run directory that all the
+# notebooks share (a stage finished here is reused by the others).
+
+# %%
+from IPython.display import HTML, display
+
+from workbench import notebook
+from workbench.widgets import ProbeComparer, TokenDiff, TrainingMonitor, preview_html
+
+nb = notebook.setup("00_quickstart")
+
+# %% [markdown]
+# ## 2 · The target text
+# The pack's documents are tokenized and cut into fixed-length blocks: the unit of every later stage.
+# The training monitor is created first because the run hands its callbacks to every training.
+
+# %%
+monitor = TrainingMonitor("loss: reinforcement, then finetuning")
+run = nb.run(callbacks=monitor.callbacks)
+print(f"{len(run.documents)} documents → {len(run.blocks)} blocks of up to {nb.cfg.target.block_size} tokens")
+print(run.blocks[0].text[:400], "…")
+
+# %% [markdown]
+# ## 3 · Anchored terms and the translated text
+# Each key of the anchor map is replaced by one of its generic alternatives (drawn per block, with the run's
+# seed). Yellow: the anchors in the original; green: their replacements. Notebook `02_anchor_editing` edits
+# this map.
+
+# %%
+print(f"{len(run.anchors)} anchored terms, e.g.", dict(list(run.anchors.entries.items())[:4]))
+block = run.blocks[0]
+HTML(preview_html(run.anchors, block.text, nb.cfg.seed, block.index, title=f"block {block.index}:"))
+
+# %% [markdown]
+# ## 4 · The reinforced model
+# LoRA-finetune the baseline on the target blocks. The loss curve grows live; the stop button (or the kernel's
+# interrupt ■) stops after the current step and keeps a checkpoint that a rerun resumes from.
+
+# %%
+display(monitor)
+monitor.run(run.reinforce);
+
+# %% [markdown]
+# ## 5 · What reinforcement taught
+# Per token: log p(reinforced) − log p(baseline). Red tokens are the ones the reinforced model expects more:
+# candidates for the anchor map. Hover a token for both probabilities.
+
+# %%
+scores = run.score()
+TokenDiff.from_scores(scores, run.tokenizer, run.blocks[0])
+
+# %% [markdown]
+# ## 6 · Generic labels
+# One pass of both models over original and translated blocks gives the labels for every α in the config,
+# plus each model's top-k logits, so later notebooks can recompute labels for any α without a model.
+# `changed_share`: the share of positions whose label differs from the original next token.
+
+# %%
+store = run.labels()
+store.summary()
+
+# %% [markdown]
+# ## 7 · The labels, token by token
+# Upper line: the original text; lower line: the generic label the finetuning will train on (green where it
+# differs). Hover for the baseline's and the reinforced model's top alternatives.
+
+# %%
+TokenDiff.from_store(store, run.tokenizer, block=run.blocks[0].index, alpha=nb.cfg.finetune.alpha)
+
+# %% [markdown]
+# ## 8 · Finetuning: the unlearning step
+# The baseline is finetuned on the generic labels (cross-entropy at labelled positions), with a KL term that
+# keeps its predictions on unrelated retain text. The same monitor adds the finetuning curve.
+
+# %%
+display(monitor)
+monitor.run(run.finetune);
+
+# %% [markdown]
+# ## 9 · Before and after
+# Both models on the pack's probes: completions of target prompts graded 0–3 by the offline keyword judge,
+# and the probability of the correct next token on familiarity probes.
+
+# %%
+from workbench.models import load_model
+
+models = {"baseline": load_model(nb.cfg.model), "unlearned": load_model(str(run.dir / "unlearned"))}
+compare = ProbeComparer.from_models(models, nb.probes("completion", limit=16 if not nb.is_tiny else None),
+                                    nb.probes("probability", split="dev"), anchor_terms=list(run.anchors.entries))
+compare
+
+# %% [markdown]
+# ## 10 · The outcome, and where to go next
+# Mean probability of the correct next token per probe set, and the completions' familiarity (mean grade / 3).
+# Next: `01_scoring` (what reinforcement boosts), `02_anchor_editing` (curate the dictionary),
+# `03_label_inspection` (labels at any α), `04_finetuning` (training settings, stop and resume),
+# `05_familiarity_probes` (evaluation in depth).
+
+# %%
+display(compare.probability_summary(), compare.grade_summary())
