@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model", default="embedded", help="model spec (default embedded)")
     ap.add_argument("--pack", default="harry_potter", help="pack whose probes are scored (falls back to text probes)")
     ap.add_argument("--evaldata", default=None, help="benchmark folder (default ../shared/evaldata)")
-    ap.add_argument("--probes", type=int, default=200, help="number of probes")
-    ap.add_argument("--items", type=int, default=60, help="items per multiple-choice task")
+    ap.add_argument("--probes", type=int, default=100, help="number of probes")
+    ap.add_argument("--items", type=int, default=30, help="items per multiple-choice task")
     ap.add_argument("--tasks", default=",".join(TASKS), help="multiple-choice tasks")
     ap.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
     ap.add_argument("--repeats", type=int, default=2, help="timed repeats of each side (the median is kept)")
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
         t0 = time.perf_counter()
         with torch.inference_mode():
             for b in batches:
-                model(input_ids=b.input_ids.to(device), attention_mask=b.attention_mask.to(device)).logits
+                _ = model(input_ids=b.input_ids.to(device), attention_mask=b.attention_mask.to(device)).logits
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0
@@ -143,6 +143,20 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"raw forward: {result['raw_tokens_per_s']:.0f} tokens/s   eval: {result['eval_tokens_per_s']:.0f} tokens/s")
     print(f"ratio eval/raw = {result['ratio']:.2f} (target >= 0.70)   -> {out}")
     return result
+
+
+def run(ctx) -> dict:
+    """Adapter for benchmarks/run_all.py (``run(ctx) -> {"figures": [...], "details": {...}}``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import figure
+
+    argv = ["--model", ctx.model, "--out", str(Path(ctx.work) / "eval_throughput.json")]
+    if ctx.quick:
+        argv += ["--probes", "6", "--items", "2", "--tasks", "piqa,winogrande", "--repeats", "1"]
+    res = main(argv)
+    fig = figure("eval_throughput_ratio", "eval throughput / raw forward throughput (same padded batches)",
+                 res["ratio"], "x", res["target"], ">=", note=f"{res['tokens']} tokens, {res['batches']} batches")
+    return {"figures": [fig], "details": res}
 
 
 if __name__ == "__main__":

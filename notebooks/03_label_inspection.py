@@ -35,7 +35,7 @@ from workbench.widgets import LabelInspector
 
 nb = notebook.setup("03_label_inspection")
 run = nb.run()
-run.run(stages=("reinforce", "labels"))  # reused when an earlier notebook ran them
+run.run(stages=("reinforce", "labels"));  # reused when an earlier notebook ran them
 store = run.labels()
 store.summary()
 

@@ -38,7 +38,7 @@ from workbench import notebook
 from workbench.widgets import TrainingMonitor
 
 nb = notebook.setup("04_finetuning")
-nb.run().run(stages=("reinforce", "labels"))  # reused when an earlier notebook ran them
+nb.run().run(stages=("reinforce", "labels"));  # reused when an earlier notebook ran them
 
 # %% [markdown]
 # ## Settings

@@ -37,7 +37,7 @@ from workbench.widgets import ProbeComparer
 
 nb = notebook.setup("05_familiarity_probes")
 run = nb.run()
-run.run(stages=("reinforce", "labels", "finetune"))  # reused when an earlier notebook ran them
+run.run(stages=("reinforce", "labels", "finetune"));  # reused when an earlier notebook ran them
 
 # %% [markdown]
 # ## Two models

@@ -5,9 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-import torch
-
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
 

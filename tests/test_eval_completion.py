@@ -37,6 +37,8 @@ REFS = ("wizard", "Hogwarts")
         ("was adopted and would move to a new town.", 0, []),
         ("was a Wizard after all.", 1, ["wizard"]),  # a reference keyword: case-insensitive, 1 point
         ("and his wizards were happy", 1, ["wizard"]),  # plural counts
+        ("learned wizardry", 1, ["wizard"]),  # keywords of 5+ letters match with up to three more letters
+        ("spoke wizardingly", 0, []),  # ... but not more
         ("would meet Dumbledore soon.", 2, ["Dumbledore"]),  # an anchored name: 2 points
         ("was a wizard and would meet Dumbledore.", 3, ["Dumbledore", "wizard"]),
         ("would attend Hogwarts with Ron.", 3, ["Hogwarts", "Ron"]),  # a reference that is an anchor counts once, as anchor
@@ -190,6 +192,11 @@ def test_openai_judge_errors(fake_server, monkeypatch):
     # Nothing listens on port 9 of loopback: unreachable.
     with pytest.raises(WorkbenchError, match=r"judge endpoint http://127.0.0.1:9/v1/chat/completions is unreachable"):
         OpenAIJudge(url="http://127.0.0.1:9", timeout=2).grade_many([JudgeItem("a", "b")])
+    with pytest.raises(WorkbenchError, match=r"http://127.0.0.1:9/v1/chat/completions is unreachable"):
+        OpenAIJudge(url="http://127.0.0.1:9").check()
+    OpenAIJudge(url=url).check()  # the fake server listens
+    with pytest.raises(WorkbenchError, match="not an http"):
+        OpenAIJudge(url="ftp://x").check()
 
 
 def test_hf_chat_judge_runs_on_tiny(tiny):

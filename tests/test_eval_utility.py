@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from test_eval_support import MC_ITEMS, TEXT, WINO_ITEMS, explicit_continuation_logprob, explicit_logprobs, write_jsonl
 from workbench.errors import WorkbenchError

@@ -218,3 +218,34 @@ def test_unmatched_anchors_are_reported_with_their_count(tmp_path):
     run = Run(config_from_dict(cfg), tmp_path / "run", progress=False, log=(logs := []).append)
     run.anchors
     assert any("1 of 15 anchors never match" in m for m in logs)  # 'Nimbus' is absent from the corpus
+
+
+def test_report_stage_compares_baseline_and_unlearned(tmp_path):
+    from workbench.outcome import outcome_table
+
+    root = tmp_path / "pack"
+    inputs = make_inputs(root)
+    (root / "probes").mkdir()
+    probe = lambda i, p, t, **kw: json.dumps({"id": f"p{i}", "prompt": p, "targets": [t], **kw})  # noqa: E731
+    (root / "probes" / "probability.jsonl").write_text("\n".join([
+        probe(1, "Harry Potter went to", " Hogwarts", split="heldout"),
+        probe(2, "Hermione read about the Philosopher's", " Stone", split="heldout"),
+        probe(3, "Harry and Ron Weasley played", " Quidditch", split="dev"),
+    ]) + "\n")
+    (root / "probes" / "general.jsonl").write_text(probe(4, "The river runs to the", " sea", domain="general") + "\n")
+    (root / "pack.json").write_text(json.dumps({"name": "mini", "probes": {
+        "probability": "probes/probability.jsonl", "general": "probes/general.jsonl"}}))
+    cfg = tiny_config(tmp_path / "in", report={"enabled": True, "probe_sets": ["probability", "general"],
+                                               "split": "heldout", "max_perplexity_tokens": 256})
+    cfg["target"] = {**cfg["target"], "pack": str(root), "corpus": None, "anchors": None, "retain": None}
+    report = Run(config_from_dict(cfg), tmp_path / "run", progress=False, log=None).run()
+    assert report["probes"]["probability"]["n"] == 2  # the dev probe is left out
+    assert report["probes"]["general"]["n"] == 1
+    assert 0 <= report["probes"]["probability"]["baseline_mean_prob"] <= 1
+    assert report["perplexity"]["text"] == "retain text" and report["perplexity"]["baseline"] > 1
+    saved = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert saved["probes"] == report["probes"]
+    per_probe = (tmp_path / "run" / "report" / "probes.csv").read_text().splitlines()
+    assert len(per_probe) == 1 + 2 * 3  # header + (2 heldout + 1 general) probes x 2 models
+    table = outcome_table(report)
+    assert list(table["measure"])[-1].startswith("perplexity") and len(table) == 3

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -36,6 +37,7 @@ __all__ = [
     "generic_labels_full",
     "labels_from_topk",
     "compute_block_labels",
+    "compute_batch_labels",
     "generate_labels",
     "LabelStore",
     "alpha_column",
@@ -88,48 +90,95 @@ class BlockLabels:
     gain_next: np.ndarray  # [n] reinforced minus baseline logit of the original next token
 
 
-def _suppress_(v_base: torch.Tensor, ab: AlignedBlock) -> None:
-    """In place: logits of used generic values' first tokens set to the position's mean (rule 4)."""
+def _suppress_(v_base: torch.Tensor, ab: AlignedBlock, rows: np.ndarray | None = None) -> None:
+    """In place: logits of used generic values' first tokens set to the position's mean (rule 4).
+
+    ``v_base``: [trans_pos, vocab], or with ``rows`` ([n] translated positions) those rows only, [n, vocab].
+    """
+    tpos = rows if rows is not None else np.arange(v_base.shape[0])
+    r, t = _suppressed_cells(ab, tpos, v_base.shape[-1])
+    if len(r):
+        mean = v_base.mean(-1)  # of the rows before any suppression
+        r_t = torch.as_tensor(r, device=v_base.device)
+        v_base[r_t, torch.as_tensor(t, device=v_base.device)] = mean[r_t]
+
+
+def _suppressed_cells(ab: AlignedBlock, tpos: np.ndarray, vocab: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, token) pairs to suppress among rows at translated positions ``tpos``: row i, token x for every
+    suppression entry (start, x) with ``tpos[i] >= start``."""
     if not ab.suppress:
-        return
-    mean = v_base.mean(-1)
-    for start, token in ab.suppress:
-        if token < v_base.shape[-1]:
-            v_base[start:, token] = mean[start:]
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    sup = np.asarray(ab.suppress, dtype=np.int64).reshape(-1, 2)
+    sup = sup[sup[:, 1] < vocab]
+    entry, row = np.nonzero(tpos[None, :] >= sup[:, :1])
+    return row, sup[entry, 1]
 
 
 def compute_block_labels(
     ab: AlignedBlock, v_reinf: torch.Tensor, v_base_trans: torch.Tensor, alphas: Sequence[float], top_k: int = 32
 ) -> BlockLabels:
     """Labels for one block. v_reinf: [pos, vocab] on the original; v_base_trans: [trans_pos, vocab] on the translation."""
-    v_base_trans = v_base_trans.clone()
-    _suppress_(v_base_trans, ab)
-    pos = ab.label_positions
-    tpos = ab.orig_to_trans[pos]
-    p_t = torch.as_tensor(pos, device=v_reinf.device)
-    vr = v_reinf[p_t]  # [n, vocab]
-    vb = v_base_trans[torch.as_tensor(tpos, device=v_base_trans.device)]  # [n, vocab]
-    k = min(top_k, vb.shape[-1])
+    return compute_batch_labels([ab], v_reinf[None], v_base_trans[None], alphas, top_k)[0]
+
+
+def compute_batch_labels(
+    batch: Sequence[AlignedBlock], v_reinf: torch.Tensor, v_base_trans: torch.Tensor, alphas: Sequence[float],
+    top_k: int = 32,
+) -> list[BlockLabels]:
+    """Labels for a batch of blocks in one pass (a few large tensor operations and three device-to-host copies,
+    whatever the batch size). v_reinf: [batch, pos, vocab] on the right-padded originals; v_base_trans:
+    [batch, trans_pos, vocab] on the right-padded translations. The inputs are left unchanged: only the
+    labelled rows of the baseline are copied (suppression writes into the copy); the reinforced logits are read
+    in place (top-k over every row, then the labelled rows picked).
+    """
+    n_b, width, vocab = v_reinf.shape
+    t_width = v_base_trans.shape[1]
+    dev = v_reinf.device
+    pos = [ab.label_positions for ab in batch]
+    tpos = [ab.orig_to_trans[p] for ab, p in zip(batch, pos)]
+    counts = [len(p) for p in pos]
+    vr_flat = v_reinf.reshape(n_b * width, vocab)
+    r_rows = torch.as_tensor(np.concatenate([i * width + p for i, p in enumerate(pos)]).astype(np.int64), device=dev)
+    b_rows = np.concatenate([i * t_width + tp for i, tp in enumerate(tpos)]).astype(np.int64)
+    vb = v_base_trans.reshape(n_b * t_width, vocab)[torch.as_tensor(b_rows, device=v_base_trans.device)]  # [n, vocab]
+    cells = [_suppressed_cells(ab, tp, vocab) for ab, tp in zip(batch, tpos)]
+    offsets = np.cumsum([0] + counts[:-1])
+    sup_rows = np.concatenate([r + o for (r, _), o in zip(cells, offsets)])
+    if len(sup_rows):
+        sup_tok = torch.as_tensor(np.concatenate([t for _, t in cells]), device=vb.device)
+        mean = vb.mean(-1)  # of the rows before any suppression
+        sup_rows_t = torch.as_tensor(sup_rows, device=vb.device)
+        vb[sup_rows_t, sup_tok] = mean[sup_rows_t]
+    k = min(top_k, vocab)
     b_vals, b_ids = vb.topk(k, dim=-1)
-    r_at_b = vr.gather(-1, b_ids)
-    r_vals, r_ids = vr.topk(k, dim=-1)
+    r_at_b = vr_flat[r_rows[:, None], b_ids]  # [n, k] without copying whole rows
+    r_vals, r_ids = (t[r_rows] for t in vr_flat.topk(k, dim=-1))
     b_at_r = vb.gather(-1, r_ids)
-    next_ids = torch.as_tensor(ab.block.input_ids[pos + 1], device=vr.device)
-    gain = (vr.gather(-1, next_ids[:, None]) - vb.gather(-1, next_ids[:, None]))[:, 0]
+    next_np = np.concatenate([ab.block.input_ids[p + 1] for ab, p in zip(batch, pos)]).astype(np.int64)
+    next_ids = torch.as_tensor(next_np, device=dev)
+    gain = vr_flat[r_rows, next_ids] - vb.gather(-1, next_ids[:, None])[:, 0]
+    floats = torch.stack([x.float() for x in (b_vals, r_at_b, r_vals, b_at_r)]).cpu().numpy()  # one copy each for floats,
+    ids = torch.stack([b_ids, r_ids]).cpu().numpy()  # ids
+    gain_np = gain.float().cpu().numpy()  # and the gains
+    bv, rb = floats[0], floats[1]
+    bi = ids[0]
     labels = {}
-    bi, bv, rb = b_ids.cpu().numpy(), b_vals.cpu().numpy(), r_at_b.cpu().numpy()
     for a in alphas:
         lab, exact = labels_from_topk(bi, bv, rb, float(a))
         if not exact.all():  # rare: fall back to the full vocabulary for those rows
             rows = torch.as_tensor(np.nonzero(~exact)[0], device=vb.device)
-            lab[~exact] = generic_labels_full(vb[rows], vr[rows], float(a)).cpu().numpy()
+            lab[~exact] = generic_labels_full(vb[rows], vr_flat[r_rows[rows]], float(a)).cpu().numpy()
         labels[float(a)] = lab.astype(np.int64)
-    return BlockLabels(
-        ab.block.index, pos.astype(np.int64), tpos.astype(np.int64), ab.block.input_ids[pos + 1].astype(np.int64),
-        labels, bi.astype(np.int32), bv.astype(np.float32), rb.astype(np.float32),
-        r_ids.cpu().numpy().astype(np.int32), r_vals.cpu().numpy().astype(np.float32),
-        b_at_r.cpu().numpy().astype(np.float32), gain.cpu().numpy().astype(np.float32),
-    )
+    out = []
+    for j, (ab, p, tp, o, c) in enumerate(zip(batch, pos, tpos, offsets, counts)):
+        sl = slice(o, o + c)
+        out.append(BlockLabels(
+            ab.block.index, p.astype(np.int64), tp.astype(np.int64), next_np[sl],
+            {a: lab[sl] for a, lab in labels.items()}, bi[sl].astype(np.int32), bv[sl].astype(np.float32),
+            rb[sl].astype(np.float32), ids[1][sl].astype(np.int32), floats[2][sl].astype(np.float32),
+            floats[3][sl].astype(np.float32), gain_np[sl].astype(np.float32),
+        ))
+    return out
 
 
 def _fixed_list(arr: np.ndarray) -> pa.Array:
@@ -207,29 +256,45 @@ def generate_labels(
     n_shards = (len(aligned) + shard_blocks - 1) // shard_blocks
     pair.eval()
     bar = tqdm(total=sum(len(ab.block) for ab in aligned), unit="tok", desc="generic labels", disable=not progress)
-    for shard in range(n_shards):
-        group = aligned[shard * shard_blocks : (shard + 1) * shard_blocks]
-        if shard in done:
-            bar.update(sum(len(ab.block) for ab in group))
-            continue
-        results = []
-        for i in range(0, len(group), batch_size):
-            batch = group[i : i + batch_size]
-            ids, mask = pad_batch([ab.block.input_ids for ab in batch], pad_id, pair.device)
-            t_ids, t_mask = pad_batch([ab.trans_ids for ab in batch], pad_id, pair.device)
-            v_r = pair.reinforced_logits(ids, mask)
-            v_b = pair.base_logits(t_ids, t_mask)
-            for j, ab in enumerate(batch):
-                n, m = len(ab.block.input_ids), len(ab.trans_ids)
-                results.append(compute_block_labels(ab, v_r[j, :n], v_b[j, :m], alphas, top_k))
-            bar.update(sum(len(ab.block) for ab in batch))
+
+    def write(shard: int, group, results) -> None:  # in the writer thread, while the next shard is computed
         blocks_t, pos_t = _shard_tables(group, results, alphas)
         _write_parquet_atomic(blocks_t, out / f"blocks-{shard:05d}.parquet")
         _write_parquet_atomic(pos_t, out / f"positions-{shard:05d}.parquet")
         manifest["shards"] = sorted(set(manifest["shards"]) | {shard})
         atomic_write_json(manifest_path, manifest)
-        if on_shard is not None:
-            on_shard(shard)
+
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labels-writer")
+    pending: list = []  # at most one (shard, future): its files and manifest entry are being written
+
+    def settle() -> None:
+        while pending:
+            shard, fut = pending.pop()
+            fut.result()  # re-raises a write error here
+            if on_shard is not None:
+                on_shard(shard)
+
+    try:
+        for shard in range(n_shards):
+            group = aligned[shard * shard_blocks : (shard + 1) * shard_blocks]
+            if shard in done:
+                bar.update(sum(len(ab.block) for ab in group))
+                continue
+            results = []
+            for i in range(0, len(group), batch_size):
+                batch = group[i : i + batch_size]
+                ids, mask = pad_batch([ab.block.input_ids for ab in batch], pad_id, pair.device)
+                t_ids, t_mask = pad_batch([ab.trans_ids for ab in batch], pad_id, pair.device)
+                v_r = pair.reinforced_logits(ids, mask)
+                v_b = pair.base_logits(t_ids, t_mask)
+                results += compute_batch_labels(batch, v_r, v_b, alphas, top_k)
+                del v_r, v_b  # free both logits tensors before the next batch's forward passes
+                bar.update(sum(len(ab.block) for ab in batch))
+            settle()
+            pending.append((shard, writer.submit(write, shard, group, results)))
+        settle()
+    finally:
+        writer.shutdown(wait=True)  # an interrupted run still finishes (atomically) the shard being written
     bar.close()
     manifest["complete"] = len(manifest["shards"]) == n_shards
     atomic_write_json(manifest_path, manifest)

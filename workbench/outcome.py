@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from typing import TYPE_CHECKING
 
@@ -15,26 +14,6 @@ if TYPE_CHECKING:
     from workbench.run import Run
 
 __all__ = ["before_after", "outcome_table"]
-
-
-def _perplexity(lm, text: str, max_tokens: int) -> float:
-    """Perplexity of the first ``max_tokens`` tokens of ``text``, in windows of the model's context."""
-    import torch
-
-    ids = lm.tokenizer(text, add_special_tokens=False).input_ids[:max_tokens]
-    window = 512
-    nll, count = 0.0, 0
-    device = next(lm.model.parameters()).device
-    with torch.inference_mode():
-        for start in range(0, len(ids) - 1, window):
-            chunk = torch.tensor([ids[start : start + window + 1]], device=device)
-            if chunk.shape[1] < 2:
-                break
-            logits = lm.model(input_ids=chunk[:, :-1]).logits.float()
-            loss = torch.nn.functional.cross_entropy(logits[0], chunk[0, 1:], reduction="sum")
-            nll += float(loss)
-            count += chunk.shape[1] - 1
-    return math.exp(nll / max(count, 1))
 
 
 def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
@@ -79,7 +58,10 @@ def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
             run.log(f"[report] {rc.perplexity_text} not found; perplexity is measured on the retain text instead")
         text, text_name = "\n\n".join(d.text for d in run.retain_documents), "retain text"
     if text:
-        ppl = {name: _perplexity(lm, text, rc.max_perplexity_tokens) for name, lm in models.items()}
+        from workbench.eval.utility import PerplexityConfig, perplexity
+
+        pcfg = PerplexityConfig(max_length=1024, stride=512, max_tokens=rc.max_perplexity_tokens)
+        ppl = {name: perplexity(lm, text, pcfg)["ppl"] for name, lm in models.items()}
         out["perplexity"] = {"text": text_name, **ppl,
                              "relative_change": ppl["unlearned"] / ppl["baseline"] - 1.0}
     return out

@@ -12,11 +12,16 @@ Layout of ``<run>/``::
 
 A stage is skipped when its fingerprint (the config parts and inputs it depends on) matches the stored one;
 an interrupted stage resumes (training from its last checkpoint, labels from their last finished shard).
+
+Under ``accelerate launch`` (several processes), every process trains in the reinforce and finetune stages; only
+the main process writes config.yaml and the stage records and runs the score, labels and report stages, while
+the others wait for it and then read its result.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -40,6 +45,38 @@ __all__ = ["Run", "STAGES"]
 STAGES = ("reinforce", "score", "labels", "finetune", "report")
 
 
+def _is_main_process() -> bool:
+    """True unless this is a second, third... process of ``accelerate launch`` / torchrun (env ``RANK``)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _process_device() -> str | None:
+    """Under ``accelerate launch`` on GPUs, this process's own GPU (``LOCAL_RANK``), so that N processes do not
+    all load the model onto GPU 0 first; otherwise None (the default: CUDA when present, else CPU)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "LOCAL_RANK" in os.environ:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    return None
+
+
+def _main_process_only(stage_method):
+    """With several processes, the stage runs on the main one; the others wait, then load its finished result."""
+
+    @functools.wraps(stage_method)
+    def wrapper(self, *args, **kwargs):
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return stage_method(self, *args, **kwargs)
+        from accelerate import PartialState
+
+        result = stage_method(self, *args, **kwargs) if _is_main_process() else None
+        PartialState().wait_for_everyone()
+        return result if _is_main_process() else stage_method(self)  # now up to date: reads the stored result
+
+    return wrapper
+
+
 class Run:
     """One run directory and its config. Call :meth:`run` for every stage, or a stage method alone."""
 
@@ -49,7 +86,7 @@ class Run:
         self.dir = Path(run_dir or Path("runs") / cfg.name)
         self.progress = progress
         self.callbacks = list(callbacks or [])
-        self.log = log or (lambda s: None)
+        self.log = (log or (lambda s: None)) if _is_main_process() else (lambda s: None)
         self._check_dir(update)
 
     # -- the run directory --------------------------------------------------------------------------------
@@ -66,7 +103,8 @@ class Run:
                     "choose a new run directory, or pass --update to redo only the stages those changes affect"
                 )
         self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(stored, yaml.safe_dump(mine, sort_keys=False))
+        if _is_main_process():
+            atomic_write_text(stored, yaml.safe_dump(mine, sort_keys=False))
 
     def stage_record(self, stage: str) -> dict | None:
         path = self.dir / "stages" / f"{stage}.json"
@@ -77,6 +115,8 @@ class Run:
         return rec is not None and rec.get("fingerprint") == self.fingerprint(stage)
 
     def _finish(self, stage: str, seconds: float, **extra) -> None:
+        if not _is_main_process():
+            return
         atomic_write_json(self.dir / "stages" / f"{stage}.json",
                           {"stage": stage, "fingerprint": self.fingerprint(stage), "seconds": round(seconds, 3),
                            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
@@ -161,7 +201,7 @@ class Run:
                 check_same_tokenizer(self.tokenizer, AutoTokenizer.from_pretrained(str(path)))
 
     def load_baseline(self) -> LoadedModel:
-        return load_model(self.cfg.model, device=self.cfg.device, dtype=self.cfg.dtype)
+        return load_model(self.cfg.model, device=self.cfg.device or _process_device(), dtype=self.cfg.dtype)
 
     # -- fingerprints ---------------------------------------------------------------------------------------
     def fingerprint(self, stage: str) -> str:
@@ -212,6 +252,7 @@ class Run:
         base = self.load_baseline()
         return load_pair(base.model, base.tokenizer, self.cfg.reinforce.path or self.dir / "reinforced")
 
+    @_main_process_only
     def score(self):
         """Per-token scores of the first blocks, and suggested anchors. Returns the scores DataFrame."""
         import pandas as pd
@@ -236,6 +277,7 @@ class Run:
 
         return translate_blocks(self.blocks, self.anchors, self.tokenizer, self.cfg.seed)
 
+    @_main_process_only
     def labels(self, on_shard: Callable[[int], None] | None = None):
         """Generic labels for every block. Returns a LabelStore."""
         from workbench.labels import LabelStore, generate_labels
@@ -262,7 +304,7 @@ class Run:
         self._require("labels", "finetune")
         out = self.dir / "unlearned"
         if self.is_done("finetune") and out.is_dir():
-            return load_model(str(out), device=self.cfg.device, dtype=self.cfg.dtype).model
+            return load_model(str(out), device=self.cfg.device or _process_device(), dtype=self.cfg.dtype).model
         t0 = time.perf_counter()
         fc = self.cfg.finetune
         retain = [b.input_ids for b in self.retain_blocks] if fc.retain_weight > 0 else None
@@ -277,6 +319,7 @@ class Run:
         self._finish("finetune", time.perf_counter() - t0)
         return model
 
+    @_main_process_only
     def report(self) -> dict:
         """Before/after evaluation on the pack's probes; writes report.json. Returns its content."""
         from workbench.outcome import before_after

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -17,6 +18,9 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArgu
 from transformers.trainer_utils import get_last_checkpoint
 
 from workbench.errors import WorkbenchError
+
+# peft asks the model for a renamed attribute on every wrap; the notice says nothing to a user of this package
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 __all__ = ["TrainConfig", "StopController", "LossHistory", "add_lora", "make_training_args", "run_trainer"]
 

@@ -103,9 +103,9 @@ def align_block(
     ends = block.offsets[:, 1]
     n = len(ends)
     if occs:
-        o_start = np.array([o.orig_start for o in occs])
-        o_end = np.array([o.orig_end for o in occs])
-        deltas = np.array([(o.trans_end - o.trans_start) - (o.orig_end - o.orig_start) for o in occs])
+        spans = np.array([(o.orig_start, o.orig_end, o.trans_start, o.trans_end, o.repeated) for o in occs], dtype=np.int64)
+        o_start, o_end, o_tstart = spans[:, 0], spans[:, 1], spans[:, 2]
+        deltas = (spans[:, 3] - o_tstart) - (o_end - o_start)
         cum = np.concatenate([[0], np.cumsum(deltas)])
         # occurrences that end at or before each token end shift it by their summed length change
         k = np.searchsorted(o_end, ends, side="right")
@@ -123,18 +123,17 @@ def align_block(
     target = _last_index_with_end(t_ends, mapped) if len(t_ends) else np.full(n, -1)
     target = np.where(inside | ~whole, -1, target)
     target[-1] = -1  # the last position has no next token inside the block
-    # rule 3: the position that predicts a repeated anchor (the token before the one holding its start)
-    for o in occs:
-        if o.repeated:
-            p = int(np.searchsorted(ends, o.orig_start, side="right")) - 1
-            if 0 <= p < n:
-                target[p] = -1
-    # rule 4: the first translated token of each used value is suppressed from there on
-    suppress = []
-    for o in occs:
-        first = int(np.searchsorted(t_ends, o.trans_start, side="right"))
-        if first < len(trans_ids):
-            suppress.append((first, int(trans_ids[first])))
+    suppress: list[tuple[int, int]] = []
+    if occs:
+        # rule 3: the position that predicts a repeated anchor (the token before the one holding its start)
+        repeated = spans[:, 4].astype(bool)
+        if repeated.any():
+            p = np.searchsorted(ends, o_start[repeated], side="right") - 1
+            target[p[(p >= 0) & (p < n)]] = -1
+        # rule 4: the first translated token of each used value is suppressed from there on
+        first = np.searchsorted(t_ends, o_tstart, side="right")
+        first = first[first < len(trans_ids)]
+        suppress = list(zip(first.tolist(), trans_ids[first].tolist()))
     return AlignedBlock(block, trans_text, trans_ids, trans_offsets, target.astype(np.int64), occs, suppress, choices)
 
 
@@ -143,10 +142,22 @@ def translate_blocks(
 ) -> list[AlignedBlock]:
     """Translate and align every block; the translated texts are tokenized in one batched call."""
     prepared = [_occurrences(b, anchors, seed) for b in blocks]
-    enc = tokenizer([p[0] for p in prepared], add_special_tokens=False, return_offsets_mapping=True)
     out = []
-    for b, (text, occs, choices), ids, offs in zip(blocks, prepared, enc["input_ids"], enc["offset_mapping"]):
-        t_ids = np.asarray(ids, dtype=np.int64)
-        t_offs = np.asarray(offs, dtype=np.int64).reshape(-1, 2)
+    for b, (text, occs, choices), (t_ids, t_offs) in zip(blocks, prepared, _encode([p[0] for p in prepared], tokenizer)):
         out.append(align_block(b, text, t_ids, t_offs, occs, choices))
     return out
+
+
+def _encode(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(ids [n] int64, offsets [n, 2] int64) per text, no special tokens, one batched call.
+
+    Calls the Rust tokenizer directly when it holds no truncation or padding setting (the same encodings
+    as ``tokenizer(...)`` without the Python-side BatchEncoding round trip); otherwise goes through the wrapper.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and backend.truncation is None and backend.padding is None:
+        encs = backend.encode_batch(texts, add_special_tokens=False)
+        return [(np.asarray(e.ids, dtype=np.int64), np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2)) for e in encs]
+    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    return [(np.asarray(ids, dtype=np.int64), np.asarray(offs, dtype=np.int64).reshape(-1, 2))
+            for ids, offs in zip(enc["input_ids"], enc["offset_mapping"])]

@@ -94,6 +94,7 @@ __all__ = [
     "score_paraphrases",
     "score_primed",
     "score_probes",
+    "score_requests",
     "summarize_completions",
     "summarize_mc",
     "summarize_probes",

@@ -45,12 +45,14 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"comma list of measures (default: all that the pack and data allow, without lm_eval): "
                         f"{','.join(ALL_SECTIONS)}")
     p.add_argument("--splits", type=_csv, default=("dev", "heldout"), help="probe splits (default dev,heldout)")
+    p.add_argument("--probe-limit", type=_none_or_int, default=None, help="first N probes of each probe file (default all)")
     p.add_argument("--tasks", type=_csv, default=tuple(BENCHMARKS),
                    help="multiple-choice benchmarks: names in --evaldata or JSONL paths (default: the seven)")
     p.add_argument("--evaldata", default=None, help="benchmark folder (default ../shared/evaldata or $WORKBENCH_EVALDATA)")
     p.add_argument("--limit", type=_none_or_int, default=500, help="items per benchmark ('all' for every item; default 500)")
     p.add_argument("--ppl-text", default=None, help="text file for perplexity (default: WikiText-2 test in --evaldata)")
-    p.add_argument("--ppl-max-tokens", type=_none_or_int, default=20000, help="tokens of the text to score ('all'; default 20000)")
+    p.add_argument("--ppl-max-tokens", type=_none_or_int, default=20000,
+                   help="tokens of the text to score ('all'; default 20000)")
     p.add_argument("--ppl-max-length", type=int, default=1024, help="perplexity window in tokens")
     p.add_argument("--ppl-stride", type=int, default=512, help="new tokens per perplexity window")
     p.add_argument("--judge", choices=("keyword", "openai", "hf"), default="keyword", help="completion judge")
@@ -97,6 +99,7 @@ def config_from_args(args: argparse.Namespace):
         pack=None if args.pack.lower() == "none" else args.pack,
         sections=sections,
         splits=tuple(args.splits),
+        probe_limit=args.probe_limit,
         tasks=tuple(args.tasks),
         evaldata_dir=args.evaldata,
         limit=args.limit,
@@ -128,7 +131,6 @@ def config_from_args(args: argparse.Namespace):
         figures=not args.no_figures,
         progress=not args.quiet,
     )
-    return cfg
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -207,9 +209,9 @@ def run_packs_check(args: argparse.Namespace) -> int:
         n=("id", "size"), mean_prob=("prob", "mean"), median_rank=("rank", "median"), top1_rate=("top1", "mean"),
         top5_rate=("top5", "mean")).reset_index()
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_colwidth", 50):
-        print(df[["kind", "id", "split", "target", "prob", "rank"]].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print(df[["kind", "id", "split", "target", "prob", "rank"]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         print()
-        print(summ.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print(summ.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,9 @@ import json
 import math
 import os
 import re
+import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -106,17 +108,20 @@ class Judge(Protocol):
     def grade_many(self, items: Sequence[JudgeItem]) -> list[Grade]: ...
 
 
-def _term_pattern(term: str, ignore_case: bool) -> re.Pattern:
-    # Whole words only; a plural or possessive ending still counts ("wizards", "Harry's").
+def _term_pattern(term: str, ignore_case: bool, stem: bool = False) -> re.Pattern:
+    # Whole words only; a plural or possessive ending still counts ("wizards", "Harry's"). With ``stem``
+    # (keywords of 5+ letters) up to three more letters count too ("magical", "wizardry").
     body = re.escape(term.strip())
-    return re.compile(rf"(?<!\w){body}(?:'s|’s|s|es)?(?!\w)", re.IGNORECASE if ignore_case else 0)
+    suffix = r"(?:\w{0,3})?(?:'s|’s)?" if stem and len(term.strip()) >= 5 else r"(?:'s|’s|s|es)?"
+    return re.compile(rf"(?<!\w){body}{suffix}(?!\w)", re.IGNORECASE if ignore_case else 0)
 
 
 @dataclass
 class KeywordJudge:
     """Grades by counting familiarity evidence that the completion adds to the prompt.
 
-    Points: each distinct reference keyword found (case-insensitive) gives ``reference_points``; each distinct
+    Points: each distinct reference keyword found (case-insensitive; a keyword of 5+ letters also matches with up
+    to three more letters, "magic" in "magical") gives ``reference_points``; each distinct
     anchored name of the pack found (case-sensitive, as anchors are) gives ``anchor_points``, since a
     target-specific name is strong evidence. A term counts once even if it is both. Terms that already occur
     in the prompt do not count. ``grade = min(3, points)``: a generic keyword alone gives 1, one specific name
@@ -138,7 +143,7 @@ class KeywordJudge:
         for ref in item.references:
             if not ref.strip():
                 continue
-            pat = _term_pattern(ref, ignore_case=True)
+            pat = _term_pattern(ref, ignore_case=True, stem=True)
             if pat.search(item.completion) and not (self.ignore_prompt_terms and pat.search(item.prompt)):
                 key = ref.strip().lower()
                 found[key] = max(found.get(key, 0), self.reference_points)
@@ -210,6 +215,19 @@ class OpenAIJudge:
             return base + "/chat/completions"
         return base + "/v1/chat/completions"
 
+    def check(self) -> None:
+        """Fail fast (before any generation) when nothing listens at the endpoint's host and port."""
+        parts = urllib.parse.urlsplit(self.endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise WorkbenchError(f"judge URL {self.url!r} is not an http(s) URL")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            socket.create_connection((parts.hostname, port), timeout=min(self.timeout, 10.0)).close()
+        except OSError as exc:
+            raise WorkbenchError(
+                f"judge endpoint {self.endpoint} is unreachable ({exc}); start the server or fix the judge URL"
+            ) from exc
+
     def _post(self, payload: dict) -> dict:
         key = self.api_key if self.api_key is not None else os.environ.get(self.api_key_env)
         headers = {"Content-Type": "application/json"}
@@ -239,7 +257,9 @@ class OpenAIJudge:
         try:
             text = data["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError) as exc:
-            raise WorkbenchError(f"judge endpoint {self.endpoint} answered without choices[0].message.content: {str(data)[:200]}") from exc
+            raise WorkbenchError(
+                f"judge endpoint {self.endpoint} answered without choices[0].message.content: {str(data)[:200]}"
+            ) from exc
         return Grade(parse_grade(text), [], text.strip())
 
     def grade_many(self, items: Sequence[JudgeItem]) -> list[Grade]:

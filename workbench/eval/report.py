@@ -17,7 +17,6 @@ Outputs in ``<out>``:
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -96,6 +95,7 @@ class EvalConfig:
     pack: str | None = "harry_potter"  # pack name or folder with the probes (None: no familiarity measures)
     sections: tuple[str, ...] | None = None  # measures to run (None: all the pack and data allow; lm_eval if tasks given)
     splits: tuple[str, ...] = ("dev", "heldout")  # probe splits to evaluate
+    probe_limit: int | None = None  # first N probes of each probe file (after the split filter; None: all)
     tasks: tuple[str, ...] = tuple(BENCHMARKS)  # multiple-choice benchmarks: names in evaldata_dir or JSONL paths
     evaldata_dir: str | None = None  # folder of the benchmark files (default ../shared/evaldata)
     limit: int | None = 500  # items per benchmark (None: all)
@@ -280,7 +280,8 @@ def _check_spec(spec: str | LoadedModel) -> None:
     if spec in EMBEDDED_NAMES or spec == "tiny":
         return
     path = Path(spec).expanduser()
-    looks_local = spec.startswith((".", "/", "~")) or path.suffix == ".gguf" or spec.count("/") > 1 or os.sep != "/" and os.sep in spec
+    looks_local = (spec.startswith((".", "/", "~")) or path.suffix == ".gguf" or spec.count("/") > 1
+                   or (os.sep != "/" and os.sep in spec))
     if looks_local and not path.exists():
         raise WorkbenchError(f"model path {spec} does not exist: give a model folder, a .gguf file, a run directory, "
                              "a hub id or 'embedded'")
@@ -375,7 +376,7 @@ def _plan_units(config: EvalConfig, pack: Pack | None, explicit: bool, notes: li
 
     def probes_of(kind: str):
         probes = [p for p in pack.probes(kind) if p.split in splits]
-        return probes
+        return probes[: config.probe_limit] if config.probe_limit is not None else probes
 
     needs_pack = {"probes", "collateral", "paraphrase", "priming", "completion"}
     if pack is None:
@@ -439,7 +440,8 @@ def _plan_units(config: EvalConfig, pack: Pack | None, explicit: bool, notes: li
                 continue
             units.append(_mc_unit(str(task), path, config))
     if "perplexity" in sections:
-        text = Path(config.ppl_text) if config.ppl_text else Path(config.evaldata_dir or default_evaldata_dir()) / "wikitext2_test_raw.txt"
+        default_text = Path(config.evaldata_dir or default_evaldata_dir()) / "wikitext2_test_raw.txt"
+        text = Path(config.ppl_text) if config.ppl_text else default_text
         if not text.is_file():
             skip("perplexity", f"text file {text} does not exist")
         else:
@@ -469,7 +471,8 @@ def _probe_unit(name: str, section: str, probes, stamp: dict, splits, config: Ev
             rows += _metric_rows(dom, section, ["mean_prob", "top1_rate"], split_col=None, split_value="all", ci=PROBE_CI)
         return rows, df
 
-    return _Unit(name, section, {"probes": stamp, "splits": list(splits)}, run, "probes")
+    params = {"probes": stamp, "splits": list(splits), "probe_limit": config.probe_limit}
+    return _Unit(name, section, params, run, "probes")
 
 
 def _paraphrase_unit(probes, stamp: dict, splits, config: EvalConfig) -> _Unit:
@@ -486,7 +489,8 @@ def _paraphrase_unit(probes, stamp: dict, splits, config: EvalConfig) -> _Unit:
                              "n": len(g)})
         return rows, para
 
-    return _Unit("paraphrase.probability", "paraphrase", {"probes": stamp, "splits": list(splits)}, run, "probes")
+    params = {"probes": stamp, "splits": list(splits), "probe_limit": config.probe_limit}
+    return _Unit("paraphrase.probability", "paraphrase", params, run, "probes")
 
 
 def _priming_unit(probes, passage: str, stamp: dict, splits, config: EvalConfig) -> _Unit:
@@ -499,7 +503,8 @@ def _priming_unit(probes, passage: str, stamp: dict, splits, config: EvalConfig)
         return rows, primed
 
     digest = hashlib.sha256(passage.encode()).hexdigest()[:16]
-    return _Unit("priming.probability", "priming", {"probes": stamp, "splits": list(splits), "passage": digest}, run, "probes")
+    params = {"probes": stamp, "splits": list(splits), "probe_limit": config.probe_limit, "passage": digest}
+    return _Unit("priming.probability", "priming", params, run, "probes")
 
 
 def make_judge(config: EvalConfig, pack: Pack | None):
@@ -511,8 +516,10 @@ def make_judge(config: EvalConfig, pack: Pack | None):
     if config.judge == "openai":
         if not config.judge_url:
             raise WorkbenchError("judge 'openai' needs an endpoint URL (--judge-url http://host:port/v1)")
-        return OpenAIJudge(url=config.judge_url, model=config.judge_model or "gpt-4o", target=target,
-                           api_key_env=config.judge_api_key_env)
+        judge = OpenAIJudge(url=config.judge_url, model=config.judge_model or "gpt-4o", target=target,
+                            api_key_env=config.judge_api_key_env)
+        judge.check()
+        return judge
     if config.judge == "hf":
         if not config.judge_model:
             raise WorkbenchError("judge 'hf' needs a chat model spec (--judge-model PATH_OR_HUB_ID)")
@@ -528,6 +535,7 @@ def _completion_unit(probes, pack: Pack, config: EvalConfig) -> _Unit:
         "judge": [config.judge, config.judge_url, config.judge_model],
         "generation": asdict(config.generation()) | {"progress": None, "batch_size": None},
         "splits": list(config.splits),
+        "probe_limit": config.probe_limit,
     }
 
     def run(lm: LoadedModel, memo: dict):
@@ -576,10 +584,11 @@ def _lm_eval_unit(config: EvalConfig) -> _Unit:
 
         res = run_lm_eval(lm, list(config.lm_eval_tasks), limit=config.lm_eval_limit, include_path=config.lm_eval_include,
                           batch_size=config.batch_size)
-        rows = [{"section": "lm_eval", "set": r["task"], "split": "-", "variant": "-", "metric": r["metric"],
-                 "value": r["value"], "ci_low": r["value"] - 1.96 * r["stderr"] if r["stderr"] == r["stderr"] else math.nan,
-                 "ci_high": r["value"] + 1.96 * r["stderr"] if r["stderr"] == r["stderr"] else math.nan, "n": r.get("n", 0)}
-                for r in res]
+        rows = []
+        for r in res:
+            half = 1.96 * r["stderr"] if math.isfinite(r["stderr"]) else math.nan
+            rows.append({"section": "lm_eval", "set": r["task"], "split": "-", "variant": "-", "metric": r["metric"],
+                         "value": r["value"], "ci_low": r["value"] - half, "ci_high": r["value"] + half, "n": r.get("n", 0)})
         return rows, None
 
     params = {"tasks": list(config.lm_eval_tasks), "limit": config.lm_eval_limit, "include": config.lm_eval_include}
@@ -634,7 +643,9 @@ def evaluate_models(
 
     ``models``: model specs (``'embedded'``, paths, run dirs, hub ids, optionally ``'label=spec'``), loaded
     models, or ``(label, spec_or_model)`` pairs. Models given as specs are loaded one at a time, and only when
-    one of their units is not already finished in ``out_dir``.
+    one of their units is not already finished in ``out_dir``. A model on disk is recognised for resuming by its
+    path and file times; a model passed in memory only by its label, spec and source, so evaluate a changed
+    in-memory model into a new ``out_dir`` (or with ``config.resume = False``).
     """
     config = config or EvalConfig()
     out = Path(out_dir) if out_dir else Path("runs") / "eval" / time.strftime("%Y%m%d-%H%M%S")
@@ -643,7 +654,9 @@ def evaluate_models(
     for _, spec in pairs:
         _check_spec(spec)
     explicit = config.sections is not None
-    pack = load_pack(config.pack) if config.pack else None
+    pack_sections = {"probes", "collateral", "paraphrase", "priming", "completion"}
+    wants_pack = config.sections is None or bool(pack_sections & set(config.sections))
+    pack = load_pack(config.pack) if config.pack and wants_pack else None
     notes: list[str] = []
     units = _plan_units(config, pack, explicit, notes)
     for note in notes:

@@ -87,7 +87,7 @@ def score_paraphrases(lm: LoadedModel, probes: Sequence[NextTokenProbe],
     flat: list[NextTokenProbe] = []
     index: list[int] = []
     for p in probes:
-        for j, para in enumerate(p.paraphrases):
+        for j in range(len(p.paraphrases)):
             flat.append(p)
             index.append(j)
     if not flat:

@@ -251,7 +251,15 @@ def perplexity(lm: LoadedModel, text: str | Path, config: PerplexityConfig | Non
     if not text.strip():
         raise WorkbenchError("perplexity text is empty")
     tok = lm.tokenizer
-    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    enc = None
+    if cfg.max_tokens is not None:
+        # Tokenize only a prefix long enough for max_tokens (no token spans 16 characters on average).
+        head = text[: cfg.max_tokens * 16 + 64]
+        enc = tok(head, add_special_tokens=False, return_offsets_mapping=True)
+        if len(enc.input_ids) <= cfg.max_tokens and len(head) < len(text):
+            enc = None
+    if enc is None:
+        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(enc.input_ids)
     if cfg.max_tokens is not None and len(ids) > cfg.max_tokens:
         ids = ids[:cfg.max_tokens]

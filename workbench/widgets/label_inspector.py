@@ -35,7 +35,8 @@ class LabelInspector:
 
     def __init__(self, store: LabelStore | str | os.PathLike, tokenizer, block: int | None = None,
                  alpha: float | None = None, alpha_grid: Sequence[float] | None = None, top: int = 5):
-        self.store = store if isinstance(store, LabelStore) else LabelStore(store)
+        # anything with the LabelStore read interface (alphas, blocks, positions, topk_arrays) will do
+        self.store = store if hasattr(store, "topk_arrays") else LabelStore(store)
         self.tokenizer = tokenizer
         self.top = top
         pos = self.store.positions

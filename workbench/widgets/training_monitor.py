@@ -46,8 +46,8 @@ def phase_name(output_dir: str) -> str:
 
 class _ResettableStop(StopController):
     def _can_stop(self) -> bool:
-        alive = self._thread is not None and self._thread.is_alive()
-        return self.state in ("running", "idle") or alive and self.state != "stopping"
+        # between two phases of one start()/run() the state reads 'finished' but a stop is still useful
+        return self.state == "running" or self._active and self.state != "stopping"
 
     def reset(self) -> None:
         self._event.clear()
@@ -62,6 +62,11 @@ class _Phases(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.monitor._begin_phase(phase_name(args.output_dir), args.output_dir, state)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        m = self.monitor
+        if m.stop_after is not None and state.global_step - m._phase_step0 >= m.stop_after and not m.stopped:
+            m.stop()  # runs before the StopController's on_step_end, so this very step is the last
 
     def on_save(self, args, state, control, **kwargs):
         self.monitor._saved(Path(args.output_dir) / f"checkpoint-{state.global_step}", state.global_step)
@@ -95,6 +100,7 @@ class TrainingMonitor:
         self._history = LossHistory(listeners=[self.on_log])
         self._phases = _Phases(self)
         self._thread: threading.Thread | None = None
+        self._active = False  # inside start()/run()
         self._phase_step0 = 0
         self._fig = None
         self._w = None
@@ -103,7 +109,7 @@ class TrainingMonitor:
     @property
     def callbacks(self) -> list[TrainerCallback]:
         """The Trainer callbacks: loss history, stop controller, phase tracking."""
-        return [self._history, self._controller, self._phases]
+        return [self._history, self._phases, self._controller]
 
     @property
     def stopped(self) -> bool:
@@ -119,8 +125,8 @@ class TrainingMonitor:
             self._refresh()
 
     def _can_stop(self) -> bool:
-        alive = self._thread is not None and self._thread.is_alive()
-        return self.state in ("running", "idle") or alive and self.state != "stopping"
+        # between two phases of one start()/run() the state reads 'finished' but a stop is still useful
+        return self.state == "running" or self._active and self.state != "stopping"
 
     def reset(self) -> None:
         """Allow training again after a stop (start() and run() call this)."""
@@ -135,6 +141,7 @@ class TrainingMonitor:
         self.reset()
         self.state = "running"
         self.status = "starting"
+        self._active = True
         self._refresh()
 
         def target():
@@ -174,13 +181,16 @@ class TrainingMonitor:
         return result
 
     def _call(self, fn, args, kwargs) -> None:
+        self._active = True
+        n0 = len(self.records)
         try:
             self.result = fn(*args, **kwargs)
             if self._controller.requested:
                 self._mark_stopped()
             else:
                 self.state = "finished"
-                self.status = f"finished ({self._summary()})"
+                self.status = (f"finished ({self._summary()})" if len(self.records) > n0 else
+                               "finished: nothing to train (the stage was already done with these settings)")
         except KeyboardInterrupt:
             # the Run raises KeyboardInterrupt when its stage was stopped before the end
             self.result = None
@@ -189,6 +199,8 @@ class TrainingMonitor:
             self.error = exc
             self.state = "failed"
             self.status = f"failed: {type(exc).__name__}: {exc}"
+        finally:
+            self._active = False
         self._refresh()
 
     def _mark_stopped(self) -> None:
@@ -232,9 +244,7 @@ class TrainingMonitor:
         if self.state == "running":
             self.status = f"{row['phase']}: step {step}, loss {rec.get('loss', float('nan')):.4f}"
         self._update_figure(row)
-        if self.stop_after is not None and step - self._phase_step0 >= self.stop_after and not self._controller.requested:
-            self.stop()
-        self._refresh(status_only=True)
+        self._refresh()
 
     # -- data -----------------------------------------------------------------------------------------------
     @property
@@ -302,7 +312,7 @@ class TrainingMonitor:
         color = {"failed": "#b31d28", "stopped": "#8a6d00", "stopping": "#8a6d00", "finished": "#1a7f37"}.get(self.state, "#333")
         return f'<span style="font-size:12px;color:{color}"><b>{esc(self.state)}</b> · {esc(self.status)}</span>'
 
-    def _refresh(self, status_only: bool = False) -> None:
+    def _refresh(self) -> None:
         if self._w is None:
             return
         self._w["status"].value = self.status_html()

