@@ -214,15 +214,17 @@ def finetune(
         if cfg.retain_weight > 0:
             reference = copy.deepcopy(model).eval().requires_grad_(False)
     train_model.train()
-    _, finished = run_trainer(UnlearningTrainer, train_model, dataset, unlearning_collator(tokenizer.pad_token_id), cfg,
+    trainer, finished = run_trainer(UnlearningTrainer, train_model, dataset, unlearning_collator(tokenizer.pad_token_id), cfg,
                               ckpt, seed, callbacks, progress, unlearn_cfg=cfg, reference_model=reference)
     train_model.eval()
     if not finished:
         return train_model, False
     final = train_model.merge_and_unload() if cfg.method == "lora" else train_model
     final.eval()
-    with atomic_dir(out_dir) as tmp:
-        final.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-    clear_checkpoints(ckpt)
+    if trainer.is_world_process_zero():  # under `accelerate launch`, one process writes the artifact
+        with atomic_dir(out_dir) as tmp:
+            final.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+        clear_checkpoints(ckpt)
+    trainer.accelerator.wait_for_everyone()
     return final, True

@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from workbench.errors import WorkbenchError
-from workbench.io import atomic_write_json, read_json
+from workbench.io import atomic_write, atomic_write_json, read_json
 from workbench.pair import ModelPair, pad_batch
 from workbench.translate import AlignedBlock
 
@@ -218,9 +218,7 @@ def _shard_tables(aligned: Sequence[AlignedBlock], results: Sequence[BlockLabels
 
 
 def _write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name("." + path.name + ".tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
 def generate_labels(

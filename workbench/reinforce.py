@@ -81,15 +81,17 @@ def train_reinforced(
         base_for_pair = copy.deepcopy(model).eval()
         train_model = model
     train_model.train()
-    _, finished = run_trainer(Trainer, train_model, BlockDataset(blocks), causal_lm_collator(tokenizer.pad_token_id),
+    trainer, finished = run_trainer(Trainer, train_model, BlockDataset(blocks), causal_lm_collator(tokenizer.pad_token_id),
                               cfg, ckpt, seed, callbacks, progress)
     train_model.eval()
     if not finished:
         return _pair(train_model, base_for_pair), False
-    with atomic_dir(out_dir) as tmp:
-        train_model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    clear_checkpoints(ckpt)
+    if trainer.is_world_process_zero():  # under `accelerate launch`, one process writes the artifact
+        with atomic_dir(out_dir) as tmp:
+            train_model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        clear_checkpoints(ckpt)
+    trainer.accelerator.wait_for_everyone()
     return _pair(train_model, base_for_pair), True
 
 

@@ -37,7 +37,7 @@ from workbench.anchors import AnchorMap, load_anchor_map
 from workbench.config import RunConfig, config_to_dict, stable_hash
 from workbench.corpus import Block, Document, corpus_fingerprint, make_blocks, read_documents
 from workbench.errors import WorkbenchError
-from workbench.io import atomic_write_json, atomic_write_text, read_json
+from workbench.io import atomic_write, atomic_write_json, atomic_write_text, read_json
 from workbench.models import LoadedModel, load_model, load_tokenizer
 
 __all__ = ["Run", "STAGES"]
@@ -265,9 +265,7 @@ class Run:
         t0 = time.perf_counter()
         blocks = self.blocks[: self.cfg.scoring.max_blocks] if self.cfg.scoring.max_blocks else self.blocks
         scores = score_blocks(self._pair(), blocks, self.tokenizer, self.cfg.scoring.batch_size, progress=self.progress)
-        tmp = path.with_name(".scores.parquet.tmp")
-        scores.to_parquet(tmp)
-        os.replace(tmp, path)
+        atomic_write(path, scores.to_parquet)
         atomic_write_text(self.dir / "suggested_anchors.csv", suggest_anchors(scores, blocks, self.anchors).to_csv(index=False))
         self._finish("score", time.perf_counter() - t0, positions=len(scores))
         return scores
