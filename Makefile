@@ -31,7 +31,7 @@ demo-quick: install
 	$(VENV)/bin/workbench demo --quick
 
 lab: install
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 bench: install
 	$(PY) benchmarks/run_all.py

@@ -58,6 +58,7 @@ def raw_forwards(peft_model, batches) -> float:
 
 def run(ctx: Context) -> dict:
     from workbench.config import load_config
+    from workbench.corpus import Block
     from workbench.labels import generate_labels
     from workbench.pair import ModelPair
     from workbench.translate import translate_blocks
@@ -84,8 +85,9 @@ def run(ctx: Context) -> dict:
     # warm-up, not timed: a full block through the raw forwards (allocator, lazy kernels), a short one through
     # generate_labels (its code paths)
     raw_forwards(model, padded_batches(warm_aligned, 1, pad, pair.device))
-    short = translate_blocks([warm[0].__class__(warm[0].index, warm[0].input_ids[:32], warm[0].offsets[:32],
-                                                warm[0].text, warm[0].char_start)], amap, tok, seed=0)
+    w = warm[0]
+    short_block = Block(w.index, w.input_ids[:32], w.offsets[:32], w.text[: int(w.offsets[31, 1])], w.char_start)
+    short = translate_blocks([short_block], amap, tok, seed=0)
     generate_labels(pair, short, ctx.work / "labels_warmup", fingerprint="warm", **kw)
     t_bound1 = raw_forwards(model, batches)
     t0 = time.perf_counter()

@@ -25,7 +25,6 @@
 
 # %%
 import pandas as pd
-from IPython.display import display
 
 from workbench import notebook
 from workbench.scoring import suggest_anchors

@@ -28,8 +28,6 @@
 # baseline logit (no token outside the top-k can then win); positions where that check fails are flagged.
 
 # %%
-from IPython.display import display
-
 from workbench import notebook
 from workbench.widgets import LabelInspector
 

@@ -32,8 +32,6 @@
 # %%
 import copy
 
-from IPython.display import display
-
 from workbench import notebook
 from workbench.widgets import TrainingMonitor
 

@@ -93,28 +93,53 @@ def jupyterlab(tmp_path):
             proc.wait()
 
 
+# true once every code cell shows an execution count, or as soon as a cell shows an error (Run All stops there)
 ALL_CELLS_RAN = """() => {
+    if (document.querySelector(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")) return true;
     const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(p => p.textContent.trim());
     return prompts.length > 0 && prompts.every(t => /^\\[\\d+\\]:$/.test(t));
 }"""
+
+
+KERNEL_IDLE = "() => !!document.querySelector(\".jp-Notebook-ExecutionIndicator[data-status='idle']\")"
+
+
+def _wait_until(page, js: str, timeout: float, what: str) -> None:
+    """Poll ``js`` until true; meanwhile accept JupyterLab's "Select Kernel" dialog, which a fresh server
+    sometimes shows while it restores the notebook's session (Python 3 is preselected)."""
+    deadline = time.time() + timeout
+    stable = 0
+    while time.time() < deadline:
+        dialog = page.locator(".jp-Dialog .jp-mod-accept")
+        if dialog.count() and dialog.first.is_visible():
+            dialog.first.click()
+            stable = 0
+        elif page.evaluate(js):
+            stable += 1
+            if stable >= 2:  # true twice in a row, a second apart, with no dialog in between
+                return
+        else:
+            stable = 0
+        page.wait_for_timeout(1000)
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_anchor_editor_in_jupyterlab(jupyterlab):
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "failure.png").unlink(missing_ok=True)
     url = f"{jupyterlab['url']}/lab/tree/02_anchor_editing.ipynb?token={jupyterlab['token']}"
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
         try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
             page.goto(url, timeout=120_000)
             page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
-            # wait until the kernel is up, then Run > Run All Cells
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+            _wait_until(page, KERNEL_IDLE, 120, "the kernel to start")
             page.click(".lm-MenuBar-itemLabel:text-is('Run')")
             page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
-            page.wait_for_function(ALL_CELLS_RAN, timeout=240_000, polling=500)
+            _wait_until(page, ALL_CELLS_RAN, 240, "all cells to run")
             errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")
             assert errors.count() == 0, errors.first.inner_text()
 
@@ -149,6 +174,9 @@ def test_anchor_editor_in_jupyterlab(jupyterlab):
             editor.scroll_into_view_if_needed()
             editor.screenshot(path=str(SCREENSHOT))
             page.screenshot(path=str(ARTIFACTS / "anchor_editor_page.png"))
+        except BaseException:
+            page.screenshot(path=str(ARTIFACTS / "failure.png"))  # what the browser showed when it went wrong
+            raise
         finally:
             browser.close()
     assert SCREENSHOT.is_file() and SCREENSHOT.stat().st_size > 10_000

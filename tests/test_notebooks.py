@@ -8,7 +8,6 @@ their ``runs/`` folder never lands in the repository.
 from __future__ import annotations
 
 import importlib.util
-import os
 import time
 from pathlib import Path
 

@@ -81,18 +81,23 @@ def build_dataset(store: LabelStore, cfg: FinetuneConfig, retain: Sequence[np.nd
     soft_ids = soft_probs = None
     if cfg.target == "soft":
         soft_ids, soft_probs = store.soft_targets(cfg.alpha, cfg.temperature)
-        pos_df = store.positions
+        pos_block = store.positions["block"].to_numpy()
+        pos_pos = store.positions["pos"].to_numpy()
+        # the rows of each block, grouped once with a stable sort
+        order = np.argsort(pos_block, kind="stable")
+        uniq, starts, counts = np.unique(pos_block[order], return_index=True, return_counts=True)
+        rows_of = {int(b): order[s : s + c] for b, s, c in zip(uniq, starts, counts)}
     for _, row in blocks.iterrows():
         ids = np.asarray(row["input_ids"], dtype=np.int64)
         item = {"input_ids": ids}
         if cfg.target == "hard":
             item["generic_labels"] = np.asarray(row[col], dtype=np.int64)
         else:
-            sel = np.nonzero(pos_df["block"].to_numpy() == row["block"])[0]
+            sel = rows_of.get(int(row["block"]), np.zeros(0, dtype=np.int64))
             k = soft_ids.shape[1]
             s_ids = np.zeros((len(ids), k), dtype=np.int64)
             s_p = np.zeros((len(ids), k), dtype=np.float32)
-            p = pos_df["pos"].to_numpy()[sel]
+            p = pos_pos[sel]
             s_ids[p], s_p[p] = soft_ids[sel], soft_probs[sel]
             lab = np.full(len(ids), IGNORE, dtype=np.int64)
             lab[p] = s_ids[p, np.argmax(s_p[p], -1)]

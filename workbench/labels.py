@@ -90,22 +90,9 @@ class BlockLabels:
     gain_next: np.ndarray  # [n] reinforced minus baseline logit of the original next token
 
 
-def _suppress_(v_base: torch.Tensor, ab: AlignedBlock, rows: np.ndarray | None = None) -> None:
-    """In place: logits of used generic values' first tokens set to the position's mean (rule 4).
-
-    ``v_base``: [trans_pos, vocab], or with ``rows`` ([n] translated positions) those rows only, [n, vocab].
-    """
-    tpos = rows if rows is not None else np.arange(v_base.shape[0])
-    r, t = _suppressed_cells(ab, tpos, v_base.shape[-1])
-    if len(r):
-        mean = v_base.mean(-1)  # of the rows before any suppression
-        r_t = torch.as_tensor(r, device=v_base.device)
-        v_base[r_t, torch.as_tensor(t, device=v_base.device)] = mean[r_t]
-
-
 def _suppressed_cells(ab: AlignedBlock, tpos: np.ndarray, vocab: int) -> tuple[np.ndarray, np.ndarray]:
-    """(row, token) pairs to suppress among rows at translated positions ``tpos``: row i, token x for every
-    suppression entry (start, x) with ``tpos[i] >= start``."""
+    """Rule 4 as (row, token) cells among rows at translated positions ``tpos``: row i, token x for every
+    suppression entry (start, x) with ``tpos[i] >= start`` (its logit becomes the row's mean)."""
     if not ab.suppress:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     sup = np.asarray(ab.suppress, dtype=np.int64).reshape(-1, 2)
@@ -170,7 +157,7 @@ def compute_batch_labels(
             lab[~exact] = generic_labels_full(vb[rows], vr_flat[r_rows[rows]], float(a)).cpu().numpy()
         labels[float(a)] = lab.astype(np.int64)
     out = []
-    for j, (ab, p, tp, o, c) in enumerate(zip(batch, pos, tpos, offsets, counts)):
+    for ab, p, tp, o, c in zip(batch, pos, tpos, offsets, counts):
         sl = slice(o, o + c)
         out.append(BlockLabels(
             ab.block.index, p.astype(np.int64), tp.astype(np.int64), next_np[sl],

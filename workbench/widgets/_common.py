@@ -8,7 +8,8 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-__all__ = ["esc", "show_token", "token_texts", "score_color", "df_html", "CHANGED_COLOR", "ANCHOR_COLOR", "GENERIC_COLOR"]
+__all__ = ["esc", "show_token", "token_texts", "score_color", "df_html", "figure_widget", "CHANGED_COLOR",
+           "ANCHOR_COLOR", "GENERIC_COLOR"]
 
 CHANGED_COLOR = "#1a7f37"  # generic labels that differ from the original token
 ANCHOR_COLOR = "#fff3b0"  # anchored expressions in the original text
@@ -81,3 +82,15 @@ def df_html(df: pd.DataFrame, max_rows: int = 50, float_format: str = "{:.3f}", 
 def top_list(pairs: Sequence[tuple[str, float]], fmt: str = "{:.2f}") -> str:
     """'␣Harry 12.30, ␣the 11.02' for a hover text."""
     return ", ".join(f"{show_token(t)} {fmt.format(v)}" for t, v in pairs)
+
+
+def figure_widget():
+    """An empty plotly ``FigureWidget`` (plotly 6+ builds it on anywidget; say so when that is missing)."""
+    import plotly.graph_objects as go
+
+    try:
+        return go.FigureWidget()
+    except ImportError as exc:
+        from workbench.errors import WorkbenchError
+
+        raise WorkbenchError(f"live plots need the anywidget package: `pip install anywidget` ({exc})") from exc

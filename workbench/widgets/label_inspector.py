@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.labels import LabelStore, alpha_column, labels_from_topk
-from workbench.widgets._common import df_html, esc, show_token, token_texts
+from workbench.widgets._common import df_html, esc, figure_widget, show_token, token_texts
 from workbench.widgets.token_diff import TokenDiff, _cells
 
 __all__ = ["LabelInspector"]
@@ -157,11 +157,9 @@ class LabelInspector:
 
     def figure(self):
         """Changed share vs alpha (all blocks and the chosen block) as a plotly FigureWidget."""
-        import plotly.graph_objects as go
-
         allc = self.changed_share()
         blk = self.changed_share(block=self.block)
-        fig = go.FigureWidget()
+        fig = figure_widget()
         fig.add_scatter(x=allc["alpha"], y=allc["changed_share"], mode="lines", name="all blocks")
         fig.add_scatter(x=blk["alpha"], y=blk["changed_share"], mode="lines", name=f"block {self.block}",
                         line=dict(dash="dot"))

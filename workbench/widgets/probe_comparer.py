@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from workbench.widgets._common import df_html, esc
+from workbench.widgets._common import df_html, esc, figure_widget
 
 __all__ = ["ProbeComparer", "diff_tokens", "completion_diff_html", "grade_badge"]
 
@@ -193,9 +193,7 @@ class ProbeComparer:
 
     def figure(self):
         """Grouped bars: the correct token's probability per probe of the selected set, one colour per model."""
-        import plotly.graph_objects as go
-
-        fig = go.FigureWidget()
+        fig = figure_widget()
         t = self.probability_table(self.prob_set)
         for name in self.names:
             fig.add_bar(x=t["probe_id"].tolist() if len(t) else [], y=t[name].tolist() if name in t else [], name=name,

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -31,7 +30,7 @@ import pandas as pd
 from transformers import TrainerCallback
 
 from workbench.training import LossHistory, StopController
-from workbench.widgets._common import esc
+from workbench.widgets._common import esc, figure_widget
 
 __all__ = ["TrainingMonitor", "phase_name"]
 
@@ -259,9 +258,7 @@ class TrainingMonitor:
     def figure(self):
         """The plotly FigureWidget of the loss curves."""
         if self._fig is None:
-            import plotly.graph_objects as go
-
-            self._fig = go.FigureWidget()
+            self._fig = figure_widget()
             self._fig.update_layout(title=self.title, height=300, margin=dict(l=50, r=10, t=40, b=40),
                                     xaxis_title="step", yaxis_title="loss", legend=dict(orientation="h", y=-0.25))
             for row in list(self.records):
