@@ -220,6 +220,17 @@ def test_unmatched_anchors_are_reported_with_their_count(tmp_path):
     assert any("1 of 15 anchors never match" in m for m in logs)  # 'Nimbus' is absent from the corpus
 
 
+def test_answer_kind_classifies_probes_against_the_anchor_map():
+    from workbench.anchors import AnchorMap
+    from workbench.outcome import answer_kind
+
+    m = AnchorMap.from_dict({"Hogwarts": ["X"], "Half-Blood Prince": ["Y"], "Harry": ["Z"]})
+    assert answer_kind(m, "Harry went to", " Hogwarts") == "anchor"
+    assert answer_kind(m, "Snape was the Half-Blood", " Prince") == "in_anchor"
+    assert answer_kind(m, "Harry's scar is shaped like a lightning", " bolt") == "other"
+    assert answer_kind(m, "He studied at Hogwartsy", " school") == "other"
+
+
 def test_report_stage_compares_baseline_and_unlearned(tmp_path):
     from workbench.outcome import outcome_table
 
@@ -247,5 +258,7 @@ def test_report_stage_compares_baseline_and_unlearned(tmp_path):
     assert saved["probes"] == report["probes"]
     per_probe = (tmp_path / "run" / "report" / "probes.csv").read_text().splitlines()
     assert len(per_probe) == 1 + 2 * 3  # header + (2 heldout + 1 general) probes x 2 models
+    kinds = {r["answer_kind"]: r["n"] for r in report["probes_by_answer_kind"].values()}
+    assert kinds == {"anchor": 1, "in_anchor": 1}  # " Hogwarts" starts an anchor; " Stone" completes one
     table = outcome_table(report)
-    assert list(table["measure"])[-1].startswith("perplexity") and len(table) == 3
+    assert list(table["measure"])[-1].startswith("perplexity") and len(table) == 5

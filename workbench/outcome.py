@@ -10,10 +10,32 @@ import pandas as pd
 from workbench.models import load_model
 
 if TYPE_CHECKING:
+    from workbench.anchors import AnchorMap
     from workbench.config import ReportConfig
     from workbench.run import Run
 
-__all__ = ["before_after", "outcome_table"]
+__all__ = ["before_after", "outcome_table", "answer_kind", "ANSWER_KINDS"]
+
+# What a next-token probe's answer is, with respect to the anchor map. The method relabels the position that
+# predicts an anchored term and leaves positions inside a multi-token anchor unlabelled, so it acts on the
+# three kinds very differently; the report gives each its own row.
+ANSWER_KINDS = {
+    "anchor": "answer starts an anchored term",
+    "in_anchor": "answer completes an anchored term begun in the prompt",
+    "other": "answer is not an anchored term",
+}
+
+
+def answer_kind(anchors: "AnchorMap", prompt: str, target: str) -> str:
+    """``anchor``, ``in_anchor`` or ``other`` (see :data:`ANSWER_KINDS`) for a probe's canonical target."""
+    end = len(prompt)
+    lead = len(target) - len(target.lstrip())
+    for occ in anchors.find(prompt + target):
+        if occ.start < end < occ.end:
+            return "in_anchor"
+        if end <= occ.start <= end + lead:
+            return "anchor"
+    return "other"
 
 
 def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
@@ -39,6 +61,7 @@ def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
     per_probe = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     out: dict = {"probe_split": rc.split}
     if not per_probe.empty:
+        per_probe["answer_kind"] = [answer_kind(run.anchors, p, t) for p, t in zip(per_probe["prompt"], per_probe["target"])]
         os.makedirs(run.dir / "report", exist_ok=True)
         per_probe.to_csv(run.dir / "report" / "probes.csv", index=False)
         means = per_probe.pivot_table(index="set", columns="variant", values="prob", aggfunc="mean")
@@ -48,6 +71,15 @@ def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
                 "unlearned_mean_prob": float(means.loc[s, "unlearned"]),
                 "relative_change": float(means.loc[s, "unlearned"] / means.loc[s, "baseline"] - 1.0)}
             for s in means.index
+        }
+        by_kind = per_probe.pivot_table(index=["set", "answer_kind"], columns="variant", values="prob", aggfunc="mean")
+        kind_n = per_probe[per_probe["variant"] == "baseline"].groupby(["set", "answer_kind"]).size()
+        out["probes_by_answer_kind"] = {
+            f"{s}/{k}": {"set": s, "answer_kind": k, "n": int(kind_n[(s, k)]),
+                         "baseline_mean_prob": float(by_kind.loc[(s, k), "baseline"]),
+                         "unlearned_mean_prob": float(by_kind.loc[(s, k), "unlearned"]),
+                         "relative_change": float(by_kind.loc[(s, k), "unlearned"] / by_kind.loc[(s, k), "baseline"] - 1.0)}
+            for s, k in by_kind.index if s == "probability"
         }
     text, text_name = None, rc.perplexity_text
     if rc.perplexity_text and os.path.isfile(rc.perplexity_text):
@@ -68,12 +100,17 @@ def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
 
 
 def outcome_table(report: dict) -> pd.DataFrame:
-    """The before/after table of a report: one row per probe set (mean probability of the correct token)
-    and one for perplexity."""
+    """The before/after table of a report: one row per probe set (mean probability of the correct token), the
+    target set split by answer kind, and one row for perplexity."""
     rows = []
     for s, r in (report.get("probes") or {}).items():
         rows.append({"measure": f"{s} probes: P(correct next token)", "n": r["n"], "baseline": r["baseline_mean_prob"],
                      "unlearned": r["unlearned_mean_prob"], "change": f"{100 * r['relative_change']:+.1f}%"})
+        for kr in (report.get("probes_by_answer_kind") or {}).values():
+            if kr["set"] == s:
+                rows.append({"measure": f"  of which: {ANSWER_KINDS[kr['answer_kind']]}", "n": kr["n"],
+                             "baseline": kr["baseline_mean_prob"], "unlearned": kr["unlearned_mean_prob"],
+                             "change": f"{100 * kr['relative_change']:+.1f}%"})
     ppl = report.get("perplexity")
     if ppl:
         rows.append({"measure": f"perplexity ({ppl['text']})", "n": None, "baseline": ppl["baseline"],

@@ -43,6 +43,7 @@ from workbench.models import LoadedModel, load_model, load_tokenizer
 __all__ = ["Run", "STAGES"]
 
 STAGES = ("reinforce", "score", "labels", "finetune", "report")
+REPORT_VERSION = 2  # bump when the report's content changes, so finished runs recompute it
 
 
 def _is_main_process() -> bool:
@@ -220,7 +221,7 @@ class Run:
         if stage == "finetune":
             return finetune
         if stage == "report":
-            return stable_hash("report", finetune, c.report)
+            return stable_hash("report", finetune, c.report, REPORT_VERSION)
         raise WorkbenchError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
 
     # -- stages -----------------------------------------------------------------------------------------------
