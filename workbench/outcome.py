@@ -66,11 +66,12 @@ def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
         per_probe.to_csv(run.dir / "report" / "probes.csv", index=False)
         means = per_probe.pivot_table(index="set", columns="variant", values="prob", aggfunc="mean")
         counts = per_probe[per_probe["variant"] == "baseline"].groupby("set").size()
+        order = [s for s in rc.probe_sets if s in means.index]  # the config's order: the target set first
         out["probes"] = {
             s: {"n": int(counts[s]), "baseline_mean_prob": float(means.loc[s, "baseline"]),
                 "unlearned_mean_prob": float(means.loc[s, "unlearned"]),
                 "relative_change": float(means.loc[s, "unlearned"] / means.loc[s, "baseline"] - 1.0)}
-            for s in means.index
+            for s in order
         }
         by_kind = per_probe.pivot_table(index=["set", "answer_kind"], columns="variant", values="prob", aggfunc="mean")
         kind_n = per_probe[per_probe["variant"] == "baseline"].groupby(["set", "answer_kind"]).size()
@@ -92,7 +93,8 @@ def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
     if text:
         from workbench.eval.utility import PerplexityConfig, perplexity
 
-        pcfg = PerplexityConfig(max_length=1024, stride=512, max_tokens=rc.max_perplexity_tokens)
+        # two windows per pass: the logits of a window ([1024, vocab] fp32) dominate the report's memory
+        pcfg = PerplexityConfig(max_length=1024, stride=512, max_tokens=rc.max_perplexity_tokens, batch_size=2)
         ppl = {name: perplexity(lm, text, pcfg)["ppl"] for name, lm in models.items()}
         out["perplexity"] = {"text": text_name, **ppl,
                              "relative_change": ppl["unlearned"] / ppl["baseline"] - 1.0}
