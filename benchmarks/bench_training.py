@@ -90,7 +90,7 @@ def bench_reinforce(ctx: Context, blocks, steps: int, batch: int) -> dict:
     from workbench.training import add_lora
 
     cfg = load_config(REPO / "workbench" / "configs" / "demo.yaml").reinforce
-    cfg.batch_size, cfg.epochs = batch, 1.0
+    cfg.batch_size, cfg.epochs, cfg.grad_accum = batch, 1.0, 1  # one forward+backward per step, like the plain loop
     lm = load(ctx)
     tok = lm.tokenizer
     plain_model = add_lora(copy.deepcopy(lm.model), cfg)
@@ -117,7 +117,7 @@ def bench_finetune(ctx: Context, blocks, steps: int, batch: int) -> dict:
     cfg = load_config(REPO / "workbench" / "configs" / "demo.yaml").finetune
     # the paper's setting: hard generic labels, no retain term (the demo's soft targets + retain KL add the
     # retain forward/backward and a reference forward: method cost, not loop overhead)
-    cfg.target, cfg.retain_weight, cfg.batch_size, cfg.epochs = "hard", 0.0, batch, 1.0
+    cfg.target, cfg.retain_weight, cfg.batch_size, cfg.epochs, cfg.grad_accum = "hard", 0.0, batch, 1.0, 1
     lm = load(ctx)
     tok = lm.tokenizer
     plain_model = add_lora(copy.deepcopy(lm.model), cfg)
