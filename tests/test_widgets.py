@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import tiny_config
+
 from workbench.anchors import AnchorMap
 from workbench.config import config_from_dict
 from workbench.corpus import Document, make_blocks
@@ -43,31 +45,11 @@ ANCHORS = {
 TEXTS = [" ".join(SENTENCES[i % 5] for i in range(k, k + 4)) for k in range(3)]
 
 
-def small_inputs(root: Path) -> dict:
-    (root / "corpus").mkdir(parents=True)
-    (root / "retain").mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        text = " ".join(SENTENCES[j] for j in rng.integers(0, len(SENTENCES), size=12))
-        (root / "corpus" / f"doc{i}.txt").write_text(text)
-    (root / "retain" / "r.txt").write_text("The river runs to the sea. Bread is baked in an oven. " * 20)
-    (root / "anchors.json").write_text(json.dumps({"format": "whp-anchors/1", "anchors": ANCHORS}))
-    return {"pack": None, "corpus": str(root / "corpus"), "anchors": str(root / "anchors.json"),
-            "retain": str(root / "retain")}
-
-
 def small_config(root: Path) -> dict:
-    return {
-        "name": "w", "model": "tiny", "seed": 0,
-        "target": {**small_inputs(root), "block_size": 32, "max_blocks": 6, "retain_block_size": 32},
-        "reinforce": {"epochs": 1, "batch_size": 2, "lora_rank": 2, "lora_alpha": 4, "learning_rate": 1e-3,
-                      "save_steps": 1, "logging_steps": 1},
-        "scoring": {"max_blocks": 2, "batch_size": 2},
-        "labels": {"alphas": [0.0, 5.0], "top_k": 6, "batch_size": 2, "shard_blocks": 2},
-        "finetune": {"epochs": 1, "batch_size": 2, "lora_rank": 2, "lora_alpha": 4, "learning_rate": 1e-3,
-                     "retain_weight": 1.0, "save_steps": 1, "logging_steps": 1},
-        "report": {"enabled": False},
-    }
+    """The shared tiny-model config, on this file's anchors, checkpointing every step."""
+    cfg = tiny_config(root, anchors=ANCHORS, name="w", target={"max_blocks": 6},
+                      reinforce={"save_steps": 1}, finetune={"save_steps": 1})
+    return cfg
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from transformers import PreTrainedTokenizerBase
 from workbench.anchors import AnchorMap
 from workbench.corpus import Block
 
-__all__ = ["Occurrence", "AlignedBlock", "translate_blocks", "align_block"]
+__all__ = ["Occurrence", "AlignedBlock", "translate_text", "translate_blocks", "align_block"]
 
 
 @dataclass(frozen=True)
@@ -70,21 +70,24 @@ class AlignedBlock:
         return mask
 
 
-def _occurrences(block: Block, anchors: AnchorMap, seed: int) -> tuple[str, list[Occurrence], dict[str, str]]:
+def translate_text(
+    text: str, anchors: AnchorMap, seed: int = 0, block: int = 0
+) -> tuple[str, list[Occurrence], dict[str, str]]:
+    """``text`` translated as block ``block`` is: (translation, every replacement with its spans, key -> value)."""
     pieces, occs, seen, choices = [], [], set(), {}
     last, shift = 0, 0
-    for m in anchors.find(block.text):
+    for m in anchors.find(text):
         value = choices.get(m.key)
         if value is None:
-            value = choices[m.key] = anchors.choose(m.key, seed, block.index)
-        pieces.append(block.text[last : m.start])
+            value = choices[m.key] = anchors.choose(m.key, seed, block)
+        pieces.append(text[last : m.start])
         t0 = m.start + shift
         occs.append(Occurrence(m.key, value, m.start, m.end, t0, t0 + len(value), m.key in seen))
         pieces.append(value)
         seen.add(m.key)
         shift += len(value) - (m.end - m.start)
         last = m.end
-    pieces.append(block.text[last:])
+    pieces.append(text[last:])
     return "".join(pieces), occs, choices
 
 
@@ -141,7 +144,7 @@ def translate_blocks(
     blocks: Sequence[Block], anchors: AnchorMap, tokenizer: PreTrainedTokenizerBase, seed: int = 0
 ) -> list[AlignedBlock]:
     """Translate and align every block; the translated texts are tokenized in one batched call."""
-    prepared = [_occurrences(b, anchors, seed) for b in blocks]
+    prepared = [translate_text(b.text, anchors, seed, b.index) for b in blocks]
     out = []
     for b, (text, occs, choices), (t_ids, t_offs) in zip(blocks, prepared, _encode([p[0] for p in prepared], tokenizer)):
         out.append(align_block(b, text, t_ids, t_offs, occs, choices))

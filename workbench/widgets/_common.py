@@ -94,3 +94,25 @@ def figure_widget():
         from workbench.errors import WorkbenchError
 
         raise WorkbenchError(f"live plots need the anywidget package: `pip install anywidget` ({exc})") from exc
+
+
+class WidgetView:
+    """Mixin for the widgets: ``.widget`` builds the ipywidgets container on first use (``_build`` fills
+    ``self._w`` with a ``"root"`` entry), and the object displays itself as a notebook cell's last expression."""
+
+    _w: dict | None = None
+
+    @property
+    def widget(self):
+        if self._w is None:
+            self._build()
+        return self._w["root"]
+
+    def _build(self) -> None:  # pragma: no cover - every widget defines it
+        raise NotImplementedError
+
+    def _ipython_display_(self):  # pragma: no cover - only in a live notebook
+        from IPython.display import display
+
+        display(self.widget)
+

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -28,7 +27,8 @@ import pandas as pd
 
 from workbench.anchors import AnchorMap, consolidate, load_anchor_map
 from workbench.errors import WorkbenchError
-from workbench.widgets._common import ANCHOR_COLOR, GENERIC_COLOR, df_html, esc
+from workbench.translate import Occurrence, translate_text
+from workbench.widgets._common import ANCHOR_COLOR, GENERIC_COLOR, df_html, esc, WidgetView
 
 __all__ = ["AnchorEditor", "PreviewSpan", "translate_preview", "preview_html", "placeholder_alternatives"]
 
@@ -44,35 +44,14 @@ def placeholder_alternatives(word: str) -> list[str]:
     return ["thing"]
 
 
-@dataclass(frozen=True)
-class PreviewSpan:
-    """One replaced anchor: ``original[orig_start:orig_end] == key``, ``translated[trans_start:trans_end] == value``."""
-
-    key: str
-    value: str
-    orig_start: int
-    orig_end: int
-    trans_start: int
-    trans_end: int
+PreviewSpan = Occurrence  # one replaced anchor, with its spans in the original and the translated text
 
 
-def translate_preview(anchors: AnchorMap, text: str, seed: int = 0, block: int = 0) -> tuple[str, list[PreviewSpan]]:
+def translate_preview(anchors: AnchorMap, text: str, seed: int = 0, block: int = 0) -> tuple[str, list[Occurrence]]:
     """The translation of ``text`` as the labels stage makes it (one seeded alternative per key and block),
     with the span of every replacement in both texts."""
-    pieces, spans, choices = [], [], {}
-    last, shift = 0, 0
-    for m in anchors.find(text):
-        value = choices.get(m.key)
-        if value is None:
-            value = choices[m.key] = anchors.choose(m.key, seed, block)
-        pieces.append(text[last:m.start])
-        t0 = m.start + shift
-        spans.append(PreviewSpan(m.key, value, m.start, m.end, t0, t0 + len(value)))
-        pieces.append(value)
-        shift += len(value) - (m.end - m.start)
-        last = m.end
-    pieces.append(text[last:])
-    return "".join(pieces), spans
+    translated, spans, _ = translate_text(text, anchors, seed, block)
+    return translated, spans
 
 
 def _marked(text: str, spans: Sequence[tuple[int, int, str, str]], color: str, selected: str | None, cls: str) -> str:
@@ -117,7 +96,7 @@ def _clean_error(exc: Exception) -> str:
     return msg[i + 2:] if i >= 0 else msg
 
 
-class AnchorEditor:
+class AnchorEditor(WidgetView):
     """Edit an anchor map; see the module docstring.
 
     Parameters
@@ -485,18 +464,6 @@ class AnchorEditor:
         if not rows:
             rows.append(W.HTML('<span style="color:#888;font-size:12px">no uncovered suggestions</span>'))
         return rows
-
-    @property
-    def widget(self):
-        """The editor as an ipywidgets container (built on first use)."""
-        if self._w is None:
-            self._build()
-        return self._w["root"]
-
-    def _ipython_display_(self):  # pragma: no cover - only in a live notebook
-        from IPython.display import display
-
-        display(self.widget)
 
     def _build(self) -> None:
         import ipywidgets as W

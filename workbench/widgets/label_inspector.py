@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 
 from workbench.labels import LabelStore, alpha_column, labels_from_topk
-from workbench.widgets._common import df_html, esc, figure_widget, show_token, token_texts
+from workbench.widgets._common import df_html, esc, figure_widget, show_token, token_texts, WidgetView
 from workbench.widgets.token_diff import TokenDiff, _cells
 
 __all__ = ["LabelInspector"]
 
 
-class LabelInspector:
+class LabelInspector(WidgetView):
     """Inspect the labels of a run.
 
     ``store``: a :class:`~workbench.labels.LabelStore` or a labels folder (``<run>/labels``); ``tokenizer``:
@@ -170,17 +170,6 @@ class LabelInspector:
                           "the original token", xaxis_title="alpha", yaxis=dict(range=[0, 1.02]),
                           legend=dict(orientation="h", y=-0.3))
         return fig
-
-    @property
-    def widget(self):
-        if self._w is None:
-            self._build()
-        return self._w["root"]
-
-    def _ipython_display_(self):  # pragma: no cover - only in a live notebook
-        from IPython.display import display
-
-        display(self.widget)
 
     def _build(self) -> None:
         import ipywidgets as W

@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from workbench.widgets._common import df_html, esc, figure_widget
+from workbench.widgets._common import df_html, esc, figure_widget, WidgetView
 
 __all__ = ["ProbeComparer", "diff_tokens", "completion_diff_html", "grade_badge"]
 
@@ -69,7 +69,7 @@ def grade_badge(grade, matched: str = "", judge: str = "") -> str:
             + (f' <span style="font-size:11px;color:#666">{esc(matched)}</span>' if matched else ""))
 
 
-class ProbeComparer:
+class ProbeComparer(WidgetView):
     """Compare two models on completion and probability probes.
 
     ``completions``: rows of :func:`~workbench.eval.completion.score_completions` with a ``model`` column.
@@ -221,17 +221,6 @@ class ProbeComparer:
         self._refresh()
 
     # -- widget -----------------------------------------------------------------------------------------------
-    @property
-    def widget(self):
-        if self._w is None:
-            self._build()
-        return self._w["root"]
-
-    def _ipython_display_(self):  # pragma: no cover - only in a live notebook
-        from IPython.display import display
-
-        display(self.widget)
-
     def _build(self) -> None:
         import ipywidgets as W
 
