@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import tiny_config
+from helpers import SENTENCES, tiny_config
 
 from workbench.anchors import AnchorMap
 from workbench.config import config_from_dict
@@ -30,13 +30,6 @@ from workbench.widgets import (
     translate_preview,
 )
 
-SENTENCES = [
-    "Harry Potter went to Hogwarts on the train with Hermione Granger.",
-    "At Hogwarts, Harry and Ron Weasley played Quidditch for Gryffindor.",
-    "Hermione read about the Philosopher's Stone in the library at Hogwarts.",
-    "Dumbledore told Harry that Voldemort would return one day.",
-    "Hagrid took Harry to Diagon Alley to buy a wand and an owl.",
-]
 ANCHORS = {
     "Harry": ["Jon", "Tom"], "Potter": ["Miller"], "Hogwarts": ["Northbrook Academy", "Kingsmere College"],
     "Hermione": ["Sarah", "Emily"], "Granger": ["Jones"], "Ron": ["Mike"], "Weasley": ["Smith"],

@@ -362,22 +362,19 @@ class AnchorEditor(WidgetView):
         return True
 
     def undo(self) -> bool:
-        if not self._undo:
-            self.status = "nothing to undo"
-            self._refresh()
-            return False
-        self._redo.append(self.anchors)
-        self._set_map(self._undo.pop(), "undone")
-        self._reselect()
-        return True
+        return self._travel(self._undo, self._redo, "undo", "undone")
 
     def redo(self) -> bool:
-        if not self._redo:
-            self.status = "nothing to redo"
+        return self._travel(self._redo, self._undo, "redo", "redone")
+
+    def _travel(self, source: list, target: list, verb: str, done: str) -> bool:
+        """Move one step through the edit history: the current map goes on ``target``, the last of ``source`` returns."""
+        if not source:
+            self.status = f"nothing to {verb}"
             self._refresh()
             return False
-        self._undo.append(self.anchors)
-        self._set_map(self._redo.pop(), "redone")
+        target.append(self.anchors)
+        self._set_map(source.pop(), done)
         self._reselect()
         return True
 
