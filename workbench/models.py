@@ -208,7 +208,7 @@ def _resolve(spec: str) -> tuple[str, str | None]:
             f"model folder {path} holds no config.json (nor unlearned/config.json, nor one .gguf file); "
             "point to a Hugging Face model folder, a .gguf file, a run directory, or use 'embedded'"
         )
-    if path.is_absolute() or spec.startswith((".", "~")) or os.sep in spec and path.parent.exists() and not _looks_like_hub_id(spec):
+    if path.is_absolute() or spec.startswith((".", "~")):
         raise WorkbenchError(f"model path {spec} does not exist")
     if not _looks_like_hub_id(spec):
         raise WorkbenchError(
