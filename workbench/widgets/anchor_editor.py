@@ -526,6 +526,15 @@ class AnchorEditor(WidgetView):
         self._w = w
         self._refresh()
 
+    def _sync_form(self, w: dict) -> None:
+        """The entry form and its validation (the only part that changes while the user types)."""
+        if w["key"].value != self.form_key:
+            w["key"].value = self.form_key
+        if w["alts"].value != self.form_alternatives:
+            w["alts"].value = self.form_alternatives
+        w["validation"].value = self._error_html()
+        w["apply"].disabled = bool(self.form_error)
+
     def _refresh(self, form_only: bool = False) -> None:
         """Push the state into the widgets (no-op before the widget is built)."""
         w = self._w
@@ -534,12 +543,7 @@ class AnchorEditor(WidgetView):
         self._syncing = True
         try:
             if form_only:  # typing in the form: only the form and its validation change
-                if w["key"].value != self.form_key:
-                    w["key"].value = self.form_key
-                if w["alts"].value != self.form_alternatives:
-                    w["alts"].value = self.form_alternatives
-                w["validation"].value = self._error_html()
-                w["apply"].disabled = bool(self.form_error)
+                self._sync_form(w)
                 return
             w["search"].value = self.search
             w["sort_by"].value = self.sort_by
@@ -551,12 +555,7 @@ class AnchorEditor(WidgetView):
             if list(w["picker"].options) != keys:
                 w["picker"].options = keys
             w["picker"].value = self.selected if self.selected in keys else None
-            if w["key"].value != self.form_key:
-                w["key"].value = self.form_key
-            if w["alts"].value != self.form_alternatives:
-                w["alts"].value = self.form_alternatives
-            w["validation"].value = self._error_html()
-            w["apply"].disabled = bool(self.form_error)
+            self._sync_form(w)
             w["delete"].disabled = self.selected is None
             w["undo"].disabled = not self._undo
             w["redo"].disabled = not self._redo
