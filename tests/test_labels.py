@@ -155,3 +155,30 @@ def test_negative_alpha_is_rejected(setup, tmp_path):
     pair, aligned, tok = setup
     with pytest.raises(WorkbenchError, match="alpha must be >= 0"):
         generate_labels(pair, aligned, tmp_path / "x", [-1.0], progress=False)
+
+
+def test_inner_positions_label_from_baseline_on_original_with_continuation_suppressed(setup):
+    pair, _, tok = setup
+    text = "Ron Weasley and Hermione Granger walked to Hogwarts while Ron Weasley sang. " * 2
+    amap = AnchorMap.from_dict({"Ron Weasley": ["Mike Smith"], "Hermione Granger": ["Sarah Jones"],
+                                "Hogwarts": ["Northbrook Academy"]})
+    ab = translate_blocks(make_blocks([Document("d", text)], tok, block_size=40), amap, tok, inner=True)[0]
+    assert len(ab.inner_positions) >= 2
+    ids, mask = pad_batch([ab.block.input_ids], tok.pad_token_id, pair.device)
+    v_r, v_b = logits_for(pair, ab, tok)
+    v_o = pair.base_logits(ids, mask)[0]
+    with pytest.raises(ValueError, match="v_base_orig"):
+        compute_block_labels(ab, v_r, v_b, [5.0])
+    res = compute_block_labels(ab, v_r, v_b, [0.0, 5.0], top_k=4, v_base_orig=v_o)
+    got = dict(zip(res.positions.tolist(), zip(res.labels[0.0].tolist(), res.labels[5.0].tolist())))
+    assert res.positions.tolist() == sorted(ab.label_positions.tolist() + ab.inner_positions.tolist())
+    for alpha, col in ((0.0, 0), (5.0, 1)):
+        ref = naive_labels(v_b, v_r, ab, alpha)  # the aligned positions are unchanged by rule 5
+        assert {t: got[t][col] for t in ref} == ref
+        for t, sup in zip(ab.inner_positions.tolist(), ab.inner_suppress):
+            vb = v_o[t].numpy().astype(np.float64).copy()
+            vb[sup] = v_o[t].numpy().astype(np.float64).mean()
+            g = vb - alpha * np.maximum(v_r[t].numpy() - vb, 0.0)
+            assert got[t][col] == int(np.argmax(g)) and got[t][col] not in sup
+    inner = np.isin(res.positions, ab.inner_positions)
+    assert (res.trans_positions[inner] == -1).all() and (res.trans_positions[~inner] >= 0).all()

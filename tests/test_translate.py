@@ -125,3 +125,25 @@ def test_translation_is_seeded_per_block(bpe_tokenizer):
 def test_multibyte_characters_do_not_break_alignment(tok):
     _, (ab,) = aligned(tok, "Émile and Zoë met Harry at Hogwarts — naïve café talk.")
     check_alignment_invariant(ab)
+
+
+def test_inner_rule_labels_first_occurrence_inside_anchor_only(tok):
+    text = "Ron Weasley met Hogwarts friends. Later Ron Weasley left Hogwarts."
+    blocks = make_blocks([Document("d", text)], tok, block_size=512, min_tokens=1)
+    (plain,) = translate_blocks(blocks, ANCHORS, tok, seed=0)
+    (ab,) = translate_blocks(blocks, ANCHORS, tok, seed=0, inner=True)
+    assert np.array_equal(plain.orig_to_trans, ab.orig_to_trans)  # rule 5 adds positions, changes no alignment
+    assert len(plain.inner_positions) == 0
+    b = ab.block
+    ends = b.offsets[:, 1]
+    expected = []
+    for key in ("Ron Weasley", "Hogwarts"):
+        s = text.index(key)  # first occurrences only: the repeated ones are predictable from the block itself
+        expected += np.nonzero((ends > s) & (ends < s + len(key)))[0].tolist()
+    assert sorted(expected) == ab.inner_positions.tolist() and expected
+    assert not set(ab.inner_positions.tolist()) & set(ab.label_positions.tolist())
+    for t, sup in zip(ab.inner_positions, ab.inner_suppress):
+        nxt = int(b.input_ids[t + 1])
+        assert nxt in sup  # the anchor's own continuation is suppressed, with its case/space variants
+        key = tok.decode([nxt]).strip().lower()
+        assert all(tok.decode([x]).strip().lower() == key for x in sup)

@@ -78,10 +78,10 @@ class BlockLabels:
 
     block_index: int
     positions: np.ndarray  # [n] original positions t (logits at t predict token t+1)
-    trans_positions: np.ndarray  # [n] aligned translated positions
+    trans_positions: np.ndarray  # [n] aligned translated positions; -1 at rule-5 inner positions
     next_ids: np.ndarray  # [n] the original next token
     labels: dict[float, np.ndarray]  # alpha -> [n] generic label
-    base_ids: np.ndarray  # [n, k] baseline top-k on the translated text (after suppression)
+    base_ids: np.ndarray  # [n, k] baseline top-k on the translated text (the original at inner positions), suppressed
     base_vals: np.ndarray  # [n, k]
     reinf_at_base: np.ndarray  # [n, k] reinforced logits at those tokens
     reinf_ids: np.ndarray  # [n, k] reinforced top-k on the original text
@@ -102,50 +102,75 @@ def _suppressed_cells(ab: AlignedBlock, tpos: np.ndarray, vocab: int) -> tuple[n
 
 
 def compute_block_labels(
-    ab: AlignedBlock, v_reinf: torch.Tensor, v_base_trans: torch.Tensor, alphas: Sequence[float], top_k: int = 32
+    ab: AlignedBlock, v_reinf: torch.Tensor, v_base_trans: torch.Tensor, alphas: Sequence[float], top_k: int = 32,
+    v_base_orig: torch.Tensor | None = None,
 ) -> BlockLabels:
-    """Labels for one block. v_reinf: [pos, vocab] on the original; v_base_trans: [trans_pos, vocab] on the translation."""
-    return compute_batch_labels([ab], v_reinf[None], v_base_trans[None], alphas, top_k)[0]
+    """Labels for one block. v_reinf: [pos, vocab] on the original; v_base_trans: [trans_pos, vocab] on the
+    translation; v_base_orig: [pos, vocab], the baseline on the original, needed only for rule-5 inner positions."""
+    return compute_batch_labels([ab], v_reinf[None], v_base_trans[None], alphas, top_k,
+                                None if v_base_orig is None else v_base_orig[None])[0]
 
 
 def compute_batch_labels(
     batch: Sequence[AlignedBlock], v_reinf: torch.Tensor, v_base_trans: torch.Tensor, alphas: Sequence[float],
-    top_k: int = 32,
+    top_k: int = 32, v_base_orig: torch.Tensor | None = None,
 ) -> list[BlockLabels]:
     """Labels for a batch of blocks in one pass (a few large tensor operations and three device-to-host copies,
     whatever the batch size). v_reinf: [batch, pos, vocab] on the right-padded originals; v_base_trans:
-    [batch, trans_pos, vocab] on the right-padded translations. The inputs are left unchanged: only the
-    labelled rows of the baseline are copied (suppression writes into the copy); the reinforced logits are read
-    in place (top-k over every row, then the labelled rows picked).
+    [batch, trans_pos, vocab] on the right-padded translations; v_base_orig: [batch, pos, vocab], the baseline
+    on the originals, used at the rule-5 inner positions of blocks that have them (required then). The inputs
+    are left unchanged: only the labelled rows of the baseline are copied (suppression writes into the copy);
+    the reinforced logits are read in place (top-k over every row, then the labelled rows picked).
+
+    Rows are ordered: every block's aligned positions, then every block's inner positions; each block's
+    output is put back in position order.
     """
     n_b, width, vocab = v_reinf.shape
     t_width = v_base_trans.shape[1]
     dev = v_reinf.device
     pos = [ab.label_positions for ab in batch]
     tpos = [ab.orig_to_trans[p] for ab, p in zip(batch, pos)]
-    counts = [len(p) for p in pos]
+    ipos = [ab.inner_positions for ab in batch]
+    counts, i_counts = [len(p) for p in pos], [len(q) for q in ipos]
+    n_main = sum(counts)
+    if sum(i_counts) and v_base_orig is None:
+        raise ValueError("blocks with inner positions need v_base_orig (the baseline's logits on the original text)")
     vr_flat = v_reinf.reshape(n_b * width, vocab)
-    r_rows = torch.as_tensor(np.concatenate([i * width + p for i, p in enumerate(pos)]).astype(np.int64), device=dev)
+    all_pos = [i * width + p for i, p in enumerate(pos)] + [i * width + q for i, q in enumerate(ipos)]
+    r_rows = torch.as_tensor(np.concatenate(all_pos).astype(np.int64), device=dev)
     b_rows = np.concatenate([i * t_width + tp for i, tp in enumerate(tpos)]).astype(np.int64)
     vb = v_base_trans.reshape(n_b * t_width, vocab)[torch.as_tensor(b_rows, device=v_base_trans.device)]  # [n, vocab]
+    if sum(i_counts):
+        o_rows = np.concatenate([i * width + q for i, q in enumerate(ipos)]).astype(np.int64)
+        vb_inner = v_base_orig.reshape(n_b * width, vocab)[torch.as_tensor(o_rows, device=v_base_orig.device)]
+        vb = torch.cat([vb, vb_inner.to(vb.device, vb.dtype)])
+    next_np = np.concatenate([ab.block.input_ids[p + 1] for ab, p in zip(batch, pos)]
+                             + [ab.block.input_ids[q + 1] for ab, q in zip(batch, ipos)]).astype(np.int64)
+    next_ids = torch.as_tensor(next_np, device=dev)
+    gain = vr_flat[r_rows, next_ids] - vb.gather(-1, next_ids[:, None].to(vb.device))[:, 0].to(dev)  # before suppression
     cells = [_suppressed_cells(ab, tp, vocab) for ab, tp in zip(batch, tpos)]
     offsets = np.cumsum([0] + counts[:-1])
-    sup_rows = np.concatenate([r + o for (r, _), o in zip(cells, offsets)])
+    i_offsets = n_main + np.cumsum([0] + i_counts[:-1])
+    sup_rows = [r + o for (r, _), o in zip(cells, offsets)]
+    sup_toks = [t for _, t in cells]
+    for ab, o in zip(batch, i_offsets):  # rule 5: the anchor's own continuation and its variants
+        for r, toks in enumerate(ab.inner_suppress):
+            toks = [x for x in toks if x < vocab]
+            sup_rows.append(np.full(len(toks), o + r, dtype=np.int64))
+            sup_toks.append(np.asarray(toks, dtype=np.int64))
+    sup_rows = np.concatenate(sup_rows) if sup_rows else np.zeros(0, dtype=np.int64)
     if len(sup_rows):
-        sup_tok = torch.as_tensor(np.concatenate([t for _, t in cells]), device=vb.device)
+        sup_tok = torch.as_tensor(np.concatenate(sup_toks), device=vb.device)
         mean = vb.mean(-1)  # of the rows before any suppression
         sup_rows_t = torch.as_tensor(sup_rows, device=vb.device)
         vb[sup_rows_t, sup_tok] = mean[sup_rows_t]
     k = min(top_k, vocab)
     b_vals, b_ids = vb.topk(k, dim=-1)
-    r_at_b = vr_flat[r_rows[:, None], b_ids]  # [n, k] without copying whole rows
+    r_at_b = vr_flat[r_rows[:, None], b_ids.to(dev)]  # [n, k] without copying whole rows
     r_vals, r_ids = (t[r_rows] for t in vr_flat.topk(k, dim=-1))
-    b_at_r = vb.gather(-1, r_ids)
-    next_np = np.concatenate([ab.block.input_ids[p + 1] for ab, p in zip(batch, pos)]).astype(np.int64)
-    next_ids = torch.as_tensor(next_np, device=dev)
-    gain = vr_flat[r_rows, next_ids] - vb.gather(-1, next_ids[:, None])[:, 0]
-    floats = torch.stack([x.float() for x in (b_vals, r_at_b, r_vals, b_at_r)]).cpu().numpy()  # one copy each for floats,
-    ids = torch.stack([b_ids, r_ids]).cpu().numpy()  # ids
+    b_at_r = vb.gather(-1, r_ids.to(vb.device))
+    floats = torch.stack([x.float().cpu() for x in (b_vals, r_at_b, r_vals, b_at_r)]).numpy()  # one copy each for floats,
+    ids = torch.stack([b_ids.cpu(), r_ids.cpu()]).numpy()  # ids
     gain_np = gain.float().cpu().numpy()  # and the gains
     bv, rb = floats[0], floats[1]
     bi = ids[0]
@@ -154,16 +179,20 @@ def compute_batch_labels(
         lab, exact = labels_from_topk(bi, bv, rb, float(a))
         if not exact.all():  # rare: fall back to the full vocabulary for those rows
             rows = torch.as_tensor(np.nonzero(~exact)[0], device=vb.device)
-            lab[~exact] = generic_labels_full(vb[rows], vr_flat[r_rows[rows]], float(a)).cpu().numpy()
+            lab[~exact] = generic_labels_full(vb[rows], vr_flat[r_rows[rows.to(dev)]].to(vb.device), float(a)).cpu().numpy()
         labels[float(a)] = lab.astype(np.int64)
+    all_tpos = np.concatenate(tpos + [np.full(c, -1, dtype=np.int64) for c in i_counts])
+    all_p = np.concatenate(pos + list(ipos)).astype(np.int64)
     out = []
-    for ab, p, tp, o, c in zip(batch, pos, tpos, offsets, counts):
-        sl = slice(o, o + c)
+    for i, ab in enumerate(batch):
+        rows = np.concatenate([np.arange(offsets[i], offsets[i] + counts[i]),
+                               np.arange(i_offsets[i], i_offsets[i] + i_counts[i])]).astype(np.int64)
+        rows = rows[np.argsort(all_p[rows], kind="stable")]
         out.append(BlockLabels(
-            ab.block.index, p.astype(np.int64), tp.astype(np.int64), next_np[sl],
-            {a: lab[sl] for a, lab in labels.items()}, bi[sl].astype(np.int32), bv[sl].astype(np.float32),
-            rb[sl].astype(np.float32), ids[1][sl].astype(np.int32), floats[2][sl].astype(np.float32),
-            floats[3][sl].astype(np.float32), gain_np[sl].astype(np.float32),
+            ab.block.index, all_p[rows], all_tpos[rows].astype(np.int64), next_np[rows],
+            {a: lab[rows] for a, lab in labels.items()}, bi[rows].astype(np.int32), bv[rows].astype(np.float32),
+            rb[rows].astype(np.float32), ids[1][rows].astype(np.int32), floats[2][rows].astype(np.float32),
+            floats[3][rows].astype(np.float32), gain_np[rows].astype(np.float32),
         ))
     return out
 
@@ -272,8 +301,10 @@ def generate_labels(
                 t_ids, t_mask = pad_batch([ab.trans_ids for ab in batch], pad_id, pair.device)
                 v_r = pair.reinforced_logits(ids, mask)
                 v_b = pair.base_logits(t_ids, t_mask)
-                results += compute_batch_labels(batch, v_r, v_b, alphas, top_k)
-                del v_r, v_b  # free both logits tensors before the next batch's forward passes
+                # rule 5 (inner anchor positions) needs the baseline on the original text as well
+                v_o = pair.base_logits(ids, mask) if any(len(ab.inner_positions) for ab in batch) else None
+                results += compute_batch_labels(batch, v_r, v_b, alphas, top_k, v_o)
+                del v_r, v_b, v_o  # free the logits tensors before the next batch's forward passes
                 bar.update(sum(len(ab.block) for ab in batch))
             settle()
             pending.append((shard, writer.submit(write, shard, group, results)))
@@ -321,7 +352,8 @@ class LabelStore:
 
     @property
     def positions(self) -> pd.DataFrame:
-        """One row per labelled position, with the top-k inspection records."""
+        """One row per labelled position, with the top-k inspection records (``trans_pos`` -1: an inner anchor
+        position, whose baseline records come from the original text with the anchor's continuation suppressed)."""
         if self._positions is None:
             self._positions = self._read("positions")
         return self._positions

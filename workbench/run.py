@@ -274,7 +274,7 @@ class Run:
     def aligned_blocks(self):
         from workbench.translate import translate_blocks
 
-        return translate_blocks(self.blocks, self.anchors, self.tokenizer, self.cfg.seed)
+        return translate_blocks(self.blocks, self.anchors, self.tokenizer, self.cfg.seed, self.cfg.labels.inner_anchor)
 
     @_main_process_only
     def labels(self, on_shard: Callable[[int], None] | None = None):

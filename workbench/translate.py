@@ -13,6 +13,12 @@ Rules (as in the paper's pipeline):
 4. the first token of a generic value already used in the block is suppressed at later positions (its
    baseline logit is set to that position's mean logit), so the model does not learn "Harry" -> "Jon".
 
+Optional rule 5 (``inner=True``, beyond the paper): positions inside the *first* occurrence of a multi-token
+anchor in a block are labelled too. The translation has no counterpart for them, so their label comes from the
+baseline on the *original* text with the anchor's own next token (and its case and spacing variants)
+suppressed: after "Half-Blood" the model learns a continuation other than " Prince". Without it, a finetuned
+model still completes anchors it has begun (labels.py applies the suppression; here the positions are found).
+
 Alignment works from the fast tokenizer's character offsets alone, so it serves any tokenizer family.
 """
 
@@ -27,7 +33,7 @@ from transformers import PreTrainedTokenizerBase
 from workbench.anchors import AnchorMap
 from workbench.corpus import Block
 
-__all__ = ["Occurrence", "AlignedBlock", "translate_text", "translate_blocks", "align_block"]
+__all__ = ["Occurrence", "AlignedBlock", "TokenVariants", "translate_text", "translate_blocks", "align_block"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,8 @@ class AlignedBlock:
     occurrences: list[Occurrence]
     suppress: list[tuple[int, int]] = field(default_factory=list)  # (from translated position, token id)
     choices: dict[str, str] = field(default_factory=dict)  # key -> value used in this block
+    inner_positions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # [m] rule 5 positions
+    inner_suppress: list[list[int]] = field(default_factory=list)  # [m] token ids suppressed at each of them
 
     @property
     def label_positions(self) -> np.ndarray:
@@ -100,9 +108,10 @@ def _last_index_with_end(ends: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 def align_block(
     block: Block, trans_text: str, trans_ids: np.ndarray, trans_offsets: np.ndarray,
-    occs: list[Occurrence], choices: dict[str, str],
+    occs: list[Occurrence], choices: dict[str, str], variants: "TokenVariants | None" = None,
 ) -> AlignedBlock:
-    """Map each original position to its translated position (vectorised; see the module rules)."""
+    """Map each original position to its translated position (vectorised; see the module rules).
+    With ``variants`` (a :class:`TokenVariants` of the tokenizer) the rule-5 inner positions are found too."""
     ends = block.offsets[:, 1]
     n = len(ends)
     if occs:
@@ -127,6 +136,7 @@ def align_block(
     target = np.where(inside | ~whole, -1, target)
     target[-1] = -1  # the last position has no next token inside the block
     suppress: list[tuple[int, int]] = []
+    repeated = None
     if occs:
         # rule 3: the position that predicts a repeated anchor (the token before the one holding its start)
         repeated = spans[:, 4].astype(bool)
@@ -137,17 +147,45 @@ def align_block(
         first = np.searchsorted(t_ends, o_tstart, side="right")
         first = first[first < len(trans_ids)]
         suppress = list(zip(first.tolist(), trans_ids[first].tolist()))
-    return AlignedBlock(block, trans_text, trans_ids, trans_offsets, target.astype(np.int64), occs, suppress, choices)
+    ab = AlignedBlock(block, trans_text, trans_ids, trans_offsets, target.astype(np.int64), occs, suppress, choices)
+    if variants is not None and occs:
+        # rule 5: inside a first occurrence, with the next token still in the block
+        first_occ = ~repeated if repeated is not None else np.ones(len(occs), dtype=bool)
+        inner = inside & whole & first_occ[np.clip(j, 0, None)]
+        inner[-1] = False
+        ab.inner_positions = np.nonzero(inner)[0].astype(np.int64)
+        ab.inner_suppress = [variants.of(int(block.input_ids[t + 1])) for t in ab.inner_positions]
+    return ab
+
+
+class TokenVariants:
+    """Token ids that spell the same word up to case and surrounding spaces (" Prince", "Prince", " prince")."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase):
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        self._key = [t.strip().lower() for t in texts]
+        self._groups: dict[str, list[int]] = {}
+        for i, k in enumerate(self._key):
+            if k:
+                self._groups.setdefault(k, []).append(i)
+
+    def of(self, token_id: int) -> list[int]:
+        """``token_id`` and its variants (a token that is only spaces stands for itself alone)."""
+        k = self._key[token_id] if 0 <= token_id < len(self._key) else ""
+        return sorted(set(self._groups.get(k, [])) | {token_id})
 
 
 def translate_blocks(
-    blocks: Sequence[Block], anchors: AnchorMap, tokenizer: PreTrainedTokenizerBase, seed: int = 0
+    blocks: Sequence[Block], anchors: AnchorMap, tokenizer: PreTrainedTokenizerBase, seed: int = 0,
+    inner: bool = False,
 ) -> list[AlignedBlock]:
-    """Translate and align every block; the translated texts are tokenized in one batched call."""
+    """Translate and align every block; the translated texts are tokenized in one batched call.
+    ``inner=True`` also finds the rule-5 positions inside multi-token anchors (see the module rules)."""
     prepared = [translate_text(b.text, anchors, seed, b.index) for b in blocks]
+    variants = TokenVariants(tokenizer) if inner else None
     out = []
     for b, (text, occs, choices), (t_ids, t_offs) in zip(blocks, prepared, _encode([p[0] for p in prepared], tokenizer)):
-        out.append(align_block(b, text, t_ids, t_offs, occs, choices))
+        out.append(align_block(b, text, t_ids, t_offs, occs, choices, variants))
     return out
 
 
