@@ -6,7 +6,8 @@
 GRID.yaml is a list of variants, each ``{name: ..., set: {dotted.key: value, ...}}``; ``--set key=value``
 applies to every variant. Each variant is a full run in ``<out>/<name>/``; finished variants are reused when the
 sweep is rerun. Tune on the ``dev`` probes (the default) and report ``heldout`` once, with the chosen settings.
-Writes ``<out>/sweep.csv``, one row per variant, after each variant.
+Writes ``<out>/sweep.csv``, one row per variant, after each variant (rows of earlier variants in the same folder
+are kept). Returns the rows of the variants run now.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     common = parse_set(args.set)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    csv = out / "sweep.csv"
+    earlier = pd.read_csv(csv) if csv.is_file() else pd.DataFrame({"variant": []})
     rows = []
     for variant in grid:
         if args.only and variant["name"] not in args.only:
@@ -95,7 +98,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         rows.append({"variant": variant["name"], **summarize(report), "wall_seconds": time.perf_counter() - t0,
                      **{k: v for k, v in (variant.get("set") or {}).items()}})
         table = pd.DataFrame(rows)
-        atomic_write_text(out / "sweep.csv", table.to_csv(index=False))
+        # rows of variants run earlier into the same folder stay, unless run again now
+        kept = earlier[~earlier["variant"].isin(table["variant"])]
+        atomic_write_text(csv, (pd.concat([kept, table], ignore_index=True) if len(kept) else table).to_csv(index=False))
         print(table.round(1).to_string(index=False), flush=True)
     return pd.DataFrame(rows)
 

@@ -172,3 +172,34 @@ def test_readme_summary_includes_a_gpu_run(tmp_path):
     text = run_all.markdown(result, tmp_path)
     assert "| thing | 0.900 ratio | >= 0.850 | PASS | a/b |" in text
     assert "label generation 50% MFU" in text and "full finetuning 40% MFU" in text and "0.15 h" in text
+
+
+def test_sweep_runs_each_variant_with_its_overrides_and_reuses_finished_runs(tmp_path):
+    import yaml
+
+    from workbench.errors import WorkbenchError
+
+    sweep = _import_bench("sweep")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump([{"name": "plain"}, {"name": "inner", "set": {"labels.inner_anchor": True}}]))
+    base = REPO / "workbench" / "configs" / "tiny.yaml"
+    out = tmp_path / "sweep"
+    table = sweep.main([str(base), str(grid), "--out", str(out), "--set", "target.max_blocks=3"])
+    assert list(table["variant"]) == ["plain", "inner"]
+    saved = [yaml.safe_load((out / v / "config.yaml").read_text()) for v in ("plain", "inner")]
+    assert [c["labels"]["inner_anchor"] for c in saved] == [False, True]
+    assert all(c["target"]["max_blocks"] == 3 and c["report"]["split"] == "dev" for c in saved)
+    from workbench.labels import LabelStore
+
+    inner_rows = (LabelStore(out / "inner" / "labels").positions["trans_pos"] == -1).sum()
+    assert inner_rows > 0 and (LabelStore(out / "plain" / "labels").positions["trans_pos"] == -1).sum() == 0
+    stamp = (out / "inner" / "labels" / "manifest.json").stat().st_mtime_ns
+    again = sweep.main([str(base), str(grid), "--out", str(out), "--set", "target.max_blocks=3", "--only", "inner"])
+    assert list(again["variant"]) == ["inner"]
+    assert (out / "inner" / "labels" / "manifest.json").stat().st_mtime_ns == stamp  # finished stages are reused
+    import pandas as pd
+
+    assert sorted(pd.read_csv(out / "sweep.csv")["variant"]) == ["inner", "plain"]  # the earlier row is kept
+    grid.write_text(yaml.safe_dump({"name": "not a list"}))
+    with pytest.raises(WorkbenchError, match="list of"):
+        sweep.main([str(base), str(grid), "--out", str(out)])

@@ -213,8 +213,18 @@ def test_report_stage_compares_baseline_and_unlearned(tmp_path):
     saved = json.loads((tmp_path / "run" / "report.json").read_text())
     assert saved["probes"] == report["probes"]
     per_probe = (tmp_path / "run" / "report" / "probes.csv").read_text().splitlines()
-    assert len(per_probe) == 1 + 2 * 3  # header + (2 heldout + 1 general) probes x 2 models
+    # header + (2 heldout + 1 general) probes x 2 models + the 2 target probes on generic prompts
+    assert len(per_probe) == 1 + 2 * 3 + 2
     kinds = {r["answer_kind"]: r["n"] for r in report["probes_by_answer_kind"].values()}
     assert kinds == {"anchor": 1, "in_anchor": 1}  # " Hogwarts" starts an anchor; " Stone" completes one
+    gen = report["generic_reference"]
+    assert gen["all"]["n"] == 2 and gen["anchor"]["n"] == 1 and 0 <= gen["all"]["mean_prob"] <= 1
+    import pandas as pd
+
+    rows = pd.read_csv(tmp_path / "run" / "report" / "probes.csv")
+    g = rows[rows["variant"] == "generic"].set_index("probe_id")
+    assert g.loc["p1", "prompt"] != "Harry Potter went to" and "Harry" not in g.loc["p1", "prompt"]
+    assert g.loc["p1", "answer_kind"] == "anchor"  # the kind of the original prompt
     table = outcome_table(report)
     assert list(table["measure"])[-1].startswith("perplexity") and len(table) == 5
+    assert table["generic"].iloc[0] == gen["all"]["mean_prob"]

@@ -47,7 +47,16 @@ def _print_outcome(report: dict) -> None:
     table = outcome_table(report)
     if not table.empty:
         print("\nBefore/after (mean over the probes of P(correct next token)):")
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        shown = table.astype(object).where(table.notna(), "")
+        formatters = {c: _fmt for c in ("baseline", "unlearned", "generic")}
+        formatters["n"] = lambda v: str(int(v)) if isinstance(v, (int, float)) else str(v)
+        print(shown.to_string(index=False, formatters=formatters))
+        if "generic" in table and table["generic"].notna().any():
+            print("generic: the baseline on the prompts with anchored terms replaced, the reference the labels imitate")
+
+
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
 
 
 def _cmd_demo(args) -> int:

@@ -64,7 +64,7 @@ class LabelsConfig:
     top_k: int = 32  # tokens of each model kept per position for inspection and recomputation
     batch_size: int = 4  # blocks per forward pass
     shard_blocks: int = 16  # blocks per shard file (the unit of resumption)
-    inner_anchor: bool = False  # also label positions inside multi-token anchors (translate.py, rule 5; not in the paper)
+    inner_anchor: bool = False  # also label the positions between the words of multi-word anchors (translate.py rule 5; not in the paper)
 
 
 @dataclass

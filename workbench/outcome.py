@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from workbench.config import ReportConfig
     from workbench.run import Run
 
-__all__ = ["before_after", "outcome_table", "answer_kind", "ANSWER_KINDS"]
+__all__ = ["before_after", "outcome_table", "answer_kind", "generic_prompts", "ANSWER_KINDS"]
 
 # What a next-token probe's answer is, with respect to the anchor map. The method relabels the position that
 # predicts an anchored term and leaves positions inside a multi-token anchor unlabelled, so it acts on the
@@ -38,10 +38,20 @@ def answer_kind(anchors: "AnchorMap", prompt: str, target: str) -> str:
     return "other"
 
 
+def generic_prompts(anchors: "AnchorMap", probes: list, seed: int = 0) -> list:
+    """The probes with every anchored term of the prompt replaced by a generic alternative. The baseline on
+    these is the method's own reference (a model that never saw the target, approximated by translation): an
+    answer it still predicts there is not something the generic labels teach away."""
+    import dataclasses
+
+    return [dataclasses.replace(p, prompt=anchors.translate(p.prompt, seed, 0)) for p in probes]
+
+
 def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
     """Score the pack's probe sets (split ``rc.split``) and a perplexity text with both models.
 
-    Writes ``<run>/report/probes.csv`` (one row per probe and model) and returns the JSON-ready summary.
+    Writes ``<run>/report/probes.csv`` (one row per probe and model; the target probes also once more as
+    variant ``generic``: the baseline on anchor-translated prompts) and returns the JSON-ready summary.
     """
     from workbench.eval.probes import score_probes
 
@@ -58,12 +68,20 @@ def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
             continue
         for name, lm in models.items():
             frames.append(score_probes(lm, probes, variant=name))
+        if kind == "probability":
+            frames.append(score_probes(models["baseline"], generic_prompts(run.anchors, probes, cfg.seed), variant="generic"))
     per_probe = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     out: dict = {"probe_split": rc.split}
     if not per_probe.empty:
-        per_probe["answer_kind"] = [answer_kind(run.anchors, p, t) for p, t in zip(per_probe["prompt"], per_probe["target"])]
+        # answer kinds from the original prompts (a generic row shares its probe's kind)
+        original = per_probe[per_probe["variant"] == "baseline"]
+        kinds = {(s, pid): answer_kind(run.anchors, p, t)
+                 for s, pid, p, t in zip(original["set"], original["probe_id"], original["prompt"], original["target"])}
+        per_probe["answer_kind"] = [kinds[key] for key in zip(per_probe["set"], per_probe["probe_id"])]
         os.makedirs(run.dir / "report", exist_ok=True)
         per_probe.to_csv(run.dir / "report" / "probes.csv", index=False)
+        generic = per_probe[per_probe["variant"] == "generic"]
+        per_probe = per_probe[per_probe["variant"] != "generic"]
         means = per_probe.pivot_table(index="set", columns="variant", values="prob", aggfunc="mean")
         counts = per_probe[per_probe["variant"] == "baseline"].groupby("set").size()
         order = [s for s in rc.probe_sets if s in means.index]  # the config's order: the target set first
@@ -82,6 +100,16 @@ def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
                          "relative_change": float(by_kind.loc[(s, k), "unlearned"] / by_kind.loc[(s, k), "baseline"] - 1.0)}
             for s, k in by_kind.index if s == "probability"
         }
+        if not generic.empty:  # the baseline on anchor-translated prompts: what the method steers towards
+            base = per_probe[(per_probe["variant"] == "baseline") & (per_probe["set"] == "probability")]
+            gen = {"all": (generic, base)}
+            gen.update({k: (generic[generic["answer_kind"] == k], base[base["answer_kind"] == k])
+                        for k in ANSWER_KINDS if (generic["answer_kind"] == k).any()})
+            out["generic_reference"] = {
+                k: {"n": len(g), "mean_prob": float(g["prob"].mean()),
+                    "relative_change": float(g["prob"].mean() / b["prob"].mean() - 1.0)}
+                for k, (g, b) in gen.items()
+            }
     text, text_name = None, rc.perplexity_text
     if rc.perplexity_text and os.path.isfile(rc.perplexity_text):
         with open(rc.perplexity_text, encoding="utf-8") as fh:
@@ -105,16 +133,19 @@ def outcome_table(report: dict) -> pd.DataFrame:
     """The before/after table of a report: one row per probe set (mean probability of the correct token), the
     target set split by answer kind, and one row for perplexity."""
     rows = []
+    gen = report.get("generic_reference") or {}
     for s, r in (report.get("probes") or {}).items():
         rows.append({"measure": f"{s} probes: P(correct next token)", "n": r["n"], "baseline": r["baseline_mean_prob"],
-                     "unlearned": r["unlearned_mean_prob"], "change": f"{100 * r['relative_change']:+.1f}%"})
+                     "unlearned": r["unlearned_mean_prob"], "change": f"{100 * r['relative_change']:+.1f}%",
+                     "generic": (gen.get("all") or {}).get("mean_prob") if s == "probability" else None})
         for kr in (report.get("probes_by_answer_kind") or {}).values():
             if kr["set"] == s:
                 rows.append({"measure": f"  of which: {ANSWER_KINDS[kr['answer_kind']]}", "n": kr["n"],
                              "baseline": kr["baseline_mean_prob"], "unlearned": kr["unlearned_mean_prob"],
-                             "change": f"{100 * kr['relative_change']:+.1f}%"})
+                             "change": f"{100 * kr['relative_change']:+.1f}%",
+                             "generic": (gen.get(kr["answer_kind"]) or {}).get("mean_prob")})
     ppl = report.get("perplexity")
     if ppl:
         rows.append({"measure": f"perplexity ({ppl['text']})", "n": None, "baseline": ppl["baseline"],
                      "unlearned": ppl["unlearned"], "change": f"{100 * ppl['relative_change']:+.1f}%"})
-    return pd.DataFrame(rows, columns=["measure", "n", "baseline", "unlearned", "change"])
+    return pd.DataFrame(rows, columns=["measure", "n", "baseline", "unlearned", "change", "generic"])

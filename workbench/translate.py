@@ -13,11 +13,12 @@ Rules (as in the paper's pipeline):
 4. the first token of a generic value already used in the block is suppressed at later positions (its
    baseline logit is set to that position's mean logit), so the model does not learn "Harry" -> "Jon".
 
-Optional rule 5 (``inner=True``, beyond the paper): positions inside the *first* occurrence of a multi-token
-anchor in a block are labelled too. The translation has no counterpart for them, so their label comes from the
-baseline on the *original* text with the anchor's own next token (and its case and spacing variants)
-suppressed: after "Half-Blood" the model learns a continuation other than " Prince". Without it, a finetuned
-model still completes anchors it has begun (labels.py applies the suppression; here the positions are found).
+Optional rule 5 (``inner=True``, beyond the paper): in the *first* occurrence of a multi-word anchor in a
+block, the positions between its words are labelled too. The translation has no counterpart for them, so their
+label comes from the baseline on the *original* text with the anchor's next word (its first token, and that
+token's case and spacing variants) suppressed: after "Half-Blood" the model learns a continuation other than
+" Prince". Positions inside a word ("Herm" -> "ione") stay unlabelled: completing a begun word is spelling, not
+knowledge, and their suppressed targets are noise. (labels.py applies the suppression; here the positions are found.)
 
 Alignment works from the fast tokenizer's character offsets alone, so it serves any tokenizer family.
 """
@@ -149,9 +150,11 @@ def align_block(
         suppress = list(zip(first.tolist(), trans_ids[first].tolist()))
     ab = AlignedBlock(block, trans_text, trans_ids, trans_offsets, target.astype(np.int64), occs, suppress, choices)
     if variants is not None and occs:
-        # rule 5: inside a first occurrence, with the next token still in the block
+        # rule 5: inside a first occurrence, between two words of the anchor, the next token still in the block
         first_occ = ~repeated if repeated is not None else np.ones(len(occs), dtype=bool)
-        inner = inside & whole & first_occ[np.clip(j, 0, None)]
+        text = block.text
+        between_words = np.array([e < len(text) and text[e].isspace() for e in ends.tolist()], dtype=bool)
+        inner = inside & whole & between_words & first_occ[np.clip(j, 0, None)]
         inner[-1] = False
         ab.inner_positions = np.nonzero(inner)[0].astype(np.int64)
         ab.inner_suppress = [variants.of(int(block.input_ids[t + 1])) for t in ab.inner_positions]
