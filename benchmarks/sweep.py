@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--split", default="dev", help="probe split to score (tune on dev; report heldout once)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every variant")
     ap.add_argument("--only", action="append", default=[], help="run only these variant names")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars (shorter logs)")
     args = ap.parse_args(argv)
 
     base = yaml.safe_load(Path(args.base).read_text(encoding="utf-8")) or {}
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         data["name"] = variant["name"]
         cfg = config_from_dict(data, f"{args.grid}: variant {variant['name']}")
         t0 = time.perf_counter()
-        report = Run(cfg, out / variant["name"], update=True).run()
+        report = Run(cfg, out / variant["name"], update=True, progress=not args.no_progress).run()
         rows.append({"variant": variant["name"], **summarize(report), "wall_seconds": time.perf_counter() - t0,
                      **{k: v for k, v in (variant.get("set") or {}).items()}})
         table = pd.DataFrame(rows)

@@ -83,3 +83,24 @@ compare.probability_summary()
 # %%
 summarize_probes(compare.probabilities, by=("set", "variant"))[["set", "variant", "n", "mean_prob", "median_rank",
                                                                  "top1_rate", "top5_rate"]]
+
+# %% [markdown]
+# ## How far should the target probes fall? The generic reference
+# The generic labels imitate the *baseline reading generic names*. Scoring the baseline on the target prompts
+# with every anchored term replaced shows how much of each probe's probability the method aims to remove: an
+# answer still likely there ("…shaped like a lightning" → " bolt") follows from ordinary English, not from
+# knowing the books. Compare the unlearned model with this reference rather than with zero.
+
+# %%
+import pandas as pd
+
+from workbench.eval.probes import score_probes
+from workbench.outcome import answer_kind, generic_prompts
+
+target = nb.probes("probability", split="dev", limit=limit)
+rows = pd.concat([score_probes(baseline, target, variant="baseline"),
+                  score_probes(unlearned, target, variant="unlearned"),
+                  score_probes(baseline, generic_prompts(run.anchors, target, nb.cfg.seed), variant="generic")])
+kinds = {p.id: answer_kind(run.anchors, p.prompt, p.targets[0]) for p in target}
+rows["answer_kind"] = rows["probe_id"].map(kinds)
+rows.pivot_table(index="answer_kind", columns="variant", values="prob", aggfunc="mean")[["baseline", "unlearned", "generic"]]

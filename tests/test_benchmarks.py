@@ -184,7 +184,7 @@ def test_sweep_runs_each_variant_with_its_overrides_and_reuses_finished_runs(tmp
     grid.write_text(yaml.safe_dump([{"name": "plain"}, {"name": "inner", "set": {"labels.inner_anchor": True}}]))
     base = REPO / "workbench" / "configs" / "tiny.yaml"
     out = tmp_path / "sweep"
-    table = sweep.main([str(base), str(grid), "--out", str(out), "--set", "target.max_blocks=3"])
+    table = sweep.main([str(base), str(grid), "--out", str(out), "--set", "target.max_blocks=3", "--no-progress"])
     assert list(table["variant"]) == ["plain", "inner"]
     saved = [yaml.safe_load((out / v / "config.yaml").read_text()) for v in ("plain", "inner")]
     assert [c["labels"]["inner_anchor"] for c in saved] == [False, True]
