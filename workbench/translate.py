@@ -137,7 +137,6 @@ def align_block(
     target = np.where(inside | ~whole, -1, target)
     target[-1] = -1  # the last position has no next token inside the block
     suppress: list[tuple[int, int]] = []
-    repeated = None
     if occs:
         # rule 3: the position that predicts a repeated anchor (the token before the one holding its start)
         repeated = spans[:, 4].astype(bool)
@@ -151,10 +150,9 @@ def align_block(
     ab = AlignedBlock(block, trans_text, trans_ids, trans_offsets, target.astype(np.int64), occs, suppress, choices)
     if variants is not None and occs:
         # rule 5: inside a first occurrence, between two words of the anchor, the next token still in the block
-        first_occ = ~repeated if repeated is not None else np.ones(len(occs), dtype=bool)
         text = block.text
         between_words = np.array([e < len(text) and text[e].isspace() for e in ends.tolist()], dtype=bool)
-        inner = inside & whole & between_words & first_occ[np.clip(j, 0, None)]
+        inner = inside & whole & between_words & ~repeated[np.clip(j, 0, None)]
         inner[-1] = False
         ab.inner_positions = np.nonzero(inner)[0].astype(np.int64)
         ab.inner_suppress = [variants.of(int(block.input_ids[t + 1])) for t in ab.inner_positions]
