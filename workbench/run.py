@@ -34,11 +34,13 @@ import numpy as np
 import yaml
 
 from workbench.anchors import AnchorMap, load_anchor_map
+from workbench.checks import artifact_problem, drop_damaged_shards, read_record
 from workbench.config import RunConfig, config_to_dict, stable_hash
 from workbench.corpus import Block, Document, corpus_fingerprint, make_blocks, read_documents
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write, atomic_write_json, atomic_write_text, read_json
 from workbench.models import LoadedModel, load_model, load_tokenizer
+from workbench.runlock import check_run_dir, run_lock
 
 __all__ = ["Run", "STAGES"]
 
@@ -78,6 +80,27 @@ def _main_process_only(stage_method):
     return wrapper
 
 
+def _guarded(stage_method):
+    """A stage (or the whole run) holds the run directory's lock; the first entry checks the inputs and only then
+    records config.yaml, so a failed first run leaves nothing that refuses the corrected config."""
+
+    @functools.wraps(stage_method)
+    def wrapper(self, *args, **kwargs):
+        if not _is_main_process():
+            return stage_method(self, *args, **kwargs)
+        with run_lock(self.dir):
+            if self._depth == 0:  # each outermost call checks again (a notebook may have changed a file)
+                self.check_inputs()
+                self._claim()
+            self._depth += 1
+            try:
+                return stage_method(self, *args, **kwargs)
+            finally:
+                self._depth -= 1
+
+    return wrapper
+
+
 class Run:
     """One run directory and its config. Call :meth:`run` for every stage, or a stage method alone."""
 
@@ -88,32 +111,61 @@ class Run:
         self.progress = progress
         self.callbacks = list(callbacks or [])
         self.log = (log or (lambda s: None)) if _is_main_process() else (lambda s: None)
+        self.update = update
+        self._depth = 0  # nesting of guarded calls (run -> stage)
+        self._noted: set[str] = set()  # artifact problems already reported
         self._check_dir(update)
 
     # -- the run directory --------------------------------------------------------------------------------
     def _check_dir(self, update: bool) -> None:
+        """Refuse a run directory made with another config (unless ``update``); writes nothing yet."""
+        check_run_dir(self.dir)
         stored = self.dir / "config.yaml"
-        mine = config_to_dict(self.cfg)
-        if stored.is_file():
+        if not stored.is_file():
+            return
+        try:
             old = yaml.safe_load(stored.read_text(encoding="utf-8")) or {}
-            diff = _diff(old, mine)
-            if diff and not update:
-                shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diff[:6])
-                raise WorkbenchError(
-                    f"run directory {self.dir} was made with a different config ({shown}); "
-                    "choose a new run directory, or pass --update to redo only the stages those changes affect"
-                )
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if _is_main_process():
-            atomic_write_text(stored, yaml.safe_dump(mine, sort_keys=False))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            old = exc
+        if not isinstance(old, dict):
+            raise WorkbenchError(
+                f"run directory {self.dir}: {stored} is damaged ({type(old).__name__}); delete that file to rerun "
+                "with this config (finished stages whose inputs are unchanged are kept), or choose another run directory"
+            )
+        diff = _diff(old, config_to_dict(self.cfg))
+        if diff and not update:
+            shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diff[:6])
+            raise WorkbenchError(
+                f"run directory {self.dir} was made with a different config ({shown}); "
+                "choose a new run directory, or pass --update to redo only the stages those changes affect"
+            )
+
+    def _claim(self) -> None:
+        """Once the inputs passed: record the config the run directory is now made with."""
+        self._check_dir(self.update)  # again, under the lock: another process may have written it meanwhile
+        atomic_write_text(self.dir / "config.yaml", yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
 
     def stage_record(self, stage: str) -> dict | None:
-        path = self.dir / "stages" / f"{stage}.json"
-        return read_json(path) if path.is_file() else None
+        rec, bad = read_record(self.dir / "stages" / f"{stage}.json")
+        if bad:
+            self._note(f"[{stage}] {bad}; the stage runs again")
+        return rec
 
     def is_done(self, stage: str) -> bool:
+        """Finished with the current config, and its files are still there and open (else it runs again)."""
         rec = self.stage_record(stage)
-        return rec is not None and rec.get("fingerprint") == self.fingerprint(stage)
+        if rec is None or rec.get("fingerprint") != self.fingerprint(stage):
+            return False
+        problem = artifact_problem(self.dir, stage, external_reinforced=bool(self.cfg.reinforce.path))
+        if problem:
+            self._note(f"[{stage}] recorded as finished, but {problem}; the stage runs again")
+            return False
+        return True
+
+    def _note(self, message: str) -> None:
+        if message not in self._noted:
+            self._noted.add(message)
+            self.log(message)
 
     def _finish(self, stage: str, seconds: float, **extra) -> None:
         if not _is_main_process():
@@ -159,7 +211,12 @@ class Run:
         amap = load_anchor_map(path)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            amap.warn_unmatched(d.text for d in self.documents)
+            unmatched = amap.warn_unmatched(d.text for d in self.documents)
+        if len(unmatched) == len(amap):
+            raise WorkbenchError(
+                f"anchor map {path}: none of its {len(amap)} keys occurs in the target corpus, so no label would "
+                "change; check that the map belongs to this corpus (matching is case-sensitive, on whole words)"
+            )
         for w in caught:
             self.log(f"warning: {w.message}")
         return amap
@@ -225,6 +282,7 @@ class Run:
         raise WorkbenchError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
 
     # -- stages -----------------------------------------------------------------------------------------------
+    @_guarded
     def reinforce(self):
         """Train (or load) the reinforced model. Returns a ModelPair."""
         from workbench.reinforce import load_pair, train_reinforced
@@ -253,6 +311,7 @@ class Run:
         base = self.load_baseline()
         return load_pair(base.model, base.tokenizer, self.cfg.reinforce.path or self.dir / "reinforced")
 
+    @_guarded
     @_main_process_only
     def score(self):
         """Per-token scores of the first blocks, and suggested anchors. Returns the scores DataFrame."""
@@ -276,6 +335,7 @@ class Run:
 
         return translate_blocks(self.blocks, self.anchors, self.tokenizer, self.cfg.seed, self.cfg.labels.inner_anchor)
 
+    @_guarded
     @_main_process_only
     def labels(self, on_shard: Callable[[int], None] | None = None):
         """Generic labels for every block. Returns a LabelStore."""
@@ -284,6 +344,8 @@ class Run:
         out = self.dir / "labels"
         if self.is_done("labels"):
             return LabelStore(out)
+        for note in drop_damaged_shards(out):
+            self.log(f"[labels] {note}")
         t0 = time.perf_counter()
         aligned = self.aligned_blocks()
         t_align = time.perf_counter() - t0
@@ -295,6 +357,7 @@ class Run:
                      summary=summary.to_dict(orient="records"))
         return store
 
+    @_guarded
     def finetune(self):
         """Finetune the baseline on the generic labels; saves ``unlearned/``. Returns the unlearned model."""
         from workbench.finetune import build_dataset, finetune
@@ -318,6 +381,7 @@ class Run:
         self._finish("finetune", time.perf_counter() - t0)
         return model
 
+    @_guarded
     @_main_process_only
     def report(self) -> dict:
         """Before/after evaluation on the pack's probes; writes report.json. Returns its content."""
@@ -340,12 +404,12 @@ class Run:
         return {"run_dir": str(self.dir), "config": config_to_dict(self.cfg), "stage_seconds": timings,
                 "labels": (self.stage_record("labels") or {}).get("summary"), **result}
 
+    @_guarded
     def run(self, stages: tuple[str, ...] = STAGES) -> dict:
         """Run the given stages in order (finished ones are skipped). Returns the report (or {})."""
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise WorkbenchError(f"unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
-        self.check_inputs()
         report: dict = {}
         for stage in STAGES:
             if stage not in stages:
