@@ -6,23 +6,34 @@ unchanged, and an interrupted stage resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
 import shutil
+import sys
 import threading
+import zipfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from workbench.errors import WorkbenchError
+from workbench.io import atomic_write_json
 
 # peft asks the model for a renamed attribute on every wrap; the notice says nothing to a user of this package
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
-__all__ = ["TrainConfig", "StopController", "LossHistory", "add_lora", "make_training_args", "run_trainer"]
+__all__ = ["TrainConfig", "StopController", "LossHistory", "add_lora", "make_training_args", "run_trainer",
+           "settings_fingerprint", "checkpoint_problem", "prepare_checkpoints"]
+
+SETTINGS_FILE = "workbench_settings.json"  # in a checkpoints folder: the settings fingerprint its checkpoints share
 
 
 @dataclass
@@ -140,16 +151,109 @@ def run_trainer(
     seed: int,
     callbacks: list[TrainerCallback] | None = None,
     progress: bool = True,
+    log: Callable[[str], None] | None = None,
     **trainer_kwargs: Any,
 ) -> tuple[Trainer, bool]:
-    """Train, resuming from the last checkpoint in ``output_dir``. Returns (trainer, finished)."""
+    """Train, resuming from the newest complete checkpoint in ``output_dir`` made with the same settings.
+
+    Returns (trainer, finished). Checkpoints made with other settings, and incomplete ones (a kill during a
+    save), are set aside beside ``output_dir`` with a message, never resumed.
+    """
     args = make_training_args(cfg, output_dir, seed, progress)
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator,
                           callbacks=list(callbacks or []), **trainer_kwargs)
+    fingerprint = settings_fingerprint(trainer_cls, model, dataset, cfg, seed)
+    if trainer.is_world_process_zero():
+        prepare_checkpoints(output_dir, fingerprint, log or _stderr)
+    trainer.accelerator.wait_for_everyone()
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
     stopped = any(isinstance(c, StopController) and c.requested for c in (callbacks or []))
     return trainer, not stopped
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# settings that do not change the trained weights: a checkpoint made under other values of them still resumes
+_NEUTRAL = ("save_steps", "logging_steps")
+
+
+def settings_fingerprint(trainer_cls: type, model: torch.nn.Module, dataset: Any, cfg: TrainConfig, seed: int) -> str:
+    """A hash of everything a checkpoint's weights depend on: the settings, the seed, the training items, the
+    parameters' shapes and a sample of the starting weights (which model is being trained)."""
+    h = hashlib.sha256()
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NEUTRAL}
+    h.update(json.dumps([trainer_cls.__name__, settings, seed, len(dataset)], sort_keys=True, default=str).encode())
+    for i in range(len(dataset)):
+        for key, value in sorted(dataset[i].items()):
+            arr = np.ascontiguousarray(value.cpu().numpy() if torch.is_tensor(value) else np.asarray(value))
+            h.update(f"{key}{arr.dtype}{arr.shape}".encode())
+            h.update(arr.tobytes())
+    for name, p in model.named_parameters():
+        h.update(f"{name}{tuple(p.shape)}{p.dtype}{p.requires_grad}".encode())
+        if "lora_" not in name:  # LoRA weights start random and come from the checkpoint; the rest say which model
+            flat = p.detach().reshape(-1)
+            sample = flat[:: max(1, flat.numel() // 64)][:64].float().cpu().numpy()
+            h.update(sample.tobytes())
+    return h.hexdigest()[:16]
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """What makes a checkpoint folder unfit to resume from (a kill during its save), or None.
+
+    The Trainer writes ``trainer_state.json`` last; the weights' header and the optimizer's zip directory are
+    checked too, both cheap.
+    """
+    from workbench.checks import read_record, safetensors_problem
+
+    state, bad = read_record(path / "trainer_state.json")
+    if bad or state is None:
+        return bad or "trainer_state.json is missing"
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        return "no weights (*.safetensors)"
+    for w in weights:
+        problem = safetensors_problem(w)
+        if problem:
+            return problem
+    for name in ("optimizer.pt", "scheduler.pt"):
+        if not zipfile.is_zipfile(path / name):
+            return f"{name} is missing or truncated"
+    return None
+
+
+def prepare_checkpoints(output_dir: Path, fingerprint: str, log: Callable[[str], None]) -> None:
+    """Leave in ``output_dir`` only complete checkpoints made with ``fingerprint``; set the others aside."""
+    output_dir = Path(output_dir)
+    stamp = output_dir / SETTINGS_FILE
+    ckpts = sorted((p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()),
+                   key=lambda p: int(p.name[11:])) if output_dir.is_dir() else []
+    stored = None
+    if stamp.is_file():
+        try:
+            stored = json.loads(stamp.read_text(encoding="utf-8")).get("fingerprint")
+        except (OSError, ValueError, AttributeError):
+            stored = None
+    aside = output_dir.with_name(output_dir.name + ".set_aside")
+    for ckpt in ckpts:
+        if stored != fingerprint:
+            why = "was made with other settings" if stored else "carries no record of its settings"
+        else:
+            problem = checkpoint_problem(ckpt)
+            why = f"is incomplete ({problem})" if problem else None
+        if why:
+            aside.mkdir(parents=True, exist_ok=True)
+            dest = aside / f"{ckpt.name}-{stored or 'unknown'}"
+            n = 1
+            while dest.exists():
+                n += 1
+                dest = aside / f"{ckpt.name}-{stored or 'unknown'}-{n}"
+            os.replace(ckpt, dest)
+            log(f"[checkpoint] {ckpt} {why}: not resumed, set aside as {dest} (delete it to free the space)")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(stamp, {"fingerprint": fingerprint})
 
 
 def clear_checkpoints(output_dir: Path) -> None:
