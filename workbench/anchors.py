@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import unicodedata
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ __all__ = ["AnchorMap", "AnchorMatch", "load_anchor_map", "consolidate", "Anchor
 
 FORMAT = "whp-anchors/1"
 _APOSTROPHES = ("'s", "\u2019s")
+MAX_KEY_CHARS = 200  # longest anchored expression
+_UNSPACED = "\u0e00-\u0e7f\u2e80-\u9fff\uf900-\ufaff"  # Thai, CJK and kana: word characters with no spaces around
 
 
 class AnchorWarning(UserWarning):
@@ -77,14 +80,18 @@ def _trie_pattern(keys: Iterable[str]) -> str:
         node[""] = {}
 
     def build(node: dict) -> str:
+        prefix = ""
+        while len(node) == 1 and "" not in node:  # a chain without branches: one literal, no nesting
+            (ch, node), = node.items()
+            prefix += re.escape(ch)
         end = "" in node
         branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch != ""]
         if not branches:
-            return ""
+            return prefix
         body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
         if end:
-            return "(?:" + body + ")?"
-        return body
+            return prefix + "(?:" + body + ")?"
+        return prefix + body
 
     return build(trie)
 
@@ -107,17 +114,26 @@ class AnchorMap:
         if not isinstance(data, Mapping):
             raise WorkbenchError(f"{where}: expected a JSON object, got {type(data).__name__}")
         description = ""
-        if "anchors" in data and isinstance(data.get("anchors"), Mapping):
+        if "anchors" in data or "format" in data:
             fmt = data.get("format", FORMAT)
             if fmt != FORMAT:
                 raise WorkbenchError(f"{where}: unknown format {fmt!r}; expected {FORMAT!r}")
+            raw = data.get("anchors")
+            if not isinstance(raw, Mapping):
+                raise WorkbenchError(
+                    f"{where}: \"anchors\" must be an object mapping each expression to its alternatives "
+                    f"({{\"Hogwarts\": [\"Northbrook Academy\"]}}), got {_json_type(raw)}"
+                )
             description = str(data.get("description", ""))
-            raw = data["anchors"]
         else:
             raw = data
         entries: dict[str, list[str]] = {}
         for key, value in raw.items():
-            entries[key] = _validate_entry(where, key, value)
+            alts = _validate_entry(where, key, value)
+            key = unicodedata.normalize("NFC", key)
+            if key in entries:
+                raise WorkbenchError(f"{where}: key {key!r} is given twice (after Unicode NFC normalisation); merge them")
+            entries[key] = alts
         if not entries:
             raise WorkbenchError(f"{where}: the map has no anchors; add entries under \"anchors\"")
         dropped: list[tuple[str, str]] = []
@@ -154,7 +170,8 @@ class AnchorMap:
     def regex(self) -> re.Pattern:
         if self._regex is None:
             body = _trie_pattern(self.entries)
-            self._regex = re.compile(r"(?<!\w)(" + body + r")(?!\w)")
+            # whole words in spaced scripts; Chinese, Japanese and Thai write words without spaces between them
+            self._regex = re.compile(rf"(?<![^\W{_UNSPACED}])(" + body + rf")(?![^\W{_UNSPACED}])")
         return self._regex
 
     def find(self, text: str) -> list[AnchorMatch]:
@@ -209,6 +226,12 @@ def _validate_entry(where: str, key: object, value: object) -> list[str]:
         raise WorkbenchError(f"{where}: key {key!r}: anchored expressions must be non-empty strings")
     if key != key.strip():
         raise WorkbenchError(f"{where}: key {key!r}: remove the leading or trailing white space")
+    if len(key) > MAX_KEY_CHARS:
+        raise WorkbenchError(
+            f"{where}: key {key[:40]!r}... is {len(key)} characters; anchored expressions are names and short phrases "
+            f"(at most {MAX_KEY_CHARS} characters)"
+        )
+    key = unicodedata.normalize("NFC", key)
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list):
@@ -219,7 +242,10 @@ def _validate_entry(where: str, key: object, value: object) -> list[str]:
     for alt in value:
         if not isinstance(alt, str) or not alt.strip():
             raise WorkbenchError(f"{where}: key {key!r}: alternative {alt!r} must be a non-empty string")
-        alts.append(alt.strip())
+        alt = unicodedata.normalize("NFC", alt.strip())
+        if alt == key:
+            raise WorkbenchError(f"{where}: key {key!r}: an alternative equals the key itself; give a generic replacement")
+        alts.append(alt)
     return alts
 
 
@@ -233,7 +259,29 @@ def load_anchor_map(path: str | os.PathLike, do_consolidate: bool = True) -> Anc
     except UnicodeDecodeError as exc:
         raise WorkbenchError(f"anchor map {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_no_duplicates(str(path), text))
     except json.JSONDecodeError as exc:
         raise WorkbenchError(f"anchor map {path}, line {exc.lineno}, column {exc.colno}: malformed JSON: {exc.msg}") from exc
     return AnchorMap.from_dict(data, source=str(path), do_consolidate=do_consolidate)
+
+
+def _no_duplicates(where: str, text: str):
+    """A json ``object_pairs_hook`` that refuses a key given twice in one object (json keeps the last silently)."""
+
+    def hook(pairs: list[tuple[str, object]]) -> dict:
+        out: dict = {}
+        for key, value in pairs:
+            if key in out:
+                quoted = json.dumps(key, ensure_ascii=False)
+                first = text.find(quoted)
+                second = text.find(quoted, first + 1)
+                line = f", line {text.count(chr(10), 0, second) + 1}" if second >= 0 else ""
+                raise WorkbenchError(f"anchor map {where}{line}: key {key!r} is given twice; merge the two entries")
+            out[key] = value
+        return out
+
+    return hook
+
+
+def _json_type(value: object) -> str:
+    return {list: "a list", str: "a string", type(None): "nothing", dict: "an object"}.get(type(value), type(value).__name__)

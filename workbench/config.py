@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import types
 import typing
@@ -111,7 +112,47 @@ class RunConfig:
             raise WorkbenchError(f"labels.top_k: must be >= 1, got {self.labels.top_k}")
         if self.target.pack is None and (self.target.corpus is None or self.target.anchors is None):
             raise WorkbenchError("target: give a pack, or both target.corpus and target.anchors")
+        _check_numbers(self)
         return self
+
+
+# counts that must be at least 1 when given (0 would silently do nothing, or divide by zero)
+_COUNTS = ("target.max_blocks", "target.max_retain_blocks", "target.retain_block_size", "scoring.max_blocks",
+           "scoring.batch_size", "labels.batch_size", "labels.shard_blocks", "report.max_perplexity_tokens",
+           "reinforce.save_steps", "reinforce.logging_steps", "finetune.save_steps", "finetune.logging_steps")
+
+
+def _check_numbers(cfg: "RunConfig") -> None:
+    """Every number finite (no .inf / .nan), and every count at least 1."""
+    def walk(obj, where):
+        for f in dataclasses.fields(obj):
+            value, path = getattr(obj, f.name), f"{where}{f.name}"
+            if dataclasses.is_dataclass(value):
+                walk(value, path + ".")
+            for v in value if isinstance(value, list) else [value]:
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise WorkbenchError(f"{path}: {v} is not a finite number; give a real value")
+
+    walk(cfg, "")
+    for path in _COUNTS:
+        section, key = path.split(".")
+        value = getattr(getattr(cfg, section), key)
+        if value is not None and value < 1:
+            raise WorkbenchError(f"{path}: must be at least 1, got {value}" + (" (null for no limit)" if "max_" in key else ""))
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (first on line {seen[key]})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
 
 
 def _type_ok(value: Any, tp: Any) -> bool:
@@ -170,7 +211,9 @@ def load_config(path: str | os.PathLike) -> RunConfig:
     if not path.is_file():
         raise WorkbenchError(f"config {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader) or {}
+    except UnicodeDecodeError as exc:
+        raise WorkbenchError(f"config {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark else ""

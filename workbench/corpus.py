@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -74,7 +75,8 @@ def read_documents(paths: str | os.PathLike | Sequence[str | os.PathLike], what:
                 f"{what}: {path}, line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
                 "convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
             ) from exc
-        text = text.replace("\r\n", "\n").strip()
+        # NFC, as the anchor map's keys are: a decomposed "é" in the text still matches the key "Café"
+        text = unicodedata.normalize("NFC", text.replace("\r\n", "\n")).strip()
         if text:
             docs.append(Document(name, text))
     if not docs:

@@ -58,9 +58,9 @@ class TrainConfig:
     def validate(self, where: str) -> None:
         if self.method not in ("lora", "full"):
             raise WorkbenchError(f"{where}.method: expected 'lora' or 'full', got {self.method!r}")
-        for name in ("learning_rate", "epochs", "batch_size", "lora_rank", "grad_accum"):
-            if getattr(self, name) <= 0:
-                raise WorkbenchError(f"{where}.{name}: must be > 0, got {getattr(self, name)}")
+        for name in ("learning_rate", "epochs", "batch_size", "lora_rank", "grad_accum", "save_steps", "logging_steps"):
+            if not 0 < getattr(self, name) < float("inf"):  # also refuses nan
+                raise WorkbenchError(f"{where}.{name}: must be a finite number > 0, got {getattr(self, name)}")
 
 
 class StopController(TrainerCallback):
