@@ -7,6 +7,7 @@ with every stage done stays instant. :func:`artifact_problem` returns what is wr
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import struct
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from workbench.io import atomic_write_json
 
-__all__ = ["artifact_problem", "read_record", "safetensors_problem", "parquet_problem", "drop_damaged_shards"]
+__all__ = ["environment_error", "check_report_inputs", "artifact_problem", "read_record", "safetensors_problem", "parquet_problem", "drop_damaged_shards"]
 
 
 def read_record(path: Path) -> tuple[dict | None, str | None]:
@@ -148,3 +149,36 @@ def drop_damaged_shards(labels_dir: Path) -> list[str]:
     if notes:
         atomic_write_json(mf, {**manifest, "shards": keep, "complete": False})
     return notes
+
+
+# errors from the machine rather than the workbench: a full disk, a read-only or protected folder, a file in the way
+_ENVIRONMENT = {errno.ENOSPC: "the disk is full; free some space", errno.EDQUOT: "the disk quota is exceeded",
+                errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+                errno.EPERM: "operation not permitted", errno.ENOTDIR: "a file is in the way of a folder",
+                errno.EEXIST: "a file is in the way of a folder", errno.EISDIR: "a folder is in the way of a file"}
+
+
+def environment_error(exc: OSError) -> str | None:
+    """A one-line message for an OSError the user must fix on their machine, or None (a bug: keep the traceback)."""
+    why = _ENVIRONMENT.get(exc.errno)
+    if why is None:
+        return None
+    where = exc.filename if exc.filename is not None else "a file"
+    return (f"cannot write {where}: {why} ({exc.strerror}); finished work is kept: fix this and rerun the same command "
+            "to resume")
+
+
+def check_report_inputs(run) -> None:
+    """Before any stage: the report's probe files parse, and the chosen split selects some probes."""
+    from workbench.errors import WorkbenchError
+
+    rc = run.cfg.report
+    if not rc.enabled or run.pack is None:
+        return
+    kinds = [k for k in rc.probe_sets if run.pack.has_probes(k)]
+    if not kinds:
+        raise WorkbenchError(f"report.probe_sets {rc.probe_sets}: pack {run.pack.name!r} has none of these probe "
+                             f"files (it has: {', '.join(k for k in run.pack.probe_paths if run.pack.has_probes(k))})")
+    if not any(rc.split is None or p.split == rc.split for k in kinds for p in run.pack.probes(k)):
+        raise WorkbenchError(f"report.split {rc.split!r}: no probe of {', '.join(kinds)} has this split; "
+                             "use 'dev', 'heldout' or null (all)")

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from workbench.checks import environment_error
 from workbench.errors import WorkbenchError
 
 __all__ = ["main", "build_parser"]
@@ -141,8 +142,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        print(f"interrupted: {exc or 'rerun the same command to resume'}", file=sys.stderr)
+        print(f"interrupted: {str(exc) or 'rerun the same command to resume'}", file=sys.stderr)
         return 130
+    except OSError as exc:
+        message = environment_error(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

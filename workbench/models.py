@@ -195,6 +195,10 @@ def _resolve(spec: str) -> tuple[str, str | None]:
     if path.suffix == ".gguf":
         if not path.is_file():
             raise WorkbenchError(f"model file {path} does not exist")
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"GGUF":  # every GGUF file starts with these four bytes
+                raise WorkbenchError(f"model file {path} is not a GGUF file (it does not start with 'GGUF'); "
+                                     "check the path, or convert the model with llama.cpp's convert script")
         return str(path.parent), path.name
     if path.is_dir():
         if (path / "config.json").is_file():

@@ -268,20 +268,26 @@ def load_probes(path: str | Path, kind: str, display: str | None = None) -> list
         raise WorkbenchError(f"probe file {shown} does not exist")
     probes: list[Probe] = []
     seen: dict[str, int] = {}
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{shown} line {lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise WorkbenchError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
-            probe = _parse_probe(obj, kind, where)
-            if probe.id in seen:
-                raise WorkbenchError(f"{where}: duplicate id {probe.id!r} (first used on line {seen[probe.id]})")
-            seen[probe.id] = lineno
-            probes.append(probe)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise WorkbenchError(f"probe file {shown} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+                             "save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from exc
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        where = f"{shown} line {lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise WorkbenchError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
+        probe = _parse_probe(obj, kind, where)
+        if probe.id in seen:
+            raise WorkbenchError(f"{where}: duplicate id {probe.id!r} (first used on line {seen[probe.id]})")
+        seen[probe.id] = lineno
+        probes.append(probe)
     if not probes:
         raise WorkbenchError(f"probe file {shown} has no probes; write one JSON object per line (docs/formats.md)")
     return probes

@@ -34,7 +34,7 @@ import numpy as np
 import yaml
 
 from workbench.anchors import AnchorMap, load_anchor_map
-from workbench.checks import artifact_problem, drop_damaged_shards, read_record
+from workbench.checks import artifact_problem, check_report_inputs, drop_damaged_shards, read_record
 from workbench.config import RunConfig, config_to_dict, stable_hash
 from workbench.corpus import Block, Document, corpus_fingerprint, make_blocks, read_documents
 from workbench.errors import WorkbenchError
@@ -245,6 +245,7 @@ class Run:
     def check_inputs(self) -> None:
         """Read and validate every input before any stage runs, so bad input fails fast and leaves nothing."""
         self.blocks, self.anchors
+        check_report_inputs(self)  # probe files parse now, not after an hour of training
         if self.cfg.finetune.retain_weight > 0 and not self.retain_blocks:
             raise WorkbenchError("finetune.retain_weight > 0 needs retain text: set target.retain or use a pack with retain/")
         if self.cfg.reinforce.path:

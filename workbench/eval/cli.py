@@ -137,6 +137,8 @@ def run_eval(args: argparse.Namespace) -> int:
     """Run ``workbench eval``."""
     from workbench.eval.report import evaluate_models
 
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise WorkbenchError(f"eval --out {args.out} is a file; give a folder (it is created if missing)")
     cfg = config_from_args(args)
     report = evaluate_models(list(args.model), cfg, args.out)
     print(report.markdown())
@@ -198,8 +200,11 @@ def run_packs_check(args: argparse.Namespace) -> int:
             print(f"{pack.name}: {kind}: {n} probes ok")
         else:
             print(f"{pack.name}: {kind}: file {pack.probe_paths[kind]} missing", file=sys.stderr)
-    if pack.anchors_path.is_file():
-        print(f"{pack.name}: anchors: {len(load_anchor_terms(pack))} terms ok")
+    if not pack.anchors_path.is_file():
+        raise WorkbenchError(f"pack {pack.name!r}: anchor map {pack.anchors_path} is missing; a pack needs one "
+                             "(docs/formats.md)")
+    print(f"{pack.name}: anchors: {len(load_anchor_terms(pack))} terms ok")
+    print(f"{pack.name}: corpus: {len(pack.corpus_files())} files ok")  # names the missing folder otherwise
     kinds = args.kinds or tuple(k for k in pack.probe_paths if k != COMPLETION_KIND and pack.has_probes(k))
     if not kinds:
         raise WorkbenchError(f"pack {pack.name!r} has no next-token probe files to check")
