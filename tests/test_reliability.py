@@ -254,3 +254,205 @@ def test_damaged_config_yaml_exits_2_naming_it(finished, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "config.yaml is damaged" in err and "Traceback" not in err
     assert {p.name: p.read_text() for p in (run / "stages").iterdir()} == stages
+
+
+# -- 6: bad values and paths: exit 2, one message, nothing written -------------------------------------------------
+def _exit2(tmp_path, capsys, raw: dict | None = None, run_dir: Path | None = None, text: str | None = None,
+           argv: list[str] | None = None) -> str:
+    cfg = tmp_path / "bad.yaml"
+    if text is not None:
+        cfg.write_text(text)
+    elif raw is not None:
+        write_config(cfg, raw)
+    run_dir = run_dir or tmp_path / "run"
+    code = main(argv or ["run", str(cfg), "--run-dir", str(run_dir), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    if run_dir.is_dir():
+        assert not (run_dir / "config.yaml").exists() and not (run_dir / "stages").exists(), "nothing half-written"
+    return err
+
+
+@pytest.mark.parametrize("section, key, value, needle", [
+    ("reinforce", "epochs", float("inf"), "reinforce.epochs: inf is not a finite number"),
+    ("finetune", "learning_rate", float("nan"), "finetune.learning_rate: nan is not a finite number"),
+    ("target", "max_blocks", 0, "target.max_blocks: must be at least 1"),
+    ("labels", "shard_blocks", 0, "labels.shard_blocks: must be at least 1"),
+    ("labels", "batch_size", 0, "labels.batch_size: must be at least 1"),
+    ("finetune", "save_steps", 0, "finetune.save_steps: must be at least 1"),
+    ("labels", "alphas", [0.0, float("inf")], "labels.alphas: inf is not a finite number"),
+])
+def test_non_finite_or_zero_values_exit_2(tmp_path, capsys, section, key, value, needle):
+    raw = tiny_config(tmp_path / "in", **{section: {key: value}})
+    assert needle in _exit2(tmp_path, capsys, raw)
+
+
+def test_duplicate_yaml_key_exits_2_naming_both_lines(tmp_path, capsys):
+    raw = tiny_config(tmp_path / "in")
+    text = yaml.safe_dump(raw).replace("seed: 0\n", "seed: 0\nseed: 1\n")
+    err = _exit2(tmp_path, capsys, text=text)
+    assert "key 'seed' appears twice" in err and "bad.yaml, line" in err
+
+
+@pytest.mark.parametrize("where", ["is a file", "under a file"])
+def test_run_directory_that_is_or_lies_under_a_file_exits_2(tmp_path, capsys, where):
+    raw = tiny_config(tmp_path / "in")
+    (tmp_path / "f").write_text("x")
+    run_dir = tmp_path / "f" if where == "is a file" else tmp_path / "f" / "run"
+    needle = "is a file;" if where == "is a file" else f"lies under {tmp_path / 'f'}, which is a file"
+    assert f"run directory {run_dir} {needle}" in _exit2(tmp_path, capsys, raw, run_dir=run_dir)
+    assert (tmp_path / "f").read_text() == "x"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
+def test_read_only_run_directory_exits_2(tmp_path, capsys):
+    raw = tiny_config(tmp_path / "in")
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o500)
+    try:
+        assert "is not writable" in _exit2(tmp_path, capsys, raw, run_dir=tmp_path / "ro" / "run")
+    finally:
+        (tmp_path / "ro").chmod(0o700)
+
+
+def test_full_disk_exits_2_and_keeps_finished_work(finished, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import workbench.run as run_module
+
+    cfg, run = _copy(finished, tmp_path)
+    before = labels_of(run)
+    shutil.rmtree(run / "unlearned")
+
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(run_module, "atomic_write_json", full)  # the finetune stage's record cannot be written
+    code = cli_run(cfg, run)
+    err = capsys.readouterr().err
+    assert code == 2 and "the disk is full" in err and "Traceback" not in err
+    monkeypatch.undo()
+    assert labels_of(run) == before
+    assert cli_run(cfg, run) == 0 and (run / "unlearned" / "model.safetensors").is_file()
+
+
+def test_text_file_given_as_gguf_exits_2(tmp_path, capsys):
+    (tmp_path / "m.gguf").write_text("not a model")
+    raw = tiny_config(tmp_path / "in", model=str(tmp_path / "m.gguf"))
+    assert "is not a GGUF file" in _exit2(tmp_path, capsys, raw)
+
+
+def test_eval_out_naming_a_file_exits_2(tmp_path, capsys):
+    (tmp_path / "out").write_text("keep")
+    err = _exit2(tmp_path, capsys, argv=["eval", "--model", "tiny", "--out", str(tmp_path / "out")])
+    assert "is a file" in err and (tmp_path / "out").read_text() == "keep"
+
+
+# -- 5: anchor maps -------------------------------------------------------------------------------------------------
+def _anchors_exit2(tmp_path, capsys, text: str) -> str:
+    raw = tiny_config(tmp_path / "in")
+    (tmp_path / "in" / "anchors.json").write_text(text, encoding="utf-8")
+    return _exit2(tmp_path, capsys, raw)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('{"format": "whp-anchors/1", "description": "d", "anchors": [{"Harry": ["Jon"]}]}',
+     '"anchors" must be an object'),
+    ('{"anchors": {"Harry": ["Jon"],\n "Hogwarts": ["Northbrook"],\n "Harry": ["Tom"]}}', "line 3: key 'Harry' is given twice"),
+    ('{"anchors": {"Harry": ["Jon", "Harry"]}}', "an alternative equals the key itself"),
+    ('{"anchors": {"Zzyzx": ["Jon"], "Qwerty": ["Tom"]}}', "none of its 2 keys occurs in the target corpus"),
+    ('{"anchors": {"' + "Harry " * 100 + 'Potter": ["Jon"]}}', "606 characters"),
+])
+def test_misread_anchor_maps_exit_2(tmp_path, capsys, text, needle):
+    assert needle in _anchors_exit2(tmp_path, capsys, text)
+
+
+def test_nfd_and_cjk_keys_match_nfc_text():
+    import unicodedata
+
+    from workbench.anchors import AnchorMap
+    from workbench.corpus import read_documents
+
+    amap = AnchorMap.from_dict({"anchors": {unicodedata.normalize("NFD", "Beauxbâtons"): ["Lakeside"],
+                                            "霍格沃茨": ["学校"]}})
+    text = "在霍格沃茨学习 and at Beauxbâtons."
+    assert [m.key for m in amap.find(text)] == ["霍格沃茨", "Beauxbâtons"]
+    assert amap.translate(text) == "在学校学习 and at Lakeside."
+    assert amap.find("Beauxbâtonsx") == []  # still whole words in spaced scripts
+
+
+def test_nfd_corpus_text_matches_nfc_key(tmp_path):
+    import unicodedata
+
+    from workbench.anchors import AnchorMap
+    from workbench.corpus import read_documents
+
+    (tmp_path / "a.txt").write_text(unicodedata.normalize("NFD", "She went to Beauxbâtons."), encoding="utf-8")
+    (doc,) = read_documents(tmp_path / "a.txt")
+    assert AnchorMap.from_dict({"Beauxbâtons": ["Lakeside"]}).translate(doc.text) == "She went to Lakeside."
+
+
+# -- 7: smaller ------------------------------------------------------------------------------------------------------
+def test_failed_first_run_does_not_refuse_the_corrected_config(tmp_path, capsys):
+    raw = tiny_config(tmp_path / "in", labels={"shard_blocks": 0})
+    _exit2(tmp_path, capsys, raw)
+    raw["labels"]["shard_blocks"] = 2
+    assert cli_run(write_config(tmp_path / "good.yaml", raw), tmp_path / "run", "--stages", "reinforce") == 0
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    def interrupt(self):
+        raise KeyboardInterrupt  # what Ctrl-C raises: no message of its own
+
+    monkeypatch.setattr(Run, "check_inputs", interrupt)
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(tmp_path / "in"))
+    assert cli_run(cfg, tmp_path / "run") == 130
+    assert "interrupted: rerun the same command to resume" in capsys.readouterr().err
+
+
+def _pack(tmp_path: Path, probes: bytes | None = None, anchors: bool = True, corpus: bool = True) -> Path:
+    """A small pack folder (docs/formats.md) made from the test inputs."""
+    from helpers import make_inputs
+
+    make_inputs(tmp_path / "src")
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    (pack / "pack.json").write_text(json.dumps({"name": "p", "probes": {"probability": "probes/probability.jsonl"}}))
+    if corpus:
+        shutil.copytree(tmp_path / "src" / "corpus", pack / "corpus")
+    shutil.copytree(tmp_path / "src" / "retain", pack / "retain")
+    if anchors:
+        shutil.copy(tmp_path / "src" / "anchors.json", pack / "anchors.json")
+    (pack / "probes").mkdir()
+    lines = [{"id": f"p{i}", "prompt": "Harry went to", "targets": [" Hogwarts"], "split": s}
+             for i, s in enumerate(["dev", "heldout"])]
+    (pack / "probes" / "probability.jsonl").write_bytes(
+        probes if probes is not None else "\n".join(json.dumps(x) for x in lines).encode())
+    return pack
+
+
+@pytest.mark.parametrize("probes, needle", [
+    ('{"id": "a", "prompt": "Harry went to", "targets": [" Hogwarts"], "split": "dev"}\n{"id": "b", "prompt"'.encode(),
+     "probability.jsonl line 2: invalid JSON"),
+    ('{"id": "a", "prompt": "Caf\u00e9 at", "targets": [" Hogwarts"], "split": "dev"}'.encode("latin-1"),
+     "probability.jsonl line 1: not UTF-8 text"),
+])
+def test_bad_probe_file_is_reported_before_any_stage(tmp_path, capsys, probes, needle):
+    pack = _pack(tmp_path, probes)
+    raw = tiny_config(tmp_path / "in", target={"pack": str(pack), "corpus": None, "anchors": None, "retain": None},
+                      report={"enabled": True, "probe_sets": ["probability"]})
+    assert needle in _exit2(tmp_path, capsys, raw)
+
+
+def test_report_split_that_selects_no_probes_exits_2(tmp_path, capsys):
+    pack = _pack(tmp_path)
+    raw = tiny_config(tmp_path / "in", target={"pack": str(pack), "corpus": None, "anchors": None, "retain": None},
+                      report={"enabled": True, "probe_sets": ["probability"], "split": "test"})
+    assert "report.split 'test': no probe" in _exit2(tmp_path, capsys, raw)
+
+
+@pytest.mark.parametrize("missing, needle", [("anchors", "anchors.json is missing"), ("corpus", "corpus folder")])
+def test_packs_check_on_an_incomplete_pack_exits_2(tmp_path, capsys, missing, needle):
+    pack = _pack(tmp_path, anchors=missing != "anchors", corpus=missing != "corpus")
+    err = _exit2(tmp_path, capsys, argv=["packs", "check", str(pack), "--model", "tiny"])
+    assert needle in err

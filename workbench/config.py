@@ -96,6 +96,7 @@ class RunConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
 
     def validate(self) -> "RunConfig":
+        _check_numbers(self)
         self.reinforce.validate("reinforce")
         self.finetune.validate("finetune")
         if any(a < 0 for a in self.labels.alphas):
@@ -112,7 +113,6 @@ class RunConfig:
             raise WorkbenchError(f"labels.top_k: must be >= 1, got {self.labels.top_k}")
         if self.target.pack is None and (self.target.corpus is None or self.target.anchors is None):
             raise WorkbenchError("target: give a pack, or both target.corpus and target.anchors")
-        _check_numbers(self)
         return self
 
 
