@@ -240,7 +240,34 @@ def test_soft_targets_are_distributions(setup, tmp_path):
     ids, probs = store.soft_targets(5.0, temperature=0.5)
     assert ids.shape == probs.shape and np.allclose(probs.sum(-1), 1.0, atol=1e-5)
     top = ids[np.arange(len(ids)), probs.argmax(-1)]
-    assert np.array_equal(top, store.recompute(5.0)["label"].to_numpy())
+    assert np.array_equal(top, store.positions["label_a5"].to_numpy())  # the exact labels, also on inexact rows
+
+
+def test_soft_targets_use_the_exact_label_where_the_topk_cannot_vouch_for_it(setup, tmp_path):
+    import copy
+
+    base, aligned, tok = setup[0]._base, setup[1], setup[2]
+    boosted = copy.deepcopy(base)  # logits scaled by 3: every token the baseline favours is boosted
+    with torch.no_grad():
+        boosted.get_output_embeddings().weight.mul_(3.0)
+    pair = ModelPair.from_models(base, boosted)
+    store = generate_labels(pair, aligned[:2], tmp_path / "l", [200.0], top_k=2, pad_id=tok.pad_token_id, progress=False)
+    pos = store.positions
+    ids, probs = store.soft_targets(200.0, temperature=1.0)
+    n_inexact = 0
+    for i in range(len(pos)):
+        b_ids, b_vals = np.asarray(pos["base_ids"][i]), np.asarray(pos["base_vals"][i], dtype=np.float64)
+        r_vals = np.asarray(pos["reinf_at_base"][i], dtype=np.float64)
+        g = b_vals - 200.0 * np.maximum(r_vals - b_vals, 0.0)
+        if g.max() >= b_vals.min():  # no token outside the top-k can beat the best inside: softmax over it
+            e = np.exp(g - g.max())
+            assert np.array_equal(ids[i], b_ids) and np.allclose(probs[i], e / e.sum(), atol=1e-6)
+        else:  # the exact label, with all the mass
+            n_inexact += 1
+            assert probs[i].max() == 1.0 and ids[i, probs[i].argmax()] == pos["label_a200"][i]
+    assert n_inexact > 0, "alpha 200 with top-2 must leave some rows inexact"
+    with pytest.raises(WorkbenchError, match="add 7 to labels.alphas"):
+        store.soft_targets(7.0)
 
 
 def test_negative_alpha_is_rejected(setup, tmp_path):
