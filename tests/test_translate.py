@@ -81,18 +81,66 @@ def test_repeated_anchor_position_that_predicts_it_gets_no_label(tok):
     check_alignment_invariant(ab)
 
 
-def test_suppression_of_used_generic_values(tok):
-    _, (ab,) = aligned(tok, "Hermione met Ron Weasley. Later Hermione and Ron Weasley left.")
-    firsts = {tok.convert_ids_to_tokens(int(t)) for _, t in ab.suppress}
-    assert len(ab.suppress) == len(ab.occurrences) == 4
-    for (start, token), occ in zip(ab.suppress, ab.occurrences):
-        # the suppressed token is the translation's first token at that occurrence, suppressed from there on
-        assert ab.trans_offsets[start, 1] > occ.trans_start and (start == 0 or ab.trans_offsets[start - 1, 1] <= occ.trans_start)
-        assert int(ab.trans_ids[start]) == token
-    mask = ab.suppression_mask(max(int(ab.trans_ids.max()) + 1, 10))
-    s0, t0 = ab.suppress[0]
-    assert not mask[:s0, t0].any() and mask[s0:, t0].all()
-    assert firsts  # non-empty, tokenizer-specific pieces
+def vocab_groups(tok):
+    """token id -> its text stripped and lower-cased, by decoding the whole vocabulary (written out for the tests)."""
+    return [tok.decode([i]).strip().lower() for i in range(len(tok))]
+
+
+def expected_forbidden(tok, trans_text, values, common_words):
+    """Rule 4 written out: [(position from which it is forbidden, token ids)] for each use of a value in
+    ``trans_text``: the value's first token not in ``common_words`` and every token spelling it up to case and
+    spaces, forbidden from the position after the one that holds the value's first character."""
+    enc = tok(trans_text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offs = enc["input_ids"], enc["offset_mapping"]
+    keys = vocab_groups(tok)
+    out = []
+    for value in values:
+        at = trans_text.find(value)
+        while at >= 0:
+            holding = [i for i, (s, e) in enumerate(offs) if e > at and s < at + len(value)]
+            first = holding[0]
+            word = next((keys[ids[i]] for i in holding if keys[ids[i]] not in common_words), None)
+            if word is not None:
+                out.append((first + 1, {i for i, k in enumerate(keys) if k == word}))
+            at = trans_text.find(value, at + 1)
+    return out
+
+
+def test_suppression_targets_the_values_distinctive_token_and_its_variants(tok):
+    amap = AnchorMap.from_dict({"Hermione": ["Sarah"], "Padfoot": ["the old Dog"], "Hogwarts": ["the school"]})
+    text = 'Padfoot barked at Hermione.\n"Hermione," said Ron to Padfoot at Hogwarts. Then the old man went to Hogwarts.'
+    reference = ["the old man went to the school and the old house. " * 30]  # common: the, old, school...
+    blocks = make_blocks([Document("d", text)], tok, block_size=512, min_tokens=1)
+    (ab,) = translate_blocks(blocks, amap, tok, reference=reference)
+    assert ab.trans_text == ('the old Dog barked at Sarah.\n"Sarah," said Ron to the old Dog at the school. '
+                             "Then the old man went to the school.")
+    # every token of the short, repetitive reference makes up far more than 0.1% of it: all are common words
+    keys = vocab_groups(tok)
+    common = {keys[i] for i in tok(reference[0], add_special_tokens=False)["input_ids"]} | {""}
+    expected = expected_forbidden(tok, ab.trans_text, ["Sarah", "the old Dog", "the school"], common)
+    vocab = len(tok)
+    mask = ab.suppression_mask(vocab)
+    for p in range(len(ab.trans_ids)):
+        want = set().union(*[ids for start, ids in expected if start <= p])
+        assert set(np.nonzero(mask[p])[0].tolist()) == want, f"position {p}"
+    the = {i for i, k in enumerate(keys) if k in ("the", "old", "school")}
+    assert not mask[:, sorted(the)].any()  # defect 1: function words and common words are never forbidden
+    sarah = {i for i, k in enumerate(keys) if k == "sarah"}
+    if len(sarah) > 1:  # defect 2: " Sarah" after a space and "Sarah" after a quote are both forbidden
+        assert mask[-1, sorted(sarah)].all()
+    # strictly after the position holding the value's first token (the authors' rule): the first use of each
+    # value leaves its own first position free
+    for start, ids in expected:
+        if all(s >= start for s, other in expected if other == ids):
+            assert not mask[start - 1, sorted(ids)].any() and mask[start, sorted(ids)].all()
+
+
+def test_a_value_made_of_common_words_suppresses_nothing(bpe_tokenizer):
+    amap = AnchorMap.from_dict({"Hogwarts": ["the school"]})
+    blocks = make_blocks([Document("d", "He went to Hogwarts and then to the school again.")], bpe_tokenizer,
+                         block_size=512, min_tokens=1)
+    (ab,) = translate_blocks(blocks, amap, bpe_tokenizer, reference=["the school is the school. " * 50])
+    assert ab.suppress == []
 
 
 def test_overlapping_keys_longest_match_wins(tok):

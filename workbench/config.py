@@ -103,7 +103,8 @@ class RunConfig:
             raise WorkbenchError(f"labels.alphas: every alpha must be >= 0, got {self.labels.alphas}")
         if not self.labels.alphas:
             raise WorkbenchError("labels.alphas: give at least one alpha")
-        if self.finetune.target == "hard" and float(self.finetune.alpha) not in [float(a) for a in self.labels.alphas]:
+        # soft targets need the exact labels too, at the rows where the stored top-k cannot vouch for them
+        if float(self.finetune.alpha) not in [float(a) for a in self.labels.alphas]:
             raise WorkbenchError(
                 f"finetune.alpha={self.finetune.alpha} is not among labels.alphas {self.labels.alphas}; add it there"
             )

@@ -373,13 +373,33 @@ class LabelStore:
                              "next_id": df["next_id"].to_numpy(), "label": lab, "exact": exact})
 
     def soft_targets(self, alpha: float, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-        """(ids [n, k], probs [n, k]): softmax of the generic scores over each position's stored baseline top-k."""
+        """(ids [n, k], probs [n, k]): softmax of the generic scores over each position's stored baseline top-k.
+
+        Where the top-k cannot vouch for the label (the exactness flag of :func:`labels_from_topk` is off: the
+        true generic label may lie outside the top-k), the row is the exact stored label for ``alpha`` with
+        probability 1 instead of a renormalised top-k (needs ``alpha`` among the stored alphas).
+        """
         arr = self.topk_arrays()
+        ids = arr["base_ids"].astype(np.int64)
         g = arr["base_vals"] - alpha * np.maximum(arr["reinf_at_base"] - arr["base_vals"], 0.0)
+        _, exact = labels_from_topk(arr["base_ids"], arr["base_vals"], arr["reinf_at_base"], float(alpha))
         g = g / max(temperature, 1e-6)
         g = g - g.max(-1, keepdims=True)
         p = np.exp(g)
-        return arr["base_ids"], (p / p.sum(-1, keepdims=True)).astype(np.float32)
+        probs = (p / p.sum(-1, keepdims=True)).astype(np.float32)
+        if not exact.all():
+            col = alpha_column(alpha)
+            if col not in self.positions.columns:
+                raise WorkbenchError(
+                    f"{self.path}: soft targets for alpha={alpha:g} need the exact labels where the stored top-k "
+                    f"cannot vouch for them; add {alpha:g} to labels.alphas (stored: {self.alphas})"
+                )
+            rows = np.nonzero(~exact)[0]
+            ids[rows] = 0
+            ids[rows, 0] = self.positions[col].to_numpy()[rows]
+            probs[rows] = 0.0
+            probs[rows, 0] = 1.0
+        return ids, probs
 
     def summary(self) -> pd.DataFrame:
         """Per alpha: labelled positions, share of labels that differ from the original next token."""

@@ -271,7 +271,8 @@ class Run:
             return reinforce
         if stage == "score":
             return stable_hash("score", reinforce, c.scoring)
-        labels = stable_hash("labels", reinforce, self.anchors.fingerprint(), c.labels)
+        labels = stable_hash("labels", reinforce, self.anchors.fingerprint(), c.labels,
+                             corpus_fingerprint(self.retain_documents))  # rule 4 reads the retain text
         if stage == "labels":
             return labels
         retain = corpus_fingerprint(self.retain_documents) if c.finetune.retain_weight > 0 else None
@@ -334,7 +335,10 @@ class Run:
     def aligned_blocks(self):
         from workbench.translate import translate_blocks
 
-        return translate_blocks(self.blocks, self.anchors, self.tokenizer, self.cfg.seed, self.cfg.labels.inner_anchor)
+        # rule 4's common words come from the retain text (the target blocks' own text where there is none)
+        reference = [d.text for d in self.retain_documents] or None
+        return translate_blocks(self.blocks, self.anchors, self.tokenizer, self.cfg.seed, self.cfg.labels.inner_anchor,
+                                reference)
 
     @_guarded
     @_main_process_only

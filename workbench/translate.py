@@ -10,8 +10,15 @@ Rules (as in the paper's pipeline):
 1. positions whose prefix ends inside an anchor (all but the anchor's last token) get no label;
 2. the anchor's last token maps to the last token of its translation;
 3. at a repeated occurrence of an anchor within a block, the position that predicts it gets no label;
-4. the first token of a generic value already used in the block is suppressed at later positions (its
-   baseline logit is set to that position's mean logit), so the model does not learn "Harry" -> "Jon".
+4. once a generic value has been used in the block, its *distinctive token* is suppressed at every later
+   position (its baseline logit, and those of its case and spacing variants, " Jon" and "Jon", are set to that
+   position's mean logit), so the model does not learn "Harry" -> "Jon". The suppression starts strictly after
+   the position that holds the value's first token, as in the authors' pipeline. The distinctive token is the
+   value's first token that is not a common word: a token is common when its variant group (the token up to
+   case and surrounding spaces) makes up at least ``COMMON_SHARE`` (0.1%) of the tokens of a reference text
+   (the retain text in a run; the target blocks themselves where none is given), which in English prose is
+   about the 100 most frequent words: " the", " of", " and", " old"... A value made only of common words
+   ("the house") suppresses nothing: suppressing a function word would forbid it everywhere in the block.
 
 Optional rule 5 (``inner=True``, beyond the paper): in the *first* occurrence of a multi-word anchor in a
 block, the positions between its words are labelled too. The translation has no counterpart for them, so their
@@ -25,8 +32,10 @@ Alignment works from the fast tokenizer's character offsets alone, so it serves 
 
 from __future__ import annotations
 
+import weakref
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 from transformers import PreTrainedTokenizerBase
@@ -34,7 +43,12 @@ from transformers import PreTrainedTokenizerBase
 from workbench.anchors import AnchorMap
 from workbench.corpus import Block
 
-__all__ = ["Occurrence", "AlignedBlock", "TokenVariants", "translate_text", "translate_blocks", "align_block"]
+__all__ = [
+    "Occurrence", "AlignedBlock", "TokenVariants", "COMMON_SHARE", "common_tokens", "translate_text", "translate_blocks",
+    "align_block",
+]
+
+COMMON_SHARE = 1e-3  # rule 4: a token whose variant group makes up this share of the reference text is a common word
 
 
 @dataclass(frozen=True)
@@ -110,9 +124,12 @@ def _last_index_with_end(ends: np.ndarray, targets: np.ndarray) -> np.ndarray:
 def align_block(
     block: Block, trans_text: str, trans_ids: np.ndarray, trans_offsets: np.ndarray,
     occs: list[Occurrence], choices: dict[str, str], variants: "TokenVariants | None" = None,
+    common: frozenset[int] = frozenset(), inner: bool = False,
 ) -> AlignedBlock:
     """Map each original position to its translated position (vectorised; see the module rules).
-    With ``variants`` (a :class:`TokenVariants` of the tokenizer) the rule-5 inner positions are found too."""
+    ``variants`` (a :class:`TokenVariants` of the tokenizer) gives rule 4 the variants of each suppressed token
+    (without it only the token itself is suppressed); ``common``: the token ids that are common words (rule 4);
+    ``inner=True`` (needs ``variants``) finds the rule-5 inner positions too."""
     ends = block.offsets[:, 1]
     n = len(ends)
     if occs:
@@ -143,12 +160,9 @@ def align_block(
         if repeated.any():
             p = np.searchsorted(ends, o_start[repeated], side="right") - 1
             target[p[(p >= 0) & (p < n)]] = -1
-        # rule 4: the first translated token of each used value is suppressed from there on
-        first = np.searchsorted(t_ends, o_tstart, side="right")
-        first = first[first < len(trans_ids)]
-        suppress = list(zip(first.tolist(), trans_ids[first].tolist()))
+        suppress = _rule4(occs, trans_ids, t_ends, variants, common)
     ab = AlignedBlock(block, trans_text, trans_ids, trans_offsets, target.astype(np.int64), occs, suppress, choices)
-    if variants is not None and occs:
+    if inner and variants is not None and occs:
         # rule 5: inside a first occurrence, between two words of the anchor, the next token still in the block
         text = block.text
         between_words = np.array([e < len(text) and text[e].isspace() for e in ends.tolist()], dtype=bool)
@@ -157,6 +171,37 @@ def align_block(
         ab.inner_positions = np.nonzero(inner)[0].astype(np.int64)
         ab.inner_suppress = [variants.of(int(block.input_ids[t + 1])) for t in ab.inner_positions]
     return ab
+
+
+def _rule4(occs: list[Occurrence], trans_ids: np.ndarray, t_ends: np.ndarray, variants: "TokenVariants | None",
+           common: frozenset[int]) -> list[tuple[int, int]]:
+    """Rule 4 as (first suppressed translated position, token id) pairs, one per token, earliest start kept."""
+    start_of: dict[int, int] = {}
+    n = len(trans_ids)
+    for o in occs:
+        first = int(np.searchsorted(t_ends, o.trans_start, side="right"))  # the token holding the value's first char
+        if first >= n:
+            continue
+        last = min(int(np.searchsorted(t_ends, o.trans_end, side="left")), n - 1)  # ... and its last char
+        distinctive = next((int(trans_ids[i]) for i in range(first, last + 1) if int(trans_ids[i]) not in common), None)
+        if distinctive is None:  # only common words: suppressing them would forbid function words in the block
+            continue
+        for tok in (variants.of(distinctive) if variants is not None else [distinctive]):
+            start_of.setdefault(tok, first + 1)  # strictly after the value's first token
+    return sorted(((s, t) for t, s in start_of.items()), key=lambda st: (st[0], st[1]))
+
+
+def common_tokens(texts: Iterable[str], tokenizer: PreTrainedTokenizerBase, variants: "TokenVariants",
+                  share: float = COMMON_SHARE) -> frozenset[int]:
+    """Token ids whose variant group (" The", "the", " the"...) makes up at least ``share`` of the tokens of
+    ``texts``, and tokens that are only spaces: the common words rule 4 never suppresses."""
+    counts: Counter[str] = Counter()
+    total = 0
+    for ids, _ in _encode([t for t in texts if t], tokenizer):
+        total += len(ids)
+        counts.update(variants.key(int(i)) for i in ids)
+    frequent = {k for k, c in counts.items() if total and c >= share * total}
+    return frozenset(i for i in range(variants.size) if variants.key(i) in frequent or not variants.key(i))
 
 
 class TokenVariants:
@@ -170,6 +215,14 @@ class TokenVariants:
             if k:
                 self._groups.setdefault(k, []).append(i)
 
+    @property
+    def size(self) -> int:
+        return len(self._key)
+
+    def key(self, token_id: int) -> str:
+        """The token's text, stripped and lower-cased ("" for a token of spaces, or an id out of range)."""
+        return self._key[token_id] if 0 <= token_id < len(self._key) else ""
+
     def of(self, token_id: int) -> list[int]:
         """``token_id`` and its variants (a token that is only spaces stands for itself alone)."""
         k = self._key[token_id] if 0 <= token_id < len(self._key) else ""
@@ -178,16 +231,34 @@ class TokenVariants:
 
 def translate_blocks(
     blocks: Sequence[Block], anchors: AnchorMap, tokenizer: PreTrainedTokenizerBase, seed: int = 0,
-    inner: bool = False,
+    inner: bool = False, reference: Iterable[str] | None = None,
 ) -> list[AlignedBlock]:
     """Translate and align every block; the translated texts are tokenized in one batched call.
-    ``inner=True`` also finds the rule-5 positions inside multi-token anchors (see the module rules)."""
+    ``inner=True`` also finds the rule-5 positions inside multi-token anchors (see the module rules).
+    ``reference``: texts that decide which tokens are common words for rule 4 (default: the blocks' own text)."""
     prepared = [translate_text(b.text, anchors, seed, b.index) for b in blocks]
-    variants = TokenVariants(tokenizer) if inner else None
+    variants = _variants(tokenizer)
+    common = common_tokens(reference if reference is not None else [b.text for b in blocks], tokenizer, variants)
     out = []
     for b, (text, occs, choices), (t_ids, t_offs) in zip(blocks, prepared, _encode([p[0] for p in prepared], tokenizer)):
-        out.append(align_block(b, text, t_ids, t_offs, occs, choices, variants))
+        out.append(align_block(b, text, t_ids, t_offs, occs, choices, variants, common, inner))
     return out
+
+
+_VARIANTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _variants(tokenizer: PreTrainedTokenizerBase) -> TokenVariants:
+    """One TokenVariants per tokenizer object (decoding the whole vocabulary takes a moment)."""
+    try:
+        return _VARIANTS[tokenizer]
+    except (KeyError, TypeError):
+        tv = TokenVariants(tokenizer)
+        try:
+            _VARIANTS[tokenizer] = tv
+        except TypeError:
+            pass
+        return tv
 
 
 def _encode(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> list[tuple[np.ndarray, np.ndarray]]:
