@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--unlearned", required=True, help="the unlearned model: a run directory (or any model spec)")
     ap.add_argument("--baseline", default="embedded", help="the baseline model spec (default embedded)")
     ap.add_argument("--pack", default="harry_potter", help="pack with the familiarity probes")
-    ap.add_argument("--evaldata", default=None, help="benchmark folder (default ../shared/evaldata)")
+    ap.add_argument("--evaldata", default=None, help="benchmark folder (default: the subsets shipped in workbench/evaldata)")
     ap.add_argument("--limit", type=lambda s: None if s == "all" else int(s), default=500,
                     help="items per benchmark (default 500; 'all' for every item in the files)")
     ap.add_argument("--ppl-max-tokens", type=lambda s: None if s == "all" else int(s), default=None,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from workbench.errors import WorkbenchError
 from workbench.models import load_model
 
 if TYPE_CHECKING:
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from workbench.config import ReportConfig
     from workbench.run import Run
 
-__all__ = ["before_after", "outcome_table", "answer_kind", "generic_prompts", "ANSWER_KINDS"]
+__all__ = ["before_after", "outcome_table", "answer_kind", "generic_prompts", "perplexity_text", "ANSWER_KINDS"]
 
 # What a next-token probe's answer is, with respect to the anchor map. The method relabels the position that
 # predicts an anchored term and leaves positions inside a multi-token anchor unlabelled, so it acts on the
@@ -45,6 +46,21 @@ def generic_prompts(anchors: "AnchorMap", probes: list, seed: int = 0) -> list:
     import dataclasses
 
     return [dataclasses.replace(p, prompt=anchors.translate(p.prompt, seed, 0)) for p in probes]
+
+
+def perplexity_text(run: "Run", rc: "ReportConfig") -> tuple[str | None, str | None]:
+    """The text the report measures perplexity on, and its name: ``rc.perplexity_text`` when given (a missing
+    file is an error, never a silent switch to other text), else the run's retain text (None where it has none)."""
+    if rc.perplexity_text:
+        path = rc.perplexity_text
+        if not os.path.isfile(path):
+            raise WorkbenchError(f"report.perplexity_text: {path} does not exist; give an existing text file "
+                                 "(a relative path is relative to the config file) or null for the retain text")
+        with open(path, encoding="utf-8") as fh:
+            return fh.read(), os.path.basename(path)  # the full path is in the report's config
+    if run.retain_documents:
+        return "\n\n".join(d.text for d in run.retain_documents), "retain text"
+    return None, None
 
 
 def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
@@ -110,14 +126,7 @@ def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
                     "relative_change": float(g["prob"].mean() / b["prob"].mean() - 1.0)}
                 for k, (g, b) in gen.items()
             }
-    text, text_name = None, rc.perplexity_text
-    if rc.perplexity_text and os.path.isfile(rc.perplexity_text):
-        with open(rc.perplexity_text, encoding="utf-8") as fh:
-            text = fh.read()
-    elif run.retain_documents:
-        if rc.perplexity_text:
-            run.log(f"[report] {rc.perplexity_text} not found; perplexity is measured on the retain text instead")
-        text, text_name = "\n\n".join(d.text for d in run.retain_documents), "retain text"
+    text, text_name = perplexity_text(run, rc)
     if text:
         from workbench.eval.utility import PerplexityConfig, perplexity
 

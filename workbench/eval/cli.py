@@ -48,7 +48,7 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--probe-limit", type=_none_or_int, default=None, help="first N probes of each probe file (default all)")
     p.add_argument("--tasks", type=_csv, default=tuple(BENCHMARKS),
                    help="multiple-choice benchmarks: names in --evaldata or JSONL paths (default: the seven)")
-    p.add_argument("--evaldata", default=None, help="benchmark folder (default ../shared/evaldata or $WORKBENCH_EVALDATA)")
+    p.add_argument("--evaldata", default=None, help="benchmark folder (default $WORKBENCH_EVALDATA, else the subsets shipped in workbench/evaldata)")
     p.add_argument("--limit", type=_none_or_int, default=500, help="items per benchmark ('all' for every item; default 500)")
     p.add_argument("--ppl-text", default=None, help="text file for perplexity (default: WikiText-2 test in --evaldata)")
     p.add_argument("--ppl-max-tokens", type=_none_or_int, default=20000,

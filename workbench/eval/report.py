@@ -96,7 +96,7 @@ class EvalConfig:
     splits: tuple[str, ...] = ("dev", "heldout")  # probe splits to evaluate
     probe_limit: int | None = None  # first N probes of each probe file (after the split filter; None: all)
     tasks: tuple[str, ...] = tuple(BENCHMARKS)  # multiple-choice benchmarks: names in evaldata_dir or JSONL paths
-    evaldata_dir: str | None = None  # folder of the benchmark files (default ../shared/evaldata)
+    evaldata_dir: str | None = None  # folder of the benchmark files (default: the shipped workbench/evaldata)
     limit: int | None = 500  # items per benchmark (None: all)
     ppl_text: str | None = None  # text file for perplexity (default: wikitext2_test_raw.txt in evaldata_dir)
     ppl_max_tokens: int | None = 20000  # tokens of the perplexity text to score (None: all)
@@ -406,12 +406,16 @@ def _plan_units(config: EvalConfig, pack: Pack | None, explicit: bool, notes: li
             try:
                 path = resolve_task(task, config.evaldata_dir)
             except WorkbenchError as exc:
+                if Path(task).suffix == ".jsonl":  # a file named outright must exist
+                    raise
                 skip("utility", str(exc))
                 continue
             units.append(_mc_unit(str(task), path, config))
     if "perplexity" in sections:
         default_text = Path(config.evaldata_dir or default_evaldata_dir()) / "wikitext2_test_raw.txt"
         text = Path(config.ppl_text) if config.ppl_text else default_text
+        if config.ppl_text and not text.is_file():  # a named text must exist: no silent switch to another
+            raise WorkbenchError(f"perplexity text {text} does not exist (--ppl-text / EvalConfig.ppl_text)")
         if not text.is_file():
             skip("perplexity", f"text file {text} does not exist")
         else:
