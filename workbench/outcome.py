@@ -19,16 +19,19 @@ __all__ = ["before_after", "outcome_table", "answer_kind", "generic_prompts", "p
 
 # What a next-token probe's answer is, with respect to the anchor map. The method relabels the position that
 # predicts an anchored term and leaves positions inside a multi-token anchor unlabelled, so it acts on the
-# three kinds very differently; the report gives each its own row.
+# kinds very differently; the report gives each its own row. 'collocation' is stated in the probe file (an
+# ordinary word the prompt's last words call for, which no unlearning should remove).
 ANSWER_KINDS = {
     "anchor": "answer starts an anchored term",
     "in_anchor": "answer completes an anchored term begun in the prompt",
     "other": "answer is not an anchored term",
+    "collocation": "answer is a collocation of the prompt's last words",
 }
 
 
-def answer_kind(anchors: "AnchorMap", prompt: str, target: str) -> str:
-    """``anchor``, ``in_anchor`` or ``other`` (see :data:`ANSWER_KINDS`) for a probe's canonical target."""
+def answer_kind(anchors: "AnchorMap", prompt: str, target: str, tagged: str | None = None) -> str:
+    """``anchor``, ``in_anchor`` or ``other`` (see :data:`ANSWER_KINDS`) for a probe's canonical target; an
+    ``other`` answer that the probe file tags (``answer_kind: collocation``) takes the tag."""
     end = len(prompt)
     lead = len(target) - len(target.lstrip())
     for occ in anchors.find(prompt + target):
@@ -36,7 +39,7 @@ def answer_kind(anchors: "AnchorMap", prompt: str, target: str) -> str:
             return "in_anchor"
         if end <= occ.start <= end + lead:
             return "anchor"
-    return "other"
+    return tagged or "other"
 
 
 def generic_prompts(anchors: "AnchorMap", probes: list, seed: int = 0) -> list:
@@ -91,7 +94,9 @@ def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
     if not per_probe.empty:
         # answer kinds from the original prompts (a generic row shares its probe's kind)
         original = per_probe[per_probe["variant"] == "baseline"]
-        kinds = {(s, pid): answer_kind(run.anchors, p, t)
+        tags = {(kind, p.id): getattr(p, "answer_kind", None) for kind in rc.probe_sets
+                if pack is not None and pack.has_probes(kind) for p in pack.probes(kind)}
+        kinds = {(s, pid): answer_kind(run.anchors, p, t, tags.get((s, pid)))
                  for s, pid, p, t in zip(original["set"], original["probe_id"], original["prompt"], original["target"])}
         per_probe["answer_kind"] = [kinds[key] for key in zip(per_probe["set"], per_probe["probe_id"])]
         os.makedirs(run.dir / "report", exist_ok=True)

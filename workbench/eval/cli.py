@@ -229,8 +229,16 @@ def run_packs_check(args: argparse.Namespace) -> int:
             print(f"{pack.name}: {kind}: {n} probes ok")
         else:
             print(f"{pack.name}: {kind}: file {pack.probe_paths[kind]} missing", file=sys.stderr)
+    anchors = None
     if pack.anchors_path.is_file():
+        from workbench.anchors import load_anchor_map
+
         print(f"{pack.name}: anchors: {len(load_anchor_terms(pack))} terms ok")
+        anchors = load_anchor_map(pack.anchors_path)
+    from workbench.probe_checks import probe_warnings
+
+    for warning in probe_warnings(pack, anchors):
+        print(f"warning: {pack.name}: {warning}", file=sys.stderr)
     kinds = args.kinds or tuple(k for k in pack.probe_paths if k != COMPLETION_KIND and pack.has_probes(k))
     if not kinds:
         raise WorkbenchError(f"pack {pack.name!r} has no next-token probe files to check")
