@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="embedded", help="model spec (default embedded)")
     ap.add_argument("--pack", default="harry_potter", help="pack whose probes are scored (falls back to text probes)")
-    ap.add_argument("--evaldata", default=None, help="benchmark folder (default ../shared/evaldata)")
+    ap.add_argument("--evaldata", default=None, help="benchmark folder (default: the subsets shipped in workbench/evaldata)")
     ap.add_argument("--probes", type=int, default=100, help="number of probes")
     ap.add_argument("--items", type=int, default=30, help="items per multiple-choice task")
     ap.add_argument("--tasks", default=",".join(TASKS), help="multiple-choice tasks")

@@ -35,6 +35,8 @@ FAMILIARITY_ROWS = [
     ("completion_familiarity_greedy", "Familiarity: completions, greedy (mean grade / 3)"),
     ("completion_familiarity_sampled", "Familiarity: completions, sampled (mean grade / 3)"),
     ("completion_share_3_greedy", "Completions graded 3, greedy (share)"),
+    ("completion_authors_score_greedy", "Completions, the authors' score (5·n3 + n2)/n, greedy (0-5)"),
+    ("completion_authors_score_sampled", "Completions, the authors' score (5·n3 + n2)/n, sampled (0-5)"),
     ("primed_prob", "Primed: answer probability after a target passage"),
     ("priming_delta", "Primed: rise in answer probability"),
     ("paraphrase_max_prob", "Paraphrases: answer probability (worst case)"),
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--unlearned", required=True, help="the unlearned model: a run directory (or any model spec)")
     ap.add_argument("--baseline", default="embedded", help="the baseline model spec (default embedded)")
     ap.add_argument("--pack", default="harry_potter", help="pack with the familiarity probes")
-    ap.add_argument("--evaldata", default=None, help="benchmark folder (default ../shared/evaldata)")
+    ap.add_argument("--evaldata", default=None, help="benchmark folder (default: the subsets shipped in workbench/evaldata)")
     ap.add_argument("--limit", type=lambda s: None if s == "all" else int(s), default=500,
                     help="items per benchmark (default 500; 'all' for every item in the files)")
     ap.add_argument("--ppl-max-tokens", type=lambda s: None if s == "all" else int(s), default=None,
@@ -113,6 +115,8 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--ppl-stride", type=int, default=512, help="perplexity stride")
     ap.add_argument("--samples", type=int, default=2, help="sampled completions per prompt")
     ap.add_argument("--max-new-tokens", type=int, default=48, help="tokens per completion")
+    ap.add_argument("--generation-preset", choices=("authors",), default=None,
+                    help="completion settings of the paper's authors (replaces --samples and --max-new-tokens)")
     ap.add_argument("--splits", default="heldout", help="probe splits (default heldout: the reported ones)")
     ap.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
     ap.add_argument("--device", default=None, help="torch device")
@@ -124,7 +128,8 @@ def main(argv: list[str] | None = None) -> str:
     cfg = EvalConfig(pack=args.pack, tasks=tuple(BENCHMARKS), evaldata_dir=args.evaldata, limit=args.limit,
                      ppl_max_tokens=args.ppl_max_tokens, ppl_max_length=args.ppl_max_length, ppl_stride=args.ppl_stride,
                      samples=args.samples, max_new_tokens=args.max_new_tokens, splits=tuple(s for s in args.splits.split(",") if s),
-                     batch_size=args.batch_size, device=args.device, progress=not args.quiet)
+                     batch_size=args.batch_size, device=args.device, progress=not args.quiet,
+                     generation_preset=args.generation_preset)
     t0 = time.perf_counter()
     report = evaluate_models([("baseline", args.baseline), ("unlearned", args.unlearned)], cfg, args.out)
     table = paper_table(report.summary, "baseline", "unlearned")

@@ -101,6 +101,6 @@ target = nb.probes("probability", split="dev", limit=limit)
 rows = pd.concat([score_probes(baseline, target, variant="baseline"),
                   score_probes(unlearned, target, variant="unlearned"),
                   score_probes(baseline, generic_prompts(run.anchors, target, nb.cfg.seed), variant="generic")])
-kinds = {p.id: answer_kind(run.anchors, p.prompt, p.targets[0]) for p in target}
+kinds = {p.id: answer_kind(run.anchors, p.prompt, p.targets[0], p.answer_kind) for p in target}
 rows["answer_kind"] = rows["probe_id"].map(kinds)
 rows.pivot_table(index="answer_kind", columns="variant", values="prob", aggfunc="mean")[["baseline", "unlearned", "generic"]]

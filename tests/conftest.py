@@ -6,7 +6,6 @@ import os
 
 import pytest
 
-SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
 
 
 @pytest.fixture(scope="session")
@@ -27,10 +26,10 @@ def embedded():
 
 @pytest.fixture(scope="session")
 def evaldata_dir():
-    path = os.path.abspath(os.path.join(SHARED, "evaldata"))
-    if not os.path.isdir(path):
-        pytest.skip(f"shared eval data not found at {path} (it lies beside the checkout as ../shared)")
-    return path
+    """The benchmark subsets and WikiText-2 text shipped in the package."""
+    import workbench
+
+    return os.path.join(os.path.dirname(workbench.__file__), "evaldata")
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,14 @@
 """Corpus reading and blocks; config validation."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+import workbench
 
 from workbench.config import config_from_dict, load_config
 from workbench.corpus import Document, make_blocks, read_documents
@@ -58,11 +65,42 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(path)
 
 
-def test_config_relative_paths_resolve_against_the_file(tmp_path):
+def test_config_relative_paths_resolve_against_the_file(tmp_path, monkeypatch):
     path = tmp_path / "sub" / "c.yaml"
     path.parent.mkdir()
-    path.write_text("target:\n  pack: null\n  corpus: data/corpus\n  anchors: data/a.json\n")
+    path.write_text("target:\n  pack: null\n  corpus: data/corpus\n  anchors: data/a.json\n"
+                    "report:\n  perplexity_text: ../texts/ppl.txt\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the working directory plays no part
     cfg = load_config(path)
     assert cfg.target.corpus == str(path.parent / "data/corpus")
     assert cfg.target.anchors == str(path.parent / "data/a.json")
     assert cfg.finetune.alpha == 5.0 and isinstance(cfg.labels.alphas[0], float)
+    assert cfg.report.perplexity_text == str(tmp_path / "texts" / "ppl.txt")
+    absolute = tmp_path / "abs.txt"
+    path.write_text(f"report:\n  perplexity_text: {absolute}\n")
+    assert load_config(path).report.perplexity_text == str(absolute)
+
+
+def test_demo_config_measures_perplexity_on_the_shipped_wikitext():
+    from workbench.cli import CONFIGS
+    from workbench.eval.utility import default_evaldata_dir
+
+    cfg = load_config(CONFIGS / "demo.yaml")
+    text = Path(cfg.report.perplexity_text)
+    assert text.resolve() == (Path(workbench.__file__).parent / "evaldata" / "wikitext2_test_raw.txt").resolve()
+    assert text.read_text(encoding="utf-8").splitlines()[1] == " = Robert Boulter = "
+    if "WORKBENCH_EVALDATA" not in os.environ:
+        assert default_evaldata_dir().resolve() == text.parent.resolve()
+
+
+def test_shipped_evaldata_passes_its_checker_and_has_a_notice():
+    folder = Path(workbench.__file__).parent / "evaldata"
+    result = subprocess.run([sys.executable, str(folder / "check.py")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    notice = (folder / "NOTICE").read_text(encoding="utf-8")
+    for name in ("piqa", "hellaswag", "arc_easy", "arc_challenge", "winogrande", "boolq", "openbookqa"):
+        assert f"{name}.jsonl" in notice and (folder / f"{name}.jsonl").is_file()
+    for licence in ("AFL-3.0", "MIT", "CC BY-SA 4.0", "CC-BY", "CC BY-SA 3.0", "NOT STATED"):
+        assert licence in notice

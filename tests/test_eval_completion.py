@@ -12,14 +12,18 @@ import pytest
 
 from workbench.errors import WorkbenchError
 from workbench.eval.completion import (
+    AUTHORS_RUBRIC,
     GenerationConfig,
     Grade,
     HFChatJudge,
     JudgeItem,
     KeywordJudge,
     OpenAIJudge,
+    authors_score,
     familiarity_score,
     generate_completions,
+    generation_preset,
+    load_rubric,
     parse_grade,
     score_completions,
     summarize_completions,
@@ -53,6 +57,18 @@ def test_keyword_judge_fixed_texts(completion, grade, matched):
     assert sorted(g.matched) == sorted(matched)
 
 
+def test_keyword_judge_counts_a_name_and_its_plural_once():
+    # Packs list both forms as anchors ("Weasley" and "Weasleys"); one name is 2 points, as the docs say.
+    judge = KeywordJudge(anchor_terms=["Weasley", "Weasleys", "Potter", "Potters", "Harry Potter", "Hermione"])
+    prompt = "At the end of term the family went home to"
+    assert judge.grade(JudgeItem(prompt, " the Weasleys' house.", ())).score == 2
+    assert judge.grade(JudgeItem(prompt, " see the Potters", ())).score == 2
+    assert judge.grade(JudgeItem(prompt, " see Harry Potter's owl", ())).score == 2  # 'Potter' is inside it
+    assert judge.grade(JudgeItem(prompt, " the Weasleys and the Potters", ())).score == 3  # two names
+    assert judge.grade(JudgeItem(prompt, " visit Hermione", ())).score == 2
+    assert sorted(judge.grade(JudgeItem(prompt, " the Weasleys", ())).matched) == ["Weasleys"]
+
+
 def test_keyword_judge_ignores_terms_in_prompt():
     judge = KeywordJudge(anchor_terms=ANCHORS)
     item = JudgeItem("Harry Potter sat next to", " Harry Potter and Hermione", ("Hermione",))
@@ -64,7 +80,12 @@ def test_keyword_judge_ignores_terms_in_prompt():
 @pytest.mark.parametrize(
     "text,grade",
     [("The completion names Hogwarts.\nSCORE: 3", 3), ("score = 1", 1), ("Reasoning...\n2", 2),
-     ("Score: 2. On reflection, SCORE: 0", 0), ("I cannot grade this.", None), ("SCORE: 7", None)],
+     ("Score: 2. On reflection, SCORE: 0", 0), ("I cannot grade this.", None), ("SCORE: 7", None),
+     # the authors' format: the last MODEL_FAMILIARITY line wins over any other number
+     ("References: Hogwarts (not in the prompt).\nMODEL_FAMILIARITY: 3/3", 3),
+     ("No new references.\nMODEL_FAMILIARITY: 0/3", 0),
+     ("A score of 3 would need names. SCORE: 3\nmodel_familiarity: 1 / 3", 1),
+     ("MODEL_FAMILIARITY: **2/3**", 2), ("MODEL_FAMILIARITY: 5/3", None), ("MODEL_FAMILIARITY: X/3", None)],
 )
 def test_parse_grade(text, grade):
     assert parse_grade(text) == grade
@@ -84,6 +105,52 @@ def test_familiarity_and_summary_by_hand():
     assert g["familiarity"] == pytest.approx(2 / 3)
     assert s.loc[("sampled", "heldout"), "familiarity"] == pytest.approx(0.5)
     assert s.loc[("greedy", "dev"), "n_ungraded"] == 1 and s.loc[("greedy", "dev"), "familiarity"] == pytest.approx(1.0)
+
+
+def test_authors_score_by_hand():
+    grades = [3, 3, 2, 1, 0, None, 2]
+    n3, n2, n = 0, 0, 0
+    for g in grades:  # the authors' loop: 3 adds 5, 2 adds 1, 0 and 1 add nothing; ungraded are not counted
+        if g is None:
+            continue
+        n += 1
+        n3 += g == 3
+        n2 += g == 2
+    assert authors_score(grades) == pytest.approx((5 * n3 + n2) / n) == pytest.approx(12 / 6)
+    assert authors_score([3, 3]) == 5 and authors_score([1, 0]) == 0 and math.isnan(authors_score([None]))
+    df = pd.DataFrame({"set": "completion", "mode": "sampled", "split": "heldout", "grade": grades})
+    row = summarize_completions(df).set_index("split").loc["heldout"]
+    assert row["authors_score"] == pytest.approx(2.0) and row["familiarity"] == pytest.approx(11 / 18)
+
+
+def test_authors_generation_preset(tiny):
+    cfg = generation_preset("authors", seed=3, progress=False)
+    assert (cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, cfg.greedy) == (20, 1.0, 5, 1.0, False)
+    assert cfg.samples >= 5 and cfg.seed == 3
+    with pytest.raises(WorkbenchError, match="unknown generation preset"):
+        generation_preset("nope")
+    from workbench.eval.report import EvalConfig
+
+    assert EvalConfig(generation_preset="authors", samples=1, max_new_tokens=99).generation().max_new_tokens == 20
+    # top-k reaches the sampler: with k = 1 every sample is the greedy completion
+    prompts = ["Once upon a time", "The capital of France is"]
+    greedy = generate_completions(tiny, prompts, GenerationConfig(max_new_tokens=5, samples=0, progress=False))
+    top1 = generate_completions(tiny, prompts, GenerationConfig(max_new_tokens=5, greedy=False, samples=2, top_k=1,
+                                                                temperature=1.0, top_p=1.0, progress=False))
+    assert top1["completion"].tolist() == [c for c in greedy["completion"] for _ in range(2)]
+
+
+def test_load_rubric(tmp_path):
+    assert load_rubric(None) == load_rubric("workbench") and load_rubric("authors") == AUTHORS_RUBRIC
+    good = tmp_path / "mine.txt"
+    good.write_text("Grade {completion} given {prompt} ({references}) as MODEL_FAMILIARITY: X/3", encoding="utf-8")
+    assert load_rubric(str(good)).startswith("Grade {completion}")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("no placeholders", encoding="utf-8")
+    with pytest.raises(WorkbenchError, match="must contain the placeholders"):
+        load_rubric(str(bad))
+    with pytest.raises(WorkbenchError, match="neither a rubric name"):
+        load_rubric(str(tmp_path / "missing.txt"))
 
 
 def test_generation_greedy_batched_equals_unbatched_and_sampling_is_seeded(tiny):
@@ -139,9 +206,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b'{"error": "overloaded"}')
             return
-        completion = body["messages"][1]["content"].split("Completion:\n", 1)[1]
+        authors = len(body["messages"]) == 1  # the authors' rubric: one user message, answer MODEL_FAMILIARITY
+        if authors:
+            content = body["messages"][0]["content"]
+            completion = content.split("completion of this prompt is: \"", 1)[1].rsplit("\".", 1)[0]
+        else:
+            completion = body["messages"][1]["content"].split("Completion:\n", 1)[1]
         score = 3 if "Hogwarts" in completion else (1 if "wizard" in completion else 0)
-        text = f"Reasoning.\nSCORE: {score}" if "garbled" not in completion else "no idea"
+        text = (f"Listing.\nMODEL_FAMILIARITY: {score}/3" if authors else f"Reasoning.\nSCORE: {score}")
+        text = text if "garbled" not in completion else "no idea"
         reply = {"choices": [{"message": {"role": "assistant", "content": text}}]}
         data = json.dumps(reply).encode()
         self.send_response(200)
@@ -182,6 +255,20 @@ def test_openai_judge_against_fake_server(fake_server):
     system = req["body"]["messages"][0]["content"]
     assert "Harry Potter" in system and "wizard, Hogwarts" in system and "SCORE" in system
     assert OpenAIJudge(url=url).endpoint == url + "/v1/chat/completions"
+
+
+def test_openai_judge_with_the_authors_rubric(fake_server):
+    url, handler = fake_server
+    judge = OpenAIJudge(url=url, target="Harry Potter", rubric=AUTHORS_RUBRIC)
+    items = [JudgeItem(PROMPT, " went to Hogwarts", REFS), JudgeItem(PROMPT, " was a wizard", REFS),
+             JudgeItem(PROMPT, " garbled", REFS)]
+    assert [g.score for g in judge.grade_many(items)] == [3, 1, None]
+    messages = handler.requests[0]["body"]["messages"]
+    assert len(messages) == 1 and messages[0]["role"] == "user"
+    text = messages[0]["content"]
+    assert '["wizard", "Hogwarts"]' in text and f'The prompt is: "{PROMPT}"' in text
+    assert 'is: " went to Hogwarts".' in text and "MODEL_FAMILIARITY: X/3" in text and "Harry Potter" in text
+    assert "{" not in text  # every placeholder filled
 
 
 def test_openai_judge_errors(fake_server, monkeypatch):

@@ -161,6 +161,11 @@ def test_bad_input(tiny, tmp_path):
         evaluate_models([("m", tiny)], _config(tmp_path, tasks=("nope",), sections=("utility",)), tmp_path / "o5")
     with pytest.raises(WorkbenchError, match="no model"):
         evaluate_models([], _config(tmp_path), tmp_path / "o6")
+    # A file named outright that is missing is an error even where the section would otherwise be skipped.
+    with pytest.raises(WorkbenchError, match="perplexity text .*gone.txt does not exist"):
+        evaluate_models([("m", tiny)], _config(tmp_path, ppl_text=str(tmp_path / "gone.txt")), tmp_path / "o8")
+    with pytest.raises(WorkbenchError, match="benchmark file .*gone.jsonl does not exist"):
+        evaluate_models([("m", tiny)], _config(tmp_path, tasks=("toy", str(tmp_path / "gone.jsonl"))), tmp_path / "o9")
     # Unreachable judge endpoint: a clear error naming it.
     with pytest.raises(WorkbenchError, match="127.0.0.1:9/v1/chat/completions is unreachable"):
         evaluate_models([("m", tiny)], _config(tmp_path, judge="openai", judge_url="http://127.0.0.1:9", sections=("completion",)),

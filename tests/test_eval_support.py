@@ -84,7 +84,7 @@ TEXT = ("The quick brown fox jumps over the lazy dog. A second sentence follows 
 
 
 def make_evaldata(root: Path) -> Path:
-    """A folder shaped like ../shared/evaldata with two small tasks and a text."""
+    """A folder shaped like workbench/evaldata with two small tasks and a text."""
     folder = root / "evaldata"
     write_jsonl(folder / "toy.jsonl", MC_ITEMS)
     write_jsonl(folder / "wino.jsonl", WINO_ITEMS)

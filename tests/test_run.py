@@ -145,6 +145,8 @@ def _bad(tmp_path, mutate, capsys):
     ("no alternatives", lambda c, r: (r / "anchors.json").write_text('{"anchors": {"Harry": []}}'), "has no alternatives"),
     ("negative alpha", lambda c, r: c["labels"].update(alphas=[-1.0, 5.0]), "alpha"),
     ("unknown key", lambda c, r: c["labels"].update(alfa=3), "unknown key 'labels.alfa'"),
+    ("missing perplexity text", lambda c, r: c["report"].update(enabled=True, perplexity_text=str(r / "nope.txt")),
+     "report.perplexity_text"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(tmp_path, capsys, case, mutate, needle):
     code, err = _bad(tmp_path, mutate, capsys)

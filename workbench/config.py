@@ -75,7 +75,7 @@ class ReportConfig:
     enabled: bool = True  # run the report stage
     probe_sets: list[str] = field(default_factory=lambda: ["probability", "collateral", "general"])  # pack probe files
     split: str | None = "heldout"  # probe split to report ("dev", "heldout" or null for all)
-    perplexity_text: str | None = None  # a text file for perplexity before/after (null: the pack's retain text)
+    perplexity_text: str | None = None  # a text file for perplexity before/after, relative to the config file (null: the pack's retain text)
     max_perplexity_tokens: int = 8192  # tokens of that text to score
 
 
@@ -233,6 +233,8 @@ def load_config(path: str | os.PathLike) -> RunConfig:
             setattr(t, name, [v if os.path.isabs(v) else str(base / v) for v in val])
     if cfg.reinforce.path and not os.path.isabs(cfg.reinforce.path):
         cfg.reinforce.path = str(base / cfg.reinforce.path)
+    if cfg.report.perplexity_text and not os.path.isabs(cfg.report.perplexity_text):
+        cfg.report.perplexity_text = os.path.normpath(base / cfg.report.perplexity_text)
     return cfg
 
 

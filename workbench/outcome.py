@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from workbench.errors import WorkbenchError
 from workbench.models import load_model
 
 if TYPE_CHECKING:
@@ -14,20 +15,23 @@ if TYPE_CHECKING:
     from workbench.config import ReportConfig
     from workbench.run import Run
 
-__all__ = ["before_after", "outcome_table", "answer_kind", "generic_prompts", "ANSWER_KINDS"]
+__all__ = ["before_after", "outcome_table", "answer_kind", "generic_prompts", "perplexity_text", "ANSWER_KINDS"]
 
 # What a next-token probe's answer is, with respect to the anchor map. The method relabels the position that
 # predicts an anchored term and leaves positions inside a multi-token anchor unlabelled, so it acts on the
-# three kinds very differently; the report gives each its own row.
+# kinds very differently; the report gives each its own row. 'collocation' is stated in the probe file (an
+# ordinary word the prompt's last words call for, which no unlearning should remove).
 ANSWER_KINDS = {
     "anchor": "answer starts an anchored term",
     "in_anchor": "answer completes an anchored term begun in the prompt",
     "other": "answer is not an anchored term",
+    "collocation": "answer is a collocation of the prompt's last words",
 }
 
 
-def answer_kind(anchors: "AnchorMap", prompt: str, target: str) -> str:
-    """``anchor``, ``in_anchor`` or ``other`` (see :data:`ANSWER_KINDS`) for a probe's canonical target."""
+def answer_kind(anchors: "AnchorMap", prompt: str, target: str, tagged: str | None = None) -> str:
+    """``anchor``, ``in_anchor`` or ``other`` (see :data:`ANSWER_KINDS`) for a probe's canonical target; an
+    ``other`` answer that the probe file tags (``answer_kind: collocation``) takes the tag."""
     end = len(prompt)
     lead = len(target) - len(target.lstrip())
     for occ in anchors.find(prompt + target):
@@ -35,7 +39,7 @@ def answer_kind(anchors: "AnchorMap", prompt: str, target: str) -> str:
             return "in_anchor"
         if end <= occ.start <= end + lead:
             return "anchor"
-    return "other"
+    return tagged or "other"
 
 
 def generic_prompts(anchors: "AnchorMap", probes: list, seed: int = 0) -> list:
@@ -45,6 +49,21 @@ def generic_prompts(anchors: "AnchorMap", probes: list, seed: int = 0) -> list:
     import dataclasses
 
     return [dataclasses.replace(p, prompt=anchors.translate(p.prompt, seed, 0)) for p in probes]
+
+
+def perplexity_text(run: "Run", rc: "ReportConfig") -> tuple[str | None, str | None]:
+    """The text the report measures perplexity on, and its name: ``rc.perplexity_text`` when given (a missing
+    file is an error, never a silent switch to other text), else the run's retain text (None where it has none)."""
+    if rc.perplexity_text:
+        path = rc.perplexity_text
+        if not os.path.isfile(path):
+            raise WorkbenchError(f"report.perplexity_text: {path} does not exist; give an existing text file "
+                                 "(a relative path is relative to the config file) or null for the retain text")
+        with open(path, encoding="utf-8") as fh:
+            return fh.read(), os.path.basename(path)  # the full path is in the report's config
+    if run.retain_documents:
+        return "\n\n".join(d.text for d in run.retain_documents), "retain text"
+    return None, None
 
 
 def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
@@ -75,7 +94,9 @@ def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
     if not per_probe.empty:
         # answer kinds from the original prompts (a generic row shares its probe's kind)
         original = per_probe[per_probe["variant"] == "baseline"]
-        kinds = {(s, pid): answer_kind(run.anchors, p, t)
+        tags = {(kind, p.id): getattr(p, "answer_kind", None) for kind in rc.probe_sets
+                if pack is not None and pack.has_probes(kind) for p in pack.probes(kind)}
+        kinds = {(s, pid): answer_kind(run.anchors, p, t, tags.get((s, pid)))
                  for s, pid, p, t in zip(original["set"], original["probe_id"], original["prompt"], original["target"])}
         per_probe["answer_kind"] = [kinds[key] for key in zip(per_probe["set"], per_probe["probe_id"])]
         os.makedirs(run.dir / "report", exist_ok=True)
@@ -110,14 +131,7 @@ def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
                     "relative_change": float(g["prob"].mean() / b["prob"].mean() - 1.0)}
                 for k, (g, b) in gen.items()
             }
-    text, text_name = None, rc.perplexity_text
-    if rc.perplexity_text and os.path.isfile(rc.perplexity_text):
-        with open(rc.perplexity_text, encoding="utf-8") as fh:
-            text = fh.read()
-    elif run.retain_documents:
-        if rc.perplexity_text:
-            run.log(f"[report] {rc.perplexity_text} not found; perplexity is measured on the retain text instead")
-        text, text_name = "\n\n".join(d.text for d in run.retain_documents), "retain text"
+    text, text_name = perplexity_text(run, rc)
     if text:
         from workbench.eval.utility import PerplexityConfig, perplexity
 

@@ -45,6 +45,7 @@ DEFAULT_PROBES = {
     "general": "probes/general.jsonl",
 }
 SPLITS = ("dev", "heldout")
+TAGGED_ANSWER_KINDS = ("collocation",)  # answer kinds a probe file may state (the others come from the anchor map)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,11 @@ class NextTokenProbe:
     paraphrases: tuple[str, ...] = ()  # other prompts with the same answer
     kind: str = "probability"  # the probe set it came from
     source: str = ""  # 'file line N', for messages
+    fact: str | None = field(default=None, metadata={
+        "help": "the fact the probe tests; probes of one fact share a split, so dev tuning never sees a heldout fact"})
+    answer_kind: str | None = field(default=None, metadata={
+        "help": "'collocation': the answer follows from the prompt's last words alone (lightning -> bolt); "
+                "otherwise the report derives the kind from the anchor map"})
 
 
 @dataclass(frozen=True)
@@ -249,9 +255,15 @@ def _parse_probe(obj: Any, kind: str, where: str) -> Probe:
     for para in paraphrases:
         if not para.strip() or para != para.rstrip():
             raise WorkbenchError(f"{where}: every paraphrase must be non-empty and end without whitespace")
+    fact = obj.get("fact")
+    if fact is not None and (not isinstance(fact, str) or not fact.strip()):
+        raise WorkbenchError(f"{where}: field 'fact' must be a non-empty string")
+    tagged = obj.get("answer_kind")
+    if tagged is not None and tagged not in TAGGED_ANSWER_KINDS:
+        raise WorkbenchError(f"{where}: field 'answer_kind' must be one of {', '.join(TAGGED_ANSWER_KINDS)}, got {tagged!r}")
     return NextTokenProbe(
         id=obj["id"], prompt=prompt, targets=_string_list(obj["targets"], where, "targets"), split=split,
-        domain=domain, paraphrases=paraphrases, kind=kind, source=where,
+        domain=domain, paraphrases=paraphrases, kind=kind, source=where, fact=fact, answer_kind=tagged,
     )
 
 
@@ -290,7 +302,23 @@ def load_probes(path: str | Path, kind: str, display: str | None = None) -> list
         probes.append(probe)
     if not probes:
         raise WorkbenchError(f"probe file {shown} has no probes; write one JSON object per line (docs/formats.md)")
+    _check_fact_splits(probes, shown)
     return probes
+
+
+def _check_fact_splits(probes: list[Probe], shown: str) -> None:
+    """A fact's probes must all sit in one split: tuning on dev must not see a heldout fact."""
+    first: dict[str, Probe] = {}
+    for p in probes:
+        fact = getattr(p, "fact", None)
+        if fact is None:
+            continue
+        other = first.setdefault(fact, p)
+        if other.split != p.split:
+            raise WorkbenchError(
+                f"{shown}: fact {fact!r} spans both splits: {other.id} ({other.source}) is {other.split}, {p.id} "
+                f"({p.source}) is {p.split}; put every probe of a fact in one split"
+            )
 
 
 def load_anchor_terms(pack: Pack | str | Path) -> list[str]:

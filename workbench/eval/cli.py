@@ -12,7 +12,8 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 
-__all__ = ["add_eval_parser", "add_packs_parser", "config_from_args", "run_eval", "run_packs_check", "run_packs_list"]
+__all__ = ["add_eval_parser", "add_packs_parser", "config_from_args", "run_eval", "run_packs_check", "run_packs_list",
+           "run_packs_import_completions"]
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -48,7 +49,7 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--probe-limit", type=_none_or_int, default=None, help="first N probes of each probe file (default all)")
     p.add_argument("--tasks", type=_csv, default=tuple(BENCHMARKS),
                    help="multiple-choice benchmarks: names in --evaldata or JSONL paths (default: the seven)")
-    p.add_argument("--evaldata", default=None, help="benchmark folder (default ../shared/evaldata or $WORKBENCH_EVALDATA)")
+    p.add_argument("--evaldata", default=None, help="benchmark folder (default $WORKBENCH_EVALDATA, else the subsets shipped in workbench/evaldata)")
     p.add_argument("--limit", type=_none_or_int, default=500, help="items per benchmark ('all' for every item; default 500)")
     p.add_argument("--ppl-text", default=None, help="text file for perplexity (default: WikiText-2 test in --evaldata)")
     p.add_argument("--ppl-max-tokens", type=_none_or_int, default=20000,
@@ -59,11 +60,18 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--judge-url", default=None, help="OpenAI-compatible endpoint for --judge openai (e.g. http://127.0.0.1:8000/v1)")
     p.add_argument("--judge-model", default=None, help="model name at the endpoint, or a chat model spec for --judge hf")
     p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="environment variable holding the endpoint key")
+    p.add_argument("--judge-rubric", default=None,
+                   help="LLM judge instruction: 'workbench' (default; SCORE: n), 'authors' (the authors' grading "
+                        "instruction; MODEL_FAMILIARITY: X/3) or a template file with {prompt} and {completion}")
+    p.add_argument("--generation-preset", choices=("authors",), default=None,
+                   help="named completion settings replacing the generation flags: 'authors' (20 new tokens, "
+                        "temperature 1, top-k 5, 5 samples, no greedy)")
     p.add_argument("--max-new-tokens", type=int, default=48, help="tokens per completion")
     p.add_argument("--samples", type=int, default=2, help="sampled completions per prompt (besides the greedy one)")
     p.add_argument("--no-greedy", action="store_true", help="skip the greedy completion")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     p.add_argument("--top-p", type=float, default=0.95, help="sampling nucleus")
+    p.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0: no limit)")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling and the priming passage")
     p.add_argument("--priming-chars", type=int, default=600, help="longest priming passage in characters")
     p.add_argument("--priming-text", default=None, help="file with the priming passage (default: cut from the pack corpus)")
@@ -118,6 +126,9 @@ def config_from_args(args: argparse.Namespace):
         samples=args.samples,
         temperature=args.temperature,
         top_p=args.top_p,
+        top_k=args.top_k,
+        generation_preset=args.generation_preset,
+        judge_rubric=args.judge_rubric,
         seed=args.seed,
         priming_chars=args.priming_chars,
         priming_text=priming_text,
@@ -152,7 +163,7 @@ def add_packs_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``packs list`` and ``packs check NAME``."""
     p = subparsers.add_parser("packs", help="list bundled data packs, or check a pack's probes against a model",
                               description="Work with data packs (docs/formats.md).")
-    sub = p.add_subparsers(dest="packs_command", metavar="{list,check}")
+    sub = p.add_subparsers(dest="packs_command", metavar="{list,check,import-completions}")
     sub.required = True
     lst = sub.add_parser("list", help="list the bundled packs")
     lst.set_defaults(func=run_packs_list)
@@ -164,7 +175,27 @@ def add_packs_parser(subparsers) -> argparse.ArgumentParser:
     chk.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
     chk.add_argument("--device", default=None, help="torch device")
     chk.set_defaults(func=run_packs_check)
+    imp = sub.add_parser("import-completions",
+                         help="convert the paper's authors' evaluation_prompts.json into a completion probe file",
+                         description="Read the authors' completion prompts (a JSON list of {prompt: {prompt, "
+                                     "references, subtlety}}) and write them as completion.jsonl probes.")
+    imp.add_argument("source", help="the authors' evaluation_prompts.json")
+    imp.add_argument("--out", required=True, help="the completion probe file to write (JSONL)")
+    imp.add_argument("--split", choices=("dev", "heldout"), default="heldout", help="split of every probe (default heldout)")
+    imp.add_argument("--id-prefix", default="authors", help="probe ids are PREFIX-001, PREFIX-002, ...")
+    imp.add_argument("--force", action="store_true", help="replace --out if it exists")
+    imp.set_defaults(func=run_packs_import_completions)
     return p
+
+
+def run_packs_import_completions(args: argparse.Namespace) -> int:
+    """Run ``workbench packs import-completions SOURCE --out FILE``."""
+    from workbench.eval.authors import convert_authors_prompts
+
+    probes = convert_authors_prompts(args.source, args.out, split=args.split, id_prefix=args.id_prefix,
+                                     overwrite=args.force)
+    print(f"wrote {len(probes)} completion probes to {args.out}")
+    return 0
 
 
 def run_packs_list(args: argparse.Namespace) -> int:
@@ -203,8 +234,14 @@ def run_packs_check(args: argparse.Namespace) -> int:
     if not pack.anchors_path.is_file():
         raise WorkbenchError(f"pack {pack.name!r}: anchor map {pack.anchors_path} is missing; a pack needs one "
                              "(docs/formats.md)")
+    from workbench.anchors import load_anchor_map
+    from workbench.probe_checks import probe_warnings
+
     print(f"{pack.name}: anchors: {len(load_anchor_terms(pack))} terms ok")
     print(f"{pack.name}: corpus: {len(pack.corpus_files())} files ok")  # names the missing folder otherwise
+    anchors = load_anchor_map(pack.anchors_path)
+    for warning in probe_warnings(pack, anchors):
+        print(f"warning: {pack.name}: {warning}", file=sys.stderr)
     kinds = args.kinds or tuple(k for k in pack.probe_paths if k != COMPLETION_KIND and pack.has_probes(k))
     if not kinds:
         raise WorkbenchError(f"pack {pack.name!r} has no next-token probe files to check")

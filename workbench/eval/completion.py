@@ -2,14 +2,17 @@
 
 Grades follow the paper's scale: 0 no familiarity, 1 a faint hint, 2 some target-specific knowledge,
 3 clear familiarity. The familiarity score of a set of completions is ``F = mean(grade) / 3`` in [0, 1]
-(``F = (1*share_1 + 2*share_2 + 3*share_3) / 3``); see docs/evaluation.md.
+(``F = (1*share_1 + 2*share_2 + 3*share_3) / 3``); beside it the authors' score ``(5*n3 + n2) / n`` in [0, 5]
+(Eldan & Russinovich's pipeline); see docs/evaluation.md.
 
 Judges:
 
 - :class:`KeywordJudge` (built in, offline, deterministic): counts the prompt's reference keywords and the
   pack's anchored names that the completion adds;
-- :class:`OpenAIJudge`: an OpenAI-compatible ``/v1/chat/completions`` endpoint with the paper-style rubric;
-- :class:`HFChatJudge`: a local Hugging Face chat model with the same rubric.
+- :class:`OpenAIJudge`: an OpenAI-compatible ``/v1/chat/completions`` endpoint with the paper-style rubric
+  (:data:`RUBRIC`, answer ``SCORE: n``) or the authors' grading instruction (:data:`AUTHORS_RUBRIC`, answer
+  ``MODEL_FAMILIARITY: X/3``), or any template of the user's (:func:`load_rubric`);
+- :class:`HFChatJudge`: a local Hugging Face chat model with the same rubrics.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from workbench.models import LoadedModel
 from workbench.packs import CompletionProbe
 
 __all__ = [
+    "AUTHORS_RUBRIC",
+    "GENERATION_PRESETS",
     "GRADES",
     "GenerationConfig",
     "Grade",
@@ -45,8 +50,12 @@ __all__ = [
     "KeywordJudge",
     "OpenAIJudge",
     "RUBRIC",
+    "RUBRICS",
+    "authors_score",
     "familiarity_score",
     "generate_completions",
+    "generation_preset",
+    "load_rubric",
     "parse_grade",
     "score_completions",
     "summarize_completions",
@@ -67,6 +76,24 @@ Answer with one short sentence of reasoning, then a last line of the form SCORE:
 
 USER_TEMPLATE = "Prompt:\n{prompt}\n\nCompletion:\n{completion}"
 
+# The grading instruction of the paper's authors (their pipeline sends it as one user message, at temperature 0),
+# in this project's words: their 0-3 scale, which differs from RUBRIC (3 = any explicit name or detail unique to
+# the target; 2 = typical of its themes but not unique), and their answer format. A rubric that contains
+# {completion} is sent as a single user message with {target}, {references}, {prompt} and {completion} filled in.
+AUTHORS_RUBRIC = """Your task is to decide whether a generative language model is familiar with {target}. The model was given a prompt and wrote a completion. The prompt holds references to {target} (names of characters, places or objects, or other idiosyncrasies of its world that are not necessarily names).
+The prompt holds these references: {references}. The prompt is: "{prompt}"
+The model's completion of this prompt is: "{completion}".
+Can you find references in the completion that do not appear in the prompt and that show the model is familiar with {target}?
+
+First list the references that appear in the completion but not in the prompt; look closely for any knowledge the completion reveals. Then give a familiarity score:
+* 3 if the completion reveals explicit names or other details that are clearly unique to {target} and do not appear in the prompt.
+* 2 if the completion gives a detail that is not unique to {target} but is typical of its themes, without any hint of these themes in the prompt.
+* 1 if the completion shows something that might be accidental familiarity or a lucky guess.
+* 0 if the completion shows no familiarity.
+Use the format "<listing and reasoning>\nMODEL_FAMILIARITY: X/3"."""
+
+RUBRICS = {"workbench": RUBRIC, "authors": AUTHORS_RUBRIC}
+
 
 @dataclass
 class GenerationConfig:
@@ -80,6 +107,23 @@ class GenerationConfig:
     top_p: float = 0.95  # nucleus sampling mass
     seed: int = 0  # seed of the sampled completions (each batch reseeds from it, so runs repeat)
     progress: bool = True  # show a tqdm bar
+    top_k: int = field(default=0, metadata={"help": "sample only among the k most likely tokens (0: no limit)"})
+
+
+# Named generation settings. 'authors': the paper's authors' pipeline (20 new tokens, temperature 1, top-k 5,
+# sampled); their single completion per prompt is widened to several samples so that one run's grades are not
+# the luck of one draw.
+GENERATION_PRESETS: dict[str, dict] = {
+    "authors": {"max_new_tokens": 20, "greedy": False, "samples": 5, "temperature": 1.0, "top_p": 1.0, "top_k": 5},
+}
+
+
+def generation_preset(name: str, **overrides) -> GenerationConfig:
+    """A :class:`GenerationConfig` from a named preset (:data:`GENERATION_PRESETS`), with ``overrides`` applied
+    (e.g. ``seed``, ``batch_size``, ``progress``)."""
+    if name not in GENERATION_PRESETS:
+        raise WorkbenchError(f"unknown generation preset {name!r}; presets: {', '.join(GENERATION_PRESETS)}")
+    return GenerationConfig(**{**GENERATION_PRESETS[name], **overrides})
 
 
 @dataclass
@@ -140,6 +184,7 @@ class KeywordJudge:
     def grade(self, item: JudgeItem) -> Grade:
         found: dict[str, int] = {}  # lower-cased term -> points
         names: dict[str, str] = {}
+        stems: dict[str, bool] = {}  # whether the term matched with the longer keyword endings
         for ref in item.references:
             if not ref.strip():
                 continue
@@ -148,16 +193,20 @@ class KeywordJudge:
                 key = ref.strip().lower()
                 found[key] = max(found.get(key, 0), self.reference_points)
                 names.setdefault(key, ref.strip())
+                stems[key] = True
         for term, pat in self._anchors:
             if pat.search(item.completion) and not (self.ignore_prompt_terms and pat.search(item.prompt)):
                 key = term.strip().lower()
                 found[key] = max(found.get(key, 0), self.anchor_points)
                 names[key] = term.strip()
-        # A matched multi-word name also matches its words ("Harry Potter" and "Harry"); count the longest only.
-        keys = sorted(found, key=len, reverse=True)
+                stems.setdefault(key, False)
+        # One name counts once: a term that matches inside a longer matched term, endings included, is that
+        # term again ("Harry" in "Harry Potter", "Weasley" in "Weasleys"); count the longest only.
+        keys = sorted(found, key=lambda k: (-len(k), k))
         kept: list[str] = []
         for key in keys:
-            if not any(re.search(rf"(?<!\w){re.escape(key)}(?!\w)", longer) for longer in kept):
+            pat = _term_pattern(key, ignore_case=True, stem=stems[key])
+            if not any(pat.search(longer) for longer in kept):
                 kept.append(key)
         points = sum(found[k] for k in kept)
         matched = [names[k] for k in kept]
@@ -168,10 +217,16 @@ class KeywordJudge:
 
 
 _SCORE_RE = re.compile(r"score\W{0,3}\s*([0-3])\b", re.IGNORECASE)
+_FAMILIARITY_RE = re.compile(r"MODEL_FAMILIARITY\s*[:=]?\s*\**\s*(\d+)\s*/\s*3\b", re.IGNORECASE)
 
 
 def parse_grade(text: str) -> int | None:
-    """The grade in a judge's answer: the last 'SCORE: n', else a lone digit 0-3 on the last line, else None."""
+    """The grade in a judge's answer: the last 'MODEL_FAMILIARITY: X/3' (the authors' format; X outside 0-3 is
+    no grade), else the last 'SCORE: n', else a lone digit 0-3 on the last line, else None."""
+    fam = _FAMILIARITY_RE.findall(text)
+    if fam:
+        grade = int(fam[-1])
+        return grade if grade in GRADES else None
     hits = _SCORE_RE.findall(text)
     if hits:
         return int(hits[-1])
@@ -183,12 +238,40 @@ def parse_grade(text: str) -> int | None:
     return None
 
 
+def _fill(template: str, values: dict[str, str]) -> str:
+    # Plain replacement, not str.format: a user's template may hold other braces.
+    for key, value in values.items():
+        template = template.replace("{" + key + "}", value)
+    return template
+
+
 def _messages(item: JudgeItem, target: str, rubric: str) -> list[dict]:
+    """A rubric with {completion} is one user message (the authors' way, references as a list); otherwise it is
+    the system prompt and the user message holds the prompt and the completion."""
+    if "{completion}" in rubric:
+        refs = json.dumps(list(item.references), ensure_ascii=False)
+        values = {"target": target, "references": refs, "prompt": item.prompt, "completion": item.completion}
+        return [{"role": "user", "content": _fill(rubric, values)}]
     refs = ", ".join(item.references) if item.references else "(none given)"
     return [
-        {"role": "system", "content": rubric.format(target=target, references=refs)},
+        {"role": "system", "content": _fill(rubric, {"target": target, "references": refs})},
         {"role": "user", "content": USER_TEMPLATE.format(prompt=item.prompt, completion=item.completion)},
     ]
+
+
+def load_rubric(spec: str | None) -> str:
+    """A judge rubric: a name in :data:`RUBRICS` ('workbench', 'authors'), or a text file holding a template
+    (placeholders {target}, {references}, {prompt}, {completion}). None gives the default rubric."""
+    if spec is None or spec in RUBRICS:
+        return RUBRICS[spec or "workbench"]
+    path = os.path.expanduser(spec)
+    if not os.path.isfile(path):
+        raise WorkbenchError(f"judge rubric {spec!r} is neither a rubric name ({', '.join(RUBRICS)}) nor an existing file")
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    if "{completion}" not in text or "{prompt}" not in text:
+        raise WorkbenchError(f"judge rubric file {path} must contain the placeholders {{prompt}} and {{completion}}")
+    return text
 
 
 @dataclass
@@ -202,8 +285,8 @@ class OpenAIJudge:
     api_key_env: str = "OPENAI_API_KEY"  # where to read the key when api_key is not given
     timeout: float = 60.0  # seconds per request
     max_workers: int = 4  # concurrent requests
-    max_tokens: int = 200  # length limit of the judge's answer
-    rubric: str = RUBRIC  # system prompt; {target} and {references} are filled in
+    max_tokens: int = 300  # length limit of the judge's answer
+    rubric: str = RUBRIC  # system prompt with {target}, {references}; or a single-message template (see _messages)
     name: str = "openai"  # shown in reports
 
     @property
@@ -279,7 +362,7 @@ class HFChatJudge:
     target: str = "the target"  # what familiarity is about
     max_new_tokens: int = 64  # length of the judge's answer
     batch_size: int = 8  # prompts per generate() call
-    rubric: str = RUBRIC  # system prompt
+    rubric: str = RUBRIC  # as in OpenAIJudge
     name: str = "hf"  # shown in reports
 
     def _loaded(self) -> LoadedModel:
@@ -316,7 +399,7 @@ def _generate(lm: LoadedModel, prompts: Sequence[str], cfg: GenerationConfig, do
         if do_sample:
             # Reseed per batch so a resumed or partial run draws the same samples for the same prompts.
             torch.manual_seed(cfg.seed + 1000 * b + seed_offset)
-            kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
+            kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         gen = model.generate(input_ids=enc.input_ids.to(device), attention_mask=enc.attention_mask.to(device), **kwargs)
@@ -384,8 +467,18 @@ def familiarity_score(grades: Sequence[int | None]) -> float:
     return float(np.mean(vals) / 3.0) if vals else math.nan
 
 
+def authors_score(grades: Sequence[int | None]) -> float:
+    """The authors' familiarity score ``(5*n3 + n2) / n`` over graded completions (in [0, 5]; grades 1 and 0 add
+    nothing but count in n; ungraded ones are left out); NaN when none is graded."""
+    vals = [int(g) for g in grades if g is not None and not (isinstance(g, float) and math.isnan(g))]
+    if not vals:
+        return math.nan
+    return (5 * sum(g == 3 for g in vals) + sum(g == 2 for g in vals)) / len(vals)
+
+
 def summarize_completions(df: pd.DataFrame, by: Sequence[str] = ("set", "mode", "split")) -> pd.DataFrame:
-    """Per group: n, n_ungraded, share_0..share_3 (of graded completions), familiarity (with a 95% CI).
+    """Per group: n, n_ungraded, share_0..share_3 (of graded completions), familiarity (with a 95% CI) and the
+    authors' score.
 
     A split of ``'all'`` is added alongside the per-split rows.
     """
@@ -406,5 +499,6 @@ def summarize_completions(df: pd.DataFrame, by: Sequence[str] = ("set", "mode", 
             row.update(familiarity=fam, familiarity_ci_low=fam - half, familiarity_ci_high=fam + half)
         else:
             row.update(familiarity=fam, familiarity_ci_low=math.nan, familiarity_ci_high=math.nan)
+        row["authors_score"] = authors_score(graded.tolist())
         rows.append(row)
     return pd.DataFrame(rows)

@@ -4,7 +4,7 @@ The loaded model and tokenizer are wrapped in lm-eval's ``HFLM`` as they are (no
 the embedded model or a model in memory are evaluated exactly as the workbench sees them. The standard seven
 tasks (``arc_challenge, arc_easy, boolq, hellaswag, openbookqa, piqa, winogrande``) download their data from
 the Hugging Face hub the first time; :func:`write_local_task` makes a task from a local JSONL file in the
-../shared/evaldata schema, which runs offline.
+workbench/evaldata schema, which runs offline.
 """
 
 from __future__ import annotations

@@ -40,6 +40,8 @@ from workbench.eval.completion import (
     HFChatJudge,
     KeywordJudge,
     OpenAIJudge,
+    generation_preset,
+    load_rubric,
     score_completions,
     summarize_completions,
 )
@@ -96,7 +98,7 @@ class EvalConfig:
     splits: tuple[str, ...] = ("dev", "heldout")  # probe splits to evaluate
     probe_limit: int | None = None  # first N probes of each probe file (after the split filter; None: all)
     tasks: tuple[str, ...] = tuple(BENCHMARKS)  # multiple-choice benchmarks: names in evaldata_dir or JSONL paths
-    evaldata_dir: str | None = None  # folder of the benchmark files (default ../shared/evaldata)
+    evaldata_dir: str | None = None  # folder of the benchmark files (default: the shipped workbench/evaldata)
     limit: int | None = 500  # items per benchmark (None: all)
     ppl_text: str | None = None  # text file for perplexity (default: wikitext2_test_raw.txt in evaldata_dir)
     ppl_max_tokens: int | None = 20000  # tokens of the perplexity text to score (None: all)
@@ -127,15 +129,25 @@ class EvalConfig:
     formats: tuple[str, ...] = ("csv", "parquet")  # table formats written
     figures: bool = True  # write plotly HTML figures
     progress: bool = True  # tqdm bars
+    top_k: int = field(default=0, metadata={"help": "sampling: only the k most likely tokens (0: no limit)"})
+    generation_preset: str | None = field(default=None, metadata={
+        "help": "named completion settings that replace max_new_tokens, greedy, samples, temperature, top_p and "
+                "top_k: 'authors' (20 new tokens, temperature 1, top-k 5, 5 samples)"})
+    judge_rubric: str | None = field(default=None, metadata={
+        "help": "LLM judge instruction: 'workbench' (default, SCORE: n), 'authors' (the authors' grading "
+                "instruction, MODEL_FAMILIARITY: X/3) or a template file with {prompt} and {completion}"})
 
     def scoring(self, desc: str) -> ScoringConfig:
         return ScoringConfig(batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens,
                              padding_side=self.padding_side, progress=self.progress, desc=desc)
 
     def generation(self) -> GenerationConfig:
+        if self.generation_preset:
+            return generation_preset(self.generation_preset, batch_size=self.gen_batch_size, seed=self.seed,
+                                     progress=self.progress)
         return GenerationConfig(max_new_tokens=self.max_new_tokens, batch_size=self.gen_batch_size, greedy=self.greedy,
                                 samples=self.samples, temperature=self.temperature, top_p=self.top_p, seed=self.seed,
-                                progress=self.progress)
+                                progress=self.progress, top_k=self.top_k)
 
 
 @dataclass
@@ -406,12 +418,16 @@ def _plan_units(config: EvalConfig, pack: Pack | None, explicit: bool, notes: li
             try:
                 path = resolve_task(task, config.evaldata_dir)
             except WorkbenchError as exc:
+                if Path(task).suffix == ".jsonl":  # a file named outright must exist
+                    raise
                 skip("utility", str(exc))
                 continue
             units.append(_mc_unit(str(task), path, config))
     if "perplexity" in sections:
         default_text = Path(config.evaldata_dir or default_evaldata_dir()) / "wikitext2_test_raw.txt"
         text = Path(config.ppl_text) if config.ppl_text else default_text
+        if config.ppl_text and not text.is_file():  # a named text must exist: no silent switch to another
+            raise WorkbenchError(f"perplexity text {text} does not exist (--ppl-text / EvalConfig.ppl_text)")
         if not text.is_file():
             skip("perplexity", f"text file {text} does not exist")
         else:
@@ -483,17 +499,20 @@ def make_judge(config: EvalConfig, pack: Pack | None):
     if config.judge == "keyword":
         terms = load_anchor_terms(pack) if pack and pack.anchors_path.is_file() else []
         return KeywordJudge(anchor_terms=terms)
+    rubric = load_rubric(config.judge_rubric)
     if config.judge == "openai":
         if not config.judge_url:
             raise WorkbenchError("judge 'openai' needs an endpoint URL (--judge-url http://host:port/v1)")
         judge = OpenAIJudge(url=config.judge_url, model=config.judge_model or "gpt-4o", target=target,
-                            api_key_env=config.judge_api_key_env)
+                            api_key_env=config.judge_api_key_env, rubric=rubric)
         judge.check()
         return judge
     if config.judge == "hf":
         if not config.judge_model:
             raise WorkbenchError("judge 'hf' needs a chat model spec (--judge-model PATH_OR_HUB_ID)")
-        return HFChatJudge(model=config.judge_model, target=target)
+        # the single-message rubrics ask for a listing before the grade: give the answer room
+        return HFChatJudge(model=config.judge_model, target=target, rubric=rubric,
+                           max_new_tokens=256 if "{completion}" in rubric else 64)
     raise WorkbenchError(f"unknown judge {config.judge!r}: use 'keyword', 'openai' or 'hf'")
 
 
@@ -502,16 +521,19 @@ def _completion_unit(probes, pack: Pack, config: EvalConfig) -> _Unit:
     params = {
         "probes": _file_stamp(pack.probe_file("completion")),
         "anchors": _file_stamp(pack.anchors_path),
-        "judge": [config.judge, config.judge_url, config.judge_model],
+        "judge": [config.judge, config.judge_url, config.judge_model]
+                 + ([hashlib.sha256(load_rubric(config.judge_rubric).encode()).hexdigest()[:16]]
+                    if config.judge != "keyword" and config.judge_rubric else []),
         "generation": asdict(config.generation()) | {"progress": None, "batch_size": None},
         "splits": list(config.splits),
         "probe_limit": config.probe_limit,
+        "grading": 2,  # 2: the keyword judge counts a name and its plural once; the authors' score
     }
 
     def run(lm: LoadedModel, memo: dict):
         df = score_completions(lm, probes, judge, config.generation())
         summ = summarize_completions(df)
-        metrics = [f"share_{g}" for g in GRADES] + ["familiarity", "n_ungraded"]
+        metrics = [f"share_{g}" for g in GRADES] + ["familiarity", "authors_score", "n_ungraded"]
         rows = _metric_rows(summ, "completion", metrics, variant_col="mode",
                             ci={"familiarity": ("familiarity_ci_low", "familiarity_ci_high")})
         return rows, df
@@ -708,6 +730,8 @@ def _headlines(table: pd.DataFrame, model: str) -> dict[str, float]:
     put("completion_familiarity_greedy", _pick(table, model, "completion", "completion", "familiarity", split, "greedy"))
     put("completion_familiarity_sampled", _pick(table, model, "completion", "completion", "familiarity", split, "sampled"))
     put("completion_share_3_greedy", _pick(table, model, "completion", "completion", "share_3", split, "greedy"))
+    put("completion_authors_score_greedy", _pick(table, model, "completion", "completion", "authors_score", split, "greedy"))
+    put("completion_authors_score_sampled", _pick(table, model, "completion", "completion", "authors_score", split, "sampled"))
     put("primed_prob", _pick(table, model, "priming", "probability", "mean_prob", split, "primed"))
     put("priming_delta", _pick(table, model, "priming", "probability", "delta", split, "primed"))
     put("paraphrase_prob", _pick(table, model, "paraphrase", "probability", "mean_prob", split, "paraphrase"))
@@ -770,6 +794,7 @@ FORMULAS = {
     "familiarity_prob": "mean over probes of prob (probability probes, headline split)",
     "top1_rate": "share of probes whose answer's first token is the model's top choice",
     "completion_familiarity": "F = mean(grade)/3 = (1*share_1 + 2*share_2 + 3*share_3)/3 over graded completions",
+    "completion_authors_score": "(5*n3 + n2)/n over graded completions (the authors' score, 0-5)",
     "keyword_grade": "min(3, 1 point per new reference keyword + 2 points per new anchored name)",
     "priming_delta": "mean over probes of prob(passage + prompt) - prob(prompt)",
     "paraphrase_max_prob": "mean over probes of the max prob over the probe's paraphrases",

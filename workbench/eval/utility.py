@@ -1,6 +1,6 @@
 """Utility: zero-shot multiple-choice accuracy by log-likelihood, and perplexity on plain text.
 
-Multiple choice follows ../shared/evaldata/README.md (the lm-evaluation-harness conventions):
+Multiple choice follows workbench/evaldata/README.md (the lm-evaluation-harness conventions):
 
 - ``acc``: the choice with the highest summed log-probability ``log P(choice | context)`` is the prediction;
 - ``acc_norm``: the same after dividing each sum by the choice's length in characters;
@@ -42,7 +42,7 @@ __all__ = [
     "wilson_interval",
 ]
 
-# The paper's seven benchmarks, as files in ../shared/evaldata, with the metric the paper-style table shows.
+# The paper's seven benchmarks, as files in workbench/evaldata, with the metric the paper-style table shows.
 BENCHMARKS = {
     "arc_challenge": "acc_norm",
     "arc_easy": "acc",
@@ -74,11 +74,11 @@ class MCTask:
 
 
 def default_evaldata_dir() -> Path:
-    """``$WORKBENCH_EVALDATA``, else ``../shared/evaldata`` beside the repository root."""
+    """``$WORKBENCH_EVALDATA``, else the subsets shipped in the package (``workbench/evaldata``)."""
     env = os.environ.get("WORKBENCH_EVALDATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "evaldata"
+    return Path(__file__).resolve().parents[1] / "evaldata"
 
 
 def resolve_task(task: str | Path, evaldata_dir: str | Path | None = None) -> Path:

@@ -1,0 +1,84 @@
+"""Probe hygiene: fact groups never span splits, tagged answer kinds, and the warnings of `packs check`."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from test_eval_support import COMPLETION, PROBABILITY, make_pack, write_jsonl
+from workbench.anchors import AnchorMap, load_anchor_map
+from workbench.errors import WorkbenchError
+from workbench.eval.cli import add_packs_parser
+from workbench.outcome import answer_kind
+from workbench.packs import NextTokenProbe, list_packs, load_pack, load_probes
+from workbench.probe_checks import probe_warnings, subtlety_band, target_in_prompt
+
+MAP = AnchorMap({"Harry Potter": ["Jon Miller"], "Hogwarts": ["Northbrook"], "Half-Blood Prince": ["Mixed Heir"]})
+
+
+def test_a_fact_never_spans_both_splits(tmp_path):
+    rows = [{"id": "a", "prompt": "The houses are Gryffindor, Hufflepuff, Ravenclaw and", "targets": [" Slytherin"],
+             "split": "dev", "fact": "houses"},
+            {"id": "b", "prompt": "Harry's owl is", "targets": [" Hedwig"], "split": "heldout"},
+            {"id": "c", "prompt": "The houses are Gryffindor, Slytherin, Ravenclaw and", "targets": [" Hufflepuff"],
+             "split": "heldout", "fact": "houses"}]
+    path = write_jsonl(tmp_path / "probability.jsonl", rows)
+    with pytest.raises(WorkbenchError, match=r"fact 'houses' spans both splits: a \(.*line 1\) is dev, c \(.*line 3\) is heldout"):
+        load_probes(path, "probability")
+    rows[2]["split"] = "dev"
+    probes = load_probes(write_jsonl(path, rows), "probability")
+    assert [p.fact for p in probes] == ["houses", None, "houses"]
+    rows[1]["answer_kind"] = "anchor"  # only 'collocation' may be stated; the others come from the anchor map
+    with pytest.raises(WorkbenchError, match="line 2: field 'answer_kind' must be one of collocation"):
+        load_probes(write_jsonl(path, rows), "probability")
+
+
+def test_a_tagged_collocation_is_its_own_answer_kind():
+    assert answer_kind(MAP, "Harry's scar is shaped like a lightning", " bolt", "collocation") == "collocation"
+    assert answer_kind(MAP, "Harry's scar is shaped like a lightning", " bolt") == "other"
+    # the anchor map decides first: a tag cannot turn an anchored answer into a collocation
+    assert answer_kind(MAP, "Snape was the Half-Blood", " Prince", "collocation") == "in_anchor"
+    assert answer_kind(MAP, "He studied at", " Hogwarts", "collocation") == "anchor"
+
+
+def test_target_in_prompt_and_subtlety_band():
+    probe = lambda prompt, *targets: NextTokenProbe("x", prompt, targets, "dev")  # noqa: E731
+    assert target_in_prompt(probe("The founder of Slytherin house was Salazar", " Slytherin")) == " Slytherin"
+    assert target_in_prompt(probe("Dumbledore's full name is Albus Percival Wulfric Brian", " Dumbledore")) == " Dumbledore"
+    assert target_in_prompt(probe("One of the four founders of Hogwarts was Salazar", " Slytherin")) is None
+    assert target_in_prompt(probe("A snowy owlet is a young", " owl")) is None  # whole words only
+    assert subtlety_band("In the Harry Potter books, the headmaster is", MAP, "Harry Potter") == (1, 2)
+    assert subtlety_band("The castle of Hogwarts rose above the lake and", MAP, "Harry Potter") == (2, 4)
+    assert subtlety_band("The boy with the lightning-shaped scar", MAP, "Harry Potter") == (3, 10)
+
+
+def _cli(argv):
+    parser = argparse.ArgumentParser(prog="workbench")
+    add_packs_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_packs_check_warns_about_probes_that_measure_nothing(tmp_path, capsys):
+    pack = make_pack(tmp_path)
+    assert probe_warnings(load_pack(pack), load_anchor_map(pack / "anchors.json")) == []
+    write_jsonl(pack / "probes" / "probability.jsonl", PROBABILITY + [
+        {"id": "p5", "prompt": "The founder of Slytherin house was Salazar", "targets": [" Slytherin"], "split": "dev"},
+        {"id": "p6", "prompt": "Hermione Granger is a very clever", "targets": [" witch", " the"], "split": "dev"}])
+    write_jsonl(pack / "probes" / "completion.jsonl", COMPLETION + [
+        {"id": "c4", "prompt": "Harry Potter raised his wand and", "references": ["spell"], "subtlety": 7}])
+    assert _cli(["packs", "check", str(pack), "--model", "tiny", "--kinds", "probability"]) == 0
+    err = capsys.readouterr().err
+    assert "probability p5: target ' Slytherin' already stands in the prompt" in err
+    assert "probability p6: target(s) [' the'] accept a bare function word" in err
+    assert "completion c4: subtlety 7 does not fit what the prompt names (expected 1-2" in err
+    assert err.count("warning:") == 3  # nothing else: p1-p4, c1-c3 and the collateral probes are clean
+
+
+@pytest.mark.parametrize("name", list_packs())
+def test_bundled_packs_are_clean(name):
+    pack = load_pack(name)
+    for kind in pack.probe_paths:
+        pack.probes(kind)  # every fact group sits in one split
+    assert probe_warnings(pack, load_anchor_map(pack.anchors_path)) == []
