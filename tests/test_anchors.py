@@ -31,7 +31,8 @@ def test_single_string_alternative_becomes_a_list():
         ({"Hogwarts": [""]}, "non-empty string"),
         ({"Hogwarts": 3}, "must be a list"),
         ({" Hogwarts": ["x"]}, "white space"),
-        ({}, "no anchors"),
+        ({"anchors": {"a": ["b"]}, "review": {"a": {"status": "done"}}}, "status 'done' is not one of"),
+        ({"anchors": {"a": ["b"]}, "review": {"a": {"state": "accepted"}}}, "unknown field"),
         ({"format": "other/2", "anchors": {"a": ["b"]}}, "unknown format"),
     ],
 )
@@ -106,3 +107,19 @@ def test_many_keys_match_fast():
     m = amap(keys)
     text = " ".join(f"Name{i}x said hello" for i in range(0, 3000, 7))
     assert len(m.find(text)) == len(range(0, 3000, 7))
+
+
+def test_empty_map_and_review_records_round_trip(tmp_path):
+    empty = AnchorMap.from_dict({"format": "whp-anchors/1", "anchors": {}})
+    assert len(empty) == 0 and empty.find("Harry went home") == [] and empty.translate("Harry") == "Harry"
+    m = AnchorMap.from_dict({"Harry": ["Jon"], "Hogwarts": ["Northbrook"]})
+    m = m.with_review("Harry", status="accepted", note="checked in ch. 1").with_review("This", status="rejected")
+    m = m.with_review("Hogwarts", placeholder=True)
+    path = tmp_path / "a.json"
+    m.save(path)
+    back = load_anchor_map(path)
+    assert back.review == {"Harry": {"status": "accepted", "note": "checked in ch. 1"},
+                           "This": {"status": "rejected"}, "Hogwarts": {"status": "to review", "placeholder": True}}
+    assert back.fingerprint() == AnchorMap.from_dict({"Harry": ["Jon"], "Hogwarts": ["Northbrook"]}).fingerprint()
+    assert back.with_review("Hogwarts", placeholder=None).review.get("Hogwarts") is None  # back to the default
+    assert back.without("Harry").review["Harry"]["status"] == "accepted"  # the verdict outlives the entry

@@ -25,9 +25,10 @@ from typing import Iterable, Mapping
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_text
 
-__all__ = ["AnchorMap", "AnchorMatch", "load_anchor_map", "consolidate", "AnchorWarning"]
+__all__ = ["AnchorMap", "AnchorMatch", "load_anchor_map", "consolidate", "AnchorWarning", "REVIEW_STATUSES"]
 
 FORMAT = "whp-anchors/1"
+REVIEW_STATUSES = ("to review", "accepted", "rejected")  # a curator's verdict on a key (or a dismissed suggestion)
 _APOSTROPHES = ("'s", "\u2019s")
 MAX_KEY_CHARS = 200  # longest anchored expression
 _UNSPACED = "\u0e00-\u0e7f\u2e80-\u9fff\uf900-\ufaff"  # Thai, CJK and kana: word characters with no spaces around
@@ -104,6 +105,9 @@ class AnchorMap:
     description: str = ""
     source: str | None = None  # file it came from, for messages
     dropped: list[tuple[str, str]] = field(default_factory=list)  # keys removed by consolidation, with reasons
+    # curation state, kept in the saved map but never used by a run: key -> {"status", "note", "placeholder"};
+    # a "rejected" record for a word that is not a key remembers a dismissed suggestion
+    review: dict[str, dict] = field(default_factory=dict)
     _regex: re.Pattern | None = field(default=None, repr=False, compare=False)
 
     # -- construction -------------------------------------------------------------------------------------
@@ -114,7 +118,9 @@ class AnchorMap:
         if not isinstance(data, Mapping):
             raise WorkbenchError(f"{where}: expected a JSON object, got {type(data).__name__}")
         description = ""
+        review: dict[str, dict] = {}
         if "anchors" in data or "format" in data:
+            review = _validate_review(where, data.get("review", {}))
             fmt = data.get("format", FORMAT)
             if fmt != FORMAT:
                 raise WorkbenchError(f"{where}: unknown format {fmt!r}; expected {FORMAT!r}")
@@ -134,15 +140,16 @@ class AnchorMap:
             if key in entries:
                 raise WorkbenchError(f"{where}: key {key!r} is given twice (after Unicode NFC normalisation); merge them")
             entries[key] = alts
-        if not entries:
-            raise WorkbenchError(f"{where}: the map has no anchors; add entries under \"anchors\"")
-        dropped: list[tuple[str, str]] = []
+        dropped: list[tuple[str, str]] = []  # an empty map is valid: curation starts there (labels refuse it)
         if do_consolidate:
             entries, dropped = consolidate(entries)
-        return cls(entries=entries, description=description, source=source, dropped=dropped)
+        return cls(entries=entries, description=description, source=source, dropped=dropped, review=review)
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "description": self.description, "anchors": {k: list(v) for k, v in self.entries.items()}}
+        out = {"format": FORMAT, "description": self.description, "anchors": {k: list(v) for k, v in self.entries.items()}}
+        if self.review:
+            out["review"] = {k: dict(v) for k, v in self.review.items()}
+        return out
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the map as JSON, atomically (a crash never leaves a half-written file)."""
@@ -159,15 +166,26 @@ class AnchorMap:
         alts = _validate_entry(self.source or "anchor map", key, alternatives)
         entries = dict(self.entries)
         entries[key] = alts
-        return AnchorMap(entries=entries, description=self.description, source=self.source)
+        return AnchorMap(entries=entries, description=self.description, source=self.source, review=dict(self.review))
 
     def without(self, key: str) -> "AnchorMap":
         entries = {k: v for k, v in self.entries.items() if k != key}
-        return AnchorMap(entries=entries, description=self.description, source=self.source)
+        return AnchorMap(entries=entries, description=self.description, source=self.source, review=dict(self.review))
+
+    def with_review(self, key: str, **record) -> "AnchorMap":
+        """A copy whose review record of ``key`` is updated with ``record`` (``status``, ``note``, ``placeholder``);
+        ``None`` values remove a field; a plain "to review" record is the default and is not stored."""
+        rec = {**self.review.get(key, {}), **record}
+        rec = _validate_review(self.source or "anchor map", {key: {k: v for k, v in rec.items() if v is not None}})
+        review = {k: v for k, v in self.review.items() if k != key}
+        review.update({k: v for k, v in rec.items() if v != {"status": "to review"}})  # the default needs no record
+        return AnchorMap(entries=dict(self.entries), description=self.description, source=self.source, review=review)
 
     # -- matching ---------------------------------------------------------------------------------------------
     @property
     def regex(self) -> re.Pattern:
+        if self._regex is None and not self.entries:
+            self._regex = re.compile(r"(?!)")  # matches nothing (an empty alternation would match everywhere)
         if self._regex is None:
             body = _trie_pattern(self.entries)
             # whole words in spaced scripts; Chinese, Japanese and Thai write words without spaces between them
@@ -247,6 +265,28 @@ def _validate_entry(where: str, key: object, value: object) -> list[str]:
             raise WorkbenchError(f"{where}: key {key!r}: an alternative equals the key itself; give a generic replacement")
         alts.append(alt)
     return alts
+
+
+def _validate_review(where: str, raw: object) -> dict[str, dict]:
+    if not isinstance(raw, Mapping):
+        raise WorkbenchError(f"{where}: \"review\" must be an object mapping keys to {{\"status\", \"note\"}}")
+    out = {}
+    for key, rec in raw.items():
+        if not isinstance(rec, Mapping):
+            raise WorkbenchError(f"{where}: review of key {key!r} must be an object, got {type(rec).__name__}")
+        unknown = sorted(set(rec) - {"status", "note", "placeholder"})
+        if unknown:
+            raise WorkbenchError(f"{where}: review of key {key!r}: unknown field(s) {unknown}; use status, note, placeholder")
+        status = rec.get("status", "to review")
+        if status not in REVIEW_STATUSES:
+            raise WorkbenchError(f"{where}: review of key {key!r}: status {status!r} is not one of {list(REVIEW_STATUSES)}")
+        clean: dict = {"status": status}
+        if rec.get("note"):
+            clean["note"] = str(rec["note"])
+        if rec.get("placeholder"):
+            clean["placeholder"] = True
+        out[str(key)] = clean
+    return out
 
 
 def load_anchor_map(path: str | os.PathLike, do_consolidate: bool = True) -> AnchorMap:

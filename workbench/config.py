@@ -53,8 +53,11 @@ class ScoringConfig:
     """Per-token scoring of the target (reinforced vs baseline)."""
 
     enabled: bool = True  # run the scoring stage
-    max_blocks: int | None = 8  # score only the first N blocks (scoring is for inspection, not training)
+    max_blocks: int | None = None  # score only the first N blocks (None: all of them)
     batch_size: int = 4  # blocks per forward pass
+    whole_corpus: bool = field(default=True, metadata={
+        "help": "score every block of the target corpus (true) or only the run's blocks (target.max_blocks)"})
+    min_count: int = field(default=2, metadata={"help": "suggest words and phrases seen at least this often"})
 
 
 @dataclass

@@ -212,7 +212,7 @@ class Run:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             unmatched = amap.warn_unmatched(d.text for d in self.documents)
-        if len(unmatched) == len(amap):
+        if len(amap) and len(unmatched) == len(amap):  # an empty map is a curation start (labels refuse it)
             raise WorkbenchError(
                 f"anchor map {path}: none of its {len(amap)} keys occurs in the target corpus, so no label would "
                 "change; check that the map belongs to this corpus (matching is case-sensitive, on whole words)"
@@ -263,6 +263,14 @@ class Run:
             if (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file():
                 check_same_tokenizer(self.tokenizer, AutoTokenizer.from_pretrained(str(path)))
 
+    def _require_anchors(self) -> None:
+        if not self.anchors.entries:
+            where = self.anchors.source or "the anchor map"
+            raise WorkbenchError(
+                f"{where}: the map has no anchors, and the labels stage needs at least one; run the reinforce and "
+                "score stages (`workbench run CONFIG --stages reinforce,score`), curate the map from "
+                "suggested_anchors.csv (notebook 02_anchor_editing), then set target.anchors to the saved map")
+
     def load_baseline(self) -> LoadedModel:
         return load_model(self.cfg.model, device=self.cfg.device or _process_device(), dtype=self.cfg.dtype)
 
@@ -273,8 +281,8 @@ class Run:
         reinforce = stable_hash("reinforce", target, c.reinforce)
         if stage == "reinforce":
             return reinforce
-        if stage == "score":
-            return stable_hash("score", reinforce, c.scoring)
+        if stage == "score":  # the suggestions depend on the map; the per-token scores do not (see score())
+            return stable_hash("suggest", self._scores_fingerprint(reinforce), self.anchors.fingerprint())
         labels = stable_hash("labels", reinforce, self.anchors.fingerprint(), c.labels,
                              corpus_fingerprint(self.retain_documents))  # rule 4 reads the retain text
         if stage == "labels":
@@ -286,6 +294,26 @@ class Run:
         if stage == "report":
             return stable_hash("report", finetune, c.report, REPORT_VERSION)
         raise WorkbenchError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+
+    def _scores_fingerprint(self, reinforce: str | None = None) -> str:
+        c = self.cfg
+        return stable_hash("score", reinforce or self.fingerprint("reinforce"), c.scoring,
+                           corpus_fingerprint(self.documents) if c.scoring.whole_corpus else None)
+
+    @cached_property
+    def corpus_blocks(self) -> list[Block]:
+        """Every block of the target corpus (``target.max_blocks`` ignored): what the anchor editor and the
+        whole-corpus scoring cover."""
+        if not self.cfg.target.max_blocks:
+            return self.blocks
+        return make_blocks(self.documents, self.tokenizer, self.cfg.target.block_size)
+
+    @property
+    def scored_blocks(self) -> list[Block]:
+        """The blocks the score stage scores (``scoring.whole_corpus``, ``scoring.max_blocks``)."""
+        sc = self.cfg.scoring
+        blocks = self.corpus_blocks if sc.whole_corpus else self.blocks
+        return blocks[: sc.max_blocks] if sc.max_blocks else blocks
 
     # -- stages -----------------------------------------------------------------------------------------------
     @_guarded
@@ -320,7 +348,9 @@ class Run:
     @_guarded
     @_main_process_only
     def score(self):
-        """Per-token scores of the first blocks, and suggested anchors. Returns the scores DataFrame."""
+        """Per-token scores (``scored_blocks``) and suggested anchors for the current map. Returns the scores.
+
+        The scores are kept when only the anchor map changed: then just ``suggested_anchors.csv`` is redone."""
         import pandas as pd
 
         from workbench.scoring import score_blocks, suggest_anchors
@@ -329,11 +359,17 @@ class Run:
         if self.is_done("score") and path.is_file():
             return pd.read_parquet(path)
         t0 = time.perf_counter()
-        blocks = self.blocks[: self.cfg.scoring.max_blocks] if self.cfg.scoring.max_blocks else self.blocks
-        scores = score_blocks(self._pair(), blocks, self.tokenizer, self.cfg.scoring.batch_size, progress=self.progress)
-        atomic_write(path, scores.to_parquet)
-        atomic_write_text(self.dir / "suggested_anchors.csv", suggest_anchors(scores, blocks, self.anchors).to_csv(index=False))
-        self._finish("score", time.perf_counter() - t0, positions=len(scores))
+        blocks, scores_fp = self.scored_blocks, self._scores_fingerprint()
+        if (self.stage_record("score") or {}).get("scores_fingerprint") == scores_fp and path.is_file():
+            scores = pd.read_parquet(path)
+        else:
+            self.log(f"[score] {len(blocks)} blocks ({sum(len(b) for b in blocks)} tokens)")
+            scores = score_blocks(self._pair(), blocks, self.tokenizer, self.cfg.scoring.batch_size,
+                                  progress=self.progress)
+            atomic_write(path, scores.to_parquet)
+        suggestions = suggest_anchors(scores, blocks, self.anchors, top=None, min_count=self.cfg.scoring.min_count)
+        atomic_write_text(self.dir / "suggested_anchors.csv", suggestions.to_csv(index=False))
+        self._finish("score", time.perf_counter() - t0, positions=len(scores), scores_fingerprint=scores_fp)
         return scores
 
     def aligned_blocks(self):
@@ -355,6 +391,7 @@ class Run:
             return LabelStore(out)
         for note in drop_damaged_shards(out):
             self.log(f"[labels] {note}")
+        self._require_anchors()
         t0 = time.perf_counter()
         aligned = self.aligned_blocks()
         t_align = time.perf_counter() - t0
@@ -419,6 +456,8 @@ class Run:
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise WorkbenchError(f"unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
+        if "labels" in stages and not self.is_done("labels"):
+            self._require_anchors()  # fail before any training, not after
         report: dict = {}
         for stage in STAGES:
             if stage not in stages:
