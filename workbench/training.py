@@ -146,6 +146,13 @@ def run_trainer(
     args = make_training_args(cfg, output_dir, seed, progress)
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator,
                           callbacks=list(callbacks or []), **trainer_kwargs)
+    if any(getattr(c, "shows_progress", False) for c in (callbacks or [])):
+        # a notebook's training monitor shows progress and losses: no second bar, no printed log dicts
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+        from transformers.utils.notebook import NotebookProgressCallback
+
+        for cb in (PrinterCallback, ProgressCallback, NotebookProgressCallback):
+            trainer.remove_callback(cb)
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
     stopped = any(isinstance(c, StopController) and c.requested for c in (callbacks or []))
