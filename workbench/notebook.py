@@ -161,6 +161,11 @@ class Notebook:
     def is_tiny(self) -> bool:
         return self.model == "tiny"
 
+    @staticmethod
+    def relative(path: str | os.PathLike) -> str:
+        """A path as the notebook shows it: relative to the working directory or the repository."""
+        return _relative(str(Path(path).resolve()) if Path(path).is_absolute() else str(path))
+
     # -- runs and variants ------------------------------------------------------------------------------------
     def place(self, cfg: RunConfig | None = None, variant: str | None = None) -> Path:
         """The directory a run with ``cfg`` goes to: the shared run directory, unless that would redo a stage
@@ -211,6 +216,20 @@ class Notebook:
             if (d / "unlearned").is_dir() and not (d / "unlearned").is_symlink():
                 found[f"unlearned: {d.name}"] = d / "unlearned"
         return found
+
+    def export_report(self, path: str | os.PathLike | None = None, run_report: bool = True) -> Path:
+        """Write the run's report as one self-contained HTML file (default ``<run>/report.html``): settings,
+        stage times, labels, the before/after table and chart, per-probe results and the variants. With
+        ``run_report``, the report stage runs first when the run has an unlearned model and no report yet."""
+        from workbench.report_html import export_report
+
+        if run_report and self.cfg.report.enabled:
+            run = self.run()
+            if run.is_done("finetune") and not run.is_done("report"):
+                run.report()
+        out = export_report(self.run_dir, path)
+        print(f"report: {self.relative(out)} ({out.stat().st_size / 1024:.0f} KiB, self-contained HTML)")
+        return out
 
     # -- data --------------------------------------------------------------------------------------------------
     def pack(self):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 
-__all__ = ["add_eval_parser", "add_packs_parser", "config_from_args", "run_eval", "run_packs_check", "run_packs_list"]
+__all__ = ["add_eval_parser", "add_packs_parser", "config_from_args", "run_eval", "run_packs_check", "run_packs_list",
+           "run_packs_new"]
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -147,10 +148,10 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def add_packs_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``packs list`` and ``packs check NAME``."""
+    """Add ``packs list``, ``packs check NAME`` and ``packs new NAME --corpus DIR``."""
     p = subparsers.add_parser("packs", help="list bundled data packs, or check a pack's probes against a model",
                               description="Work with data packs (docs/formats.md).")
-    sub = p.add_subparsers(dest="packs_command", metavar="{list,check}")
+    sub = p.add_subparsers(dest="packs_command", metavar="{list,check,new}")
     sub.required = True
     lst = sub.add_parser("list", help="list the bundled packs")
     lst.set_defaults(func=run_packs_list)
@@ -162,7 +163,29 @@ def add_packs_parser(subparsers) -> argparse.ArgumentParser:
     chk.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
     chk.add_argument("--device", default=None, help="torch device")
     chk.set_defaults(func=run_packs_check)
+    new = sub.add_parser("new", help="write a pack skeleton for your own target (corpus, anchors, retain, draft probes)")
+    new.add_argument("name", help="the new pack folder (its last part is the pack's name); must not exist")
+    new.add_argument("--corpus", required=True, help="a .txt file or a folder of them: the text to forget")
+    new.add_argument("--retain", default=None, help="a .txt file or folder of text to keep (default: bundled general prose)")
+    new.add_argument("--anchors", default=None, help="an anchor map to start from (default: an empty map)")
+    new.add_argument("--title", default=None, help="the target's name for people (default: from NAME)")
+    new.set_defaults(func=run_packs_new)
     return p
+
+
+def run_packs_new(args: argparse.Namespace) -> int:
+    """Run ``workbench packs new NAME --corpus DIR``."""
+    from workbench.pack_new import new_pack
+    from workbench.packs import load_pack
+
+    dest = new_pack(args.name, args.corpus, args.retain, args.anchors, args.title)
+    shown = str(dest) if ("/" in args.name or "\\" in args.name) else f"./{dest}"
+    pack = load_pack(dest)
+    for kind in pack.probe_paths:
+        print(f"{pack.name}: {kind}: {len(pack.probes(kind))} probes (drafts: review them)")
+    print(f"wrote {shown}/ (pack.json, README.md, corpus/, anchors.json, retain/, probes/); next: "
+          f"`workbench packs check {shown}` and a config with `target: {{pack: {shown}}}`")
+    return 0
 
 
 def run_packs_list(args: argparse.Namespace) -> int:
@@ -188,7 +211,7 @@ def run_packs_check(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from workbench.models import load_model
-    from workbench.packs import COMPLETION_KIND, check_pack, load_anchor_terms, load_pack
+    from workbench.packs import COMPLETION_KIND, check_pack, load_pack
 
     pack = load_pack(args.name)
     # Validate everything first, so a bad line is reported before a model is loaded.
@@ -199,7 +222,11 @@ def run_packs_check(args: argparse.Namespace) -> int:
         else:
             print(f"{pack.name}: {kind}: file {pack.probe_paths[kind]} missing", file=sys.stderr)
     if pack.anchors_path.is_file():
-        print(f"{pack.name}: anchors: {len(load_anchor_terms(pack))} terms ok")
+        from workbench.anchors import load_anchor_map
+
+        n = len(load_anchor_map(pack.anchors_path).entries)
+        print(f"{pack.name}: anchors: {n} terms ok" if n else
+              f"{pack.name}: anchors: empty so far (notebook 02_anchor_editing suggests terms to accept)")
     kinds = args.kinds or tuple(k for k in pack.probe_paths if k != COMPLETION_KIND and pack.has_probes(k))
     if not kinds:
         raise WorkbenchError(f"pack {pack.name!r} has no next-token probe files to check")

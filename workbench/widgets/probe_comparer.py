@@ -115,7 +115,7 @@ class ProbeComparer(WidgetView):
         if len(models) < 2:
             raise ValueError(f"give at least two models, got {list(models)}")
         judge = judge or KeywordJudge(anchor_terms=list(anchor_terms))
-        generation = generation or GenerationConfig(max_new_tokens=24, progress=False)
+        generation = generation or GenerationConfig(max_new_tokens=24)
         comp, prob = [], []
         for name, lm in models.items():
             if completion_probes:

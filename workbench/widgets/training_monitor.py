@@ -130,6 +130,7 @@ class TrainingMonitor:
         self._active = False  # inside start()/run()
         self._phase_step0 = 0
         self._phase_t0 = time.perf_counter()
+        self.stop_requested_step: int | None = None
         self.step = 0  # the current phase's step and its total
         self.max_steps = 0
         self._fig = None
@@ -157,6 +158,7 @@ class TrainingMonitor:
     def stop(self) -> None:
         """Ask the training to stop after the current step (a checkpoint is saved, so a rerun resumes)."""
         if self._can_stop():
+            self.stop_requested_step = self.step  # steps done when the click arrived: the stop follows within one
             self._controller.stop()
             self.state = "stopping" if self.state in ("running", "finished") else self.state
             self.status = "stopping after the current step; the checkpoint will be kept"
