@@ -222,11 +222,18 @@ def run_packs_check(args: argparse.Namespace) -> int:
         else:
             print(f"{pack.name}: {kind}: file {pack.probe_paths[kind]} missing", file=sys.stderr)
     if pack.anchors_path.is_file():
+        import json
+
         from workbench.anchors import load_anchor_map
 
-        n = len(load_anchor_map(pack.anchors_path).entries)
-        print(f"{pack.name}: anchors: {n} terms ok" if n else
-              f"{pack.name}: anchors: empty so far (notebook 02_anchor_editing suggests terms to accept)")
+        try:
+            raw = json.loads(pack.anchors_path.read_text(encoding="utf-8"))
+        except ValueError:
+            raw = None  # load_anchor_map names the line
+        if isinstance(raw, dict) and (raw == {} or raw.get("anchors") == {}):  # a new pack's map, not filled yet
+            print(f"{pack.name}: anchors: empty so far (notebook 02_anchor_editing suggests terms to accept)")
+        else:
+            print(f"{pack.name}: anchors: {len(load_anchor_map(pack.anchors_path).entries)} terms ok")
     kinds = args.kinds or tuple(k for k in pack.probe_paths if k != COMPLETION_KIND and pack.has_probes(k))
     if not kinds:
         raise WorkbenchError(f"pack {pack.name!r} has no next-token probe files to check")

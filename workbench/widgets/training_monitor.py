@@ -91,7 +91,7 @@ class _Phases(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         m = self.monitor
-        m._progress(state.global_step, state.max_steps)
+        m._progress(state.global_step, getattr(state, "max_steps", 0) or 0)
         if m.stop_after is not None and state.global_step - m._phase_step0 >= m.stop_after and not m.stopped:
             m.stop()  # runs before the StopController's on_step_end, so this very step is the last
 
@@ -285,8 +285,8 @@ class TrainingMonitor:
         self.phase = name
         self._phase_step0 = state.global_step
         self._phase_t0 = time.perf_counter()
-        self.step, self.max_steps = state.global_step, state.max_steps
-        self.status = f"{name}: training, step {state.global_step}/{state.max_steps}"
+        self.step, self.max_steps = state.global_step, getattr(state, "max_steps", 0) or 0
+        self.status = f"{name}: training, " + self.progress_text().split(": ", 1)[1]
         if self.state in ("idle", "finished"):
             self.state = "running"
         self._refresh()
@@ -304,7 +304,7 @@ class TrainingMonitor:
         if done > 0 and self.max_steps > self.step:
             left = f" · {_duration((time.perf_counter() - self._phase_t0) / done * (self.max_steps - self.step))} left"
         loss = next((r["loss"] for r in reversed(self.records) if r.get("phase") == self.phase and "loss" in r), None)
-        return (f"{self.phase or 'training'}: step {self.step}/{self.max_steps}"
+        return (f"{self.phase or 'training'}: step {self.step}" + (f"/{self.max_steps}" if self.max_steps else "")
                 + (f" · loss {loss:.4f}" if loss is not None else "") + left)
 
     def _saved(self, path: Path, step: int) -> None:
@@ -324,6 +324,7 @@ class TrainingMonitor:
         row = {"phase": self.phase or "training", **rec, "step": step}
         with self._lock:
             self.records.append(row)
+        self.step = max(self.step, step)
         if self.state == "running":
             self.status = self.progress_text()
         self._update_figure(row)
