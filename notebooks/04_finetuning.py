@@ -74,12 +74,11 @@ if monitor.last_checkpoint is not None:
     print("checkpoint:", nb.relative(monitor.last_checkpoint), sorted(p.name for p in monitor.last_checkpoint.iterdir())[:6])
 
 # %% [markdown]
-# Running the stage again resumes from the checkpoint (the step counter continues where it stopped), and the
-# curve continues in the same plot.
+# Running the stage again resumes from the checkpoint (the step counter continues where it stopped); the
+# curve and the progress continue in the monitor above.
 
 # %%
 monitor.stop_after = None
-display(monitor)
 unlearned = monitor.run(run.finetune)
 print("unlearned model:", nb.relative(run.dir / "unlearned"))
 

@@ -84,6 +84,11 @@ def lab(tmp_path):
     notif = tmp_path / "lab_settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     notif.parent.mkdir(parents=True)
     notif.write_text('{"fetchNews": "false", "checkForUpdates": false}')
+    # every cell stays in the page (JupyterLab otherwise drops cells scrolled out of view), so that the error
+    # and output checks see the whole notebook
+    tracker = tmp_path / "lab_settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True)
+    tracker.write_text('{"windowingMode": "none"}')
     log = tmp_path / "jupyterlab.log"
     with open(log, "w") as fh:
         proc = subprocess.Popen(
@@ -137,6 +142,12 @@ def test_every_notebook_and_the_stop_button(lab):
                 errors = page.locator(ERRORS)
                 text = _outputs_text(page)
                 page.screenshot(path=str(ARTIFACTS / f"notebook_{name}.png"), full_page=True)
+                for i, sel in enumerate((".wb-training-monitor", ".js-plotly-plot", ".wb-probe-comparer",
+                                         ".wb-monitor-summary")):
+                    found = page.locator(sel)
+                    if found.count():  # the parts worth looking at, one screenshot each
+                        found.last.scroll_into_view_if_needed()
+                        page.screenshot(path=str(ARTIFACTS / f"notebook_{name}_{i}.png"))
                 assert errors.count() == 0, f"{name}: {errors.first.inner_text()}"
                 assert "model 'tiny'" in text and "sherlock" in text.lower(), name
                 assert "Traceback" not in text and "{'loss'" not in text and "mtime" not in text, name

@@ -93,6 +93,16 @@ def test_changed_settings_go_to_a_variant_and_keep_the_earlier_model(clean_env, 
     assert models[f"unlearned: {variant.dir.name}"] == variant.dir / "unlearned"
     # the earlier settings still find the earlier model, untouched
     assert nb.run(progress=False).is_done("finetune")
+    # redoing a linked stage inside a variant writes there, never through the link into the parent
+    parent_labels = sorted((nb.run_dir / "labels").iterdir())
+    stamp = {p.name: p.stat().st_mtime_ns for p in parent_labels}
+    cfg3 = copy.deepcopy(cfg)
+    cfg3.labels.top_k = 4
+    again = nb.run(cfg=cfg3, variant=variant.dir.name, progress=False)
+    assert again.dir == variant.dir and not (variant.dir / "labels").is_symlink()
+    again.labels()
+    assert (variant.dir / "labels").is_dir() and not (variant.dir / "labels").is_symlink()
+    assert {p.name: p.stat().st_mtime_ns for p in sorted((nb.run_dir / "labels").iterdir())} == stamp
 
 
 def test_packs_new_writes_a_pack_that_packs_check_and_runs_accept(tmp_path, capsys):
@@ -135,3 +145,33 @@ def test_probe_comparer_takes_any_number_of_models():
     assert pc.right == "b"
     with pytest.raises(KeyError):
         pc.set_right("baseline")
+
+
+def test_export_report_is_one_self_contained_html_file(tmp_path):
+    import re
+
+    from workbench.config import config_to_dict
+    from workbench.report_html import export_report
+
+    run = tmp_path / "run"
+    (run / "stages").mkdir(parents=True)
+    cfg = config_to_dict(load_config(notebook.DEMO_CONFIG))
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (run / "stages" / "finetune.json").write_text(json.dumps({"stage": "finetune", "seconds": 210.5}))
+    (run / "stages" / "labels.json").write_text(json.dumps(
+        {"stage": "labels", "seconds": 56.0, "summary": [{"alpha": 5.0, "labelled": 900, "changed_share": 0.1234}]}))
+    (run / "report.json").write_text(json.dumps({
+        "probes": {"probability": {"n": 109, "baseline_mean_prob": 0.2373, "unlearned_mean_prob": 0.1081,
+                                   "relative_change": 0.1081 / 0.2373 - 1}},
+        "generic_reference": {"all": {"n": 109, "mean_prob": 0.0917, "relative_change": -0.614}},
+        "perplexity": {"text": "wikitext", "baseline": 24.44, "unlearned": 25.11, "relative_change": 0.027}}))
+    variant = run / "variants" / "target=hard"
+    variant.mkdir(parents=True)
+    (variant / "config.yaml").write_text(yaml.safe_dump({**cfg, "finetune": {**cfg["finetune"], "target": "hard"}}))
+    out = export_report(run)
+    text = out.read_text()
+    assert out == run / "report.html" and text.startswith("<!DOCTYPE html>")
+    assert "0.237" in text and "0.108" in text and "-54.4%" in text and "0.092" in text  # table and generic column
+    assert "<svg" in text and "210.5" in text and "0.123" in text and "Variant target=hard" in text
+    assert "hard targets" in text and "soft targets" in text
+    assert "<script" not in text and not re.search(r"""(src|href)=["']?(https?:|/|\.)""", text)  # nothing external

@@ -275,8 +275,14 @@ def _link_shared_stages(cfg: RunConfig, parent: Path, variant: Path) -> None:
     dry = _dry_run(cfg, variant)
     parent_run = _dry_run(cfg, parent)
     for stage in STAGES:
+        mine = dry.stage_record(stage)
+        if mine is not None and mine.get("fingerprint") != dry.fingerprint(stage):
+            # a linked stage these settings redo: unlink it, so the redo writes here and not into the parent
+            for art in STAGE_ARTIFACTS[stage]:
+                if (variant / art).is_symlink():
+                    (variant / art).unlink()
         rec = parent_run.stage_record(stage)
-        if rec is None or rec.get("fingerprint") != dry.fingerprint(stage) or dry.stage_record(stage) is not None:
+        if rec is None or rec.get("fingerprint") != dry.fingerprint(stage) or mine is not None:
             continue
         if not all((parent / a).exists() for a in STAGE_ARTIFACTS[stage][:1]):
             continue
