@@ -32,30 +32,31 @@
 # Finetuning the baseline on these labels is the unlearning.
 #
 # Every cell below calls the `workbench` package; the notebook only narrates. Run it top to bottom.
-# The environment variable `WORKBENCH_MODEL` picks the model: `embedded` (SmolLM2-135M, the default, a few
-# minutes per stage on a CPU) or `tiny` (a random model: the same steps in seconds, the numbers mean nothing).
+# By default it runs the demo's tuned settings (`workbench/configs/demo.yaml`) on SmolLM2-135M, a few minutes
+# per stage on a CPU. Environment variables open it on something else: `WORKBENCH_CONFIG=my.yaml` (any run
+# config: your model, pack or corpus), `WORKBENCH_RUN=runs/demo` (a finished run: its stages are reused), or
+# `WORKBENCH_MODEL=tiny` (a random model: the same steps in seconds, the numbers mean nothing).
 
 # %% [markdown]
 # ## 1 · Set-up
-# `notebook.setup` reads `WORKBENCH_MODEL`, builds the run config and picks the run directory that all the
-# notebooks share (a stage finished here is reused by the others).
+# `notebook.setup` reads those settings, builds the run config and picks the run directory that all the
+# notebooks share (a stage finished here is reused by the others; settings that would redo a finished stage go
+# to a variant directory instead, so no trained model is overwritten).
 
 # %%
 from IPython.display import HTML, display
 
 from workbench import notebook
-from workbench.widgets import ProbeComparer, TokenDiff, TrainingMonitor, preview_html
+from workbench.widgets import ProbeComparer, TokenDiff, TrainingMonitor, preview_html, readable
 
 nb = notebook.setup("00_quickstart")
 
 # %% [markdown]
 # ## 2 · The target text
-# The pack's documents are tokenized and cut into fixed-length blocks: the unit of every later stage.
-# The training monitor is created first because the run hands its callbacks to every training.
+# The target documents are tokenized and cut into fixed-length blocks: the unit of every later stage.
 
 # %%
-monitor = TrainingMonitor("loss: reinforcement, then finetuning")
-run = nb.run(callbacks=monitor.callbacks)
+run = nb.run()
 print(f"{len(run.documents)} documents → {len(run.blocks)} blocks of up to {nb.cfg.target.block_size} tokens")
 print(run.blocks[0].text[:400], "…")
 
@@ -72,10 +73,12 @@ HTML(preview_html(run.anchors, block.text, nb.cfg.seed, block.index, title=f"blo
 
 # %% [markdown]
 # ## 4 · The reinforced model
-# LoRA-finetune the baseline on the target blocks. The loss curve grows live; the stop button (or the kernel's
-# interrupt ■) stops after the current step and keeps a checkpoint that a rerun resumes from.
+# LoRA-finetune the baseline on the target blocks. The monitor shows the step, the time left and the loss
+# curve; its stop button (or the kernel's interrupt ■) stops after the current step and keeps a checkpoint that
+# rerunning the cell resumes from. A stage already finished in the run directory is loaded instead.
 
 # %%
+monitor = TrainingMonitor("reinforcement loss")
 display(monitor)
 monitor.run(run.reinforce);
 
@@ -96,7 +99,7 @@ TokenDiff.from_scores(scores, run.tokenizer, run.blocks[0])
 
 # %%
 store = run.labels()
-store.summary()
+readable(store.summary())
 
 # %% [markdown]
 # ## 7 · The labels, token by token
@@ -109,11 +112,12 @@ TokenDiff.from_store(store, run.tokenizer, block=run.blocks[0].index, alpha=nb.c
 # %% [markdown]
 # ## 8 · Finetuning: the unlearning step
 # The baseline is finetuned on the generic labels (cross-entropy at labelled positions), with a KL term that
-# keeps its predictions on unrelated retain text. The same monitor adds the finetuning curve.
+# keeps its predictions on unrelated retain text (the demo's settings: soft targets, retain weight 30).
 
 # %%
-display(monitor)
-monitor.run(run.finetune);
+ft_monitor = TrainingMonitor("finetuning loss")
+display(ft_monitor)
+ft_monitor.run(run.finetune);
 
 # %% [markdown]
 # ## 9 · Before and after
@@ -136,4 +140,4 @@ compare
 # `05_familiarity_probes` (evaluation in depth).
 
 # %%
-display(compare.probability_summary(), compare.grade_summary())
+display(readable(compare.probability_summary()), readable(compare.grade_summary()))

@@ -32,19 +32,19 @@ from IPython.display import display
 
 from workbench import notebook
 from workbench.scoring import suggest_anchors, token_summary
-from workbench.widgets import TokenDiff, TrainingMonitor
+from workbench.widgets import TokenDiff, TrainingMonitor, readable
 
 nb = notebook.setup("01_scoring")
 
 # %% [markdown]
 # ## Train the reinforced model
 # A LoRA adapter on every linear layer, trained with the ordinary causal-LM loss on the target blocks.
-# The monitor plots the loss as the Trainer logs it; if the stage already ran in this run directory, it is
-# loaded instead (and the plot stays empty).
+# The monitor shows the step, the time left and the loss; **stop** stops after the current step (rerun the cell
+# to resume). If the stage already ran in this run directory, it is loaded instead (and the plot stays empty).
 
 # %%
+run = nb.run()
 monitor = TrainingMonitor("reinforcement loss")
-run = nb.run(callbacks=monitor.callbacks)
 display(monitor)
 pair = monitor.run(run.reinforce)
 print(f"reinforced model in {run.dir / 'reinforced'}")
@@ -58,14 +58,14 @@ print(f"reinforced model in {run.dir / 'reinforced'}")
 # %%
 scores = run.score()
 print(f"{len(scores)} scored positions in {scores['block'].nunique()} blocks")
-scores[["block", "pos", "next_token", "p_base", "p_reinf", "gain_logprob", "raised"]].head(8)
+readable(scores[["block", "pos", "next_token", "p_base", "p_reinf", "gain_logprob", "raised"]].head(8), run.tokenizer)
 
 # %% [markdown]
 # ## The tokens reinforcement boosted most
 # Mean log-probability gain per token (tokens seen at least twice).
 
 # %%
-token_summary(scores, run.tokenizer, top=15)
+readable(token_summary(scores, run.tokenizer, top=15))
 
 # %%
 fig = px.histogram(scores, x="gain_logprob", nbins=60, title="log-probability gain of the actual next token",
@@ -95,4 +95,4 @@ TokenDiff.from_pair(pair, run.tokenizer, run.blocks[1], top=5)
 # %%
 blocks = run.blocks[: nb.cfg.scoring.max_blocks]
 suggestions = suggest_anchors(scores, blocks, run.anchors, top=20, min_count=1 if nb.is_tiny else 2)
-suggestions
+readable(suggestions)

@@ -28,14 +28,16 @@
 # baseline logit (no token outside the top-k can then win); positions where that check fails are flagged.
 
 # %%
+import plotly.express as px
+
 from workbench import notebook
-from workbench.widgets import LabelInspector
+from workbench.widgets import LabelInspector, readable
 
 nb = notebook.setup("03_label_inspection")
 run = nb.run()
 run.run(stages=("reinforce", "labels"));  # reused when an earlier notebook ran them
 store = run.labels()
-store.summary()
+readable(store.summary())
 
 # %% [markdown]
 # ## The inspector
@@ -54,7 +56,12 @@ inspector
 
 # %%
 curve = inspector.changed_share(alphas=[0, 0.5, 1, 2, 3, 5, 10, 20])
-curve
+fig = px.line(curve, x="alpha", y=["changed_share", "inexact_share"], markers=True, height=320,
+              labels={"alpha": "α", "value": "share of labelled positions", "variable": ""},
+              title="labels that differ from the original next token, as α grows")
+fig.add_vline(x=nb.cfg.finetune.alpha, line_dash="dot", annotation_text=f"finetuning α = {nb.cfg.finetune.alpha:g}")
+fig.show()
+readable(curve)
 
 # %% [markdown]
 # ## The most frequent substitutions
@@ -64,7 +71,7 @@ curve
 
 # %%
 inspector.set_alpha(nb.cfg.finetune.alpha)
-inspector.substitutions(top=15)
+readable(inspector.substitutions(top=15))
 
 # %% [markdown]
 # ## Exactness check
@@ -73,7 +80,7 @@ inspector.substitutions(top=15)
 # explore shows up here first.
 
 # %%
-inspector.stored_agreement()
+readable(inspector.stored_agreement())
 
 # %% [markdown]
 # ## One position in detail
@@ -82,4 +89,4 @@ inspector.stored_agreement()
 
 # %%
 inspector.set_block(run.blocks[0].index)
-inspector.labels(block=inspector.block)[["pos", "original", "generic", "changed", "exact", "gain"]].head(12)
+readable(inspector.labels(block=inspector.block)[["pos", "original", "generic", "changed", "exact", "gain"]].head(12))

@@ -28,31 +28,37 @@
 #   **collateral** probes (neighbouring domains: other fantasy, British schools) and **general** ones alone.
 
 # %%
+import pandas as pd
+import plotly.express as px
 from IPython.display import display
 
 from workbench import notebook
-from workbench.eval.probes import summarize_probes
+from workbench.eval.probes import score_probes, summarize_probes
 from workbench.models import load_model
-from workbench.widgets import ProbeComparer
+from workbench.outcome import answer_kind, generic_prompts
+from workbench.widgets import ProbeComparer, readable
 
 nb = notebook.setup("05_familiarity_probes")
 run = nb.run()
-run.run(stages=("reinforce", "labels", "finetune"));  # reused when an earlier notebook ran them
 
 # %% [markdown]
-# ## Two models
-# The baseline, and the unlearned model the finetuning stage saved (plain Hugging Face format, so any tool
-# can load it).
+# ## The models
+# The baseline, and every unlearned model in the run directory: the one `04_finetuning` trained and any variants
+# with other settings (`variants/<name>/unlearned`). They are plain Hugging Face folders, so any tool can load
+# them. This notebook trains nothing: with no unlearned model yet, it says so (run `04_finetuning` first).
 
 # %%
-baseline = load_model(nb.cfg.model)
-unlearned = load_model(str(run.dir / "unlearned"))
-models = {"baseline": baseline, "unlearned": unlearned}
-print({name: lm.source for name, lm in models.items()})
+found = nb.variants()
+if not found:
+    raise RuntimeError(f"no unlearned model in {nb.relative(nb.run_dir)} yet: run 04_finetuning (or `workbench run`) first")
+models = {"baseline": load_model(nb.cfg.model)}
+models.update({name: load_model(str(path)) for name, path in found.items()})
+readable(pd.DataFrame({"model": list(models), "source": [nb.relative(lm.source) if name != "baseline" else lm.source
+                                                           for name, lm in models.items()]}))
 
 # %% [markdown]
 # ## Generate, grade, score
-# Completion probes are generated greedily by both models and graded; next-token probes of three sets are
+# Completion probes are generated greedily by every model and graded; next-token probes of three sets are
 # scored (the `dev` split: the `heldout` split is kept for reports).
 
 # %%
@@ -64,9 +70,10 @@ compare = ProbeComparer.from_models(models, nb.probes("completion", limit=limit)
 
 # %% [markdown]
 # ## Side by side
-# **completions**: pick a prompt; the two completions are diffed token by token (red struck: only the
-# baseline wrote it; green: only the unlearned model) with each judge grade (hover it for the matched terms).
-# **probability probes**: per probe, the correct token's probability before and after, per probe set.
+# **completions**: pick a prompt (and, with several unlearned models, which one to show beside the baseline);
+# the completions are diffed token by token (red struck: only the baseline wrote it; green: only the other
+# model) with each judge grade (hover it for the matched terms). **probability probes**: per probe, the correct
+# token's probability under each model, per probe set.
 
 # %%
 compare
@@ -77,30 +84,43 @@ compare
 # change. Target probes should drop; collateral and general ones should stay close to the baseline.
 
 # %%
-display(compare.grade_summary())
-compare.probability_summary()
+display(readable(compare.grade_summary()))
+readable(compare.probability_summary())
 
 # %%
-summarize_probes(compare.probabilities, by=("set", "variant"))[["set", "variant", "n", "mean_prob", "median_rank",
-                                                                 "top1_rate", "top5_rate"]]
+readable(summarize_probes(compare.probabilities, by=("set", "variant"))[["set", "variant", "n", "mean_prob",
+                                                                         "median_rank", "top1_rate", "top5_rate"]])
 
 # %% [markdown]
 # ## How far should the target probes fall? The generic reference
 # The generic labels imitate the *baseline reading generic names*. Scoring the baseline on the target prompts
 # with every anchored term replaced shows how much of each probe's probability the method aims to remove: an
 # answer still likely there ("…shaped like a lightning" → " bolt") follows from ordinary English, not from
-# knowing the books. Compare the unlearned model with this reference rather than with zero.
+# knowing the target. Compare the unlearned models with this reference rather than with zero, per answer kind:
+# an answer that starts an anchored term, one that completes an anchored term begun in the prompt, and the rest.
 
 # %%
-import pandas as pd
-
-from workbench.eval.probes import score_probes
-from workbench.outcome import answer_kind, generic_prompts
-
 target = nb.probes("probability", split="dev", limit=limit)
-rows = pd.concat([score_probes(baseline, target, variant="baseline"),
-                  score_probes(unlearned, target, variant="unlearned"),
-                  score_probes(baseline, generic_prompts(run.anchors, target, nb.cfg.seed), variant="generic")])
+frames = [score_probes(lm, target, variant=name) for name, lm in models.items()]
+frames.append(score_probes(models["baseline"], generic_prompts(run.anchors, target, nb.cfg.seed), variant="generic reference"))
+rows = pd.concat(frames)
 kinds = {p.id: answer_kind(run.anchors, p.prompt, p.targets[0], p.answer_kind) for p in target}
 rows["answer_kind"] = rows["probe_id"].map(kinds)
-rows.pivot_table(index="answer_kind", columns="variant", values="prob", aggfunc="mean")[["baseline", "unlearned", "generic"]]
+by_kind = rows.groupby(["answer_kind", "variant"], sort=False)["prob"].agg(["mean", "size"]).reset_index()
+order = list(models) + ["generic reference"]
+fig = px.bar(by_kind, x="answer_kind", y="mean", color="variant", barmode="group", height=340,
+             category_orders={"variant": order}, hover_data={"size": True},
+             labels={"mean": "mean P(correct next token)", "answer_kind": "answer kind", "variant": ""},
+             title="target probes (dev) by answer kind: baseline, unlearned, and the generic reference")
+fig.show()
+table = rows.pivot_table(index="answer_kind", columns="variant", values="prob", aggfunc="mean")[order].reset_index()
+readable(table)
+
+# %% [markdown]
+# ## The report, in one file
+# One call writes the run's report as a self-contained HTML file to share or archive: settings, stage times,
+# labels, the before/after table on the config's report split with a chart, every probe, and the variants.
+# (It runs the report stage first when the run has none yet.)
+
+# %%
+nb.export_report()

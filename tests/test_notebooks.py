@@ -26,7 +26,7 @@ MARKERS = {
     "02_anchor_editing": ["updated '", "undone", "changed_share"],
     "03_label_inspection": ["inexact_share", "agree_share"],
     "04_finetuning": ["stopped cleanly at step 2", "checkpoint-2", "finished"],
-    "05_familiarity_probes": ["familiarity", "collateral", "top1_rate"],
+    "05_familiarity_probes": ["familiarity", "collateral", "top1_rate", "unlearned: target=", "report.html"],
 }
 
 

@@ -558,7 +558,7 @@ def test_training_monitor_driven_by_callbacks(tmp_path):
     assert [r["loss"] for r in mon.records] == [3.0, 2.5]
     fig = mon.figure
     assert [t.name for t in fig.data] == ["reinforce"] and tuple(fig.data[0].y) == (3.0, 2.5)
-    assert "step 2, loss 2.5000" in w["status"].value
+    assert "reinforce: step 2 · loss 2.5000" in w["status"].value
     # the stop button asks the Trainer to stop after the current step and to save
     w["stop"].click()
     assert mon.state == "stopping" and mon.stopped and w["stop"].disabled

@@ -166,6 +166,13 @@ def run_trainer(
     if trainer.is_world_process_zero():
         prepare_checkpoints(output_dir, fingerprint, log or _stderr)
     trainer.accelerator.wait_for_everyone()
+    if any(getattr(c, "shows_progress", False) for c in (callbacks or [])):
+        # a notebook's training monitor shows progress and losses: no second bar, no printed log dicts
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+        from transformers.utils.notebook import NotebookProgressCallback
+
+        for cb in (PrinterCallback, ProgressCallback, NotebookProgressCallback):
+            trainer.remove_callback(cb)
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
     stopped = any(isinstance(c, StopController) and c.requested for c in (callbacks or []))

@@ -13,7 +13,7 @@ from pathlib import Path
 from workbench.errors import WorkbenchError
 
 __all__ = ["add_eval_parser", "add_packs_parser", "config_from_args", "run_eval", "run_packs_check", "run_packs_list",
-           "run_packs_import_completions"]
+           "run_packs_import_completions", "run_packs_new"]
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -160,10 +160,10 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def add_packs_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``packs list`` and ``packs check NAME``."""
+    """Add ``packs list``, ``packs check NAME`` and ``packs new NAME --corpus DIR``."""
     p = subparsers.add_parser("packs", help="list bundled data packs, or check a pack's probes against a model",
                               description="Work with data packs (docs/formats.md).")
-    sub = p.add_subparsers(dest="packs_command", metavar="{list,check,import-completions}")
+    sub = p.add_subparsers(dest="packs_command", metavar="{list,check,new,import-completions}")
     sub.required = True
     lst = sub.add_parser("list", help="list the bundled packs")
     lst.set_defaults(func=run_packs_list)
@@ -185,6 +185,13 @@ def add_packs_parser(subparsers) -> argparse.ArgumentParser:
     imp.add_argument("--id-prefix", default="authors", help="probe ids are PREFIX-001, PREFIX-002, ...")
     imp.add_argument("--force", action="store_true", help="replace --out if it exists")
     imp.set_defaults(func=run_packs_import_completions)
+    new = sub.add_parser("new", help="write a pack skeleton for your own target (corpus, anchors, retain, draft probes)")
+    new.add_argument("name", help="the new pack folder (its last part is the pack's name); must not exist")
+    new.add_argument("--corpus", required=True, help="a .txt file or a folder of them: the text to forget")
+    new.add_argument("--retain", default=None, help="a .txt file or folder of text to keep (default: bundled general prose)")
+    new.add_argument("--anchors", default=None, help="an anchor map to start from (default: an empty map)")
+    new.add_argument("--title", default=None, help="the target's name for people (default: from NAME)")
+    new.set_defaults(func=run_packs_new)
     return p
 
 
@@ -195,6 +202,21 @@ def run_packs_import_completions(args: argparse.Namespace) -> int:
     probes = convert_authors_prompts(args.source, args.out, split=args.split, id_prefix=args.id_prefix,
                                      overwrite=args.force)
     print(f"wrote {len(probes)} completion probes to {args.out}")
+    return 0
+
+
+def run_packs_new(args: argparse.Namespace) -> int:
+    """Run ``workbench packs new NAME --corpus DIR``."""
+    from workbench.pack_new import new_pack
+    from workbench.packs import load_pack
+
+    dest = new_pack(args.name, args.corpus, args.retain, args.anchors, args.title)
+    shown = str(dest) if ("/" in args.name or "\\" in args.name) else f"./{dest}"
+    pack = load_pack(dest)
+    for kind in pack.probe_paths:
+        print(f"{pack.name}: {kind}: {len(pack.probes(kind))} probes (drafts: review them)")
+    print(f"wrote {shown}/ (pack.json, README.md, corpus/, anchors.json, retain/, probes/); next: "
+          f"`workbench packs check {shown}` and a config with `target: {{pack: {shown}}}`")
     return 0
 
 
@@ -221,7 +243,7 @@ def run_packs_check(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from workbench.models import load_model
-    from workbench.packs import COMPLETION_KIND, check_pack, load_anchor_terms, load_pack
+    from workbench.packs import COMPLETION_KIND, check_pack, load_pack
 
     pack = load_pack(args.name)
     # Validate everything first, so a bad line is reported before a model is loaded.
@@ -237,9 +259,12 @@ def run_packs_check(args: argparse.Namespace) -> int:
     from workbench.anchors import load_anchor_map
     from workbench.probe_checks import probe_warnings
 
-    print(f"{pack.name}: anchors: {len(load_anchor_terms(pack))} terms ok")
-    print(f"{pack.name}: corpus: {len(pack.corpus_files())} files ok")  # names the missing folder otherwise
     anchors = load_anchor_map(pack.anchors_path)
+    if not anchors.entries:  # a new pack's map, not filled yet
+        print(f"{pack.name}: anchors: empty so far (notebook 02_anchor_editing suggests terms to accept)")
+    else:
+        print(f"{pack.name}: anchors: {len(load_anchor_terms(pack))} terms ok")
+    print(f"{pack.name}: corpus: {len(pack.corpus_files())} files ok")  # names the missing folder otherwise
     for warning in probe_warnings(pack, anchors):
         print(f"warning: {pack.name}: {warning}", file=sys.stderr)
     kinds = args.kinds or tuple(k for k in pack.probe_paths if k != COMPLETION_KIND and pack.has_probes(k))

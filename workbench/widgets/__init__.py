@@ -9,10 +9,13 @@ itself when it is a cell's last expression. The token diff is also a plain funct
 - :func:`token_diff_html` / :class:`TokenDiff`: a block token by token, original vs generic label, coloured by
   reinforced − baseline, both models' top alternatives on hover.
 - :class:`LabelInspector`: labels of any block at any alpha from the stored top-k, with statistics.
-- :class:`ProbeComparer`: two models' completions side by side (diff, grades) and probability probes.
-- :class:`TrainingMonitor`: live loss curve and a clean stop button for reinforcement or finetuning.
+- :class:`ProbeComparer`: models' completions side by side (diff, grades) and probability probes, any number of models.
+- :class:`TrainingMonitor`: live loss curve, progress and a stop button (within one step) for reinforcement
+  or finetuning.
+- :func:`readable`: a DataFrame with words instead of tokenizer pieces and readable numbers.
 """
 
+from workbench.widgets._common import fmt_number, readable
 from workbench.widgets.anchor_editor import AnchorEditor, preview_html, translate_preview
 from workbench.widgets.label_inspector import LabelInspector
 from workbench.widgets.probe_comparer import ProbeComparer, completion_diff_html
@@ -27,6 +30,8 @@ __all__ = [
     "TokenDiff",
     "TrainingMonitor",
     "completion_diff_html",
+    "fmt_number",
+    "readable",
     "preview_html",
     "token_diff_html",
     "translate_preview",

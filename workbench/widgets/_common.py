@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 __all__ = ["esc", "show_token", "token_texts", "score_color", "df_html", "figure_widget", "CHANGED_COLOR",
-           "ANCHOR_COLOR", "GENERIC_COLOR"]
+           "ANCHOR_COLOR", "GENERIC_COLOR", "fmt_number", "clean_token", "readable"]
 
 CHANGED_COLOR = "#1a7f37"  # generic labels that differ from the original token
 ANCHOR_COLOR = "#fff3b0"  # anchored expressions in the original text
@@ -60,7 +60,54 @@ def score_color(score: float | None, scale: float) -> str:
     return f"rgba({r},{g},{b},{a:.2f})"
 
 
-def df_html(df: pd.DataFrame, max_rows: int = 50, float_format: str = "{:.3f}", classes: str = "wb-table") -> str:
+def fmt_number(v: float) -> str:
+    """A number people can read: 3 decimals from 0.01 up, 2 significant digits below (0.00042, not 0.000)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    if v == 0:
+        return "0"
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 0.01:
+        return f"{v:.3f}"
+    return f"{v:.2g}"
+
+
+def clean_token(tokenizer, piece) -> str:
+    """A tokenizer piece ('ĠPotter', 'Ċ') as the text it stands for ('Potter', '⏎')."""
+    if tokenizer is None or not isinstance(piece, str):
+        return str(piece)
+    text = tokenizer.convert_tokens_to_string([piece])
+    return text.strip() or show_token(text)
+
+
+_PIECE_COLUMNS = ("next_token", "raised")  # tokenizer pieces (scores.parquet)
+_TEXT_COLUMNS = ("token", "original", "generic", "target", "word")  # decoded token text
+
+
+def _word(text) -> str:
+    return (text.strip() or show_token(text)) if isinstance(text, str) else text
+
+
+def readable(df: pd.DataFrame, tokenizer=None):
+    """A table for people (a pandas Styler): tokenizer pieces and token texts as words ('ĠPotter' → 'Potter',
+    '\\n' → '⏎'), numbers in readable formats (0.00042, not 0.000), no index."""
+    out = df.copy()
+    for col in _PIECE_COLUMNS:
+        if col in out and tokenizer is not None:
+            out[col] = [clean_token(tokenizer, v) if isinstance(v, str) else
+                        ", ".join(clean_token(tokenizer, p) for p in v) for v in out[col]]
+    for col in _TEXT_COLUMNS:
+        if col in out and out[col].dtype == object:
+            out[col] = [_word(v) for v in out[col]]
+    floats = [c for c in out.columns if pd.api.types.is_float_dtype(out[c])]
+    return out.style.format(fmt_number, subset=floats).hide(axis="index")
+
+
+def df_html(df: pd.DataFrame, max_rows: int = 50, float_format: str | None = None, classes: str = "wb-table") -> str:
     """A compact, escaped HTML table of a DataFrame (index dropped)."""
     style = ("border-collapse:collapse;font-size:12px;margin:4px 0;"
              "font-family:var(--jp-ui-font-family, sans-serif)")
@@ -72,7 +119,7 @@ def df_html(df: pd.DataFrame, max_rows: int = 50, float_format: str = "{:.3f}", 
         for c in df.columns:
             v = r[c]
             if isinstance(v, float):
-                v = "" if math.isnan(v) else float_format.format(v)
+                v = "" if math.isnan(v) else (float_format.format(v) if float_format else fmt_number(v))
             tds.append(f'<td style="{cell}">{esc(v)}</td>')
         rows.append("<tr>" + "".join(tds) + "</tr>")
     more = f'<div style="font-size:11px;color:#666">… {len(df) - max_rows} more rows</div>' if len(df) > max_rows else ""

@@ -1,4 +1,7 @@
-"""Probe comparer: two models' completions side by side, and probability probes before/after.
+"""Probe comparer: models' completions side by side, and probability probes before/after.
+
+Any number of models (the baseline first, then one or more unlearned variants): the completions view shows the
+first model beside the one picked in "compare with"; tables and charts show every model.
 
 - completion probes: each prompt's completion by both models, with a token-level diff (what one model wrote
   that the other did not) and the judge's 0-3 familiarity grade and matched terms;
@@ -70,11 +73,11 @@ def grade_badge(grade, matched: str = "", judge: str = "") -> str:
 
 
 class ProbeComparer(WidgetView):
-    """Compare two models on completion and probability probes.
+    """Compare models (two or more; the first is the reference) on completion and probability probes.
 
     ``completions``: rows of :func:`~workbench.eval.completion.score_completions` with a ``model`` column.
     ``probabilities``: rows of :func:`~workbench.eval.probes.score_probes` whose ``variant`` is the model name.
-    ``names``: the two model names, left and right (default: their order in the data).
+    ``names``: the model names, the reference first (default: their order in the data).
     """
 
     def __init__(self, completions: pd.DataFrame | None = None, probabilities: pd.DataFrame | None = None,
@@ -84,9 +87,10 @@ class ProbeComparer(WidgetView):
         self.probabilities = probabilities if probabilities is not None else pd.DataFrame(
             columns=["variant", "set", "probe_id", "prompt", "target", "prob"])
         seen = list(dict.fromkeys(list(self.completions.get("model", [])) + list(self.probabilities.get("variant", []))))
-        self.names = list(names) if names is not None else seen[:2]
-        if len(self.names) != 2:
-            raise ValueError(f"give two models to compare, found {self.names}")
+        self.names = list(names) if names is not None else seen
+        if len(self.names) < 2:
+            raise ValueError(f"give at least two models to compare, found {self.names}")
+        self.right = self.names[1]  # the model shown beside the reference in the completions view
         self.tokenizer = tokenizer
         ids = list(dict.fromkeys(self.completions["probe_id"])) if len(self.completions) else []
         self.probe_ids = ids
@@ -101,17 +105,17 @@ class ProbeComparer(WidgetView):
     @classmethod
     def from_models(cls, models: Mapping, completion_probes: Sequence = (), probability_probes: Sequence = (),
                     judge=None, generation=None, anchor_terms: Sequence[str] = ()) -> "ProbeComparer":
-        """Generate, grade and score with two loaded models (``{'baseline': lm, 'unlearned': lm2}``).
+        """Generate, grade and score with loaded models (``{'baseline': lm, 'unlearned': lm2, ...}``).
 
         ``judge`` defaults to the offline :class:`~workbench.eval.completion.KeywordJudge` with ``anchor_terms``.
         """
         from workbench.eval.completion import GenerationConfig, KeywordJudge, score_completions
         from workbench.eval.probes import score_probes
 
-        if len(models) != 2:
-            raise ValueError(f"give exactly two models, got {list(models)}")
+        if len(models) < 2:
+            raise ValueError(f"give at least two models, got {list(models)}")
         judge = judge or KeywordJudge(anchor_terms=list(anchor_terms))
-        generation = generation or GenerationConfig(max_new_tokens=24, progress=False)
+        generation = generation or GenerationConfig(max_new_tokens=24)
         comp, prob = [], []
         for name, lm in models.items():
             if completion_probes:
@@ -135,7 +139,7 @@ class ProbeComparer(WidgetView):
         probe_id = self.selected if probe_id is None else probe_id
         if probe_id is None:
             return '<div class="wb-compare" style="color:#666">no completion probes</div>'
-        a, b = (self._completion(n, probe_id) for n in self.names)
+        a, b = (self._completion(n, probe_id) for n in (self.names[0], self.right))
         if a is None and b is None:
             return f'<div class="wb-compare" style="color:#666">no completions for probe {esc(probe_id)}</div>'
         prompt = (a if a is not None else b)["prompt"]
@@ -152,7 +156,7 @@ class ProbeComparer(WidgetView):
 
         return (f'<div class="wb-compare"><div style="font-size:12px;color:#444;margin-bottom:4px">probe '
                 f"<b>{esc(probe_id)}</b>: red struck = only on the left, green = only on the right</div>"
-                f'<div style="display:flex;gap:8px">{side(self.names[0], a, ha)}{side(self.names[1], b, hb)}</div></div>')
+                f'<div style="display:flex;gap:8px">{side(self.names[0], a, ha)}{side(self.right, b, hb)}</div></div>')
 
     def grade_summary(self) -> pd.DataFrame:
         """Per model: completions, mean grade, familiarity (mean grade / 3) and the share of each grade."""
@@ -182,13 +186,17 @@ class ProbeComparer(WidgetView):
         return out[cols]
 
     def probability_summary(self) -> pd.DataFrame:
-        """Per probe set: mean probability under each model and the relative change."""
+        """Per probe set: mean probability under each model and its relative change from the first model
+        (column ``change`` with two models, ``change <name>`` per model with more)."""
         t = self.probability_table()
         if t.empty:
             return pd.DataFrame(columns=["set", "n", *self.names, "change"])
-        a, b = self.names
-        g = t.groupby("set").agg(n=("probe_id", "size"), **{a: (a, "mean"), b: (b, "mean")}).reset_index()
-        g["change"] = [f"{100 * (y / x - 1):+.1f}%" if x else "" for x, y in zip(g[a], g[b])]
+        ref, others = self.names[0], [n for n in self.names[1:] if n in t]
+        g = t.groupby("set", sort=False).agg(n=("probe_id", "size"), **{n: (n, "mean") for n in [ref, *others]})
+        g = g.reset_index()
+        for n in others:
+            col = "change" if len(self.names) == 2 else f"change {n}"
+            g[col] = [f"{100 * (y / x - 1):+.1f}%" if x else "" for x, y in zip(g[ref], g[n])]
         return g
 
     def figure(self):
@@ -208,6 +216,13 @@ class ProbeComparer(WidgetView):
         if probe_id not in self.probe_ids:
             raise KeyError(f"unknown completion probe {probe_id!r}")
         self.selected = probe_id
+        self._refresh()
+
+    def set_right(self, name: str) -> None:
+        """The model shown beside the reference in the completions view."""
+        if name not in self.names[1:]:
+            raise KeyError(f"unknown model {name!r}; models: {self.names[1:]}")
+        self.right = name
         self._refresh()
 
     def set_probe_set(self, probe_set: str) -> None:
@@ -230,6 +245,9 @@ class ProbeComparer(WidgetView):
         w: dict = {}
         w["probe"] = W.Dropdown(options=[(f"{i}: {str(prompts.get(i, ''))[:60]}", i) for i in self.probe_ids],
                                 value=self.selected, description="prompt", layout=W.Layout(width="90%"))
+        w["right"] = W.Dropdown(options=self.names[1:], value=self.right, description="compare with",
+                                layout=W.Layout(display="" if len(self.names) > 2 else "none"))
+        w["right"].observe(lambda ch: ch["new"] is not None and self.set_right(ch["new"]), names="value")
         w["compare"] = W.HTML()
         w["grades"] = W.HTML()
         w["set"] = W.Dropdown(options=self.sets, value=self.prob_set, description="probe set")
@@ -244,7 +262,7 @@ class ProbeComparer(WidgetView):
         tabs = []
         titles = []
         if self.probe_ids:
-            tabs.append(W.VBox([w["probe"], w["compare"], W.HTML("<b>grades</b>"), w["grades"]]))
+            tabs.append(W.VBox([W.HBox([w["probe"], w["right"]]), w["compare"], W.HTML("<b>grades</b>"), w["grades"]]))
             titles.append("completions")
         if self.sets:
             tabs.append(W.VBox([W.HBox([w["set"], w["log"]]), w["fig"], w["probsum"]]))

@@ -1,28 +1,34 @@
-"""Training monitor: a live loss curve and a stop button for reinforcement or finetuning in a notebook.
+"""Training monitor: a live loss curve, progress (step N/total, time left) and a stop button for reinforcement
+or finetuning in a notebook.
 
 ::
 
     monitor = TrainingMonitor()
     run = nb.run(callbacks=monitor.callbacks)   # or Run(cfg, run_dir, callbacks=monitor.callbacks)
-    monitor.start(run.finetune)                 # trains in a background thread; the cell returns at once
-    monitor                                     # the curve grows as the Trainer logs; "stop" stops cleanly
-    ...
+    monitor                                     # the widget: curve, progress, stop button
+    monitor.run(run.finetune)                   # trains in this cell; "stop" stops after the current step
+
+    monitor.start(run.finetune)                 # or: train in a background thread; the cell returns at once
     model = monitor.wait()                      # in a later cell: the stage's result (None if stopped)
 
 Why a thread: while a cell runs, the kernel does not read widget messages, so a stop button clicked during a
-blocking ``run.finetune()`` would only be seen after training ended. In the thread the kernel stays free; the
-button sets a flag (:class:`~workbench.training.StopController`) that the Trainer checks after each step, then
-saves a checkpoint and stops. Rerunning the stage resumes from that checkpoint. :meth:`run` trains in the
-cell instead, and turns the kernel's interrupt (the ■ button) into the same clean stop.
+blocking ``run.finetune()`` would only be seen after training ended. :meth:`run` therefore trains in a
+thread too and keeps the cell busy reading the kernel's widget messages (``jupyter-ui-poll``) until training
+ends, so a click is seen within a fraction of a second; cells queued behind it (Run All) wait their turn. The
+button sets a flag (:class:`~workbench.training.StopController`) that the Trainer checks after each step,
+then saves a checkpoint and stops. Rerunning the stage resumes from that checkpoint. The kernel's interrupt
+(the ■ button) stops the same way.
 
 Each training the callbacks see (reinforce, finetune, a resumed one) is a *phase*: its own curve, named after
-its checkpoint folder; a resumed phase continues its curve.
+its checkpoint folder; a resumed phase continues its curve. The Trainer's own progress bar and log lines are
+left out when these callbacks are present (the monitor shows both).
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -35,6 +41,25 @@ from workbench.widgets._common import esc, figure_widget
 __all__ = ["TrainingMonitor", "phase_name"]
 
 _PHASE_NAMES = {"reinforced_ckpt": "reinforce", "unlearned_ckpt": "finetune"}
+
+
+def _ui_poller():
+    """``jupyter_ui_poll.ui_events`` inside a running IPython kernel, else None."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is None or getattr(shell, "kernel", None) is None:
+            return None
+        from jupyter_ui_poll import ui_events
+    except ImportError:
+        return None
+    return ui_events
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 def phase_name(output_dir: str) -> str:
@@ -62,8 +87,11 @@ class _Phases(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.monitor._begin_phase(phase_name(args.output_dir), args.output_dir, state)
 
+    shows_progress = True  # run_trainer leaves out the Trainer's own progress bar and log printing
+
     def on_step_end(self, args, state, control, **kwargs):
         m = self.monitor
+        m._progress(state.global_step, getattr(state, "max_steps", 0) or 0)
         if m.stop_after is not None and state.global_step - m._phase_step0 >= m.stop_after and not m.stopped:
             m.stop()  # runs before the StopController's on_step_end, so this very step is the last
 
@@ -101,6 +129,10 @@ class TrainingMonitor:
         self._thread: threading.Thread | None = None
         self._active = False  # inside start()/run()
         self._phase_step0 = 0
+        self._phase_t0 = time.perf_counter()
+        self.stop_requested_step: int | None = None
+        self.step = 0  # the current phase's step and its total
+        self.max_steps = 0
         self._fig = None
         self._w = None
         self._lock = threading.Lock()
@@ -110,6 +142,14 @@ class TrainingMonitor:
         """The Trainer callbacks: loss history, stop controller, phase tracking."""
         return [self._history, self._phases, self._controller]
 
+    def attach(self, fn: Callable) -> None:
+        """When ``fn`` is a stage of a Run (``run.finetune``), make this monitor the one that Run reports to."""
+        owner = getattr(fn, "__self__", None)
+        if owner is None or not isinstance(getattr(owner, "callbacks", None), list):
+            return
+        others = {id(c) for c in owner.callbacks if isinstance(c, (LossHistory, _Phases, StopController))}
+        owner.callbacks = [c for c in owner.callbacks if id(c) not in others] + self.callbacks
+
     @property
     def stopped(self) -> bool:
         return self._controller.requested
@@ -118,6 +158,7 @@ class TrainingMonitor:
     def stop(self) -> None:
         """Ask the training to stop after the current step (a checkpoint is saved, so a rerun resumes)."""
         if self._can_stop():
+            self.stop_requested_step = self.step  # steps done when the click arrived: the stop follows within one
             self._controller.stop()
             self.state = "stopping" if self.state in ("running", "finished") else self.state
             self.status = "stopping after the current step; the checkpoint will be kept"
@@ -137,6 +178,7 @@ class TrainingMonitor:
         """Run ``fn(*args, **kwargs)`` (e.g. ``run.finetune``) in a background thread; returns at once."""
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("a training is already running in this monitor; wait() for it or stop() it first")
+        self.attach(fn)
         self.reset()
         self.state = "running"
         self.status = "starting"
@@ -161,7 +203,31 @@ class TrainingMonitor:
         return self.result
 
     def run(self, fn: Callable, *args, **kwargs) -> Any:
-        """Run ``fn`` in this cell; the kernel's interrupt (■) stops it cleanly like the stop button."""
+        """Run ``fn`` (e.g. ``run.reinforce``) until it ends, reading widget clicks meanwhile: the stop button
+        and the kernel's interrupt (■) stop it cleanly after the current step. Returns ``fn``'s result."""
+        poll = _ui_poller()
+        if poll is None or threading.current_thread() is not threading.main_thread():
+            return self._run_here(fn, args, kwargs)
+        thread = self.start(fn, *args, **kwargs)
+        old = signal.signal(signal.SIGINT, lambda *_: self.stop())
+        try:
+            with poll() as ui_poll:
+                while thread.is_alive():
+                    ui_poll(20)  # handle the widget messages that arrived (a click on stop)
+                    thread.join(0.05)
+        finally:
+            signal.signal(signal.SIGINT, old)
+        from IPython.display import HTML, display
+
+        display(HTML(self.summary_html()))  # stays in the saved notebook, where the live widget does not
+        if self.error is not None:
+            raise self.error
+        result, self.result = self.result, None  # do not keep a model alive in the monitor
+        return result
+
+    def _run_here(self, fn, args, kwargs) -> Any:
+        """Train in this thread (no kernel to poll): only the interrupt signal can stop it."""
+        self.attach(fn)
         self.reset()
         self.state = "running"
         self.status = "starting"
@@ -176,7 +242,7 @@ class TrainingMonitor:
                 signal.signal(signal.SIGINT, old)
         if self.error is not None:
             raise self.error
-        result, self.result = self.result, None  # do not keep a model alive in the monitor
+        result, self.result = self.result, None
         return result
 
     def _call(self, fn, args, kwargs) -> None:
@@ -218,10 +284,28 @@ class TrainingMonitor:
     def _begin_phase(self, name: str, output_dir: str, state) -> None:
         self.phase = name
         self._phase_step0 = state.global_step
-        self.status = f"{name}: training"
+        self._phase_t0 = time.perf_counter()
+        self.step, self.max_steps = state.global_step, getattr(state, "max_steps", 0) or 0
+        self.status = f"{name}: training, " + self.progress_text().split(": ", 1)[1]
         if self.state in ("idle", "finished"):
             self.state = "running"
         self._refresh()
+
+    def _progress(self, step: int, total: int) -> None:
+        self.step, self.max_steps = step, total
+        if self.state == "running":
+            self.status = self.progress_text()
+            self._refresh()
+
+    def progress_text(self) -> str:
+        """'finetune: step 12/64 · loss 3.2104 · 1 min 20 s left' (time left from this phase's steps so far)."""
+        done = self.step - self._phase_step0
+        left = ""
+        if done > 0 and self.max_steps > self.step:
+            left = f" · {_duration((time.perf_counter() - self._phase_t0) / done * (self.max_steps - self.step))} left"
+        loss = next((r["loss"] for r in reversed(self.records) if r.get("phase") == self.phase and "loss" in r), None)
+        return (f"{self.phase or 'training'}: step {self.step}" + (f"/{self.max_steps}" if self.max_steps else "")
+                + (f" · loss {loss:.4f}" if loss is not None else "") + left)
 
     def _saved(self, path: Path, step: int) -> None:
         self.last_checkpoint = path
@@ -240,8 +324,9 @@ class TrainingMonitor:
         row = {"phase": self.phase or "training", **rec, "step": step}
         with self._lock:
             self.records.append(row)
+        self.step = max(self.step, step)
         if self.state == "running":
-            self.status = f"{row['phase']}: step {step}, loss {rec.get('loss', float('nan')):.4f}"
+            self.status = self.progress_text()
         self._update_figure(row)
         self._refresh()
 
@@ -252,6 +337,29 @@ class TrainingMonitor:
         with self._lock:
             rows = list(self.records)
         return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["phase", "step", "loss"])
+
+    def summary(self) -> pd.DataFrame:
+        """Per phase: steps logged, first and last loss, and the other logged losses at the end."""
+        h = self.history
+        if h.empty:
+            return pd.DataFrame(columns=["phase", "steps", "first loss", "last loss"])
+        rows = []
+        for phase, g in h.groupby("phase", sort=False):
+            row = {"phase": phase, "steps": int(g["step"].max()), "first loss": float(g["loss"].iloc[0]),
+                   "last loss": float(g["loss"].iloc[-1])}
+            for m in self.extra_metrics:
+                if m in g and g[m].notna().any():
+                    row[f"last {m}"] = float(g[m].dropna().iloc[-1])
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def summary_html(self) -> str:
+        """The state line and :meth:`summary` as static HTML (what a reopened notebook shows)."""
+        from workbench.widgets._common import df_html
+
+        table = self.summary()
+        return (f'<div class="wb-monitor-summary">{self.status_html()}'
+                + (df_html(table, float_format="{:.4f}") if not table.empty else "") + "</div>")
 
     # -- widget ---------------------------------------------------------------------------------------------
     @property

@@ -1,0 +1,163 @@
+"""A run's report as one self-contained HTML file (no scripts, no external files): settings, stage times,
+labels, the before/after table with a bar chart, per-probe results, and the run's variants.
+
+::
+
+    from workbench.report_html import export_report
+    export_report("runs/demo")               # writes runs/demo/report.html
+    nb.export_report()                       # the same from a notebook (runs the report stage first if needed)
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from workbench.errors import WorkbenchError
+from workbench.io import atomic_write_text, read_json
+
+__all__ = ["export_report", "bars_svg"]
+
+_COLORS = {"baseline": "#4c78a8", "unlearned": "#e45756", "generic": "#54a24b"}
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:8px 0}td,th{border-bottom:1px solid #ddd;padding:3px 10px;
+text-align:left}th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
+h1{font-size:22px}h2{font-size:17px;margin-top:28px}pre{background:#f6f8fa;padding:8px;font-size:12px;overflow:auto}
+.muted{color:#666;font-size:12px}"""
+
+
+def _esc(v) -> str:
+    return html.escape(str(v), quote=True)
+
+
+def _num(v) -> str:
+    from workbench.widgets._common import fmt_number
+
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    return fmt_number(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+
+
+def _table(df: pd.DataFrame, max_rows: int = 500) -> str:
+    head = "".join(f"<th>{_esc(c)}</th>" for c in df.columns)
+    rows = []
+    for _, r in df.head(max_rows).iterrows():
+        cells = []
+        for c in df.columns:
+            v = r[c]
+            num = isinstance(v, (int, float)) and not isinstance(v, bool)
+            cells.append(f'<td class="num">{_esc(_num(v))}</td>' if num else f"<td>{_esc('' if v is None else v)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    more = f'<p class="muted">… {len(df) - max_rows} more rows</p>' if len(df) > max_rows else ""
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
+
+
+def bars_svg(groups: list[str], series: dict[str, list[float | None]], title: str, width: int = 760) -> str:
+    """A grouped bar chart as inline SVG: one group per label, one bar per series (None: no bar)."""
+    n_series = max(1, len(series))
+    row_h, bar_h, left = 18 * n_series + 14, 16, 330
+    height = 40 + row_h * len(groups) + 24
+    vmax = max([v for vals in series.values() for v in vals if v is not None] + [1e-9])
+    scale = (width - left - 70) / vmax
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="12" '
+           f'font-family="system-ui,sans-serif"><text x="0" y="16" font-weight="600">{_esc(title)}</text>']
+    for gi, g in enumerate(groups):
+        y0 = 32 + gi * row_h
+        out.append(f'<text x="{left - 8}" y="{y0 + row_h / 2}" text-anchor="end">{_esc(g[:52])}</text>')
+        for si, (name, vals) in enumerate(series.items()):
+            v = vals[gi]
+            if v is None:
+                continue
+            y = y0 + si * 18
+            color = _COLORS.get(name, "#888")
+            out.append(f'<rect x="{left}" y="{y}" width="{max(1.0, v * scale):.1f}" height="{bar_h}" fill="{color}">'
+                       f"<title>{_esc(name)}: {_num(v)}</title></rect>"
+                       f'<text x="{left + v * scale + 4:.1f}" y="{y + 12}">{_esc(_num(v))}</text>')
+    lx = left
+    for name in series:
+        out.append(f'<rect x="{lx}" y="{height - 16}" width="12" height="12" fill="{_COLORS.get(name, "#888")}"/>'
+                   f'<text x="{lx + 16}" y="{height - 6}">{_esc(name)}</text>')
+        lx += 20 + 8 * len(name)
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _settings(cfg: dict) -> pd.DataFrame:
+    t, f, r = cfg.get("target", {}), cfg.get("finetune", {}), cfg.get("reinforce", {})
+    rows = [("model", cfg.get("model")), ("pack", t.get("pack")), ("corpus", t.get("corpus")),
+            ("anchors", t.get("anchors") and Path(t["anchors"]).name),
+            ("blocks", f"{t.get('max_blocks') or 'all'} of {t.get('block_size')} tokens"),
+            ("reinforce", f"{r.get('epochs')} epoch(s), lr {r.get('learning_rate')}, LoRA r={r.get('lora_rank')}"),
+            ("finetune", f"{f.get('target')} targets, α={f.get('alpha')}, T={f.get('temperature')}, retain weight "
+                         f"{f.get('retain_weight')}, lr {f.get('learning_rate')}, {f.get('epochs')} epoch(s)")]
+    return pd.DataFrame([(k, v) for k, v in rows if v], columns=["setting", "value"])
+
+
+def _run_section(run_dir: Path, level: int = 2) -> str:
+    from workbench.outcome import outcome_table
+    from workbench.run import STAGES
+
+    parts = []
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) if (run_dir / "config.yaml").is_file() else {}
+    h = f"h{level}"
+    parts.append(f"<{h}>Settings</{h}>" + _table(_settings(cfg)))
+    stages = []
+    for s in STAGES:
+        p = run_dir / "stages" / f"{s}.json"
+        if p.is_file():
+            rec = read_json(p)
+            stages.append({"stage": s, "seconds": rec.get("seconds"), "finished": rec.get("finished_at")})
+    if stages:
+        parts.append(f"<{h}>Stages</{h}>" + _table(pd.DataFrame(stages)))
+    labels = read_json(run_dir / "stages" / "labels.json").get("summary") if (run_dir / "stages" / "labels.json").is_file() else None
+    if labels:
+        parts.append(f"<{h}>Generic labels</{h}><p class='muted'>changed_share: the share of labelled positions whose "
+                     f"label differs from the original next token</p>" + _table(pd.DataFrame(labels)))
+    report_path = run_dir / "report.json"
+    report = read_json(report_path) if report_path.is_file() else {}
+    table = outcome_table(report) if report else pd.DataFrame()
+    if not table.empty:
+        probs = table[~table["measure"].str.startswith("perplexity")]
+        series = {k: [None if pd.isna(v) else float(v) for v in probs[k]] for k in ("baseline", "unlearned", "generic")
+                  if k in probs and probs[k].notna().any()}
+        split = (cfg.get("report") or {}).get("split") or "all"
+        parts.append(f"<{h}>Before and after ({_esc(split)} probes)</{h}>"
+                     "<p class='muted'>mean probability of the correct next token; generic: the baseline on the prompts "
+                     "with anchored terms replaced (the reference the labels imitate)</p>"
+                     + _table(table) + bars_svg([m.strip() for m in probs["measure"]], series,
+                                                "P(correct next token): baseline, unlearned, generic reference"))
+        per_probe = run_dir / "report" / "probes.csv"
+        if per_probe.is_file():
+            df = pd.read_csv(per_probe)
+            parts.append(f"<details><summary>every probe ({len(df)} rows)</summary>{_table(df, 2000)}</details>")
+    else:
+        parts.append(f"<p>No before/after report in {_esc(run_dir)} yet: run the report stage "
+                     "(<code>workbench report CONFIG</code>, or <code>nb.export_report()</code> in a notebook).</p>")
+    if cfg:
+        parts.append(f"<details><summary>full config</summary><pre>{_esc(yaml.safe_dump(cfg, sort_keys=False))}</pre></details>")
+    return "".join(parts)
+
+
+def export_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, title: str | None = None) -> Path:
+    """Write ``<run_dir>/report.html`` (or ``out``): the run and each of its variants. Returns the path."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise WorkbenchError(f"{run_dir} is not a run directory (no config.yaml)")
+    out = Path(out) if out else run_dir / "report.html"
+    name = title or run_dir.name
+    body = [f"<h1>Unlearning run: {_esc(name)}</h1>",
+            f"<p class='muted'>{_esc(run_dir.resolve())} · exported {time.strftime('%Y-%m-%d %H:%M')}</p>",
+            _run_section(run_dir)]
+    vdir = run_dir / "variants"
+    for v in sorted(vdir.iterdir()) if vdir.is_dir() else []:
+        if (v / "config.yaml").is_file():
+            body.append(f"<h2>Variant {_esc(v.name)}</h2>" + _run_section(v, level=3))
+    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_esc(name)}</title>"
+           f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>")
+    atomic_write_text(out, doc)
+    return out
