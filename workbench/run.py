@@ -96,6 +96,7 @@ class Run:
         mine = config_to_dict(self.cfg)
         if stored.is_file():
             old = yaml.safe_load(stored.read_text(encoding="utf-8")) or {}
+            old = _with_defaults(old, config_to_dict(RunConfig()))  # keys added since the run was made
             diff = _diff(old, mine)
             if diff and not update:
                 shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diff[:6])
@@ -188,6 +189,10 @@ class Run:
     def check_inputs(self) -> None:
         """Read and validate every input before any stage runs, so bad input fails fast and leaves nothing."""
         self.blocks, self.anchors
+        if self.cfg.method != "whp":
+            from workbench.methods import check_method
+
+            check_method(self)
         if self.cfg.finetune.retain_weight > 0 and not self.retain_blocks:
             raise WorkbenchError("finetune.retain_weight > 0 needs retain text: set target.retain or use a pack with retain/")
         if self.cfg.reinforce.path:
@@ -211,6 +216,11 @@ class Run:
         reinforce = stable_hash("reinforce", target, c.reinforce)
         if stage == "reinforce":
             return reinforce
+        if c.method != "whp" and stage in ("finetune", "report"):  # the other methods: workbench/methods
+            from workbench.methods import fingerprint
+
+            finetune = fingerprint(self, target, reinforce)
+            return finetune if stage == "finetune" else stable_hash("report", finetune, c.report, REPORT_VERSION)
         if stage == "score":
             return stable_hash("score", reinforce, c.scoring)
         labels = stable_hash("labels", reinforce, self.anchors.fingerprint(), c.labels)
@@ -300,6 +310,10 @@ class Run:
         from workbench.finetune import build_dataset, finetune
         from workbench.labels import LabelStore
 
+        if self.cfg.method != "whp":  # another method writes unlearned/ its own way (workbench/methods)
+            from workbench.methods import unlearn
+
+            return unlearn(self)
         self._require("labels", "finetune")
         out = self.dir / "unlearned"
         if self.is_done("finetune") and out.is_dir():
@@ -346,9 +360,12 @@ class Run:
         if unknown:
             raise WorkbenchError(f"unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
         self.check_inputs()
+        from workbench.methods import method_stages
+
+        needed = method_stages(self.cfg.method)
         report: dict = {}
         for stage in STAGES:
-            if stage not in stages:
+            if stage not in stages or stage not in needed:
                 continue
             if stage == "score" and not self.cfg.scoring.enabled:
                 continue
@@ -360,6 +377,17 @@ class Run:
             if stage == "report":
                 report = result
         return report
+
+
+def _with_defaults(old: dict, defaults: dict) -> dict:
+    """``old`` with every key it lacks taken from ``defaults`` (recursively)."""
+    out = dict(old)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(out[key], dict) and isinstance(value, dict):
+            out[key] = _with_defaults(out[key], value)
+    return out
 
 
 def _diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:
