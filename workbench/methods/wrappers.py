@@ -120,6 +120,15 @@ class TestTimeModel(LogitsWrapper):
         return v_base - self.alpha * torch.relu(v_reinf - v_base)
 
 
+    def hidden_states(self, input_ids, attention_mask):
+        """The baseline's hidden states: the mix acts on the logits only."""
+        kw = dict(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, use_cache=False)
+        if self.reinforced is None:
+            with self.base.disable_adapter():
+                return self.base(**kw).hidden_states
+        return self.base(**kw).hidden_states
+
+
 class PromptModel(LogitsWrapper):
     """The baseline reading ``prefix_ids`` (a system instruction) before every input; logits of the input only."""
 
@@ -138,6 +147,16 @@ class PromptModel(LogitsWrapper):
         pos = (mask.cumsum(-1) - 1).clamp(min=0)  # the input continues after the prefix, padding or not
         out = self.base(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits
         return out[:, p:]
+
+    def hidden_states(self, input_ids, attention_mask):
+        """The baseline's hidden states at the input's positions, read after the instruction."""
+        n, p = input_ids.shape[0], len(self.prefix)
+        pre = self.prefix.to(input_ids.device)[None].expand(n, p)
+        mask = torch.cat([torch.ones_like(pre), attention_mask.long()], 1)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        hs = self.base(input_ids=torch.cat([pre, input_ids], 1), attention_mask=mask, position_ids=pos,
+                       output_hidden_states=True, use_cache=False).hidden_states
+        return tuple(h[:, p:] for h in hs)
 
 
 def system_prefix_ids(tokenizer, system: str) -> list[int]:
