@@ -52,5 +52,5 @@ def tiny_config(root: Path, anchors: dict | None = None, **over) -> dict:
         "report": {"enabled": False},
     }
     for k, v in over.items():
-        cfg[k] = {**cfg[k], **v} if isinstance(v, dict) else v
+        cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
     return cfg

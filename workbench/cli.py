@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--corpus", default=None, help="a .txt file or folder to check coverage against")
     sp.set_defaults(func=_cmd_anchors)
 
+    from workbench.compare import add_compare_parser
+
+    add_compare_parser(sub)
     try:
         from workbench.eval.cli import add_eval_parser, add_packs_parser
 

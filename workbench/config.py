@@ -17,6 +17,7 @@ import yaml
 
 from workbench.errors import WorkbenchError
 from workbench.finetune import FinetuneConfig
+from workbench.methods.config import MethodsConfig
 from workbench.training import TrainConfig
 
 __all__ = [
@@ -97,9 +98,13 @@ class RunConfig:
     labels: LabelsConfig = field(default_factory=LabelsConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    method: str = field(default="whp", metadata={"help": "unlearning method: whp, whp_test_time, ga, graddiff, npo, "
+                                                          "simnpo, rmu or prompt (docs/methods.md)"})
+    methods: MethodsConfig = field(default_factory=MethodsConfig, metadata={"help": "per-method settings"})
 
     def validate(self) -> "RunConfig":
         _check_numbers(self)
+        self.methods.validate(self.method)
         self.reinforce.validate("reinforce")
         self.finetune.validate("finetune")
         if any(a < 0 for a in self.labels.alphas):

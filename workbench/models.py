@@ -229,8 +229,12 @@ def _looks_like_hub_id(spec: str) -> bool:
 
 def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
     """The fast tokenizer of a model spec (cheap: no weights are read)."""
+    from workbench.methods.wrappers import find_descriptor
+
     if spec == "tiny":
         tok = tiny_tokenizer()
+    elif (desc := find_descriptor(spec)) is not None:
+        tok = AutoTokenizer.from_pretrained(str(desc.parent))
     else:
         source, gguf = _resolve(spec)
         tok = _wrap_load(spec, lambda: AutoTokenizer.from_pretrained(source, gguf_file=gguf) if gguf else AutoTokenizer.from_pretrained(source))
@@ -259,6 +263,10 @@ def load_model(spec: str, device: str | None = None, dtype: str | torch.dtype | 
     """
     if spec == "tiny":
         return tiny_model()
+    from workbench.methods.wrappers import find_descriptor, load_descriptor
+
+    if (desc := find_descriptor(spec)) is not None:  # a method that changes no weights (workbench/methods)
+        return load_descriptor(desc, device, dtype)
     t0 = time.perf_counter()
     source, gguf = _resolve(spec)
     dev = pick_device(device)

@@ -132,6 +132,7 @@ class Run:
                 f"run directory {self.dir}: {stored} is damaged ({type(old).__name__}); delete that file to rerun "
                 "with this config (finished stages whose inputs are unchanged are kept), or choose another run directory"
             )
+        old = _with_defaults(old, config_to_dict(RunConfig()))  # keys added since the run was made
         diff = _diff(old, config_to_dict(self.cfg))
         if diff and not update:
             shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diff[:6])
@@ -246,6 +247,10 @@ class Run:
         """Read and validate every input before any stage runs, so bad input fails fast and leaves nothing."""
         self.blocks, self.anchors
         check_report_inputs(self)  # probe files parse now, not after an hour of training
+        if self.cfg.method != "whp":
+            from workbench.methods import check_method
+
+            check_method(self)
         if self.cfg.finetune.retain_weight > 0 and not self.retain_blocks:
             raise WorkbenchError("finetune.retain_weight > 0 needs retain text: set target.retain or use a pack with retain/")
         if self.cfg.reinforce.path:
@@ -281,6 +286,11 @@ class Run:
         reinforce = stable_hash("reinforce", target, c.reinforce)
         if stage == "reinforce":
             return reinforce
+        if c.method != "whp" and stage in ("finetune", "report"):  # the other methods: workbench/methods
+            from workbench.methods import fingerprint
+
+            finetune = fingerprint(self, target, reinforce)
+            return finetune if stage == "finetune" else stable_hash("report", finetune, c.report, REPORT_VERSION)
         if stage == "score":  # the suggestions depend on the map; the per-token scores do not (see score())
             return stable_hash("suggest", self._scores_fingerprint(reinforce), self.anchors.fingerprint())
         labels = stable_hash("labels", reinforce, self.anchors.fingerprint(), c.labels,
@@ -409,6 +419,10 @@ class Run:
         from workbench.finetune import build_dataset, finetune
         from workbench.labels import LabelStore
 
+        if self.cfg.method != "whp":  # another method writes unlearned/ its own way (workbench/methods)
+            from workbench.methods import unlearn
+
+            return unlearn(self)
         self._require("labels", "finetune")
         out = self.dir / "unlearned"
         if self.is_done("finetune") and out.is_dir():
@@ -456,11 +470,14 @@ class Run:
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise WorkbenchError(f"unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
-        if "labels" in stages and not self.is_done("labels"):
+        from workbench.methods import method_stages
+
+        needed = method_stages(self.cfg.method)
+        if "labels" in stages and "labels" in needed and not self.is_done("labels"):
             self._require_anchors()  # fail before any training, not after
         report: dict = {}
         for stage in STAGES:
-            if stage not in stages:
+            if stage not in stages or stage not in needed:
                 continue
             if stage == "score" and not self.cfg.scoring.enabled:
                 continue
@@ -472,6 +489,17 @@ class Run:
             if stage == "report":
                 report = result
         return report
+
+
+def _with_defaults(old: dict, defaults: dict) -> dict:
+    """``old`` with every key it lacks taken from ``defaults`` (recursively)."""
+    out = dict(old)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(out[key], dict) and isinstance(value, dict):
+            out[key] = _with_defaults(out[key], value)
+    return out
 
 
 def _diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:

@@ -84,6 +84,7 @@ __all__ = [
 
 ALL_SECTIONS = ("probes", "collateral", "paraphrase", "priming", "completion", "utility", "perplexity", "lm_eval")
 DEFAULT_SECTIONS = ALL_SECTIONS[:-1]  # lm-eval needs the optional package and usually the internet
+ALL_SECTIONS += ("adversarial", "relearn", "residual")  # attacks, on request (workbench/eval/attacks.py)
 TABLE_COLUMNS = ["model", "section", "set", "split", "variant", "metric", "value", "ci_low", "ci_high", "n"]
 
 ModelArg = Union[str, LoadedModel, tuple[str, Union[str, LoadedModel]]]
@@ -136,6 +137,7 @@ class EvalConfig:
     judge_rubric: str | None = field(default=None, metadata={
         "help": "LLM judge instruction: 'workbench' (default, SCORE: n), 'authors' (the authors' grading "
                 "instruction, MODEL_FAMILIARITY: X/3) or a template file with {prompt} and {completion}"})
+    attacks: Any = None  # workbench.eval.attacks.AttackConfig for the attack sections (None: its defaults)
 
     def scoring(self, desc: str) -> ScoringConfig:
         return ScoringConfig(batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens,
@@ -437,6 +439,11 @@ def _plan_units(config: EvalConfig, pack: Pack | None, explicit: bool, notes: li
             skip("lm_eval", "no lm-eval tasks given (--lm-eval-tasks)")
         else:
             units.append(_lm_eval_unit(config))
+    attack_sections = [s for s in sections if s in ("adversarial", "relearn", "residual")]
+    if attack_sections:
+        from workbench.eval.attacks import attack_units
+
+        units += attack_units(attack_sections, config, pack, probes_of, skip)
     return units
 
 
@@ -646,7 +653,7 @@ def evaluate_models(
     for _, spec in pairs:
         _check_spec(spec)
     explicit = config.sections is not None
-    pack_sections = {"probes", "collateral", "paraphrase", "priming", "completion"}
+    pack_sections = {"probes", "collateral", "paraphrase", "priming", "completion", "adversarial", "relearn", "residual"}
     wants_pack = config.sections is None or bool(pack_sections & set(config.sections))
     pack = load_pack(config.pack) if config.pack and wants_pack else None
     notes: list[str] = []

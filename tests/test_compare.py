@@ -1,0 +1,72 @@
+"""`workbench compare`: runs, one evaluation, the table, the Pareto front and the figure; resumable."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from workbench.compare import CompareConfig, compare_runs, pareto_mask, sweep_variants
+
+TINY = {"name": "ga", "model": "tiny", "seed": 0, "method": "ga",
+        "target": {"pack": "harry_potter", "block_size": 64, "max_blocks": 4, "spread_blocks": True,
+                   "retain_block_size": 64, "max_retain_blocks": 4},
+        "finetune": {"epochs": 1, "batch_size": 2, "lora_rank": 2, "lora_alpha": 4, "learning_rate": 1e-2,
+                     "save_steps": 50, "logging_steps": 1},
+        "report": {"enabled": False}}
+
+
+def test_pareto_mask_by_hand():
+    good = np.array([0.5, 0.4, 0.6, 0.5, 0.1])
+    bad = np.array([0.1, 0.2, 0.3, 0.1, 0.0])
+    # 1 is dominated by 0 (forgets less, more damage); 3 ties 0 exactly (neither dominates); 2 and 4 are extremes
+    assert pareto_mask(good, bad).tolist() == [True, False, True, True, True]
+
+
+def test_sweep_variants_name_each_value(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "target": {**TINY["target"], "anchors": "a.json"}}))
+    got = sweep_variants(path, {"methods.npo.beta": [0.05, 0.1]})
+    assert [n for n, _ in got] == ["ga-beta=0.05", "ga-beta=0.1"]
+    assert got[1][1]["methods"]["npo"]["beta"] == 0.1
+    assert got[0][1]["target"]["anchors"] == str(tmp_path / "a.json")  # relative to the config file
+
+
+def test_compare_two_methods_on_the_tiny_model(tmp_path):
+    paths = []
+    for name, method in (("ga", "ga"), ("prompt", "prompt")):
+        p = tmp_path / f"{name}.yaml"
+        p.write_text(yaml.safe_dump({**TINY, "name": name, "method": method}))
+        paths.append(p)
+    cc = CompareConfig(relearn_steps=(1, 2), bootstrap=200, progress=False)
+    out = tmp_path / "cmp"
+    table = compare_runs(paths, out, cc, log=lambda s: None)
+    assert list(table["run"]) == ["ga", "prompt"]
+    for col in ("target_drop", "target_drop_lo", "target_drop_hi", "collateral_drop", "general_drop", "ppl_rise",
+                "adv_worst_prob", "base_adv_worst_prob", "relearn2_prob", "base_relearn2_prob", "residual_best_acc"):
+        assert table[col].notna().all(), col
+    assert (table["target_drop_lo"] <= table["target_drop"]).all() and (table["target_drop"] <= table["target_drop_hi"]).all()
+    # the drop is the paired relative change of the per-probe rows the evaluation wrote
+    probes = __import__("pandas").read_csv(out / "eval" / "probes.csv")
+    plain = probes[(probes["variant"] == "original") & (probes["set"] == "probability")]
+    b = plain[plain["model"] == "baseline"]["prob"].mean()
+    u = plain[plain["model"] == "ga"]["prob"].mean()
+    assert table.loc[0, "target_drop"] == pytest.approx(1 - u / b, rel=1e-6)
+    assert table["pareto"].tolist() == pareto_mask(table["target_drop"].to_numpy(), table["collateral_drop"].to_numpy()).tolist()
+    for f in ("compare.csv", "compare.md", "compare.html", "compare.json"):
+        assert (out / f).is_file()
+    # a second call reuses the runs and every evaluation unit
+    again = compare_runs(paths, out, cc, log=lambda s: None)
+    summary = json.loads((out / "eval" / "summary.json").read_text())
+    assert all(set(m["units"].values()) == {"resumed"} for m in summary["models"])
+    assert np.allclose(again["target_drop"], table["target_drop"])
+
+
+def test_compare_refuses_mixed_models(tmp_path):
+    from workbench.errors import WorkbenchError
+
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(yaml.safe_dump(TINY))
+    b.write_text(yaml.safe_dump({**TINY, "name": "b", "model": "embedded"}))
+    with pytest.raises(WorkbenchError, match="same model"):
+        compare_runs([a, b], tmp_path / "o", CompareConfig(progress=False), log=lambda s: None)

@@ -1,0 +1,334 @@
+"""``workbench compare CONFIG [CONFIG ...]``: several unlearning runs (methods, strengths) side by side.
+
+Every config is run (finished stages are reused, so an interrupted comparison resumes), then the baseline and
+every unlearned model go through one evaluation (its finished units are reused too): target probes, collateral
+and general probes, perplexity, and the attacks (adversarial prompts, relearning, residual-knowledge probes).
+The result is one table (``compare.csv`` / ``compare.md``: one row per run) and one interactive plotly figure
+(``compare.html``): target familiarity drop against collateral drop, general drop and perplexity rise, one
+point per run, 95% bootstrap intervals as error bars, the Pareto front marked, the attacks in each point's hover.
+
+``--sweep KEY=V1,V2`` adds one variant of every config per value (``methods.npo.beta=0.05,0.1``,
+``finetune.learning_rate=1e-4,5e-4``, ``methods.whp_test_time.alpha=1,5``), each a run of its own.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from workbench.errors import WorkbenchError
+from workbench.io import atomic_write_json, atomic_write_text
+
+__all__ = ["CompareConfig", "compare_runs", "sweep_variants", "compare_figure", "pareto_mask", "add_compare_parser"]
+
+ATTACKS = ("adversarial", "relearn", "residual")
+
+
+@dataclass
+class CompareConfig:
+    """How the runs are evaluated side by side."""
+
+    split: str = field(default="dev", metadata={"help": "probe split: 'dev' while tuning, 'heldout' for final numbers"})
+    attacks: tuple[str, ...] = field(default=ATTACKS, metadata={"help": "attack sections to run on every model"})
+    relearn_steps: tuple[int, ...] = field(default=(5, 20, 50), metadata={"help": "relearning schedule"})
+    ppl_max_tokens: int = field(default=8192, metadata={"help": "tokens of the perplexity text"})
+    bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the intervals of the drops"})
+    seed: int = field(default=0, metadata={"help": "seeds the bootstrap and the attacks"})
+    progress: bool = field(default=True, metadata={"help": "progress bars"})
+
+
+# -- configs and sweeps ------------------------------------------------------------------------------------------------------
+def _set_key(data: dict, key: str, value) -> None:
+    parts = key.split(".")
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise WorkbenchError(f"--sweep {key}: {p!r} is not a section")
+    node[parts[-1]] = value
+
+
+def sweep_variants(path: str | os.PathLike, sweep: dict[str, list] | None) -> list[tuple[str, dict]]:
+    """(name, config dict) for a config file and each value of each swept key (the file itself when no sweep).
+    Relative paths in the file stay relative to it."""
+    path = Path(path)
+    if not path.is_file():
+        raise WorkbenchError(f"config {path} does not exist")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    base = path.parent.resolve()
+    t = data.get("target") or {}
+    for k in ("corpus", "anchors", "retain"):
+        v = t.get(k)
+        if isinstance(v, str) and not os.path.isabs(v):
+            t[k] = str(base / v)
+    name = data.get("name", path.stem)
+    if not sweep:
+        return [(name, data)]
+    out = []
+    for key, values in sweep.items():
+        for v in values:
+            d = copy.deepcopy(data)
+            _set_key(d, key, v)
+            d["name"] = f"{name}-{key.split('.')[-1]}={v}"
+            out.append((d["name"], d))
+    return out
+
+
+def _parse_sweep(items: Sequence[str]) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for item in items or ():
+        if "=" not in item:
+            raise WorkbenchError(f"--sweep {item!r}: expected KEY=V1,V2,... (e.g. methods.npo.beta=0.05,0.1)")
+        key, vals = item.split("=", 1)
+        out[key.strip()] = [yaml.safe_load(v) for v in vals.split(",") if v.strip()]
+    return out
+
+
+# -- statistics --------------------------------------------------------------------------------------------------------------
+def _relative_drop(base: np.ndarray, new: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[float, float, float]:
+    """``1 - mean(new) / mean(base)`` over paired probes, with a 95% paired-bootstrap interval."""
+    value = 1.0 - new.mean() / base.mean()
+    idx = rng.integers(0, len(base), size=(n_boot, len(base)))
+    boots = 1.0 - new[idx].mean(1) / np.maximum(base[idx].mean(1), 1e-12)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return float(value), float(lo), float(hi)
+
+
+def pareto_mask(good: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """Points not dominated: no other point has ``good`` at least as high and ``bad`` at least as low, one strictly."""
+    n = len(good)
+    keep = np.ones(n, dtype=bool)
+    for i in range(n):
+        for j in range(n):
+            if j != i and good[j] >= good[i] and bad[j] <= bad[i] and (good[j] > good[i] or bad[j] < bad[i]):
+                keep[i] = False
+                break
+    return keep
+
+
+# -- the comparison ----------------------------------------------------------------------------------------------------------
+def compare_runs(configs: Sequence[str | os.PathLike], out_dir: str | os.PathLike = "runs/compare",
+                 config: CompareConfig | None = None, sweep: dict[str, list] | None = None,
+                 runs_dir: str | os.PathLike | None = None, log=print) -> pd.DataFrame:
+    """Run every config (and sweep variant), evaluate, and write the table and the figure. Returns the table."""
+    from workbench.config import config_from_dict
+    from workbench.eval.attacks import AttackConfig
+    from workbench.eval.report import EvalConfig, evaluate_models
+    from workbench.run import Run
+
+    cc = config or CompareConfig()
+    out = Path(out_dir)
+    variants = [v for c in configs for v in sweep_variants(c, sweep)]
+    if not variants:
+        raise WorkbenchError("compare: give at least one config")
+    names = [n for n, _ in variants]
+    if len(set(names)) != len(names):
+        raise WorkbenchError(f"compare: two configs share a name ({', '.join(sorted({n for n in names if names.count(n) > 1}))}); "
+                             "give each its own name:")
+    cfgs = [(n, config_from_dict(d, f"config {n}")) for n, d in variants]  # every config checked before any run
+    models = {c.model for _, c in cfgs}
+    packs = {c.target.pack for _, c in cfgs}
+    if len(models) != 1 or len(packs) != 1:
+        raise WorkbenchError(f"compare: every config needs the same model and pack (got models {sorted(models)}, "
+                             f"packs {sorted(map(str, packs))})")
+    runs_root = Path(runs_dir) if runs_dir else out / "runs"
+    runs = []
+    for i, (name, cfg) in enumerate(cfgs, 1):
+        cfg.report.enabled = False  # the comparison evaluates every model once, below
+        log(f"[compare] run {i}/{len(cfgs)}: {name} (method {cfg.method})")
+        run = Run(cfg, runs_root / name, update=True, progress=cc.progress, log=log)
+        run.run(("reinforce", "score", "labels", "finetune"))
+        runs.append(run)
+    first = runs[0]
+    pack = first.cfg.target.pack
+    ppl_text = out / "perplexity_text.txt"
+    if first.retain_documents and not ppl_text.is_file():
+        atomic_write_text(ppl_text, "\n\n".join(d.text for d in first.retain_documents))
+    sections = ("probes", "collateral") + (("perplexity",) if ppl_text.is_file() else ()) + tuple(cc.attacks)
+    ecfg = EvalConfig(
+        pack=pack, sections=sections, splits=(cc.split,), ppl_text=str(ppl_text), ppl_max_tokens=cc.ppl_max_tokens,
+        seed=cc.seed, progress=cc.progress, figures=False, formats=("csv",), batch_size=8,
+        max_batch_tokens=2048,  # two 1024-token perplexity windows per pass: their logits dominate memory
+        attacks=AttackConfig(relearn_steps=tuple(cc.relearn_steps), relearn_exclude_run=str(first.dir), seed=cc.seed),
+    )
+    log(f"[compare] evaluating the baseline and {len(runs)} unlearned models on the {cc.split} probes")
+    models_arg = [("baseline", first.cfg.model)] + [(r.cfg.name, str(r.dir)) for r in runs]
+    rep = evaluate_models(models_arg, ecfg, out / "eval")
+    table = comparison_table(rep.table, rep.details.get("probes", pd.DataFrame()), runs, cc)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "compare.csv", table.to_csv(index=False))
+    atomic_write_text(out / "compare.md", _markdown(table, cc))
+    atomic_write_json(out / "compare.json", {"split": cc.split, "runs": table.to_dict(orient="records")})
+    fig = compare_figure(table, cc)
+    tmp = out / ".compare.html.tmp"
+    fig.write_html(str(tmp), include_plotlyjs="directory", full_html=True)
+    os.replace(tmp, out / "compare.html")
+    log(f"[compare] {out / 'compare.md'}, {out / 'compare.html'}")
+    return table
+
+
+def _pick(table: pd.DataFrame, model: str, section: str, metric: str, variant: str | None = None,
+          set_: str | None = None, split: str | None = None) -> float:
+    t = table[(table["model"] == model) & (table["section"] == section) & (table["metric"] == metric)]
+    if variant is not None:
+        t = t[t["variant"] == variant]
+    if set_ is not None:
+        t = t[t["set"] == set_]
+    if split is not None:
+        t = t[t["split"] == split]
+    return float(t["value"].iloc[0]) if len(t) else math.nan
+
+
+def comparison_table(table: pd.DataFrame, probes: pd.DataFrame, runs: list, cc: CompareConfig) -> pd.DataFrame:
+    """One row per run: drops with 95% intervals, perplexity rise, the attacks; and the Pareto flags."""
+    rng = np.random.default_rng(cc.seed)
+    plain = probes[probes["variant"] == "original"] if not probes.empty else probes
+    rows = []
+    for run in runs:
+        name = run.cfg.name
+        row = {"run": name, "method": run.cfg.method, "run_dir": str(run.dir),
+               "seconds": (run.stage_record("finetune") or {}).get("seconds")}
+        for key, set_ in (("target", "probability"), ("collateral", "collateral"), ("general", "general")):
+            b = plain[(plain["model"] == "baseline") & (plain["set"] == set_)].set_index("probe_id")["prob"]
+            u = plain[(plain["model"] == name) & (plain["set"] == set_)].set_index("probe_id")["prob"]
+            both = b.index.intersection(u.index)
+            if len(both):
+                v, lo, hi = _relative_drop(b[both].to_numpy(), u[both].to_numpy(), cc.bootstrap, rng)
+                row.update({f"{key}_prob": float(u[both].mean()), f"{key}_drop": v, f"{key}_drop_lo": lo,
+                            f"{key}_drop_hi": hi, f"{key}_n": len(both)})
+        pb, pu = _pick(table, "baseline", "perplexity", "ppl"), _pick(table, name, "perplexity", "ppl")
+        row["ppl_rise"] = pu / pb - 1.0 if pb == pb and pu == pu else math.nan
+        # attacks: the mean probability of the target probes that each brings back (baseline beside it)
+        for who, prefix in (("baseline", "base_"), (name, "")):
+            row[f"{prefix}adv_worst_prob"] = _pick(table, who, "adversarial", "mean_prob", "worst", "probability", cc.split)
+            for n in cc.relearn_steps:
+                row[f"{prefix}relearn{n}_prob"] = _pick(table, who, "relearn", "mean_prob", f"relearn_{n}", "probability", cc.split)
+            res = table[(table["model"] == who) & (table["section"] == "residual") & (table["metric"] == "accuracy")]
+            row[f"{prefix}residual_best_acc"] = float(res["value"].max()) if len(res) else math.nan
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if "target_drop" in df and "collateral_drop" in df:
+        df["pareto"] = pareto_mask(df["target_drop"].to_numpy(), df["collateral_drop"].to_numpy())
+    return df
+
+
+def _pct(v) -> str:
+    return "" if v is None or v != v else f"{100 * v:+.1f}%"
+
+
+def _markdown(df: pd.DataFrame, cc: CompareConfig) -> str:
+    head = ["run", "method", "target drop [95% CI]", "collateral drop", "general drop", "ppl rise", "adv. worst P",
+            *[f"relearn {n}: P" for n in cc.relearn_steps], "residual acc", "Pareto"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in df.iterrows():
+        def ci(key):
+            if f"{key}_drop" not in r or r[f"{key}_drop"] != r[f"{key}_drop"]:
+                return ""
+            return f"{100 * r[f'{key}_drop']:.1f}% [{100 * r[f'{key}_drop_lo']:.1f}, {100 * r[f'{key}_drop_hi']:.1f}]"
+
+        def pair(key):
+            u, b = r.get(key), r.get("base_" + key)
+            return "" if u is None or u != u else f"{u:.3f} (base {b:.3f})"
+
+        cells = [r["run"], r["method"], ci("target"), ci("collateral"), ci("general"), _pct(r.get("ppl_rise")),
+                 pair("adv_worst_prob"), *[pair(f"relearn{n}_prob") for n in cc.relearn_steps],
+                 pair("residual_best_acc"), "✓" if r.get("pareto") else ""]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    note = (f"\nDrops are 1 - mean(unlearned)/mean(baseline) of P(correct next token) on the {cc.split} probes, "
+            "95% paired-bootstrap intervals. Attacks: mean P of the target probes under the worst adversarial "
+            "prompt and after N relearning steps, and the best layer's residual-probe accuracy (chance 0.5), "
+            "each with the baseline's value under the same attack. Pareto: no other run forgets more with less "
+            "collateral drop.\n")
+    return "\n".join(lines) + "\n" + note
+
+
+def compare_figure(df: pd.DataFrame, cc: CompareConfig | None = None):
+    """Target drop (y) against collateral drop, general drop and perplexity rise (x), one point per run, error
+    bars from the intervals, the Pareto front of each panel drawn, the attacks in the hover."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    cc = cc or CompareConfig()
+    panels = [("collateral_drop", "collateral drop"), ("general_drop", "general drop"), ("ppl_rise", "perplexity rise")]
+    fig = make_subplots(rows=1, cols=3, shared_yaxes=True, subplot_titles=[p[1] for p in panels])
+    methods = sorted(df["method"].unique())
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+    color = {m: palette[i % len(palette)] for i, m in enumerate(methods)}
+    hover = []
+    for _, r in df.iterrows():
+        parts = [f"<b>{r['run']}</b> ({r['method']})", f"target drop {_pct(r.get('target_drop'))}"]
+        if r.get("adv_worst_prob") == r.get("adv_worst_prob"):
+            parts.append(f"adversarial worst P {r['adv_worst_prob']:.3f} (base {r['base_adv_worst_prob']:.3f})")
+        for n in cc.relearn_steps:
+            v = r.get(f"relearn{n}_prob")
+            if v == v and v is not None:
+                parts.append(f"after {n} relearning steps P {v:.3f} (base {r[f'base_relearn{n}_prob']:.3f})")
+        if r.get("residual_best_acc") == r.get("residual_best_acc"):
+            parts.append(f"residual probe acc {r['residual_best_acc']:.2f} (base {r['base_residual_best_acc']:.2f})")
+        hover.append("<br>".join(parts))
+    df = df.assign(_hover=hover)
+    for col, (xkey, _title) in enumerate(panels, 1):
+        if xkey not in df:
+            continue
+        for m in methods:
+            d = df[df["method"] == m]
+            err_x = None
+            if f"{xkey}_lo" in d:
+                err_x = dict(type="data", symmetric=False, array=(d[f"{xkey}_hi"] - d[xkey]).tolist(),
+                             arrayminus=(d[xkey] - d[f"{xkey}_lo"]).tolist())
+            fig.add_trace(go.Scatter(
+                x=d[xkey], y=d["target_drop"], mode="markers+text", text=d["run"], textposition="top center",
+                name=m, legendgroup=m, showlegend=col == 1, marker=dict(size=11, color=color[m]),
+                error_x=err_x, error_y=dict(type="data", symmetric=False, array=(d["target_drop_hi"] - d["target_drop"]).tolist(),
+                                            arrayminus=(d["target_drop"] - d["target_drop_lo"]).tolist()),
+                hovertext=d["_hover"], hoverinfo="text"), row=1, col=col)
+        ok = df[[xkey, "target_drop"]].notna().all(1)
+        sub = df[ok]
+        if len(sub):
+            front = sub[pareto_mask(sub["target_drop"].to_numpy(), sub[xkey].to_numpy())].sort_values(xkey)
+            fig.add_trace(go.Scatter(x=front[xkey], y=front["target_drop"], mode="lines", line=dict(dash="dash", color="grey"),
+                                     name="Pareto front", legendgroup="front", showlegend=col == 1, hoverinfo="skip"),
+                          row=1, col=col)
+        fig.update_xaxes(tickformat=".0%", title_text=panels[col - 1][1] + " (lower is better)", row=1, col=col)
+    fig.update_yaxes(tickformat=".0%", title_text=f"target familiarity drop ({cc.split} probes; higher forgets more)", row=1, col=1)
+    fig.update_layout(title="Unlearning methods: forgetting against collateral damage", height=520, width=1400,
+                      template="plotly_white")
+    return fig
+
+
+# -- the command line -------------------------------------------------------------------------------------------------------
+def add_compare_parser(sub) -> None:
+    sp = sub.add_parser("compare", help="run several configs (methods, strengths) and compare them in one table and figure")
+    sp.add_argument("configs", nargs="+", help="YAML run configs (each with its own name)")
+    sp.add_argument("--out", default="runs/compare", help="output folder (runs, evaluation, table, figure)")
+    sp.add_argument("--runs-dir", default=None, help="where the runs go (default OUT/runs)")
+    sp.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2",
+                    help="one variant of every config per value, e.g. methods.npo.beta=0.05,0.1 (repeatable)")
+    sp.add_argument("--split", choices=("dev", "heldout"), default="dev", help="probe split (tune on dev)")
+    sp.add_argument("--attacks", default=",".join(ATTACKS), help="attack sections, comma-separated ('' for none)")
+    sp.add_argument("--relearn-steps", default="5,20,50", help="relearning schedule")
+    sp.add_argument("--no-progress", action="store_true")
+    sp.set_defaults(func=_cmd_compare)
+
+
+def _cmd_compare(args) -> int:
+    attacks = tuple(a for a in args.attacks.split(",") if a)
+    bad = [a for a in attacks if a not in ATTACKS]
+    if bad:
+        raise WorkbenchError(f"--attacks: unknown {', '.join(bad)}; choose from {', '.join(ATTACKS)}")
+    try:
+        steps = tuple(int(s) for s in args.relearn_steps.split(",") if s)
+    except ValueError as exc:
+        raise WorkbenchError(f"--relearn-steps: expected integers like 5,20,50, got {args.relearn_steps!r}") from exc
+    cc = CompareConfig(split=args.split, attacks=attacks, relearn_steps=steps, progress=not args.no_progress)
+    table = compare_runs(args.configs, args.out, cc, _parse_sweep(args.sweep), args.runs_dir)
+    print(_markdown(table, cc))
+    return 0

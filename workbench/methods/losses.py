@@ -1,0 +1,73 @@
+"""The losses of the gradient-based methods, as plain functions of log-probabilities and activations.
+
+Notation: for a sequence y of target text, ``log pi(y) = sum_t log p(y_t | y_<t)`` over its |y| predicted tokens.
+
+- GA (gradient ascent): ``-NLL(target)``, the mean token NLL negated (Jang et al. 2023).
+- GradDiff: ``forget_weight * (-NLL(target)) + retain_weight * NLL(retain)`` (Liu et al. 2022; TOFU).
+- NPO: ``-(2/beta) * mean_y log sigmoid(-beta * (log pi(y) - log pi_ref(y)))`` plus a retain NLL term
+  (Zhang et al. 2024, eq. 3 and NPO-RT). It equals GA's gradient scaled by a weight that falls as the model
+  moves away from the reference, which is what keeps it from collapsing.
+- SimNPO: ``-(2/beta) * mean_y log sigmoid(-(beta/|y|) * log pi(y) - gamma)`` plus retain NLL (Fan et al. 2024,
+  eq. 4): no reference model; the length-normalised log-likelihood takes the log-ratio's place.
+- RMU: ``mean ||h_l(target) - c*u||^2 + alpha * mean ||h_l(retain) - h_l^frozen(retain)||^2`` at one layer l,
+  u a fixed random unit vector (Li et al. 2024, WMDP; the means are over positions and hidden units, as in
+  the authors' ``mse_loss``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "token_logprobs", "mean_nll", "sequence_logprobs", "ga_loss", "graddiff_loss", "npo_loss", "simnpo_loss",
+    "rmu_forget_loss", "rmu_retain_loss",
+]
+
+
+def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``log p(x_{t+1} | x_<=t)`` for every predicted position ``[batch, pos-1]`` and its validity mask."""
+    logp = F.log_softmax(logits[:, :-1].float(), -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    mask = (attention_mask[:, 1:] * attention_mask[:, :-1]).bool()
+    return logp, mask
+
+
+def mean_nll(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood over the valid tokens of the whole batch (the usual LM loss)."""
+    return -(logp * mask).sum() / mask.sum().clamp(min=1)
+
+
+def sequence_logprobs(logp: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sequence: ``log pi(y)`` (sum over its valid tokens) and |y| (their number)."""
+    return (logp * mask).sum(-1), mask.sum(-1)
+
+
+def ga_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return -mean_nll(logp, mask)
+
+
+def graddiff_loss(f_logp, f_mask, r_logp, r_mask, forget_weight: float = 1.0, retain_weight: float = 1.0) -> torch.Tensor:
+    return forget_weight * ga_loss(f_logp, f_mask) + retain_weight * mean_nll(r_logp, r_mask)
+
+
+def npo_loss(seq_logp: torch.Tensor, ref_seq_logp: torch.Tensor, beta: float) -> torch.Tensor:
+    """NPO's forget term over sequences (``log pi`` of model and reference, one value per sequence)."""
+    return -(2.0 / beta) * F.logsigmoid(-beta * (seq_logp - ref_seq_logp)).mean()
+
+
+def simnpo_loss(seq_logp: torch.Tensor, lengths: torch.Tensor, beta: float, gamma: float = 0.0) -> torch.Tensor:
+    """SimNPO's forget term: the length-normalised log-likelihood instead of NPO's log-ratio."""
+    return -(2.0 / beta) * F.logsigmoid(-(beta / lengths.clamp(min=1)) * seq_logp - gamma).mean()
+
+
+def rmu_forget_loss(h: torch.Tensor, mask: torch.Tensor, control: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance of the activations ``[batch, pos, hidden]`` at valid positions to ``control`` [hidden]."""
+    sel = h[mask.bool()].float()
+    return ((sel - control.float()) ** 2).mean()
+
+
+def rmu_retain_loss(h: torch.Tensor, h_frozen: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance of the activations to the frozen model's at valid positions."""
+    m = mask.bool()
+    return ((h[m].float() - h_frozen[m].float()) ** 2).mean()
