@@ -65,6 +65,8 @@ def test_relearn_blocks_leave_out_what_the_run_trained_on(tmp_path):
     cfg = tiny_config(tmp_path)
     cfg["target"] = {"pack": "harry_potter", "block_size": 64, "max_blocks": 6, "spread_blocks": True}
     run = Run(config_from_dict(cfg), tmp_path / "run", progress=False, log=None)
+    run.check_inputs()
+    run._claim()  # what a stage does first: the run directory records its config
     tok = tiny_tokenizer()
     pack = load_pack("harry_potter")
     acfg = AttackConfig(relearn_block_size=64, relearn_blocks=5, relearn_exclude_run=str(tmp_path / "run"))

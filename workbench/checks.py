@@ -70,6 +70,9 @@ def _model_folder_problem(path: Path) -> str | None:
     """A saved model folder: a LoRA adapter (adapter_config.json) or a full model (config.json), weights intact."""
     if not path.is_dir():
         return f"{path} is missing"
+    descriptor = path / "workbench_method.json"  # a test-time or prompt method's model (workbench/methods/wrappers.py)
+    if descriptor.is_file():
+        return read_record(descriptor)[1]
     if (path / "adapter_config.json").is_file():
         weights = sorted(path.glob("adapter_model*.safetensors"))
     elif (path / "config.json").is_file():

@@ -370,7 +370,8 @@ class Run:
             return pd.read_parquet(path)
         t0 = time.perf_counter()
         blocks, scores_fp = self.scored_blocks, self._scores_fingerprint()
-        if (self.stage_record("score") or {}).get("scores_fingerprint") == scores_fp and path.is_file():
+        if ((self.stage_record("score") or {}).get("scores_fingerprint") == scores_fp
+                and not artifact_problem(self.dir, "score")):  # the scores file is there and opens
             scores = pd.read_parquet(path)
         else:
             self.log(f"[score] {len(blocks)} blocks ({sum(len(b) for b in blocks)} tokens)")

@@ -263,7 +263,7 @@ def run_packs_check(args: argparse.Namespace) -> int:
     if not anchors.entries:  # a new pack's map, not filled yet
         print(f"{pack.name}: anchors: empty so far (notebook 02_anchor_editing suggests terms to accept)")
     else:
-        print(f"{pack.name}: anchors: {len(load_anchor_terms(pack))} terms ok")
+        print(f"{pack.name}: anchors: {len(anchors.entries)} terms ok")
     print(f"{pack.name}: corpus: {len(pack.corpus_files())} files ok")  # names the missing folder otherwise
     for warning in probe_warnings(pack, anchors):
         print(f"warning: {pack.name}: {warning}", file=sys.stderr)

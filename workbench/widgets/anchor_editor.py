@@ -240,9 +240,6 @@ class AnchorEditor(WidgetView):
             self.anchors.with_entry(key, alts)
         except WorkbenchError as exc:
             return _clean_error(exc)
-        same = [a for a in alts if a == key]
-        if same:
-            return f"alternative {same[0]!r} is the key itself; give a generic replacement"
         dup = sorted({a for a in alts if alts.count(a) > 1})
         if dup:
             return f"alternative {dup[0]!r} is listed twice"
