@@ -233,5 +233,5 @@ def test_report_stage_compares_baseline_and_unlearned(tmp_path):
     assert g.loc["p1", "answer_kind"] == "anchor"  # the kind of the original prompt
     table = outcome_table(report)
     assert list(table["measure"])[-1].startswith("perplexity") and len(table) == 5
-    assert table["change 95% CI"].iloc[0].startswith("[") and table["change 95% CI"].iloc[-1] is None
+    assert table["change 95% CI"].iloc[0].startswith("[") and pd.isna(table["change 95% CI"].iloc[-1])
     assert table["generic"].iloc[0] == gen["all"]["mean_prob"]
