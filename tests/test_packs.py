@@ -8,11 +8,11 @@ import pytest
 
 from test_eval_support import PROBABILITY, make_pack, write_jsonl
 from workbench.errors import WorkbenchError
+from workbench.eval.probes import check_pack
 from workbench.packs import (
     BUNDLED_DIR,
     CompletionProbe,
     NextTokenProbe,
-    check_pack,
     list_packs,
     load_anchor_terms,
     load_pack,

@@ -210,6 +210,10 @@ def test_report_stage_compares_baseline_and_unlearned(tmp_path):
     report = Run(config_from_dict(cfg), tmp_path / "run", progress=False, log=None).run()
     assert report["probes"]["probability"]["n"] == 2  # the dev probe is left out
     assert report["probes"]["general"]["n"] == 1
+    prob = report["probes"]["probability"]
+    lo, hi = prob["relative_change_ci95"]
+    assert lo <= prob["relative_change"] + 1e-12 and prob["relative_change"] <= hi + 1e-12
+    assert prob["change"] == pytest.approx(prob["unlearned_mean_prob"] - prob["baseline_mean_prob"])
     assert 0 <= report["probes"]["probability"]["baseline_mean_prob"] <= 1
     assert report["perplexity"]["text"] == "retain text" and report["perplexity"]["baseline"] > 1
     saved = json.loads((tmp_path / "run" / "report.json").read_text())
@@ -229,4 +233,5 @@ def test_report_stage_compares_baseline_and_unlearned(tmp_path):
     assert g.loc["p1", "answer_kind"] == "anchor"  # the kind of the original prompt
     table = outcome_table(report)
     assert list(table["measure"])[-1].startswith("perplexity") and len(table) == 5
+    assert table["change 95% CI"].iloc[0].startswith("[") and pd.isna(table["change 95% CI"].iloc[-1])
     assert table["generic"].iloc[0] == gen["all"]["mean_prob"]

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from workbench.config import ReportConfig
     from workbench.run import Run
 
-__all__ = ["before_after", "outcome_table", "answer_kind", "generic_prompts", "perplexity_text", "ANSWER_KINDS"]
+__all__ = ["before_after", "outcome_table", "answer_kind", "generic_prompts", "paired_change", "perplexity_text",
+           "ANSWER_KINDS"]
 
 # What a next-token probe's answer is, with respect to the anchor map. The method relabels the position that
 # predicts an anchored term and leaves positions inside a multi-token anchor unlabelled, so it acts on the
@@ -66,6 +67,20 @@ def perplexity_text(run: "Run", rc: "ReportConfig") -> tuple[str | None, str | N
     return None, None
 
 
+def paired_change(base: pd.DataFrame, other: pd.DataFrame) -> dict:
+    """The change from ``base`` to ``other`` (probe rows of one set; paired on ``probe_id``) in mean probability,
+    absolute and relative, each with its paired-bootstrap 95% interval (probes resampled together)."""
+    from workbench.eval.utility import paired_bootstrap, paired_bootstrap_relative
+
+    a = base.groupby("probe_id")["prob"].mean()
+    b = other.groupby("probe_id")["prob"].mean()
+    common = a.index.intersection(b.index)
+    a, b = a.loc[common].to_numpy(), b.loc[common].to_numpy()
+    diff, lo, hi = paired_bootstrap(a, b)
+    _, rlo, rhi = paired_bootstrap_relative(a, b)
+    return {"change": diff, "change_ci95": [lo, hi], "relative_change_ci95": [rlo, rhi]}
+
+
 def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
     """Score the pack's probe sets (split ``rc.split``) and a perplexity text with both models.
 
@@ -106,10 +121,15 @@ def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
         means = per_probe.pivot_table(index="set", columns="variant", values="prob", aggfunc="mean")
         counts = per_probe[per_probe["variant"] == "baseline"].groupby("set").size()
         order = [s for s in rc.probe_sets if s in means.index]  # the config's order: the target set first
+        def rows(variant: str, s: str, kind: str | None = None) -> pd.DataFrame:
+            sel = (per_probe["variant"] == variant) & (per_probe["set"] == s)
+            return per_probe[sel & (per_probe["answer_kind"] == kind)] if kind else per_probe[sel]
+
         out["probes"] = {
             s: {"n": int(counts[s]), "baseline_mean_prob": float(means.loc[s, "baseline"]),
                 "unlearned_mean_prob": float(means.loc[s, "unlearned"]),
-                "relative_change": float(means.loc[s, "unlearned"] / means.loc[s, "baseline"] - 1.0)}
+                "relative_change": float(means.loc[s, "unlearned"] / means.loc[s, "baseline"] - 1.0),
+                **paired_change(rows("baseline", s), rows("unlearned", s))}
             for s in order
         }
         by_kind = per_probe.pivot_table(index=["set", "answer_kind"], columns="variant", values="prob", aggfunc="mean")
@@ -118,7 +138,8 @@ def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
             f"{s}/{k}": {"set": s, "answer_kind": k, "n": int(kind_n[(s, k)]),
                          "baseline_mean_prob": float(by_kind.loc[(s, k), "baseline"]),
                          "unlearned_mean_prob": float(by_kind.loc[(s, k), "unlearned"]),
-                         "relative_change": float(by_kind.loc[(s, k), "unlearned"] / by_kind.loc[(s, k), "baseline"] - 1.0)}
+                         "relative_change": float(by_kind.loc[(s, k), "unlearned"] / by_kind.loc[(s, k), "baseline"] - 1.0),
+                         **paired_change(rows("baseline", s, k), rows("unlearned", s, k))}
             for s, k in by_kind.index if s == "probability"
         }
         if not generic.empty:  # the baseline on anchor-translated prompts: what the method steers towards
@@ -128,7 +149,7 @@ def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
                         for k in ANSWER_KINDS if (generic["answer_kind"] == k).any()})
             out["generic_reference"] = {
                 k: {"n": len(g), "mean_prob": float(g["prob"].mean()),
-                    "relative_change": float(g["prob"].mean() / b["prob"].mean() - 1.0)}
+                    "relative_change": float(g["prob"].mean() / b["prob"].mean() - 1.0), **paired_change(b, g)}
                 for k, (g, b) in gen.items()
             }
     text, text_name = perplexity_text(run, rc)
@@ -143,23 +164,30 @@ def before_after(run: "Run", rc: "ReportConfig", progress: bool = True) -> dict:
     return out
 
 
+def _ci(r: dict) -> str | None:
+    ci = r.get("relative_change_ci95")
+    return f"[{100 * ci[0]:+.1f}%, {100 * ci[1]:+.1f}%]" if ci else None
+
+
 def outcome_table(report: dict) -> pd.DataFrame:
     """The before/after table of a report: one row per probe set (mean probability of the correct token), the
-    target set split by answer kind, and one row for perplexity."""
+    target set split by answer kind, and one row for perplexity. ``change 95% CI``: the paired-bootstrap
+    interval of the relative change (probes resampled together)."""
     rows = []
     gen = report.get("generic_reference") or {}
     for s, r in (report.get("probes") or {}).items():
         rows.append({"measure": f"{s} probes: P(correct next token)", "n": r["n"], "baseline": r["baseline_mean_prob"],
                      "unlearned": r["unlearned_mean_prob"], "change": f"{100 * r['relative_change']:+.1f}%",
+                     "change 95% CI": _ci(r),
                      "generic": (gen.get("all") or {}).get("mean_prob") if s == "probability" else None})
         for kr in (report.get("probes_by_answer_kind") or {}).values():
             if kr["set"] == s:
                 rows.append({"measure": f"  of which: {ANSWER_KINDS[kr['answer_kind']]}", "n": kr["n"],
                              "baseline": kr["baseline_mean_prob"], "unlearned": kr["unlearned_mean_prob"],
-                             "change": f"{100 * kr['relative_change']:+.1f}%",
+                             "change": f"{100 * kr['relative_change']:+.1f}%", "change 95% CI": _ci(kr),
                              "generic": (gen.get(kr["answer_kind"]) or {}).get("mean_prob")})
     ppl = report.get("perplexity")
     if ppl:
         rows.append({"measure": f"perplexity ({ppl['text']})", "n": None, "baseline": ppl["baseline"],
                      "unlearned": ppl["unlearned"], "change": f"{100 * ppl['relative_change']:+.1f}%"})
-    return pd.DataFrame(rows, columns=["measure", "n", "baseline", "unlearned", "change", "generic"])
+    return pd.DataFrame(rows, columns=["measure", "n", "baseline", "unlearned", "change", "change 95% CI", "generic"])

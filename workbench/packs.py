@@ -10,14 +10,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
+from workbench.anchors import load_anchor_map
 from workbench.errors import WorkbenchError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
-
-    from workbench.models import LoadedModel
 
 __all__ = [
     "BUNDLED_DIR",
@@ -28,7 +24,6 @@ __all__ = [
     "NextTokenProbe",
     "Pack",
     "Probe",
-    "check_pack",
     "list_packs",
     "load_anchor_terms",
     "load_pack",
@@ -322,59 +317,13 @@ def _check_fact_splits(probes: list[Probe], shown: str) -> None:
 
 
 def load_anchor_terms(pack: Pack | str | Path) -> list[str]:
-    """The anchored expressions (keys) of a pack's anchors.json, or of an anchors.json path, in file order.
-
-    Both the ``{"format": ..., "anchors": {...}}`` form and a bare mapping are accepted.
-    """
+    """The anchored expressions (keys) of a pack's anchors.json, or of an anchors.json path, in file order
+    (read and validated by :func:`workbench.anchors.load_anchor_map`, unconsolidated: every key counts)."""
     if isinstance(pack, Pack):
         path = pack.anchors_path
     else:
         path = Path(pack)
         if path.is_dir() or path.name == "pack.json" or not path.suffix:
             path = load_pack(pack).anchors_path
-    if not path.is_file():
-        raise WorkbenchError(f"anchor map {path} does not exist; write it as described in docs/formats.md")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise WorkbenchError(f"{path} line {exc.lineno}: invalid JSON ({exc.msg})") from exc
-    if isinstance(data, dict) and "anchors" in data and ("format" in data or isinstance(data.get("anchors"), dict)):
-        data = data["anchors"]
-    if not isinstance(data, dict):
-        raise WorkbenchError(f"{path}: 'anchors' must be an object mapping terms to alternatives")
-    terms = [k for k in data if isinstance(k, str) and k.strip()]
-    if not terms:
-        raise WorkbenchError(f"{path}: the anchor map is empty")
-    return terms
+    return list(load_anchor_map(path, do_consolidate=False).entries)
 
-
-def check_pack(
-    pack: Pack | str | Path,
-    loaded_model: "LoadedModel",
-    kinds: tuple[str, ...] | None = None,
-    batch_size: int = 16,
-) -> "pd.DataFrame":
-    """Each next-token probe's probability and rank of its answer under a model (the pack's baseline numbers).
-
-    Returns one row per probe: ``kind, id, split, domain, prompt, target, prob, rank, top1, seq_logprob``.
-    """
-    import pandas as pd
-
-    from workbench.eval.probes import score_probes
-    from workbench.eval.scoring import ScoringConfig
-
-    pack = load_pack(pack)
-    if kinds is None:
-        kinds = tuple(k for k in pack.probe_paths if k != COMPLETION_KIND)
-    frames = []
-    for kind in kinds:
-        probes = pack.probes(kind)
-        if probes and not isinstance(probes[0], NextTokenProbe):
-            raise WorkbenchError(f"pack {pack.name!r}: '{kind}' probes are not next-token probes")
-        df = score_probes(loaded_model, probes, ScoringConfig(batch_size=batch_size, desc=f"check {kind}"))
-        frames.append(df)
-    if not frames:
-        raise WorkbenchError(f"pack {pack.name!r} declares no next-token probe files")
-    out = pd.concat(frames, ignore_index=True)
-    cols = ["set", "probe_id", "split", "domain", "prompt", "target", "prob", "rank", "top1", "seq_logprob"]
-    return out[cols].rename(columns={"set": "kind", "probe_id": "id"})

@@ -45,7 +45,7 @@ from workbench.runlock import check_run_dir, run_lock
 __all__ = ["Run", "STAGES"]
 
 STAGES = ("reinforce", "score", "labels", "finetune", "report")
-REPORT_VERSION = 3  # bump when the report's content changes, so finished runs recompute it
+REPORT_VERSION = 4  # bump when the report's content changes, so finished runs recompute it
 
 
 def _is_main_process() -> bool:

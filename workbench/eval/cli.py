@@ -243,7 +243,8 @@ def run_packs_check(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from workbench.models import load_model
-    from workbench.packs import COMPLETION_KIND, check_pack, load_pack
+    from workbench.eval.probes import check_pack
+    from workbench.packs import COMPLETION_KIND, load_pack
 
     pack = load_pack(args.name)
     # Validate everything first, so a bad line is reported before a model is loaded.

@@ -20,9 +20,10 @@ import pandas as pd
 from workbench.errors import WorkbenchError
 from workbench.eval.scoring import Request, ScoringConfig, encode_pairs, score_requests
 from workbench.models import LoadedModel
-from workbench.packs import NextTokenProbe
+from workbench.packs import COMPLETION_KIND, NextTokenProbe, Pack, load_pack
 
-__all__ = ["PROBE_COLUMNS", "probe_requests", "score_probes", "summarize_probes", "with_prompts"]
+__all__ = ["PROBE_COLUMNS", "check_pack", "probe_requests", "score_pack_probes", "score_probes", "summarize_probes",
+           "with_prompts"]
 
 PROBE_COLUMNS = [
     "set", "variant", "probe_id", "split", "domain", "prompt", "target", "prob", "logprob", "rank", "top1", "top5",
@@ -142,3 +143,36 @@ def summarize_probes(df: pd.DataFrame, by: Sequence[str] = ("set", "variant", "s
             "mean_seq_logprob": float(g["seq_logprob"].mean()),
         })
     return pd.DataFrame(rows)
+
+
+def score_pack_probes(lm: LoadedModel, pack: Pack | str, kinds: Sequence[str], config: ScoringConfig | None = None,
+                      require: bool = False) -> pd.DataFrame:
+    """Probe rows (:data:`PROBE_COLUMNS`) for the next-token probe files ``kinds`` of a pack. A kind whose file
+    is missing is skipped, or with ``require`` an error; no file at all is an error."""
+    pack = load_pack(pack)
+    frames = []
+    for kind in kinds:
+        if not require and not pack.has_probes(kind):
+            continue
+        probes = pack.probes(kind)
+        if not isinstance(probes[0], NextTokenProbe):
+            raise WorkbenchError(f"pack {pack.name!r}: '{kind}' probes are not next-token probes")
+        frames.append(score_probes(lm, probes, config or ScoringConfig(desc=kind)))
+    if not frames:
+        raise WorkbenchError(f"pack {pack.name!r} has none of the probe files {', '.join(kinds) or '(none)'}")
+    return pd.concat(frames, ignore_index=True)
+
+
+def check_pack(pack: Pack | str, loaded_model: LoadedModel, kinds: tuple[str, ...] | None = None,
+               batch_size: int = 16) -> pd.DataFrame:
+    """Each next-token probe's probability and rank of its answer under a model (the pack's baseline numbers).
+
+    ``kinds`` default to every declared next-token kind; a named kind whose file is missing is an error.
+    Returns one row per probe: ``kind, id, split, domain, prompt, target, prob, rank, top1, seq_logprob``.
+    """
+    pack = load_pack(pack)
+    if kinds is None:
+        kinds = tuple(k for k in pack.probe_paths if k != COMPLETION_KIND)
+    out = score_pack_probes(loaded_model, pack, kinds, ScoringConfig(batch_size=batch_size, desc="check"), require=True)
+    cols = ["set", "probe_id", "split", "domain", "prompt", "target", "prob", "rank", "top1", "seq_logprob"]
+    return out[cols].rename(columns={"set": "kind", "probe_id": "id"})

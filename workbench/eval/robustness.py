@@ -20,7 +20,7 @@ from typing import Sequence
 import pandas as pd
 
 from workbench.errors import WorkbenchError
-from workbench.eval.probes import score_probes, with_prompts
+from workbench.eval.probes import score_pack_probes, score_probes, with_prompts
 from workbench.eval.scoring import ScoringConfig
 from workbench.models import LoadedModel
 from workbench.packs import NextTokenProbe, Pack, load_pack
@@ -131,8 +131,4 @@ def priming_summary(plain: pd.DataFrame, primed: pd.DataFrame) -> pd.DataFrame:
 def score_collateral(lm: LoadedModel, pack: Pack | str | Path, kinds: Sequence[str] = ("collateral", "general"),
                      config: ScoringConfig | None = None) -> pd.DataFrame:
     """Probe rows for the pack's neighbouring-domain and general probes (files that exist)."""
-    pack = load_pack(pack)
-    frames = [score_probes(lm, pack.probes(k), config or ScoringConfig(desc=k)) for k in kinds if pack.has_probes(k)]
-    if not frames:
-        raise WorkbenchError(f"pack {pack.name!r} has none of the probe files {', '.join(kinds)}")
-    return pd.concat(frames, ignore_index=True)
+    return score_pack_probes(lm, pack, kinds, config)

@@ -35,6 +35,7 @@ __all__ = [
     "load_mc_task",
     "mc_requests",
     "paired_bootstrap",
+    "paired_bootstrap_relative",
     "perplexity",
     "resolve_task",
     "score_mc",
@@ -223,6 +224,24 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], n_boot: int = 2000,
     idx = rng.integers(0, len(diff), size=(n_boot, len(diff)))
     means = diff[idx].mean(axis=1)
     return float(diff.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def paired_bootstrap_relative(a: Sequence[float], b: Sequence[float], n_boot: int = 2000,
+                              seed: int = 0) -> tuple[float, float, float]:
+    """Relative change ``mean(b) / mean(a) - 1`` over paired items and its 95% percentile bootstrap interval
+    (items resampled together, as in :func:`paired_bootstrap`)."""
+    a_arr, b_arr = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a_arr.shape != b_arr.shape:
+        raise ValueError("paired samples must have the same length")
+    if len(a_arr) == 0 or a_arr.mean() == 0:
+        return math.nan, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a_arr), size=(n_boot, len(a_arr)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = b_arr[idx].mean(axis=1) / a_arr[idx].mean(axis=1) - 1.0
+    ratios = ratios[np.isfinite(ratios)]
+    return (float(b_arr.mean() / a_arr.mean() - 1.0), float(np.percentile(ratios, 2.5)),
+            float(np.percentile(ratios, 97.5)))
 
 
 @dataclass
