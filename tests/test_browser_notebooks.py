@@ -110,12 +110,14 @@ def lab(tmp_path):
 
 
 def _open(page, lab, name):
-    page.goto(f"{lab['url']}/lab/tree/{name}.ipynb?token={lab['token']}", timeout=120_000)
+    # ?reset: a fresh workspace with this notebook alone (no tab of an earlier notebook to take the commands)
+    page.goto(f"{lab['url']}/lab/tree/{name}.ipynb?reset&token={lab['token']}", timeout=120_000)
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
     _wait_until(page, KERNEL_IDLE, 120, f"the kernel of {name} to start")
 
 
 def _run_all(page):
+    page.locator(".jp-NotebookPanel .jp-Cell").first.click()  # focus the notebook the menu command acts on
     page.click(".lm-MenuBar-itemLabel:text-is('Run')")
     page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
 
