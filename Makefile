@@ -31,6 +31,10 @@ demo-quick: install
 	$(VENV)/bin/workbench demo --quick
 
 lab: install
+	# saved notebooks keep their widgets' state, so they show their results when reopened without a kernel
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	test -f $(VENV)/share/jupyter/lab/settings/overrides.json || \
+	  echo '{"@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": true}}' > $(VENV)/share/jupyter/lab/settings/overrides.json
 	$(VENV)/bin/jupyter lab notebooks/ $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 bench: install

@@ -123,4 +123,4 @@ readable(table)
 # (It runs the report stage first when the run has none yet.)
 
 # %%
-nb.export_report()
+nb.export_report();

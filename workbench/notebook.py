@@ -102,6 +102,14 @@ def show_once(message: str) -> None:
         print(message)
 
 
+def _run_log(message: str) -> None:
+    """The Run's log in a notebook: paths relative; a warning only once per kernel."""
+    if message.startswith("warning"):
+        show_once(message)
+    else:
+        print(_relative(message))
+
+
 def config_diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:
     """``(key.path, old value, new value)`` for every setting that differs between two config dicts."""
     out = []
@@ -203,7 +211,7 @@ class Notebook:
         target = self.place(cfg, variant)
         if target != self.run_dir:
             _link_shared_stages(cfg, self.run_dir, target)
-        return Run(cfg, target, update=True, progress=progress, callbacks=callbacks, log=show_once)
+        return Run(cfg, target, update=True, progress=progress, callbacks=callbacks, log=_run_log)
 
     def variants(self) -> dict[str, Path]:
         """The run directory and its variants that hold an unlearned model: ``{name: folder of the model}``
