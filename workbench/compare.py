@@ -154,9 +154,14 @@ def compare_runs(configs: Sequence[str | os.PathLike | dict], out_dir: str | os.
         runs.append(run)
     first = runs[0]
     pack = first.cfg.target.pack
-    ppl_text = out / "perplexity_text.txt"
-    if first.retain_documents and not ppl_text.is_file():
-        atomic_write_text(ppl_text, "\n\n".join(d.text for d in first.retain_documents))
+    from workbench.eval.utility import default_evaldata_dir
+
+    # WikiText-2 where the eval data is present; else the retain text (which retain-NLL methods train on)
+    ppl_text = default_evaldata_dir() / "wikitext2_test_raw.txt"
+    if not ppl_text.is_file():
+        ppl_text = out / "perplexity_text.txt"
+        if first.retain_documents and not ppl_text.is_file():
+            atomic_write_text(ppl_text, "\n\n".join(d.text for d in first.retain_documents))
     sections = ("probes", "collateral") + (("perplexity",) if ppl_text.is_file() else ()) + tuple(cc.attacks)
     ecfg = EvalConfig(
         pack=pack, sections=sections, splits=(cc.split,), ppl_text=str(ppl_text), ppl_max_tokens=cc.ppl_max_tokens,
