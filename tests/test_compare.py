@@ -70,3 +70,17 @@ def test_compare_refuses_mixed_models(tmp_path):
     b.write_text(yaml.safe_dump({**TINY, "name": "b", "model": "embedded"}))
     with pytest.raises(WorkbenchError, match="same model"):
         compare_runs([a, b], tmp_path / "o", CompareConfig(progress=False), log=lambda s: None)
+
+
+def test_compare_cli_bad_input_exits_2(tmp_path, capsys):
+    from workbench.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**TINY, "method": "unlearn_harder"}))
+    assert main(["compare", str(bad), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert "unknown method 'unlearn_harder'" in capsys.readouterr().err
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(yaml.safe_dump(TINY))
+    assert main(["compare", str(ok), "--attacks", "bribery", "--out", str(tmp_path / "o")]) == 2
+    assert "--attacks: unknown bribery" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing written

@@ -1,7 +1,6 @@
 """Attack sections: adversarial prompt wrappers, relearning, residual-knowledge linear probes."""
 
 import numpy as np
-import pytest
 import torch
 
 from workbench.eval.attacks import (

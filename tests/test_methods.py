@@ -264,3 +264,31 @@ def test_runs_made_before_the_method_key_stay_valid(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(old))
     Run(cfg, tmp_path / "run", progress=False, log=None)  # no "different config" refusal
+
+
+def test_wrappers_give_the_hidden_states_of_the_model_they_read(tiny):
+    from peft import LoraConfig, get_peft_model
+
+    from workbench.eval.attacks import hidden_states
+    from workbench.methods.wrappers import PromptModel, TestTimeModel
+
+    base = tiny.model
+    ids = torch.tensor([[0, 5, 6, 7]])
+    mask = torch.tensor([[0, 1, 1, 1]])
+    prompt = PromptModel(base, [11, 12, 13])
+    got = hidden_states(prompt, ids, mask)
+    with torch.no_grad():
+        full = base(input_ids=torch.tensor([[11, 12, 13, 0, 5, 6, 7]]), attention_mask=torch.tensor([[1, 1, 1, 0, 1, 1, 1]]),
+                    position_ids=torch.tensor([[0, 1, 2, 2, 3, 4, 5]]), output_hidden_states=True).hidden_states
+    assert len(got) == len(full)
+    assert torch.allclose(got[-1][0, 1:], full[-1][0, 4:], atol=1e-5)
+    peft = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules="all-linear"))
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)  # the reinforced model now differs from the baseline
+        with peft.disable_adapter():
+            plain = peft(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    tt = hidden_states(TestTimeModel(peft, 5.0), ids, mask)
+    assert all(torch.allclose(a, b) for a, b in zip(tt, plain))
+    peft.unload()

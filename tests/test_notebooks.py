@@ -16,7 +16,7 @@ import pytest
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py"))
 EXPECTED = ["00_quickstart", "01_scoring", "02_anchor_editing", "03_label_inspection", "04_finetuning",
-            "05_familiarity_probes"]
+            "05_familiarity_probes", "06_compare_methods"]
 TINY_LIMIT_S = 180  # the budget per notebook on the tiny model
 
 # what each notebook must show when it ran through (beyond raising no error)
@@ -27,6 +27,7 @@ MARKERS = {
     "03_label_inspection": ["inexact_share", "agree_share"],
     "04_finetuning": ["stopped cleanly at step 2", "checkpoint-2", "finished"],
     "05_familiarity_probes": ["familiarity", "collateral", "top1_rate", "unlearned: target=", "report.html"],
+    "06_compare_methods": ["runs compared, one trial per method", "target_drop", "pareto"],
 }
 
 

@@ -27,7 +27,8 @@ import yaml
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_json, atomic_write_text
 
-__all__ = ["CompareConfig", "compare_runs", "sweep_variants", "compare_figure", "pareto_mask", "add_compare_parser"]
+__all__ = ["CompareConfig", "compare_runs", "sweep_variants", "compare_figure", "attack_figures", "pareto_mask",
+           "add_compare_parser"]
 
 ATTACKS = ("adversarial", "relearn", "residual")
 
@@ -56,20 +57,24 @@ def _set_key(data: dict, key: str, value) -> None:
     node[parts[-1]] = value
 
 
-def sweep_variants(path: str | os.PathLike, sweep: dict[str, list] | None) -> list[tuple[str, dict]]:
-    """(name, config dict) for a config file and each value of each swept key (the file itself when no sweep).
-    Relative paths in the file stay relative to it."""
-    path = Path(path)
-    if not path.is_file():
-        raise WorkbenchError(f"config {path} does not exist")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    base = path.parent.resolve()
-    t = data.get("target") or {}
-    for k in ("corpus", "anchors", "retain"):
-        v = t.get(k)
-        if isinstance(v, str) and not os.path.isabs(v):
-            t[k] = str(base / v)
-    name = data.get("name", path.stem)
+def sweep_variants(path: str | os.PathLike | dict, sweep: dict[str, list] | None) -> list[tuple[str, dict]]:
+    """(name, config dict) for a config (a file, or a dict with a ``name``) and each value of each swept key
+    (the config itself when no sweep). Relative paths in a file stay relative to it."""
+    if isinstance(path, dict):
+        data = copy.deepcopy(path)
+        name = data.get("name", "run")
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise WorkbenchError(f"config {path} does not exist")
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        base = path.parent.resolve()
+        t = data.get("target") or {}
+        for k in ("corpus", "anchors", "retain"):
+            v = t.get(k)
+            if isinstance(v, str) and not os.path.isabs(v):
+                t[k] = str(base / v)
+        name = data.get("name", path.stem)
     if not sweep:
         return [(name, data)]
     out = []
@@ -115,7 +120,7 @@ def pareto_mask(good: np.ndarray, bad: np.ndarray) -> np.ndarray:
 
 
 # -- the comparison ----------------------------------------------------------------------------------------------------------
-def compare_runs(configs: Sequence[str | os.PathLike], out_dir: str | os.PathLike = "runs/compare",
+def compare_runs(configs: Sequence[str | os.PathLike | dict], out_dir: str | os.PathLike = "runs/compare",
                  config: CompareConfig | None = None, sweep: dict[str, list] | None = None,
                  runs_dir: str | os.PathLike | None = None, log=print) -> pd.DataFrame:
     """Run every config (and sweep variant), evaluate, and write the table and the figure. Returns the table."""
@@ -149,9 +154,14 @@ def compare_runs(configs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
         runs.append(run)
     first = runs[0]
     pack = first.cfg.target.pack
-    ppl_text = out / "perplexity_text.txt"
-    if first.retain_documents and not ppl_text.is_file():
-        atomic_write_text(ppl_text, "\n\n".join(d.text for d in first.retain_documents))
+    from workbench.eval.utility import default_evaldata_dir
+
+    # WikiText-2 where the eval data is present; else the retain text (which retain-NLL methods train on)
+    ppl_text = default_evaldata_dir() / "wikitext2_test_raw.txt"
+    if not ppl_text.is_file():
+        ppl_text = out / "perplexity_text.txt"
+        if first.retain_documents and not ppl_text.is_file():
+            atomic_write_text(ppl_text, "\n\n".join(d.text for d in first.retain_documents))
     sections = ("probes", "collateral") + (("perplexity",) if ppl_text.is_file() else ()) + tuple(cc.attacks)
     ecfg = EvalConfig(
         pack=pack, sections=sections, splits=(cc.split,), ppl_text=str(ppl_text), ppl_max_tokens=cc.ppl_max_tokens,
@@ -302,6 +312,41 @@ def compare_figure(df: pd.DataFrame, cc: CompareConfig | None = None):
     fig.update_layout(title="Unlearning methods: forgetting against collateral damage", height=520, width=1400,
                       template="plotly_white")
     return fig
+
+
+def attack_figures(out_dir: str | os.PathLike, split: str = "dev") -> dict:
+    """From a finished comparison: the relearning curves (target P against relearning steps, one line per model)
+    and the residual-probe accuracy per layer (one line per model)."""
+    import plotly.graph_objects as go
+
+    t = pd.read_csv(Path(out_dir) / "eval" / "results.csv")
+    figs = {}
+    rel = t[(t["section"] == "relearn") & (t["metric"] == "mean_prob") & (t["set"] == "probability") & (t["split"] == split)]
+    if len(rel):
+        fig = go.Figure()
+        for model, g in rel.groupby("model", sort=False):
+            g = g.assign(steps=g["variant"].str.replace("relearn_", "").astype(int)).sort_values("steps")
+            fig.add_trace(go.Scatter(x=g["steps"], y=g["value"], mode="lines+markers", name=model,
+                                     line=dict(width=4 if model == "baseline" else 2, dash="dot" if model == "baseline" else None),
+                                     error_y=dict(type="data", symmetric=False, array=(g["ci_high"] - g["value"]).tolist(),
+                                                  arrayminus=(g["value"] - g["ci_low"]).tolist())))
+        fig.update_layout(title="Relearning: familiarity after N finetuning steps on unseen target text",
+                          xaxis_title="relearning steps", yaxis_title=f"mean P(correct next token), {split} probes",
+                          template="plotly_white", height=420)
+        figs["relearn"] = fig
+    res = t[(t["section"] == "residual") & (t["metric"] == "accuracy")]
+    if len(res):
+        fig = go.Figure()
+        for model, g in res.groupby("model", sort=False):
+            g = g.assign(layer=g["variant"].astype(int)).sort_values("layer")
+            fig.add_trace(go.Scatter(x=g["layer"], y=g["value"], mode="lines", name=model,
+                                     line=dict(width=4 if model == "baseline" else 2, dash="dot" if model == "baseline" else None)))
+        fig.add_hline(y=0.5, line_dash="dash", line_color="grey", annotation_text="chance")
+        fig.update_layout(title="Residual knowledge: linear probe accuracy per layer (correct answer vs distractor)",
+                          xaxis_title="layer (0 = embeddings)", yaxis_title="cross-validated accuracy",
+                          template="plotly_white", height=420)
+        figs["residual"] = fig
+    return figs
 
 
 # -- the command line -------------------------------------------------------------------------------------------------------

@@ -76,8 +76,8 @@ class RMUConfig(GAConfig):
         "norm c of the random control vector; null: scale x the mean activation norm at that layer "
         "(adaptive RMU, Dang et al. 2024), which carries the paper's c=6.5 over to another model's scale"))
     steering_scale: float = field(default=5.0, metadata=_help("with steering_coeff null: c = this x mean norm"))
-    retain_weight: float = field(default=100.0, metadata=_help(
-        "alpha, weight of the retain MSE (paper: 1200 on zephyr-7b; smaller activations here)"))
+    retain_weight: float = field(default=1200.0, metadata=_help(
+        "alpha, weight of the retain MSE (paper: 1200 on zephyr-7b)"))
     seed: int = field(default=0, metadata=_help("seeds the random control vector"))
 
 
@@ -85,7 +85,7 @@ class RMUConfig(GAConfig):
 class TestTimeConfig:
     """WHP at inference: logits v_base - alpha * relu(v_reinf - v_base) on the same input (MUSE's test-time WHP)."""
 
-    alpha: float = field(default=1.0, metadata=_help("strength alpha of the mixing (MUSE's WHP: 1)"))
+    alpha: float = field(default=5.0, metadata=_help("strength alpha of the mixing (the demo's generic-label alpha)"))
 
 
 @dataclass

@@ -26,7 +26,7 @@ from workbench.pair import pad_batch
 from workbench.training import add_lora, clear_checkpoints, run_trainer
 
 __all__ = ["method_collator", "MethodTrainer", "train_method", "decoder_layers", "layer_output",
-           "LOSSES", "rmu_control_vector"]
+           "LOSSES", "rmu_control_vector", "with_overrides"]
 
 LossFn = Callable[[torch.nn.Module, dict, Callable], tuple[torch.Tensor, dict]]
 
