@@ -359,7 +359,7 @@ def _anchors_exit2(tmp_path, capsys, text: str) -> str:
     ('{"format": "whp-anchors/1", "description": "d", "anchors": [{"Harry": ["Jon"]}]}',
      '"anchors" must be an object'),
     ('{"anchors": {"Harry": ["Jon"],\n "Hogwarts": ["Northbrook"],\n "Harry": ["Tom"]}}', "line 3: key 'Harry' is given twice"),
-    ('{"anchors": {"Harry": ["Jon", "Harry"]}}', "an alternative equals the key itself"),
+    ('{"anchors": {"Harry": ["Jon", "Harry"]}}', "alternative 'Harry' is the key itself"),
     ('{"anchors": {"Zzyzx": ["Jon"], "Qwerty": ["Tom"]}}', "none of its 2 keys occurs in the target corpus"),
     ('{"anchors": {"' + "Harry " * 100 + 'Potter": ["Jon"]}}', "606 characters"),
 ], ids=["list under anchors", "duplicate key", "key equals value", "no key in corpus", "606-character key"])
