@@ -72,6 +72,6 @@ def test_reinforce_labels_finetune_under_accelerate_launch_with_two_cpu_processe
 
     model = AutoModelForCausalLM.from_pretrained(run / "unlearned")
     assert model.config.vocab_size > 0
-    leftovers = [p.name for p in run.iterdir()
-                 if p.name.endswith("_ckpt") or (p.name.startswith(".") and p.name != ".lock")]  # .lock: the run lock
+    leftovers = [p.name for p in run.iterdir()  # .lock stays: the run directory's lock file (workbench/runlock.py)
+                 if p.name.endswith("_ckpt") or (p.name.startswith(".") and p.name != ".lock")]
     assert not leftovers, leftovers

@@ -90,7 +90,7 @@ def _with(raw: dict, **finetune) -> dict:
     return {**raw, "finetune": {**raw["finetune"], **finetune}}
 
 
-@pytest.mark.parametrize("change", [{"alpha": 0.0}, {"lora_rank": 4}])
+@pytest.mark.parametrize("change", [{"alpha": 0.0}, {"lora_rank": 4}], ids=["alpha 5 to 0", "lora_rank 2 to 4"])
 def test_update_does_not_resume_a_checkpoint_made_with_other_settings(tmp_path, change):
     raw, a, b = _labelled(tmp_path)
     with pytest.raises(KeyboardInterrupt):
@@ -281,7 +281,7 @@ def _exit2(tmp_path, capsys, raw: dict | None = None, run_dir: Path | None = Non
     ("labels", "batch_size", 0, "labels.batch_size: must be at least 1"),
     ("finetune", "save_steps", 0, "finetune.save_steps: must be at least 1"),
     ("labels", "alphas", [0.0, float("inf")], "labels.alphas: inf is not a finite number"),
-])
+], ids=["epochs inf", "lr nan", "max_blocks 0", "shard_blocks 0", "labels batch_size 0", "save_steps 0", "alpha inf"])
 def test_non_finite_or_zero_values_exit_2(tmp_path, capsys, section, key, value, needle):
     raw = tiny_config(tmp_path / "in", **{section: {key: value}})
     assert needle in _exit2(tmp_path, capsys, raw)
@@ -359,10 +359,10 @@ def _anchors_exit2(tmp_path, capsys, text: str) -> str:
     ('{"format": "whp-anchors/1", "description": "d", "anchors": [{"Harry": ["Jon"]}]}',
      '"anchors" must be an object'),
     ('{"anchors": {"Harry": ["Jon"],\n "Hogwarts": ["Northbrook"],\n "Harry": ["Tom"]}}', "line 3: key 'Harry' is given twice"),
-    ('{"anchors": {"Harry": ["Jon", "Harry"]}}', "an alternative equals the key itself"),
+    ('{"anchors": {"Harry": ["Jon", "Harry"]}}', "alternative 'Harry' is the key itself"),
     ('{"anchors": {"Zzyzx": ["Jon"], "Qwerty": ["Tom"]}}', "none of its 2 keys occurs in the target corpus"),
     ('{"anchors": {"' + "Harry " * 100 + 'Potter": ["Jon"]}}', "606 characters"),
-])
+], ids=["list under anchors", "duplicate key", "key equals value", "no key in corpus", "606-character key"])
 def test_misread_anchor_maps_exit_2(tmp_path, capsys, text, needle):
     assert needle in _anchors_exit2(tmp_path, capsys, text)
 
@@ -436,7 +436,7 @@ def _pack(tmp_path: Path, probes: bytes | None = None, anchors: bool = True, cor
      "probability.jsonl line 2: invalid JSON"),
     ('{"id": "a", "prompt": "Caf\u00e9 at", "targets": [" Hogwarts"], "split": "dev"}'.encode("latin-1"),
      "probability.jsonl line 1: not UTF-8 text"),
-])
+], ids=["bad JSON line", "latin-1"])
 def test_bad_probe_file_is_reported_before_any_stage(tmp_path, capsys, probes, needle):
     pack = _pack(tmp_path, probes)
     raw = tiny_config(tmp_path / "in", target={"pack": str(pack), "corpus": None, "anchors": None, "retain": None},

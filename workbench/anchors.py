@@ -262,7 +262,7 @@ def _validate_entry(where: str, key: object, value: object) -> list[str]:
             raise WorkbenchError(f"{where}: key {key!r}: alternative {alt!r} must be a non-empty string")
         alt = unicodedata.normalize("NFC", alt.strip())
         if alt == key:
-            raise WorkbenchError(f"{where}: key {key!r}: an alternative equals the key itself; give a generic replacement")
+            raise WorkbenchError(f"{where}: key {key!r}: alternative {alt!r} is the key itself; give a generic replacement")
         alts.append(alt)
     return alts
 

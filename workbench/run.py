@@ -2,7 +2,8 @@
 
 Layout of ``<run>/``::
 
-    config.yaml            the config the run was made with
+    config.yaml            the config the run was made with (written once the inputs pass their checks)
+    .lock                  held by the process running in it (its PID inside); a second process is refused
     stages/<stage>.json    written last by each finished stage: its fingerprint and timings
     reinforced/            the reinforced model (LoRA adapter, or a full model)
     scores.parquet         per-token scores; suggested_anchors.csv
@@ -10,8 +11,9 @@ Layout of ``<run>/``::
     unlearned/             the unlearned model, plain Hugging Face format
     report.json            stage timings and before/after probe results
 
-A stage is skipped when its fingerprint (the config parts and inputs it depends on) matches the stored one;
-an interrupted stage resumes (training from its last checkpoint, labels from their last finished shard).
+A stage is skipped when its fingerprint (the config parts and inputs it depends on) matches the stored one and its
+files still open (workbench/checks.py); an interrupted stage resumes (training from its newest complete checkpoint
+made with the same settings, labels from their last finished shard).
 
 Under ``accelerate launch`` (several processes), every process trains in the reinforce and finetune stages; only
 the main process writes config.yaml and the stage records and runs the score, labels and report stages, while
