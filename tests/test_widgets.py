@@ -98,7 +98,7 @@ def test_editor_table_search_and_sort(amap):
     ("", "x", "enter the anchored expression"),
     (" Harry", "Jon", "white space"),
     ("Snape", "", "no alternatives"),
-    ("Snape", "Snape", "equals the key itself"),
+    ("Snape", "Snape", "is the key itself"),
     ("Snape", "Clark\nClark", "listed twice"),
 ])
 def test_editor_validation_errors_show_inline_and_block_apply(amap, key, alts, fragment):
