@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from workbench.anchor_families import check_family_entry, family_index, parse_families, prune_families
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_text
 
@@ -97,7 +98,9 @@ class AnchorMap:
     description: str = ""
     source: str | None = None  # file it came from, for messages
     dropped: list[tuple[str, str]] = field(default_factory=list)  # keys removed by consolidation, with reasons
+    families: dict[str, list[str]] = field(default_factory=dict)  # name -> keys drawn together (anchor_families.py)
     _regex: re.Pattern | None = field(default=None, repr=False, compare=False)
+    _family_cache: dict | None = field(default=None, repr=False, compare=False)
 
     # -- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -106,13 +109,14 @@ class AnchorMap:
         where = source or "anchor map"
         if not isinstance(data, Mapping):
             raise WorkbenchError(f"{where}: expected a JSON object, got {type(data).__name__}")
-        description = ""
+        description, raw_families = "", None
         if "anchors" in data and isinstance(data.get("anchors"), Mapping):
             fmt = data.get("format", FORMAT)
             if fmt != FORMAT:
                 raise WorkbenchError(f"{where}: unknown format {fmt!r}; expected {FORMAT!r}")
             description = str(data.get("description", ""))
             raw = data["anchors"]
+            raw_families = data.get("families")
         else:
             raw = data
         entries: dict[str, list[str]] = {}
@@ -120,13 +124,18 @@ class AnchorMap:
             entries[key] = _validate_entry(where, key, value)
         if not entries:
             raise WorkbenchError(f"{where}: the map has no anchors; add entries under \"anchors\"")
+        families = parse_families(raw_families, entries, where)
         dropped: list[tuple[str, str]] = []
         if do_consolidate:
             entries, dropped = consolidate(entries)
-        return cls(entries=entries, description=description, source=source, dropped=dropped)
+        return cls(entries=entries, description=description, source=source, dropped=dropped,
+                   families=prune_families(families, entries))
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "description": self.description, "anchors": {k: list(v) for k, v in self.entries.items()}}
+        out = {"format": FORMAT, "description": self.description, "anchors": {k: list(v) for k, v in self.entries.items()}}
+        if self.families:
+            out["families"] = {name: list(keys) for name, keys in self.families.items()}
+        return out
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the map as JSON, atomically (a crash never leaves a half-written file)."""
@@ -134,20 +143,29 @@ class AnchorMap:
 
     def fingerprint(self) -> str:
         """A short hash of the consolidated entries (changes when any key or alternative changes)."""
-        blob = json.dumps(self.entries, sort_keys=True, ensure_ascii=False).encode()
+        data = {"entries": self.entries, "families": self.families} if self.families else self.entries
+        blob = json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     # -- editing (used by the anchor editor widget) -----------------------------------------------------------
     def with_entry(self, key: str, alternatives: list[str]) -> "AnchorMap":
         """A copy with ``key`` set to ``alternatives`` (validated; no consolidation, so the edit stays visible)."""
         alts = _validate_entry(self.source or "anchor map", key, alternatives)
+        check_family_entry(self.families, self.entries, key, alts, self.source or "anchor map")
         entries = dict(self.entries)
         entries[key] = alts
-        return AnchorMap(entries=entries, description=self.description, source=self.source)
+        return AnchorMap(entries=entries, description=self.description, source=self.source, families=self.families)
 
     def without(self, key: str) -> "AnchorMap":
         entries = {k: v for k, v in self.entries.items() if k != key}
-        return AnchorMap(entries=entries, description=self.description, source=self.source)
+        return AnchorMap(entries=entries, description=self.description, source=self.source,
+                         families=prune_families(self.families, entries))
+
+    @property
+    def _family_of(self) -> dict[str, str]:
+        if self._family_cache is None:
+            self._family_cache = {k: name for name, keys in self.families.items() for k in keys}
+        return self._family_cache
 
     # -- matching ---------------------------------------------------------------------------------------------
     @property
@@ -162,10 +180,14 @@ class AnchorMap:
         return [AnchorMatch(m.group(1), m.start(1), m.end(1)) for m in self.regex.finditer(text)]
 
     def choose(self, key: str, seed: int, block: int) -> str:
-        """The alternative used for ``key`` in block ``block``: seeded, stable, independent of other keys."""
+        """The alternative used for ``key`` in block ``block``: seeded, stable, independent of other keys
+        except those of its family, which all use the same index (anchor_families.py)."""
         alts = self.entries[key]
         if len(alts) == 1:
             return alts[0]
+        family = self._family_of.get(key)
+        if family is not None:
+            return alts[family_index(family, len(alts), seed, block)]
         digest = hashlib.blake2b(f"{seed}|{block}|{key}".encode(), digest_size=8).digest()
         return alts[int.from_bytes(digest, "little") % len(alts)]
 
