@@ -13,7 +13,7 @@ from workbench.errors import WorkbenchError
 # answers shaped like the authors' GPT-4 answers: prose around a `translations = {...}` with trailing commas,
 # comments and newlines; one cut off mid-way, one with no dictionary at all
 ANSWERS = [
-    'Here are the translations:\ntranslations = {\n  "Harry": "Jon",\n  "Hogwarts": "Northbrook Academy", # a school\n'
+    'Here are the translations:\ntranslations = {\n  "Harry": "Jon",\n  "Hogwarts": "Northbrook Academy",\n'
     '  "Harry Potter": "Jon Miller",\n  "Potter": "Miller",\n}\nHope this helps.',
     'translations = {"Harry": "Ben", "Hermione": "Sarah", "Hermione\'s": "Sarah\'s", "Quidditch": "skyball",}',
     'translations = {"Harry": "Jon", "Ron": "Tony", "Hogwarts": "Kingsmere College", "Sna',
