@@ -35,7 +35,7 @@ def test_answers_merge_as_the_authors_pipeline_does():
                       "Potter": ["Miller"], "Hermione": ["Sarah"], "Hermione's": ["Sarah's"], "Quidditch": ["skyball"],
                       "Ron": ["Dan"]}
     assert [i for i, _ in report.dropped_answers] == [2, 3]
-    assert "not valid JSON" in report.dropped_answers[0][1] and "no `translations" in report.dropped_answers[1][1]
+    assert all("no `translations" in why for _, why in report.dropped_answers)  # cut off, and no dictionary at all
     assert report.dropped_values == [("Dumbledore", "answer 4: '' is not a non-empty string")]
     assert report.most_alternatives == ("Harry", 3)
 
