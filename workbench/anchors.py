@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from workbench.anchor_families import check_family_entry, family_index, parse_families, prune_families
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_text
 
@@ -108,7 +109,9 @@ class AnchorMap:
     # curation state, kept in the saved map but never used by a run: key -> {"status", "note", "placeholder"};
     # a "rejected" record for a word that is not a key remembers a dismissed suggestion
     review: dict[str, dict] = field(default_factory=dict)
+    families: dict[str, list[str]] = field(default_factory=dict)  # name -> keys drawn together (anchor_families.py)
     _regex: re.Pattern | None = field(default=None, repr=False, compare=False)
+    _family_cache: dict | None = field(default=None, repr=False, compare=False)
 
     # -- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -117,7 +120,7 @@ class AnchorMap:
         where = source or "anchor map"
         if not isinstance(data, Mapping):
             raise WorkbenchError(f"{where}: expected a JSON object, got {type(data).__name__}")
-        description = ""
+        description, raw_families = "", None
         review: dict[str, dict] = {}
         if "anchors" in data or "format" in data:
             review = _validate_review(where, data.get("review", {}))
@@ -131,6 +134,7 @@ class AnchorMap:
                     f"({{\"Hogwarts\": [\"Northbrook Academy\"]}}), got {_json_type(raw)}"
                 )
             description = str(data.get("description", ""))
+            raw_families = data.get("families")
         else:
             raw = data
         entries: dict[str, list[str]] = {}
@@ -140,13 +144,17 @@ class AnchorMap:
             if key in entries:
                 raise WorkbenchError(f"{where}: key {key!r} is given twice (after Unicode NFC normalisation); merge them")
             entries[key] = alts
+        families = parse_families(raw_families, entries, where)
         dropped: list[tuple[str, str]] = []  # an empty map is valid: curation starts there (labels refuse it)
         if do_consolidate:
             entries, dropped = consolidate(entries)
-        return cls(entries=entries, description=description, source=source, dropped=dropped, review=review)
+        return cls(entries=entries, description=description, source=source, dropped=dropped, review=review,
+                   families=prune_families(families, entries))
 
     def to_dict(self) -> dict:
         out = {"format": FORMAT, "description": self.description, "anchors": {k: list(v) for k, v in self.entries.items()}}
+        if self.families:
+            out["families"] = {name: list(keys) for name, keys in self.families.items()}
         if self.review:
             out["review"] = {k: dict(v) for k, v in self.review.items()}
         return out
@@ -157,20 +165,24 @@ class AnchorMap:
 
     def fingerprint(self) -> str:
         """A short hash of the consolidated entries (changes when any key or alternative changes)."""
-        blob = json.dumps(self.entries, sort_keys=True, ensure_ascii=False).encode()
+        data = {"entries": self.entries, "families": self.families} if self.families else self.entries
+        blob = json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     # -- editing (used by the anchor editor widget) -----------------------------------------------------------
     def with_entry(self, key: str, alternatives: list[str]) -> "AnchorMap":
         """A copy with ``key`` set to ``alternatives`` (validated; no consolidation, so the edit stays visible)."""
         alts = _validate_entry(self.source or "anchor map", key, alternatives)
+        check_family_entry(self.families, self.entries, key, alts, self.source or "anchor map")
         entries = dict(self.entries)
         entries[key] = alts
-        return AnchorMap(entries=entries, description=self.description, source=self.source, review=dict(self.review))
+        return AnchorMap(entries=entries, description=self.description, source=self.source, review=dict(self.review),
+                         families=self.families)
 
     def without(self, key: str) -> "AnchorMap":
         entries = {k: v for k, v in self.entries.items() if k != key}
-        return AnchorMap(entries=entries, description=self.description, source=self.source, review=dict(self.review))
+        return AnchorMap(entries=entries, description=self.description, source=self.source, review=dict(self.review),
+                         families=prune_families(self.families, entries))
 
     def with_review(self, key: str, **record) -> "AnchorMap":
         """A copy whose review record of ``key`` is updated with ``record`` (``status``, ``note``, ``placeholder``);
@@ -179,7 +191,14 @@ class AnchorMap:
         rec = _validate_review(self.source or "anchor map", {key: {k: v for k, v in rec.items() if v is not None}})
         review = {k: v for k, v in self.review.items() if k != key}
         review.update({k: v for k, v in rec.items() if v != {"status": "to review"}})  # the default needs no record
-        return AnchorMap(entries=dict(self.entries), description=self.description, source=self.source, review=review)
+        return AnchorMap(entries=dict(self.entries), description=self.description, source=self.source, review=review,
+                         families=self.families)
+
+    @property
+    def _family_of(self) -> dict[str, str]:
+        if self._family_cache is None:
+            self._family_cache = {k: name for name, keys in self.families.items() for k in keys}
+        return self._family_cache
 
     # -- matching ---------------------------------------------------------------------------------------------
     @property
@@ -197,10 +216,14 @@ class AnchorMap:
         return [AnchorMatch(m.group(1), m.start(1), m.end(1)) for m in self.regex.finditer(text)]
 
     def choose(self, key: str, seed: int, block: int) -> str:
-        """The alternative used for ``key`` in block ``block``: seeded, stable, independent of other keys."""
+        """The alternative used for ``key`` in block ``block``: seeded, stable, independent of other keys
+        except those of its family, which all use the same index (anchor_families.py)."""
         alts = self.entries[key]
         if len(alts) == 1:
             return alts[0]
+        family = self._family_of.get(key)
+        if family is not None:
+            return alts[family_index(family, len(alts), seed, block)]
         digest = hashlib.blake2b(f"{seed}|{block}|{key}".encode(), digest_size=8).digest()
         return alts[int.from_bytes(digest, "little") % len(alts)]
 

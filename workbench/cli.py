@@ -76,9 +76,11 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_anchors(args) -> int:
-    from workbench.anchors import load_anchor_map
+    from workbench.anchor_import import cli_import, load_any_anchor_map
 
-    amap = load_anchor_map(args.file)
+    if args.file == "import" and args.source:  # workbench anchors import FILE -o OUT
+        return cli_import(args.source, args.output)
+    amap = load_any_anchor_map(args.file)
     print(f"{args.file}: {len(amap)} anchors after consolidation ({len(amap.dropped)} dropped)")
     for key, why in amap.dropped[:20]:
         print(f"  dropped {key!r}: {why}")
@@ -120,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=_cmd_demo)
 
     sp = sub.add_parser("anchors", help="validate an anchor map (and its coverage of a corpus)")
-    sp.add_argument("file")
+    sp.add_argument("file", help="anchor map (JSON, CSV or the authors' .npy dictionary), or `import`")
+    sp.add_argument("source", nargs="?", help="with `import`: the file to convert")
+    sp.add_argument("-o", "--output", default=None, help="with `import`: anchors.json or anchors.csv to write")
     sp.add_argument("--corpus", default=None, help="a .txt file or folder to check coverage against")
     sp.set_defaults(func=_cmd_anchors)
 

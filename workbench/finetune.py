@@ -212,19 +212,32 @@ def finetune(
     out_dir = Path(out_dir)
     ckpt = out_dir.with_name(out_dir.name + "_ckpt")
     reference = None
+    # half-precision weights (dtype auto on CUDA) train through fp32 master weights: AdamW steps on bf16 weights
+    # round small updates away, and so does adding a LoRA update into bf16 weights (the Trainer's bf16 autocast
+    # keeps the compute in half precision)
+    orig_dtype = next(model.parameters()).dtype
+    half = orig_dtype in (torch.bfloat16, torch.float16)
     if cfg.method == "lora":
         train_model = add_lora(model, cfg)
+        for p in train_model.parameters():
+            if p.requires_grad and p.dtype != torch.float32:
+                p.data = p.data.float()
     else:
-        train_model = model
         if cfg.retain_weight > 0:
             reference = copy.deepcopy(model).eval().requires_grad_(False)
+        train_model = model.float() if half else model
     train_model.train()
     trainer, finished = run_trainer(UnlearningTrainer, train_model, dataset, unlearning_collator(tokenizer.pad_token_id), cfg,
                               ckpt, seed, callbacks, progress, unlearn_cfg=cfg, reference_model=reference)
     train_model.eval()
     if not finished:
         return train_model, False
-    final = train_model.merge_and_unload() if cfg.method == "lora" else train_model
+    if cfg.method == "lora":
+        final = (train_model.float() if half else train_model).merge_and_unload()  # merged in fp32
+    else:
+        final = train_model
+    if half:
+        final = final.to(orig_dtype)  # one rounding of the finished weights
     final.eval()
     if trainer.is_world_process_zero():  # under `accelerate launch`, one process writes the artifact
         with atomic_dir(out_dir) as tmp:

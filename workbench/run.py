@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from workbench.anchors import AnchorMap, load_anchor_map
+from workbench.anchors import AnchorMap
 from workbench.checks import artifact_problem, check_report_inputs, drop_damaged_shards, read_record
 from workbench.config import RunConfig, config_to_dict, stable_hash
 from workbench.corpus import Block, Document, corpus_fingerprint, make_blocks, read_documents
@@ -211,7 +211,9 @@ class Run:
     @cached_property
     def anchors(self) -> AnchorMap:
         path = self.cfg.target.anchors if self.cfg.target.anchors is not None else self.pack.anchors_path
-        amap = load_anchor_map(path)
+        from workbench.anchor_import import load_any_anchor_map  # JSON, CSV or the authors' dictionary
+
+        amap = load_any_anchor_map(path)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             unmatched = amap.warn_unmatched(d.text for d in self.documents)

@@ -25,6 +25,7 @@ from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 
+from workbench.anchor_families import prune_families
 from workbench.anchors import AnchorMap, consolidate, load_anchor_map
 from workbench.errors import WorkbenchError
 from workbench.translate import Occurrence, translate_text
@@ -313,7 +314,11 @@ class AnchorEditor(WidgetView):
         if renamed:
             entries = {(key if k == self.selected else k): (alts if k == self.selected else v)
                        for k, v in base.entries.items() if not (k == key and k != self.selected)}
-            new = AnchorMap(entries=entries, description=base.description, source=base.source)
+            rename = {self.selected: key}  # the key's family membership and review record follow it
+            families = prune_families({n: [rename.get(k, k) for k in ks] for n, ks in base.families.items()}, entries)
+            review = {rename.get(k, k): v for k, v in base.review.items()}
+            new = AnchorMap(entries=entries, description=base.description, source=base.source, review=review,
+                            families=families)
             status = f"renamed {self.selected!r} to {key!r}"
         else:
             new = base.with_entry(key, alts)

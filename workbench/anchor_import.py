@@ -1,0 +1,219 @@
+"""Anchor maps from other formats: the authors' dictionary file as published, and CSV.
+
+*The authors' dictionary* (``dicts_new.npy`` of the paper's pipeline): a numpy array of GPT-4 answers, each holding
+``translations = {"Harry": "Jon", ...}`` among other text. It is read as their ``prepare_dataset.py`` reads it:
+newlines removed, the first ``translations = {...}`` taken, trailing commas and ``#`` comments removed, parsed as
+JSON; an answer that does not parse (cut off, say) contributes nothing. The answers are merged key by key, each
+distinct alternative kept once, in order; then the usual consolidation drops redundant keys. Nothing is dropped
+silently: :class:`ImportReport` lists the answers, alternatives and keys left out, with the reason.
+
+*CSV*: a header ``key,alternative`` and one row per alternative (a key's rows in order).
+
+:func:`load_any_anchor_map` reads any of these or the JSON format (``target.anchors`` accepts them all);
+``workbench anchors import FILE -o anchors.json`` (or ``-o anchors.csv``) converts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workbench.anchors import AnchorMap, load_anchor_map
+from workbench.errors import WorkbenchError
+from workbench.io import atomic_write_text
+
+__all__ = ["ImportReport", "parse_authors_answers", "read_authors_dictionary", "read_anchor_csv", "anchor_csv_text",
+           "load_any_anchor_map", "import_anchor_map", "write_anchor_map", "cli_import"]
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+@dataclass
+class ImportReport:
+    """What an import kept and what it left out, with reasons."""
+
+    source: str
+    answers: int = 0  # answers in the file (authors' format)
+    keys_merged: int = 0  # distinct keys after merging the answers, before consolidation
+    most_alternatives: tuple[str, int] = ("", 0)  # the key with the most alternatives
+    dropped_answers: list[tuple[int, str]] = field(default_factory=list)  # (answer index, why)
+    dropped_values: list[tuple[str, str]] = field(default_factory=list)  # (key, why)
+    dropped_keys: list[tuple[str, str]] = field(default_factory=list)  # consolidation: (key, why)
+    kept_keys: int = 0
+
+    def lines(self, limit: int = 20) -> list[str]:
+        out = [f"{self.source}: {self.kept_keys} anchors kept"]
+        if self.answers:
+            out.append(f"  {self.answers} answers, {len(self.dropped_answers)} unreadable; {self.keys_merged} keys "
+                       f"merged (most alternatives: {self.most_alternatives[0]!r} with {self.most_alternatives[1]})")
+        for what, rows in (("answer", self.dropped_answers), ("alternative of", self.dropped_values),
+                           ("key", self.dropped_keys)):
+            for item, why in rows[:limit]:
+                out.append(f"  dropped {what} {item!r}: {why}")
+            if len(rows) > limit:
+                out.append(f"  ... and {len(rows) - limit} more dropped ({what})")
+        return out
+
+
+def _parse_answer(s: str) -> tuple[dict | None, str]:
+    """One answer as the authors' pipeline parses it: (dict or None, why not)."""
+    s = s.replace("\n", "")
+    match = re.search(r"translations\s*=\s*({.*?})", s)
+    if not match:
+        return None, "no `translations = {...}` in the answer (cut off?)"
+    dict_str = re.sub(r",\s*([}\]])", r"\1", match.group(1))
+    dict_str = re.sub(r"#.*?(,|})", r"\1", dict_str)
+    try:
+        parsed = json.loads(dict_str)
+    except json.JSONDecodeError as exc:
+        return None, f"its `translations` object is not valid JSON ({exc.msg}; cut off?)"
+    if parsed is None:
+        return {}, ""
+    if not isinstance(parsed, dict):
+        return None, f"`translations` is a {type(parsed).__name__}, not an object"
+    return parsed, ""
+
+
+def parse_authors_answers(answers: list[str], source: str = "authors' dictionary") -> tuple[dict[str, list[str]], ImportReport]:
+    """Merge the answers' ``translations`` dicts key by key (distinct alternatives, in order)."""
+    report = ImportReport(source=source, answers=len(answers))
+    merged: dict[str, list[str]] = {}
+    for i, answer in enumerate(answers):
+        parsed, why = _parse_answer(str(answer))
+        if parsed is None:
+            report.dropped_answers.append((i, why))
+            continue
+        for key, value in parsed.items():
+            values = value if isinstance(value, list) else [value]
+            for v in values:
+                if not isinstance(v, str) or not v.strip():
+                    report.dropped_values.append((key, f"answer {i}: {v!r} is not a non-empty string"))
+                    continue
+                alts = merged.setdefault(key, [])
+                if v not in alts:
+                    alts.append(v)
+    bad = [k for k in merged if not k.strip() or k != k.strip()]
+    for k in bad:  # the anchors format wants trimmed, non-empty keys
+        alts = merged.pop(k)
+        if k.strip() and k.strip() not in merged:
+            merged[k.strip()] = alts
+        else:
+            report.dropped_keys.append((k, "empty key, or one that differs from another key only in spaces"))
+    merged = {k: v for k, v in merged.items() if v}
+    report.keys_merged = len(merged)
+    if merged:
+        key = max(merged, key=lambda k: len(merged[k]))
+        report.most_alternatives = (key, len(merged[key]))
+    return merged, report
+
+
+def read_authors_dictionary(path: str | os.PathLike) -> tuple[AnchorMap, ImportReport]:
+    """The authors' ``.npy`` dictionary as a consolidated AnchorMap, and what was left out."""
+    import numpy as np
+
+    path = Path(path)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise WorkbenchError(f"{path}: a numpy file, but not an array of strings as the authors published "
+                             f"({exc}); save the answers as a plain string array") from exc
+    if arr.dtype.kind not in "US":
+        raise WorkbenchError(f"{path}: a numpy array of {arr.dtype}, not of strings; expected the authors' "
+                             "dictionary (an array of answers holding `translations = {...}`)")
+    answers = [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in arr.reshape(-1).tolist()]
+    merged, report = parse_authors_answers(answers, str(path))
+    if not merged:
+        raise WorkbenchError(f"{path}: none of its {len(answers)} answers holds a readable `translations = {{...}}`")
+    amap = AnchorMap.from_dict(merged, source=str(path))
+    report.dropped_keys += amap.dropped
+    report.kept_keys = len(amap)
+    return amap, report
+
+
+def read_anchor_csv(path: str | os.PathLike) -> AnchorMap:
+    """A ``key,alternative`` CSV (one row per alternative) as a consolidated AnchorMap."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise WorkbenchError(f"anchor map {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
+    rows = csv.reader(io.StringIO(text))
+    header = next(rows, None)
+    if header is None or [h.strip().lower() for h in header[:2]] != ["key", "alternative"]:
+        raise WorkbenchError(f"anchor map {path}, line 1: expected the header `key,alternative`, got {header!r}")
+    entries: dict[str, list[str]] = {}
+    for line, row in enumerate(rows, start=2):
+        if not row or not any(c.strip() for c in row):
+            continue
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            raise WorkbenchError(f"anchor map {path}, line {line}: expected `key,alternative`, got {row!r}")
+        alts = entries.setdefault(row[0].strip(), [])
+        if row[1].strip() not in alts:
+            alts.append(row[1].strip())
+    return AnchorMap.from_dict(entries, source=str(path))
+
+
+def anchor_csv_text(amap: AnchorMap) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["key", "alternative"])
+    for key, alts in amap.entries.items():
+        for alt in alts:
+            w.writerow([key, alt])
+    return buf.getvalue()
+
+
+def _kind(path: Path) -> str:
+    if not path.is_file():
+        raise WorkbenchError(f"anchor map {path} does not exist")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(_NPY_MAGIC):
+        return "authors"
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix == ".json" or head.lstrip()[:1] in (b"{", b"["):
+        return "json"
+    raise WorkbenchError(f"anchor map {path}: neither JSON, CSV (key,alternative) nor the authors' .npy dictionary; "
+                         "convert it to one of these (docs/formats.md)")
+
+
+def import_anchor_map(path: str | os.PathLike) -> tuple[AnchorMap, ImportReport]:
+    """Read JSON, CSV or the authors' dictionary; returns the map and what was left out."""
+    path = Path(path)
+    kind = _kind(path)
+    if kind == "authors":
+        return read_authors_dictionary(path)
+    amap = read_anchor_csv(path) if kind == "csv" else load_anchor_map(path)
+    return amap, ImportReport(source=str(path), dropped_keys=list(amap.dropped), kept_keys=len(amap))
+
+
+def load_any_anchor_map(path: str | os.PathLike) -> AnchorMap:
+    """An anchor map from JSON, CSV or the authors' dictionary file."""
+    return import_anchor_map(path)[0]
+
+
+def write_anchor_map(amap: AnchorMap, out: str | os.PathLike) -> None:
+    """Write ``amap`` as JSON, or as CSV when ``out`` ends in ``.csv`` (atomically)."""
+    out = Path(out)
+    if out.suffix.lower() == ".csv":
+        atomic_write_text(out, anchor_csv_text(amap))
+    else:
+        amap.save(out)
+
+
+def cli_import(source: str, output: str | None) -> int:
+    """``workbench anchors import FILE -o OUT``: convert, and say what was dropped and why."""
+    if not output:
+        raise WorkbenchError("anchors import: give the output file with -o (anchors.json or anchors.csv)")
+    amap, report = import_anchor_map(source)
+    write_anchor_map(amap, output)
+    print("\n".join(report.lines()))
+    print(f"wrote {output}")
+    return 0
