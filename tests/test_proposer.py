@@ -147,3 +147,28 @@ def test_editor_proposals_need_approval_and_errors_keep_the_map(fake, tiny):
     assert ed.propose(["Hogwarts"], "endpoint") is False
     assert ed.status.startswith("error: endpoint proposer") and "JSON" in ed.status
     assert ed.anchors.entries == kept and ed.proposals["Hermione"]["endpoint"] == ["Sarah", "Emily"]
+
+
+def test_cli_proposals_go_to_a_file_and_bad_answers_exit_2(fake, tmp_path, capsys):
+    from workbench.cli import main
+
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_text(" ".join(TEXTS))
+    amap = tmp_path / "map.json"
+    amap.write_text(json.dumps({"anchors": {"Hogwarts": ["x"], "Hermione": ["y"]}}))
+    before = amap.read_text()
+    args = ["anchors", str(amap), "--corpus", str(tmp_path / "corpus"), "--propose", "endpoint", "--endpoint", fake.url,
+            "--endpoint-model", "fake", "--out", str(tmp_path / "p.json")]
+    fake.answer = _answer_for_requested
+    assert main(args) == 0
+    got = json.loads((tmp_path / "p.json").read_text())["proposals"]
+    assert got == {"Hogwarts": ["Northbrook Academy", "Kingsmere School"], "Hermione": ["Sarah", "Emily"]}
+    assert "At Hogwarts" in fake.requests[-1]["messages"][1]["content"]  # contexts from the corpus
+    fake.answer = lambda user: "no idea"
+    assert main(args) == 2 and "without a JSON object" in capsys.readouterr().err
+    fake.answer, fake.delay = _answer_for_requested, 2.0
+    assert main(args + ["--timeout", "0.5"]) == 2 and "did not answer within 0.5 s" in capsys.readouterr().err
+    assert amap.read_text() == before
+    dup = tmp_path / "dup.csv"
+    dup.write_text("key,alternatives\nHarry,Jon\nHarry,Tom\n")
+    assert main(["anchors", str(dup)]) == 2 and "repeats line 2" in capsys.readouterr().err

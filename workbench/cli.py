@@ -75,9 +75,13 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_anchors(args) -> int:
-    from workbench.anchors import load_anchor_map
+    if args.propose:
+        from workbench.proposer import propose_command
 
-    amap = load_anchor_map(args.file)
+        return propose_command(args)
+    from workbench.curation import read_anchor_file
+
+    amap = read_anchor_file(args.file)  # JSON, or CSV for a .csv file
     print(f"{args.file}: {len(amap)} anchors after consolidation ({len(amap.dropped)} dropped)")
     for key, why in amap.dropped[:20]:
         print(f"  dropped {key!r}: {why}")
@@ -121,6 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("anchors", help="validate an anchor map (and its coverage of a corpus)")
     sp.add_argument("file")
     sp.add_argument("--corpus", default=None, help="a .txt file or folder to check coverage against")
+    sp.add_argument("--propose", choices=["offline", "endpoint"], default=None,
+                    help="propose alternatives (baseline model, or an OpenAI-compatible endpoint) into --out")
+    sp.add_argument("--endpoint", default=None, help="with --propose endpoint: the server's base URL")
+    sp.add_argument("--endpoint-model", default="gpt-4o", help="with --propose endpoint: the model name")
+    sp.add_argument("--timeout", type=float, default=60.0, help="with --propose endpoint: seconds per request")
+    sp.add_argument("--model", default="embedded", help="with --propose offline: the baseline model")
+    sp.add_argument("--keys", default=None, help="comma-separated keys (default: those on placeholders, else all)")
+    sp.add_argument("--limit", type=int, default=None, help="at most this many keys")
+    sp.add_argument("--out", default="proposals.json", help="where the proposals go")
     sp.set_defaults(func=_cmd_anchors)
 
     try:

@@ -267,3 +267,50 @@ class EndpointProposer:
                                      f"choices[0].message.content: {str(data)[:200]}") from exc
             out.update(parse_proposals(text, chunk, f"proposer endpoint {self.client.endpoint}", self.n, banned))
         return out
+
+
+def propose_for_map(amap: AnchorMap, texts: Sequence[str], proposer, keys: Sequence[str] | None = None,
+                    limit: int | None = None, contexts_per_key: int = 3) -> dict[str, list[str]]:
+    """Proposals for ``keys`` of ``amap`` (default: keys on placeholder alternatives, else every key), with
+    contexts from ``texts``: what ``workbench anchors FILE --propose`` writes for review."""
+    from workbench.curation import CorpusIndex, kwic
+
+    if keys is None:
+        keys = [k for k in amap.entries if amap.review.get(k, {}).get("placeholder")] or list(amap.entries)
+    keys = list(keys)[:limit]
+    index = CorpusIndex(list(texts), amap)
+    ctx = {}
+    for k in keys:
+        occ = index.occurrences(k)[:contexts_per_key]
+        if not occ:  # a key that is not in the map yet: find it in the text
+            probe = AnchorMap({k: ["x"]})
+            occ = [o for o in CorpusIndex(list(texts), probe).occurrences(k)[:contexts_per_key]]
+        ctx[k] = [(l, r) for l, _, r in (kwic(index.texts[o.pos], o.start, o.end, 200) for o in occ)]
+    return proposer(keys, ctx)
+
+
+def propose_command(args) -> int:
+    """``workbench anchors FILE --propose offline|endpoint``: proposals as JSON (``--out``), never into the map."""
+    from workbench.corpus import read_documents
+    from workbench.curation import read_anchor_file
+    from workbench.io import atomic_write_json
+
+    amap = read_anchor_file(args.file)
+    if not args.corpus:
+        raise WorkbenchError("--propose needs --corpus (the target text the contexts come from)")
+    texts = [d.text for d in read_documents(args.corpus, "target corpus")]
+    if args.propose == "endpoint":
+        if not args.endpoint:
+            raise WorkbenchError("--propose endpoint needs --endpoint URL (an OpenAI-compatible server)")
+        proposer = EndpointProposer(args.endpoint, model=args.endpoint_model, timeout=args.timeout, anchors=amap)
+    else:
+        from workbench.models import load_model
+
+        proposer = OfflineProposer(load_model(args.model), amap)
+    keys = [k.strip() for k in args.keys.split(",") if k.strip()] if args.keys else None
+    found = propose_for_map(amap, texts, proposer, keys, args.limit)
+    atomic_write_json(args.out, {"source": args.propose, "map": str(args.file), "proposals": found})
+    for k, alts in found.items():
+        print(f"{k}: {', '.join(alts) if alts else '(none)'}")
+    print(f"{len(found)} key(s); proposals written to {args.out} (review them in the anchor editor; the map is unchanged)")
+    return 0
