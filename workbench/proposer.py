@@ -35,7 +35,8 @@ Contexts = Mapping[str, Sequence[tuple[str, str]]]
 _NOT_NAMES = frozenset(
     "The A An And But Or If When While As At In On Of For From To With By After Before Then There Here This That "
     "These Those It Its He She His Her Him They Them Their We Our You Your I My Me Mr Mrs Ms Dr Sir Lady Lord "
-    "Professor One Two Three What Who Why How Where Which Yes No Not So Also Some Any Every Each All".split())
+    "Professor One Two Three What Who Why How Where Which Yes No Not So Also Some Any Every Each All However Now "
+    "Another Since Although Because Meanwhile Later Soon Once Still Yet Even Just New".split())
 _PARTICLES = frozenset({"of", "the", "de", "du", "la", "le", "von", "van", "der", "da", "di", "del"})
 _STOP = frozenset(
     "the a an and but or if of for from to with by at in on as is was be been are were it its he she his her him "
@@ -135,7 +136,7 @@ class OfflineProposer:
         for t in mean.topk(min(self.top_k * 4, mean.numel())).indices.tolist():
             piece = tok.decode([t])
             word = piece.strip()
-            if not word or not word[0].isalpha() or (piece[:1] == " ") != spaced[0]:
+            if len(word) < 2 or not word[0].isalpha() or (piece[:1] == " ") != spaced[0]:
                 continue
             if (kind == "name") != word[0].isupper() or word in _NOT_NAMES or word.lower() in _STOP:
                 continue
@@ -168,7 +169,9 @@ class OfflineProposer:
             open_ = still
         texts = [tok.decode(s[len(ids[0]):]).strip() for s in seqs]
         ranked = sorted(zip(texts, scores), key=lambda p: -p[1])
-        return _clean(key, [t for t, _ in ranked if re.fullmatch(r"[A-Za-z][\w'’ -]*", t)], banned, self.n)
+        # whole words of two letters or more (an initial such as "J" is no alternative)
+        return _clean(key, [t for t, _ in ranked if re.fullmatch(r"[A-Za-z][A-Za-z'’-]+(?: [A-Za-z][A-Za-z'’-]+)*", t)],
+                      banned, self.n)
 
 
 # -- endpoint ---------------------------------------------------------------------------------------------------
