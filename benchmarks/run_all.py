@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, Context, env_info, set_threads  # noqa: E402
 
 # order matters: labels hands its folder to storage; the demo runs last but one (storage may measure its labels)
-BENCHMARKS = ["translate", "load", "labels", "training", "demo_memory", "storage"]
+BENCHMARKS = ["translate", "curation", "load", "labels", "training", "demo_memory", "storage"]
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "latest.json"
 README_START, README_END = "<!-- perf:start -->", "<!-- perf:end -->"
 

@@ -14,96 +14,122 @@
 # ---
 
 # %% [markdown]
-# # 02 · Anchor editing: curating the dictionary by hand
+# # 02 · Anchor editing: curating the dictionary over the whole corpus
 #
 # The generic labels depend on the **anchor map**: each idiosyncratic expression of the target ("Hogwarts",
 # "Quidditch", "Hermione") mapped to generic alternatives of the same kind ("Northbrook Academy", "skyball",
 # "Sarah"). The baseline reads the translated text and predicts what a reader of a *generic* story would;
-# those predictions become the labels. The paper had GPT-4 write its dictionary (about 1,500 entries). Here a
-# person curates one: the editor below shows the map, checks every edit as you type, previews exactly how a
-# block will be translated, and offers the words the reinforced model boosts most as one-click suggestions.
+# those predictions become the labels. The paper had GPT-4 write its dictionary (1,599 entries after
+# consolidation). Here a person curates one over the **whole** target corpus: every count, concordance and
+# coverage figure below covers all of it, suggestions come from scoring every block, and proposers (the
+# baseline model offline, or any OpenAI-compatible endpoint) draft alternatives for approval.
 
 # %%
+import os
+
 import pandas as pd
 
 from workbench import notebook
-from workbench.scoring import suggest_anchors
+from workbench.anchors import AnchorMap
+from workbench.proposer import EndpointProposer, OfflineProposer
 from workbench.widgets import AnchorEditor
 
 nb = notebook.setup("02_anchor_editing")
-run = nb.run()
+# Parameters (also settable from the environment):
+PACK = os.environ.get("WORKBENCH_PACK") or nb.cfg.target.pack  # 'harry_potter' or 'sherlock_holmes'
+START = os.environ.get("WORKBENCH_ANCHORS_START", "pack")  # 'empty': curate a new map from nothing
+ENDPOINT = os.environ.get("WORKBENCH_PROPOSER_URL")  # an OpenAI-compatible server for proposals (optional)
+ENDPOINT_MODEL = os.environ.get("WORKBENCH_PROPOSER_MODEL", "gpt-4o")
 
-# %% [markdown]
-# ## The map and its coverage
-# How often each key occurs in the target blocks. Keys that never occur do no harm (but check their spelling:
-# matching is case-sensitive, on word boundaries, longest key first). Consolidation, as in the paper, drops
-# multi-word keys whose every word is a key, and possessives of keys.
-
-# %%
-coverage = pd.Series(run.anchors.coverage(b.text for b in run.blocks), name="occurrences")
-print(f"{len(run.anchors)} keys; {int((coverage > 0).sum())} occur in the {len(run.blocks)} blocks; "
-      f"{len(run.anchors.dropped)} dropped by consolidation, e.g. {run.anchors.dropped[:2]}")
-coverage.sort_values(ascending=False).head(10).to_frame()
+cfg = nb.cfg
+if PACK != cfg.target.pack:
+    cfg.name, nb.run_dir = f"{cfg.name}-{PACK}", nb.run_dir.with_name(f"{nb.run_dir.name}-{PACK}")
+    cfg.target.pack, cfg.target.anchors = PACK, None
+if START == "empty" and not nb.curated_anchors_path.is_file():
+    empty = nb.run_dir / "anchors.empty.json"
+    nb.run_dir.mkdir(parents=True, exist_ok=True)
+    AnchorMap({}, description=f"new map for {PACK}").save(empty)
+    cfg.target.anchors = str(empty)
+cfg.scoring.max_blocks = None  # suggestions from every block of the corpus (batched; reused after map edits)
+cfg.scoring.whole_corpus = True
+run = nb.run(cfg=cfg)
+print(f"{len(run.corpus_blocks)} blocks, {sum(len(b) for b in run.corpus_blocks):,} tokens in the whole corpus")
 
 # %% [markdown]
 # ## Suggestions from scoring
-# The scoring stage (notebook `01_scoring`) ranks words by how much the reinforced model boosts them.
-# Those the map does not cover yet appear in the editor with an **accept** button.
+# The scoring stage (notebook `01_scoring`) measures, at every token of the corpus, how much the reinforced
+# model raised it over the baseline. Words **and multi-word names** ("Nearly Headless Nick", "Order of the
+# Phoenix": runs of capitalised words whose later words reinforcement bound to the first) that no key covers
+# are suggested with their mean gain, count and example contexts. A map edit only redoes the suggestions.
 
 # %%
 run.run(stages=("reinforce", "score"))  # reused when 01_scoring already ran them
-scores = run.score()
-suggestions = suggest_anchors(scores, run.blocks[: nb.cfg.scoring.max_blocks], run.anchors, top=30,
-                              min_count=1 if nb.is_tiny else 2)
+suggestions = pd.read_csv(run.dir / "suggested_anchors.csv")
 suggestions.head(10)
 
 # %% [markdown]
 # ## The editor
-# - **table**: search keys and alternatives, sort by occurrences, key or number of alternatives;
-# - **edit**: pick a key in the list, change its alternatives (one per line), press **apply**. Renaming the key
-#   renames the entry; **new** clears the form for a new entry; **delete** removes the selected entry.
-#   Errors (an empty key, white space around it, no alternative, an alternative equal to its key) show in red
-#   under the form as you type, and **apply** stays disabled until they are fixed;
-# - **preview**: the chosen block, original and translated, anchors in yellow and their replacements in green
-#   (the selected key outlined). It changes as soon as an edit is applied;
-# - **suggested anchors**: **accept** adds the word with a placeholder alternative, ready to refine;
-# - **undo / redo** every change; **save** / **load** the JSON file (by default `anchors.curated.json` in the
-#   run directory, which the later notebooks pick up).
+# - **table**: the whole corpus's counts; search keys, alternatives and notes; sort by occurrences, key, status;
+#   above it, the coverage: the share of corpus tokens under an anchor, keys that never match, and the frequent
+#   capitalised words and names no key covers;
+# - **edit**: pick a key; its **occurrences** list every place it occurs (click one to preview its block);
+#   change the alternatives (one per line), the review **status** and a **note**, press **apply**. **new**
+#   clears the form, **delete** removes any key (the map may become empty), **reject** removes it and
+#   remembers not to suggest it again. Errors show in red as you type and keep **apply** disabled;
+# - **proposed alternatives**: ask a proposer for the selected key, or for every key still on a placeholder;
+#   proposals are only shown until you press **use**;
+# - **suggested anchors**: **accept** adds one with a flagged placeholder (a name only for a proper name),
+#   **edit** puts it in the form first, **reject** dismisses it for good (kept in the saved map);
+# - **preview**: the block, original and translated exactly as the labels stage will translate it;
+# - **undo / redo**; **save** / **load** JSON, or CSV for a `.csv` file name (the saved map keeps the statuses,
+#   notes and rejections; saving warns about placeholders). By default the map goes to
+#   `anchors.curated.json` in the run directory, which the later notebooks pick up.
 
 # %%
-editor = AnchorEditor(run.anchors, texts=run.blocks, suggestions=suggestions, path=nb.curated_anchors_path,
-                      seed=nb.cfg.seed)
+proposers = {"offline": OfflineProposer(run.load_baseline(), run.anchors)}
+if ENDPOINT:
+    proposers["endpoint"] = EndpointProposer(ENDPOINT, model=ENDPOINT_MODEL, target=run.pack.title if run.pack else
+                                             "the target", anchors=run.anchors)
+editor = AnchorEditor(run.anchors, texts=run.corpus_blocks, suggestions=suggestions, path=nb.curated_anchors_path,
+                      seed=nb.cfg.seed, proposers=proposers)
 editor
 
 # %% [markdown]
 # ## The same edits from code
 # Every button calls a method, so an edit can also be scripted (and tested). Here: give the selected key a
-# new alternative, look at the translated block, and undo.
+# new alternative, look at the translated block, and undo; then the whole-corpus coverage.
 
 # %%
 key = editor.selected
-print("selected:", key, "→", run.anchors.entries.get(key))
-editor.set_form(alternatives=["Zebediah Quux"])
-editor.apply()
-print(editor.status)
-print("translated:", editor.translated[:300], "…")
-editor.undo()
-print(editor.status, "→", editor.anchors.entries.get(key))
+if key is not None:
+    print("selected:", key, "→", run.anchors.entries.get(key), f"({editor.index.count(key)} occurrences)")
+    editor.set_form(alternatives=["Zebediah Quux"])
+    editor.apply()
+    print(editor.status)
+    print("translated:", editor.translated[:300], "…")
+    editor.undo()
+    print(editor.status, "→", editor.anchors.entries.get(key))
+print(editor.index.summary())
+editor.index.uncovered(top=10)
 
 # %% [markdown]
 # ## Save the curated map and relabel
-# Saving writes the map as it is in the editor now. The labels depend on the map (its fingerprint is part of
-# the labels stage's), so a changed map relabels; an unchanged one reuses the stored labels. The later
-# notebooks use the saved map (`notebook.setup` says so when it does).
+# Saving writes the map as it is in the editor now (run this cell again after curating above). The labels
+# depend on the map (its fingerprint is part of the labels stage's), so a changed map relabels; an unchanged
+# one reuses the stored labels. The later notebooks use the saved map (`notebook.setup` says so when it does).
+# An empty map cannot be labelled: accept a few suggestions first.
 
 # %%
 path = editor.save()
-cfg = nb.cfg
-cfg.target.anchors = str(path)
-store = nb.run(cfg=cfg).labels()
-diff = {"added": sorted(set(editor.anchors.entries) - set(run.anchors.entries)),
-        "removed": sorted(set(run.anchors.entries) - set(editor.anchors.entries)),
-        "changed": sorted(k for k in editor.anchors.entries
-                          if k in run.anchors.entries and editor.anchors.entries[k] != run.anchors.entries[k])}
-print({k: v[:10] for k, v in diff.items()})
-store.summary()
+if editor.anchors.entries:
+    cfg.target.anchors = str(path)
+    store = nb.run(cfg=cfg).labels()
+    diff = {"added": sorted(set(editor.anchors.entries) - set(run.anchors.entries)),
+            "removed": sorted(set(run.anchors.entries) - set(editor.anchors.entries)),
+            "changed": sorted(k for k in editor.anchors.entries
+                              if k in run.anchors.entries and editor.anchors.entries[k] != run.anchors.entries[k])}
+    print({k: v[:10] for k, v in diff.items()})
+    summary = store.summary()
+else:
+    summary = "the map is empty: accept suggestions in the editor, then run this cell again"
+summary

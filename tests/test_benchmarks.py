@@ -18,7 +18,8 @@ FIGURE_KEYS = {"key", "name", "value", "unit", "target", "op", "pass", "note", "
 EXPECTED = {
     "translate.tokens_per_s", "load.cached_s", "load.first_conversion_s", "labels.ratio_to_bound", "labels.tokens_per_s",
     "training.reinforce_overhead", "training.finetune_overhead", "storage.bytes_per_token",
-    "storage.share_of_full_logits", "demo.peak_rss_gib", "demo.wall_s",
+    "storage.share_of_full_logits", "demo.peak_rss_gib", "demo.wall_s", "curation.search_ms", "curation.select_ms",
+    "curation.preview_ms", "curation.edit_s",
 }
 
 
@@ -42,7 +43,8 @@ def test_run_all_quick_writes_every_figure(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads(out.read_text())
     assert res["schema"] == "whp-bench/1" and res["quick"] is True and res["model"] == "tiny"
-    assert set(res["benchmarks"]) == {"translate", "load", "labels", "training", "demo_memory", "storage"}
+    assert set(res["benchmarks"]) == {"translate", "curation", "load", "labels", "training", "demo_memory",
+                                      "storage"}
     assert not any(b["error"] for b in res["benchmarks"].values())
     keys = {f["key"] for f in res["figures"]}
     assert EXPECTED <= keys, EXPECTED - keys

@@ -78,7 +78,7 @@ def test_editor_starts_on_the_most_frequent_key_of_the_first_block(amap):
 def test_editor_table_search_and_sort(amap):
     ed = AnchorEditor(amap, texts=TEXTS)
     t = ed.table
-    assert list(t.columns) == ["key", "alternatives", "n_alternatives", "occurrences"]
+    assert list(t.columns) == ["key", "alternatives", "n_alternatives", "occurrences", "status", "note", "placeholder"]
     assert t["occurrences"].is_monotonic_decreasing
     assert t.set_index("key").loc["Harry", "occurrences"] == sum(text.count("Harry") for text in TEXTS)
     ed.search = "academy"  # matches alternatives too, case-insensitively
@@ -182,10 +182,17 @@ def test_editor_add_rename_delete_undo_redo(amap):
     assert ed.redo() is False
 
 
-def test_editor_refuses_to_delete_the_last_entry():
+def test_editor_deletes_the_last_entry_and_starts_from_an_empty_map(tmp_path):
     ed = AnchorEditor({"Harry": ["Jon"]}, texts=TEXTS)
-    assert ed.delete("Harry") is False and "at least one" in ed.status
     assert ed.delete("Nobody") is False
+    assert ed.delete("Harry") and len(ed.anchors) == 0 and "empty" in ed.status
+    ed.widget
+    assert ed.index.coverage_share == 0 and "0.0%" in ed._w["coverage"].value
+    path = ed.save(tmp_path / "empty.json")
+    assert "the map is empty" in ed.status
+    empty = AnchorEditor(None, texts=TEXTS, path=path)
+    assert empty.selected is None and len(empty.anchors) == 0 and "Harry" in empty.index.uncovered()["name"].tolist()
+    assert empty.load(path) and len(empty.anchors) == 0
 
 
 def test_editor_suggestions_accept_with_one_click(amap):

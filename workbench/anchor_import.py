@@ -144,8 +144,13 @@ def read_anchor_csv(path: str | os.PathLike) -> AnchorMap:
         raise WorkbenchError(f"anchor map {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
     rows = csv.reader(io.StringIO(text))
     header = next(rows, None)
+    if header is not None and [h.strip().lower() for h in header[:2]] == ["key", "alternatives"]:
+        from workbench.curation import read_anchor_file  # the anchor editor's CSV: one row per key, with review
+
+        return read_anchor_file(path)
     if header is None or [h.strip().lower() for h in header[:2]] != ["key", "alternative"]:
-        raise WorkbenchError(f"anchor map {path}, line 1: expected the header `key,alternative`, got {header!r}")
+        raise WorkbenchError(f"anchor map {path}, line 1: expected the header `key,alternative` (one row per "
+                             f"alternative) or `key,alternatives,status,note` (the anchor editor's), got {header!r}")
     entries: dict[str, list[str]] = {}
     for line, row in enumerate(rows, start=2):
         if not row or not any(c.strip() for c in row):

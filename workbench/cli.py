@@ -76,6 +76,10 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_anchors(args) -> int:
+    if args.propose:
+        from workbench.proposer import propose_command
+
+        return propose_command(args)
     from workbench.anchor_import import cli_import, load_any_anchor_map
 
     if args.file == "import" and args.source:  # workbench anchors import FILE -o OUT
@@ -126,6 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("source", nargs="?", help="with `import`: the file to convert")
     sp.add_argument("-o", "--output", default=None, help="with `import`: anchors.json or anchors.csv to write")
     sp.add_argument("--corpus", default=None, help="a .txt file or folder to check coverage against")
+    sp.add_argument("--propose", choices=["offline", "endpoint"], default=None,
+                    help="propose alternatives (baseline model, or an OpenAI-compatible endpoint) into --out")
+    sp.add_argument("--endpoint", default=None, help="with --propose endpoint: the server's base URL")
+    sp.add_argument("--endpoint-model", default="gpt-4o", help="with --propose endpoint: the model name")
+    sp.add_argument("--timeout", type=float, default=60.0, help="with --propose endpoint: seconds per request")
+    sp.add_argument("--model", default="embedded", help="with --propose offline: the baseline model")
+    sp.add_argument("--keys", default=None, help="comma-separated keys (default: those on placeholders, else all)")
+    sp.add_argument("--limit", type=int, default=None, help="at most this many keys")
+    sp.add_argument("--out", default="proposals.json", help="where the proposals go")
     sp.set_defaults(func=_cmd_anchors)
 
     from workbench.compare import add_compare_parser

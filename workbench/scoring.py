@@ -18,17 +18,20 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Sequence
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-import torch
-from tqdm.auto import tqdm
-from transformers import PreTrainedTokenizerBase
 
 from workbench.anchors import AnchorMap
 from workbench.corpus import Block
-from workbench.pair import ModelPair, pad_batch
 
-__all__ = ["score_blocks", "token_summary", "suggest_anchors", "block_words", "token_gains", "WordOccurrence",
+if TYPE_CHECKING:  # torch is imported where the models run, so the word statistics load fast (anchor editor)
+    from transformers import PreTrainedTokenizerBase
+
+    from workbench.pair import ModelPair
+
+__all__ = ["score_blocks", "token_summary", "suggest_anchors", "block_words", "text_words", "name_runs", "token_gains", "WordOccurrence",
            "SUGGESTION_COLUMNS"]
 
 _WORD = re.compile(r"[A-Za-z\u00C0-\u024F][\w'\u2019-]*[\w]|[A-Za-z]")
@@ -43,6 +46,11 @@ def score_blocks(
     n_raised: int = 3, progress: bool = True,
 ) -> pd.DataFrame:
     """One row per position: block, pos, next_id, next_token, gain_logit, gain_logprob, p_base, p_reinf, raised."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from workbench.pair import pad_batch
+
     frames = []
     bar = tqdm(total=sum(len(b) for b in blocks), unit="tok", desc="scoring", disable=not progress)
     for i in range(0, len(blocks), batch_size):
@@ -111,20 +119,28 @@ def _token_span(block: Block, start: int, end: int) -> tuple[int, int]:
 _SENTENCE_END = re.compile(r"(?:[.!?:;\n]|^)[\s\"'\u2018\u201c(*_-]*$")
 
 
+def text_words(text: str, matches=()) -> list[WordOccurrence]:
+    """The words of ``text`` (gain NaN), each marked when it starts a sentence or lies inside one of ``matches``
+    (anchor matches: objects with ``start`` and ``end``)."""
+    covered = np.zeros(len(text) + 1, dtype=bool)
+    for m in matches:
+        covered[m.start : m.end] = True
+    out: list[WordOccurrence] = []
+    for m in _WORD.finditer(text):
+        before = text[max(0, m.start() - 8) : m.start()]
+        initial = not out or bool(_SENTENCE_END.search(before))
+        out.append(WordOccurrence(m.group(0), m.start(), m.end(), float("nan"), initial,
+                                  bool(covered[m.start() : m.end()].any())))
+    return out
+
+
 def block_words(block: Block, gains: np.ndarray, anchors: AnchorMap | None = None) -> list[WordOccurrence]:
     """The words of a block with the summed gain of their tokens (``gains[i]``: gain of token ``i``)."""
-    covered = np.zeros(len(block.text) + 1, dtype=bool)
-    if anchors is not None:
-        for m in anchors.find(block.text):
-            covered[m.start : m.end] = True
-    out: list[WordOccurrence] = []
-    for m in _WORD.finditer(block.text):
-        lo, hi = _token_span(block, m.start(), m.end())
-        gain = float(gains[lo:hi].sum()) if hi > lo else float("nan")
-        before = block.text[max(0, m.start() - 8) : m.start()]
-        initial = not out or bool(_SENTENCE_END.search(before))
-        out.append(WordOccurrence(m.group(0), m.start(), m.end(), gain, initial, bool(covered[m.start() : m.end()].any())))
-    return out
+    words = text_words(block.text, anchors.find(block.text) if anchors is not None else ())
+    for w in words:
+        lo, hi = _token_span(block, w.start, w.end)
+        w.gain = float(gains[lo:hi].sum()) if hi > lo else float("nan")
+    return words
 
 
 def _context(text: str, start: int, end: int, width: int = 50) -> str:
@@ -133,7 +149,7 @@ def _context(text: str, start: int, end: int, width: int = 50) -> str:
     return f"…{left}[{text[start:end]}]{right}…"
 
 
-def _name_runs(words: list[WordOccurrence], text: str, lower_vocab: set[str]) -> list[list[WordOccurrence]]:
+def name_runs(words: list[WordOccurrence], text: str, lower_vocab: set[str]) -> list[list[WordOccurrence]]:
     """Maximal runs of capitalised words (joined by single spaces, particles allowed inside) outside anchors."""
     runs, cur = [], []
 
@@ -186,7 +202,7 @@ def suggest_anchors(
     candidates: set[tuple[str, ...]] = set()
     if phrases:
         for b, ws in per_block:
-            for run in _name_runs(ws, b.text, lower_vocab):
+            for run in name_runs(ws, b.text, lower_vocab):
                 # a sentence may open with a word that is not part of the name ("Later Nearly Headless Nick")
                 for sub in (run, run[1:]) if run[0].sentence_start and len(run) > 2 else (run,):
                     if any(np.isfinite(w.gain) and w.gain >= boost for w in sub[1:]):

@@ -1,19 +1,24 @@
-"""Anchor map editor: curate the dictionary of anchored terms and their generic alternatives by hand.
+"""Anchor map editor: curate the dictionary of anchored terms and their generic alternatives at corpus scale.
 
-The paper built its dictionary with GPT-4; here a person curates one, fast:
+The paper built its dictionary with GPT-4; here a person curates one, fast, over the whole target corpus:
 
-- the map as a searchable, sortable table (with how often each key occurs in the loaded text);
-- add, edit, rename and delete entries and their alternatives (one alternative per line), with the validation
-  error shown inline as you type;
-- a live preview of a text block and its translation, anchors and their replacements highlighted, exactly as
-  the labels stage will translate it (same seeded choice of alternative per block);
-- suggested anchors mined by the scoring step (words the reinforced model boosts most that the map does not
-  cover), each accepted with one click;
-- undo/redo, and saving/loading the JSON file (docs/formats.md).
+- the map as a searchable, sortable table: occurrences over the whole corpus (kept up to date incrementally,
+  :class:`~workbench.curation.CorpusIndex`), review status, note, placeholder flag;
+- for the selected key, a concordance: every occurrence in its context, one click from the translated preview
+  of its block; a coverage line (share of tokens under anchors, keys that never match) and the frequent
+  capitalised words and names no key covers;
+- add, edit, rename and delete any entry (the map may become empty), with the validation error inline as you
+  type; a review status (to review / accepted / rejected) and a note per key, saved in the map;
+- a live preview of a block and its translation, exactly as the labels stage will translate it;
+- suggested anchors from scoring (words and multi-word names), with gain, count and example contexts: accept
+  (placeholder alternatives, flagged), edit before accepting, or reject (remembered in the saved map);
+- proposed alternatives from any proposer (:mod:`workbench.proposer`: the baseline model offline, or an
+  OpenAI-compatible endpoint), for the selected key or every key still on a placeholder, shown for approval;
+- undo/redo; save (warns about placeholders), load, import and export JSON and CSV.
 
 Every button calls a plain method (:meth:`AnchorEditor.apply`, :meth:`~AnchorEditor.delete`,
-:meth:`~AnchorEditor.undo`, :meth:`~AnchorEditor.accept_suggestion`, :meth:`~AnchorEditor.save`, ...), so code and
-tests drive the editor exactly like a click does. ``editor.widget`` is the ipywidgets container.
+:meth:`~AnchorEditor.reject_suggestion`, :meth:`~AnchorEditor.propose`, :meth:`~AnchorEditor.save`, ...), so
+code and tests drive the editor exactly like a click does. ``editor.widget`` is the ipywidgets container.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from typing import Callable, Mapping, Sequence
 import pandas as pd
 
 from workbench.anchor_families import prune_families
-from workbench.anchors import AnchorMap, consolidate, load_anchor_map
+from workbench.anchors import REVIEW_STATUSES, AnchorMap, consolidate, load_anchor_map
+from workbench.curation import CorpusIndex, kwic, read_anchor_file, write_anchor_file
 from workbench.errors import WorkbenchError
 from workbench.translate import Occurrence, translate_text
 from workbench.widgets._common import ANCHOR_COLOR, GENERIC_COLOR, df_html, esc, WidgetView
@@ -36,10 +42,10 @@ __all__ = ["AnchorEditor", "PreviewSpan", "translate_preview", "preview_html", "
 _PLACEHOLDER_NAMES = ("Alex", "Sam", "Jordan", "Taylor", "Morgan", "Casey", "Robin", "Jamie", "Chris", "Pat")
 
 
-def placeholder_alternatives(word: str) -> list[str]:
-    """A first generic alternative for an accepted suggestion (to be refined): a common name for a capitalised
-    word, ``'thing'`` otherwise. Deterministic, so the same word always gets the same placeholder."""
-    if word[:1].isupper():
+def placeholder_alternatives(word: str, name_like: bool | None = None) -> list[str]:
+    """A first generic alternative for an accepted suggestion, flagged as a placeholder until refined: a common
+    name for a proper name (``name_like``; default: capitalised), ``'thing'`` otherwise. Deterministic."""
+    if name_like if name_like is not None else word[:1].isupper():
         h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little")
         return [_PLACEHOLDER_NAMES[h % len(_PLACEHOLDER_NAMES)]]
     return ["thing"]
@@ -97,41 +103,53 @@ def _clean_error(exc: Exception) -> str:
     return msg[i + 2:] if i >= 0 else msg
 
 
+_STATUS_ICON = {"to review": "·", "accepted": "✓", "rejected": "✗"}
+
+
 class AnchorEditor(WidgetView):
     """Edit an anchor map; see the module docstring.
 
     Parameters
     ----------
-    anchors: an :class:`AnchorMap`, a mapping in the anchors JSON format, or a path to an anchors JSON file.
-    texts: what to preview and count coverage on: :class:`~workbench.corpus.Block` objects (their ``index``
-        seeds the alternative, as in the labels stage) or plain strings.
+    anchors: an :class:`AnchorMap`, a mapping in the anchors JSON format, a path to an anchors JSON or CSV file,
+        or None for an empty map (a new target).
+    texts: what to preview, count and search: :class:`~workbench.corpus.Block` objects (their ``index`` seeds the
+        alternative, as in the labels stage; pass ``run.corpus_blocks`` for the whole corpus) or plain strings.
     suggestions: the scoring step's suggested anchors (``suggest_anchors`` or ``suggested_anchors.csv``):
-        a DataFrame with a ``word`` column (``count``, ``mean_gain``, ``score`` are shown when present).
+        a DataFrame with a ``word`` column (``kind``, ``count``, ``mean_gain``, ``score``, ``name_like``,
+        ``examples`` are used when present).
     path: where :meth:`save` writes (and :meth:`load` reads) by default.
     seed: the run's seed (the alternative drawn per key and block depends on it).
-    alternatives_for: the alternatives an accepted suggestion starts with (default: a placeholder to refine).
+    alternatives_for: the alternatives an accepted suggestion starts with (default: a flagged placeholder).
+    proposers: named proposers of alternatives, e.g. ``{"offline": OfflineProposer(...), "endpoint":
+        EndpointProposer(...)}``: callables ``(keys, contexts) -> {key: [alternatives]}`` (:mod:`workbench.proposer`).
     """
 
     def __init__(
         self,
-        anchors: AnchorMap | Mapping | str | os.PathLike,
+        anchors: AnchorMap | Mapping | str | os.PathLike | None,
         texts: Sequence | None = None,
         suggestions: pd.DataFrame | None = None,
         path: str | os.PathLike | None = None,
         seed: int = 0,
-        alternatives_for: Callable[[str], list[str]] = placeholder_alternatives,
+        alternatives_for: Callable[..., list[str]] = placeholder_alternatives,
+        proposers: Mapping[str, Callable] | None = None,
         max_rows: int = 40,
         max_suggestions: int = 12,
     ):
-        if isinstance(anchors, (str, os.PathLike)):
+        if anchors is None:
+            anchors = AnchorMap({}, source=str(path) if path is not None else None)
+        elif isinstance(anchors, (str, os.PathLike)):
             path = path or anchors
-            anchors = load_anchor_map(anchors)
+            anchors = read_anchor_file(anchors)
         elif not isinstance(anchors, AnchorMap):
             anchors = AnchorMap.from_dict(anchors)
         self.anchors: AnchorMap = anchors
         self.seed = seed
         self.path = str(path) if path is not None else (anchors.source or "anchors.json")
         self.alternatives_for = alternatives_for
+        self.proposers: dict[str, Callable] = dict(proposers or {})
+        self.proposals: dict[str, dict[str, list[str]]] = {}  # key -> {proposer name: alternatives}
         self.max_rows = max_rows
         self.max_suggestions = max_suggestions
         self._texts: list[tuple[int, str]] = []
@@ -140,11 +158,11 @@ class AnchorEditor(WidgetView):
                 self._texts.append((i, t))
             else:
                 self._texts.append((int(getattr(t, "index", i)), t.text))
+        self.index = CorpusIndex(list(texts or []), anchors)
         self._suggestions = suggestions.copy() if suggestions is not None else pd.DataFrame(columns=["word"])
         self._undo: list[AnchorMap] = []
         self._redo: list[AnchorMap] = []
         self._listeners: list[Callable[[AnchorMap], None]] = []
-        self.accepted: list[str] = []  # keys added from suggestions (their alternatives are placeholders)
         self.selected: str | None = None
         self.search = ""
         self.sort_by = "occurrences"
@@ -152,9 +170,11 @@ class AnchorEditor(WidgetView):
         self.block_pos = 0  # which of the texts the preview shows
         self.form_key = ""
         self.form_alternatives = ""
+        self.form_status = "to review"
+        self.form_note = ""
         self.status = ""
+        self.save_warnings: list[str] = []
         self.dirty = False
-        self._coverage: dict[str, int] | None = None
         self._w = None
         self._syncing = False
         # start on the most frequent key of the first block, so the preview shows something to edit
@@ -170,21 +190,36 @@ class AnchorEditor(WidgetView):
     # -- derived state ---------------------------------------------------------------------------------------
     @property
     def coverage(self) -> dict[str, int]:
-        """Occurrences of each key in the loaded texts."""
-        if self._coverage is None:
-            self._coverage = self.anchors.coverage(t for _, t in self._texts)
-        return self._coverage
+        """Occurrences of each key in the whole loaded corpus."""
+        return self.index.counts
+
+    @property
+    def accepted(self) -> list[str]:
+        """Keys whose alternatives are still placeholders (from an accepted suggestion), to refine."""
+        return [k for k in self.anchors.entries if self.anchors.review.get(k, {}).get("placeholder")]
+
+    def review_status(self, key: str) -> str:
+        return self.anchors.review.get(key, {}).get("status", "to review")
+
+    @property
+    def rejected(self) -> list[str]:
+        """Dismissed suggestions and rejected keys (remembered in the saved map)."""
+        return [k for k, r in self.anchors.review.items() if r.get("status") == "rejected" and k not in self.anchors.entries]
 
     @property
     def table(self) -> pd.DataFrame:
         """The map as shown: rows matching :attr:`search`, sorted by :attr:`sort_by`."""
-        cov = self.coverage
-        rows = [{"key": k, "alternatives": "; ".join(v), "n_alternatives": len(v), "occurrences": cov.get(k, 0)}
+        cov, review = self.coverage, self.anchors.review
+        rows = [{"key": k, "alternatives": "; ".join(v), "n_alternatives": len(v), "occurrences": cov.get(k, 0),
+                 "status": review.get(k, {}).get("status", "to review"), "note": review.get(k, {}).get("note", ""),
+                 "placeholder": bool(review.get(k, {}).get("placeholder"))}
                 for k, v in self.anchors.entries.items()]
-        df = pd.DataFrame(rows, columns=["key", "alternatives", "n_alternatives", "occurrences"])
+        df = pd.DataFrame(rows, columns=["key", "alternatives", "n_alternatives", "occurrences", "status", "note",
+                                         "placeholder"])
         q = self.search.strip().lower()
         if q:
-            df = df[df["key"].str.lower().str.contains(q, regex=False) | df["alternatives"].str.lower().str.contains(q, regex=False)]
+            hay = df["key"].str.lower() + "\0" + df["alternatives"].str.lower() + "\0" + df["note"].str.lower()
+            df = df[hay.str.contains(q, regex=False)]
         by = self.sort_by if self.sort_by in df.columns else "key"
         keys = [by] if by == "key" else [by, "key"]
         asc = [not self.descending] if by == "key" else [not self.descending, True]
@@ -192,15 +227,22 @@ class AnchorEditor(WidgetView):
 
     @property
     def suggestions(self) -> pd.DataFrame:
-        """Suggested anchors the map does not cover yet (covered ones disappear as you accept or add them)."""
+        """Suggested anchors the map does not cover yet and nobody rejected (they disappear as you accept them)."""
         df = self._suggestions
         if df.empty or "word" not in df.columns:
             return pd.DataFrame(columns=["word"])
+        rejected = set(self.rejected)
         keep = []
         for w in df["word"].astype(str):
             matches = self.anchors.find(w)
-            keep.append(w not in self.anchors.entries and not any(m.start == 0 and m.end == len(w) for m in matches))
+            keep.append(w not in self.anchors.entries and w not in rejected
+                        and not any(m.start == 0 and m.end == len(w) for m in matches))
         return df[keep].reset_index(drop=True)
+
+    @property
+    def concordance(self) -> pd.DataFrame:
+        """Every occurrence of the selected key over the corpus: pos (the preview position), block, left, match, right."""
+        return self.index.concordance(self.selected or "", width=60)
 
     @property
     def block_text(self) -> str:
@@ -226,7 +268,7 @@ class AnchorEditor(WidgetView):
     def preview(self) -> str:
         """The preview HTML of the current block."""
         if not self._texts:
-            return '<div class="wb-preview" style="color:#666">no text loaded: pass texts=run.blocks to preview</div>'
+            return '<div class="wb-preview" style="color:#666">no text loaded: pass texts=run.corpus_blocks to preview</div>'
         return preview_html(self.anchors, self.block_text, self.seed, self.block_index, self.selected,
                             f"block {self.block_index} ({self.block_pos + 1} of {len(self._texts)}):")
 
@@ -255,13 +297,16 @@ class AnchorEditor(WidgetView):
             return out
         probe = AnchorMap({key: ["x"]})
         if self._texts and not any(probe.regex.search(t) for _, t in self._texts):
-            out.append(f"{key!r} does not occur in the loaded text (matching is case-sensitive, on word boundaries)")
+            out.append(f"{key!r} does not occur in the corpus (matching is case-sensitive, on word boundaries)")
         if key in self.anchors.entries and key != self.selected:
             out.append(f"{key!r} is already a key: applying replaces its alternatives")
         _, dropped = consolidate({**self.anchors.entries, key: ["x"]})
         for k, why in dropped:
             if k == key:
                 out.append(f"a run would drop this key on loading ({why})")
+        if key == self.selected and key in self.accepted and \
+                _parse_alternatives(self.form_alternatives) == self.anchors.entries.get(key):
+            out.append("the alternatives are a placeholder: replace them (or use a proposal)")
         return out
 
     # -- editing ----------------------------------------------------------------------------------------------
@@ -272,7 +317,7 @@ class AnchorEditor(WidgetView):
 
     def _set_map(self, new: AnchorMap, status: str) -> None:
         self.anchors = new
-        self._coverage = None
+        self.index.update(new)
         self.dirty = True
         self.status = status
         for fn in self._listeners:
@@ -283,26 +328,36 @@ class AnchorEditor(WidgetView):
         """Load an entry into the form (None: an empty form for a new entry)."""
         self.selected = key if key in self.anchors.entries else None
         if self.selected is None:
-            self.form_key, self.form_alternatives = "", ""
+            self.form_key, self.form_alternatives, self.form_status, self.form_note = "", "", "to review", ""
         else:
+            rec = self.anchors.review.get(self.selected, {})
             self.form_key = self.selected
             self.form_alternatives = "\n".join(self.anchors.entries[self.selected])
+            self.form_status, self.form_note = rec.get("status", "to review"), rec.get("note", "")
         self._refresh()
 
     def new(self) -> None:
         """Clear the form to add a new entry."""
         self.select(None)
 
-    def set_form(self, key: str | None = None, alternatives: str | Sequence[str] | None = None) -> None:
+    def set_form(self, key: str | None = None, alternatives: str | Sequence[str] | None = None,
+                 status: str | None = None, note: str | None = None) -> None:
         """Fill the form (as typing does); alternatives as a list or as text with one per line."""
         if key is not None:
             self.form_key = key
         if alternatives is not None:
             self.form_alternatives = alternatives if isinstance(alternatives, str) else "\n".join(alternatives)
+        if status is not None:
+            if status not in REVIEW_STATUSES:
+                raise WorkbenchError(f"status {status!r} is not one of {list(REVIEW_STATUSES)}")
+            self.form_status = status
+        if note is not None:
+            self.form_note = note
         self._refresh(form_only=True)
 
     def apply(self) -> bool:
-        """Add or update the entry in the form; renaming the selected key replaces it. False on a form error."""
+        """Add or update the entry in the form (alternatives, status, note); renaming the selected key replaces
+        it. Changed alternatives are no longer a placeholder. False on a form error."""
         err = self.form_error
         if err:
             self.status = ""
@@ -311,6 +366,8 @@ class AnchorEditor(WidgetView):
         key, alts = self.form_key, _parse_alternatives(self.form_alternatives)
         base = self.anchors
         renamed = self.selected is not None and self.selected != key and self.selected in base.entries
+        old_key = self.selected if renamed else key
+        old_rec = base.review.get(old_key, {})
         if renamed:
             entries = {(key if k == self.selected else k): (alts if k == self.selected else v)
                        for k, v in base.entries.items() if not (k == key and k != self.selected)}
@@ -323,45 +380,190 @@ class AnchorEditor(WidgetView):
         else:
             new = base.with_entry(key, alts)
             status = f"{'updated' if key in base.entries else 'added'} {key!r} → {', '.join(alts)}"
-        if key in self.accepted and key in base.entries:
-            self.accepted.remove(key)  # reviewed
+        placeholder = old_rec.get("placeholder") and base.entries.get(old_key) == alts or None
+        new = new.with_review(key, status=self.form_status, note=self.form_note.strip() or None, placeholder=placeholder)
         self.selected = key
         self._commit(new, status)
         return True
 
+    def set_status(self, status: str, key: str | None = None) -> bool:
+        """Set the review status of ``key`` (default: the selected one); 'rejected' removes the key (see reject)."""
+        key = key if key is not None else self.selected
+        if key is None or key not in self.anchors.entries:
+            self.status = "select an entry first"
+            self._refresh()
+            return False
+        if status == "rejected":
+            return self.reject(key)
+        self.form_status = status
+        self._commit(self.anchors.with_review(key, status=status), f"{key!r}: {status}")
+        return True
+
     def delete(self, key: str | None = None) -> bool:
-        """Delete ``key`` (default: the selected entry)."""
+        """Delete ``key`` (default: the selected entry); any key, the last one too (the map may be empty)."""
         key = key if key is not None else self.selected
         if key is None or key not in self.anchors.entries:
             self.status = "select an entry to delete"
             self._refresh()
             return False
-        if len(self.anchors) == 1:
-            self.status = "the map needs at least one anchor; add another before deleting the last"
+        self.selected = None
+        self.form_key, self.form_alternatives = "", ""
+        new = self.anchors.without(key).with_review(key, status=None, note=None, placeholder=None)
+        self._commit(new, f"deleted {key!r}" + ("; the map is empty now" if not new.entries else ""))
+        return True
+
+    def reject(self, key: str | None = None, note: str | None = None) -> bool:
+        """Remove ``key`` from the map and remember it as rejected (it is not suggested again)."""
+        key = key if key is not None else self.selected
+        if key is None or key not in self.anchors.entries:
+            self.status = "select an entry to reject"
             self._refresh()
             return False
         self.selected = None
         self.form_key, self.form_alternatives = "", ""
-        self._commit(self.anchors.without(key), f"deleted {key!r}")
+        new = self.anchors.without(key).with_review(key, status="rejected", placeholder=None, note=note)
+        self._commit(new, f"rejected {key!r} (removed from the map, not suggested again)")
         return True
 
+    def _name_like(self, word: str) -> bool:
+        df = self._suggestions
+        if "name_like" in df.columns and "word" in df.columns:
+            hit = df.loc[df["word"].astype(str) == word, "name_like"]
+            if len(hit):
+                return bool(hit.iloc[0]) if str(hit.iloc[0]).lower() not in ("false", "0") else False
+        return word[:1].isupper() and word in self.index._names_total or word[:1].isupper() and not self._texts
+
     def accept_suggestion(self, word: str, alternatives: Sequence[str] | None = None) -> bool:
-        """Add a suggested word as a key (one click), with placeholder alternatives to refine in the form."""
+        """Add a suggested word or phrase as a key (one click). Without ``alternatives`` it starts on a
+        placeholder (a name only for a proper name), flagged until refined or replaced by a proposal."""
         word = str(word).strip()
-        alts = list(alternatives) if alternatives is not None else self.alternatives_for(word)
+        if alternatives is not None:
+            alts = list(alternatives)
+        else:
+            try:
+                alts = self.alternatives_for(word, self._name_like(word))
+            except TypeError:  # a one-argument alternatives_for
+                alts = self.alternatives_for(word)
         try:
             new = self.anchors.with_entry(word, alts)
         except WorkbenchError as exc:
             self.status = f"cannot accept {word!r}: {_clean_error(exc)}"
             self._refresh()
             return False
-        if alternatives is None:
-            self.accepted.append(word)
+        new = new.with_review(word, status="to review", placeholder=True if alternatives is None else None)
         self.selected = word
         self.form_key, self.form_alternatives = word, "\n".join(alts)
+        self.form_status, self.form_note = "to review", ""
         self._commit(new, f"accepted suggestion {word!r} → {', '.join(alts)}"
-                     + (" (a placeholder: edit the alternatives and apply)" if alternatives is None else ""))
+                     + (" (a placeholder: edit the alternatives and apply, or propose)" if alternatives is None else ""))
         return True
+
+    def edit_suggestion(self, word: str) -> None:
+        """Put a suggestion (or any word) into the form for a new entry, to edit before applying."""
+        self.selected = None
+        alts = self.proposals.get(str(word), {})
+        first = next(iter(alts.values()), [])
+        self.form_key, self.form_alternatives = str(word), "\n".join(first)
+        self.form_status, self.form_note = "to review", ""
+        self.status = f"editing suggestion {word!r}: give its alternatives, then apply"
+        self._refresh()
+
+    def reject_suggestion(self, word: str, note: str | None = None) -> bool:
+        """Dismiss a suggestion; remembered in the saved map so it never comes back."""
+        word = str(word).strip()
+        if word in self.anchors.entries:
+            return self.reject(word, note)
+        self._commit(self.anchors.with_review(word, status="rejected", note=note), f"rejected suggestion {word!r}")
+        return True
+
+    def restore(self, word: str) -> bool:
+        """Forget that ``word`` was rejected (it may be suggested again)."""
+        if word not in self.rejected:
+            return False
+        self._commit(self.anchors.with_review(word, status=None, note=None, placeholder=None), f"restored {word!r}")
+        return True
+
+    # -- proposals --------------------------------------------------------------------------------------------
+    def contexts(self, key: str, limit: int = 3, width: int = 200) -> list[tuple[str, str]]:
+        """Up to ``limit`` contexts of ``key`` in the corpus as (left, right) text around the occurrence."""
+        out = []
+        for o in self.index.occurrences(key)[:limit]:
+            left, _, right = kwic(self._texts[o.pos][1], o.start, o.end, width)
+            out.append((left, right))
+        return out
+
+    def lacking(self) -> list[str]:
+        """Keys still on placeholder alternatives."""
+        return self.accepted
+
+    def propose(self, keys: Sequence[str] | str | None = None, source: str | None = None) -> bool:
+        """Ask a proposer (``source``: a name in :attr:`proposers`; default the first) for alternatives of
+        ``keys`` (default: the selected key). The proposals are stored in :attr:`proposals` and shown for
+        approval (:meth:`use_proposal`); nothing is written to the map. Errors show in the status line."""
+        if not self.proposers:
+            self.status = "error: no proposer configured (pass proposers= to the editor)"
+            self._refresh()
+            return False
+        source = source or next(iter(self.proposers))
+        if source not in self.proposers:
+            self.status = f"error: unknown proposer {source!r}; configured: {', '.join(self.proposers)}"
+            self._refresh()
+            return False
+        if keys is None:
+            keys = [self.selected] if self.selected else []
+        keys = [keys] if isinstance(keys, str) else [k for k in keys if k]
+        if not keys:
+            self.status = "select a key (or accept a suggestion) to propose alternatives for"
+            self._refresh()
+            return False
+        try:
+            found = self.proposers[source](keys, {k: self.contexts(k) for k in keys})
+        except WorkbenchError as exc:
+            self.status = f"error: {source} proposer: {exc}"
+            self._refresh()
+            return False
+        for k, alts in found.items():
+            if alts:
+                self.proposals.setdefault(k, {})[source] = list(alts)
+        missing = [k for k in keys if not found.get(k)]
+        self.status = (f"{source}: proposals for {len(keys) - len(missing)} of {len(keys)} key(s); review and use them"
+                       + (f"; none for {', '.join(repr(k) for k in missing[:5])}" if missing else ""))
+        self._refresh()
+        return True
+
+    def propose_lacking(self, source: str | None = None) -> bool:
+        """Propose for every key still on placeholder alternatives (one batch)."""
+        keys = self.lacking()
+        if not keys:
+            self.status = "no key lacks alternatives"
+            self._refresh()
+            return False
+        return self.propose(keys, source)
+
+    def use_proposal(self, key: str | None = None, source: str | None = None,
+                     alternatives: Sequence[str] | None = None) -> bool:
+        """Approve a proposal: ``key`` gets the proposed alternatives (or the chosen subset ``alternatives``)."""
+        key = key if key is not None else self.selected
+        props = self.proposals.get(key or "", {})
+        if not props:
+            self.status = f"no proposal for {key!r}"
+            self._refresh()
+            return False
+        alts = list(alternatives) if alternatives is not None else props.get(source) if source else next(iter(props.values()))
+        if not alts:
+            self.status = f"no proposal from {source!r} for {key!r}"
+            self._refresh()
+            return False
+        if key not in self.anchors.entries:
+            self.select(None)
+        else:
+            self.select(key)
+        self.set_form(key=key, alternatives=alts)
+        ok = self.apply()
+        if ok:
+            self.status = f"used the proposal for {key!r} → {', '.join(alts)}"
+            self._refresh()
+        return ok
 
     def undo(self) -> bool:
         return self._travel(self._undo, self._redo, "undo", "undone")
@@ -386,21 +588,55 @@ class AnchorEditor(WidgetView):
         self.select(self.selected)
 
     # -- files ----------------------------------------------------------------------------------------------
+    def check(self) -> list[str]:
+        """What to look at before using the map in a run: placeholders, keys that never match, an empty map."""
+        out = []
+        if not self.anchors.entries:
+            out.append("the map is empty: the labels stage needs at least one anchor")
+        ph = self.accepted
+        if ph:
+            out.append(f"{len(ph)} key(s) still have placeholder alternatives: "
+                       + ", ".join(repr(k) for k in ph[:6]) + (" …" if len(ph) > 6 else ""))
+        if self._texts:
+            never = self.index.never_matching()
+            if never:
+                out.append(f"{len(never)} key(s) never match the corpus: " + ", ".join(repr(k) for k in never[:6])
+                           + (" …" if len(never) > 6 else ""))
+        return out
+
     def save(self, path: str | os.PathLike | None = None) -> Path:
-        """Write the map as JSON (atomically) to ``path`` or :attr:`path`."""
+        """Write the map (atomically) to ``path`` or :attr:`path`: JSON, or CSV for a ``.csv`` path. Placeholders
+        and other problems are saved as they are and listed in :attr:`save_warnings` and the status line."""
         target = Path(path if path is not None else self.path)
+        try:
+            write_anchor_file(self.anchors, target)
+        except (OSError, WorkbenchError) as exc:
+            self.status = f"error: cannot save to {target}: {exc}"
+            self._refresh()
+            raise WorkbenchError(self.status[7:]) from exc
         self.path = str(target)
-        self.anchors.save(target)
         self.dirty = False
-        self.status = f"saved {len(self.anchors)} anchors to {target}"
+        self.save_warnings = self.check()
+        self.status = f"saved {len(self.anchors)} anchors to {target}" + (
+            "; warning: " + "; ".join(self.save_warnings) if self.save_warnings else "")
+        self._refresh()
+        return target
+
+    def export(self, path: str | os.PathLike) -> Path:
+        """Write a copy (JSON, or CSV for a ``.csv`` path) without changing where :meth:`save` writes."""
+        keep = self.path, self.dirty
+        target = self.save(path)
+        self.path, self.dirty = keep
+        self.status = self.status.replace("saved", "exported", 1)
         self._refresh()
         return target
 
     def load(self, path: str | os.PathLike | None = None) -> bool:
-        """Replace the map by a JSON file (undoable); errors (bad JSON, bad entries) show in the status line."""
+        """Replace the map by a JSON or CSV file (undoable); errors (bad JSON, a repeated key, bad entries) show
+        in the status line and the map in the editor is kept."""
         target = Path(path if path is not None else self.path)
         try:
-            new = load_anchor_map(target)
+            new = read_anchor_file(target)
         except WorkbenchError as exc:
             self.status = f"error: {exc}"
             self._refresh()
@@ -420,16 +656,37 @@ class AnchorEditor(WidgetView):
             self.block_pos = max(0, min(int(pos), len(self._texts) - 1))
         self._refresh()
 
+    def show_occurrence(self, i: int) -> None:
+        """Preview the block of the ``i``-th occurrence of the selected key (a concordance line)."""
+        occ = self.index.occurrences(self.selected or "")
+        if 0 <= i < len(occ):
+            self.show_block(occ[i].pos)
+
     # -- the widget -----------------------------------------------------------------------------------------
     def _table_html(self) -> str:
         df = self.table
         shown = df.head(self.max_rows).copy()
-        if self.accepted:
-            shown["key"] = [k + (" (placeholder)" if k in self.accepted else "") for k in shown["key"]]
+        shown["key"] = [f"{_STATUS_ICON.get(s, '·')} {k}" + (" (placeholder)" if p else "") + (" ✎" if n else "")
+                        for k, s, p, n in zip(shown["key"], shown["status"], shown["placeholder"], shown["note"])]
         note = (f'<div style="font-size:11px;color:#666">{len(df)} of {len(self.anchors)} entries match'
-                + (f"; showing {self.max_rows}, refine the search" if len(df) > self.max_rows else "") + "</div>")
-        return '<div class="wb-anchor-table" style="max-height:300px;overflow:auto">' + note + df_html(
+                + (f"; showing {self.max_rows}, refine the search" if len(df) > self.max_rows else "")
+                + " · ✓ accepted · ✎ has a note</div>")
+        return '<div class="wb-anchor-table" style="max-height:260px;overflow:auto">' + note + df_html(
             shown[["key", "alternatives", "occurrences"]], self.max_rows) + "</div>"
+
+    def _coverage_html(self) -> str:
+        ix = self.index
+        if not self._texts:
+            return ""
+        never = ix.never_matching()
+        unc = ix.uncovered(top=12)
+        names = ", ".join(f"{esc(r.name)} ({r.count})" for r in unc.itertuples()) or "none"
+        return (f'<div class="wb-anchor-coverage" style="font-size:12px;line-height:1.4">'
+                f"<b>{ix.coverage_share:.1%}</b> of {ix.n_tokens:,} corpus tokens under {len(self.anchors)} anchors; "
+                f"{len(never)} key(s) never match"
+                + (f' <span style="color:#8a6d00">({esc(", ".join(never[:5]))}{" …" if len(never) > 5 else ""})</span>'
+                   if never else "")
+                + f'<br><span style="color:#444">frequent capitalised words and names no key covers:</span> {names}</div>')
 
     def _error_html(self) -> str:
         err = self.form_error if (self.form_key or self.form_alternatives) else ""
@@ -442,58 +699,116 @@ class AnchorEditor(WidgetView):
 
     def _status_html(self) -> str:
         flag = " · unsaved changes" if self.dirty else ""
-        color = "#b31d28" if self.status.startswith(("error", "cannot")) else "#333"
+        color = "#b31d28" if self.status.startswith(("error", "cannot")) else "#8a6d00" if "warning:" in self.status else "#333"
         return (f'<div class="wb-status" style="font-size:12px;color:{color}">{esc(self.status)}'
                 f'<span style="color:#888">{esc(flag)}</span></div>')
+
+    @staticmethod
+    def _small_button(label: str, tip: str, cls: str, fn, width: str = "62px"):
+        import ipywidgets as W
+
+        b = W.Button(description=label, tooltip=tip, layout=W.Layout(width=width, min_width=width, padding="0"))
+        b.add_class(cls)
+        b.on_click(lambda _b: fn())
+        return b
 
     def _suggestion_rows(self):
         import ipywidgets as W
 
         df = self.suggestions.head(self.max_suggestions)
         rows = []
-        for r in df.itertuples():
-            word = str(r.word)
-            btn = W.Button(description="accept", tooltip=f"add {word!r} to the map", layout=W.Layout(width="70px"))
-            btn.add_class("wb-accept")
-            btn.on_click(lambda _b, w=word: self.accept_suggestion(w))
-            info = [f"{getattr(r, c):.3g}" if isinstance(getattr(r, c), float) else str(getattr(r, c))
-                    for c in ("count", "mean_gain", "score") if hasattr(r, c)]
-            label = esc(word) + (f' <span style="color:#888;font-size:11px">{esc(" · ".join(info))}</span>' if info else "")
-            rows.append(W.HBox([btn, W.HTML(label)]))
+        for r in df.to_dict("records"):
+            word = str(r["word"])
+            info = [f"{r[c]:.3g}" if isinstance(r.get(c), float) else str(r[c])
+                    for c in ("count", "mean_gain") if c in r]
+            kind = "phrase" if r.get("kind") == "phrase" else ""
+            examples = str(r.get("examples") or "")
+            ex = esc(examples.split(" | ")[0][:110]) if examples and examples != "nan" else ""
+            label = (f'<span class="wb-suggestion" title="{esc(examples)}">{esc(word)}</span>'
+                     + (f' <span style="background:#e8eefc;font-size:10px;padding:0 3px">{kind}</span>' if kind else "")
+                     + (f' <span style="color:#888;font-size:11px">{esc(" · ".join(info))}</span>' if info else "")
+                     + (f'<div style="color:#777;font-size:11px;white-space:nowrap;overflow:hidden;'
+                        f'text-overflow:ellipsis">{ex}</div>' if ex else ""))
+            html = W.HTML(label, layout=W.Layout(flex="1 1 auto", min_width="0"))
+            rows.append(W.HBox([
+                self._small_button("accept", f"add {word!r} to the map", "wb-accept", lambda w=word: self.accept_suggestion(w)),
+                self._small_button("edit", f"edit {word!r} before adding it", "wb-edit-suggestion",
+                                   lambda w=word: self.edit_suggestion(w), "48px"),
+                self._small_button("reject", f"never suggest {word!r} again", "wb-reject-suggestion",
+                                   lambda w=word: self.reject_suggestion(w)),
+                html], layout=W.Layout(width="100%", align_items="flex-start")))
         if not rows:
             rows.append(W.HTML('<span style="color:#888;font-size:12px">no uncovered suggestions</span>'))
+        return rows
+
+    def _proposal_rows(self):
+        import ipywidgets as W
+
+        rows = []
+        for name in self.proposers:
+            rows.append(W.HBox([
+                self._small_button(f"propose: {name}", f"ask the {name} proposer for the selected key",
+                                   "wb-propose", lambda n=name: self.propose(source=n), "150px"),
+                self._small_button("all placeholders", f"ask the {name} proposer for every key on a placeholder",
+                                   "wb-propose-lacking", lambda n=name: self.propose_lacking(n), "130px"),
+            ], layout=W.Layout(flex_flow="row wrap")))
+        props = self.proposals.get(self.selected or self.form_key, {})
+        for name, alts in props.items():
+            rows.append(W.HBox([
+                self._small_button("use", f"give {self.selected!r} these alternatives", "wb-use-proposal",
+                                   lambda n=name: self.use_proposal(self.selected or self.form_key, n), "48px"),
+                W.HTML(f'<span class="wb-proposal" style="font-size:12px"><i>{esc(name)}</i>: {esc(", ".join(alts))}</span>',
+                       layout=W.Layout(flex="1 1 auto", min_width="0"))], layout=W.Layout(width="100%")))
+        if not self.proposers:
+            rows.append(W.HTML('<span style="color:#888;font-size:12px">no proposer configured</span>'))
         return rows
 
     def _build(self) -> None:
         import ipywidgets as W
 
+        full = W.Layout(width="100%")
+        narrow = {"description_width": "70px"}
         w: dict = {}
-        w["search"] = W.Text(value=self.search, placeholder="search keys and alternatives", description="search")
-        w["sort_by"] = W.Dropdown(options=[("occurrences", "occurrences"), ("key", "key"),
-                                           ("number of alternatives", "n_alternatives")], value=self.sort_by,
-                                  description="sort by")
-        w["descending"] = W.Checkbox(value=self.descending, description="descending", indent=False)
+        w["search"] = W.Text(value=self.search, placeholder="search keys, alternatives, notes",
+                             layout=W.Layout(flex="1 1 160px", min_width="0", width="auto"))
+        w["sort_by"] = W.Dropdown(options=[("occurrences", "occurrences"), ("key", "key"), ("status", "status"),
+                                           ("alternatives", "n_alternatives")], value=self.sort_by,
+                                  layout=W.Layout(width="120px"))
+        w["descending"] = W.Checkbox(value=self.descending, description="desc.", indent=False,
+                                     layout=W.Layout(width="64px"))
+        w["coverage"] = W.HTML()
         w["table"] = W.HTML()
-        w["picker"] = W.Select(options=[], rows=8, description="edit", layout=W.Layout(width="98%"))
-        w["key"] = W.Text(description="key", placeholder="anchored expression, e.g. Hogwarts")
+        w["picker"] = W.Select(options=[], rows=6, layout=full)
+        w["concordance_title"] = W.HTML()
+        w["concordance"] = W.Select(options=[], rows=6, layout=full)
+        w["key"] = W.Text(description="key", placeholder="anchored expression, e.g. Hogwarts", layout=full, style=narrow)
         w["alts"] = W.Textarea(description="alternatives", placeholder="one generic alternative per line",
-                               layout=W.Layout(width="98%", height="90px"))
+                               layout=W.Layout(width="100%", height="80px"), style=narrow)
+        w["review"] = W.Dropdown(options=list(REVIEW_STATUSES[:2]), value="to review", description="status",
+                                 layout=W.Layout(width="190px"), style=narrow)
+        w["note"] = W.Text(description="note", placeholder="why, doubts…", layout=W.Layout(flex="1 1 120px", width="auto"),
+                           style={"description_width": "36px"})
         w["validation"] = W.HTML()
-        w["apply"] = W.Button(description="apply", button_style="primary", icon="check")
-        w["new"] = W.Button(description="new", icon="plus")
-        w["delete"] = W.Button(description="delete", button_style="danger", icon="trash")
-        w["undo"] = W.Button(description="undo", icon="undo")
-        w["redo"] = W.Button(description="redo", icon="repeat")
+        btn = W.Layout(width="72px", min_width="72px", padding="0")
+        w["apply"] = W.Button(description="apply", button_style="primary", icon="check", layout=btn)
+        w["new"] = W.Button(description="new", icon="plus", layout=btn)
+        w["delete"] = W.Button(description="delete", button_style="danger", icon="trash", layout=btn)
+        w["reject"] = W.Button(description="reject", icon="ban", layout=btn, tooltip="remove and never suggest again")
+        w["undo"] = W.Button(description="undo", icon="undo", layout=btn)
+        w["redo"] = W.Button(description="redo", icon="repeat", layout=btn)
+        w["proposals"] = W.VBox(layout=full)
+        w["suggestions"] = W.VBox(layout=full)
         w["block"] = W.IntSlider(value=self.block_pos, min=0, max=max(0, len(self._texts) - 1), description="block",
-                                 continuous_update=False)
-        w["preview"] = W.HTML()
-        w["path"] = W.Text(value=self.path, description="file", layout=W.Layout(width="60%"))
-        w["save"] = W.Button(description="save", icon="save")
-        w["load"] = W.Button(description="load", icon="folder-open")
+                                 continuous_update=False, layout=W.Layout(width="60%", min_width="200px"))
+        w["preview"] = W.HTML(layout=full)
+        w["path"] = W.Text(value=self.path, description="file", layout=W.Layout(flex="1 1 200px", width="auto"),
+                           style={"description_width": "30px"})
+        w["save"] = W.Button(description="save", icon="save", layout=btn, tooltip="JSON, or CSV for a .csv name")
+        w["load"] = W.Button(description="load", icon="folder-open", layout=btn, tooltip="JSON or CSV")
         w["status"] = W.HTML()
-        w["suggestions"] = W.VBox()
-        for name in ("search", "sort_by", "table", "picker", "key", "alts", "validation", "apply", "new", "delete",
-                     "undo", "redo", "block", "preview", "path", "save", "load", "status", "suggestions"):
+        for name in ("search", "sort_by", "coverage", "table", "picker", "concordance", "key", "alts", "review", "note",
+                     "validation", "apply", "new", "delete", "reject", "undo", "redo", "proposals", "block",
+                     "preview", "path", "save", "load", "status", "suggestions"):
             w[name].add_class(f"wb-anchor-{name}")
 
         def on(name, fn):
@@ -503,30 +818,46 @@ class AnchorEditor(WidgetView):
         on("sort_by", lambda v: (setattr(self, "sort_by", v), self._refresh()))
         on("descending", lambda v: (setattr(self, "descending", v), self._refresh()))
         on("picker", lambda v: self.select(v))
+        on("concordance", lambda v: None if v is None else self.show_occurrence(v))
         on("key", lambda v: self.set_form(key=v))
         on("alts", lambda v: self.set_form(alternatives=v))
+        on("review", lambda v: self.set_form(status=v))
+        on("note", lambda v: self.set_form(note=v))
         on("block", lambda v: self.show_block(v))
         on("path", lambda v: setattr(self, "path", v))
         w["apply"].on_click(lambda _b: self.apply())
         w["new"].on_click(lambda _b: self.new())
         w["delete"].on_click(lambda _b: self.delete())
+        w["reject"].on_click(lambda _b: self.reject())
         w["undo"].on_click(lambda _b: self.undo())
         w["redo"].on_click(lambda _b: self.redo())
-        w["save"].on_click(lambda _b: self.save())
+        w["save"].on_click(lambda _b: self._safe(self.save))
         w["load"].on_click(lambda _b: self.load())
 
-        left = W.VBox([W.HBox([w["search"], w["sort_by"], w["descending"]]), w["table"], w["picker"]],
-                      layout=W.Layout(width="50%"))
-        form = W.VBox([W.HTML("<b>entry</b>"), w["key"], w["alts"], w["validation"],
-                       W.HBox([w["apply"], w["new"], w["delete"], w["undo"], w["redo"]]),
-                       W.HTML("<b>suggested anchors</b> <span style='font-size:11px;color:#666'>(boosted by the "
-                              "reinforced model, not covered by the map)</span>"), w["suggestions"]],
-                      layout=W.Layout(width="50%"))
-        files = W.HBox([w["path"], w["save"], w["load"]])
-        w["root"] = W.VBox([W.HBox([left, form]), W.HTML("<b>preview</b>"), w["block"], w["preview"], files, w["status"]])
+        col = W.Layout(flex="1 1 420px", min_width="0", padding="0 4px")
+        wrap = W.Layout(flex_flow="row wrap", width="100%")
+        hint = "<span style='font-size:11px;color:#666'>"
+        left = W.VBox([W.HBox([w["search"], w["sort_by"], w["descending"]], layout=W.Layout(width="100%")),
+                       w["coverage"], w["table"], W.HTML(f"<b>edit</b> {hint}(pick a key)</span>"), w["picker"],
+                       w["concordance_title"], w["concordance"]], layout=col)
+        form = W.VBox([W.HTML("<b>entry</b>"), w["key"], w["alts"], W.HBox([w["review"], w["note"]], layout=wrap),
+                       w["validation"],
+                       W.HBox([w["apply"], w["new"], w["delete"], w["reject"], w["undo"], w["redo"]], layout=wrap),
+                       W.HTML(f"<b>proposed alternatives</b> {hint}(shown for approval)</span>"), w["proposals"],
+                       W.HTML(f"<b>suggested anchors</b> {hint}(boosted by the reinforced model, not covered by the "
+                              "map; hover for contexts)</span>"), w["suggestions"]], layout=col)
+        files = W.HBox([w["path"], w["save"], w["load"]], layout=wrap)
+        w["root"] = W.VBox([W.HBox([left, form], layout=wrap), W.HTML("<b>preview</b>"), w["block"], w["preview"],
+                            files, w["status"]], layout=W.Layout(width="100%", max_width="100%", overflow="hidden"))
         w["root"].add_class("wb-anchor-editor")
         self._w = w
         self._refresh()
+
+    def _safe(self, fn) -> None:
+        try:
+            fn()
+        except WorkbenchError:
+            pass  # the status line says what went wrong
 
     def _sync_form(self, w: dict) -> None:
         """The entry form and its validation (the only part that changes while the user types)."""
@@ -534,6 +865,10 @@ class AnchorEditor(WidgetView):
             w["key"].value = self.form_key
         if w["alts"].value != self.form_alternatives:
             w["alts"].value = self.form_alternatives
+        if w["review"].value != self.form_status:
+            w["review"].value = self.form_status if self.form_status in w["review"].options else "to review"
+        if w["note"].value != self.form_note:
+            w["note"].value = self.form_note
         w["validation"].value = self._error_html()
         w["apply"].disabled = bool(self.form_error)
 
@@ -550,6 +885,7 @@ class AnchorEditor(WidgetView):
             w["search"].value = self.search
             w["sort_by"].value = self.sort_by
             w["descending"].value = self.descending
+            w["coverage"].value = self._coverage_html()
             w["table"].value = self._table_html()
             keys = list(self.table["key"].head(500))
             if self.selected is not None and self.selected not in keys:
@@ -557,8 +893,21 @@ class AnchorEditor(WidgetView):
             if list(w["picker"].options) != keys:
                 w["picker"].options = keys
             w["picker"].value = self.selected if self.selected in keys else None
+            conc = self.concordance if self.selected else None
+            if conc is not None and len(conc):
+                w["concordance_title"].value = (f"<b>occurrences of {esc(self.selected)}</b> <span style='font-size:11px;"
+                                                f"color:#666'>({len(conc)} in the corpus; click one to preview its block)</span>")
+                opts = [(f"{i + 1}. block {r.block}: …{r.left[-45:]}[{r.match}]{r.right[:45]}…", i)
+                        for i, r in enumerate(conc.head(300).itertuples())]
+            else:
+                w["concordance_title"].value = ("<b>occurrences</b> <span style='font-size:11px;color:#666'>"
+                                                + ("(none in the corpus)" if self.selected else "(select a key)") + "</span>")
+                opts = []
+            if [o[1] for o in w["concordance"].options] != [o[1] for o in opts] or list(w["concordance"].options) != opts:
+                w["concordance"].options = opts
+            w["concordance"].value = None
             self._sync_form(w)
-            w["delete"].disabled = self.selected is None
+            w["delete"].disabled = w["reject"].disabled = self.selected is None
             w["undo"].disabled = not self._undo
             w["redo"].disabled = not self._redo
             w["block"].max = max(0, len(self._texts) - 1)
@@ -566,6 +915,7 @@ class AnchorEditor(WidgetView):
             w["preview"].value = self.preview
             w["path"].value = self.path
             w["status"].value = self._status_html()
+            w["proposals"].children = self._proposal_rows()
             w["suggestions"].children = self._suggestion_rows()
         finally:
             self._syncing = False
