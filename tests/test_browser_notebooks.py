@@ -179,7 +179,8 @@ def test_every_notebook_and_the_stop_button(lab):
                 _shut_down_kernels(lab)
             run_dir = lab["dir"] / "runs" / "sherlock-tiny"
             assert (run_dir / "unlearned").is_dir() and (run_dir / "report.html").is_file()
-            assert [p.name for p in (run_dir / "variants").iterdir()] == ["target=soft"]
+            # 04 trains the other target kind as a variant (02's whole-corpus scoring and curated map make their own)
+            assert "target=soft" in [p.name for p in (run_dir / "variants").iterdir()]
 
             # the stop button, clicked while monitor.run trains in the cell
             _open(page, lab, "stop_test")
