@@ -22,7 +22,7 @@ from workbench.training import TrainConfig
 
 __all__ = [
     "TargetConfig", "ReinforceConfig", "ScoringConfig", "LabelsConfig", "ReportConfig", "RunConfig",
-    "load_config", "config_from_dict", "config_to_dict", "stable_hash",
+    "load_config", "config_from_dict", "config_to_dict", "config_diff", "stable_hash",
 ]
 
 
@@ -248,6 +248,19 @@ def load_config(path: str | os.PathLike) -> RunConfig:
 
 def config_to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
+
+
+def config_diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    """``(key.path, old value, new value)`` for every setting that differs between two config dicts."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        path = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_diff(a, b, path + ".")
+        elif a != b:
+            out.append((path, a, b))
+    return out
 
 
 def stable_hash(*parts: Any) -> str:

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import yaml
 
-from workbench.config import RunConfig, config_from_dict, config_to_dict, load_config
+from workbench.config import RunConfig, config_diff, config_from_dict, config_to_dict, load_config
 from workbench.errors import WorkbenchError
 
 __all__ = ["ENV_MODEL", "ENV_RUNS", "ENV_CONFIG", "ENV_RUN", "DEMO_CONFIG", "Notebook", "setup", "model_choice",
@@ -108,19 +108,6 @@ def _run_log(message: str) -> None:
         show_once(message)
     else:
         print(_relative(message))
-
-
-def config_diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:
-    """``(key.path, old value, new value)`` for every setting that differs between two config dicts."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        path = f"{prefix}{key}"
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += config_diff(a, b, path + ".")
-        elif a != b:
-            out.append((path, a, b))
-    return out
 
 
 def _variant_name(diff: list[tuple[str, object, object]]) -> str:

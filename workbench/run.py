@@ -37,7 +37,7 @@ import yaml
 
 from workbench.anchors import AnchorMap
 from workbench.checks import artifact_problem, check_report_inputs, drop_damaged_shards, read_record
-from workbench.config import RunConfig, config_to_dict, stable_hash
+from workbench.config import RunConfig, config_diff, config_to_dict, stable_hash
 from workbench.corpus import Block, Document, corpus_fingerprint, make_blocks, read_documents
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write, atomic_write_json, atomic_write_text, read_json
@@ -135,7 +135,7 @@ class Run:
                 "with this config (finished stages whose inputs are unchanged are kept), or choose another run directory"
             )
         old = _with_defaults(old, config_to_dict(RunConfig()))  # keys added since the run was made
-        diff = _diff(old, config_to_dict(self.cfg))
+        diff = config_diff(old, config_to_dict(self.cfg))
         if diff and not update:
             shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diff[:6])
             raise WorkbenchError(
@@ -507,13 +507,3 @@ def _with_defaults(old: dict, defaults: dict) -> dict:
     return out
 
 
-def _diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        path = f"{prefix}{key}"
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _diff(a, b, path + ".")
-        elif a != b:
-            out.append((path, a, b))
-    return out
