@@ -96,14 +96,16 @@ editor
 
 # %% [markdown]
 # ## The same edits from code
-# Every button calls a method, so an edit can also be scripted (and tested). Here: give the selected key a
-# new alternative, look at the translated block, and undo; then the whole-corpus coverage.
+# Every button calls a method, so an edit can also be scripted (and tested). Here: give the selected key new
+# alternatives (as many as it has: the keys of a family, such as Harry / Potter / Harry James Potter, keep
+# index-aligned lists), look at the translated block, and undo; then the whole-corpus coverage.
 
 # %%
 key = editor.selected
 if key is not None:
     print("selected:", key, "→", run.anchors.entries.get(key), f"({editor.index.count(key)} occurrences)")
-    editor.set_form(alternatives=["Zebediah Quux"])
+    n_alternatives = len(run.anchors.entries.get(key, [])) or 1
+    editor.set_form(alternatives=[f"Zebediah Quux {i + 1}" for i in range(n_alternatives)])
     editor.apply()
     print(editor.status)
     print("translated:", editor.translated[:300], "…")

@@ -152,7 +152,10 @@ def test_anchor_editor_in_jupyterlab(jupyterlab):
             before = preview.inner_text()
             assert NEW_ALTERNATIVE not in before
 
-            page.fill(".wb-anchor-alts textarea", NEW_ALTERNATIVE)
+            # as many alternatives as the key has: a key of a family keeps its index-aligned length
+            n_alts = len([line for line in page.input_value(".wb-anchor-alts textarea").splitlines() if line.strip()])
+            new_alts = "\n".join(f"{NEW_ALTERNATIVE} {chr(65 + i)}" for i in range(max(1, n_alts)))
+            page.fill(".wb-anchor-alts textarea", new_alts)
             page.locator("button.wb-anchor-apply").wait_for(state="visible")
             page.wait_for_function("() => !document.querySelector('button.wb-anchor-apply').disabled", timeout=20_000)
             page.click("button.wb-anchor-apply")
@@ -168,7 +171,7 @@ def test_anchor_editor_in_jupyterlab(jupyterlab):
             page.fill(".wb-anchor-alts textarea", "")
             page.wait_for_selector(".wb-anchor-validation .wb-error", timeout=20_000)
             assert page.locator("button.wb-anchor-apply").is_disabled()
-            page.fill(".wb-anchor-alts textarea", NEW_ALTERNATIVE)
+            page.fill(".wb-anchor-alts textarea", new_alts)
             page.wait_for_function("() => !document.querySelector('.wb-anchor-validation .wb-error')", timeout=20_000)
 
             editor.scroll_into_view_if_needed()

@@ -265,12 +265,12 @@ class Run:
             path = Path(self.cfg.reinforce.path)
             if not path.exists():
                 raise WorkbenchError(f"reinforce.path {path} does not exist")
+            if (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file():
+                check_same_tokenizer(self.tokenizer, AutoTokenizer.from_pretrained(str(path)))
         if self.cfg.report.enabled and self.cfg.report.perplexity_text:
             from workbench.outcome import perplexity_text
 
             perplexity_text(self, self.cfg.report)  # a named text that is missing fails now, not after training
-            if (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file():
-                check_same_tokenizer(self.tokenizer, AutoTokenizer.from_pretrained(str(path)))
 
     def _require_anchors(self) -> None:
         if not self.anchors.entries:
