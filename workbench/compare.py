@@ -63,18 +63,20 @@ def sweep_variants(path: str | os.PathLike | dict, sweep: dict[str, list] | None
     if isinstance(path, dict):
         data = copy.deepcopy(path)
         name = data.get("name", "run")
+        base = Path.cwd()  # a dict's relative paths are relative to where it was made
     else:
         path = Path(path)
         if not path.is_file():
             raise WorkbenchError(f"config {path} does not exist")
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         base = path.parent.resolve()
-        t = data.get("target") or {}
-        for k in ("corpus", "anchors", "retain"):
-            v = t.get(k)
-            if isinstance(v, str) and not os.path.isabs(v):
-                t[k] = str(base / v)
         name = data.get("name", path.stem)
+    # absolute, so that a run directory's config.yaml means the same files wherever it is read from
+    t = data.get("target") or {}
+    for k in ("corpus", "anchors", "retain"):
+        v = t.get(k)
+        if isinstance(v, str) and not os.path.isabs(v):
+            t[k] = str(base / v)
     if not sweep:
         return [(name, data)]
     out = []
