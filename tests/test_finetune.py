@@ -67,3 +67,54 @@ def test_retain_term_is_zero_for_a_fresh_adapter_and_positive_after_a_change(tin
     loss2, parts2 = unlearning_loss(model, b, cfg, reference)
     assert parts2["retain_kl"] > 1e-4
     assert torch.allclose(loss2, torch.tensor(parts2["target_loss"] + 2.0 * parts2["retain_kl"]), atol=1e-4)
+
+
+def _record_retain_pairs(tiny, tmp_path, epochs, stop_at=None):
+    """Train on 3 target items beside 7 retain blocks; return (epoch, item's first token, retain block's first
+    token) for every item the loss saw, read off the batches themselves."""
+    import copy
+
+    from workbench.finetune import UnlearnDataset, UnlearningTrainer, finetune
+    from workbench.training import StopController
+
+    rng = np.random.default_rng(0)
+    vocab = tiny.model.config.vocab_size
+    items = [{"input_ids": np.array([100 + i, *rng.integers(0, vocab, 7)]), "generic_labels": np.full(8, 5)}
+             for i in range(3)]
+    retain = [np.array([200 + j, *rng.integers(0, vocab, 5)]) for j in range(7)]
+    seen = []
+    original = UnlearningTrainer.compute_loss
+
+    def spy(self, model, inputs, *a, **k):
+        seen.append((int(self.state.epoch), int(inputs["input_ids"][0, 0]) - 100, int(inputs["retain_ids"][0, 0]) - 200))
+        return original(self, model, inputs, *a, **k)
+
+    class Stop(StopController):  # the notebook's stop button, pressed during step ``stop_at``
+        def on_step_begin(self, args, state, control, **kw):
+            if stop_at is not None and state.global_step + 1 == stop_at:
+                self.stop()
+
+    cfg = FinetuneConfig(epochs=epochs, batch_size=1, grad_accum=1, retain_weight=1.0, save_steps=1,
+                         learning_rate=1e-4, target="hard")
+    UnlearningTrainer.compute_loss = spy
+    try:
+        _, finished = finetune(copy.deepcopy(tiny.model), tiny.tokenizer, UnlearnDataset(items, retain), cfg,
+                               tmp_path / "unlearned", callbacks=[Stop()], progress=False)
+    finally:
+        UnlearningTrainer.compute_loss = original
+    return seen, finished
+
+
+def test_retain_blocks_walk_on_across_epochs_and_resume_the_same_way(tiny, tmp_path):
+    seen, finished = _record_retain_pairs(tiny, tmp_path / "clean", epochs=3)
+    assert finished and len(seen) == 9
+    for epoch, i, j in seen:  # target item i in epoch e beside retain block (i + 3e) mod 7
+        assert j == (i + 3 * epoch) % 7, (epoch, i, j)
+    assert len({j for _, _, j in seen}) == 7  # every retain block used, not the first three every epoch
+
+    # stopped in the middle of epoch 1 and resumed: the same pairs as an uninterrupted run
+    first, finished = _record_retain_pairs(tiny, tmp_path / "killed", epochs=3, stop_at=4)
+    assert not finished
+    rest, finished = _record_retain_pairs(tiny, tmp_path / "killed", epochs=3)
+    assert finished
+    assert first[:4] + rest == seen

@@ -26,7 +26,7 @@ from workbench.io import atomic_dir
 from workbench.labels import IGNORE, LabelStore, alpha_column
 from workbench.training import TrainConfig, add_lora, clear_checkpoints, run_trainer
 
-__all__ = ["FinetuneConfig", "UnlearnDataset", "UnlearningTrainer", "unlearning_loss", "finetune", "build_dataset"]
+__all__ = ["FinetuneConfig", "UnlearnDataset", "RetainEpoch", "UnlearningTrainer", "unlearning_loss", "finetune", "build_dataset"]
 
 
 @dataclass
@@ -52,20 +52,40 @@ class FinetuneConfig(TrainConfig):
 
 class UnlearnDataset(torch.utils.data.Dataset):
     """Items: ``input_ids`` [pos], ``generic_labels`` [pos] (-100 = none), optional ``soft_ids``/``soft_probs``
-    [pos, k], optional ``retain_ids`` [retain_pos] (retain blocks cycle alongside the target blocks)."""
+    [pos, k], optional ``retain_ids`` [retain_pos].
+
+    Retain blocks walk on from epoch to epoch: in epoch ``e`` target item ``i`` is paired with retain block
+    ``(i + e * len(items)) % len(retain)``, so a retain text longer than the target corpus is used in full over the
+    epochs instead of its first ``len(items)`` blocks every epoch. The epoch is set by :class:`RetainEpoch`.
+    """
 
     def __init__(self, items: list[dict], retain: Sequence[np.ndarray] | None = None):
         self.items = items
         self.retain = list(retain or [])
+        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.items)
 
+    def retain_index(self, i: int) -> int:
+        return (i + self.epoch * len(self.items)) % len(self.retain)
+
     def __getitem__(self, i: int) -> dict:
         item = dict(self.items[i])
         if self.retain:
-            item["retain_ids"] = self.retain[i % len(self.retain)]
+            item["retain_ids"] = self.retain[self.retain_index(i)]
         return item
+
+
+class RetainEpoch(TrainerCallback):
+    """Tells an :class:`UnlearnDataset` which epoch starts (also the resumed one after a kill: ``state.epoch``
+    comes from the checkpoint), so its retain pairing depends on the epoch and not on the process's history."""
+
+    def __init__(self, dataset: UnlearnDataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.epoch = int(state.epoch or 0)
 
 
 def build_dataset(store: LabelStore, cfg: FinetuneConfig, retain: Sequence[np.ndarray] | None = None) -> UnlearnDataset:
@@ -227,6 +247,8 @@ def finetune(
             reference = copy.deepcopy(model).eval().requires_grad_(False)
         train_model = model.float() if half else model
     train_model.train()
+    dataset.epoch = 0  # the checkpoint fingerprint reads the items as epoch 0 pairs them
+    callbacks = [*(callbacks or []), RetainEpoch(dataset)]
     trainer, finished = run_trainer(UnlearningTrainer, train_model, dataset, unlearning_collator(tokenizer.pad_token_id), cfg,
                               ckpt, seed, callbacks, progress, unlearn_cfg=cfg, reference_model=reference)
     train_model.eval()

@@ -19,7 +19,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 from workbench.errors import WorkbenchError
-from workbench.finetune import FinetuneConfig, UnlearnDataset, UnlearningTrainer
+from workbench.finetune import FinetuneConfig, RetainEpoch, UnlearnDataset, UnlearningTrainer
 from workbench.io import atomic_dir
 from workbench.methods import losses as L
 from workbench.pair import pad_batch
@@ -223,7 +223,8 @@ def train_method(
     loss = make_loss(train_model)
     train_model.train()
     trainer, finished = run_trainer(MethodTrainer, train_model, dataset, method_collator(tokenizer.pad_token_id),
-                                    train_cfg, ckpt, seed, callbacks, progress, method_loss=loss,
+                                    train_cfg, ckpt, seed, [*(callbacks or []), RetainEpoch(dataset)], progress,
+                                    method_loss=loss,
                                     reference_model=reference)
     train_model.eval()
     if not finished:
