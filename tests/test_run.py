@@ -180,7 +180,7 @@ def test_unmatched_anchors_are_reported_with_their_count(tmp_path):
 
 def test_answer_kind_classifies_probes_against_the_anchor_map():
     from workbench.anchors import AnchorMap
-    from workbench.outcome import answer_kind
+    from workbench.eval.run_report import answer_kind
 
     m = AnchorMap.from_dict({"Hogwarts": ["X"], "Half-Blood Prince": ["Y"], "Harry": ["Z"]})
     assert answer_kind(m, "Harry went to", " Hogwarts") == "anchor"

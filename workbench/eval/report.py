@@ -271,8 +271,8 @@ def _check_spec(spec: str | LoadedModel) -> None:
                              "a hub id or 'embedded'")
 
 
-def _model_identity(spec: str | LoadedModel) -> dict:
-    """What identifies a model's weights for the resume fingerprint."""
+def _model_identity(spec: str | LoadedModel, dtype: str | None = None) -> dict:
+    """What identifies a model's weights for the resume fingerprint (a spec is loaded in ``dtype``)."""
     if isinstance(spec, LoadedModel):
         source = spec.source
         name = spec.spec
@@ -280,6 +280,8 @@ def _model_identity(spec: str | LoadedModel) -> dict:
         source = spec
         name = spec
     ident: dict[str, Any] = {"spec": name}
+    if dtype is not None and not isinstance(spec, LoadedModel):
+        ident["dtype"] = dtype
     path = Path(source)
     if path.exists():
         if (path / "unlearned").is_dir():
@@ -310,6 +312,7 @@ class _Unit:
     params: dict  # what the result depends on besides the model (for the fingerprint)
     run: Callable[[LoadedModel, dict], tuple[list[dict], pd.DataFrame | None]]  # (model, memo) -> (metric rows, detail rows)
     detail: str | None  # which details frame its rows go to
+    models: tuple[str, ...] | None = None  # the model labels it runs for (None: every model)
 
 
 def _metric_rows(frame: pd.DataFrame, section: str, metrics: Sequence[str], set_col: str = "set",
@@ -565,16 +568,19 @@ def _mc_unit(task: str, path: Path, config: EvalConfig) -> _Unit:
 def _ppl_unit(text: Path, config: EvalConfig) -> _Unit:
     pcfg = PerplexityConfig(max_length=config.ppl_max_length, stride=config.ppl_stride, max_tokens=config.ppl_max_tokens,
                             batch_size=config.batch_size)
-    name = text.stem
+    return perplexity_unit(text.stem, text, pcfg, config.scoring("perplexity"), {"text": _file_stamp(text)})
 
+
+def perplexity_unit(name: str, text: str | Path, pcfg: PerplexityConfig, scoring: ScoringConfig, params: dict) -> _Unit:
+    """The perplexity of a text (a ``Path`` is read as a file) as one unit; ``params`` identify the text."""
     def run(lm: LoadedModel, memo: dict):
-        res = perplexity(lm, text, pcfg, config.scoring("perplexity"))
+        res = perplexity(lm, text, pcfg, scoring)
         rows = [{"section": "perplexity", "set": name, "split": "-", "variant": "-", "metric": m, "value": float(res[m]),
                  "ci_low": math.nan, "ci_high": math.nan, "n": res["tokens"]}
                 for m in ("ppl", "word_perplexity", "byte_perplexity", "bits_per_byte", "tokens")]
         return rows, None
 
-    return _Unit(f"ppl.{_slug(name)}", "perplexity", {"text": _file_stamp(text), **asdict(pcfg)}, run, None)
+    return _Unit(f"ppl.{_slug(name)}", "perplexity", {**params, **asdict(pcfg)}, run, None)
 
 
 def _lm_eval_unit(config: EvalConfig) -> _Unit:
@@ -633,6 +639,51 @@ def _write_partial(folder: Path, unit: _Unit, fingerprint: str, rows: list[dict]
     atomic_write_text(folder / f"{unit.name}.json", _dumps(meta))
 
 
+def run_units(pairs: Sequence[tuple[str, str | LoadedModel]], units: Sequence[_Unit], config: EvalConfig,
+              out: Path) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], list[dict]]:
+    """Run every unit for every (label, model) pair, resuming finished units from ``<out>/partial``.
+
+    Returns the tidy table (:data:`TABLE_COLUMNS`), the details frames (with a leading ``model`` column) and
+    per model what was computed or resumed. Models given as specs are loaded one at a time, when first needed.
+    """
+    all_rows: list[dict] = []
+    details: dict[str, list[pd.DataFrame]] = {}
+    model_info = []
+    for label, spec in pairs:
+        identity = _model_identity(spec, config.dtype)
+        folder = out / "partial" / _slug(label)
+        lm: LoadedModel | None = None
+        memo: dict = {}
+        info = {"label": label, "spec": spec.spec if isinstance(spec, LoadedModel) else spec, "units": {}}
+        mine = [u for u in units if u.models is None or label in u.models]
+        for unit in tqdm(mine, desc=f"eval {label}", disable=not config.progress, leave=False):
+            fp = _fingerprint(identity, unit)
+            cached = _read_partial(folder, unit, fp) if config.resume else None
+            if cached is not None:
+                rows, det = cached
+                info["units"][unit.name] = "resumed"
+            else:
+                if lm is None:
+                    lm = _load(spec, config)
+                    info["source"] = lm.source
+                t0 = time.perf_counter()
+                rows, det = unit.run(lm, memo)
+                _write_partial(folder, unit, fp, rows, det, time.perf_counter() - t0)
+                info["units"][unit.name] = "computed"
+            all_rows += [{"model": label, **r} for r in rows]
+            if det is not None and unit.detail:
+                details.setdefault(unit.detail, []).append(det.assign(model=label))
+        model_info.append(info)
+        if lm is not None and not isinstance(spec, LoadedModel):
+            del lm  # free the weights before the next model
+
+    table = pd.DataFrame(all_rows, columns=TABLE_COLUMNS)
+    frames = {k: pd.concat(v, ignore_index=True) for k, v in details.items()}
+    for k, df in frames.items():
+        frames[k] = df[["model"] + [c for c in df.columns if c != "model"]]
+    return table, frames, model_info
+
+
 def evaluate_models(
     models: Sequence[ModelArg],
     config: EvalConfig | None = None,
@@ -663,40 +714,7 @@ def evaluate_models(
     if not units:
         raise WorkbenchError("nothing to evaluate: every section was skipped (" + "; ".join(notes) + ")")
 
-    all_rows: list[dict] = []
-    details: dict[str, list[pd.DataFrame]] = {}
-    model_info = []
-    for label, spec in pairs:
-        identity = _model_identity(spec)
-        folder = out / "partial" / _slug(label)
-        lm: LoadedModel | None = None
-        memo: dict = {}
-        info = {"label": label, "spec": spec.spec if isinstance(spec, LoadedModel) else spec, "units": {}}
-        for unit in tqdm(units, desc=f"eval {label}", disable=not config.progress, leave=False):
-            fp = _fingerprint(identity, unit)
-            cached = _read_partial(folder, unit, fp) if config.resume else None
-            if cached is not None:
-                rows, det = cached
-                info["units"][unit.name] = "resumed"
-            else:
-                if lm is None:
-                    lm = _load(spec, config)
-                    info["source"] = lm.source
-                t0 = time.perf_counter()
-                rows, det = unit.run(lm, memo)
-                _write_partial(folder, unit, fp, rows, det, time.perf_counter() - t0)
-                info["units"][unit.name] = "computed"
-            all_rows += [{"model": label, **r} for r in rows]
-            if det is not None and unit.detail:
-                details.setdefault(unit.detail, []).append(det.assign(model=label))
-        model_info.append(info)
-        if lm is not None and not isinstance(spec, LoadedModel):
-            del lm  # free the weights before the next model
-
-    table = pd.DataFrame(all_rows, columns=TABLE_COLUMNS)
-    frames = {k: pd.concat(v, ignore_index=True) for k, v in details.items()}
-    for k, df in frames.items():
-        frames[k] = df[["model"] + [c for c in df.columns if c != "model"]]
+    table, frames, model_info = run_units(pairs, units, config, out)
     summary = _summary(table, frames, config, model_info, notes)
     return write_report(table, frames, summary, out, config)
 
