@@ -129,7 +129,7 @@ def test_authors_generation_preset(tiny):
     assert cfg.samples >= 5 and cfg.seed == 3
     with pytest.raises(WorkbenchError, match="unknown generation preset"):
         generation_preset("nope")
-    from workbench.eval.report import EvalConfig
+    from workbench.eval.config import EvalConfig
 
     assert EvalConfig(generation_preset="authors", samples=1, max_new_tokens=99).generation().max_new_tokens == 20
     # top-k reaches the sampler: with k = 1 every sample is the greedy completion

@@ -25,16 +25,10 @@ from workbench.eval.completion import (
     summarize_completions,
 )
 from workbench.eval.probes import score_probes, summarize_probes
-from workbench.eval.report import (
-    ALL_SECTIONS,
-    EvalConfig,
-    EvalReport,
-    build_figures,
-    evaluate_models,
-    headline_table,
-    load_report,
-    write_report,
-)
+from workbench.eval.config import ALL_SECTIONS, EvalConfig
+from workbench.eval.figures import build_figures
+from workbench.eval.runner import evaluate_models
+from workbench.eval.summary import EvalReport, headline_table, load_report, write_report
 from workbench.eval.robustness import (
     PrimingConfig,
     paraphrase_summary,

@@ -26,7 +26,7 @@ def _none_or_int(text: str) -> int | None:
 
 def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``eval``: evaluate one or more models and write tables, a JSON summary and figures."""
-    from workbench.eval.report import ALL_SECTIONS
+    from workbench.eval.config import ALL_SECTIONS
     from workbench.eval.utility import BENCHMARKS
 
     p = subparsers.add_parser(
@@ -92,7 +92,7 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace):
     """The EvalConfig that the parsed ``eval`` arguments describe."""
-    from workbench.eval.report import EvalConfig
+    from workbench.eval.config import EvalConfig
 
     sections = args.sections
     if args.lm_eval_tasks and sections is not None and "lm_eval" not in sections:
@@ -146,7 +146,7 @@ def config_from_args(args: argparse.Namespace):
 
 def run_eval(args: argparse.Namespace) -> int:
     """Run ``workbench eval``."""
-    from workbench.eval.report import evaluate_models
+    from workbench.eval.runner import evaluate_models
 
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise WorkbenchError(f"eval --out {args.out} is a file; give a folder (it is created if missing)")

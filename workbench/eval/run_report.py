@@ -16,18 +16,10 @@ from typing import TYPE_CHECKING, Sequence
 import pandas as pd
 
 from workbench.eval.probes import PROBE_COLUMNS, score_probes, summarize_probes
-from workbench.eval.report import (
-    PROBE_CI,
-    PROBE_METRICS,
-    EvalConfig,
-    _atomic_frame,
-    _file_stamp,
-    _metric_rows,
-    _probe_unit,
-    _Unit,
-    perplexity_unit,
-    run_units,
-)
+from workbench.eval.config import EvalConfig
+from workbench.eval.runner import run_units
+from workbench.eval.summary import write_frame
+from workbench.eval.units import PROBE_CI, PROBE_METRICS, Unit, file_stamp, metric_rows, perplexity_unit, probe_unit
 from workbench.eval.scoring import ScoringConfig
 from workbench.eval.utility import PerplexityConfig, paired_bootstrap, paired_bootstrap_relative
 from workbench.models import LoadedModel
@@ -87,14 +79,14 @@ def _digest(texts: Sequence[str]) -> str:
     return hashlib.sha256("\n\x00".join(texts).encode("utf-8")).hexdigest()[:16]
 
 
-def _generic_unit(probes: Sequence["NextTokenProbe"], stamp: dict, config: EvalConfig) -> _Unit:
+def _generic_unit(probes: Sequence["NextTokenProbe"], stamp: dict, config: EvalConfig) -> Unit:
     """The baseline on the anchor-translated prompts (variant ``generic``)."""
     def run(lm: LoadedModel, memo: dict):
         df = score_probes(lm, probes, config.scoring("generic"), variant="generic")
-        return _metric_rows(summarize_probes(df), "generic", PROBE_METRICS, ci=PROBE_CI), df
+        return metric_rows(summarize_probes(df), "generic", PROBE_METRICS, ci=PROBE_CI), df
 
     params = {"probes": stamp, "prompts": _digest([p.prompt for p in probes])}
-    return _Unit("generic.probability", "generic", params, run, "probes", models=("baseline",))
+    return Unit("generic.probability", "generic", params, run, "probes", models=("baseline",))
 
 
 def before_after_report(
@@ -122,7 +114,7 @@ def before_after_report(
     out = Path(out_dir)
     config = EvalConfig(pack=None, splits=(split,) if split else ("dev", "heldout"), batch_size=32, device=device,
                         dtype=dtype, progress=progress, figures=False)
-    units: list[_Unit] = []
+    units: list[Unit] = []
     tags: dict[tuple[str, str], str | None] = {}
     for kind in probe_sets:
         if pack is None or not pack.has_probes(kind):
@@ -132,8 +124,8 @@ def before_after_report(
         probes = [p for p in all_probes if split is None or p.split == split]
         if not probes:
             continue
-        stamp = _file_stamp(pack.probe_file(kind))
-        units.append(_probe_unit(f"probes.{kind}", "probes", probes, stamp, config.splits, config))
+        stamp = file_stamp(pack.probe_file(kind))
+        units.append(probe_unit(f"probes.{kind}", "probes", probes, stamp, config.splits, config))
         if kind == "probability":
             units.append(_generic_unit(generic_prompts(anchors, probes, seed), stamp, config))
     if text:
@@ -151,7 +143,7 @@ def before_after_report(
                  for s, pid, p, t, v in per_probe[["set", "probe_id", "prompt", "target", "variant"]].itertuples(index=False)
                  if v == "baseline"}  # from the original prompts (a generic row shares its probe's kind)
         per_probe["answer_kind"] = [kinds[key] for key in zip(per_probe["set"], per_probe["probe_id"])]
-        _atomic_frame(per_probe, out / "probes.csv")
+        write_frame(per_probe, out / "probes.csv")
         result.update(_summary(per_probe, probe_sets))
     if text:
         ppl = {m: float(table[(table["model"] == m) & (table["section"] == "perplexity")
