@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import WorkbenchError
+from workbench.io import iter_jsonl
 from workbench.eval.scoring import Request, ScoringConfig, encode_pairs, model_max_length, prefix_token_id, score_requests
 from workbench.models import LoadedModel
 
@@ -137,18 +138,10 @@ def load_mc_task(task: str | Path, limit: int | None = None, evaldata_dir: str |
     """Read a multiple-choice JSONL file (first ``limit`` items), validating every line read."""
     path = resolve_task(task, evaldata_dir)
     items: list[MCItem] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if limit is not None and len(items) >= limit:
-                break
-            if not line.strip():
-                continue
-            where = f"{path} line {lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise WorkbenchError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
-            items.append(_parse_mc(obj, where, len(items)))
+    for lineno, obj in iter_jsonl(path):
+        if limit is not None and len(items) >= limit:
+            break
+        items.append(_parse_mc(obj, f"{path} line {lineno}", len(items)))
     if not items:
         raise WorkbenchError(f"benchmark file {path} has no items")
     return MCTask(name or path.stem, path, items)
