@@ -8,7 +8,7 @@ from workbench.eval.authors import convert_authors_prompts, read_authors_prompts
 from workbench.eval.completion import (
     AUTHORS_RUBRIC,
     GENERATION_PRESETS,
-    GenerationConfig,
+    CompletionSettings,
     Grade,
     HFChatJudge,
     Judge,
@@ -38,7 +38,7 @@ from workbench.eval.robustness import (
     score_paraphrases,
     score_primed,
 )
-from workbench.eval.scoring import Request, Score, ScoringConfig, encode_pair, encode_pairs, score_requests
+from workbench.eval.loglikelihood import Request, Score, LoglikelihoodConfig, encode_pair, encode_pairs, score_requests
 from workbench.eval.utility import (
     BENCHMARKS,
     MCItem,
@@ -60,7 +60,7 @@ __all__ = [
     "GENERATION_PRESETS",
     "EvalConfig",
     "EvalReport",
-    "GenerationConfig",
+    "CompletionSettings",
     "Grade",
     "HFChatJudge",
     "Judge",
@@ -73,7 +73,7 @@ __all__ = [
     "PrimingConfig",
     "Request",
     "Score",
-    "ScoringConfig",
+    "LoglikelihoodConfig",
     "authors_score",
     "build_figures",
     "convert_authors_prompts",

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from workbench.eval.completion import GenerationConfig, generation_preset
-from workbench.eval.scoring import ScoringConfig
+from workbench.eval.completion import CompletionSettings, generation_preset
+from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.eval.utility import BENCHMARKS
 
 __all__ = ["ALL_SECTIONS", "DEFAULT_SECTIONS", "EvalConfig"]
@@ -92,14 +92,14 @@ class EvalConfig:
         "workbench.eval.attacks.AttackConfig for the attack sections (None: its defaults); on the command line "
         "each of its fields is a flag --attack-FIELD"))
 
-    def scoring(self, desc: str) -> ScoringConfig:
-        return ScoringConfig(batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens,
+    def scoring(self, desc: str) -> LoglikelihoodConfig:
+        return LoglikelihoodConfig(batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens,
                              padding_side=self.padding_side, progress=self.progress, desc=desc)
 
-    def generation(self) -> GenerationConfig:
+    def generation(self) -> CompletionSettings:
         if self.generation_preset:
             return generation_preset(self.generation_preset, batch_size=self.gen_batch_size, seed=self.seed,
                                      progress=self.progress)
-        return GenerationConfig(max_new_tokens=self.max_new_tokens, batch_size=self.gen_batch_size, greedy=self.greedy,
+        return CompletionSettings(max_new_tokens=self.max_new_tokens, batch_size=self.gen_batch_size, greedy=self.greedy,
                                 samples=self.samples, temperature=self.temperature, top_p=self.top_p, seed=self.seed,
                                 progress=self.progress, top_k=self.top_k)

@@ -20,7 +20,7 @@ from workbench.eval.config import EvalConfig
 from workbench.eval.runner import run_units
 from workbench.eval.summary import write_frame
 from workbench.eval.units import PROBE_CI, PROBE_METRICS, Unit, file_stamp, metric_rows, perplexity_unit, probe_unit
-from workbench.eval.scoring import ScoringConfig
+from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.eval.utility import PerplexityConfig, paired_bootstrap, paired_bootstrap_relative
 from workbench.models import LoadedModel
 
@@ -131,7 +131,7 @@ def before_after_report(
     if text:
         # two windows per pass: the logits of a window ([1024, vocab] fp32) dominate the report's memory
         pcfg = PerplexityConfig(max_length=1024, stride=512, max_tokens=max_perplexity_tokens, batch_size=2)
-        scoring = ScoringConfig(batch_size=pcfg.batch_size, progress=progress, desc="perplexity")
+        scoring = LoglikelihoodConfig(batch_size=pcfg.batch_size, progress=progress, desc="perplexity")
         units.append(perplexity_unit("text", text, pcfg, scoring, {"text": _digest([text])}))
     table, frames, _ = run_units(list(zip(MODELS, (baseline, unlearned))), units, config, out) if units else (None, {}, [])
 

@@ -35,7 +35,7 @@ from workbench.eval.robustness import (
     score_paraphrases,
     score_primed,
 )
-from workbench.eval.scoring import ScoringConfig
+from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.eval.utility import (
     PerplexityConfig,
     default_evaldata_dir,
@@ -324,7 +324,7 @@ def _ppl_unit(text: Path, config: EvalConfig) -> Unit:
     return perplexity_unit(text.stem, text, pcfg, config.scoring("perplexity"), {"text": file_stamp(text)})
 
 
-def perplexity_unit(name: str, text: str | Path, pcfg: PerplexityConfig, scoring: ScoringConfig, params: dict) -> Unit:
+def perplexity_unit(name: str, text: str | Path, pcfg: PerplexityConfig, scoring: LoglikelihoodConfig, params: dict) -> Unit:
     """The perplexity of a text (a ``Path`` is read as a file) as one unit; ``params`` identify the text."""
     def run(lm: LoadedModel, memo: dict):
         res = perplexity(lm, text, pcfg, scoring)
