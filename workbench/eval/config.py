@@ -12,6 +12,7 @@ from workbench.eval.utility import BENCHMARKS
 
 __all__ = ["ALL_SECTIONS", "DEFAULT_SECTIONS", "EvalConfig"]
 
+
 def _help(text: str, **argparse_kwargs: Any) -> dict:
     """A field's metadata: its help, and what else the command line needs (choices, aliases; see
     transformers.HfArgumentParser, which workbench/eval/cli.py uses to map the fields to flags)."""

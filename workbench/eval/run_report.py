@@ -158,7 +158,7 @@ def _per_probe(rows: pd.DataFrame, probe_sets: Sequence[str]) -> pd.DataFrame:
     rows = rows.assign(variant=[v if v == "generic" else m for m, v in zip(rows["model"], rows["variant"])])
     order = {s: i for i, s in enumerate(probe_sets)}
     rank = {v: i for i, v in enumerate(MODELS + ("generic",))}
-    key = pd.Series([(order[s], rank[v]) for s, v in zip(rows["set"], rows["variant"])], index=rows.index)
+    key = pd.Series([order[s] * len(rank) + rank[v] for s, v in zip(rows["set"], rows["variant"])], index=rows.index)
     return rows.loc[key.sort_values(kind="stable").index, PROBE_COLUMNS].reset_index(drop=True)
 
 
