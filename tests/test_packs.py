@@ -151,7 +151,7 @@ def test_json_and_jsonl_errors_name_the_file_and_line_in_every_reader(tmp_path):
 
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"a": 1}\n\n  \n{"a": 2}\n{"a": \n', encoding="utf-8")
-    assert [n for n, _ in zip(range(2), iter_jsonl(rows))] == [(1, {"a": 1}), (4, {"a": 2})]  # lazy, blank lines skipped
+    assert [row for _, row in zip(range(2), iter_jsonl(rows))] == [(1, {"a": 1}), (4, {"a": 2})]  # lazy, blank lines skipped
     with pytest.raises(WorkbenchError, match=r"rows.jsonl line 5: invalid JSON \(Expecting value at column \d+\)"):
         read_jsonl(rows)
     latin = tmp_path / "latin.json"
