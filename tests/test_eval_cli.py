@@ -92,3 +92,15 @@ def test_a_bad_choice_is_refused(capsys):
     with pytest.raises(SystemExit) as exc:
         _parse("--judge", "oracle")
     assert exc.value.code == 2 and "oracle" in capsys.readouterr().err
+
+
+def test_help_lists_each_field_with_its_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        _parser().parse_args(["eval", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert exc.value.code == 0
+    for f in dataclasses.fields(EvalConfig):
+        if f.name != "attacks":
+            assert "--" + f.name.replace("_", "-") in out and " ".join(f.metadata["help"].split()[:4]) in out, f.name
+    for f in dataclasses.fields(AttackConfig):
+        assert "--attack-" + f.name.replace("_", "-") in out, f.name
