@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from workbench.eval.probes import probe_requests, score_probes  # noqa: E402
-from workbench.eval.scoring import ScoringConfig, model_max_length, plan_batches  # noqa: E402
+from workbench.eval.loglikelihood import LoglikelihoodConfig, model_max_length, plan_batches  # noqa: E402
 from workbench.eval.utility import default_evaldata_dir, load_mc_task, mc_requests, score_mc  # noqa: E402
 from workbench.models import load_model  # noqa: E402
 from workbench.packs import NextTokenProbe, load_pack  # noqa: E402
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     evaldata = Path(args.evaldata) if args.evaldata else default_evaldata_dir()
     lm = load_model(args.model)
     model, tok = lm.model, lm.tokenizer
-    cfg = ScoringConfig(batch_size=args.batch_size, progress=False)
+    cfg = LoglikelihoodConfig(batch_size=args.batch_size, progress=False)
     probes = workload_probes(args.pack, args.probes, evaldata)
     tasks = [load_mc_task(t, limit=args.items, evaldata_dir=evaldata) for t in args.tasks.split(",") if t]
 

@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from workbench.errors import WorkbenchError  # noqa: E402
-from workbench.eval.report import EvalConfig, atomic_write_text, evaluate_models  # noqa: E402
+from workbench.eval.config import EvalConfig  # noqa: E402
+from workbench.eval.runner import evaluate_models  # noqa: E402
+from workbench.io import atomic_write_text  # noqa: E402
 from workbench.eval.utility import BENCHMARKS  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"

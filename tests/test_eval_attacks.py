@@ -94,7 +94,8 @@ def test_residual_probes_give_one_accuracy_per_layer(tiny):
 
 
 def test_attack_sections_in_the_evaluation_table(tmp_path, tiny):
-    from workbench.eval.report import EvalConfig, evaluate_models
+    from workbench.eval.config import EvalConfig
+    from workbench.eval.runner import evaluate_models
 
     cfg = EvalConfig(sections=("adversarial", "relearn", "residual"), splits=("dev",), probe_limit=12, progress=False,
                      figures=False, attacks=AttackConfig(relearn_steps=(1, 2), relearn_blocks=1, relearn_block_size=32,

@@ -13,7 +13,7 @@ import pytest
 from workbench.errors import WorkbenchError
 from workbench.eval.completion import (
     AUTHORS_RUBRIC,
-    GenerationConfig,
+    CompletionSettings,
     Grade,
     HFChatJudge,
     JudgeItem,
@@ -129,13 +129,13 @@ def test_authors_generation_preset(tiny):
     assert cfg.samples >= 5 and cfg.seed == 3
     with pytest.raises(WorkbenchError, match="unknown generation preset"):
         generation_preset("nope")
-    from workbench.eval.report import EvalConfig
+    from workbench.eval.config import EvalConfig
 
     assert EvalConfig(generation_preset="authors", samples=1, max_new_tokens=99).generation().max_new_tokens == 20
     # top-k reaches the sampler: with k = 1 every sample is the greedy completion
     prompts = ["Once upon a time", "The capital of France is"]
-    greedy = generate_completions(tiny, prompts, GenerationConfig(max_new_tokens=5, samples=0, progress=False))
-    top1 = generate_completions(tiny, prompts, GenerationConfig(max_new_tokens=5, greedy=False, samples=2, top_k=1,
+    greedy = generate_completions(tiny, prompts, CompletionSettings(max_new_tokens=5, samples=0, progress=False))
+    top1 = generate_completions(tiny, prompts, CompletionSettings(max_new_tokens=5, greedy=False, samples=2, top_k=1,
                                                                 temperature=1.0, top_p=1.0, progress=False))
     assert top1["completion"].tolist() == [c for c in greedy["completion"] for _ in range(2)]
 
@@ -155,19 +155,19 @@ def test_load_rubric(tmp_path):
 
 def test_generation_greedy_batched_equals_unbatched_and_sampling_is_seeded(tiny):
     prompts = ["Once upon a time", "The capital of France is a city called", "Hi"]
-    cfg1 = GenerationConfig(max_new_tokens=6, batch_size=1, samples=0, progress=False)
-    cfg3 = GenerationConfig(max_new_tokens=6, batch_size=3, samples=0, progress=False)
+    cfg1 = CompletionSettings(max_new_tokens=6, batch_size=1, samples=0, progress=False)
+    cfg3 = CompletionSettings(max_new_tokens=6, batch_size=3, samples=0, progress=False)
     one = generate_completions(tiny, prompts, cfg1)
     three = generate_completions(tiny, prompts, cfg3)
     assert one["completion"].tolist() == three["completion"].tolist()
     assert list(one["mode"]) == ["greedy"] * 3
-    s_cfg = GenerationConfig(max_new_tokens=6, batch_size=3, greedy=False, samples=2, seed=7, progress=False)
+    s_cfg = CompletionSettings(max_new_tokens=6, batch_size=3, greedy=False, samples=2, seed=7, progress=False)
     a = generate_completions(tiny, prompts, s_cfg)
     b = generate_completions(tiny, prompts, s_cfg)
     assert len(a) == 6 and a["completion"].tolist() == b["completion"].tolist()
     assert a["prompt_index"].tolist() == [0, 0, 1, 1, 2, 2] and a["sample"].tolist() == [0, 1] * 3
     with pytest.raises(WorkbenchError, match="no completions"):
-        generate_completions(tiny, prompts, GenerationConfig(greedy=False, samples=0))
+        generate_completions(tiny, prompts, CompletionSettings(greedy=False, samples=0))
     with pytest.raises(WorkbenchError, match="empty"):
         generate_completions(tiny, [], cfg1)
 
@@ -181,13 +181,13 @@ class _FixedJudge:
 
 def test_score_completions_rows(tiny):
     probes = [CompletionProbe("c1", PROMPT, REFS, 3), CompletionProbe("c2", "Harry Potter sat next to", ("Ron",), 1, split="dev")]
-    df = score_completions(tiny, probes, _FixedJudge(), GenerationConfig(max_new_tokens=4, samples=1, progress=False))
+    df = score_completions(tiny, probes, _FixedJudge(), CompletionSettings(max_new_tokens=4, samples=1, progress=False))
     assert len(df) == 4
     assert list(df.columns) == ["set", "probe_id", "split", "subtlety", "mode", "sample", "prompt", "completion", "grade",
                                 "matched", "reason", "judge"]
     assert df["grade"].tolist() == [0, 1, 2, 3] and set(df["judge"]) == {"fixed"}
     assert df["mode"].tolist() == ["greedy", "greedy", "sampled", "sampled"]
-    kw = score_completions(tiny, probes, KeywordJudge(anchor_terms=ANCHORS), GenerationConfig(max_new_tokens=4, progress=False, samples=0))
+    kw = score_completions(tiny, probes, KeywordJudge(anchor_terms=ANCHORS), CompletionSettings(max_new_tokens=4, progress=False, samples=0))
     assert kw["grade"].between(0, 3).all()
 
 

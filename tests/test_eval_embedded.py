@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from workbench.eval.probes import score_probes
-from workbench.eval.scoring import ScoringConfig
+from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.eval.utility import load_mc_task, score_mc
 from workbench.packs import NextTokenProbe
 
@@ -22,8 +22,8 @@ PROBES = [
 
 
 def test_embedded_knows_easy_facts_and_batching_is_exact(embedded):
-    one = score_probes(embedded, PROBES, ScoringConfig(batch_size=1, progress=False))
-    many = score_probes(embedded, PROBES, ScoringConfig(batch_size=8, progress=False))
+    one = score_probes(embedded, PROBES, LoglikelihoodConfig(batch_size=1, progress=False))
+    many = score_probes(embedded, PROBES, LoglikelihoodConfig(batch_size=8, progress=False))
     assert many["prob"].tolist() == pytest.approx(one["prob"].tolist(), rel=1e-3, abs=1e-6)
     assert many["rank"].tolist() == one["rank"].tolist()
     by_id = one.set_index("probe_id")
@@ -33,5 +33,5 @@ def test_embedded_knows_easy_facts_and_batching_is_exact(embedded):
 
 
 def test_embedded_piqa_beats_chance(embedded, evaldata_dir):
-    df = score_mc(embedded, load_mc_task("piqa", limit=40, evaldata_dir=evaldata_dir), ScoringConfig(progress=False))
+    df = score_mc(embedded, load_mc_task("piqa", limit=40, evaldata_dir=evaldata_dir), LoglikelihoodConfig(progress=False))
     assert df["correct"].mean() > 0.5

@@ -9,7 +9,7 @@ import pytest
 from test_eval_support import MC_ITEMS, write_jsonl
 from workbench.errors import WorkbenchError
 from workbench.eval.lm_eval_bridge import require_lm_eval, run_lm_eval, write_local_task
-from workbench.eval.scoring import ScoringConfig
+from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.eval.utility import load_mc_task, score_mc
 
 
@@ -40,7 +40,7 @@ def test_lm_eval_local_task_matches_our_scoring(tiny, tmp_path, monkeypatch):
     rows = run_lm_eval(tiny, [name], include_path=tmp_path / "tasks", batch_size=4, include_defaults=False)
     got = {r["metric"]: r for r in rows}
     assert set(got) == {"acc", "acc_norm"} and got["acc"]["n"] == len(MC_ITEMS)
-    ours = score_mc(tiny, load_mc_task(data), ScoringConfig(progress=False))
+    ours = score_mc(tiny, load_mc_task(data), LoglikelihoodConfig(progress=False))
     # lm-eval scores the same log-likelihoods, so the accuracies agree.
     assert got["acc"]["value"] == pytest.approx(ours["correct"].mean())
     assert got["acc_norm"]["value"] == pytest.approx(ours["correct_norm"].mean())

@@ -11,7 +11,7 @@ import torch
 from test_eval_support import explicit_continuation_logprob, explicit_logprobs
 from workbench.errors import WorkbenchError
 from workbench.eval.probes import score_probes, summarize_probes
-from workbench.eval.scoring import Request, ScoringConfig, encode_pair, encode_pairs, prefix_token_id, score_requests
+from workbench.eval.loglikelihood import Request, LoglikelihoodConfig, encode_pair, encode_pairs, prefix_token_id, score_requests
 from workbench.packs import CompletionProbe, NextTokenProbe
 
 PROBES = [
@@ -41,7 +41,7 @@ def test_encode_pair_splits_like_running_text(tiny):
 
 
 def test_probe_metrics_match_explicit_softmax(tiny):
-    df = score_probes(tiny, PROBES, ScoringConfig(batch_size=1, progress=False))
+    df = score_probes(tiny, PROBES, LoglikelihoodConfig(batch_size=1, progress=False))
     tok = tiny.tokenizer
     for probe, row in zip(PROBES, df.itertuples()):
         encs = [encode_pair(tok, probe.prompt, t) for t in probe.targets]
@@ -64,10 +64,10 @@ def test_probe_metrics_match_explicit_softmax(tiny):
 
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_batched_equals_unbatched(tiny, side):
-    one = score_probes(tiny, PROBES, ScoringConfig(batch_size=1, padding_side=side, progress=False))
-    many = score_probes(tiny, PROBES, ScoringConfig(batch_size=16, padding_side=side, progress=False))
+    one = score_probes(tiny, PROBES, LoglikelihoodConfig(batch_size=1, padding_side=side, progress=False))
+    many = score_probes(tiny, PROBES, LoglikelihoodConfig(batch_size=16, padding_side=side, progress=False))
     # Uneven budget: batches of different sizes.
-    budget = score_probes(tiny, PROBES, ScoringConfig(batch_size=16, max_batch_tokens=40, padding_side=side, progress=False))
+    budget = score_probes(tiny, PROBES, LoglikelihoodConfig(batch_size=16, max_batch_tokens=40, padding_side=side, progress=False))
     for other in (many, budget):
         for col in ("prob", "seq_logprob", "best_seq_logprob"):
             assert other[col].tolist() == pytest.approx(one[col].tolist(), rel=1e-4, abs=1e-6)
@@ -75,8 +75,8 @@ def test_batched_equals_unbatched(tiny, side):
 
 
 def test_left_and_right_padding_agree(tiny):
-    left = score_probes(tiny, PROBES, ScoringConfig(batch_size=8, padding_side="left", progress=False))
-    right = score_probes(tiny, PROBES, ScoringConfig(batch_size=8, padding_side="right", progress=False))
+    left = score_probes(tiny, PROBES, LoglikelihoodConfig(batch_size=8, padding_side="left", progress=False))
+    right = score_probes(tiny, PROBES, LoglikelihoodConfig(batch_size=8, padding_side="right", progress=False))
     assert left["seq_logprob"].tolist() == pytest.approx(right["seq_logprob"].tolist(), abs=1e-4)
     assert left["rank"].tolist() == right["rank"].tolist()
 
@@ -85,7 +85,7 @@ def test_score_requests_details_and_truncation(tiny):
     tok = tiny.tokenizer
     ctx, cont = encode_pair(tok, "The quick brown fox jumps over the lazy", " dog and the cat")
     q = (cont[0], 100, 2000)
-    [s] = score_requests(tiny.model, [Request(ctx, cont, q)], ScoringConfig(progress=False))
+    [s] = score_requests(tiny.model, [Request(ctx, cont, q)], LoglikelihoodConfig(progress=False))
     lp = explicit_logprobs(tiny, ctx + cont)
     expected = [float(lp[len(ctx) - 1 + t, k]) for t, k in enumerate(cont)]
     assert s.token_logprobs == pytest.approx(expected, abs=1e-4)
@@ -95,12 +95,12 @@ def test_score_requests_details_and_truncation(tiny):
     assert s.query_ranks == [int((first > first[i]).sum()) + 1 for i in q]
     assert s.greedy == all(int(lp[len(ctx) - 1 + t].argmax()) == k for t, k in enumerate(cont))
     # With a 6-token window the context loses its start: the same as scoring the cut context directly.
-    [cut] = score_requests(tiny.model, [Request(ctx, cont)], ScoringConfig(progress=False), max_length=6)
+    [cut] = score_requests(tiny.model, [Request(ctx, cont)], LoglikelihoodConfig(progress=False), max_length=6)
     keep = (ctx + cont)[-7:]
-    [ref] = score_requests(tiny.model, [Request(keep[: len(keep) - len(cont)], cont)], ScoringConfig(progress=False))
+    [ref] = score_requests(tiny.model, [Request(keep[: len(keep) - len(cont)], cont)], LoglikelihoodConfig(progress=False))
     assert cut.logprob == pytest.approx(ref.logprob, abs=1e-5)
     with pytest.raises(WorkbenchError, match="does not fit"):
-        score_requests(tiny.model, [Request(ctx, list(range(10)))], ScoringConfig(progress=False), max_length=5)
+        score_requests(tiny.model, [Request(ctx, list(range(10)))], LoglikelihoodConfig(progress=False), max_length=5)
 
 
 def test_summarize_probes_by_hand():
@@ -128,4 +128,4 @@ def test_probe_errors(tiny):
     with pytest.raises(WorkbenchError, match="not a next-token probe"):
         score_probes(tiny, [CompletionProbe("c", "x", ("a",), 1, source="c.jsonl line 1")])
     with pytest.raises(WorkbenchError, match="padding_side"):
-        score_probes(tiny, PROBES[:1], ScoringConfig(padding_side="middle"))
+        score_probes(tiny, PROBES[:1], LoglikelihoodConfig(padding_side="middle"))

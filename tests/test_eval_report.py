@@ -12,7 +12,10 @@ import pytest
 from test_eval_support import make_evaldata, make_pack
 from workbench.errors import WorkbenchError
 from workbench.eval.cli import add_eval_parser, add_packs_parser
-from workbench.eval.report import TABLE_COLUMNS, EvalConfig, evaluate_models, load_report, parse_model_arg
+from workbench.eval.config import EvalConfig
+from workbench.eval.runner import evaluate_models, parse_model_arg
+from workbench.eval.summary import load_report
+from workbench.eval.units import TABLE_COLUMNS
 from workbench.models import tiny_model
 
 
@@ -122,7 +125,7 @@ def test_resume_skips_finished_units(report, tiny, other_tiny):
 
 
 def test_interrupted_run_resumes(tiny, tmp_path, monkeypatch):
-    import workbench.eval.report as report_mod
+    import workbench.eval.units as report_mod
 
     cfg = _config(tmp_path, sections=("probes", "utility"))
     calls = {"n": 0}

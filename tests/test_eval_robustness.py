@@ -17,10 +17,10 @@ from workbench.eval.robustness import (
     score_paraphrases,
     score_primed,
 )
-from workbench.eval.scoring import ScoringConfig
+from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.packs import load_pack
 
-CFG = ScoringConfig(progress=False)
+CFG = LoglikelihoodConfig(progress=False)
 
 
 def test_priming_passage(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 
 from test_eval_support import MC_ITEMS, TEXT, WINO_ITEMS, explicit_continuation_logprob, explicit_logprobs, write_jsonl
 from workbench.errors import WorkbenchError
-from workbench.eval.scoring import ScoringConfig, encode_pair, prefix_token_id
+from workbench.eval.loglikelihood import LoglikelihoodConfig, encode_pair, prefix_token_id
 from workbench.eval.utility import (
     BENCHMARKS,
     PerplexityConfig,
@@ -35,7 +35,7 @@ def _expected_mc(tiny, item):
 @pytest.mark.parametrize("items,name", [(MC_ITEMS, "toy"), (WINO_ITEMS, "wino")])
 def test_mc_matches_explicit_loglikelihood(tiny, tmp_path, items, name):
     task = load_mc_task(write_jsonl(tmp_path / f"{name}.jsonl", items))
-    df = score_mc(tiny, task, ScoringConfig(batch_size=3, progress=False))
+    df = score_mc(tiny, task, LoglikelihoodConfig(batch_size=3, progress=False))
     assert task.name == name and len(df) == len(items)
     for item, row in zip(items, df.itertuples()):
         lps, pred, pred_norm = _expected_mc(tiny, item)
@@ -50,9 +50,9 @@ def test_mc_matches_explicit_loglikelihood(tiny, tmp_path, items, name):
 
 def test_mc_batched_equals_unbatched(tiny, tmp_path):
     task = load_mc_task(write_jsonl(tmp_path / "toy.jsonl", MC_ITEMS + WINO_ITEMS))
-    a = score_mc(tiny, task, ScoringConfig(batch_size=1, progress=False))
-    b = score_mc(tiny, task, ScoringConfig(batch_size=32, progress=False))
-    c = score_mc(tiny, task, ScoringConfig(batch_size=32, padding_side="right", progress=False))
+    a = score_mc(tiny, task, LoglikelihoodConfig(batch_size=1, progress=False))
+    b = score_mc(tiny, task, LoglikelihoodConfig(batch_size=32, progress=False))
+    c = score_mc(tiny, task, LoglikelihoodConfig(batch_size=32, padding_side="right", progress=False))
     for other in (b, c):
         assert np.allclose(np.concatenate([json.loads(x) for x in a["logprobs"]]),
                            np.concatenate([json.loads(x) for x in other["logprobs"]]), atol=1e-4)
@@ -88,7 +88,7 @@ def test_shared_benchmark_files_load(evaldata_dir, tiny):
         assert len(task.items) == 5 and all(0 <= it.label < len(it.continuations) for it in task.items)
     wino = load_mc_task("winogrande", limit=2, evaldata_dir=evaldata_dir)
     assert len(set(wino.items[0].contexts)) == 2 and len(set(wino.items[0].continuations)) == 1
-    df = score_mc(tiny, load_mc_task("piqa", limit=3, evaldata_dir=evaldata_dir), ScoringConfig(progress=False))
+    df = score_mc(tiny, load_mc_task("piqa", limit=3, evaldata_dir=evaldata_dir), LoglikelihoodConfig(progress=False))
     assert len(df) == 3 and set(df["task"]) == {"piqa"}
 
 

@@ -141,3 +141,31 @@ def test_check_pack_on_tiny(tiny, tmp_path):
     assert len(df) == 8 and ((df["prob"] > 0) & (df["prob"] <= 1)).all() and (df["rank"] >= 1).all()
     direct = score_probes(tiny, pack.probes("probability"))
     assert df[df["kind"] == "probability"]["prob"].tolist() == pytest.approx(direct["prob"].tolist())
+
+
+def test_json_and_jsonl_errors_name_the_file_and_line_in_every_reader(tmp_path):
+    from workbench.anchors import load_anchor_map
+    from workbench.eval.authors import read_authors_prompts
+    from workbench.eval.utility import load_mc_task
+    from workbench.io import iter_jsonl, read_json_file, read_jsonl
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"a": 1}\n\n  \n{"a": 2}\n{"a": \n', encoding="utf-8")
+    assert [row for _, row in zip(range(2), iter_jsonl(rows))] == [(1, {"a": 1}), (4, {"a": 2})]  # lazy, blank lines skipped
+    with pytest.raises(WorkbenchError, match=r"rows.jsonl line 5: invalid JSON \(Expecting value at column \d+\)"):
+        read_jsonl(rows)
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'{\n"caf\xe9": 1}')
+    with pytest.raises(WorkbenchError, match=r"latin.json line 2: not UTF-8 text \(byte 0xe9\)"):
+        read_json_file(latin)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{\n  "x": [1,\n', encoding="utf-8")
+    # the same message from each reader, under the name each gives the file
+    for read, shown in ((read_json_file, "broken.json"), (load_anchor_map, "anchor map .*broken.json"),
+                        (read_authors_prompts, "broken.json")):
+        with pytest.raises(WorkbenchError, match=shown + r" line 3: invalid JSON"):
+            read(broken)
+    mc = tmp_path / "mc.jsonl"
+    mc.write_text('\n{oops}\n', encoding="utf-8")
+    with pytest.raises(WorkbenchError, match=r"mc.jsonl line 2: invalid JSON"):
+        load_mc_task(mc)

@@ -10,7 +10,7 @@ from test_eval_support import COMPLETION, PROBABILITY, make_pack, write_jsonl
 from workbench.anchors import AnchorMap, load_anchor_map
 from workbench.errors import WorkbenchError
 from workbench.eval.cli import add_packs_parser
-from workbench.outcome import answer_kind
+from workbench.eval.run_report import answer_kind
 from workbench.packs import NextTokenProbe, list_packs, load_pack, load_probes
 from workbench.probe_checks import probe_warnings, subtlety_band, target_in_prompt
 

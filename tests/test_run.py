@@ -141,7 +141,7 @@ def _bad(tmp_path, mutate, capsys):
     ("empty corpus", lambda c, r: [p.write_text("") for p in (r / "corpus").iterdir()], "every file is empty"),
     ("short corpus", lambda c, r: c["target"].update(block_size=100000), "shorter than one block"),
     ("non-utf8", lambda c, r: (r / "corpus" / "doc0.txt").write_bytes(b"caf\xe9 au lait"), "not UTF-8"),
-    ("malformed anchors", lambda c, r: (r / "anchors.json").write_text('{"anchors": {"Harry": ['), "malformed JSON"),
+    ("malformed anchors", lambda c, r: (r / "anchors.json").write_text('{"anchors": {"Harry": ['), "anchors.json line 1: invalid JSON"),
     ("no alternatives", lambda c, r: (r / "anchors.json").write_text('{"anchors": {"Harry": []}}'), "has no alternatives"),
     ("negative alpha", lambda c, r: c["labels"].update(alphas=[-1.0, 5.0]), "alpha"),
     ("unknown key", lambda c, r: c["labels"].update(alfa=3), "unknown key 'labels.alfa'"),
@@ -180,7 +180,7 @@ def test_unmatched_anchors_are_reported_with_their_count(tmp_path):
 
 def test_answer_kind_classifies_probes_against_the_anchor_map():
     from workbench.anchors import AnchorMap
-    from workbench.outcome import answer_kind
+    from workbench.eval.run_report import answer_kind
 
     m = AnchorMap.from_dict({"Hogwarts": ["X"], "Half-Blood Prince": ["Y"], "Harry": ["Z"]})
     assert answer_kind(m, "Harry went to", " Hogwarts") == "anchor"

@@ -523,10 +523,10 @@ def test_probe_comparer_from_models(tiny):
 
     comp = [CompletionProbe("c1", "Harry picked up his", ("wand",), 1), CompletionProbe("c2", "The castle was", ("Hogwarts",), 2)]
     nxt = [NextTokenProbe("p1", "Harry's best friend is Ron", (" Weasley",), split="dev")]
-    from workbench.eval.completion import GenerationConfig
+    from workbench.eval.completion import CompletionSettings
 
     pc = ProbeComparer.from_models({"a": tiny, "b": tiny}, comp, nxt, anchor_terms=["Hogwarts"],
-                                   generation=GenerationConfig(max_new_tokens=4, progress=False))
+                                   generation=CompletionSettings(max_new_tokens=4, progress=False))
     assert set(pc.completions["model"]) == {"a", "b"} and len(pc.completions) == 4
     assert pc.probe_ids == ["c1", "c2"] and pc.sets == ["probability"]
     t = pc.probability_table()

@@ -24,7 +24,7 @@ from typing import Iterable, Mapping
 
 from workbench.anchor_families import check_family_entry, family_index, parse_families, prune_families
 from workbench.errors import WorkbenchError
-from workbench.io import atomic_write_text
+from workbench.io import atomic_write_text, parse_json, read_text_file
 
 __all__ = ["AnchorMap", "AnchorMatch", "load_anchor_map", "consolidate", "AnchorWarning", "REVIEW_STATUSES"]
 
@@ -317,14 +317,8 @@ def load_anchor_map(path: str | os.PathLike, do_consolidate: bool = True) -> Anc
     path = Path(path)
     if not path.is_file():
         raise WorkbenchError(f"anchor map {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise WorkbenchError(f"anchor map {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
-    try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates(str(path), text))
-    except json.JSONDecodeError as exc:
-        raise WorkbenchError(f"anchor map {path}, line {exc.lineno}, column {exc.colno}: malformed JSON: {exc.msg}") from exc
+    text = read_text_file(path, f"anchor map {path}")
+    data = parse_json(text, f"anchor map {path}", object_pairs_hook=_no_duplicates(str(path), text))
     return AnchorMap.from_dict(data, source=str(path), do_consolidate=do_consolidate)
 
 

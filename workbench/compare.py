@@ -128,7 +128,8 @@ def compare_runs(configs: Sequence[str | os.PathLike | dict], out_dir: str | os.
     """Run every config (and sweep variant), evaluate, and write the table and the figure. Returns the table."""
     from workbench.config import config_from_dict
     from workbench.eval.attacks import AttackConfig
-    from workbench.eval.report import EvalConfig, evaluate_models
+    from workbench.eval.config import EvalConfig
+    from workbench.eval.runner import evaluate_models
     from workbench.run import Run
 
     cc = config or CompareConfig()

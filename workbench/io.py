@@ -10,7 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_dir", "read_json"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_dir", "iter_jsonl", "parse_json", "read_json",
+           "read_json_file", "read_jsonl", "read_text_file"]
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -78,3 +79,55 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- reading JSON and JSONL files written by hand: one error naming the file and line ---------------------------------
+
+
+def read_text_file(path: str | os.PathLike, display: str | None = None) -> str:
+    """A UTF-8 text file's content; other bytes raise WorkbenchError naming ``display`` (default: the path) and the line."""
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        from workbench.errors import WorkbenchError
+
+        line = raw[: exc.start].count(b"\n") + 1
+        raise WorkbenchError(f"{display or path} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save it as "
+                             "UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from exc
+
+
+def parse_json(text: str, display: str, object_pairs_hook: Callable[[list], Any] | None = None) -> Any:
+    """The value of a JSON text read from ``display``; bad syntax raises WorkbenchError naming it, line and column."""
+    try:
+        return json.loads(text, object_pairs_hook=object_pairs_hook)
+    except json.JSONDecodeError as exc:
+        from workbench.errors import WorkbenchError
+
+        raise WorkbenchError(f"{display} line {exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
+
+
+def read_json_file(path: str | os.PathLike, display: str | None = None) -> Any:
+    """A JSON file's value; bad bytes or syntax raise WorkbenchError naming ``display`` (default: the path), line
+    and column."""
+    return parse_json(read_text_file(path, display), display or str(path))
+
+
+def iter_jsonl(path: str | os.PathLike, display: str | None = None) -> Iterator[tuple[int, Any]]:
+    """(line number, value) for each non-blank line of a JSONL file; bad bytes or syntax raise WorkbenchError
+    naming ``display`` (default: the path) and the line."""
+    for lineno, line in enumerate(read_text_file(path, display).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            from workbench.errors import WorkbenchError
+
+            raise WorkbenchError(f"{display or path} line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
+        yield lineno, value
+
+
+def read_jsonl(path: str | os.PathLike, display: str | None = None) -> list[Any]:
+    """The values of a JSONL file's non-blank lines (see :func:`iter_jsonl` for the errors)."""
+    return [value for _, value in iter_jsonl(path, display)]

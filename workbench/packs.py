@@ -7,13 +7,13 @@ written by hand.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
 from workbench.anchors import load_anchor_map
 from workbench.errors import WorkbenchError
+from workbench.io import iter_jsonl, read_json_file
 
 __all__ = [
     "BUNDLED_DIR",
@@ -169,10 +169,7 @@ def load_pack(name_or_path: str | Path | Pack) -> Pack:
     manifest_path = path / "pack.json"
     if not manifest_path.is_file():
         raise WorkbenchError(f"pack folder {path} has no pack.json; write one as described in docs/formats.md")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise WorkbenchError(f"{manifest_path} line {exc.lineno}: invalid JSON ({exc.msg})") from exc
+    manifest = read_json_file(manifest_path)
     if not isinstance(manifest, dict):
         raise WorkbenchError(f"{manifest_path}: expected a JSON object")
 
@@ -275,21 +272,8 @@ def load_probes(path: str | Path, kind: str, display: str | None = None) -> list
         raise WorkbenchError(f"probe file {shown} does not exist")
     probes: list[Probe] = []
     seen: dict[str, int] = {}
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise WorkbenchError(f"probe file {shown} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
-                             "save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from exc
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
+    for lineno, obj in iter_jsonl(path, shown):
         where = f"{shown} line {lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise WorkbenchError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
         probe = _parse_probe(obj, kind, where)
         if probe.id in seen:
             raise WorkbenchError(f"{where}: duplicate id {probe.id!r} (first used on line {seen[probe.id]})")

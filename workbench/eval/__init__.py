@@ -8,7 +8,7 @@ from workbench.eval.authors import convert_authors_prompts, read_authors_prompts
 from workbench.eval.completion import (
     AUTHORS_RUBRIC,
     GENERATION_PRESETS,
-    GenerationConfig,
+    CompletionSettings,
     Grade,
     HFChatJudge,
     Judge,
@@ -25,16 +25,10 @@ from workbench.eval.completion import (
     summarize_completions,
 )
 from workbench.eval.probes import score_probes, summarize_probes
-from workbench.eval.report import (
-    ALL_SECTIONS,
-    EvalConfig,
-    EvalReport,
-    build_figures,
-    evaluate_models,
-    headline_table,
-    load_report,
-    write_report,
-)
+from workbench.eval.config import ALL_SECTIONS, EvalConfig
+from workbench.eval.figures import build_figures
+from workbench.eval.runner import evaluate_models
+from workbench.eval.summary import EvalReport, headline_table, load_report, write_report
 from workbench.eval.robustness import (
     PrimingConfig,
     paraphrase_summary,
@@ -44,7 +38,7 @@ from workbench.eval.robustness import (
     score_paraphrases,
     score_primed,
 )
-from workbench.eval.scoring import Request, Score, ScoringConfig, encode_pair, encode_pairs, score_requests
+from workbench.eval.loglikelihood import Request, Score, LoglikelihoodConfig, encode_pair, encode_pairs, score_requests
 from workbench.eval.utility import (
     BENCHMARKS,
     MCItem,
@@ -66,7 +60,7 @@ __all__ = [
     "GENERATION_PRESETS",
     "EvalConfig",
     "EvalReport",
-    "GenerationConfig",
+    "CompletionSettings",
     "Grade",
     "HFChatJudge",
     "Judge",
@@ -79,7 +73,7 @@ __all__ = [
     "PrimingConfig",
     "Request",
     "Score",
-    "ScoringConfig",
+    "LoglikelihoodConfig",
     "authors_score",
     "build_figures",
     "convert_authors_prompts",

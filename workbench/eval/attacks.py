@@ -10,7 +10,7 @@ robust unlearning in LLMs"), as evaluation sections beside priming and paraphras
   correct answer from a distractor (another probe's answer); grouped 5-fold cross-validated accuracy. Knowledge
   that is hidden from the output but still in the representations keeps this accuracy where the baseline had it.
 
-:func:`attack_units` is the evaluation's hook (workbench/eval/report.py): it plans one unit per section.
+:func:`attack_units` is the evaluation's hook (workbench/eval/units.py): it plans one unit per section.
 """
 
 from __future__ import annotations
@@ -255,8 +255,8 @@ def residual_probe_accuracy(lm: LoadedModel, probes: Sequence[NextTokenProbe], f
 
 # -- the evaluation's hook ---------------------------------------------------------------------------------------------------
 def attack_units(sections: Sequence[str], config, pack: Pack | None, probes_of: Callable, skip: Callable) -> list:
-    """One evaluation unit per attack section (see workbench/eval/report.py)."""
-    from workbench.eval.report import PROBE_CI, PROBE_METRICS, _file_stamp, _metric_rows, _Unit
+    """One evaluation unit per attack section (see workbench/eval/units.py)."""
+    from workbench.eval.units import PROBE_CI, PROBE_METRICS, Unit, file_stamp, metric_rows
 
     acfg: AttackConfig = getattr(config, "attacks", None) or AttackConfig()
     units = []
@@ -269,34 +269,34 @@ def attack_units(sections: Sequence[str], config, pack: Pack | None, probes_of: 
         for s in sections:
             skip(s, "no probability probes in the chosen splits")
         return units
-    stamp = _file_stamp(pack.probe_file("probability"))
+    stamp = file_stamp(pack.probe_file("probability"))
     base_params = {"probes": stamp, "splits": list(config.splits), "probe_limit": config.probe_limit}
 
     if "adversarial" in sections:
         def run_adv(lm, memo):
             df = score_adversarial(lm, probes, pack.title, config.scoring("adversarial"))
-            return _metric_rows(summarize_probes(df), "adversarial", PROBE_METRICS, ci=PROBE_CI), df
+            return metric_rows(summarize_probes(df), "adversarial", PROBE_METRICS, ci=PROBE_CI), df
 
-        units.append(_Unit("adversarial.probability", "adversarial",
+        units.append(Unit("adversarial.probability", "adversarial",
                            {**base_params, "wrappers": ADVERSARIAL_WRAPPERS, "title": pack.title}, run_adv, "probes"))
     if "relearn" in sections:
         def run_relearn(lm, memo):
             blocks = relearn_blocks(lm.tokenizer, pack, acfg)
             df = relearn_curve(lm, blocks, probes, acfg.relearn_steps, acfg.relearn_lr, acfg.seed,
                                config.scoring("relearn"), config.progress)
-            rows = _metric_rows(summarize_probes(df), "relearn", ["mean_prob", "top1_rate"], ci=PROBE_CI)
+            rows = metric_rows(summarize_probes(df), "relearn", ["mean_prob", "top1_rate"], ci=PROBE_CI)
             return rows, df.drop(columns=["steps"])
 
         params = {**base_params, **{k: getattr(acfg, k) for k in ("relearn_steps", "relearn_lr", "relearn_block_size",
                                                                    "relearn_blocks", "relearn_text", "relearn_exclude_run", "seed")}}
-        units.append(_Unit("relearn.probability", "relearn", params, run_relearn, "probes"))
+        units.append(Unit("relearn.probability", "relearn", params, run_relearn, "probes"))
     if "residual" in sections:
         def run_residual(lm, memo):
             df = residual_probe_accuracy(lm, probes, acfg.residual_folds, acfg.seed, acfg.residual_layers)
-            rows = _metric_rows(df.assign(set="probability"), "residual", ["accuracy"], split_col=None,
+            rows = metric_rows(df.assign(set="probability"), "residual", ["accuracy"], split_col=None,
                                 split_value="all", variant_col="layer", ci={"accuracy": ("ci_low", "ci_high")})
             return rows, None
 
         params = {**base_params, "folds": acfg.residual_folds, "layers": acfg.residual_layers, "seed": acfg.seed}
-        units.append(_Unit("residual.probability", "residual", params, run_residual, None))
+        units.append(Unit("residual.probability", "residual", params, run_residual, None))
     return units

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import WorkbenchError
-from workbench.io import atomic_write_text
+from workbench.io import atomic_write_text, read_json_file
 from workbench.packs import COMPLETION_KIND, SPLITS, CompletionProbe, _parse_probe
 
 __all__ = ["convert_authors_prompts", "read_authors_prompts"]
@@ -36,12 +36,7 @@ def read_authors_prompts(path: str | Path, split: str = "heldout", id_prefix: st
         raise WorkbenchError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if not path.is_file():
         raise WorkbenchError(f"authors' prompt file {path} does not exist")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise WorkbenchError(f"{path} line {exc.lineno}: invalid JSON ({exc.msg})") from exc
-    except UnicodeDecodeError as exc:
-        raise WorkbenchError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+    data = read_json_file(path)
     if not isinstance(data, list) or not data:
         raise WorkbenchError(f"{path}: expected a non-empty JSON list of prompt entries")
     probes = []

@@ -7,12 +7,17 @@ Each ``add_*_parser`` adds a subcommand to an argparse subparsers object and set
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import sys
+import types
+import typing
 from pathlib import Path
+from typing import Any
 
 from workbench.errors import WorkbenchError
 
-__all__ = ["add_eval_parser", "add_packs_parser", "config_from_args", "run_eval", "run_packs_check", "run_packs_list",
+__all__ = ["add_config_flags", "add_eval_parser", "add_packs_parser", "config_from_args", "run_eval", "run_packs_check", "run_packs_list",
            "run_packs_import_completions", "run_packs_new"]
 
 
@@ -24,10 +29,52 @@ def _none_or_int(text: str) -> int | None:
     return None if text.lower() in ("none", "all", "0") else int(text)
 
 
+def _flag_type(tp: Any) -> Any:
+    """The argparse ``type`` of a config field's type where HfArgumentParser has none of its own: a tuple is a
+    comma list, an optional int also takes 'all'/'none'."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1 and (typing.get_origin(inner[0]) is tuple or inner[0] is int):
+            return _none_or_int if inner[0] is int else _flag_type(inner[0])
+        return tp
+    if typing.get_origin(tp) is tuple:
+        item = args[0] if args else str
+        return (lambda text: tuple(int(v) for v in _csv(text))) if item is int else _csv
+    return tp
+
+
+def add_config_flags(parser: argparse.ArgumentParser, config_type: type, prefix: str = "",
+                     skip: tuple[str, ...] = ()) -> list[str]:
+    """One flag per field of a config dataclass (``--name`` and ``--name-with-hyphens``; ``prefix`` before both),
+    mapped by transformers' HfArgumentParser from the field's type, default and ``metadata`` (help, choices,
+    aliases). Returns the argparse destinations, one per field."""
+    from transformers import HfArgumentParser
+
+    hints = typing.get_type_hints(config_type)
+    dests = []
+    for f in dataclasses.fields(config_type):
+        if not f.init or f.name in skip:
+            continue
+        flag = copy.copy(f)
+        flag.name = prefix + f.name
+        flag.type = _flag_type(hints[f.name])
+        if prefix and "aliases" in flag.metadata:
+            flag.metadata = {k: v for k, v in flag.metadata.items() if k != "aliases"}
+        HfArgumentParser._parse_dataclass_field(parser, flag)
+        dests.append(flag.name)
+    return dests
+
+
+ATTACK_PREFIX = "attack_"
+
+
 def add_eval_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``eval``: evaluate one or more models and write tables, a JSON summary and figures."""
-    from workbench.eval.report import ALL_SECTIONS
-    from workbench.eval.utility import BENCHMARKS
+    """Add ``eval``: evaluate one or more models and write tables, a JSON summary and figures. Its flags are the
+    fields of :class:`workbench.eval.config.EvalConfig` (and of the attack sections' AttackConfig, as
+    ``--attack-FIELD``), besides --model, --out and --quiet."""
+    from workbench.eval.attacks import AttackConfig
+    from workbench.eval.config import EvalConfig
 
     p = subparsers.add_parser(
         "eval",
@@ -35,118 +82,43 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
         description="Evaluate one or more models (the first is the baseline) on familiarity probes, completion "
                     "familiarity, priming, paraphrases, collateral domains, multiple-choice benchmarks and "
                     "perplexity. Writes results.csv/.parquet, summary.json, report.md and figures/*.html to --out. "
-                    "A rerun into the same --out resumes from finished parts.",
+                    "A rerun into the same --out resumes from finished parts. Lists are comma-separated.",
     )
     p.add_argument("--model", action="append", required=True, metavar="[LABEL=]SPEC",
                    help="model to evaluate (repeatable): 'embedded', 'tiny', a model folder, a .gguf file, a run "
                         "directory or a hub id; prefix 'LABEL=' to name it in the report")
     p.add_argument("--out", default=None, help="output folder (default runs/eval/<timestamp>)")
-    p.add_argument("--pack", default="harry_potter", help="pack name or folder with the probes ('none' for no pack)")
-    p.add_argument("--sections", type=_csv, default=None,
-                   help=f"comma list of measures (default: all that the pack and data allow, without lm_eval): "
-                        f"{','.join(ALL_SECTIONS)}")
-    p.add_argument("--splits", type=_csv, default=("dev", "heldout"), help="probe splits (default dev,heldout)")
-    p.add_argument("--probe-limit", type=_none_or_int, default=None, help="first N probes of each probe file (default all)")
-    p.add_argument("--tasks", type=_csv, default=tuple(BENCHMARKS),
-                   help="multiple-choice benchmarks: names in --evaldata or JSONL paths (default: the seven)")
-    p.add_argument("--evaldata", default=None, help="benchmark folder (default $WORKBENCH_EVALDATA, else the subsets shipped in workbench/evaldata)")
-    p.add_argument("--limit", type=_none_or_int, default=500, help="items per benchmark ('all' for every item; default 500)")
-    p.add_argument("--ppl-text", default=None, help="text file for perplexity (default: WikiText-2 test in --evaldata)")
-    p.add_argument("--ppl-max-tokens", type=_none_or_int, default=20000,
-                   help="tokens of the text to score ('all'; default 20000)")
-    p.add_argument("--ppl-max-length", type=int, default=1024, help="perplexity window in tokens")
-    p.add_argument("--ppl-stride", type=int, default=512, help="new tokens per perplexity window")
-    p.add_argument("--judge", choices=("keyword", "openai", "hf"), default="keyword", help="completion judge")
-    p.add_argument("--judge-url", default=None, help="OpenAI-compatible endpoint for --judge openai (e.g. http://127.0.0.1:8000/v1)")
-    p.add_argument("--judge-model", default=None, help="model name at the endpoint, or a chat model spec for --judge hf")
-    p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="environment variable holding the endpoint key")
-    p.add_argument("--judge-rubric", default=None,
-                   help="LLM judge instruction: 'workbench' (default; SCORE: n), 'authors' (the authors' grading "
-                        "instruction; MODEL_FAMILIARITY: X/3) or a template file with {prompt} and {completion}")
-    p.add_argument("--generation-preset", choices=("authors",), default=None,
-                   help="named completion settings replacing the generation flags: 'authors' (20 new tokens, "
-                        "temperature 1, top-k 5, 5 samples, no greedy)")
-    p.add_argument("--max-new-tokens", type=int, default=48, help="tokens per completion")
-    p.add_argument("--samples", type=int, default=2, help="sampled completions per prompt (besides the greedy one)")
-    p.add_argument("--no-greedy", action="store_true", help="skip the greedy completion")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
-    p.add_argument("--top-p", type=float, default=0.95, help="sampling nucleus")
-    p.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0: no limit)")
-    p.add_argument("--seed", type=int, default=0, help="seed for sampling and the priming passage")
-    p.add_argument("--priming-chars", type=int, default=600, help="longest priming passage in characters")
-    p.add_argument("--priming-text", default=None, help="file with the priming passage (default: cut from the pack corpus)")
-    p.add_argument("--lm-eval-tasks", type=_csv, default=(), help="lm-evaluation-harness tasks (adds section lm_eval)")
-    p.add_argument("--lm-eval-include", default=None, help="folder of extra lm-eval task YAMLs")
-    p.add_argument("--lm-eval-limit", type=_none_or_int, default=None, help="items per lm-eval task")
-    p.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
-    p.add_argument("--max-batch-tokens", type=int, default=32768, help="rows x padded length per forward pass")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--dtype", default=None, help="float32, bfloat16, float16 or auto")
-    p.add_argument("--no-resume", action="store_true", help="recompute everything, ignoring finished parts in --out")
-    p.add_argument("--formats", type=_csv, default=("csv", "parquet"), help="table formats: csv,parquet")
-    p.add_argument("--no-figures", action="store_true", help="write no HTML figures")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_config_flags(p, EvalConfig, skip=("attacks",))
+    p.add_argument("--quiet", action="store_false", dest="progress", help="no progress bars (as --no-progress)")
+    add_config_flags(p.add_argument_group("attack sections (adversarial, relearn, residual)"), AttackConfig,
+                     prefix=ATTACK_PREFIX)
     p.set_defaults(func=run_eval)
     return p
 
 
 def config_from_args(args: argparse.Namespace):
     """The EvalConfig that the parsed ``eval`` arguments describe."""
-    from workbench.eval.report import EvalConfig
+    from workbench.eval.attacks import AttackConfig
+    from workbench.eval.config import EvalConfig
 
-    sections = args.sections
-    if args.lm_eval_tasks and sections is not None and "lm_eval" not in sections:
-        sections = tuple(sections) + ("lm_eval",)
-    priming_text = None
-    if args.priming_text:
-        path = Path(args.priming_text)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(EvalConfig) if f.init and f.name != "attacks"}
+    if isinstance(values["pack"], str) and values["pack"].lower() == "none":
+        values["pack"] = None
+    if values["lm_eval_tasks"] and values["sections"] is not None and "lm_eval" not in values["sections"]:
+        values["sections"] = tuple(values["sections"]) + ("lm_eval",)
+    if values["priming_text"]:
+        path = Path(values["priming_text"])
         if not path.is_file():
             raise WorkbenchError(f"--priming-text {path} does not exist")
-        priming_text = path.read_text(encoding="utf-8")
-    return EvalConfig(
-        pack=None if args.pack.lower() == "none" else args.pack,
-        sections=sections,
-        splits=tuple(args.splits),
-        probe_limit=args.probe_limit,
-        tasks=tuple(args.tasks),
-        evaldata_dir=args.evaldata,
-        limit=args.limit,
-        ppl_text=args.ppl_text,
-        ppl_max_tokens=args.ppl_max_tokens,
-        ppl_max_length=args.ppl_max_length,
-        ppl_stride=args.ppl_stride,
-        batch_size=args.batch_size,
-        max_batch_tokens=args.max_batch_tokens,
-        judge=args.judge,
-        judge_url=args.judge_url,
-        judge_model=args.judge_model,
-        judge_api_key_env=args.judge_api_key_env,
-        max_new_tokens=args.max_new_tokens,
-        greedy=not args.no_greedy,
-        samples=args.samples,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        generation_preset=args.generation_preset,
-        judge_rubric=args.judge_rubric,
-        seed=args.seed,
-        priming_chars=args.priming_chars,
-        priming_text=priming_text,
-        lm_eval_tasks=tuple(args.lm_eval_tasks),
-        lm_eval_include=args.lm_eval_include,
-        lm_eval_limit=args.lm_eval_limit,
-        device=args.device,
-        dtype=args.dtype,
-        resume=not args.no_resume,
-        formats=tuple(args.formats),
-        figures=not args.no_figures,
-        progress=not args.quiet,
-    )
+        values["priming_text"] = path.read_text(encoding="utf-8")
+    attacks = AttackConfig(**{f.name: getattr(args, ATTACK_PREFIX + f.name) for f in dataclasses.fields(AttackConfig)})
+    values["attacks"] = attacks if attacks != AttackConfig() else None  # None: the defaults, as in the API
+    return EvalConfig(**values)
 
 
 def run_eval(args: argparse.Namespace) -> int:
     """Run ``workbench eval``."""
-    from workbench.eval.report import evaluate_models
+    from workbench.eval.runner import evaluate_models
 
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise WorkbenchError(f"eval --out {args.out} is a file; give a folder (it is created if missing)")

@@ -42,7 +42,7 @@ __all__ = [
     "AUTHORS_RUBRIC",
     "GENERATION_PRESETS",
     "GRADES",
-    "GenerationConfig",
+    "CompletionSettings",
     "Grade",
     "HFChatJudge",
     "Judge",
@@ -96,7 +96,7 @@ RUBRICS = {"workbench": RUBRIC, "authors": AUTHORS_RUBRIC}
 
 
 @dataclass
-class GenerationConfig:
+class CompletionSettings:
     """How completions are generated."""
 
     max_new_tokens: int = 48  # tokens generated per completion
@@ -118,12 +118,12 @@ GENERATION_PRESETS: dict[str, dict] = {
 }
 
 
-def generation_preset(name: str, **overrides) -> GenerationConfig:
-    """A :class:`GenerationConfig` from a named preset (:data:`GENERATION_PRESETS`), with ``overrides`` applied
+def generation_preset(name: str, **overrides) -> CompletionSettings:
+    """A :class:`CompletionSettings` from a named preset (:data:`GENERATION_PRESETS`), with ``overrides`` applied
     (e.g. ``seed``, ``batch_size``, ``progress``)."""
     if name not in GENERATION_PRESETS:
         raise WorkbenchError(f"unknown generation preset {name!r}; presets: {', '.join(GENERATION_PRESETS)}")
-    return GenerationConfig(**{**GENERATION_PRESETS[name], **overrides})
+    return CompletionSettings(**{**GENERATION_PRESETS[name], **overrides})
 
 
 @dataclass
@@ -379,13 +379,13 @@ class HFChatJudge:
             raise WorkbenchError(f"judge model {lm.spec!r} has no chat template; use an instruction-tuned chat model")
         prompts = [tok.apply_chat_template(_messages(it, self.target, self.rubric), tokenize=False, add_generation_prompt=True)
                    for it in items]
-        cfg = GenerationConfig(max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, greedy=True, samples=0)
+        cfg = CompletionSettings(max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, greedy=True, samples=0)
         texts = _generate(lm, prompts, cfg, do_sample=False, n=1, add_special_tokens=False)
         return [Grade(parse_grade(t[0]), [], t[0].strip()) for t in texts]
 
 
 @torch.inference_mode()
-def _generate(lm: LoadedModel, prompts: Sequence[str], cfg: GenerationConfig, do_sample: bool, n: int,
+def _generate(lm: LoadedModel, prompts: Sequence[str], cfg: CompletionSettings, do_sample: bool, n: int,
               add_special_tokens: bool = True, seed_offset: int = 0) -> list[list[str]]:
     """``n`` completions per prompt (new text only), batched with left padding."""
     tok, model = lm.tokenizer, lm.model
@@ -410,12 +410,12 @@ def _generate(lm: LoadedModel, prompts: Sequence[str], cfg: GenerationConfig, do
     return out
 
 
-def generate_completions(lm: LoadedModel, prompts: Sequence[str], config: GenerationConfig | None = None) -> pd.DataFrame:
+def generate_completions(lm: LoadedModel, prompts: Sequence[str], config: CompletionSettings | None = None) -> pd.DataFrame:
     """Completions of each prompt: one greedy (if ``config.greedy``) and ``config.samples`` sampled ones.
 
     Returns rows ``prompt_index, mode ('greedy'|'sampled'), sample, completion``.
     """
-    cfg = config or GenerationConfig()
+    cfg = config or CompletionSettings()
     if not prompts:
         raise WorkbenchError("no prompts to complete (the completion probe set is empty)")
     if not cfg.greedy and cfg.samples <= 0:
@@ -435,7 +435,7 @@ def score_completions(
     lm: LoadedModel,
     probes: Sequence[CompletionProbe],
     judge: Judge,
-    config: GenerationConfig | None = None,
+    config: CompletionSettings | None = None,
 ) -> pd.DataFrame:
     """Generate and grade completions; one row per completion.
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import WorkbenchError
-from workbench.eval.scoring import Request, ScoringConfig, encode_pairs, score_requests
+from workbench.eval.loglikelihood import Request, LoglikelihoodConfig, encode_pairs, score_requests
 from workbench.models import LoadedModel
 from workbench.packs import COMPLETION_KIND, NextTokenProbe, Pack, load_pack
 
@@ -63,7 +63,7 @@ def probe_requests(tokenizer, probes: Sequence[NextTokenProbe]) -> tuple[list[Re
 def score_probes(
     lm: LoadedModel,
     probes: Sequence[NextTokenProbe],
-    config: ScoringConfig | None = None,
+    config: LoglikelihoodConfig | None = None,
     variant: str = "original",
 ) -> pd.DataFrame:
     """One row per probe with its familiarity numbers (columns :data:`PROBE_COLUMNS`).
@@ -72,7 +72,7 @@ def score_probes(
     log-probabilities and ranks of all the targets' distinct first tokens at the answer position.
     """
     requests, owners = probe_requests(lm.tokenizer, probes)
-    cfg = config or ScoringConfig(desc="probes")
+    cfg = config or LoglikelihoodConfig(desc="probes")
     scores = score_requests(lm.model, requests, cfg, pad_id=lm.tokenizer.pad_token_id or 0)
     rows = []
     by_probe: dict[int, list] = {}
@@ -145,7 +145,7 @@ def summarize_probes(df: pd.DataFrame, by: Sequence[str] = ("set", "variant", "s
     return pd.DataFrame(rows)
 
 
-def score_pack_probes(lm: LoadedModel, pack: Pack | str, kinds: Sequence[str], config: ScoringConfig | None = None,
+def score_pack_probes(lm: LoadedModel, pack: Pack | str, kinds: Sequence[str], config: LoglikelihoodConfig | None = None,
                       require: bool = False) -> pd.DataFrame:
     """Probe rows (:data:`PROBE_COLUMNS`) for the next-token probe files ``kinds`` of a pack. A kind whose file
     is missing is skipped, or with ``require`` an error; no file at all is an error."""
@@ -157,7 +157,7 @@ def score_pack_probes(lm: LoadedModel, pack: Pack | str, kinds: Sequence[str], c
         probes = pack.probes(kind)
         if not isinstance(probes[0], NextTokenProbe):
             raise WorkbenchError(f"pack {pack.name!r}: '{kind}' probes are not next-token probes")
-        frames.append(score_probes(lm, probes, config or ScoringConfig(desc=kind)))
+        frames.append(score_probes(lm, probes, config or LoglikelihoodConfig(desc=kind)))
     if not frames:
         raise WorkbenchError(f"pack {pack.name!r} has none of the probe files {', '.join(kinds) or '(none)'}")
     return pd.concat(frames, ignore_index=True)
@@ -173,6 +173,6 @@ def check_pack(pack: Pack | str, loaded_model: LoadedModel, kinds: tuple[str, ..
     pack = load_pack(pack)
     if kinds is None:
         kinds = tuple(k for k in pack.probe_paths if k != COMPLETION_KIND)
-    out = score_pack_probes(loaded_model, pack, kinds, ScoringConfig(batch_size=batch_size, desc="check"), require=True)
+    out = score_pack_probes(loaded_model, pack, kinds, LoglikelihoodConfig(batch_size=batch_size, desc="check"), require=True)
     cols = ["set", "probe_id", "split", "domain", "prompt", "target", "prob", "rank", "top1", "seq_logprob"]
     return out[cols].rename(columns={"set": "kind", "probe_id": "id"})

@@ -21,7 +21,7 @@ import pandas as pd
 
 from workbench.errors import WorkbenchError
 from workbench.eval.probes import score_pack_probes, score_probes, with_prompts
-from workbench.eval.scoring import ScoringConfig
+from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.models import LoadedModel
 from workbench.packs import NextTokenProbe, Pack, load_pack
 
@@ -67,19 +67,19 @@ def priming_passage(pack: Pack | str | Path, config: PrimingConfig | None = None
 
 
 def score_primed(lm: LoadedModel, probes: Sequence[NextTokenProbe], passage: str,
-                 config: ScoringConfig | None = None, separator: str = "\n\n") -> pd.DataFrame:
+                 config: LoglikelihoodConfig | None = None, separator: str = "\n\n") -> pd.DataFrame:
     """Probe rows (as :func:`score_probes`) with the passage before every prompt; variant ``'primed'``.
 
     The ``prompt`` column keeps the original prompt so that rows pair with the unprimed ones.
     """
     primed = with_prompts(probes, [passage + separator + p.prompt for p in probes])
-    df = score_probes(lm, primed, config or ScoringConfig(desc="primed probes"), variant="primed")
+    df = score_probes(lm, primed, config or LoglikelihoodConfig(desc="primed probes"), variant="primed")
     df["prompt"] = [p.prompt for p in probes]
     return df
 
 
 def score_paraphrases(lm: LoadedModel, probes: Sequence[NextTokenProbe],
-                      config: ScoringConfig | None = None) -> pd.DataFrame:
+                      config: LoglikelihoodConfig | None = None) -> pd.DataFrame:
     """One row per (probe, paraphrase), variant ``'paraphrase'``, with a ``paraphrase`` index column.
 
     Probes without paraphrases are skipped; an empty frame comes back when none has any.
@@ -93,7 +93,7 @@ def score_paraphrases(lm: LoadedModel, probes: Sequence[NextTokenProbe],
     if not flat:
         return pd.DataFrame()
     variants = with_prompts(flat, [p.paraphrases[j] for p, j in zip(flat, index)])
-    df = score_probes(lm, variants, config or ScoringConfig(desc="paraphrases"), variant="paraphrase")
+    df = score_probes(lm, variants, config or LoglikelihoodConfig(desc="paraphrases"), variant="paraphrase")
     df["paraphrase"] = index
     return df
 
@@ -129,6 +129,6 @@ def priming_summary(plain: pd.DataFrame, primed: pd.DataFrame) -> pd.DataFrame:
 
 
 def score_collateral(lm: LoadedModel, pack: Pack | str | Path, kinds: Sequence[str] = ("collateral", "general"),
-                     config: ScoringConfig | None = None) -> pd.DataFrame:
+                     config: LoglikelihoodConfig | None = None) -> pd.DataFrame:
     """Probe rows for the pack's neighbouring-domain and general probes (files that exist)."""
     return score_pack_probes(lm, pack, kinds, config)

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import WorkbenchError
-from workbench.eval.scoring import Request, ScoringConfig, encode_pairs, model_max_length, prefix_token_id, score_requests
+from workbench.io import iter_jsonl
+from workbench.eval.loglikelihood import Request, LoglikelihoodConfig, encode_pairs, model_max_length, prefix_token_id, score_requests
 from workbench.models import LoadedModel
 
 __all__ = [
@@ -137,18 +138,10 @@ def load_mc_task(task: str | Path, limit: int | None = None, evaldata_dir: str |
     """Read a multiple-choice JSONL file (first ``limit`` items), validating every line read."""
     path = resolve_task(task, evaldata_dir)
     items: list[MCItem] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if limit is not None and len(items) >= limit:
-                break
-            if not line.strip():
-                continue
-            where = f"{path} line {lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise WorkbenchError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
-            items.append(_parse_mc(obj, where, len(items)))
+    for lineno, obj in iter_jsonl(path):
+        if limit is not None and len(items) >= limit:
+            break
+        items.append(_parse_mc(obj, f"{path} line {lineno}", len(items)))
     if not items:
         raise WorkbenchError(f"benchmark file {path} has no items")
     return MCTask(name or path.stem, path, items)
@@ -160,13 +153,13 @@ def mc_requests(tokenizer, task: MCTask) -> list[Request]:
     return [Request(ctx, cont) for ctx, cont in encode_pairs(tokenizer, pairs)]
 
 
-def score_mc(lm: LoadedModel, task: MCTask, config: ScoringConfig | None = None) -> pd.DataFrame:
+def score_mc(lm: LoadedModel, task: MCTask, config: LoglikelihoodConfig | None = None) -> pd.DataFrame:
     """One row per item: ``task, item_id, label, n_choices, pred, pred_norm, correct, correct_norm, logprobs``.
 
     ``logprobs`` holds each choice's summed log-probability (a JSON list, so CSV keeps it).
     """
     requests = mc_requests(lm.tokenizer, task)
-    cfg = config or ScoringConfig(desc=task.name)
+    cfg = config or LoglikelihoodConfig(desc=task.name)
     scores = score_requests(lm.model, requests, cfg, pad_id=lm.tokenizer.pad_token_id or 0)
     rows = []
     k = 0
@@ -255,7 +248,7 @@ class PerplexityConfig:
 
 
 def perplexity(lm: LoadedModel, text: str | Path, config: PerplexityConfig | None = None,
-               scoring: ScoringConfig | None = None) -> dict:
+               scoring: LoglikelihoodConfig | None = None) -> dict:
     """Token, word and byte perplexity of a text (a ``Path`` is read as a UTF-8 file) with a sliding window.
 
     The text is preceded by the prefix token (BOS or EOS), so its first token is scored too. Returns
@@ -296,7 +289,7 @@ def perplexity(lm: LoadedModel, text: str | Path, config: PerplexityConfig | Non
         e = min(s + stride, len(full))
         a = max(0, e - 1 - max_len)  # the input full[a:e-1] fits the window
         requests.append(Request(full[a:s], full[s:e]))
-    scoring = scoring or ScoringConfig(batch_size=cfg.batch_size, desc="perplexity")
+    scoring = scoring or LoglikelihoodConfig(batch_size=cfg.batch_size, desc="perplexity")
     scores = score_requests(lm.model, requests, scoring, pad_id=tok.pad_token_id or 0, max_length=max_len)
     nll = -math.fsum(s.logprob for s in scores)
     n_tok = sum(s.n_tokens for s in scores)

@@ -109,13 +109,13 @@ class ProbeComparer(WidgetView):
 
         ``judge`` defaults to the offline :class:`~workbench.eval.completion.KeywordJudge` with ``anchor_terms``.
         """
-        from workbench.eval.completion import GenerationConfig, KeywordJudge, score_completions
+        from workbench.eval.completion import CompletionSettings, KeywordJudge, score_completions
         from workbench.eval.probes import score_probes
 
         if len(models) < 2:
             raise ValueError(f"give at least two models, got {list(models)}")
         judge = judge or KeywordJudge(anchor_terms=list(anchor_terms))
-        generation = generation or GenerationConfig(max_new_tokens=24)
+        generation = generation or CompletionSettings(max_new_tokens=24)
         comp, prob = [], []
         for name, lm in models.items():
             if completion_probes:

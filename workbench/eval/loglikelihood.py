@@ -26,7 +26,7 @@ __all__ = [
     "Batch",
     "Request",
     "Score",
-    "ScoringConfig",
+    "LoglikelihoodConfig",
     "encode_pair",
     "encode_pairs",
     "model_max_length",
@@ -38,7 +38,7 @@ __all__ = [
 
 
 @dataclass
-class ScoringConfig:
+class LoglikelihoodConfig:
     """How requests are batched and run."""
 
     batch_size: int = 32  # most sequences per forward pass
@@ -181,7 +181,7 @@ def _truncate(req: Request, max_length: int) -> tuple[list[int], list[int]]:
     return whole[:-1], cont
 
 
-def plan_batches(requests: Sequence[Request], config: ScoringConfig, pad_id: int, max_length: int) -> list[Batch]:
+def plan_batches(requests: Sequence[Request], config: LoglikelihoodConfig, pad_id: int, max_length: int) -> list[Batch]:
     """Sort requests by input length (longest first) and pad them into batches."""
     if config.padding_side not in ("left", "right"):
         raise WorkbenchError(f"padding_side must be 'left' or 'right', got {config.padding_side!r}")
@@ -280,7 +280,7 @@ def run_batch(model: PreTrainedModel, batch: Batch) -> list[Score]:
 def score_requests(
     model: PreTrainedModel,
     requests: Sequence[Request],
-    config: ScoringConfig | None = None,
+    config: LoglikelihoodConfig | None = None,
     pad_id: int = 0,
     max_length: int | None = None,
 ) -> list[Score]:
@@ -288,7 +288,7 @@ def score_requests(
 
     ``pad_id`` only fills padded positions, which the attention mask hides, so any id works.
     """
-    config = config or ScoringConfig()
+    config = config or LoglikelihoodConfig()
     if not requests:
         return []
     limit = max_length or config.max_length or model_max_length(model)
