@@ -68,7 +68,7 @@ def pack_inputs(tokenizer, block_size: int = 512):
     """(documents, anchor map, blocks) of the bundled Harry Potter pack, cut for ``tokenizer``."""
     from workbench.anchors import load_anchor_map
     from workbench.corpus import make_blocks, read_documents
-    from workbench.packs import load_pack
+    from workbench.pack import load_pack
 
     pack = load_pack("harry_potter")
     docs = read_documents(pack.corpus_dir, "target corpus")

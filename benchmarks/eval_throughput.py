@@ -30,7 +30,7 @@ from workbench.eval.probes import probe_requests, score_probes  # noqa: E402
 from workbench.eval.loglikelihood import LoglikelihoodConfig, model_max_length, plan_batches  # noqa: E402
 from workbench.eval.utility import default_evaldata_dir, load_mc_task, mc_requests, score_mc  # noqa: E402
 from workbench.models import load_model  # noqa: E402
-from workbench.packs import NextTokenProbe, load_pack  # noqa: E402
+from workbench.pack import NextTokenProbe, load_pack  # noqa: E402
 
 TASKS = ("piqa", "hellaswag", "arc_easy", "winogrande", "boolq")
 

@@ -9,7 +9,7 @@ import pytest
 
 from workbench.anchors import AnchorMap, load_anchor_map
 from workbench.errors import WorkbenchError
-from workbench.packs import load_pack
+from workbench.pack import load_pack
 
 POTTERS = {
     "Harry": ["Jon", "Mark", "Ben"],

@@ -114,7 +114,7 @@ def test_batched_label_math_equals_the_per_block_reference(tiny):
     from workbench.labels import compute_batch_labels, compute_block_labels
     from workbench.models import tiny_model
     from workbench.pair import ModelPair, pad_batch
-    from workbench.packs import load_pack
+    from workbench.pack import load_pack
     from workbench.anchors import load_anchor_map
     from workbench.translate import translate_blocks
 

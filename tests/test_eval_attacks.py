@@ -8,7 +8,7 @@ from workbench.eval.attacks import (
     score_adversarial,
 )
 from workbench.eval.probes import score_probes
-from workbench.packs import NextTokenProbe, load_pack
+from workbench.pack import NextTokenProbe, load_pack
 
 PROBES = [NextTokenProbe(id=f"p{i}", prompt=p, targets=(t,), split="dev") for i, (p, t) in enumerate([
     ("Harry went to school at", " Hogwarts"), ("His best friend was Ron", " Weasley"), ("The sport on brooms is", " Quidditch"),

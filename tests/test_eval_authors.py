@@ -9,7 +9,7 @@ import pytest
 from workbench.cli import main
 from workbench.errors import WorkbenchError
 from workbench.eval.authors import convert_authors_prompts, read_authors_prompts
-from workbench.packs import load_probes
+from workbench.pack import load_probes
 
 # Shaped like the authors' file: a list of {"prompt": {...}} entries, key order as found there (both orders occur).
 ENTRIES = [

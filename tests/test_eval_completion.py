@@ -28,7 +28,7 @@ from workbench.eval.completion import (
     score_completions,
     summarize_completions,
 )
-from workbench.packs import CompletionProbe
+from workbench.pack import CompletionProbe
 
 ANCHORS = ["Hogwarts", "Harry Potter", "Harry", "Hermione", "Ron", "Quidditch", "Dumbledore"]
 PROMPT = "When the letter arrived by owl, the boy living under the stairs learned that he"

@@ -7,7 +7,7 @@ import pytest
 from workbench.eval.probes import score_probes
 from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.eval.utility import load_mc_task, score_mc
-from workbench.packs import NextTokenProbe
+from workbench.pack import NextTokenProbe
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from test_eval_support import explicit_continuation_logprob, explicit_logprobs
 from workbench.errors import WorkbenchError
 from workbench.eval.probes import score_probes, summarize_probes
 from workbench.eval.loglikelihood import Request, LoglikelihoodConfig, encode_pair, encode_pairs, prefix_token_id, score_requests
-from workbench.packs import CompletionProbe, NextTokenProbe
+from workbench.pack import CompletionProbe, NextTokenProbe
 
 PROBES = [
     NextTokenProbe("a", "Harry Potter's two best friends are Ron Weasley and", (" Hermione", " Hermione Granger", " Ginny"),

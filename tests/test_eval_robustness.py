@@ -18,7 +18,7 @@ from workbench.eval.robustness import (
     score_primed,
 )
 from workbench.eval.loglikelihood import LoglikelihoodConfig
-from workbench.packs import load_pack
+from workbench.pack import load_pack
 
 CFG = LoglikelihoodConfig(progress=False)
 

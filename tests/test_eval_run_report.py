@@ -13,7 +13,7 @@ from workbench.eval.probes import score_probes
 from workbench.eval.run_report import before_after_report, generic_prompts
 from workbench.eval.utility import PerplexityConfig, perplexity
 from workbench.models import tiny_model
-from workbench.packs import load_pack
+from workbench.pack import load_pack
 
 TEXT = "The quick brown fox jumps over the lazy dog. " * 8
 

@@ -106,7 +106,7 @@ def explicit_continuation_logprob(lm, ctx_ids: list[int], cont_ids: list[int]) -
 
 
 def test_support_pack_is_valid(tmp_path):
-    from workbench.packs import load_pack
+    from workbench.pack import load_pack
 
     pack = load_pack(make_pack(tmp_path))
     assert all(pack.has_probes(k) for k in ("probability", "completion", "collateral", "general"))

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, TrainerCallback
 
 from workbench.corpus import make_blocks, read_documents
 from workbench.finetune import FinetuneConfig, UnlearnDataset, finetune
-from workbench.packs import load_pack
+from workbench.pack import load_pack
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def argmax_of(path, dtype, ids):
         return m(input_ids=ids).logits.argmax(-1)
 
 
-@pytest.mark.parametrize("method", ["lora"])  # full finetuning: see the next test
+@pytest.mark.parametrize("method", ["lora", "full"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_saved_model_reproduces_the_trained_model(tiny, demo_blocks, tmp_path, method, dtype):
     ids = torch.as_tensor(np.stack([b.input_ids for b in demo_blocks]), dtype=torch.long)

@@ -196,7 +196,7 @@ def test_test_time_model_mixes_logits_as_the_formula(tmp_path):
 def test_prompt_model_scores_the_input_after_the_instruction(tmp_path):
     from workbench.eval.probes import score_probes
     from workbench.models import load_model, tiny_model
-    from workbench.packs import NextTokenProbe
+    from workbench.pack import NextTokenProbe
 
     run = _run(tmp_path, "prompt", methods={"prompt": {"system": "Forget {title}."}})
     run.run()

@@ -107,7 +107,7 @@ def test_changed_settings_go_to_a_variant_and_keep_the_earlier_model(clean_env, 
 
 def test_packs_new_writes_a_pack_that_packs_check_and_runs_accept(tmp_path, capsys):
     from workbench.cli import main
-    from workbench.packs import BUNDLED_DIR, load_pack
+    from workbench.pack import BUNDLED_DIR, load_pack
 
     dest = tmp_path / "my_target"
     assert main(["packs", "new", str(dest), "--corpus", str(BUNDLED_DIR / "sherlock_holmes" / "corpus"),

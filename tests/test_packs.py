@@ -9,7 +9,7 @@ import pytest
 from test_eval_support import PROBABILITY, make_pack, write_jsonl
 from workbench.errors import WorkbenchError
 from workbench.eval.probes import check_pack
-from workbench.packs import (
+from workbench.pack import (
     BUNDLED_DIR,
     CompletionProbe,
     NextTokenProbe,

@@ -11,7 +11,7 @@ from workbench.anchors import AnchorMap, load_anchor_map
 from workbench.errors import WorkbenchError
 from workbench.eval.cli import add_packs_parser
 from workbench.eval.run_report import answer_kind
-from workbench.packs import NextTokenProbe, list_packs, load_pack, load_probes
+from workbench.pack import NextTokenProbe, list_packs, load_pack, load_probes
 from workbench.probe_checks import probe_warnings, subtlety_band, target_in_prompt
 
 MAP = AnchorMap({"Harry Potter": ["Jon Miller"], "Hogwarts": ["Northbrook"], "Half-Blood Prince": ["Mixed Heir"]})

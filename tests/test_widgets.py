@@ -519,7 +519,7 @@ def test_probe_comparer_state_and_html():
 
 
 def test_probe_comparer_from_models(tiny):
-    from workbench.packs import CompletionProbe, NextTokenProbe
+    from workbench.pack import CompletionProbe, NextTokenProbe
 
     comp = [CompletionProbe("c1", "Harry picked up his", ("wand",), 1), CompletionProbe("c2", "The castle was", ("Hogwarts",), 2)]
     nxt = [NextTokenProbe("p1", "Harry's best friend is Ron", (" Weasley",), split="dev")]

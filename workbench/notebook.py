@@ -229,7 +229,7 @@ class Notebook:
     # -- data --------------------------------------------------------------------------------------------------
     def pack(self):
         """The target's data pack (corpus, anchors, retain text, probes)."""
-        from workbench.packs import load_pack
+        from workbench.pack import load_pack
 
         if self.cfg.target.pack is None:
             raise WorkbenchError(f"the config ({self.source}) names no pack, so it has no probes: set target.pack "

@@ -15,7 +15,7 @@ import re
 from typing import Sequence
 
 from workbench.anchors import AnchorMap
-from workbench.packs import CompletionProbe, NextTokenProbe, Pack
+from workbench.pack import CompletionProbe, NextTokenProbe, Pack
 
 __all__ = ["FUNCTION_WORDS", "probe_warnings", "subtlety_band", "target_in_prompt"]
 

@@ -189,7 +189,7 @@ class Run:
     def pack(self):
         if self.cfg.target.pack is None:
             return None
-        from workbench.packs import load_pack
+        from workbench.pack import load_pack
 
         return load_pack(self.cfg.target.pack)
 

@@ -29,7 +29,7 @@ import torch
 from workbench.errors import WorkbenchError
 from workbench.eval.probes import score_probes, summarize_probes, with_prompts
 from workbench.models import LoadedModel
-from workbench.packs import NextTokenProbe, Pack
+from workbench.pack import NextTokenProbe, Pack
 
 __all__ = ["ATTACK_SECTIONS", "ADVERSARIAL_WRAPPERS", "AttackConfig", "adversarial_probes", "score_adversarial",
            "relearn_curve", "relearn_blocks", "residual_probe_accuracy", "hidden_states", "attack_units"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_text, read_json_file
-from workbench.packs import COMPLETION_KIND, SPLITS, CompletionProbe, _parse_probe
+from workbench.pack import COMPLETION_KIND, SPLITS, CompletionProbe, _parse_probe
 
 __all__ = ["convert_authors_prompts", "read_authors_prompts"]
 

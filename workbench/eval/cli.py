@@ -180,7 +180,7 @@ def run_packs_import_completions(args: argparse.Namespace) -> int:
 def run_packs_new(args: argparse.Namespace) -> int:
     """Run ``workbench packs new NAME --corpus DIR``."""
     from workbench.pack_new import new_pack
-    from workbench.packs import load_pack
+    from workbench.pack import load_pack
 
     dest = new_pack(args.name, args.corpus, args.retain, args.anchors, args.title)
     shown = str(dest) if ("/" in args.name or "\\" in args.name) else f"./{dest}"
@@ -194,7 +194,7 @@ def run_packs_new(args: argparse.Namespace) -> int:
 
 def run_packs_list(args: argparse.Namespace) -> int:
     """Run ``workbench packs list``."""
-    from workbench.packs import list_packs, load_pack
+    from workbench.pack import list_packs, load_pack
 
     names = list_packs()
     if not names:
@@ -216,7 +216,7 @@ def run_packs_check(args: argparse.Namespace) -> int:
 
     from workbench.models import load_model
     from workbench.eval.probes import check_pack
-    from workbench.packs import COMPLETION_KIND, load_pack
+    from workbench.pack import COMPLETION_KIND, load_pack
 
     pack = load_pack(args.name)
     # Validate everything first, so a bad line is reported before a model is loaded.

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from workbench.errors import WorkbenchError
 from workbench.models import LoadedModel
-from workbench.packs import CompletionProbe
+from workbench.pack import CompletionProbe
 
 __all__ = [
     "AUTHORS_RUBRIC",

@@ -20,7 +20,7 @@ import pandas as pd
 from workbench.errors import WorkbenchError
 from workbench.eval.loglikelihood import Request, LoglikelihoodConfig, encode_pairs, score_requests
 from workbench.models import LoadedModel
-from workbench.packs import COMPLETION_KIND, NextTokenProbe, Pack, load_pack
+from workbench.pack import COMPLETION_KIND, NextTokenProbe, Pack, load_pack
 
 __all__ = ["PROBE_COLUMNS", "check_pack", "probe_requests", "score_pack_probes", "score_probes", "summarize_probes",
            "with_prompts"]

@@ -23,7 +23,7 @@ from workbench.errors import WorkbenchError
 from workbench.eval.probes import score_pack_probes, score_probes, with_prompts
 from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.models import LoadedModel
-from workbench.packs import NextTokenProbe, Pack, load_pack
+from workbench.pack import NextTokenProbe, Pack, load_pack
 
 __all__ = [
     "PrimingConfig",

@@ -26,7 +26,7 @@ from workbench.models import LoadedModel
 
 if TYPE_CHECKING:
     from workbench.anchors import AnchorMap
-    from workbench.packs import NextTokenProbe, Pack
+    from workbench.pack import NextTokenProbe, Pack
 
 __all__ = ["ANSWER_KINDS", "answer_kind", "before_after_report", "generic_prompts", "paired_change"]
 

@@ -27,7 +27,7 @@ from workbench.eval.summary import EvalReport, dumps_json, summarize, write_fram
 from workbench.eval.units import TABLE_COLUMNS, Unit, plan_units, slug
 from workbench.io import atomic_write_text
 from workbench.models import LoadedModel
-from workbench.packs import load_pack
+from workbench.pack import load_pack
 
 __all__ = ["ModelArg", "evaluate_models", "parse_model_arg", "run_units"]
 

@@ -46,7 +46,7 @@ from workbench.eval.utility import (
     summarize_mc,
 )
 from workbench.models import LoadedModel
-from workbench.packs import Pack, load_anchor_terms
+from workbench.pack import Pack, load_anchor_terms
 
 __all__ = ["PROBE_CI", "PROBE_METRICS", "TABLE_COLUMNS", "Unit", "file_stamp", "make_judge", "metric_rows",
            "perplexity_unit", "plan_units", "probe_unit", "slug"]
