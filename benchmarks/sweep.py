@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
 
-from workbench.config import config_from_dict  # noqa: E402
+from workbench.config import config_from_dict, resolve_paths  # noqa: E402
 from workbench.errors import WorkbenchError  # noqa: E402
 from workbench.io import atomic_write_text  # noqa: E402
 from workbench.run import Run  # noqa: E402
@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--no-progress", action="store_true", help="no progress bars (shorter logs)")
     args = ap.parse_args(argv)
 
-    base = yaml.safe_load(Path(args.base).read_text(encoding="utf-8")) or {}
+    # the base config's relative paths are relative to its file, as `workbench run` reads them
+    base = resolve_paths(yaml.safe_load(Path(args.base).read_text(encoding="utf-8")) or {}, Path(args.base).resolve().parent)
     grid = yaml.safe_load(Path(args.grid).read_text(encoding="utf-8")) or []
     if not isinstance(grid, list) or not all(isinstance(v, dict) and "name" in v for v in grid):
         raise WorkbenchError(f"{args.grid}: expected a list of {{name: ..., set: {{...}}}} variants")

@@ -104,3 +104,27 @@ def test_shipped_evaldata_passes_its_checker_and_has_a_notice():
         assert f"{name}.jsonl" in notice and (folder / f"{name}.jsonl").is_file()
     for licence in ("AFL-3.0", "MIT", "CC BY-SA 4.0", "CC-BY", "CC BY-SA 3.0", "NOT STATED"):
         assert licence in notice
+
+
+def test_sweep_and_compare_resolve_a_config_files_paths_against_the_file(tmp_path, monkeypatch):
+    """A variant made from a config file reads the same files as `workbench run FILE`, from any working folder."""
+    import yaml
+
+    from workbench.compare import sweep_variants
+    from workbench.config import load_config
+
+    folder = tmp_path / "cfgs"
+    folder.mkdir()
+    (folder / "ppl.txt").write_text("some text\n")
+    cfg_file = folder / "c.yaml"
+    cfg_file.write_text(yaml.safe_dump({"name": "c", "model": "tiny", "target": {"pack": "harry_potter", "corpus": "corpus.txt"},
+                                        "reinforce": {"path": "../adapters/r"},
+                                        "report": {"perplexity_text": "ppl.txt"}}))
+    monkeypatch.chdir(tmp_path)
+    want = load_config(cfg_file)
+    (_, data), = sweep_variants(cfg_file, None)
+    for got in (data["target"]["corpus"], data["reinforce"]["path"], data["report"]["perplexity_text"]):
+        assert Path(got).is_absolute()
+    assert Path(data["report"]["perplexity_text"]) == (folder / "ppl.txt").resolve()
+    assert Path(data["target"]["corpus"]).resolve() == Path(want.target.corpus).resolve()
+    assert Path(data["reinforce"]["path"]).resolve() == Path(want.reinforce.path).resolve()

@@ -52,7 +52,7 @@ def argmax_of(path, dtype, ids):
 def test_saved_model_reproduces_the_trained_model(tiny, demo_blocks, tmp_path, method, dtype):
     ids = torch.as_tensor(np.stack([b.input_ids for b in demo_blocks]), dtype=torch.long)
     model = copy.deepcopy(tiny.model).to(dtype)
-    cfg = FinetuneConfig(method=method, target="hard", epochs=3, batch_size=2, learning_rate=2e-3 if method == "lora" else 1e-4,
+    cfg = FinetuneConfig(method=method, target="hard", epochs=3, batch_size=2, learning_rate=2e-3,
                          save_steps=1000, logging_steps=1000)
     snap = Snapshot(ids)
     _, finished = finetune(model, tiny.tokenizer, dataset(demo_blocks), cfg, tmp_path / "unlearned", callbacks=[snap],

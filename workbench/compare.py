@@ -71,12 +71,10 @@ def sweep_variants(path: str | os.PathLike | dict, sweep: dict[str, list] | None
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         base = path.parent.resolve()
         name = data.get("name", path.stem)
+    from workbench.config import resolve_paths
+
     # absolute, so that a run directory's config.yaml means the same files wherever it is read from
-    t = data.get("target") or {}
-    for k in ("corpus", "anchors", "retain"):
-        v = t.get(k)
-        if isinstance(v, str) and not os.path.isabs(v):
-            t[k] = str(base / v)
+    data = resolve_paths(data, base)
     if not sweep:
         return [(name, data)]
     out = []

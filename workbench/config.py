@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -22,7 +23,7 @@ from workbench.training import TrainConfig
 
 __all__ = [
     "TargetConfig", "ReinforceConfig", "ScoringConfig", "LabelsConfig", "ReportConfig", "RunConfig",
-    "load_config", "config_from_dict", "config_to_dict", "config_diff", "stable_hash",
+    "load_config", "resolve_paths", "config_from_dict", "config_to_dict", "config_diff", "stable_hash",
 ]
 
 
@@ -227,23 +228,33 @@ def load_config(path: str | os.PathLike) -> RunConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark else ""
         raise WorkbenchError(f"config {path}{where}: malformed YAML: {getattr(exc, 'problem', exc)}") from exc
-    cfg = config_from_dict(data, str(path))
-    base = path.parent
-    # relative paths in a config file are relative to that file
-    t = cfg.target
-    for name in ("corpus", "anchors", "retain", "pack"):
-        val = getattr(t, name)
-        if name == "pack" and val is not None and not (os.sep in val or val.startswith(".")):
-            continue
-        if isinstance(val, str) and not os.path.isabs(val):
-            setattr(t, name, str(base / val))
-        elif isinstance(val, list):
-            setattr(t, name, [v if os.path.isabs(v) else str(base / v) for v in val])
-    if cfg.reinforce.path and not os.path.isabs(cfg.reinforce.path):
-        cfg.reinforce.path = str(base / cfg.reinforce.path)
-    if cfg.report.perplexity_text and not os.path.isabs(cfg.report.perplexity_text):
-        cfg.report.perplexity_text = os.path.normpath(base / cfg.report.perplexity_text)
-    return cfg
+    return config_from_dict(resolve_paths(data, path.parent), str(path))
+
+
+def resolve_paths(data: dict, base: str | os.PathLike) -> dict:
+    """A copy of a config dict whose relative file paths are joined to ``base``, the folder of the file the config
+    came from (a config's paths are relative to that file, never to the working directory): ``target.corpus``,
+    ``anchors``, ``retain``, a ``pack`` given as a path (not a bundled pack's name), ``reinforce.path`` and
+    ``report.perplexity_text``."""
+    data = copy.deepcopy(data or {})
+    base = Path(base)
+    t = data.get("target")
+    if isinstance(t, dict):
+        for name in ("corpus", "anchors", "retain", "pack"):
+            val = t.get(name)
+            if name == "pack" and isinstance(val, str) and not (os.sep in val or val.startswith(".")):
+                continue
+            if isinstance(val, str) and not os.path.isabs(val):
+                t[name] = str(base / val)
+            elif isinstance(val, list):
+                t[name] = [v if not isinstance(v, str) or os.path.isabs(v) else str(base / v) for v in val]
+    r = data.get("reinforce")
+    if isinstance(r, dict) and isinstance(r.get("path"), str) and not os.path.isabs(r["path"]):
+        r["path"] = str(base / r["path"])
+    rep = data.get("report")
+    if isinstance(rep, dict) and isinstance(rep.get("perplexity_text"), str) and not os.path.isabs(rep["perplexity_text"]):
+        rep["perplexity_text"] = os.path.normpath(base / rep["perplexity_text"])
+    return data
 
 
 def config_to_dict(cfg: Any) -> dict:
