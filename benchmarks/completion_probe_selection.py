@@ -15,7 +15,7 @@ evaluation). Dev and heldout split by the prompts' ``fact`` (a fact never spans 
 in the order of a hash of their names, fill dev up to a third of the kept prompts, the rest are heldout. Kept
 prompts keep their candidate ids.
 
-    # measure the candidates, print the per-prompt table and the rule's verdict (~5 min on 2 CPU cores)
+    # measure the candidates, print the per-prompt table and the rule's verdict (~4 min on 2 CPU cores)
     python benchmarks/completion_probe_selection.py
     # ... and write the kept prompts to the pack's probes/completion.jsonl
     python benchmarks/completion_probe_selection.py --write
@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import sys
 import time
 from collections import Counter
@@ -42,7 +41,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from workbench.anchors import load_anchor_map  # noqa: E402
 from workbench.eval.completion import (  # noqa: E402
+    GenerationConfig,
     KeywordJudge,
     generation_preset,
     per_prompt_summary,
@@ -71,8 +72,6 @@ def fact_splits(facts: list[str]) -> dict[str, str]:
 def measure(lm, probes, anchors, samples: int, seed: int, batch_size: int, preset: str | None) -> pd.DataFrame:
     """Greedy and sampled completions of ``probes``, graded by the keyword judge; one row per completion."""
     if preset == "eval":  # `workbench eval`'s defaults (48 new tokens, top-p 0.95), with the samples asked for
-        from workbench.eval.completion import GenerationConfig
-
         cfg = GenerationConfig(max_new_tokens=48, greedy=True, samples=samples, temperature=1.0, top_p=0.95,
                                seed=seed, batch_size=batch_size)
     else:
@@ -114,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.measure or args.candidates)
     probes = load_probes(path, "completion")
     if not args.measure:
+        amap = load_anchor_map(pack.anchors_path)
         for p in probes:
-            lo, hi = subtlety_band(p.prompt, _anchor_map(pack), pack.title)
+            lo, hi = subtlety_band(p.prompt, amap, pack.title)
             if not lo <= p.subtlety <= hi:
                 raise SystemExit(f"{path}: {p.id} subtlety {p.subtlety} outside {lo}-{hi} for what its prompt names")
     if args.limit:
@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     table["keep"] = ((table["greedy_grade"] >= args.min_greedy) & (table["sampled_mean_grade"] >= args.min_sampled)
                      & (table["sampled_mention_share"] >= args.min_mention))
     pd.set_option("display.width", 250, "display.max_colwidth", 70, "display.max_rows", 1000)
-    cols = ["probe_id"] + (["split"] if args.measure else []) + ["fact", "subtlety", "greedy_grade", "sampled_mean_grade", "sampled_mention_share",
-            "keep", "greedy_terms", "prompt"]
+    cols = (["probe_id"] + (["split"] if args.measure else []) + ["fact", "subtlety", "greedy_grade",
+            "sampled_mean_grade", "sampled_mention_share", "keep", "greedy_terms", "prompt"])
     print(table[cols].to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     if args.csv:  # the per-prompt table, and every completion beside it
         table.to_csv(args.csv, index=False)
@@ -160,14 +160,6 @@ def main(argv: list[str] | None = None) -> int:
             atomic_write_text(out, "\n".join(lines) + "\n")
             print(f"wrote {len(lines)} prompts to {out}")
     return 0
-
-
-def _anchor_map(pack):
-    from workbench.anchors import load_anchor_map
-
-    if not hasattr(_anchor_map, "cache"):
-        _anchor_map.cache = load_anchor_map(pack.anchors_path)
-    return _anchor_map.cache
 
 
 if __name__ == "__main__":
