@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -25,8 +26,10 @@ from workbench.eval.completion import (
     generation_preset,
     load_rubric,
     parse_grade,
+    per_prompt_summary,
     score_completions,
     summarize_completions,
+    target_mentions,
 )
 from workbench.pack import CompletionProbe
 
@@ -291,3 +294,76 @@ def test_hf_chat_judge_runs_on_tiny(tiny):
     grades = judge.grade_many([JudgeItem(PROMPT, " was a wizard", REFS), JudgeItem(PROMPT, " moved away", REFS),
                                JudgeItem(PROMPT, " went to Hogwarts", REFS)])
     assert len(grades) == 3 and all(g.score in (None, 0, 1, 2, 3) for g in grades)
+
+
+# --------------------------------------------------------------------------------------------- target mentions
+
+
+def test_the_pack_judge_counts_one_name_once():
+    # The real pack's anchors list "Weasley", "Weasleys", "Ron", "Ron Weasley", "Potter", "Potters", ...: a name
+    # in any of its forms is one name (2 points), two different names are 3.
+    from workbench.packs import load_anchor_terms
+
+    judge = KeywordJudge(anchor_terms=load_anchor_terms("harry_potter"))
+    prompt = "At the end of term the family went home to"
+    for text in (" the Weasleys' house.", " see the Potters", " see the Weasley twins", " stay with Ron Weasley",
+                 " visit Harry Potter's aunt"):
+        grade = judge.grade(JudgeItem(prompt, text, ()))
+        assert grade.score == 2 and len(grade.matched) == 1, (text, grade)
+    assert judge.grade(JudgeItem(prompt, " the Weasleys and the Potters", ())).score == 3
+    assert target_mentions(prompt, " the Weasleys and the Weasley twins", load_anchor_terms("harry_potter")) == ["Weasleys"]
+
+
+def _mentions_by_hand(prompt: str, completion: str, terms) -> bool:
+    # case-sensitive whole words, with an optional plural or possessive ending; a term in the prompt is no news
+    def has(text, term):
+        return any(re.search(rf"(?<!\w){re.escape(term)}{end}(?!\w)", text) for end in ("", "s", "es", "'s", "’s"))
+    return any(has(completion, t) and not has(prompt, t) for t in terms)
+
+
+@pytest.mark.parametrize("completion", ["met Hermione", "met hermione", "met Hermiones", "saw Ron and Harry Potter",
+                                        "nothing here", "Harry Potter again", "Dumbledore's office"])
+def test_target_mentions_match_a_plain_loop(completion):
+    prompt = "Harry Potter sat next to"
+    found = target_mentions(prompt, completion, ANCHORS)
+    assert bool(found) == _mentions_by_hand(prompt, completion, ANCHORS)
+    assert all(t not in ("Harry", "Harry Potter") for t in found)  # both stand in the prompt
+
+
+def test_score_completions_marks_target_mentions(tiny):
+    probes = [CompletionProbe("c1", PROMPT, REFS, 3), CompletionProbe("c2", "Harry Potter sat next to", ("Ron",), 1, split="dev")]
+    cfg = CompletionSettings(max_new_tokens=6, samples=2, progress=False, seed=3)
+    plain = score_completions(tiny, probes, _FixedJudge(), cfg)
+    assert "mentions_target" not in plain  # no terms known: no column
+    # make a word of the (seeded) completions the one target term: the first not in either prompt
+    word = next(w for c in plain["completion"] for w in re.findall(r"\w+", c)
+                if not any(re.search(rf"(?<!\w){re.escape(w)}", p.prompt) for p in probes))
+    df = score_completions(tiny, probes, _FixedJudge(), cfg, target_terms=[word])
+    assert df["completion"].tolist() == plain["completion"].tolist()
+    expected = [_mentions_by_hand(p, c, [word]) for p, c in zip(df["prompt"], df["completion"])]
+    assert df["mentions_target"].tolist() == expected and any(expected)
+    assert (df["target_terms"] == [word if e else "" for e in expected]).all()
+    kw = score_completions(tiny, probes, KeywordJudge(anchor_terms=[word]), cfg)  # a keyword judge's anchors by default
+    assert kw["mentions_target"].tolist() == expected
+    summ = summarize_completions(df).set_index(["mode", "split"])
+    for (mode, split), row in summ.iterrows():
+        sel = (df["mode"] == mode) & ((df["split"] == split) | (split == "all"))
+        assert row["mention_share"] == pytest.approx(sum(e for e, s in zip(expected, sel) if s) / sel.sum())
+
+
+def test_per_prompt_summary_by_hand():
+    df = pd.DataFrame({
+        "probe_id": ["b", "b", "b", "b", "a", "a", "a"], "split": ["dev"] * 4 + ["heldout"] * 3,
+        "subtlety": [1] * 4 + [3] * 3, "prompt": ["pb"] * 4 + ["pa"] * 3,
+        "mode": ["greedy", "sampled", "sampled", "sampled", "greedy", "sampled", "sampled"],
+        "grade": [3, 2, 0, None, 0, 1, 1], "target_terms": ["Ron; Hermione", "Ron", "", "", "", "", ""],
+        "mentions_target": [True, True, False, False, False, False, False]})
+    t = per_prompt_summary(df).set_index("probe_id")
+    assert list(t.index) == ["b", "a"]  # first-seen order
+    assert t.loc["b", "greedy_grade"] == 3 and t.loc["b", "greedy_terms"] == "Ron; Hermione"
+    assert t.loc["b", "n_sampled"] == 3 and t.loc["b", "sampled_mean_grade"] == pytest.approx(1.0)  # ungraded left out
+    assert t.loc["b", "sampled_mention_share"] == pytest.approx(1 / 3)
+    assert t.loc["a", "sampled_mean_grade"] == pytest.approx(1.0) and t.loc["a", "sampled_mention_share"] == 0
+    assert t.loc["a", "split"] == "heldout" and t.loc["a", "subtlety"] == 3
+    t2 = per_prompt_summary(df.drop(columns=["target_terms", "mentions_target"]))
+    assert math.isnan(t2.loc[0, "sampled_mention_share"]) and t2.loc[0, "greedy_terms"] == ""

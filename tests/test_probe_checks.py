@@ -34,6 +34,21 @@ def test_a_fact_never_spans_both_splits(tmp_path):
         load_probes(write_jsonl(path, rows), "probability")
 
 
+def test_a_completion_fact_never_spans_both_splits(tmp_path):
+    rows = [{"id": "a", "prompt": "In Harry Potter, the headmaster is", "references": ["Dumbledore"], "subtlety": 1,
+             "split": "dev", "fact": "headmaster"},
+            {"id": "b", "prompt": "The headmaster of Hogwarts is Professor", "references": ["Dumbledore"], "subtlety": 3,
+             "split": "heldout", "fact": "headmaster"}]
+    path = write_jsonl(tmp_path / "completion.jsonl", rows)
+    with pytest.raises(WorkbenchError, match=r"fact 'headmaster' spans both splits: a \(.*line 1\) is dev, b \(.*line 2\) is heldout"):
+        load_probes(path, "completion")
+    rows[1]["split"] = "dev"
+    assert [p.fact for p in load_probes(write_jsonl(path, rows), "completion")] == ["headmaster", "headmaster"]
+    rows[1]["fact"] = ""
+    with pytest.raises(WorkbenchError, match="line 2: field 'fact' must be a non-empty string"):
+        load_probes(write_jsonl(path, rows), "completion")
+
+
 def test_a_tagged_collocation_is_its_own_answer_kind():
     assert answer_kind(MAP, "Harry's scar is shaped like a lightning", " bolt", "collocation") == "collocation"
     assert answer_kind(MAP, "Harry's scar is shaped like a lightning", " bolt") == "other"
@@ -82,3 +97,25 @@ def test_bundled_packs_are_clean(name):
     for kind in pack.probe_paths:
         pack.probes(kind)  # every fact group sits in one split
     assert probe_warnings(pack, load_anchor_map(pack.anchors_path)) == []
+
+
+def test_completion_selection_splits_by_fact():
+    import sys
+    from pathlib import Path
+
+    bench = str(Path(__file__).resolve().parent.parent / "benchmarks")
+    sys.path.insert(0, bench)
+    try:
+        from completion_probe_selection import fact_splits
+    finally:
+        sys.path.remove(bench)
+    facts = ["school"] * 9 + ["villain"] * 5 + ["friends"] * 4 + ["train"] * 3 + ["titles"] * 2 + ["owl"]
+    splits = fact_splits(facts)
+    assert set(splits) == set(facts) and set(splits.values()) <= {"dev", "heldout"}
+    n_dev = sum(splits[f] == "dev" for f in facts)
+    assert 0 < n_dev <= len(facts) / 3
+    assert splits == fact_splits(list(reversed(facts)))  # the order of the prompts does not matter
+    # the shipped set: every completion prompt names its fact, and dev holds at most a third of them
+    comp = load_pack("harry_potter").probes("completion")
+    assert all(p.fact for p in comp)
+    assert 0 < sum(p.split == "dev" for p in comp) <= len(comp) / 3

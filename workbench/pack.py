@@ -73,6 +73,8 @@ class CompletionProbe:
     split: str = "heldout"  # 'dev' or 'heldout'
     kind: str = COMPLETION_KIND  # the probe set it came from
     source: str = ""  # 'file line N', for messages
+    fact: str | None = field(default=None, metadata={
+        "help": "the fact or topic the prompt draws on; prompts of one fact share a split, as next-token probes do"})
 
 
 Probe = Union[NextTokenProbe, CompletionProbe]
@@ -229,13 +231,16 @@ def _parse_probe(obj: Any, kind: str, where: str) -> Probe:
     split = obj.get("split", "heldout")
     if split not in SPLITS:
         raise WorkbenchError(f"{where}: field 'split' must be 'dev' or 'heldout', got {split!r}")
+    fact = obj.get("fact")
+    if fact is not None and (not isinstance(fact, str) or not fact.strip()):
+        raise WorkbenchError(f"{where}: field 'fact' must be a non-empty string")
     if completion:
         subtlety = obj["subtlety"]
         if isinstance(subtlety, bool) or not isinstance(subtlety, int) or not 1 <= subtlety <= 10:
             raise WorkbenchError(f"{where}: field 'subtlety' must be an integer from 1 to 10, got {subtlety!r}")
         return CompletionProbe(
             id=obj["id"], prompt=prompt, references=_string_list(obj["references"], where, "references"),
-            subtlety=subtlety, split=split, kind=kind, source=where,
+            subtlety=subtlety, split=split, kind=kind, source=where, fact=fact,
         )
     if prompt != prompt.rstrip():
         # A trailing space would be tokenized into the prompt and make every target token unlikely.
@@ -247,9 +252,6 @@ def _parse_probe(obj: Any, kind: str, where: str) -> Probe:
     for para in paraphrases:
         if not para.strip() or para != para.rstrip():
             raise WorkbenchError(f"{where}: every paraphrase must be non-empty and end without whitespace")
-    fact = obj.get("fact")
-    if fact is not None and (not isinstance(fact, str) or not fact.strip()):
-        raise WorkbenchError(f"{where}: field 'fact' must be a non-empty string")
     tagged = obj.get("answer_kind")
     if tagged is not None and tagged not in TAGGED_ANSWER_KINDS:
         raise WorkbenchError(f"{where}: field 'answer_kind' must be one of {', '.join(TAGGED_ANSWER_KINDS)}, got {tagged!r}")

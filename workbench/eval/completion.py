@@ -57,8 +57,10 @@ __all__ = [
     "generation_preset",
     "load_rubric",
     "parse_grade",
+    "per_prompt_summary",
     "score_completions",
     "summarize_completions",
+    "target_mentions",
 ]
 
 GRADES = (0, 1, 2, 3)
@@ -431,15 +433,24 @@ def generate_completions(lm: LoadedModel, prompts: Sequence[str], config: Comple
     return pd.DataFrame(rows, columns=["prompt_index", "mode", "sample", "completion"])
 
 
+def target_mentions(prompt: str, completion: str, terms: Sequence[str]) -> list[str]:
+    """The target-specific terms (e.g. a pack's anchored names, case-sensitive, whole words) that ``completion``
+    adds to ``prompt``, one per name as the keyword judge counts them ("Weasleys" and "Weasley" are one)."""
+    return KeywordJudge(anchor_terms=terms).grade(JudgeItem(prompt, completion, ())).matched
+
+
 def score_completions(
     lm: LoadedModel,
     probes: Sequence[CompletionProbe],
     judge: Judge,
     config: CompletionSettings | None = None,
+    target_terms: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Generate and grade completions; one row per completion.
 
-    Columns: ``set, probe_id, split, subtlety, mode, sample, prompt, completion, grade, matched, reason, judge``.
+    Columns: ``set, probe_id, split, subtlety, mode, sample, prompt, completion, grade, matched, reason, judge``,
+    and, when target-specific terms are known (``target_terms``, by default a keyword judge's anchored names),
+    ``target_terms`` (those the completion adds, ``; ``-joined) and ``mentions_target`` (any of them).
     """
     if not probes:
         raise WorkbenchError("no completion probes to score (the probe set is empty)")
@@ -449,6 +460,8 @@ def score_completions(
     gen = generate_completions(lm, [p.prompt for p in probes], config)
     items = [JudgeItem(probes[i].prompt, c, probes[i].references) for i, c in zip(gen["prompt_index"], gen["completion"])]
     grades = judge.grade_many(items)
+    terms = target_terms if target_terms is not None else getattr(judge, "anchor_terms", None)
+    mention = KeywordJudge(anchor_terms=terms) if terms else None
     rows = []
     for (_, g), grade in zip(gen.iterrows(), grades):
         p = probes[int(g["prompt_index"])]
@@ -458,6 +471,9 @@ def score_completions(
             "grade": grade.score, "matched": "; ".join(grade.matched), "reason": grade.reason,
             "judge": getattr(judge, "name", type(judge).__name__),
         })
+        if mention is not None:
+            found = mention.grade(JudgeItem(p.prompt, g["completion"], ())).matched
+            rows[-1].update(target_terms="; ".join(found), mentions_target=bool(found))
     return pd.DataFrame(rows)
 
 
@@ -477,8 +493,9 @@ def authors_score(grades: Sequence[int | None]) -> float:
 
 
 def summarize_completions(df: pd.DataFrame, by: Sequence[str] = ("set", "mode", "split")) -> pd.DataFrame:
-    """Per group: n, n_ungraded, share_0..share_3 (of graded completions), familiarity (with a 95% CI) and the
-    authors' score.
+    """Per group: n, n_ungraded, share_0..share_3 (of graded completions), familiarity (with a 95% CI), the
+    authors' score and, where the rows have ``mentions_target``, ``mention_share`` (the share of completions that
+    name a target-specific term).
 
     A split of ``'all'`` is added alongside the per-split rows.
     """
@@ -500,5 +517,29 @@ def summarize_completions(df: pd.DataFrame, by: Sequence[str] = ("set", "mode", 
         else:
             row.update(familiarity=fam, familiarity_ci_low=math.nan, familiarity_ci_high=math.nan)
         row["authors_score"] = authors_score(graded.tolist())
+        if "mentions_target" in g:
+            row["mention_share"] = float(g["mentions_target"].astype(bool).mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def per_prompt_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per prompt of :func:`score_completions` rows, in first-seen order: ``probe_id, split, subtlety,
+    prompt``, the greedy completion's grade and its target terms (``greedy_grade``, ``greedy_terms``), and over
+    the sampled completions ``n_sampled``, ``sampled_mean_grade`` and ``sampled_mention_share`` (the share that
+    name a target-specific term; NaN without a ``mentions_target`` column). Columns of a mode that was not
+    generated are NaN."""
+    rows = []
+    for pid, g in df.groupby("probe_id", sort=False):
+        greedy, sampled = g[g["mode"] == "greedy"], g[g["mode"] == "sampled"]
+        grades = pd.to_numeric(sampled["grade"], errors="coerce").dropna()
+        row = {"probe_id": pid, "split": g["split"].iloc[0], "subtlety": g["subtlety"].iloc[0],
+               "prompt": g["prompt"].iloc[0],
+               "greedy_grade": pd.to_numeric(greedy["grade"], errors="coerce").iloc[0] if len(greedy) else math.nan,
+               "greedy_terms": greedy["target_terms"].iloc[0] if len(greedy) and "target_terms" in g else "",
+               "n_sampled": len(sampled),
+               "sampled_mean_grade": float(grades.mean()) if len(grades) else math.nan,
+               "sampled_mention_share": float(sampled["mentions_target"].astype(bool).mean())
+               if len(sampled) and "mentions_target" in g else math.nan}
         rows.append(row)
     return pd.DataFrame(rows)

@@ -290,13 +290,14 @@ def _completion_unit(probes, pack: Pack, config: EvalConfig) -> Unit:
         "generation": asdict(config.generation()) | {"progress": None, "batch_size": None},
         "splits": list(config.splits),
         "probe_limit": config.probe_limit,
-        "grading": 2,  # 2: the keyword judge counts a name and its plural once; the authors' score
+        "grading": 3,  # 2: the keyword judge counts a name and its plural once; the authors' score; 3: mention share
     }
 
     def run(lm: LoadedModel, memo: dict):
         df = score_completions(lm, probes, judge, config.generation())
         summ = summarize_completions(df)
         metrics = [f"share_{g}" for g in GRADES] + ["familiarity", "authors_score", "n_ungraded"]
+        metrics += ["mention_share"] if "mention_share" in summ.columns else []  # share naming a target term
         rows = metric_rows(summ, "completion", metrics, variant_col="mode",
                             ci={"familiarity": ("familiarity_ci_low", "familiarity_ci_high")})
         return rows, df
