@@ -142,15 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=_cmd_anchors)
 
     from workbench.compare import add_compare_parser
+    from workbench.eval.cli import add_eval_parser, add_packs_parser
 
     add_compare_parser(sub)
-    try:
-        from workbench.eval.cli import add_eval_parser, add_packs_parser
-
-        add_eval_parser(sub)
-        add_packs_parser(sub)
-    except ImportError:  # the evaluation commands are optional
-        pass
+    add_eval_parser(sub)
+    add_packs_parser(sub)
     return p
 
 
