@@ -12,7 +12,6 @@ target block, so general knowledge and neighbouring domains stay where the basel
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -21,33 +20,13 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
 
+from workbench.config import FinetuneConfig
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_dir
 from workbench.labels import IGNORE, LabelStore, alpha_column
-from workbench.training import TrainConfig, add_lora, clear_checkpoints, run_trainer
+from workbench.training import add_lora, clear_checkpoints, run_trainer
 
 __all__ = ["FinetuneConfig", "UnlearnDataset", "UnlearningTrainer", "unlearning_loss", "finetune", "build_dataset"]
-
-
-@dataclass
-class FinetuneConfig(TrainConfig):
-    """Finetuning settings: the optimiser's (see TrainConfig) plus the unlearning targets."""
-
-    alpha: float = 5.0  # which alpha's labels to train on (must be among the stored ones for hard targets)
-    target: str = "hard"  # "hard" (argmax labels, the paper) or "soft" (softmax over the stored top-k)
-    temperature: float = 1.0  # soft targets: temperature of the softmax over generic scores
-    retain_weight: float = 0.0  # weight of the KL-to-baseline term on retain text (0 = off)
-
-    def validate(self, where: str = "finetune") -> None:
-        super().validate(where)
-        if self.target not in ("hard", "soft"):
-            raise WorkbenchError(f"{where}.target: expected 'hard' or 'soft', got {self.target!r}")
-        if self.alpha < 0:
-            raise WorkbenchError(f"{where}.alpha: must be >= 0, got {self.alpha}")
-        if self.temperature <= 0:
-            raise WorkbenchError(f"{where}.temperature: must be > 0, got {self.temperature}")
-        if self.retain_weight < 0:
-            raise WorkbenchError(f"{where}.retain_weight: must be >= 0, got {self.retain_weight}")
 
 
 class UnlearnDataset(torch.utils.data.Dataset):

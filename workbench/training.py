@@ -15,7 +15,6 @@ import sys
 import threading
 import zipfile
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,7 +23,7 @@ import torch
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from workbench.errors import WorkbenchError
+from workbench.config import TrainConfig
 from workbench.io import atomic_write_json
 
 # peft asks the model for a renamed attribute on every wrap; the notice says nothing to a user of this package
@@ -34,33 +33,6 @@ __all__ = ["TrainConfig", "StopController", "LossHistory", "add_lora", "make_tra
            "settings_fingerprint", "checkpoint_problem", "prepare_checkpoints"]
 
 SETTINGS_FILE = "workbench_settings.json"  # in a checkpoints folder: the settings fingerprint its checkpoints share
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings shared by the reinforcement and finetuning stages."""
-
-    method: str = "lora"  # "lora" (adapter; merged on save for finetuning) or "full" (all weights)
-    lora_rank: int = 16  # LoRA rank r
-    lora_alpha: int = 32  # LoRA scaling numerator (scale = lora_alpha / r)
-    lora_dropout: float = 0.0  # dropout on the LoRA path
-    learning_rate: float = 2e-4  # peak learning rate (linear decay)
-    epochs: float = 2.0  # passes over the blocks
-    batch_size: int = 4  # blocks per device per step
-    grad_accum: int = 1  # gradient accumulation steps
-    weight_decay: float = 0.0  # AdamW weight decay
-    warmup_steps: int = 0  # linear warm-up steps
-    max_grad_norm: float = 1.0  # gradient clipping
-    save_steps: int = 50  # checkpoint every N steps (a rerun resumes from the last one)
-    logging_steps: int = 5  # loss logged every N steps
-    bf16: bool | None = None  # mixed precision; None = on for CUDA devices that support it
-
-    def validate(self, where: str) -> None:
-        if self.method not in ("lora", "full"):
-            raise WorkbenchError(f"{where}.method: expected 'lora' or 'full', got {self.method!r}")
-        for name in ("learning_rate", "epochs", "batch_size", "lora_rank", "grad_accum", "save_steps", "logging_steps"):
-            if not 0 < getattr(self, name) < float("inf"):  # also refuses nan
-                raise WorkbenchError(f"{where}.{name}: must be a finite number > 0, got {getattr(self, name)}")
 
 
 class StopController(TrainerCallback):
