@@ -22,9 +22,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, Trai
 
 from workbench.config import FinetuneConfig
 from workbench.errors import WorkbenchError
-from workbench.io import atomic_dir
 from workbench.labels import IGNORE, LabelStore, alpha_column
-from workbench.training import add_lora, clear_checkpoints, run_trainer
+from workbench.training import add_lora, merge_lora, train_and_save
 
 __all__ = ["FinetuneConfig", "UnlearnDataset", "UnlearningTrainer", "unlearning_loss", "finetune", "build_dataset"]
 
@@ -188,8 +187,6 @@ def finetune(
     Returns (the unlearned model, finished). A stop request leaves a checkpoint that a rerun resumes from.
     """
     cfg.validate()
-    out_dir = Path(out_dir)
-    ckpt = out_dir.with_name(out_dir.name + "_ckpt")
     reference = None
     # half-precision weights (dtype auto on CUDA) train through fp32 master weights: AdamW steps on bf16 weights
     # round small updates away, and so does adding a LoRA update into bf16 weights (the Trainer's bf16 autocast
@@ -205,23 +202,7 @@ def finetune(
         if cfg.retain_weight > 0:
             reference = copy.deepcopy(model).eval().requires_grad_(False)
         train_model = model.float() if half else model
-    train_model.train()
-    trainer, finished = run_trainer(UnlearningTrainer, train_model, dataset, unlearning_collator(tokenizer.pad_token_id), cfg,
-                              ckpt, seed, callbacks, progress, unlearn_cfg=cfg, reference_model=reference)
-    train_model.eval()
-    if not finished:
-        return train_model, False
-    if cfg.method == "lora":
-        final = (train_model.float() if half else train_model).merge_and_unload()  # merged in fp32
-    else:
-        final = train_model
-    if half:
-        final = final.to(orig_dtype)  # one rounding of the finished weights
-    final.eval()
-    if trainer.is_world_process_zero():  # under `accelerate launch`, one process writes the artifact
-        with atomic_dir(out_dir) as tmp:
-            final.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-        clear_checkpoints(ckpt)
-    trainer.accelerator.wait_for_everyone()
-    return final, True
+    return train_and_save(UnlearningTrainer, train_model, dataset, unlearning_collator(tokenizer.pad_token_id), cfg,
+                          out_dir, tokenizer, seed, callbacks, progress,
+                          finalize=lambda m: merge_lora(m, orig_dtype),  # one rounding of the finished weights
+                          unlearn_cfg=cfg, reference_model=reference)
