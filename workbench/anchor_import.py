@@ -26,6 +26,7 @@ from pathlib import Path
 
 from workbench.anchors import AnchorMap, load_anchor_map
 from workbench.errors import WorkbenchError
+from workbench.io import read_text
 
 __all__ = ["ImportReport", "parse_authors_answers", "read_authors_dictionary", "read_anchor_csv",
            "load_any_anchor_map", "import_anchor_map", "cli_import"]
@@ -140,10 +141,7 @@ def read_anchor_csv(path: str | os.PathLike) -> AnchorMap:
     by :func:`workbench.curation.read_anchor_file`), or, on import, a plain ``key,alternative`` list (one row per
     alternative). The workbench writes only the first (:func:`workbench.curation.write_anchor_file`)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise WorkbenchError(f"anchor map {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
+    text = read_text(path, "anchor map", encoding="utf-8-sig")
     rows = csv.reader(io.StringIO(text))
     header = next(rows, None)
     if header is not None and [h.strip().lower() for h in header[:2]] == ["key", "alternatives"]:

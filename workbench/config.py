@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from workbench.errors import WorkbenchError
+from workbench.io import read_text
 from workbench.methods.config import MethodsConfig
 
 __all__ = [
@@ -300,12 +301,9 @@ def config_from_dict(data: dict, source: str = "config") -> RunConfig:
 def load_config(path: str | os.PathLike) -> RunConfig:
     """Read a YAML run config; errors name the file and the key."""
     path = Path(path)
-    if not path.is_file():
-        raise WorkbenchError(f"config {path} does not exist")
+    text = read_text(path, "config")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader) or {}
-    except UnicodeDecodeError as exc:
-        raise WorkbenchError(f"config {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
+        data = yaml.load(text, Loader=_StrictLoader) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark else ""

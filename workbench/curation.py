@@ -232,16 +232,12 @@ def read_anchor_file(path) -> AnchorMap:
 
     from workbench.anchors import load_anchor_map
     from workbench.errors import WorkbenchError
+    from workbench.io import read_text
 
     path = Path(path)
     if path.suffix.lower() != ".csv":
         return load_anchor_map(path)
-    if not path.is_file():
-        raise WorkbenchError(f"anchor map {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise WorkbenchError(f"anchor map {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
+    text = read_text(path, "anchor map", encoding="utf-8-sig")
     reader = csv.DictReader(text.splitlines())
     missing = [c for c in ("key", "alternatives") if c not in (reader.fieldnames or [])]
     if missing:

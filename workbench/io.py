@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_dir", "read_json"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_dir", "read_json", "read_text"]
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -47,6 +47,19 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def read_text(path: str | os.PathLike, what: str = "file", encoding: str = "utf-8") -> str:
+    """The text of ``path``; a missing file or one that is not UTF-8 is one clear error naming ``what`` and it."""
+    from workbench.errors import WorkbenchError
+
+    path = Path(path)
+    if not path.is_file():
+        raise WorkbenchError(f"{what} {path} does not exist")
+    try:
+        return path.read_text(encoding=encoding)
+    except UnicodeDecodeError as exc:
+        raise WorkbenchError(f"{what} {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
 
 
 @contextlib.contextmanager
