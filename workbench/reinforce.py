@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
 
+from workbench.config import TrainConfig
 from workbench.corpus import Block
 from workbench.errors import WorkbenchError
 from workbench.pair import ModelPair, check_same_tokenizer
-from workbench.config import TrainConfig
 from workbench.training import add_lora, train_and_save
 
 __all__ = ["BlockDataset", "causal_lm_collator", "train_reinforced", "load_pair"]

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
-from workbench.errors import WorkbenchError
 from workbench.config import FinetuneConfig
+from workbench.errors import WorkbenchError
 from workbench.finetune import UnlearnDataset, UnlearningTrainer
 from workbench.methods import losses as L
 from workbench.pair import pad_batch
