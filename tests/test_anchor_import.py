@@ -60,7 +60,7 @@ def test_import_command_writes_json_and_csv_that_load_back(tmp_path):
         assert again.entries == load_any_anchor_map(src).entries
     assert json.loads((tmp_path / "a.json").read_text())["format"] == "whp-anchors/1"
     # the one CSV layout the workbench writes: the anchor editor's (one row per key)
-    assert (tmp_path / "a.csv").read_text().splitlines()[:2] == ["key,alternatives,status,note", "Harry,Jon | Ben,to review,"]
+    assert (tmp_path / "a.csv").read_text().splitlines()[:2] == ["key,alternatives,status,note", "Harry,Jon | Ben | Tom,to review,"]
 
 
 def test_plain_key_alternative_csv_is_still_imported(tmp_path):
