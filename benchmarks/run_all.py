@@ -27,17 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import REPO, Context, env_info, set_threads  # noqa: E402
 
+from workbench.io import atomic_write_text  # noqa: E402
+
 # order matters: labels hands its folder to storage; the demo runs last but one (storage may measure its labels)
 BENCHMARKS = ["translate", "curation", "load", "labels", "training", "demo_memory", "storage"]
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "latest.json"
 README_START, README_END = "<!-- perf:start -->", "<!-- perf:end -->"
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _fmt(v, unit: str = "") -> str:
@@ -108,7 +103,7 @@ def update_readme(path: Path, section: str) -> None:
         text = before + block + after
     else:
         text = text.rstrip("\n") + ("\n\n" if text else "") + "## Performance\n\n" + block + "\n"
-    atomic_write(path, text)
+    atomic_write_text(path, text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     result["summary"] = {"figures": len(result["figures"]), "with_target": len(checked),
                          "passed": sum(f["pass"] for f in checked), "failed": [f["key"] for f in checked if not f["pass"]],
                          "errors": [k for k, v in result["benchmarks"].items() if v.get("error")]}
-    atomic_write(out, json.dumps(result, indent=2, default=str) + "\n")
+    atomic_write_text(out, json.dumps(result, indent=2, default=str) + "\n")
     print()
     print(table(result["figures"]))
     s = result["summary"]

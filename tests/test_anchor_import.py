@@ -59,7 +59,24 @@ def test_import_command_writes_json_and_csv_that_load_back(tmp_path):
         again = load_any_anchor_map(out)
         assert again.entries == load_any_anchor_map(src).entries
     assert json.loads((tmp_path / "a.json").read_text())["format"] == "whp-anchors/1"
-    assert (tmp_path / "a.csv").read_text().splitlines()[:3] == ["key,alternative", "Harry,Jon", "Harry,Ben"]
+    # the one CSV layout the workbench writes: the anchor editor's (one row per key)
+    assert (tmp_path / "a.csv").read_text().splitlines()[:2] == ["key,alternatives,status,note", "Harry,Jon | Ben | Tom,to review,"]
+
+
+def test_plain_key_alternative_csv_is_still_imported(tmp_path):
+    path = tmp_path / "list.csv"
+    path.write_text("key,alternative\nHarry,Jon\nHarry,Ben\nHogwarts,Stonebridge\n", encoding="utf-8")
+    assert load_any_anchor_map(path).entries == {"Harry": ["Jon", "Ben"], "Hogwarts": ["Stonebridge"]}
+
+
+def test_an_alternative_holding_the_csv_separator_is_refused(tmp_path):
+    from workbench.anchors import AnchorMap
+    from workbench.curation import write_anchor_file
+
+    amap = AnchorMap.from_dict({"Harry": ["Jon | Ben"]})
+    with pytest.raises(WorkbenchError, match="holds '\\|'.*save it as JSON"):
+        write_anchor_file(amap, tmp_path / "a.csv")
+    assert not (tmp_path / "a.csv").exists()
 
 
 @pytest.mark.parametrize("content, needle", [

@@ -81,3 +81,28 @@ def test_bf16_full_finetuning_keeps_updates_below_bf16_resolution(tiny, demo_blo
     ratio = moved["bf16"].norm() / moved["fp32"].norm()
     cos = torch.nn.functional.cosine_similarity(moved["bf16"], moved["fp32"], dim=0)
     assert 0.8 < ratio < 1.25 and cos > 0.8
+
+
+def test_merge_lora_adds_the_update_in_fp32_then_rounds_once(tiny):
+    """Reference, one layer at a time: bf16 weight in fp32 + scale * B @ A, cast to bf16 once."""
+    from workbench.config import TrainConfig
+    from workbench.training import add_lora, merge_lora
+
+    start = copy.deepcopy(tiny.model).to(torch.bfloat16)
+    peft_model = add_lora(copy.deepcopy(start), TrainConfig(lora_rank=2, lora_alpha=4))
+    g = torch.Generator().manual_seed(0)
+    expected = {}
+    for name, module in peft_model.named_modules():
+        if hasattr(module, "lora_B") and "default" in module.lora_B:
+            a, b = module.lora_A["default"].weight, module.lora_B["default"].weight
+            with torch.no_grad():  # small updates: most are below half a bf16 step of their weight
+                b.copy_(torch.randn(b.shape, generator=g) * 1e-3)
+            delta = (b.detach().float() @ a.detach().float()) * module.scaling["default"]
+            key = name.replace("base_model.model.", "") + ".weight"
+            expected[key] = (module.base_layer.weight.detach().float() + delta).to(torch.bfloat16)
+    assert len(expected) > 4
+    merged = merge_lora(peft_model, torch.bfloat16)
+    params = dict(merged.named_parameters())
+    assert all(p.dtype == torch.bfloat16 for p in params.values())
+    for key, want in expected.items():
+        assert torch.equal(params[key], want), key

@@ -7,7 +7,8 @@ JSON; an answer that does not parse (cut off, say) contributes nothing. The answ
 distinct alternative kept once, in order; then the usual consolidation drops redundant keys. Nothing is dropped
 silently: :class:`ImportReport` lists the answers, alternatives and keys left out, with the reason.
 
-*CSV*: a header ``key,alternative`` and one row per alternative (a key's rows in order).
+*CSV*: the workbench's layout (``key,alternatives,status,note``, the anchor editor's; one row per key), which is
+also what ``-o anchors.csv`` writes; on import, a plain ``key,alternative`` list (one row per alternative) too.
 
 :func:`load_any_anchor_map` reads any of these or the JSON format (``target.anchors`` accepts them all);
 ``workbench anchors import FILE -o anchors.json`` (or ``-o anchors.csv``) converts.
@@ -25,10 +26,10 @@ from pathlib import Path
 
 from workbench.anchors import AnchorMap, load_anchor_map
 from workbench.errors import WorkbenchError
-from workbench.io import atomic_write_text
+from workbench.io import read_text
 
-__all__ = ["ImportReport", "parse_authors_answers", "read_authors_dictionary", "read_anchor_csv", "anchor_csv_text",
-           "load_any_anchor_map", "import_anchor_map", "write_anchor_map", "cli_import"]
+__all__ = ["ImportReport", "parse_authors_answers", "read_authors_dictionary", "read_anchor_csv",
+           "load_any_anchor_map", "import_anchor_map", "cli_import"]
 
 _NPY_MAGIC = b"\x93NUMPY"
 
@@ -136,16 +137,15 @@ def read_authors_dictionary(path: str | os.PathLike) -> tuple[AnchorMap, ImportR
 
 
 def read_anchor_csv(path: str | os.PathLike) -> AnchorMap:
-    """A ``key,alternative`` CSV (one row per alternative) as a consolidated AnchorMap."""
+    """A CSV anchor map as a consolidated AnchorMap: the workbench's layout (``key,alternatives,status,note``, read
+    by :func:`workbench.curation.read_anchor_file`), or, on import, a plain ``key,alternative`` list (one row per
+    alternative). The workbench writes only the first (:func:`workbench.curation.write_anchor_file`)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise WorkbenchError(f"anchor map {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
+    text = read_text(path, "anchor map", encoding="utf-8-sig")
     rows = csv.reader(io.StringIO(text))
     header = next(rows, None)
     if header is not None and [h.strip().lower() for h in header[:2]] == ["key", "alternatives"]:
-        from workbench.curation import read_anchor_file  # the anchor editor's CSV: one row per key, with review
+        from workbench.curation import read_anchor_file  # the one CSV layout the workbench writes
 
         return read_anchor_file(path)
     if header is None or [h.strip().lower() for h in header[:2]] != ["key", "alternative"]:
@@ -161,16 +161,6 @@ def read_anchor_csv(path: str | os.PathLike) -> AnchorMap:
         if row[1].strip() not in alts:
             alts.append(row[1].strip())
     return AnchorMap.from_dict(entries, source=str(path))
-
-
-def anchor_csv_text(amap: AnchorMap) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["key", "alternative"])
-    for key, alts in amap.entries.items():
-        for alt in alts:
-            w.writerow([key, alt])
-    return buf.getvalue()
 
 
 def _kind(path: Path) -> str:
@@ -204,21 +194,14 @@ def load_any_anchor_map(path: str | os.PathLike) -> AnchorMap:
     return import_anchor_map(path)[0]
 
 
-def write_anchor_map(amap: AnchorMap, out: str | os.PathLike) -> None:
-    """Write ``amap`` as JSON, or as CSV when ``out`` ends in ``.csv`` (atomically)."""
-    out = Path(out)
-    if out.suffix.lower() == ".csv":
-        atomic_write_text(out, anchor_csv_text(amap))
-    else:
-        amap.save(out)
-
-
 def cli_import(source: str, output: str | None) -> int:
     """``workbench anchors import FILE -o OUT``: convert, and say what was dropped and why."""
     if not output:
         raise WorkbenchError("anchors import: give the output file with -o (anchors.json or anchors.csv)")
     amap, report = import_anchor_map(source)
-    write_anchor_map(amap, output)
+    from workbench.curation import write_anchor_file
+
+    write_anchor_file(amap, output)
     print("\n".join(report.lines()))
     print(f"wrote {output}")
     return 0

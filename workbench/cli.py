@@ -97,6 +97,13 @@ def _cmd_anchors(args) -> int:
     return 0
 
 
+def _cmd_config(args) -> int:
+    from workbench.config import config_reference, format_keys
+
+    sys.stdout.write(config_reference() if args.markdown else format_keys(args.section or "") + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbench", description="Approximate unlearning workbench (Who's Harry Potter method).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -107,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--update", action="store_true", help="accept config changes; redo only the affected stages")
         sp.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    sp = sub.add_parser("run", help="run every stage of a config")
+    sp = sub.add_parser("run", help="run every stage of a config",
+                        epilog="`workbench config` lists every key of the YAML file with what it does.")
     add_run_args(sp)
     sp.add_argument("--stages", default=None, help="comma-separated subset: reinforce,score,labels,finetune,report")
     sp.set_defaults(func=_cmd_run)
@@ -117,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(stage, help=text)
         add_run_args(sp)
         sp.set_defaults(func=_cmd_stage)
+
+    sp = sub.add_parser("config", help="list the run-config keys: what each does, its type and default",
+                        description="Every key of a run config (YAML) with its help, type and default.")
+    sp.add_argument("section", nargs="?", default=None, help="one section only, e.g. finetune or methods.npo")
+    sp.add_argument("--markdown", action="store_true", help="the whole reference as Markdown (docs/config.md)")
+    sp.set_defaults(func=_cmd_config)
 
     sp = sub.add_parser("demo", help="the whole method on the embedded model and the Harry Potter pack")
     sp.add_argument("--quick", action="store_true", help="a smaller demo: configs/demo_quick.yaml, under 3 minutes on 2 CPU cores")
@@ -142,15 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=_cmd_anchors)
 
     from workbench.compare import add_compare_parser
+    from workbench.eval.cli import add_eval_parser, add_packs_parser
 
     add_compare_parser(sub)
-    try:
-        from workbench.eval.cli import add_eval_parser, add_packs_parser
-
-        add_eval_parser(sub)
-        add_packs_parser(sub)
-    except ImportError:  # the evaluation commands are optional
-        pass
+    add_eval_parser(sub)
+    add_packs_parser(sub)
     return p
 
 

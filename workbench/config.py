@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
@@ -17,46 +18,110 @@ from typing import Any
 import yaml
 
 from workbench.errors import WorkbenchError
-from workbench.finetune import FinetuneConfig
+from workbench.io import read_text
 from workbench.methods.config import MethodsConfig
-from workbench.training import TrainConfig
 
 __all__ = [
-    "TargetConfig", "ReinforceConfig", "ScoringConfig", "LabelsConfig", "ReportConfig", "RunConfig",
-    "load_config", "resolve_paths", "config_from_dict", "config_to_dict", "config_diff", "stable_hash",
+    "TrainConfig", "FinetuneConfig", "TargetConfig", "ReinforceConfig", "ScoringConfig", "LabelsConfig",
+    "ReportConfig", "RunConfig", "load_config", "resolve_paths", "config_from_dict", "config_to_dict", "config_diff", "stable_hash",
+    "config_keys", "config_reference", "format_keys", "field_help",
 ]
+
+# This module is a leaf: it imports neither torch nor the Trainer, so reading a config is cheap. Every field says
+# what it does in ``metadata["help"]``; `workbench config`, docs/config.md and the key errors read it from there.
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by the reinforcement and finetuning stages."""
+
+    method: str = field(default="lora", metadata={
+        "help": "'lora' (adapter; merged on save for finetuning) or 'full' (all weights)"})
+    lora_rank: int = field(default=16, metadata={"help": "LoRA rank r"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = lora_alpha / r)"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA path"})
+    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate (linear decay)"})
+    epochs: float = field(default=2.0, metadata={"help": "passes over the blocks"})
+    batch_size: int = field(default=4, metadata={"help": "blocks per device per step"})
+    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping"})
+    save_steps: int = field(default=50, metadata={
+        "help": "checkpoint every N steps (a rerun resumes from the last one)"})
+    logging_steps: int = field(default=5, metadata={"help": "loss logged every N steps"})
+    bf16: bool | None = field(default=None, metadata={
+        "help": "mixed precision; null: on for CUDA devices that support it"})
+
+    def validate(self, where: str) -> None:
+        if self.method not in ("lora", "full"):
+            raise WorkbenchError(f"{where}.method: expected 'lora' or 'full', got {self.method!r}")
+        for name in ("learning_rate", "epochs", "batch_size", "lora_rank", "grad_accum", "save_steps", "logging_steps"):
+            if not 0 < getattr(self, name) < float("inf"):  # also refuses nan
+                raise WorkbenchError(f"{where}.{name}: must be a finite number > 0, got {getattr(self, name)}")
+
+
+@dataclass
+class FinetuneConfig(TrainConfig):
+    """Finetuning settings: the optimiser's (see TrainConfig) plus the unlearning targets."""
+
+    alpha: float = field(default=5.0, metadata={
+        "help": "which alpha's labels to train on (must be among labels.alphas)"})
+    target: str = field(default="hard", metadata={
+        "help": "'hard' (argmax labels, the paper) or 'soft' (softmax over the stored top-k)"})
+    temperature: float = field(default=1.0, metadata={
+        "help": "soft targets: temperature of the softmax over generic scores"})
+    retain_weight: float = field(default=0.0, metadata={
+        "help": "weight of the KL-to-baseline term on retain text (0: off)"})
+
+    def validate(self, where: str = "finetune") -> None:
+        super().validate(where)
+        if self.target not in ("hard", "soft"):
+            raise WorkbenchError(f"{where}.target: expected 'hard' or 'soft', got {self.target!r}")
+        if self.alpha < 0:
+            raise WorkbenchError(f"{where}.alpha: must be >= 0, got {self.alpha}")
+        if self.temperature <= 0:
+            raise WorkbenchError(f"{where}.temperature: must be > 0, got {self.temperature}")
+        if self.retain_weight < 0:
+            raise WorkbenchError(f"{where}.retain_weight: must be >= 0, got {self.retain_weight}")
 
 
 @dataclass
 class TargetConfig:
     """What to forget, and what to keep."""
 
-    pack: str | None = "harry_potter"  # a bundled pack name or a pack folder; supplies the files below by default
-    corpus: str | list[str] | None = None  # target .txt file(s) or folder; overrides the pack's corpus
-    anchors: str | None = None  # anchor map JSON; overrides the pack's anchors.json
-    retain: str | list[str] | None = None  # retain .txt file(s) or folder; overrides the pack's retain/
-    block_size: int = 512  # tokens per target block
-    max_blocks: int | None = None  # use only N blocks (quick runs): the first N, or N spread evenly
-    spread_blocks: bool = False  # with max_blocks: take N evenly spaced blocks instead of the first N
-    retain_block_size: int = 256  # tokens per retain block
-    max_retain_blocks: int | None = None  # use only the first N retain blocks
+    pack: str | None = field(default="harry_potter", metadata={
+        "help": "a bundled pack name or a pack folder; supplies the files below by default"})
+    corpus: str | list[str] | None = field(default=None, metadata={
+        "help": "target .txt file(s) or folder; overrides the pack's corpus"})
+    anchors: str | None = field(default=None, metadata={"help": "anchor map JSON; overrides the pack's anchors.json"})
+    retain: str | list[str] | None = field(default=None, metadata={
+        "help": "retain .txt file(s) or folder; overrides the pack's retain/"})
+    block_size: int = field(default=512, metadata={"help": "tokens per target block"})
+    max_blocks: int | None = field(default=None, metadata={
+        "help": "use only N blocks (quick runs): the first N, or N spread evenly"})
+    spread_blocks: bool = field(default=False, metadata={
+        "help": "with max_blocks: take N evenly spaced blocks instead of the first N"})
+    retain_block_size: int = field(default=256, metadata={"help": "tokens per retain block"})
+    max_retain_blocks: int | None = field(default=None, metadata={"help": "use only the first N retain blocks"})
 
 
 @dataclass
 class ReinforceConfig(TrainConfig):
     """Training of the reinforced model (optimiser fields as in TrainConfig)."""
 
-    path: str | None = None  # an existing reinforced model (LoRA adapter or full model folder): skips training
-    epochs: float = 3.0  # passes over the target blocks
+    path: str | None = field(default=None, metadata={
+        "help": "an existing reinforced model (LoRA adapter or full model folder): skips training"})
+    epochs: float = field(default=3.0, metadata={"help": "passes over the target blocks"})
 
 
 @dataclass
 class ScoringConfig:
     """Per-token scoring of the target (reinforced vs baseline)."""
 
-    enabled: bool = True  # run the scoring stage
-    max_blocks: int | None = None  # score only the first N blocks (None: all of them)
-    batch_size: int = 4  # blocks per forward pass
+    enabled: bool = field(default=True, metadata={"help": "run the scoring stage"})
+    max_blocks: int | None = field(default=None, metadata={"help": "score only the first N blocks (null: all of them)"})
+    batch_size: int = field(default=4, metadata={"help": "blocks per forward pass"})
     whole_corpus: bool = field(default=True, metadata={
         "help": "score every block of the target corpus (true) or only the run's blocks (target.max_blocks)"})
     min_count: int = field(default=2, metadata={"help": "suggest words and phrases seen at least this often"})
@@ -66,39 +131,52 @@ class ScoringConfig:
 class LabelsConfig:
     """Generic label generation."""
 
-    alphas: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 5.0, 10.0])  # alphas computed in one pass
-    top_k: int = 32  # tokens of each model kept per position for inspection and recomputation
-    batch_size: int = 4  # blocks per forward pass
-    shard_blocks: int = 16  # blocks per shard file (the unit of resumption)
-    inner_anchor: bool = False  # also label the positions between the words of multi-word anchors (translate.py rule 5; not in the paper)
+    alphas: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 5.0, 10.0], metadata={
+        "help": "alphas whose labels are computed in one pass"})
+    top_k: int = field(default=32, metadata={
+        "help": "tokens of each model kept per position for inspection and recomputation"})
+    batch_size: int = field(default=4, metadata={"help": "blocks per forward pass"})
+    shard_blocks: int = field(default=16, metadata={"help": "blocks per shard file (the unit of resumption)"})
+    inner_anchor: bool = field(default=False, metadata={
+        "help": "also label the positions between the words of multi-word anchors (translate.py rule 5; "
+                "not in the paper)"})
 
 
 @dataclass
 class ReportConfig:
     """Before/after evaluation written to report.json at the end of a run."""
 
-    enabled: bool = True  # run the report stage
-    probe_sets: list[str] = field(default_factory=lambda: ["probability", "collateral", "general"])  # pack probe files
-    split: str | None = "heldout"  # probe split to report ("dev", "heldout" or null for all)
-    perplexity_text: str | None = None  # a text file for perplexity before/after, relative to the config file (null: the pack's retain text)
-    max_perplexity_tokens: int = 8192  # tokens of that text to score
+    enabled: bool = field(default=True, metadata={"help": "run the report stage"})
+    probe_sets: list[str] = field(default_factory=lambda: ["probability", "collateral", "general"], metadata={
+        "help": "the pack's probe files to report"})
+    split: str | None = field(default="heldout", metadata={
+        "help": "probe split to report ('dev', 'heldout' or null for all)"})
+    perplexity_text: str | None = field(default=None, metadata={
+        "help": "a text file for perplexity before/after, relative to the config file (null: the pack's retain text)"})
+    max_perplexity_tokens: int = field(default=8192, metadata={"help": "tokens of that text to score"})
 
 
 @dataclass
 class RunConfig:
     """A whole unlearning run."""
 
-    name: str = "run"  # a label for the run (default run directory: runs/<name>)
-    model: str = "embedded"  # baseline model spec: 'embedded', 'tiny', a folder, a .gguf file or a hub id
-    seed: int = 0  # seeds training, data order and the anchor alternatives drawn per block
-    device: str | None = None  # 'cpu', 'cuda', 'cuda:1'; null picks CUDA when present
-    dtype: str = "auto"  # 'float32', 'bfloat16', 'float16' or 'auto'
-    target: TargetConfig = field(default_factory=TargetConfig)
-    reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
-    scoring: ScoringConfig = field(default_factory=ScoringConfig)
-    labels: LabelsConfig = field(default_factory=LabelsConfig)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    report: ReportConfig = field(default_factory=ReportConfig)
+    name: str = field(default="run", metadata={"help": "a label for the run (default run directory: runs/<name>)"})
+    model: str = field(default="embedded", metadata={
+        "help": "baseline model spec: 'embedded', 'tiny', a folder, a .gguf file or a hub id"})
+    seed: int = field(default=0, metadata={
+        "help": "seeds training, data order and the anchor alternatives drawn per block"})
+    device: str | None = field(default=None, metadata={"help": "'cpu', 'cuda', 'cuda:1'; null picks CUDA when present"})
+    dtype: str = field(default="auto", metadata={"help": "'float32', 'bfloat16', 'float16' or 'auto'"})
+    target: TargetConfig = field(default_factory=TargetConfig, metadata={"help": "what to forget, and what to keep"})
+    reinforce: ReinforceConfig = field(default_factory=ReinforceConfig, metadata={
+        "help": "training of the reinforced model"})
+    scoring: ScoringConfig = field(default_factory=ScoringConfig, metadata={
+        "help": "per-token scoring of the target (reinforced vs baseline)"})
+    labels: LabelsConfig = field(default_factory=LabelsConfig, metadata={"help": "generic label generation"})
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig, metadata={
+        "help": "finetuning on the generic labels (and every training method's optimiser)"})
+    report: ReportConfig = field(default_factory=ReportConfig, metadata={
+        "help": "before/after evaluation written to report.json"})
     method: str = field(default="whp", metadata={"help": "unlearning method: whp, whp_test_time, ga, graddiff, npo, "
                                                           "simnpo, rmu or prompt (docs/methods.md)"})
     methods: MethodsConfig = field(default_factory=MethodsConfig, metadata={"help": "per-method settings"})
@@ -194,13 +272,17 @@ def _build(cls: type, data: dict, where: str, source: str):
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
         if key not in fields:
-            raise WorkbenchError(f"{source}: unknown key {path!r}; valid keys here: {', '.join(fields)}")
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"did you mean {close[0]!r} ({field_help(fields[close[0]])})? " if close else ""
+            raise WorkbenchError(f"{source}: unknown key {path!r}; {hint}valid keys here: {', '.join(fields)} "
+                                 f"(`{' '.join(['workbench config', where]).strip()}` says what each does)")
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value or {}, path, source)
             continue
         if not _type_ok(value, tp):
-            raise WorkbenchError(f"{source}: key {path!r}: {value!r} is not a valid {_type_name(tp)}")
+            raise WorkbenchError(f"{source}: key {path!r}: {value!r} is not a valid {_type_name(tp)} "
+                                 f"({path}: {field_help(fields[key])})")
         if tp is float or (typing.get_origin(tp) in (typing.Union, types.UnionType) and float in typing.get_args(tp)):
             value = float(value) if isinstance(value, int) else value
         kwargs[key] = value
@@ -208,6 +290,8 @@ def _build(cls: type, data: dict, where: str, source: str):
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is not None:  # list[float], str | None
+        return str(tp).replace("typing.", "").replace("NoneType", "None")
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -218,12 +302,9 @@ def config_from_dict(data: dict, source: str = "config") -> RunConfig:
 def load_config(path: str | os.PathLike) -> RunConfig:
     """Read a YAML run config; errors name the file and the key."""
     path = Path(path)
-    if not path.is_file():
-        raise WorkbenchError(f"config {path} does not exist")
+    text = read_text(path, "config")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader) or {}
-    except UnicodeDecodeError as exc:
-        raise WorkbenchError(f"config {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
+        data = yaml.load(text, Loader=_StrictLoader) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark else ""
@@ -278,3 +359,64 @@ def stable_hash(*parts: Any) -> str:
     """A short hash of JSON-serialisable parts (dataclasses are converted)."""
     norm = [dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in parts]
     return hashlib.sha256(json.dumps(norm, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def field_help(f: dataclasses.Field) -> str:
+    """A config field's one-line help (its ``metadata["help"]``)."""
+    return f.metadata.get("help", "")
+
+
+def config_keys(cls: type = RunConfig, prefix: str = "") -> list[dict]:
+    """Every key of a config dataclass, sections first-level too: ``{key, type, default, help}`` rows in order."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key, tp = prefix + f.name, hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows.append({"key": key, "type": "section", "default": None, "help": field_help(f)})
+            rows += config_keys(tp, key + ".")
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        rows.append({"key": key, "type": _type_name(tp), "default": default, "help": field_help(f)})
+    return rows
+
+
+def _yaml_value(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+
+
+def config_reference() -> str:
+    """docs/config.md: every run-config key with its type, default and help, read from the dataclasses."""
+    out = ["# Run configuration reference", "",
+           "Generated from the dataclasses in `workbench/config.py` and `workbench/methods/config.py` "
+           "(`workbench config --markdown > docs/config.md`); a test keeps it in step. `workbench config [SECTION]` "
+           "prints the same on the command line.", ""]
+    rows = config_keys()
+    sections = [("", "top-level keys")] + [(r["key"], r["help"]) for r in rows if r["type"] == "section"]
+    for name, text in sections:
+        mine = [r for r in rows if r["type"] != "section" and r["key"].rpartition(".")[0] == name]
+        if not mine:
+            continue
+        out += [f"## `{name}`: {text}" if name else f"## {text}", "",
+                "| key | type | default | what it does |", "|---|---|---|---|"]
+        for r in mine:
+            out.append(f"| `{r['key']}` | {r['type'].replace('|', 'or')} | `{_yaml_value(r['default'])}` | "
+                       f"{r['help'].replace('|', '/')} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def format_keys(section: str = "") -> str:
+    """The keys of one section (or all) as plain text for the command line: key, type, default, help."""
+    rows = [r for r in config_keys() if not section or r["key"] == section or r["key"].startswith(section + ".")]
+    if not rows:
+        sections = [r["key"] for r in config_keys() if r["type"] == "section"]
+        raise WorkbenchError(f"config: no section {section!r}; sections: {', '.join(sections)}")
+    width = max(len(r["key"]) for r in rows)
+    lines = []
+    for r in rows:
+        if r["type"] == "section":
+            lines.append(f"{r['key']}:{' ' * (width - len(r['key']))}  {r['help']}")
+        else:
+            lines.append(f"{r['key']:<{width}}  {r['help']} [{r['type']}, default {_yaml_value(r['default'])}]")
+    return "\n".join(lines)

@@ -201,6 +201,7 @@ def write_anchor_file(amap: AnchorMap, path) -> Path:
     import csv
     import io
 
+    from workbench.errors import WorkbenchError
     from workbench.io import atomic_write_text
 
     path = Path(path)
@@ -211,6 +212,10 @@ def write_anchor_file(amap: AnchorMap, path) -> Path:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
     for key, alts in amap.entries.items():
+        bad = [a for a in alts if CSV_SEPARATOR.strip() in a]
+        if bad:
+            raise WorkbenchError(f"anchor map {path}: key {key!r}: the alternative {bad[0]!r} holds "
+                                 f"{CSV_SEPARATOR.strip()!r}, which separates alternatives in CSV; save it as JSON")
         rec = amap.review.get(key, {})
         w.writerow([key, CSV_SEPARATOR.join(alts), rec.get("status", "to review"), rec.get("note", "")])
     for key, rec in amap.review.items():  # dismissed suggestions, so they stay dismissed
@@ -227,16 +232,12 @@ def read_anchor_file(path) -> AnchorMap:
 
     from workbench.anchors import load_anchor_map
     from workbench.errors import WorkbenchError
+    from workbench.io import read_text
 
     path = Path(path)
     if path.suffix.lower() != ".csv":
         return load_anchor_map(path)
-    if not path.is_file():
-        raise WorkbenchError(f"anchor map {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise WorkbenchError(f"anchor map {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
+    text = read_text(path, "anchor map", encoding="utf-8-sig")
     reader = csv.DictReader(text.splitlines())
     missing = [c for c in ("key", "alternatives") if c not in (reader.fieldnames or [])]
     if missing:

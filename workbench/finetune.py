@@ -12,7 +12,6 @@ target block, so general knowledge and neighbouring domains stay where the basel
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -21,33 +20,12 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
 
+from workbench.config import FinetuneConfig
 from workbench.errors import WorkbenchError
-from workbench.io import atomic_dir
 from workbench.labels import IGNORE, LabelStore, alpha_column
-from workbench.training import TrainConfig, add_lora, clear_checkpoints, run_trainer
+from workbench.training import add_lora, merge_lora, train_and_save
 
 __all__ = ["FinetuneConfig", "UnlearnDataset", "RetainEpoch", "UnlearningTrainer", "unlearning_loss", "finetune", "build_dataset"]
-
-
-@dataclass
-class FinetuneConfig(TrainConfig):
-    """Finetuning settings: the optimiser's (see TrainConfig) plus the unlearning targets."""
-
-    alpha: float = 5.0  # which alpha's labels to train on (must be among the stored ones for hard targets)
-    target: str = "hard"  # "hard" (argmax labels, the paper) or "soft" (softmax over the stored top-k)
-    temperature: float = 1.0  # soft targets: temperature of the softmax over generic scores
-    retain_weight: float = 0.0  # weight of the KL-to-baseline term on retain text (0 = off)
-
-    def validate(self, where: str = "finetune") -> None:
-        super().validate(where)
-        if self.target not in ("hard", "soft"):
-            raise WorkbenchError(f"{where}.target: expected 'hard' or 'soft', got {self.target!r}")
-        if self.alpha < 0:
-            raise WorkbenchError(f"{where}.alpha: must be >= 0, got {self.alpha}")
-        if self.temperature <= 0:
-            raise WorkbenchError(f"{where}.temperature: must be > 0, got {self.temperature}")
-        if self.retain_weight < 0:
-            raise WorkbenchError(f"{where}.retain_weight: must be >= 0, got {self.retain_weight}")
 
 
 class UnlearnDataset(torch.utils.data.Dataset):
@@ -229,8 +207,6 @@ def finetune(
     Returns (the unlearned model, finished). A stop request leaves a checkpoint that a rerun resumes from.
     """
     cfg.validate()
-    out_dir = Path(out_dir)
-    ckpt = out_dir.with_name(out_dir.name + "_ckpt")
     reference = None
     # half-precision weights (dtype auto on CUDA) train through fp32 master weights: AdamW steps on bf16 weights
     # round small updates away, and so does adding a LoRA update into bf16 weights (the Trainer's bf16 autocast
@@ -246,25 +222,9 @@ def finetune(
         if cfg.retain_weight > 0:
             reference = copy.deepcopy(model).eval().requires_grad_(False)
         train_model = model.float() if half else model
-    train_model.train()
     dataset.epoch = 0  # the checkpoint fingerprint reads the items as epoch 0 pairs them
     callbacks = [*(callbacks or []), RetainEpoch(dataset)]
-    trainer, finished = run_trainer(UnlearningTrainer, train_model, dataset, unlearning_collator(tokenizer.pad_token_id), cfg,
-                              ckpt, seed, callbacks, progress, unlearn_cfg=cfg, reference_model=reference)
-    train_model.eval()
-    if not finished:
-        return train_model, False
-    if cfg.method == "lora":
-        final = (train_model.float() if half else train_model).merge_and_unload()  # merged in fp32
-    else:
-        final = train_model
-    if half:
-        final = final.to(orig_dtype)  # one rounding of the finished weights
-    final.eval()
-    if trainer.is_world_process_zero():  # under `accelerate launch`, one process writes the artifact
-        with atomic_dir(out_dir) as tmp:
-            final.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-        clear_checkpoints(ckpt)
-    trainer.accelerator.wait_for_everyone()
-    return final, True
+    return train_and_save(UnlearningTrainer, train_model, dataset, unlearning_collator(tokenizer.pad_token_id), cfg,
+                          out_dir, tokenizer, seed, callbacks, progress,
+                          finalize=lambda m: merge_lora(m, orig_dtype),  # one rounding of the finished weights
+                          unlearn_cfg=cfg, reference_model=reference)

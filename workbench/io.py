@@ -11,34 +11,24 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_dir", "iter_jsonl", "parse_json", "read_json",
-           "read_json_file", "read_jsonl", "read_text_file"]
+           "read_json_file", "read_jsonl", "read_text", "read_text_file"]
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, _default_mode())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same folder and a rename."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place."""
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place; the one way
+    this package writes a file atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
-        os.chmod(tmp, _default_mode())
+        os.chmod(tmp, _default_mode())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -58,6 +48,19 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def read_text(path: str | os.PathLike, what: str = "file", encoding: str = "utf-8") -> str:
+    """The text of ``path``; a missing file or one that is not UTF-8 is one clear error naming ``what`` and it."""
+    from workbench.errors import WorkbenchError
+
+    path = Path(path)
+    if not path.is_file():
+        raise WorkbenchError(f"{what} {path} does not exist")
+    try:
+        return path.read_text(encoding=encoding)
+    except UnicodeDecodeError as exc:
+        raise WorkbenchError(f"{what} {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
 
 
 @contextlib.contextmanager

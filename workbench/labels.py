@@ -51,9 +51,12 @@ def alpha_column(alpha: float) -> str:
     return f"label_a{float(alpha):g}"
 
 
-def generic_scores(v_base: torch.Tensor, v_reinf: torch.Tensor, alpha: float) -> torch.Tensor:
-    """``v_base - alpha * relu(v_reinf - v_base)``; any matching shapes, e.g. [pos, vocab]."""
-    return v_base - alpha * torch.relu(v_reinf - v_base)
+def generic_scores(v_base, v_reinf, alpha: float):
+    """``v_base - alpha * relu(v_reinf - v_base)``, the one home of the formula; torch tensors or numpy arrays of
+    any matching shapes, e.g. [pos, vocab] logits or [n, k] stored top-k values."""
+    if isinstance(v_base, torch.Tensor):
+        return v_base - alpha * torch.relu(v_reinf - v_base)
+    return v_base - alpha * np.maximum(v_reinf - v_base, 0.0)
 
 
 def generic_labels_full(v_base: torch.Tensor, v_reinf: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -65,7 +68,7 @@ def labels_from_topk(
     base_ids: np.ndarray, base_vals: np.ndarray, reinf_at_base: np.ndarray, alpha: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Recompute labels from stored top-k records. Inputs: [n, k]. Returns (labels [n], exact [n] bool)."""
-    g = base_vals - alpha * np.maximum(reinf_at_base - base_vals, 0.0)
+    g = generic_scores(base_vals, reinf_at_base, alpha)
     best = g.argmax(-1)
     rows = np.arange(len(g))
     exact = g[rows, best] >= base_vals.min(-1)
@@ -381,7 +384,7 @@ class LabelStore:
         """
         arr = self.topk_arrays()
         ids = arr["base_ids"].astype(np.int64)
-        g = arr["base_vals"] - alpha * np.maximum(arr["reinf_at_base"] - arr["base_vals"], 0.0)
+        g = generic_scores(arr["base_vals"], arr["reinf_at_base"], alpha)
         _, exact = labels_from_topk(arr["base_ids"], arr["base_vals"], arr["reinf_at_base"], float(alpha))
         g = g / max(temperature, 1e-6)
         g = g - g.max(-1, keepdims=True)

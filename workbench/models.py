@@ -18,8 +18,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from workbench.errors import WorkbenchError
+from workbench.io import atomic_dir
 
 __all__ = [
     "EMBEDDED_NAMES",
@@ -95,21 +94,13 @@ def _strip_quantizer(model: PreTrainedModel) -> None:
 
 def _convert_gguf(gguf: Path, out_dir: Path) -> None:
     """Dequantize a GGUF file once and save model and tokenizer as fp32 safetensors, atomically."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         _strip_quantizer(model)
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         (tmp / "workbench_source.json").write_text(json.dumps({"gguf": str(gguf), "size": gguf.stat().st_size}))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def embedded_model_dir() -> Path:

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
 
+from workbench.config import TrainConfig
 from workbench.corpus import Block
 from workbench.errors import WorkbenchError
-from workbench.io import atomic_dir
 from workbench.pair import ModelPair, check_same_tokenizer
-from workbench.training import TrainConfig, add_lora, clear_checkpoints, run_trainer
+from workbench.training import add_lora, train_and_save
 
 __all__ = ["BlockDataset", "causal_lm_collator", "train_reinforced", "load_pair"]
 
@@ -70,8 +70,6 @@ def train_reinforced(
     interrupted call resumes from there. ``model`` is modified in place (wrapped by LoRA, or trained).
     """
     cfg.validate("reinforce")
-    out_dir = Path(out_dir)
-    ckpt = out_dir.with_name(out_dir.name + "_ckpt")
     base_for_pair = None
     if cfg.method == "lora":
         train_model = add_lora(model, cfg)  # saved at the folder root; loaded under ADAPTER_NAME
@@ -80,19 +78,10 @@ def train_reinforced(
 
         base_for_pair = copy.deepcopy(model).eval()
         train_model = model
-    train_model.train()
-    trainer, finished = run_trainer(Trainer, train_model, BlockDataset(blocks), causal_lm_collator(tokenizer.pad_token_id),
-                              cfg, ckpt, seed, callbacks, progress)
-    train_model.eval()
-    if not finished:
-        return _pair(train_model, base_for_pair), False
-    if trainer.is_world_process_zero():  # under `accelerate launch`, one process writes the artifact
-        with atomic_dir(out_dir) as tmp:
-            train_model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-        clear_checkpoints(ckpt)
-    trainer.accelerator.wait_for_everyone()
-    return _pair(train_model, base_for_pair), True
+    trained, finished = train_and_save(Trainer, train_model, BlockDataset(blocks),
+                                       causal_lm_collator(tokenizer.pad_token_id), cfg, out_dir, tokenizer, seed,
+                                       callbacks, progress)
+    return _pair(trained, base_for_pair), finished
 
 
 def _pair(train_model, base_copy) -> ModelPair:

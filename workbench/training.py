@@ -15,7 +15,6 @@ import sys
 import threading
 import zipfile
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,43 +23,17 @@ import torch
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from workbench.errors import WorkbenchError
-from workbench.io import atomic_write_json
+from workbench.config import TrainConfig
+from workbench.io import atomic_dir, atomic_write_json
 
 # peft asks the model for a renamed attribute on every wrap; the notice says nothing to a user of this package
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 __all__ = ["TrainConfig", "StopController", "LossHistory", "add_lora", "make_training_args", "run_trainer",
+           "train_and_save", "merge_lora",
            "settings_fingerprint", "checkpoint_problem", "prepare_checkpoints"]
 
 SETTINGS_FILE = "workbench_settings.json"  # in a checkpoints folder: the settings fingerprint its checkpoints share
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings shared by the reinforcement and finetuning stages."""
-
-    method: str = "lora"  # "lora" (adapter; merged on save for finetuning) or "full" (all weights)
-    lora_rank: int = 16  # LoRA rank r
-    lora_alpha: int = 32  # LoRA scaling numerator (scale = lora_alpha / r)
-    lora_dropout: float = 0.0  # dropout on the LoRA path
-    learning_rate: float = 2e-4  # peak learning rate (linear decay)
-    epochs: float = 2.0  # passes over the blocks
-    batch_size: int = 4  # blocks per device per step
-    grad_accum: int = 1  # gradient accumulation steps
-    weight_decay: float = 0.0  # AdamW weight decay
-    warmup_steps: int = 0  # linear warm-up steps
-    max_grad_norm: float = 1.0  # gradient clipping
-    save_steps: int = 50  # checkpoint every N steps (a rerun resumes from the last one)
-    logging_steps: int = 5  # loss logged every N steps
-    bf16: bool | None = None  # mixed precision; None = on for CUDA devices that support it
-
-    def validate(self, where: str) -> None:
-        if self.method not in ("lora", "full"):
-            raise WorkbenchError(f"{where}.method: expected 'lora' or 'full', got {self.method!r}")
-        for name in ("learning_rate", "epochs", "batch_size", "lora_rank", "grad_accum", "save_steps", "logging_steps"):
-            if not 0 < getattr(self, name) < float("inf"):  # also refuses nan
-                raise WorkbenchError(f"{where}.{name}: must be a finite number > 0, got {getattr(self, name)}")
 
 
 class StopController(TrainerCallback):
@@ -177,6 +150,55 @@ def run_trainer(
     trainer.train(resume_from_checkpoint=last)
     stopped = any(isinstance(c, StopController) and c.requested for c in (callbacks or []))
     return trainer, not stopped
+
+
+def train_and_save(
+    trainer_cls: type[Trainer],
+    model: torch.nn.Module,
+    dataset: Any,
+    collator: Callable,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    tokenizer: Any,
+    seed: int,
+    callbacks: list[TrainerCallback] | None = None,
+    progress: bool = True,
+    finalize: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+    **trainer_kwargs: Any,
+) -> tuple[torch.nn.Module, bool]:
+    """A training stage from start to artifact: train ``model`` (resuming from ``<out_dir>_ckpt``), then save
+    ``finalize(model)`` (default: the model as trained) with the tokenizer to ``out_dir`` in one rename, and drop
+    the checkpoints.
+
+    Returns (the final model, finished); a stop request returns (the model as trained, False) and keeps the
+    checkpoint a rerun resumes from. Under ``accelerate launch`` one process writes the artifact.
+    """
+    out_dir = Path(out_dir)
+    ckpt = out_dir.with_name(out_dir.name + "_ckpt")
+    model.train()
+    trainer, finished = run_trainer(trainer_cls, model, dataset, collator, cfg, ckpt, seed, callbacks, progress,
+                                    **trainer_kwargs)
+    model.eval()
+    if not finished:
+        return model, False
+    final = finalize(model) if finalize is not None else model
+    final.eval()
+    if trainer.is_world_process_zero():
+        with atomic_dir(out_dir) as tmp:
+            final.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+        clear_checkpoints(ckpt)
+    trainer.accelerator.wait_for_everyone()
+    return final, True
+
+
+def merge_lora(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """A trained model as plain weights in ``dtype``: a LoRA adapter is merged in fp32 first, so half-precision
+    weights are rounded once, after the update is added (adding it in bf16 rounds small updates away)."""
+    half = dtype in (torch.bfloat16, torch.float16)
+    if hasattr(model, "merge_and_unload"):
+        model = (model.float() if half else model).merge_and_unload()
+    return model.to(dtype) if half else model
 
 
 def _stderr(message: str) -> None:

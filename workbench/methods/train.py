@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
+from workbench.config import FinetuneConfig
 from workbench.errors import WorkbenchError
-from workbench.finetune import FinetuneConfig, RetainEpoch, UnlearnDataset, UnlearningTrainer
-from workbench.io import atomic_dir
+from workbench.finetune import RetainEpoch, UnlearnDataset, UnlearningTrainer
 from workbench.methods import losses as L
 from workbench.pair import pad_batch
-from workbench.training import add_lora, clear_checkpoints, run_trainer
+from workbench.training import add_lora, merge_lora, train_and_save
 
 __all__ = ["method_collator", "MethodTrainer", "train_method", "decoder_layers", "layer_output",
            "LOSSES", "rmu_control_vector", "with_overrides"]
@@ -209,8 +209,7 @@ def train_method(
     training, a frozen copy). Returns (the unlearned model, finished).
     """
     train_cfg.validate()
-    out_dir = Path(out_dir)
-    ckpt = out_dir.with_name(out_dir.name + "_ckpt")
+    orig_dtype = next(model.parameters()).dtype
     if train_cfg.method == "lora":
         train_model = add_lora(model, train_cfg)
     else:
@@ -221,23 +220,10 @@ def train_method(
             _only_layers_trainable(train_model, trainable_layers)
     dataset = UnlearnDataset([{"input_ids": np.asarray(t)} for t in target], retain)
     loss = make_loss(train_model)
-    train_model.train()
-    trainer, finished = run_trainer(MethodTrainer, train_model, dataset, method_collator(tokenizer.pad_token_id),
-                                    train_cfg, ckpt, seed, [*(callbacks or []), RetainEpoch(dataset)], progress,
-                                    method_loss=loss,
-                                    reference_model=reference)
-    train_model.eval()
-    if not finished:
-        return train_model, False
-    final = train_model.merge_and_unload() if train_cfg.method == "lora" else train_model
-    final.eval()
-    if trainer.is_world_process_zero():
-        with atomic_dir(out_dir) as tmp:
-            final.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-        clear_checkpoints(ckpt)
-    trainer.accelerator.wait_for_everyone()
-    return final, True
+    return train_and_save(MethodTrainer, train_model, dataset, method_collator(tokenizer.pad_token_id), train_cfg,
+                          out_dir, tokenizer, seed, [*(callbacks or []), RetainEpoch(dataset)], progress,
+                          finalize=lambda m: merge_lora(m, orig_dtype),  # LoRA merged in fp32, then cast
+                          method_loss=loss, reference_model=reference)
 
 
 def with_overrides(train_cfg: FinetuneConfig, section) -> FinetuneConfig:

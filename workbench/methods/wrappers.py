@@ -22,6 +22,7 @@ from transformers.modeling_outputs import CausalLMOutput
 
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_json
+from workbench.labels import generic_scores
 
 __all__ = ["DESCRIPTOR", "LogitsWrapper", "TestTimeModel", "PromptModel", "write_descriptor", "find_descriptor",
            "load_descriptor", "system_prefix_ids"]
@@ -117,7 +118,7 @@ class TestTimeModel(LogitsWrapper):
         else:
             v_base = self.base(**kw).logits.float()
             v_reinf = self.reinforced(**kw).logits.float()
-        return v_base - self.alpha * torch.relu(v_reinf - v_base)
+        return generic_scores(v_base, v_reinf, self.alpha)
 
 
     def hidden_states(self, input_ids, attention_mask):

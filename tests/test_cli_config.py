@@ -1,0 +1,101 @@
+"""The command line and the run configuration: commands always registered, configuration a leaf, every key helped."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import typing
+from pathlib import Path
+
+import pytest
+
+from workbench.cli import build_parser
+
+
+def _commands(parser) -> set[str]:
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return set(sub.choices)
+
+
+def test_eval_and_packs_commands_are_always_registered():
+    assert {"run", "eval", "packs", "compare", "anchors"} <= _commands(build_parser())
+
+
+def test_a_broken_eval_import_is_an_error_not_a_missing_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "workbench.eval.cli", None)  # importing it now raises ImportError
+    with pytest.raises(ImportError):
+        build_parser()
+
+
+def test_reading_a_config_does_not_load_torch(tmp_path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("model: tiny\nfinetune:\n  alpha: 2.0\nlabels:\n  alphas: [2.0]\n", encoding="utf-8")
+    code = ("import sys, workbench.config as c; cfg = c.load_config(sys.argv[1]); "
+            "assert cfg.finetune.alpha == 2.0; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')]; "
+            "assert not bad, bad")
+    proc = subprocess.run([sys.executable, "-c", code, str(cfg)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def _all_config_classes():
+    from workbench.config import RunConfig
+
+    seen, todo = [], [RunConfig]
+    while todo:
+        cls = todo.pop()
+        seen.append(cls)
+        hints = typing.get_type_hints(cls)
+        todo += [hints[f.name] for f in dataclasses.fields(cls) if dataclasses.is_dataclass(hints[f.name])]
+    return seen
+
+
+def test_every_config_field_has_help_text():
+    classes = _all_config_classes()
+    assert {c.__name__ for c in classes} >= {"RunConfig", "TargetConfig", "ReinforceConfig", "FinetuneConfig",
+                                             "LabelsConfig", "ScoringConfig", "ReportConfig", "MethodsConfig", "NPOConfig"}
+    missing = [f"{c.__name__}.{f.name}" for c in classes for f in dataclasses.fields(c)
+               if len(f.metadata.get("help", "").strip()) < 5]
+    assert not missing
+
+
+def test_the_training_configs_live_in_config():
+    from workbench import config, finetune, training
+
+    assert finetune.FinetuneConfig is config.FinetuneConfig and training.TrainConfig is config.TrainConfig
+    assert config.FinetuneConfig.__module__ == "workbench.config"
+
+
+def test_docs_config_reference_matches_the_dataclasses():
+    from workbench.config import config_reference
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text(encoding="utf-8")
+    assert doc == config_reference(), "regenerate: workbench config --markdown > docs/config.md"
+
+
+def test_cli_lists_a_sections_keys_with_their_help(capsys):
+    from workbench.cli import main
+    from workbench.config import FinetuneConfig
+
+    assert main(["config", "finetune"]) == 0
+    out = capsys.readouterr().out
+    for f in dataclasses.fields(FinetuneConfig):
+        line = next(x for x in out.splitlines() if x.split()[0] == f"finetune.{f.name}")
+        assert f.metadata["help"] in line
+    assert main(["config", "no_such_section"]) == 2
+    assert "no section 'no_such_section'" in capsys.readouterr().err
+
+
+def test_key_errors_carry_the_keys_help():
+    from workbench.config import FinetuneConfig, config_from_dict
+    from workbench.errors import WorkbenchError
+
+    help_lr = next(f.metadata["help"] for f in dataclasses.fields(FinetuneConfig) if f.name == "learning_rate")
+    with pytest.raises(WorkbenchError) as exc:
+        config_from_dict({"finetune": {"learnin_rate": 1e-4}})
+    assert "unknown key 'finetune.learnin_rate'" in str(exc.value) and "'learning_rate'" in str(exc.value)
+    assert help_lr in str(exc.value)
+    with pytest.raises(WorkbenchError) as exc:
+        config_from_dict({"finetune": {"learning_rate": "fast"}})
+    assert "'finetune.learning_rate'" in str(exc.value) and help_lr in str(exc.value)
