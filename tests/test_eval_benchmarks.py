@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from test_eval_support import make_pack
+from helpers import make_pack
 from workbench.errors import WorkbenchError
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
