@@ -1,10 +1,22 @@
 """Small in-process inputs for the tests: a corpus, an anchor map, retain text and a tiny-model config (run-level
-tests); a small pack, benchmark files and hand-computed log-probabilities (evaluation tests)."""
+tests); a small pack, benchmark files and hand-computed log-probabilities (evaluation tests); JupyterLab on
+loopback and the waits of the browser tests."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -157,3 +169,159 @@ def explicit_continuation_logprob(lm, ctx_ids: list[int], cont_ids: list[int]) -
     """sum_t log p(cont_t | ctx, cont_<t) from one unbatched forward."""
     lp = explicit_logprobs(lm, ctx_ids + cont_ids)
     return float(sum(lp[len(ctx_ids) - 1 + t, tok] for t, tok in enumerate(cont_ids)))
+
+
+# a run config on the Sherlock Holmes pack for the tiny model, as the browser tests give it in WORKBENCH_CONFIG
+SHERLOCK_TINY = {
+    "name": "sherlock-tiny", "model": "tiny", "seed": 0,
+    "target": {"pack": "sherlock_holmes", "block_size": 64, "max_blocks": 6, "retain_block_size": 64,
+               "max_retain_blocks": 4},
+    "reinforce": {"epochs": 1.0, "batch_size": 2, "lora_rank": 4, "lora_alpha": 8, "learning_rate": 1.0e-3,
+                  "save_steps": 2, "logging_steps": 1},
+    "scoring": {"max_blocks": 2, "batch_size": 2},
+    "labels": {"alphas": [0.0, 5.0], "top_k": 8, "batch_size": 2, "shard_blocks": 2},
+    "finetune": {"epochs": 1.0, "batch_size": 2, "lora_rank": 4, "lora_alpha": 8, "learning_rate": 1.0e-3,
+                 "retain_weight": 1.0, "save_steps": 2, "logging_steps": 1},
+    "report": {"split": "dev", "max_perplexity_tokens": 256},
+}
+
+
+# -- the browser tests: JupyterLab on loopback, driven by Debian's Chromium through playwright ---------------
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = os.environ.get("WORKBENCH_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+ERRORS = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']"
+# true once every code cell shows an execution count, or as soon as a cell shows an error (Run All stops there)
+ALL_CELLS_RAN = """() => {
+    if (document.querySelector(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")) return true;
+    const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(p => p.textContent.trim());
+    return prompts.length > 0 && prompts.every(t => /^\\[\\d+\\]:$/.test(t));
+}"""
+KERNEL_IDLE = "() => !!document.querySelector(\".jp-Notebook-ExecutionIndicator[data-status='idle']\")"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_server(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"jupyter lab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"jupyter lab did not answer at {url} within {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def jupyterlab(root: Path, notebooks: dict, env: dict | None = None) -> Iterator[dict]:
+    """JupyterLab on 127.0.0.1 over ``root/notebooks`` (``notebooks``: file name -> a path to copy or an
+    ``nbformat`` notebook), its own config, settings and workspaces under ``root``; the kernels get the
+    environment without any WORKBENCH_* run setting, plus ``env``. Skips when Chromium or playwright is missing.
+    Yields ``{"url", "token", "dir", "log"}``; the server is stopped on exit."""
+    import pytest
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"Chromium not found at {CHROMIUM}: install Debian's `chromium` package (.ci/run does)")
+    if importlib.util.find_spec("playwright") is None:
+        pytest.skip("the playwright Python package is missing: `pip install -e .[dev]`")
+    import nbformat
+
+    nbdir = root / "notebooks"
+    nbdir.mkdir(parents=True)
+    for name, nb in notebooks.items():
+        if isinstance(nb, (str, os.PathLike)):
+            shutil.copy(nb, nbdir / name)
+        else:
+            nbformat.write(nb, nbdir / name)
+    settings = root / "lab_settings"
+    # no "official Jupyter news?" toast over the page; every cell stays in the page (JupyterLab otherwise drops
+    # cells scrolled out of view), so that the error and output checks see the whole notebook
+    for rel, text in (("@jupyterlab/apputils-extension/notification.jupyterlab-settings",
+                       '{"fetchNews": "false", "checkForUpdates": false}'),
+                      ("@jupyterlab/notebook-extension/tracker.jupyterlab-settings", '{"windowingMode": "none"}')):
+        (settings / rel).parent.mkdir(parents=True, exist_ok=True)
+        (settings / rel).write_text(text)
+    port, token = _free_port(), secrets.token_hex(16)
+    kernel_env = {k: v for k, v in os.environ.items()
+                  if k not in ("WORKBENCH_RUNS", "WORKBENCH_MODEL", "WORKBENCH_RUN", "WORKBENCH_CONFIG")}
+    kernel_env.update({"OMP_NUM_THREADS": "1", "JUPYTER_CONFIG_DIR": str(root / "jupyter_config"),
+                       "JUPYTER_RUNTIME_DIR": str(root / "runtime"), "JUPYTERLAB_SETTINGS_DIR": str(settings),
+                       "JUPYTERLAB_WORKSPACES_DIR": str(root / "lab_workspaces"), **(env or {})})
+    log = root / "jupyterlab.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={nbdir}", "--ServerApp.port_retries=0",
+             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+            + (["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
+            cwd=nbdir, env=kernel_env, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_server(f"http://127.0.0.1:{port}/api/status?token={token}", proc, log)
+        yield {"url": f"http://127.0.0.1:{port}", "token": token, "dir": nbdir, "log": log}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_until(page, js: str, timeout: float, what: str) -> None:
+    """Poll ``js`` until true; meanwhile accept JupyterLab's "Select Kernel" dialog, which a fresh server
+    sometimes shows while it restores the notebook's session (Python 3 is preselected)."""
+    deadline = time.time() + timeout
+    stable = 0
+    while time.time() < deadline:
+        dialog = page.locator(".jp-Dialog .jp-mod-accept")
+        if dialog.count() and dialog.first.is_visible():
+            dialog.first.click()
+            stable = 0
+        elif page.evaluate(js):
+            stable += 1
+            if stable >= 2:  # true twice in a row, a second apart, with no dialog in between
+                return
+        else:
+            stable = 0
+        page.wait_for_timeout(1000)
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+
+
+def open_notebook(page, lab: dict, name: str) -> None:
+    """Open ``name`` (without .ipynb) in a fresh workspace (no tab of an earlier notebook to take the commands)
+    and wait for its kernel."""
+    page.goto(f"{lab['url']}/lab/tree/{name}.ipynb?reset&token={lab['token']}", timeout=120_000)
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+    wait_until(page, KERNEL_IDLE, 120, f"the kernel of {name} to start")
+
+
+def run_all(page) -> None:
+    page.locator(".jp-NotebookPanel .jp-Cell").first.click()  # focus the notebook the menu command acts on
+    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+
+
+def outputs_text(page) -> str:
+    return page.evaluate("() => [...document.querySelectorAll('.jp-OutputArea-output')].map(e => e.innerText).join('\\n')")
+
+
+def shut_down_kernels(lab: dict) -> None:
+    """End every kernel (one notebook's kernel at a time keeps the memory down); the REST API, as the UI does."""
+    base, auth = lab["url"], {"Authorization": f"token {lab['token']}"}
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/api/sessions", headers=auth), timeout=10) as r:
+        sessions = json.loads(r.read())
+    for sess in sessions:
+        req = urllib.request.Request(f"{base}/api/sessions/{sess['id']}", method="DELETE", headers=auth)
+        urllib.request.urlopen(req, timeout=30).close()

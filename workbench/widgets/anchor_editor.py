@@ -516,8 +516,11 @@ class AnchorEditor(WidgetView):
             self.status = "select a key (or accept a suggestion) to propose alternatives for"
             self._refresh()
             return False
+        proposer = self.proposers[source]
+        if getattr(proposer, "anchors", None) is not None:  # keys accepted since it was made are not proposed either
+            proposer.anchors = self.anchors
         try:
-            found = self.proposers[source](keys, {k: self.contexts(k) for k in keys})
+            found = proposer(keys, {k: self.contexts(k) for k in keys})
         except WorkbenchError as exc:
             self.status = f"error: {source} proposer: {exc}"
             self._refresh()
