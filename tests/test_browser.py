@@ -56,7 +56,11 @@ def lab(tmp_path_factory, endpoint):
     """JupyterLab over 02_anchor_editing (WORKBENCH_MODEL=tiny, the Harry Potter pack) and its curation copy."""
     root = tmp_path_factory.mktemp("lab")
     config = root / "sherlock_curate.yaml"
-    config.write_text(yaml.safe_dump({**SHERLOCK_TINY, "name": "sherlock-curate"}))
+    # a reinforced model trained until it has learnt the trained blocks' names (a random tiny model's gains are
+    # otherwise noise, and no later word of a name is boosted enough to suggest the name as a phrase)
+    reinforce = {**SHERLOCK_TINY["reinforce"], "epochs": 10.0, "learning_rate": 5.0e-3, "lora_rank": 8, "lora_alpha": 16,
+                 "save_steps": 100}
+    config.write_text(yaml.safe_dump({**SHERLOCK_TINY, "name": "sherlock-curate", "reinforce": reinforce}))
     curate = nbformat.read(ROOT / "notebooks" / "02_anchor_editing.ipynb", as_version=4)
     params = {"WORKBENCH_CONFIG": str(config), "WORKBENCH_ANCHORS_START": "empty",
               "WORKBENCH_PROPOSER_URL": endpoint.url, "WORKBENCH_PROPOSER_MODEL": "fake"}
@@ -135,24 +139,20 @@ def test_anchor_editor_in_jupyterlab(lab, page, request):
     assert SCREENSHOT.is_file() and SCREENSHOT.stat().st_size > 10_000
 
 
-# The editor's right edge, and every visible element inside it that sticks out of it (outside the scrolling
-# panes, whose content may be wider than the pane): what a 1366 px page would clip.
+# The editor's box, and every part of it whose content is wider than the part: ipywidgets boxes scroll
+# (overflow: auto) and buttons clip their labels, so an editor too wide for the page shows up as a scroll width
+# above the client width, not as a box sticking out. (The map table and the preview panes scroll by design.)
 OVERFLOW = """() => {
     const ed = document.querySelector('.wb-anchor-editor');
     const r = ed.getBoundingClientRect();
+    const nb = document.querySelector('.jp-NotebookPanel').getBoundingClientRect();
     const out = [];
-    for (const el of ed.querySelectorAll('*')) {
-        const b = el.getBoundingClientRect();
-        if (!b.width || !b.height || b.right <= r.right + 1) continue;
-        let scrolled = false;
-        for (let p = el.parentElement; p && p !== ed; p = p.parentElement) {
-            const o = getComputedStyle(p).overflowX;
-            if (o === 'auto' || o === 'scroll' || o === 'hidden') { scrolled = true; break; }
-        }
-        if (!scrolled) out.push(`${el.tagName}.${[...el.classList].join('.')} right ${Math.round(b.right)}`);
+    for (const el of [ed, ...ed.querySelectorAll('.jupyter-widget-box, .widget-box, button')]) {
+        if (el !== ed && !el.offsetParent) continue;  // not shown
+        if (el.scrollWidth > el.clientWidth + 1)
+            out.push(`${el.tagName}.${[...el.classList].join('.')}: ${el.scrollWidth} > ${el.clientWidth}`);
     }
-    return {left: r.left, right: r.right, width: r.width, scrollWidth: ed.scrollWidth, clientWidth: ed.clientWidth,
-            out: out.slice(0, 10)};
+    return {left: r.left, right: r.right, width: r.width, panel_right: nb.right, out: out.slice(0, 10)};
 }"""
 
 
@@ -203,8 +203,8 @@ def test_curate_from_an_empty_map_in_the_browser(lab, page, endpoint):
         fit = page.evaluate(OVERFLOW)
         editor.screenshot(path=str(ARTIFACTS / "anchor_editor_1366.png"))
         page.screenshot(path=str(ARTIFACTS / "anchor_editor_1366_page.png"))
-        assert fit["left"] >= fb["x"] + fb["width"] - 1 and fit["right"] <= 1366, fit
-        assert not fit["out"] and fit["scrollWidth"] <= fit["clientWidth"] + 1, fit
+        assert fit["left"] >= fb["x"] + fb["width"] - 1 and fit["right"] <= min(1366, fit["panel_right"]), fit
+        assert not fit["out"], fit
 
         # accept five suggestions, one of them a multi-word phrase
         shown = _suggestions(page)
