@@ -95,7 +95,7 @@ def _run_notebook(page, lab, name: str) -> None:
     assert errors.count() == 0, errors.first.inner_text()
 
 
-def test_anchor_editor_in_jupyterlab(lab, page, request):
+def test_anchor_editor_in_jupyterlab(lab, page):
     failure = ARTIFACTS / "failure.png"
     failure.unlink(missing_ok=True)
     try:
