@@ -11,7 +11,7 @@ in headless Chromium on the tiny model.
 Needs Debian's ``chromium`` (``/usr/bin/chromium``; ``.ci/run`` installs it) and the ``playwright`` Python package
 (the ``dev`` extra). Playwright's own browser download is never used. Screenshots go to ``tests/artifacts/``:
 ``anchor_editor.png`` (the edited editor; the whole page beside it, ``anchor_editor_page.png``) and
-``anchor_editor_1366.png`` (the curated editor at 1366 px with the file browser open).
+``anchor_editor_1366.png`` (the page at 1366 px with the file browser open, the curated editor in view).
 """
 
 from __future__ import annotations
@@ -195,17 +195,6 @@ def test_curate_from_an_empty_map_in_the_browser(lab, page, endpoint):
         editor = page.locator(".wb-anchor-editor")
         editor.scroll_into_view_if_needed()
 
-        # 1366 px with the file browser open: the editor fits beside it, nothing inside sticks out
-        if not page.locator("#filebrowser").is_visible():
-            page.click(".jp-SideBar [data-id='filebrowser']")
-        page.wait_for_selector("#filebrowser", state="visible", timeout=10_000)
-        fb = page.locator("#filebrowser").bounding_box()
-        fit = page.evaluate(OVERFLOW)
-        editor.screenshot(path=str(ARTIFACTS / "anchor_editor_1366.png"))
-        page.screenshot(path=str(ARTIFACTS / "anchor_editor_1366_page.png"))
-        assert fit["left"] >= fb["x"] + fb["width"] - 1 and fit["right"] <= min(1366, fit["panel_right"]), fit
-        assert not fit["out"], fit
-
         # accept five suggestions, one of them a multi-word phrase
         shown = _suggestions(page)
         phrases = [w for w, is_phrase in shown if is_phrase and " " in w]
@@ -255,7 +244,18 @@ def test_curate_from_an_empty_map_in_the_browser(lab, page, endpoint):
         page.click("button.wb-anchor-save")
         status = _wait_status(page, "saved 5 anchors")
         assert "placeholder" in status, status
-        editor.screenshot(path=str(ARTIFACTS / "anchor_editor_curated.png"))
+
+        # 1366 px with the file browser open, the editor full (concordance, proposals, suggestions): it fits beside
+        # the file browser and nothing inside is wider than its box
+        if not page.locator("#filebrowser").is_visible():
+            page.click(".jp-SideBar [data-id='filebrowser']")
+        page.wait_for_selector("#filebrowser", state="visible", timeout=10_000)
+        fb = page.locator("#filebrowser").bounding_box()
+        editor.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "anchor_editor_1366.png"))
+        fit = page.evaluate(OVERFLOW)
+        assert fit["left"] >= fb["x"] + fb["width"] - 1 and fit["right"] <= min(1366, fit["panel_right"]), fit
+        assert not fit["out"], json.dumps(fit)
 
         # the notebook's last cell: save again and label with the saved map
         page.locator(".jp-NotebookPanel .jp-CodeCell").last.locator(".jp-InputArea-editor").click()

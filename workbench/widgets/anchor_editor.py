@@ -104,6 +104,9 @@ def _clean_error(exc: Exception) -> str:
 
 
 _STATUS_ICON = {"to review": "·", "accepted": "✓", "rejected": "✗"}
+# a list box is as wide as its longest line (a concordance line is ~100 characters) unless told otherwise: it would
+# widen its column past a 1366 px page with JupyterLab's file browser open
+_CSS = "<style>.wb-anchor-editor select{min-width:0;width:100%}</style>"
 
 
 class AnchorEditor(WidgetView):
@@ -730,8 +733,9 @@ class AnchorEditor(WidgetView):
             label = (f'<span class="wb-suggestion" title="{esc(examples)}">{esc(word)}</span>'
                      + (f' <span style="background:#e8eefc;font-size:10px;padding:0 3px">{kind}</span>' if kind else "")
                      + (f' <span style="color:#888;font-size:11px">{esc(" · ".join(info))}</span>' if info else "")
+                     # width 0 / min-width 100%: the example line takes the row's width and never widens it
                      + (f'<div style="color:#777;font-size:11px;white-space:nowrap;overflow:hidden;'
-                        f'text-overflow:ellipsis">{ex}</div>' if ex else ""))
+                        f'text-overflow:ellipsis;width:0;min-width:100%">{ex}</div>' if ex else ""))
             html = W.HTML(label, layout=W.Layout(flex="1 1 auto", min_width="0"))
             rows.append(W.HBox([
                 self._small_button("accept", f"add {word!r} to the map", "wb-accept", lambda w=word: self.accept_suggestion(w)),
@@ -841,7 +845,7 @@ class AnchorEditor(WidgetView):
         wrap = W.Layout(flex_flow="row wrap", width="100%")
         hint = "<span style='font-size:11px;color:#666'>"
         left = W.VBox([W.HBox([w["search"], w["sort_by"], w["descending"]], layout=W.Layout(width="100%")),
-                       w["coverage"], w["table"], W.HTML(f"<b>edit</b> {hint}(pick a key)</span>"), w["picker"],
+                       w["coverage"], w["table"], W.HTML(f"{_CSS}<b>edit</b> {hint}(pick a key)</span>"), w["picker"],
                        w["concordance_title"], w["concordance"]], layout=col)
         form = W.VBox([W.HTML("<b>entry</b>"), w["key"], w["alts"], W.HBox([w["review"], w["note"]], layout=wrap),
                        w["validation"],
