@@ -58,8 +58,8 @@ def lab(tmp_path_factory, endpoint):
     config = root / "sherlock_curate.yaml"
     # a reinforced model trained until it has learnt the trained blocks' names (a random tiny model's gains are
     # otherwise noise, and no later word of a name is boosted enough to suggest the name as a phrase)
-    reinforce = {**SHERLOCK_TINY["reinforce"], "epochs": 10.0, "learning_rate": 5.0e-3, "lora_rank": 8, "lora_alpha": 16,
-                 "save_steps": 100}
+    reinforce = {**SHERLOCK_TINY["reinforce"], "epochs": 40.0, "learning_rate": 1.0e-2, "lora_rank": 16,
+                 "lora_alpha": 32, "save_steps": 1000}
     config.write_text(yaml.safe_dump({**SHERLOCK_TINY, "name": "sherlock-curate", "reinforce": reinforce}))
     curate = nbformat.read(ROOT / "notebooks" / "02_anchor_editing.ipynb", as_version=4)
     params = {"WORKBENCH_CONFIG": str(config), "WORKBENCH_ANCHORS_START": "empty",
