@@ -773,7 +773,7 @@ class AnchorEditor(WidgetView):
     def _build(self) -> None:
         import ipywidgets as W
 
-        full = W.Layout(width="100%")
+        full = W.Layout(width="calc(100% - 4px)")  # a widget's 2 px margins each side would widen its column
         narrow = {"description_width": "70px"}
         w: dict = {}
         w["search"] = W.Text(value=self.search, placeholder="search keys, alternatives, notes",
@@ -790,7 +790,7 @@ class AnchorEditor(WidgetView):
         w["concordance"] = W.Select(options=[], rows=6, layout=full)
         w["key"] = W.Text(description="key", placeholder="anchored expression, e.g. Hogwarts", layout=full, style=narrow)
         w["alts"] = W.Textarea(description="alternatives", placeholder="one generic alternative per line",
-                               layout=W.Layout(width="100%", height="80px"), style=narrow)
+                               layout=W.Layout(width="calc(100% - 4px)", height="80px"), style=narrow)
         w["review"] = W.Dropdown(options=list(REVIEW_STATUSES[:2]), value="to review", description="status",
                                  layout=W.Layout(width="190px"), style=narrow)
         w["note"] = W.Text(description="note", placeholder="why, doubts…", layout=W.Layout(flex="1 1 120px", width="auto"),
