@@ -21,8 +21,9 @@ install: $(VENV)/.installed
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# the fast tier: unit tests only, under 2 minutes on 2 cores (`make test` runs every tier: slow, browser, integration)
 test-fast: install
-	$(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not browser and not integration" $(PYTEST_ARGS)
 
 demo: install
 	$(VENV)/bin/workbench demo

@@ -51,7 +51,7 @@ from workbench.eval.completion import (  # noqa: E402
     summarize_completions,
 )
 from workbench.io import atomic_write_text  # noqa: E402
-from workbench.packs import load_anchor_terms, load_pack, load_probes  # noqa: E402
+from workbench.pack import load_anchor_terms, load_pack, load_probes  # noqa: E402
 from workbench.probe_checks import subtlety_band  # noqa: E402
 
 CANDIDATES = ROOT / "benchmarks" / "completion_candidates.jsonl"

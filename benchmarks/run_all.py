@@ -120,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: $OMP_NUM_THREADS, else all cores)")
     p.add_argument("--label-blocks", type=int, default=4, help="blocks of 512 tokens in the label benchmark")
-    p.add_argument("--train-steps", type=int, default=3, help="measured steps per training benchmark (after 1 warm-up)")
+    p.add_argument("--train-steps", type=int, default=None,
+                   help="measured steps per training benchmark, after 1 warm-up (default: one checkpoint period of "
+                        "demo.yaml, 8; a multiple of it)")
     p.add_argument("--train-batch", type=int, default=1, help="blocks per training step in the training benchmark")
     p.add_argument("--keep-work", action="store_true", help="keep the scratch folder (printed)")
     args = p.parse_args(argv)

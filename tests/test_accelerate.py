@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,6 +45,7 @@ def _config(root: Path) -> Path:
     return path
 
 
+@pytest.mark.integration
 def test_reinforce_labels_finetune_under_accelerate_launch_with_two_cpu_processes(tmp_path):
     cfg = _config(tmp_path / "in")
     run = tmp_path / "run"

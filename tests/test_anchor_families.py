@@ -81,6 +81,7 @@ def test_bad_families_name_the_family_and_the_problem(families, needle):
         AnchorMap.from_dict({"anchors": POTTERS, "families": families}, source="a.json")
 
 
+@pytest.mark.integration
 def test_bad_family_on_the_command_line_exits_2(tmp_path):
     path = tmp_path / "a.json"
     path.write_text(json.dumps({"anchors": POTTERS, "families": {"Potter": ["Harry", "Hogwarts"]}}))

@@ -49,6 +49,7 @@ def test_npy_file_loads_consolidated_and_reports_what_was_dropped(tmp_path):
     assert "5 answers, 2 unreadable" in text and "dropped key 'Harry Potter'" in text and "Dumbledore" in text
 
 
+@pytest.mark.integration
 def test_import_command_writes_json_and_csv_that_load_back(tmp_path):
     src = write_npy(tmp_path)
     for out in (tmp_path / "a.json", tmp_path / "a.csv"):
@@ -84,6 +85,7 @@ def test_an_alternative_holding_the_csv_separator_is_refused(tmp_path):
     (b"name,value\nHarry,Jon\n", "expected the header `key,alternative`"),
     (b"key,alternative\nHarry\n", "line 2: expected `key,alternative`"),
 ])
+@pytest.mark.integration
 def test_bad_dictionary_files_exit_2_with_one_clear_error(tmp_path, content, needle):
     path = tmp_path / ("a.csv" if b"," in content else "a.txt")
     path.write_bytes(content)

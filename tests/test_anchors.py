@@ -103,10 +103,32 @@ def test_save_roundtrip_is_atomic_json(tmp_path):
 
 
 def test_many_keys_match_fast():
+    """3000 keys: the trie-factored pattern finds exactly the keys in the text, at least twice as fast as a flat
+    alternation of the same keys (the obvious implementation), timed side by side (best of 5 each)."""
+    import re
+    import time
+
     keys = {f"Name{i}x": [f"Alt{i}"] for i in range(3000)}
     m = amap(keys)
-    text = " ".join(f"Name{i}x said hello" for i in range(0, 3000, 7))
-    assert len(m.find(text)) == len(range(0, 3000, 7))
+    words = []
+    for i in range(0, 3000, 7):  # keys among near misses: no suffix, a longer word, another prefix
+        words += [f"Name{i}x", "said", f"Name{i}", f"Name{i}xy", f"Nam{i}x", "hello"]
+    text = " ".join(words)
+    expected = [w for w in words if w in keys]
+    flat = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(k) for k in sorted(keys, key=len, reverse=True)) + r")(?!\w)")
+    assert [o.key for o in m.find(text)] == expected  # also compiles the trie pattern before timing
+    assert [x.group() for x in flat.finditer(text)] == expected
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    t_trie, t_flat = best(lambda: m.find(text)), best(lambda: list(flat.finditer(text)))
+    assert t_trie * 2 < t_flat, f"trie {t_trie * 1e3:.2f} ms vs flat alternation {t_flat * 1e3:.2f} ms"
 
 
 def test_empty_map_and_review_records_round_trip(tmp_path):

@@ -35,6 +35,7 @@ def _import_bench(name: str):
         sys.path.remove(str(BENCH))
 
 
+@pytest.mark.integration
 def test_run_all_quick_writes_every_figure(tmp_path):
     out, readme = tmp_path / "latest.json", tmp_path / "README.md"
     readme.write_text("# Title\n\n## Performance\n\n<!-- perf:start -->\nold\n<!-- perf:end -->\n\n## After\n")
@@ -88,6 +89,7 @@ def test_demo_sampler_measures_a_child_process(tmp_path):
     assert res["stages"]["reinforce"]["peak_rss_sampled_gib"] > 0.25
 
 
+@pytest.mark.integration
 def test_gpu_check_cpu_smoke(tmp_path):
     proc = subprocess.run([sys.executable, str(BENCH / "gpu_check.py"), "--cpu-smoke", "--out", str(tmp_path)],
                           cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
@@ -176,6 +178,7 @@ def test_readme_summary_includes_a_gpu_run(tmp_path):
     assert "label generation 50% MFU" in text and "full finetuning 40% MFU" in text and "0.15 h" in text
 
 
+@pytest.mark.integration
 def test_sweep_runs_each_variant_with_its_overrides_and_reuses_finished_runs(tmp_path):
     import yaml
 

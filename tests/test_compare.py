@@ -32,6 +32,7 @@ def test_sweep_variants_name_each_value(tmp_path):
     assert got[0][1]["target"]["anchors"] == str(tmp_path / "a.json")  # relative to the config file
 
 
+@pytest.mark.integration
 def test_compare_two_methods_on_the_tiny_model(tmp_path):
     paths = []
     for name, method in (("ga", "ga"), ("prompt", "prompt")):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from test_eval_support import make_pack
+from helpers import make_pack
 from workbench.errors import WorkbenchError
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -66,9 +66,13 @@ def test_eval_throughput_small(tmp_path, evaldata_dir):
     bench = _script("eval_throughput")
     out = tmp_path / "tp.json"
     result = bench.main(["--model", "tiny", "--pack", "none_such", "--evaldata", evaldata_dir, "--probes", "6",
-                         "--items", "2", "--tasks", "piqa,winogrande", "--repeats", "1", "--out", str(out)])
+                         "--items", "2", "--tasks", "piqa,winogrande", "--repeats", "3", "--out", str(out)])
     saved = json.loads(out.read_text())
-    assert saved["ratio"] == pytest.approx(result["ratio"]) and saved["ratio"] > 0
+    assert saved["ratio"] == pytest.approx(result["ratio"])
+    # eval is the reference forward (logits where eval reads them, same batches) plus tokenization, log-softmax
+    # and tables: never faster than that forward alone, beyond timing noise
+    assert 0 < saved["ratio"] < 1.1, saved
+    assert saved["logit_positions"] < saved["padded_tokens"]  # the reference skips the context positions
     assert saved["tokens"] > 0 and saved["probes"] == 6 and saved["tasks"] == {"piqa": 2, "winogrande": 2}
     assert saved["raw_tokens_per_s"] > 0 and saved["eval_tokens_per_s"] > 0
 

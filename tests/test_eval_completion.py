@@ -302,7 +302,7 @@ def test_hf_chat_judge_runs_on_tiny(tiny):
 def test_the_pack_judge_counts_one_name_once():
     # The real pack's anchors list "Weasley", "Weasleys", "Ron", "Ron Weasley", "Potter", "Potters", ...: a name
     # in any of its forms is one name (2 points), two different names are 3.
-    from workbench.packs import load_anchor_terms
+    from workbench.pack import load_anchor_terms
 
     judge = KeywordJudge(anchor_terms=load_anchor_terms("harry_potter"))
     prompt = "At the end of term the family went home to"

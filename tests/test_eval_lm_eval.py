@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from test_eval_support import MC_ITEMS, write_jsonl
+from helpers import MC_ITEMS, write_jsonl
 from workbench.errors import WorkbenchError
 from workbench.eval.lm_eval_bridge import require_lm_eval, run_lm_eval, write_local_task
 from workbench.eval.loglikelihood import LoglikelihoodConfig

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from test_eval_support import explicit_continuation_logprob, explicit_logprobs
+from helpers import explicit_continuation_logprob, explicit_logprobs
 from workbench.errors import WorkbenchError
 from workbench.eval.probes import score_probes, summarize_probes
 from workbench.eval.loglikelihood import Request, LoglikelihoodConfig, encode_pair, encode_pairs, prefix_token_id, score_requests

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from test_eval_support import make_evaldata, make_pack
+from helpers import make_evaldata, make_pack
 from workbench.errors import WorkbenchError
 from workbench.eval.cli import add_eval_parser, add_packs_parser
 from workbench.eval.config import EvalConfig

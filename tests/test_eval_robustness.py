@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from test_eval_support import make_pack
+from helpers import make_pack
 from workbench.errors import WorkbenchError
 from workbench.eval.probes import score_probes, with_prompts
 from workbench.eval.robustness import (

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from test_eval_support import MC_ITEMS, TEXT, WINO_ITEMS, explicit_continuation_logprob, explicit_logprobs, write_jsonl
+from helpers import MC_ITEMS, TEXT, WINO_ITEMS, explicit_continuation_logprob, explicit_logprobs, write_jsonl
 from workbench.errors import WorkbenchError
 from workbench.eval.loglikelihood import LoglikelihoodConfig, encode_pair, prefix_token_id
 from workbench.eval.utility import (

@@ -64,6 +64,7 @@ def test_config_and_run_directory_from_the_environment(clean_env, monkeypatch):
         notebook.setup("05_familiarity_probes").probes("probability")
 
 
+@pytest.mark.integration
 def test_changed_settings_go_to_a_variant_and_keep_the_earlier_model(clean_env, capsys):
     nb = notebook.setup("04_finetuning", model="tiny")
     run = nb.run(progress=False)

@@ -116,6 +116,7 @@ def execute(name: str, workdir: Path, model: str, timeout: int, monkeypatch) -> 
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.integration
 def test_notebook_runs_on_the_tiny_model(name, notebook_workdir, monkeypatch):
     text, seconds = execute(name, notebook_workdir, "tiny", TINY_LIMIT_S * 2, monkeypatch)
     assert "model 'tiny'" in text

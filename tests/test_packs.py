@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from test_eval_support import PROBABILITY, make_pack, write_jsonl
+from helpers import PROBABILITY, make_pack, write_jsonl
 from workbench.errors import WorkbenchError
 from workbench.eval.probes import check_pack
 from workbench.pack import (

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from test_eval_support import COMPLETION, PROBABILITY, make_pack, write_jsonl
+from helpers import COMPLETION, PROBABILITY, make_pack, write_jsonl
 from workbench.anchors import AnchorMap, load_anchor_map
 from workbench.errors import WorkbenchError
 from workbench.eval.cli import add_packs_parser

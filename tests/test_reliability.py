@@ -91,6 +91,7 @@ def _with(raw: dict, **finetune) -> dict:
 
 
 @pytest.mark.parametrize("change", [{"alpha": 0.0}, {"lora_rank": 4}], ids=["alpha 5 to 0", "lora_rank 2 to 4"])
+@pytest.mark.integration
 def test_update_does_not_resume_a_checkpoint_made_with_other_settings(tmp_path, change):
     raw, a, b = _labelled(tmp_path)
     with pytest.raises(KeyboardInterrupt):
@@ -104,6 +105,7 @@ def test_update_does_not_resume_a_checkpoint_made_with_other_settings(tmp_path, 
     assert list((a / "unlearned_ckpt.set_aside").iterdir()), "the old checkpoint is kept aside, not lost"
 
 
+@pytest.mark.integration
 def test_unchanged_settings_resume_the_checkpoint(tmp_path):
     raw, a, b = _labelled(tmp_path)
     with pytest.raises(KeyboardInterrupt):
@@ -118,6 +120,7 @@ def test_unchanged_settings_resume_the_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["empty folder", "truncated optimizer", "no trainer state"])
+@pytest.mark.integration
 def test_a_kill_during_a_checkpoint_save_resumes_from_the_newest_complete_one(tmp_path, damage, capsys):
     raw = _with(tiny_config(tmp_path / "in"), epochs=2.0)
     Run(config_from_dict(raw), tmp_path / "a", progress=False, log=None).run(("reinforce", "labels"))
@@ -144,6 +147,7 @@ def test_a_kill_during_a_checkpoint_save_resumes_from_the_newest_complete_one(tm
     assert "checkpoint-6 is incomplete" in err and "set aside" in err
 
 
+@pytest.mark.integration
 def test_killed_finetune_rerun_with_update_matches_a_clean_run(tmp_path):
     """kill -9 of a CLI run during finetuning at alpha 5, rerun with alpha 0 and --update."""
     raw = tiny_config(tmp_path / "in", target={"max_blocks": 24}, finetune={"save_steps": 1})
@@ -174,6 +178,7 @@ with run_lock(sys.argv[1]):
 """
 
 
+@pytest.mark.integration
 def test_a_second_process_on_the_run_directory_is_refused_with_the_holders_pid(tmp_path, capsys):
     raw = tiny_config(tmp_path / "in")
     cfg = write_config(tmp_path / "c.yaml", raw)

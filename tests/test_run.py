@@ -24,6 +24,7 @@ def write_config(path: Path, cfg: dict) -> Path:
     return path
 
 
+@pytest.mark.integration
 def test_all_stages_then_rerun_is_a_no_op(tmp_path):
     raw = tiny_config(tmp_path / "in")
     cfg = config_from_dict(raw)
@@ -51,6 +52,7 @@ def test_all_stages_then_rerun_is_a_no_op(tmp_path):
     assert before == after
 
 
+@pytest.mark.integration
 def test_same_config_and_seed_give_the_same_labels(tmp_path):
     cfg = tiny_config(tmp_path / "in")
     stages = ("reinforce", "labels")
@@ -62,6 +64,7 @@ def test_same_config_and_seed_give_the_same_labels(tmp_path):
     assert [list(x) for x in la.blocks["label_a5"]] == [list(x) for x in lb.blocks["label_a5"]]
 
 
+@pytest.mark.integration
 def test_interrupted_labels_stage_resumes_with_identical_labels(tmp_path):
     cfg = tiny_config(tmp_path / "in", labels={"shard_blocks": 1})
     ref = Run(config_from_dict(cfg), tmp_path / "ref", progress=False, log=None)
@@ -88,6 +91,7 @@ def test_interrupted_labels_stage_resumes_with_identical_labels(tmp_path):
         assert [list(x) for x in store.blocks[col]] == [list(x) for x in ref_store.blocks[col]]
 
 
+@pytest.mark.integration
 def test_killed_cli_run_resumes_and_matches(tmp_path):
     cfg = write_config(tmp_path / "c.yaml", tiny_config(tmp_path / "in", target={"max_blocks": 24},
                                                        labels={"shard_blocks": 1, "batch_size": 1}))
@@ -189,6 +193,7 @@ def test_answer_kind_classifies_probes_against_the_anchor_map():
     assert answer_kind(m, "He studied at Hogwartsy", " school") == "other"
 
 
+@pytest.mark.integration
 def test_report_stage_compares_baseline_and_unlearned(tmp_path):
     from workbench.outcome import outcome_table
 

@@ -104,6 +104,9 @@ def _clean_error(exc: Exception) -> str:
 
 
 _STATUS_ICON = {"to review": "·", "accepted": "✓", "rejected": "✗"}
+# a list box is as wide as its longest line (a concordance line is ~100 characters) unless told otherwise: it would
+# widen its column past a 1366 px page with JupyterLab's file browser open
+_CSS = "<style>.wb-anchor-editor select{min-width:0;width:100%}</style>"
 
 
 class AnchorEditor(WidgetView):
@@ -516,8 +519,11 @@ class AnchorEditor(WidgetView):
             self.status = "select a key (or accept a suggestion) to propose alternatives for"
             self._refresh()
             return False
+        proposer = self.proposers[source]
+        if getattr(proposer, "anchors", None) is not None:  # keys accepted since it was made are not proposed either
+            proposer.anchors = self.anchors
         try:
-            found = self.proposers[source](keys, {k: self.contexts(k) for k in keys})
+            found = proposer(keys, {k: self.contexts(k) for k in keys})
         except WorkbenchError as exc:
             self.status = f"error: {source} proposer: {exc}"
             self._refresh()
@@ -727,8 +733,9 @@ class AnchorEditor(WidgetView):
             label = (f'<span class="wb-suggestion" title="{esc(examples)}">{esc(word)}</span>'
                      + (f' <span style="background:#e8eefc;font-size:10px;padding:0 3px">{kind}</span>' if kind else "")
                      + (f' <span style="color:#888;font-size:11px">{esc(" · ".join(info))}</span>' if info else "")
+                     # width 0 / min-width 100%: the example line takes the row's width and never widens it
                      + (f'<div style="color:#777;font-size:11px;white-space:nowrap;overflow:hidden;'
-                        f'text-overflow:ellipsis">{ex}</div>' if ex else ""))
+                        f'text-overflow:ellipsis;width:0;min-width:100%">{ex}</div>' if ex else ""))
             html = W.HTML(label, layout=W.Layout(flex="1 1 auto", min_width="0"))
             rows.append(W.HBox([
                 self._small_button("accept", f"add {word!r} to the map", "wb-accept", lambda w=word: self.accept_suggestion(w)),
@@ -766,7 +773,7 @@ class AnchorEditor(WidgetView):
     def _build(self) -> None:
         import ipywidgets as W
 
-        full = W.Layout(width="100%")
+        full = W.Layout(width="calc(100% - 4px)")  # a widget's 2 px margins each side would widen its column
         narrow = {"description_width": "70px"}
         w: dict = {}
         w["search"] = W.Text(value=self.search, placeholder="search keys, alternatives, notes",
@@ -783,7 +790,7 @@ class AnchorEditor(WidgetView):
         w["concordance"] = W.Select(options=[], rows=6, layout=full)
         w["key"] = W.Text(description="key", placeholder="anchored expression, e.g. Hogwarts", layout=full, style=narrow)
         w["alts"] = W.Textarea(description="alternatives", placeholder="one generic alternative per line",
-                               layout=W.Layout(width="100%", height="80px"), style=narrow)
+                               layout=W.Layout(width="calc(100% - 4px)", height="80px"), style=narrow)
         w["review"] = W.Dropdown(options=list(REVIEW_STATUSES[:2]), value="to review", description="status",
                                  layout=W.Layout(width="190px"), style=narrow)
         w["note"] = W.Text(description="note", placeholder="why, doubts…", layout=W.Layout(flex="1 1 120px", width="auto"),
@@ -838,7 +845,7 @@ class AnchorEditor(WidgetView):
         wrap = W.Layout(flex_flow="row wrap", width="100%")
         hint = "<span style='font-size:11px;color:#666'>"
         left = W.VBox([W.HBox([w["search"], w["sort_by"], w["descending"]], layout=W.Layout(width="100%")),
-                       w["coverage"], w["table"], W.HTML(f"<b>edit</b> {hint}(pick a key)</span>"), w["picker"],
+                       w["coverage"], w["table"], W.HTML(f"{_CSS}<b>edit</b> {hint}(pick a key)</span>"), w["picker"],
                        w["concordance_title"], w["concordance"]], layout=col)
         form = W.VBox([W.HTML("<b>entry</b>"), w["key"], w["alts"], W.HBox([w["review"], w["note"]], layout=wrap),
                        w["validation"],
