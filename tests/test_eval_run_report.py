@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_eval_support import make_pack
+from helpers import make_pack
 from workbench.anchors import load_anchor_map
 from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.eval.probes import score_probes
