@@ -39,6 +39,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from workbench.io import atomic_write_text  # noqa: E402
+
 # dense bf16 peak, TFLOP/s (no sparsity), by a substring of torch.cuda.get_device_name()
 PEAK_TFLOPS = [("H200", 989.4), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("GH200", 989.4),
                ("B200", 2250.0), ("A100", 312.0), ("L40S", 362.0), ("L40", 181.0), ("A10G", 70.0), ("L4", 121.0),
@@ -384,9 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out or os.environ.get("OUT") or REPO / "benchmarks" / "results")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "gpu_check.json"
-    tmp_path = path.with_name(path.name + ".tmp")
-    tmp_path.write_text(json.dumps(result, indent=2, default=float) + "\n")
-    os.replace(tmp_path, path)
+    atomic_write_text(path, json.dumps(result, indent=2, default=float) + "\n")
     pr = result["projection"]
     print(f"\nlabel generation MFU {result['labels']['mfu']:.1%} (target {TARGETS['labels_mfu']:.0%}), "
           f"finetuning MFU {primary['mfu'] if primary else float('nan'):.1%} ({(primary or {}).get('method')}, "

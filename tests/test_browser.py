@@ -185,9 +185,9 @@ def _wait_status(page, needle: str, timeout: float = 60_000) -> str:
     return page.inner_text(".wb-anchor-status")
 
 
-def test_curate_from_an_empty_map_in_the_browser(lab, page, endpoint):
+def test_curate_from_an_empty_map_in_the_browser(lab, page, endpoint, monkeypatch):
     from workbench.anchors import load_anchor_map
-    from workbench.config import load_config
+    from workbench.config import config_from_dict, load_config
     from workbench.run import Run
 
     failure = ARTIFACTS / "failure_curation.png"
@@ -282,9 +282,11 @@ def test_curate_from_an_empty_map_in_the_browser(lab, page, endpoint):
     assert saved.review[rejected]["status"] == "rejected"
     assert sorted(k for k, r in saved.review.items() if r.get("placeholder")) == sorted(set(accepted) - {accepted[0], key})
     # the labels stage ran on exactly that map (in the run directory the notebook's changed settings went to)
+    # (a run directory's config.yaml holds the paths as the notebook gave them: relative to its working folder)
     labelled = []
+    monkeypatch.chdir(lab["dir"])
     for record in run_dir.rglob("stages/labels.json"):
-        made = load_config(record.parent.parent / "config.yaml")
+        made = config_from_dict(yaml.safe_load((record.parent.parent / "config.yaml").read_text()))
         if made.target.anchors and Path(made.target.anchors).resolve() == (run_dir / "anchors.curated.json").resolve():
             fp = Run(made, record.parent.parent, log=None).fingerprint("labels")
             labelled.append(json.loads(record.read_text())["fingerprint"] == fp)

@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 
 from workbench.errors import WorkbenchError
-from workbench.io import atomic_write_json, atomic_write_text
+from workbench.io import atomic_write, atomic_write_json, atomic_write_text
 
 __all__ = ["CompareConfig", "compare_runs", "sweep_variants", "compare_figure", "attack_figures", "pareto_mask",
            "add_compare_parser"]
@@ -179,9 +179,7 @@ def compare_runs(configs: Sequence[str | os.PathLike | dict], out_dir: str | os.
     atomic_write_text(out / "compare.md", _markdown(table, cc))
     atomic_write_json(out / "compare.json", {"split": cc.split, "runs": table.to_dict(orient="records")})
     fig = compare_figure(table, cc)
-    tmp = out / ".compare.html.tmp"
-    fig.write_html(str(tmp), include_plotlyjs="directory", full_html=True)
-    os.replace(tmp, out / "compare.html")
+    atomic_write(out / "compare.html", lambda tmp: fig.write_html(tmp, include_plotlyjs="directory", full_html=True))
     log(f"[compare] {out / 'compare.md'}, {out / 'compare.html'}")
     return table
 
