@@ -7,8 +7,8 @@
 
 Each notebook runs with ``WORKBENCH_RUN`` pointing at the run directory (as ``WORKBENCH_RUN=runs/demo make lab``
 opens them; or ``WORKBENCH_CONFIG`` at a run config, which trains what is not finished yet), in the notebooks' folder, one after another in the order a class takes them, so what one notebook
-saves (the curated map of 02, a variant) is there for the next. Prints one row per notebook (seconds, whether a
-training stage ran) and writes ``benchmarks/results/notebook_walk_<run or config>.json``. A notebook that raises stops the walk
+saves (the curated map of 02, a variant) is there for the next. Prints one row per notebook (seconds, the stages it
+ran, by the stage records it wrote) and writes ``benchmarks/results/notebook_walk_<run or config>.json``. A notebook that raises stops the walk
 with its error.
 """
 
@@ -32,13 +32,15 @@ from workbench.io import atomic_write_text  # noqa: E402
 __all__ = ["walk"]
 
 
-def _texts(nb) -> str:
-    out = []
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            out.append(o.get("text", ""))
-            out.append(str(o.get("data", {}).get("text/plain", "")))
-    return "\n".join(out)
+def _stage_records(run_dir: Path | None) -> dict[str, float]:
+    """``{"<variant or .>: <stage>": mtime}`` of every stage record under a run directory."""
+    if run_dir is None or not run_dir.is_dir():
+        return {}
+    out = {}
+    for rec in run_dir.rglob("stages/*.json"):
+        where = rec.parent.parent.relative_to(run_dir).as_posix()
+        out[f"{where}: {rec.stem}" if where != "." else rec.stem] = rec.stat().st_mtime
+    return out
 
 
 def walk(names: list[str], run_dir: Path | None = None, config: Path | None = None, timeout: int = 3600) -> list[dict]:
@@ -53,21 +55,26 @@ def walk(names: list[str], run_dir: Path | None = None, config: Path | None = No
     else:
         os.environ["WORKBENCH_CONFIG"] = str(config.resolve())
     rows = []
+    if run_dir is None:  # a config's notebooks run in the notebooks' runs folder, under the config's name
+        import yaml
+
+        run_dir = NOTEBOOKS / "runs" / (yaml.safe_load(config.read_text()) or {}).get("name", "")
     for i, name in enumerate(names, 1):
         nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
         print(f"[{i}/{len(names)}] {name} ...", flush=True)
+        before = _stage_records(run_dir)
         t0 = time.perf_counter()
         client.execute()
         seconds = time.perf_counter() - t0
-        text = _texts(nb)
         errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
         if errors:
             raise SystemExit(f"{name}: {errors[0].get('ename')}: {errors[0].get('evalue')}")
-        # a stage that trained says so in its log line ("[finetune] running"); reused stages say "done"
-        trained = sorted({s for s in ("reinforce", "finetune") if f"[{s}] running" in text})
-        rows.append({"notebook": name, "seconds": round(seconds, 1), "trained": trained})
-        print(f"    {seconds:.0f} s{'; trained: ' + ', '.join(trained) if trained else ''}", flush=True)
+        # the stages this notebook ran (a stage record written or rewritten), with the variant they went to
+        after = _stage_records(run_dir)
+        ran = sorted(k for k, v in after.items() if before.get(k) != v)
+        rows.append({"notebook": name, "seconds": round(seconds, 1), "ran": ran})
+        print(f"    {seconds:.0f} s{'; ran: ' + ', '.join(ran) if ran else ''}", flush=True)
     return rows
 
 
@@ -94,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     out = RESULTS / f"notebook_walk_{(args.run or args.config).stem}.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(record, indent=2) + "\n")
-    print("\n| notebook | seconds | trained |\n|---|---|---|")
+    print("\n| notebook | seconds | stages run |\n|---|---|---|")
     for r in rows:
-        print(f"| {r['notebook']} | {r['seconds']:.0f} | {', '.join(r['trained']) or 'nothing'} |")
+        print(f"| {r['notebook']} | {r['seconds']:.0f} | {', '.join(r['ran']) or 'none (all reused)'} |")
     print(f"| total | {total:.0f} | |")
     return 0
 

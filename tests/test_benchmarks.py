@@ -208,3 +208,20 @@ def test_sweep_runs_each_variant_with_its_overrides_and_reuses_finished_runs(tmp
     grid.write_text(yaml.safe_dump({"name": "not a list"}))
     with pytest.raises(WorkbenchError, match="list of"):
         sweep.main([str(base), str(grid), "--out", str(out)])
+
+
+def test_notebook_walk_names_the_stages_each_notebook_ran(tmp_path):
+    """The walk's record of what a notebook computed: stage records written or rewritten, by variant; and a
+    folder that is not a run directory is refused with exit 2 before any notebook starts."""
+    walk = _import_bench("notebook_walk")
+    run = tmp_path / "run"
+    (run / "stages").mkdir(parents=True)
+    (run / "stages" / "labels.json").write_text("{}")
+    before = walk._stage_records(run)
+    assert before == {"labels": (run / "stages" / "labels.json").stat().st_mtime}
+    (run / "variants" / "target=hard" / "stages").mkdir(parents=True)
+    (run / "variants" / "target=hard" / "stages" / "finetune.json").write_text("{}")
+    after = walk._stage_records(run)
+    assert sorted(k for k, v in after.items() if before.get(k) != v) == ["variants/target=hard: finetune"]
+    assert walk.main(["--run", str(tmp_path / "nothing")]) == 2
+    assert walk.main(["--config", str(tmp_path / "missing.yaml")]) == 2

@@ -172,3 +172,13 @@ def test_cli_proposals_go_to_a_file_and_bad_answers_exit_2(fake, tmp_path, capsy
     dup = tmp_path / "dup.csv"
     dup.write_text("key,alternatives\nHarry,Jon\nHarry,Tom\n")
     assert main(["anchors", str(dup)]) == 2 and "repeats line 2" in capsys.readouterr().err
+
+
+def test_no_proposal_reuses_a_word_of_any_key():
+    from workbench.anchors import AnchorMap
+    from workbench.proposer import OfflineProposer, _clean
+
+    amap = AnchorMap({"Harry": ["Jon"], "Pansy Parkinson": ["Amy Jones"], "Order of the Phoenix": ["Guild of Lamps"]})
+    banned = OfflineProposer(None, amap)._banned("Pansy Parkinson")
+    got = _clean("Pansy Parkinson", ["Harry Potter", "Christopher Lee", "Lee Parkinson", "Anne of the Hills"], banned, 4)
+    assert got == ["Christopher Lee", "Anne of the Hills"]  # particles of other keys stay allowed

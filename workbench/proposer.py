@@ -59,6 +59,8 @@ def _clean(key: str, alts, banned: set[str], n: int) -> list[str]:
         a = " ".join(a.split()).strip(" .,;:\"'")
         if not a or a == key or a.lower() in banned or a in out or len(a) > 60:
             continue
+        if any(w.lower() in banned for w in a.split() if w.lower() not in _PARTICLES):
+            continue  # a word of the key or of another key ("Harry Potter" for "Pansy Parkinson")
         out.append(a)
     return out[:n]
 
