@@ -51,7 +51,7 @@ def argmax_of(path, dtype, ids):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_saved_model_reproduces_the_trained_model(tiny, demo_blocks, tmp_path, method, dtype):
     ids = torch.as_tensor(np.stack([b.input_ids for b in demo_blocks]), dtype=torch.long)
-    model = copy.deepcopy(tiny.model).to(dtype)
+    model = copy.deepcopy(tiny.model).to(dtype).requires_grad_(True)  # the shared model may come frozen
     cfg = FinetuneConfig(method=method, target="hard", epochs=3, batch_size=2, learning_rate=2e-3,
                          save_steps=1000, logging_steps=1000)
     snap = Snapshot(ids)
@@ -73,7 +73,7 @@ def test_bf16_full_finetuning_keeps_updates_below_bf16_resolution(tiny, demo_blo
     With fp32 master weights the bf16 run moves its weights as far as the same run in fp32 does."""
     cfg = FinetuneConfig(method="full", target="hard", epochs=6, batch_size=1, learning_rate=2e-5,
                          save_steps=1000, logging_steps=1000)
-    start = copy.deepcopy(tiny.model).to(torch.bfloat16)
+    start = copy.deepcopy(tiny.model).to(torch.bfloat16).requires_grad_(True)
     moved = {}
     for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
         model = copy.deepcopy(start).to(dtype)

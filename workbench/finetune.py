@@ -25,7 +25,7 @@ from workbench.errors import WorkbenchError
 from workbench.labels import IGNORE, LabelStore, alpha_column
 from workbench.training import add_lora, merge_lora, train_and_save
 
-__all__ = ["FinetuneConfig", "UnlearnDataset", "RetainEpoch", "UnlearningTrainer", "unlearning_loss", "finetune", "build_dataset"]
+__all__ = ["FinetuneConfig", "UnlearnDataset", "UnlearningTrainer", "unlearning_loss", "finetune", "build_dataset"]
 
 
 class UnlearnDataset(torch.utils.data.Dataset):
@@ -34,7 +34,8 @@ class UnlearnDataset(torch.utils.data.Dataset):
 
     Retain blocks walk on from epoch to epoch: in epoch ``e`` target item ``i`` is paired with retain block
     ``(i + e * len(items)) % len(retain)``, so a retain text longer than the target corpus is used in full over the
-    epochs instead of its first ``len(items)`` blocks every epoch. The epoch is set by :class:`RetainEpoch`.
+    epochs instead of its first ``len(items)`` blocks every epoch. The Trainer sets the epoch (``set_epoch``,
+    see :func:`workbench.training.run_trainer`).
     """
 
     def __init__(self, items: list[dict], retain: Sequence[np.ndarray] | None = None):
@@ -45,6 +46,9 @@ class UnlearnDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
     def retain_index(self, i: int) -> int:
         return (i + self.epoch * len(self.items)) % len(self.retain)
 
@@ -53,17 +57,6 @@ class UnlearnDataset(torch.utils.data.Dataset):
         if self.retain:
             item["retain_ids"] = self.retain[self.retain_index(i)]
         return item
-
-
-class RetainEpoch(TrainerCallback):
-    """Tells an :class:`UnlearnDataset` which epoch starts (also the resumed one after a kill: ``state.epoch``
-    comes from the checkpoint), so its retain pairing depends on the epoch and not on the process's history."""
-
-    def __init__(self, dataset: UnlearnDataset):
-        self.dataset = dataset
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self.dataset.epoch = int(state.epoch or 0)
 
 
 def build_dataset(store: LabelStore, cfg: FinetuneConfig, retain: Sequence[np.ndarray] | None = None) -> UnlearnDataset:
@@ -222,8 +215,6 @@ def finetune(
         if cfg.retain_weight > 0:
             reference = copy.deepcopy(model).eval().requires_grad_(False)
         train_model = model.float() if half else model
-    dataset.epoch = 0  # the checkpoint fingerprint reads the items as epoch 0 pairs them
-    callbacks = [*(callbacks or []), RetainEpoch(dataset)]
     return train_and_save(UnlearningTrainer, train_model, dataset, unlearning_collator(tokenizer.pad_token_id), cfg,
                           out_dir, tokenizer, seed, callbacks, progress,
                           finalize=lambda m: merge_lora(m, orig_dtype),  # one rounding of the finished weights

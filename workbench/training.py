@@ -58,6 +58,18 @@ class StopController(TrainerCallback):
         return control
 
 
+class DatasetEpoch(TrainerCallback):
+    """Calls ``dataset.set_epoch`` as each epoch starts, the resumed one too (``state.epoch`` comes from the
+    checkpoint), so what the items hold depends on the epoch and not on the process's history. The Trainer's
+    own ``set_epoch`` reaches the seeded sampler, not the dataset."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_epoch(int(state.epoch or 0))
+
+
 class LossHistory(TrainerCallback):
     """Collects ``(step, loss)`` as the Trainer logs, and calls listeners (the notebook's live plot)."""
 
@@ -133,8 +145,12 @@ def run_trainer(
     save), are set aside beside ``output_dir`` with a message, never resumed.
     """
     args = make_training_args(cfg, output_dir, seed, progress)
+    callbacks = list(callbacks or [])
+    if hasattr(dataset, "set_epoch"):  # items that depend on the epoch (retain pairing): epoch 0 for the fingerprint
+        dataset.set_epoch(0)
+        callbacks.append(DatasetEpoch(dataset))
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                          callbacks=list(callbacks or []), **trainer_kwargs)
+                          callbacks=callbacks, **trainer_kwargs)
     fingerprint = settings_fingerprint(trainer_cls, model, dataset, cfg, seed)
     if trainer.is_world_process_zero():
         prepare_checkpoints(output_dir, fingerprint, log or _stderr)

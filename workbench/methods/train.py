@@ -20,7 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 
 from workbench.config import FinetuneConfig
 from workbench.errors import WorkbenchError
-from workbench.finetune import RetainEpoch, UnlearnDataset, UnlearningTrainer
+from workbench.finetune import UnlearnDataset, UnlearningTrainer
 from workbench.methods import losses as L
 from workbench.pair import pad_batch
 from workbench.training import add_lora, merge_lora, train_and_save
@@ -221,7 +221,7 @@ def train_method(
     dataset = UnlearnDataset([{"input_ids": np.asarray(t)} for t in target], retain)
     loss = make_loss(train_model)
     return train_and_save(MethodTrainer, train_model, dataset, method_collator(tokenizer.pad_token_id), train_cfg,
-                          out_dir, tokenizer, seed, [*(callbacks or []), RetainEpoch(dataset)], progress,
+                          out_dir, tokenizer, seed, callbacks, progress,
                           finalize=lambda m: merge_lora(m, orig_dtype),  # LoRA merged in fp32, then cast
                           method_loss=loss, reference_model=reference)
 
