@@ -46,40 +46,68 @@ from workbench.config import config_to_dict
 nb = notebook.setup("06_compare_methods")
 
 # %% [markdown]
-# ## The runs
-# On the embedded model, each method uses its config from `workbench/configs/methods/` (the demo's data: 32
-# blocks of 512 tokens of the Harry Potter pack), one trial each at the settings documented there: several
-# minutes of training per method on a laptop CPU, and a few more for the evaluation and the attacks. The
-# comparison resumes, so a finished `workbench compare workbench/configs/methods/*.yaml --out
-# runs/compare_methods` is reused here as it is. On the tiny model the same runs take seconds.
+# ## The settings: tuned on the dev probes, the same number of trials for each method
+# A comparison is only as fair as its tuning. `workbench tune` gives every method three trials of its strength
+# knob on the **dev** probes (the learning rate for the trained methods, alpha for the test-time mix, the retain
+# weight for WHP; `prompt` has no knob) and picks each method's trial by one rule fixed in advance: the largest
+# target drop with collateral and general drops of at most 5% and a perplexity rise of at most 10%. The configs in
+# `workbench/configs/methods/` carry the chosen settings. On your own target, set `TUNE = True` (about 80 minutes
+# on 2 CPU cores for the embedded model; finished trials are reused), then copy the chosen values into your configs.
 
 # %%
 from pathlib import Path
 
 import workbench
+from workbench.tuning import tune_methods
 
+TUNE = False
+tuning_dir = nb.run_dir.parent / "methods_dev"
+if TUNE:
+    tune_methods(tuning_dir, progress=False)
+if (tuning_dir / "trials.md").is_file():
+    display(Markdown((tuning_dir / "trials.md").read_text()))
+else:
+    print(f"no tuning in {tuning_dir} yet: the configs' settings come from `workbench tune` on the embedded model "
+          "(docs/methods.md lists every trial)")
+
+# %% [markdown]
+# ## The runs, on the heldout probes
+# On the embedded model each method runs its config from `workbench/configs/methods/` (the demo's data: 32 blocks
+# of 512 tokens of the Harry Potter pack): a few minutes of training per method on a laptop CPU, and a few more
+# for the evaluation and the attacks. The comparison resumes, so a finished
+# `workbench compare workbench/configs/methods/*.yaml --split heldout --out runs/compare_methods` is reused here as
+# it is. The settings were chosen on the dev probes, so the **heldout** probes report them. On the tiny model the
+# same runs take seconds.
+
+# %%
 METHODS = ["whp", "whp_test_time", "ga", "graddiff", "npo", "simnpo", "rmu", "prompt"]
 if nb.is_tiny:
     base = config_to_dict(nb.cfg)
     configs = [{**base, "name": f"tiny-{m}", "method": m} for m in METHODS]
     out = nb.run_dir / "compare"  # beside the shared tiny run
-    cc = CompareConfig(relearn_steps=(1, 2), bootstrap=200, progress=False)
+    cc = CompareConfig(split="heldout", relearn_steps=(1, 2), bootstrap=200, probe_limit=24, progress=False)
 else:
     folder = Path(workbench.__file__).parent / "configs" / "methods"
     configs = [folder / f"{m}.yaml" for m in METHODS]
     out = nb.run_dir.parent / "compare_methods"
-    cc = CompareConfig(progress=False)
+    cc = CompareConfig(split="heldout", progress=False)
 table = compare_runs(configs, out, cc, log=print)
 
 # %% [markdown]
 # ## One table
-# Each row is one unlearned model against the same baseline, on the **dev** probes (methods are tuned on dev;
-# the heldout split is for the final report). The drops are `1 − mean(unlearned) / mean(baseline)` of the
-# probability of the correct next token, with 95% bootstrap intervals over the probes:
+# Each row is one unlearned model against the same baseline, on the **heldout** probes. The drops are
+# `1 − mean(unlearned) / mean(baseline)` of the probability of the correct next token, with 95% bootstrap
+# intervals over the probes:
 #
 # - **target drop**: higher is more forgetting;
 # - **collateral drop** (neighbouring domains: other fantasy, British schools) and **general drop**: lower is
 #   better; so is the **perplexity rise** on text to keep.
+#
+# Then the attacks, each as the mean probability of the correct target answers it brings back (the first row is
+# the baseline under the same attacks): **primed** (a passage of the books before each question), **paraphrase**
+# (the best of each question's rewordings), **adversarial** (the worst of three wrappers: an expert persona,
+# role-play, an instruction to ignore forgetting), the **relearning** curve (0 steps, then after each number of
+# finetuning steps), and the **residual** probe's accuracy (chance is 0.5).
 
 # %%
 display(Markdown((out / "compare.md").read_text()))
@@ -115,16 +143,18 @@ figs["residual"].show()
 # %% [markdown]
 # ## Reading it, and what it does not show
 # - Methods that only act on the output (`prompt`, `whp_test_time`) keep the baseline's residual accuracy: the
-#   knowledge is hidden, not removed. Compare the adversarial-prompt column: a wrapper that talks the model out
-#   of its instruction undoes `prompt`.
+#   knowledge is hidden, not removed. A system instruction that names the target can even *raise* familiarity:
+#   naming it primes the model.
 # - Ascent-style losses (`ga`, `graddiff`) move the target probes fastest but pay in collateral damage and
 #   perplexity unless the retain term holds them; `npo` and `simnpo` slow the ascent down as the model leaves
-#   the baseline.
-# - One trial per method, at settings scaled from each paper (docs/methods.md), is a fair start, not a verdict:
-#   sweep each method's strength on the dev probes with the same number of trials for each
-#   (`workbench compare CONFIG --sweep finetune.learning_rate=1e-4,5e-4`), then report the chosen settings once
-#   on the heldout split (`--split heldout`).
+#   the baseline. Held to the same limits on collateral, general and perplexity damage, most of them can only
+#   forget a little.
+# - Compare the residual column and the end of each relearning curve with the drop: on the embedded model every
+#   trained method keeps the answers linearly readable, and a few dozen steps of finetuning bring much of the
+#   familiarity back. Forgetting the output is not forgetting the knowledge.
+# - Three trials per method on one target with one seed is a fair start, not a verdict: the intervals are wide
+#   and another target may order the methods differently. Tune on your target's dev probes, report its heldout.
 
 # %%
-print(f"{len(table)} runs compared, one trial per method, {cc.split} probes; outputs in {out}")
+print(f"{len(table)} runs compared on the {cc.split} probes; outputs in {out}")
 print(table[["run", "method", "target_drop", "collateral_drop", "general_drop", "ppl_rise", "pareto"]].round(3).to_string(index=False))

@@ -30,7 +30,7 @@ STOP_CELLS = [
     "import copy\nfrom IPython.display import display\nfrom workbench import notebook\n"
     "from workbench.widgets import TrainingMonitor\n"
     "nb = notebook.setup('stop_test')\ncfg = copy.deepcopy(nb.cfg)\n"
-    "cfg.reinforce.epochs = 150.0\ncfg.reinforce.save_steps = 10_000\nrun = nb.run(cfg=cfg, variant='stop-test')\n"
+    "cfg.reinforce.epochs = 40.0\ncfg.reinforce.save_steps = 10_000\nrun = nb.run(cfg=cfg, variant='stop-test')\n"
     "import time\nfrom transformers import TrainerCallback\n"
     "class Slow(TrainerCallback):  # tiny-model steps take milliseconds; an embedded-model step takes seconds\n"
     "    def on_step_end(self, *a, **k): time.sleep(0.1)\n"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from workbench.compare import CompareConfig, compare_runs, pareto_mask, sweep_variants
+from workbench.compare import CompareConfig, _parse_sweep, compare_runs, pareto_mask, sweep_variants
 
 TINY = {"name": "ga", "model": "tiny", "seed": 0, "method": "ga",
         "target": {"pack": "harry_potter", "block_size": 64, "max_blocks": 4, "spread_blocks": True,
@@ -21,6 +21,12 @@ def test_pareto_mask_by_hand():
     bad = np.array([0.1, 0.2, 0.3, 0.1, 0.0])
     # 1 is dominated by 0 (forgets less, more damage); 3 ties 0 exactly (neither dominates); 2 and 4 are extremes
     assert pareto_mask(good, bad).tolist() == [True, False, True, True, True]
+    # several harms: 1 is now kept (its second harm, 0.0, is the lowest of those that forget as much), and 0 falls to
+    # 3 (the same target drop and first harm, a lower second harm)
+    harms = np.column_stack([bad, [0.5, 0.0, 0.3, 0.1, 0.0]])
+    assert pareto_mask(good, harms).tolist() == [False, True, True, True, True]
+    # a point beaten on the target and on both harms is dropped
+    assert pareto_mask(np.array([0.5, 0.4]), np.array([[0.1, 0.1], [0.2, 0.1]])).tolist() == [True, False]
 
 
 def test_sweep_variants_name_each_value(tmp_path):
@@ -32,6 +38,14 @@ def test_sweep_variants_name_each_value(tmp_path):
     assert got[0][1]["target"]["anchors"] == str(tmp_path / "a.json")  # relative to the config file
 
 
+def test_sweep_values_read_exponents_as_numbers():
+    # YAML 1.1 reads "2e-4" as a string; a learning-rate sweep written that way must still be numbers
+    got = _parse_sweep(["finetune.learning_rate=2e-4,6.0e-4,1", "methods.rmu.layer=null,3", "methods.prompt.system=Forget it"])
+    assert got["finetune.learning_rate"] == [0.0002, 0.0006, 1]
+    assert got["methods.rmu.layer"] == [None, 3]
+    assert got["methods.prompt.system"] == ["Forget it"]
+
+
 @pytest.mark.integration
 def test_compare_two_methods_on_the_tiny_model(tmp_path):
     paths = []
@@ -39,12 +53,13 @@ def test_compare_two_methods_on_the_tiny_model(tmp_path):
         p = tmp_path / f"{name}.yaml"
         p.write_text(yaml.safe_dump({**TINY, "name": name, "method": method}))
         paths.append(p)
-    cc = CompareConfig(relearn_steps=(1, 2), bootstrap=200, progress=False)
+    cc = CompareConfig(relearn_steps=(1, 2), bootstrap=200, probe_limit=24, progress=False)
     out = tmp_path / "cmp"
     table = compare_runs(paths, out, cc, log=lambda s: None)
     assert list(table["run"]) == ["ga", "prompt"]
     for col in ("target_drop", "target_drop_lo", "target_drop_hi", "collateral_drop", "general_drop", "ppl_rise",
-                "adv_worst_prob", "base_adv_worst_prob", "relearn2_prob", "base_relearn2_prob", "residual_best_acc"):
+                "adv_worst_prob", "base_adv_worst_prob", "relearn2_prob", "base_relearn2_prob", "residual_best_acc",
+                "primed_prob", "base_primed_prob", "para_max_prob", "base_para_max_prob"):
         assert table[col].notna().all(), col
     assert (table["target_drop_lo"] <= table["target_drop"]).all() and (table["target_drop"] <= table["target_drop_hi"]).all()
     # the drop is the paired relative change of the per-probe rows the evaluation wrote
@@ -53,7 +68,13 @@ def test_compare_two_methods_on_the_tiny_model(tmp_path):
     b = plain[plain["model"] == "baseline"]["prob"].mean()
     u = plain[plain["model"] == "ga"]["prob"].mean()
     assert table.loc[0, "target_drop"] == pytest.approx(1 - u / b, rel=1e-6)
-    assert table["pareto"].tolist() == pareto_mask(table["target_drop"].to_numpy(), table["collateral_drop"].to_numpy()).tolist()
+    # the primed column is the mean of the primed per-probe rows; the table's relearning curve starts at the plain P
+    primed = probes[(probes["variant"] == "primed") & (probes["set"] == "probability")]
+    assert table.loc[0, "primed_prob"] == pytest.approx(primed[primed["model"] == "ga"]["prob"].mean(), rel=1e-6)
+    md = (out / "compare.md").read_text()
+    assert "| baseline |" in md and f"{b:.3f} → {table.loc[0, 'base_relearn1_prob']:.3f}" in md
+    harms = table[["collateral_drop", "general_drop", "ppl_rise"]].to_numpy()
+    assert table["pareto"].tolist() == pareto_mask(table["target_drop"].to_numpy(), harms).tolist()
     for f in ("compare.csv", "compare.md", "compare.html", "compare.json"):
         assert (out / f).is_file()
     # a second call reuses the runs and every evaluation unit

@@ -227,3 +227,17 @@ def test_cli_packs(tmp_path, capsys):
     assert len(pd.read_csv(tmp_path / "c.csv")) == 4
     with pytest.raises(WorkbenchError, match="unknown pack"):
         _cli(["packs", "check", "no_such_pack", "--model", "tiny"])
+
+
+def test_a_model_folder_named_from_another_directory_resumes(tiny, tmp_path, monkeypatch):
+    # the CLI names a run's model relative to the repository, a notebook from notebooks/: the same weights
+    tiny.model.save_pretrained(tmp_path / "m")
+    tiny.tokenizer.save_pretrained(tmp_path / "m")
+    cfg = _config(tmp_path, sections=("probes",))
+    monkeypatch.chdir(tmp_path)
+    first = evaluate_models([("m", "m")], cfg, tmp_path / "out")
+    assert first.summary["models"][0]["units"] == {"probes.probability": "computed"}
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    again = evaluate_models([("m", "../m")], cfg, tmp_path / "out")
+    assert again.summary["models"][0]["units"] == {"probes.probability": "resumed"}

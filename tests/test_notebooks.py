@@ -27,7 +27,7 @@ MARKERS = {
     "03_label_inspection": ["inexact_share", "agree_share"],
     "04_finetuning": ["stopped cleanly at step 2", "checkpoint-2", "finished"],
     "05_familiarity_probes": ["familiarity", "collateral", "top1_rate", "unlearned: target=", "report.html"],
-    "06_compare_methods": ["runs compared, one trial per method", "target_drop", "pareto"],
+    "06_compare_methods": ["runs compared on the heldout probes", "no tuning in", "target_drop", "pareto"],
 }
 
 

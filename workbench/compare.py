@@ -28,9 +28,9 @@ from workbench.errors import WorkbenchError
 from workbench.io import atomic_write, atomic_write_json, atomic_write_text
 
 __all__ = ["CompareConfig", "compare_runs", "sweep_variants", "compare_figure", "attack_figures", "pareto_mask",
-           "add_compare_parser"]
+           "format_change", "add_compare_parser"]
 
-ATTACKS = ("adversarial", "relearn", "residual")
+ATTACKS = ("priming", "paraphrase", "adversarial", "relearn", "residual")
 
 
 @dataclass
@@ -41,6 +41,8 @@ class CompareConfig:
     attacks: tuple[str, ...] = field(default=ATTACKS, metadata={"help": "attack sections to run on every model"})
     relearn_steps: tuple[int, ...] = field(default=(5, 20, 50), metadata={"help": "relearning schedule"})
     ppl_max_tokens: int = field(default=8192, metadata={"help": "tokens of the perplexity text"})
+    probe_limit: int | None = field(default=None, metadata={
+        "help": "first N probes of each probe file (None: all; a small N for a quick look, e.g. on the tiny model)"})
     bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the intervals of the drops"})
     seed: int = field(default=0, metadata={"help": "seeds the bootstrap and the attacks"})
     progress: bool = field(default=True, metadata={"help": "progress bars"})
@@ -93,8 +95,19 @@ def _parse_sweep(items: Sequence[str]) -> dict[str, list]:
         if "=" not in item:
             raise WorkbenchError(f"--sweep {item!r}: expected KEY=V1,V2,... (e.g. methods.npo.beta=0.05,0.1)")
         key, vals = item.split("=", 1)
-        out[key.strip()] = [yaml.safe_load(v) for v in vals.split(",") if v.strip()]
+        out[key.strip()] = [_sweep_value(v) for v in vals.split(",") if v.strip()]
     return out
+
+
+def _sweep_value(text: str):
+    """A YAML scalar, except that numbers YAML 1.1 leaves as strings (``2e-4``, ``1e3``) are numbers."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 # -- statistics --------------------------------------------------------------------------------------------------------------
@@ -108,12 +121,16 @@ def _relative_drop(base: np.ndarray, new: np.ndarray, n_boot: int, rng: np.rando
 
 
 def pareto_mask(good: np.ndarray, bad: np.ndarray) -> np.ndarray:
-    """Points not dominated: no other point has ``good`` at least as high and ``bad`` at least as low, one strictly."""
+    """Points not dominated: no other point has ``good`` at least as high and every ``bad`` at least as low, one
+    of them strictly. ``good``: [n]; ``bad``: [n] or [n, k] (several harms, each lower is better)."""
+    good = np.asarray(good, dtype=float)
+    bad = np.asarray(bad, dtype=float).reshape(len(good), -1)
     n = len(good)
     keep = np.ones(n, dtype=bool)
     for i in range(n):
         for j in range(n):
-            if j != i and good[j] >= good[i] and bad[j] <= bad[i] and (good[j] > good[i] or bad[j] < bad[i]):
+            no_worse = good[j] >= good[i] and (bad[j] <= bad[i]).all()
+            if j != i and no_worse and (good[j] > good[i] or (bad[j] < bad[i]).any()):
                 keep[i] = False
                 break
     return keep
@@ -166,7 +183,7 @@ def compare_runs(configs: Sequence[str | os.PathLike | dict], out_dir: str | os.
     sections = ("probes", "collateral") + (("perplexity",) if ppl_text.is_file() else ()) + tuple(cc.attacks)
     ecfg = EvalConfig(
         pack=pack, sections=sections, splits=(cc.split,), ppl_text=str(ppl_text), ppl_max_tokens=cc.ppl_max_tokens,
-        seed=cc.seed, progress=cc.progress, figures=False, formats=("csv",), batch_size=8,
+        probe_limit=cc.probe_limit, seed=cc.seed, progress=cc.progress, figures=False, formats=("csv",), batch_size=8,
         max_batch_tokens=2048,  # two 1024-token perplexity windows per pass: their logits dominate memory
         attacks=AttackConfig(relearn_steps=tuple(cc.relearn_steps), relearn_exclude_run=str(first.dir), seed=cc.seed),
     )
@@ -211,12 +228,15 @@ def comparison_table(table: pd.DataFrame, probes: pd.DataFrame, runs: list, cc: 
             both = b.index.intersection(u.index)
             if len(both):
                 v, lo, hi = _relative_drop(b[both].to_numpy(), u[both].to_numpy(), cc.bootstrap, rng)
-                row.update({f"{key}_prob": float(u[both].mean()), f"{key}_drop": v, f"{key}_drop_lo": lo,
-                            f"{key}_drop_hi": hi, f"{key}_n": len(both)})
+                row.update({f"{key}_prob": float(u[both].mean()), f"base_{key}_prob": float(b[both].mean()),
+                            f"{key}_drop": v, f"{key}_drop_lo": lo, f"{key}_drop_hi": hi, f"{key}_n": len(both)})
         pb, pu = _pick(table, "baseline", "perplexity", "ppl"), _pick(table, name, "perplexity", "ppl")
         row["ppl_rise"] = pu / pb - 1.0 if pb == pb and pu == pu else math.nan
         # attacks: the mean probability of the target probes that each brings back (baseline beside it)
         for who, prefix in (("baseline", "base_"), (name, "")):
+            row[f"{prefix}primed_prob"] = _pick(table, who, "priming", "mean_prob", "primed", "probability", cc.split)
+            row[f"{prefix}para_max_prob"] = _pick(table, who, "paraphrase", "mean_max_prob", "paraphrase", "probability",
+                                                  cc.split)
             row[f"{prefix}adv_worst_prob"] = _pick(table, who, "adversarial", "mean_prob", "worst", "probability", cc.split)
             for n in cc.relearn_steps:
                 row[f"{prefix}relearn{n}_prob"] = _pick(table, who, "relearn", "mean_prob", f"relearn_{n}", "probability", cc.split)
@@ -225,37 +245,51 @@ def comparison_table(table: pd.DataFrame, probes: pd.DataFrame, runs: list, cc: 
         rows.append(row)
     df = pd.DataFrame(rows)
     if "target_drop" in df and "collateral_drop" in df:
-        df["pareto"] = pareto_mask(df["target_drop"].to_numpy(), df["collateral_drop"].to_numpy())
+        harms = [k for k in ("collateral_drop", "general_drop", "ppl_rise") if k in df and df[k].notna().all()]
+        df["pareto"] = pareto_mask(df["target_drop"].to_numpy(), df[harms].to_numpy())
     return df
 
 
-def _pct(v) -> str:
-    return "" if v is None or v != v else f"{100 * v:+.1f}%"
+def format_change(v) -> str:
+    """A relative change as a percentage; a blow-up (a diverged model's perplexity) as a factor."""
+    if v is None or v != v:
+        return ""
+    return f"×{1 + v:.2g}" if v >= 10 else f"{100 * v:+.1f}%"
 
 
 def _markdown(df: pd.DataFrame, cc: CompareConfig) -> str:
-    head = ["run", "method", "target drop [95% CI]", "collateral drop", "general drop", "ppl rise", "adv. worst P",
-            *[f"relearn {n}: P" for n in cc.relearn_steps], "residual acc", "Pareto"]
+    steps = [0, *cc.relearn_steps]
+    head = ["run", "method", "target drop [95% CI]", "collateral drop", "general drop", "ppl rise", "primed P",
+            "paraphrase max P", "adv. worst P", "relearning P after " + " → ".join(map(str, steps)) + " steps",
+            "residual acc", "Pareto"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def num(v, digits=3):
+        return "" if v is None or v != v else f"{v:.{digits}f}"
+
+    def attacks(r, prefix):
+        curve = [r.get(f"{prefix}target_prob")] + [r.get(f"{prefix}relearn{n}_prob") for n in cc.relearn_steps]
+        return [num(r.get(f"{prefix}primed_prob")), num(r.get(f"{prefix}para_max_prob")), num(r.get(f"{prefix}adv_worst_prob")),
+                " → ".join(num(v) for v in curve) if any(v == v and v is not None for v in curve[1:]) else "",
+                num(r.get(f"{prefix}residual_best_acc"), 2)]
+
+    if len(df):
+        lines.append("| " + " | ".join(["baseline", "", "", "", "", "", *attacks(df.iloc[0], "base_"), ""]) + " |")
     for _, r in df.iterrows():
         def ci(key):
             if f"{key}_drop" not in r or r[f"{key}_drop"] != r[f"{key}_drop"]:
                 return ""
             return f"{100 * r[f'{key}_drop']:.1f}% [{100 * r[f'{key}_drop_lo']:.1f}, {100 * r[f'{key}_drop_hi']:.1f}]"
 
-        def pair(key):
-            u, b = r.get(key), r.get("base_" + key)
-            return "" if u is None or u != u else f"{u:.3f} (base {b:.3f})"
-
-        cells = [r["run"], r["method"], ci("target"), ci("collateral"), ci("general"), _pct(r.get("ppl_rise")),
-                 pair("adv_worst_prob"), *[pair(f"relearn{n}_prob") for n in cc.relearn_steps],
-                 pair("residual_best_acc"), "✓" if r.get("pareto") else ""]
+        cells = [r["run"], r["method"], ci("target"), ci("collateral"), ci("general"), format_change(r.get("ppl_rise")),
+                 *attacks(r, ""), "✓" if r.get("pareto") else ""]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     note = (f"\nDrops are 1 - mean(unlearned)/mean(baseline) of P(correct next token) on the {cc.split} probes, "
-            "95% paired-bootstrap intervals. Attacks: mean P of the target probes under the worst adversarial "
-            "prompt and after N relearning steps, and the best layer's residual-probe accuracy (chance 0.5), "
-            "each with the baseline's value under the same attack. Pareto: no other run forgets more with less "
-            "collateral drop.\n")
+            "95% paired-bootstrap intervals. Attacks, as the mean P of the target probes: after a passage of the "
+            "target text (primed), the best of each probe's paraphrases, the worst adversarial prompt, and after N "
+            "relearning steps (0: no attack); residual acc: the best layer's linear-probe accuracy (chance 0.5). "
+            "The baseline row is the same attacks on the model before unlearning. Pareto: no other run forgets at "
+            "least as much with no more collateral drop, general drop and perplexity rise.\n")
     return "\n".join(lines) + "\n" + note
 
 
@@ -273,7 +307,10 @@ def compare_figure(df: pd.DataFrame, cc: CompareConfig | None = None):
     color = {m: palette[i % len(palette)] for i, m in enumerate(methods)}
     hover = []
     for _, r in df.iterrows():
-        parts = [f"<b>{r['run']}</b> ({r['method']})", f"target drop {_pct(r.get('target_drop'))}"]
+        parts = [f"<b>{r['run']}</b> ({r['method']})", f"target drop {format_change(r.get('target_drop'))}"]
+        for key, what in (("primed_prob", "primed P"), ("para_max_prob", "paraphrase max P")):
+            if r.get(key) == r.get(key) and r.get(key) is not None:
+                parts.append(f"{what} {r[key]:.3f} (base {r['base_' + key]:.3f})")
         if r.get("adv_worst_prob") == r.get("adv_worst_prob"):
             parts.append(f"adversarial worst P {r['adv_worst_prob']:.3f} (base {r['base_adv_worst_prob']:.3f})")
         for n in cc.relearn_steps:
@@ -308,7 +345,7 @@ def compare_figure(df: pd.DataFrame, cc: CompareConfig | None = None):
                           row=1, col=col)
         fig.update_xaxes(tickformat=".0%", title_text=panels[col - 1][1] + " (lower is better)", row=1, col=col)
     fig.update_yaxes(tickformat=".0%", title_text=f"target familiarity drop ({cc.split} probes; higher forgets more)", row=1, col=1)
-    fig.update_layout(title="Unlearning methods: forgetting against collateral damage", height=520, width=1400,
+    fig.update_layout(title="Unlearning methods: forgetting against collateral damage", height=520, autosize=True,
                       template="plotly_white")
     return fig
 
@@ -359,6 +396,7 @@ def add_compare_parser(sub) -> None:
     sp.add_argument("--split", choices=("dev", "heldout"), default="dev", help="probe split (tune on dev)")
     sp.add_argument("--attacks", default=",".join(ATTACKS), help="attack sections, comma-separated ('' for none)")
     sp.add_argument("--relearn-steps", default="5,20,50", help="relearning schedule")
+    sp.add_argument("--probe-limit", type=int, default=None, help="first N probes of each probe file (a quick look)")
     sp.add_argument("--no-progress", action="store_true")
     sp.set_defaults(func=_cmd_compare)
 
@@ -372,7 +410,8 @@ def _cmd_compare(args) -> int:
         steps = tuple(int(s) for s in args.relearn_steps.split(",") if s)
     except ValueError as exc:
         raise WorkbenchError(f"--relearn-steps: expected integers like 5,20,50, got {args.relearn_steps!r}") from exc
-    cc = CompareConfig(split=args.split, attacks=attacks, relearn_steps=steps, progress=not args.no_progress)
+    cc = CompareConfig(split=args.split, attacks=attacks, relearn_steps=steps, probe_limit=args.probe_limit,
+                       progress=not args.no_progress)
     table = compare_runs(args.configs, args.out, cc, _parse_sweep(args.sweep), args.runs_dir)
     print(_markdown(table, cc))
     return 0

@@ -288,7 +288,9 @@ def attack_units(sections: Sequence[str], config, pack: Pack | None, probes_of: 
             return rows, df.drop(columns=["steps"])
 
         params = {**base_params, **{k: getattr(acfg, k) for k in ("relearn_steps", "relearn_lr", "relearn_block_size",
-                                                                   "relearn_blocks", "relearn_text", "relearn_exclude_run", "seed")}}
+                                                                   "relearn_blocks", "seed")}}
+        for key in ("relearn_text", "relearn_exclude_run"):  # absolute: the same files from any working directory
+            params[key] = str(Path(getattr(acfg, key)).resolve()) if getattr(acfg, key) else None
         units.append(Unit("relearn.probability", "relearn", params, run_relearn, "probes"))
     if "residual" in sections:
         def run_residual(lm, memo):

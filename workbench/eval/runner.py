@@ -107,6 +107,8 @@ def _model_identity(spec: str | LoadedModel, dtype: str | None = None) -> dict:
         files = [path] if path.is_file() else [p for p in path.iterdir() if p.is_file()]
         ident["path"] = str(path.resolve())
         ident["mtime"] = max((p.stat().st_mtime for p in files), default=0.0)
+        if not isinstance(spec, LoadedModel):
+            ident["spec"] = ident["path"]  # the same folder named from another working directory is the same model
     elif name == "tiny":
         ident["note"] = "in-process tiny model"
     return ident
