@@ -257,3 +257,7 @@ def test_a_relearning_text_that_states_an_answer_stops_the_evaluation_before_any
     with pytest.raises(WorkbenchError, match="relearn_text"):
         evaluate_models([("tiny", tiny)], cfg, tmp_path / "eval")
     assert not list((tmp_path / "eval").glob("partial/*"))
+    bad_bits = EvalConfig(sections=("quantize",), splits=("dev",), progress=False, figures=False,
+                          attacks=AttackConfig(quantize_bits=(8, 1)))
+    with pytest.raises(WorkbenchError, match=r"quantize: bits must be 2..16 \(got \[8, 1\]\)"):
+        evaluate_models([("tiny", tiny)], bad_bits, tmp_path / "eval2")

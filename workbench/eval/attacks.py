@@ -453,10 +453,20 @@ def attack_units(sections: Sequence[str], config, pack: Pack | None, probes_of: 
                                        for d in read_documents(acfg.relearn_text, "relearning text")},
                                 f"relearn_text {acfg.relearn_text}")
         units.append(Unit("relearn.probability", "relearn", params, run_relearn, "probes"))
+    dev = [p for p in pack.probes("probability") if p.split == "dev"]
+    dev = dev[: config.probe_limit] if config.probe_limit is not None else dev
+    one_layer = acfg.residual_layers is not None and len(acfg.residual_layers) == 1
+    if "residual" in sections and not one_layer and len(dev) < 2 * acfg.residual_folds:
+        skip("residual", f"choosing its layer needs at least {2 * acfg.residual_folds} dev probes, the pack has "
+                         f"{len(dev)}; add dev probes or give one layer (residual_layers)")
+        sections = [s for s in sections if s != "residual"]
+    if "quantize" in sections:
+        bad = [b for b in acfg.quantize_bits if not 2 <= int(b) <= 16]
+        if bad or acfg.quantize_group < 1:
+            raise WorkbenchError(f"quantize: bits must be 2..16 (got {list(acfg.quantize_bits)}) and the group size "
+                                 f"positive (got {acfg.quantize_group})")
     if "residual" in sections:
         splits = list(dict.fromkeys(p.split for p in probes))
-        dev = [p for p in pack.probes("probability") if p.split == "dev"]
-        dev = dev[: config.probe_limit] if config.probe_limit is not None else dev
 
         def run_residual(lm, memo):
             # the dev rows are the probes the layer was chosen on
