@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -31,8 +31,9 @@
 # | `rmu` | scramble one layer's activations on the target, keep them on text to keep |
 # | `prompt` | a system instruction not to know the target: the baseline every reviewer asks for |
 #
-# and three **attacks** beside priming: adversarial prompts (an expert persona, role-play), **relearning** (a few
-# finetuning steps on target text the method never saw), and **residual knowledge** (a linear probe on the
+# and four **attacks** beside priming: adversarial prompts (an expert persona, role-play), **relearning** (a few
+# finetuning steps on target text the method never saw, which states none of the probes' answers),
+# **quantization** (the weights rounded to 8 and 4 bits) and **residual knowledge** (a linear probe on the
 # hidden states: is the knowledge gone, or only hidden from the output?). docs/methods.md has the losses,
 # the settings and where their defaults come from.
 
@@ -107,7 +108,10 @@ table = compare_runs(configs, out, cc, log=print)
 # the baseline under the same attacks): **primed** (a passage of the books before each question), **paraphrase**
 # (the best of each question's rewordings), **adversarial** (the worst of three wrappers: an expert persona,
 # role-play, an instruction to ignore forgetting), the **relearning** curve (0 steps, then after each number of
-# finetuning steps), and the **residual** probe's accuracy (chance is 0.5).
+# finetuning steps), the model with its weights **rounded** to 8 and 4 bits, and the **residual** probe's accuracy
+# at the layer chosen on the dev probes, with its control (the same probe on shuffled labels) in brackets: chance
+# is 0.5, and only accuracy above the control counts. A run whose target probes rose is never on the Pareto front,
+# and a harm below zero counts as zero.
 
 # %%
 display(Markdown((out / "compare.md").read_text()))
@@ -132,10 +136,11 @@ figs["relearn"].show()
 
 # %% [markdown]
 # ## Is the knowledge still inside?
-# A linear probe per layer tries to tell "prompt + correct answer" from "prompt + a wrong answer" using the
-# hidden states alone. If an unlearned model's curve sits on the baseline's while its output probabilities
-# fell, the knowledge is still in the representations, only no longer said. The test-time and prompt methods
-# leave every hidden state of the baseline as it was, by construction.
+# A linear probe per layer tries to tell "prompt + correct answer" from "prompt + a wrong answer of the same type"
+# (a name for a name, a year for a year) using the hidden states alone. The thin dashed line under each curve is
+# its control: the same probe on shuffled labels, the noise floor. If an unlearned model's curve sits on the
+# baseline's while its output probabilities fell, the knowledge is still in the representations, only no longer
+# said. The test-time and prompt methods leave every hidden state of the baseline as it was, by construction.
 
 # %%
 figs["residual"].show()

@@ -29,6 +29,23 @@ def test_pareto_mask_by_hand():
     assert pareto_mask(np.array([0.5, 0.4]), np.array([[0.1, 0.1], [0.2, 0.1]])).tolist() == [True, False]
 
 
+def test_pareto_counts_only_harm_that_hurts_and_never_a_rising_target():
+    # 0 forgets most (30%, harm 5%). 1 forgets 20% and *raises* the collateral probes (-10%), 2 forgets 20% at -2%:
+    # both count as zero harm, so they tie and both stay (signed, 1 would have beaten 2). 3's target probes rose
+    # (-5%): off the front, although its harm is the lowest of all. 4 forgets 10% at zero harm: beaten by 1 and 2.
+    good = np.array([0.30, 0.20, 0.20, -0.05, 0.10])
+    bad = np.array([0.05, -0.10, -0.02, -0.50, 0.00])
+    assert pareto_mask(good, bad).tolist() == [True, True, True, False, False]
+    # a run whose target probes rose is never on the front, even when it harms nothing and is alone
+    assert pareto_mask(np.array([-0.01]), np.array([[0.0, 0.0]])).tolist() == [False]
+    assert pareto_mask(np.array([0.0]), np.array([[0.0, 0.0]])).tolist() == [True]  # no change is not a rise
+    # several harms: each clipped at zero before the comparison
+    harms = np.array([[0.02, -0.30], [0.02, 0.00], [0.01, 0.01]])
+    assert pareto_mask(np.array([0.4, 0.4, 0.4]), harms).tolist() == [True, True, True]  # 0 and 1 tie; 2 trades
+    harms[2] = [0.03, 0.0]
+    assert pareto_mask(np.array([0.4, 0.4, 0.4]), harms).tolist() == [True, True, False]
+
+
 def test_sweep_variants_name_each_value(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({**TINY, "target": {**TINY["target"], "anchors": "a.json"}}))
@@ -58,8 +75,9 @@ def test_compare_two_methods_on_the_tiny_model(tmp_path):
     table = compare_runs(paths, out, cc, log=lambda s: None)
     assert list(table["run"]) == ["ga", "prompt"]
     for col in ("target_drop", "target_drop_lo", "target_drop_hi", "collateral_drop", "general_drop", "ppl_rise",
-                "adv_worst_prob", "base_adv_worst_prob", "relearn2_prob", "base_relearn2_prob", "residual_best_acc",
-                "primed_prob", "base_primed_prob", "para_max_prob", "base_para_max_prob"):
+                "adv_worst_prob", "base_adv_worst_prob", "relearn2_prob", "base_relearn2_prob", "residual_acc",
+                "residual_control", "residual_layer", "base_residual_acc", "quant8_prob", "quant4_prob",
+                "base_quant4_prob", "primed_prob", "base_primed_prob", "para_max_prob", "base_para_max_prob"):
         assert table[col].notna().all(), col
     assert (table["target_drop_lo"] <= table["target_drop"]).all() and (table["target_drop"] <= table["target_drop_hi"]).all()
     # the drop is the paired relative change of the per-probe rows the evaluation wrote
@@ -73,6 +91,9 @@ def test_compare_two_methods_on_the_tiny_model(tmp_path):
     assert table.loc[0, "primed_prob"] == pytest.approx(primed[primed["model"] == "ga"]["prob"].mean(), rel=1e-6)
     md = (out / "compare.md").read_text()
     assert "| baseline |" in md and f"{b:.3f} → {table.loc[0, 'base_relearn1_prob']:.3f}" in md
+    quant = probes[(probes["variant"] == "quant4") & (probes["set"] == "probability")]
+    assert table.loc[0, "quant4_prob"] == pytest.approx(quant[quant["model"] == "ga"]["prob"].mean(), rel=1e-6)
+    assert "quantized P (8-bit / 4-bit)" in md and "residual acc (control) [layer]" in md
     harms = table[["collateral_drop", "general_drop", "ppl_rise"]].to_numpy()
     assert table["pareto"].tolist() == pareto_mask(table["target_drop"].to_numpy(), harms).tolist()
     for f in ("compare.csv", "compare.md", "compare.html", "compare.json"):
@@ -106,3 +127,10 @@ def test_compare_cli_bad_input_exits_2(tmp_path, capsys):
     assert main(["compare", str(ok), "--attacks", "bribery", "--out", str(tmp_path / "o")]) == 2
     assert "--attacks: unknown bribery" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # nothing written
+    # a relearning text that states a probe's answer is refused before any run trains
+    text = tmp_path / "relearn.txt"
+    text.write_text("Harry Potter's two best friends are Hermione Granger and Ron Weasley.\n")
+    assert main(["compare", str(ok), "--relearn-text", str(text), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--relearn-text" in err and "hp-prob-002 (dev): 'and ron weasley'" in err
+    assert not (tmp_path / "o").exists()

@@ -124,7 +124,13 @@ def test_packs_new_writes_a_pack_that_packs_check_and_runs_accept(tmp_path, caps
     assert json.loads(pack.anchors_path.read_text())["anchors"] == {}
     assert "targets" in (dest / "README.md").read_text()
     assert main(["packs", "check", str(dest), "--model", "tiny", "--kinds", "probability"]) == 0
-    assert "anchors: empty so far" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "anchors: empty so far" in out and "overlap: no target, collateral or general probe's answer" in out
+    # the collateral drafts were cut from retain sentences: those sentences are left out of the pack's retain text
+    coll = pack.probes("collateral")
+    retain = " ".join(" ".join(p.read_text().split()) for p in pack.retain_files())
+    assert not any(c.prompt + c.targets[0] in retain for c in coll)
+    assert "sentence(s) that state a probe answer" in (dest / "README.md").read_text()
     # an existing folder is refused, and nothing is half-written
     assert main(["packs", "new", str(dest), "--corpus", str(BUNDLED_DIR / "sherlock_holmes" / "corpus")]) == 2
     assert main(["packs", "new", str(tmp_path / "other"), "--corpus", str(tmp_path / "missing")]) == 2

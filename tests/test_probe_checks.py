@@ -119,3 +119,124 @@ def test_completion_selection_splits_by_fact():
     comp = load_pack("harry_potter").probes("completion")
     assert all(p.fact for p in comp)
     assert 0 < sum(p.split == "dev" for p in comp) <= len(comp) / 3
+
+
+# -- disjointness of probes and training text ----------------------------------------------------------------------------
+def _phrase_hits(pack, texts, words=2):
+    """An independent reference: a plain loop over every probe, target and text."""
+    import json
+    import re
+
+    norm = lambda s: re.sub(r"\s+", " ", s).strip().lower()  # noqa: E731
+    hits = set()
+    for kind in ("probability", "collateral", "general"):
+        path = pack.root / "probes" / f"{kind}.jsonl"
+        if not path.is_file():
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                for t in row["targets"]:
+                    if norm(" ".join(row["prompt"].split()[-words:]) + t) in norm(" ".join(texts)):
+                        hits.add(row["id"])
+    return hits
+
+
+def test_overlap_is_the_answer_after_the_prompts_last_two_words():
+    from workbench.probe_checks import answer_phrases, find_overlaps
+
+    p = NextTokenProbe(id="k1", prompt="The author of The Lord of the Rings is J. R. R.", targets=(" Tolkien", " Tolkein"),
+                       kind="collateral")
+    assert answer_phrases(p) == ["r. r. tolkien", "r. r. tolkein"]
+    got = find_overlaps([p], {"a": "He was J. R.\n R.   TOLKIEN, a professor.", "b": "Tolkien was a professor."})
+    assert [(o.probe_id, o.phrase, o.where) for o in got] == [("k1", "r. r. tolkien", "a")]
+    assert find_overlaps([p], {"b": "R. Tolkien, and J. R. R. Martin"}) == []  # the cue must come right before
+
+
+def test_check_disjoint_lists_every_overlap_unless_allowed():
+    from workbench.probe_checks import check_disjoint
+
+    probes = [NextTokenProbe(id="g1", prompt="The sun sets in the", targets=(" west",), kind="general"),
+              NextTokenProbe(id="g2", prompt="The capital of France is", targets=(" Paris",), kind="general"),
+              NextTokenProbe(id="p1", prompt="Harry's owl is named", targets=(" Hedwig",))]
+    texts = {"retain text a.txt": "Terraces in the West End. The capital of France is Paris.", "retain text b.txt": "x"}
+    with pytest.raises(WorkbenchError) as err:
+        check_disjoint(probes, texts, {}, "pack 't' retain text")
+    msg = str(err.value)
+    assert "pack 't' retain text: 2 probe(s)" in msg and "general g1 (heldout): 'in the west'" in msg
+    assert "general g2 (heldout): 'france is paris' stands in the retain text a.txt" in msg and "allow_overlap" in msg
+    allowed = check_disjoint(probes, texts, {"g1": "a street name", "g2": "tests the fact itself"}, "x")
+    assert sorted(o.probe_id for o in allowed) == ["g1", "g2"]
+    with pytest.raises(WorkbenchError, match="allow_overlap names nope"):
+        check_disjoint(probes, texts, {"nope": "stale"}, "x")
+
+
+def test_disjoint_text_drops_only_the_sentences_that_state_an_answer():
+    from workbench.probe_checks import disjoint_text, find_overlaps
+
+    probes = [NextTokenProbe(id="p1", prompt="Harry's best friends are Ron Weasley and Hermione", targets=(" Granger",)),
+              NextTokenProbe(id="p2", prompt="The sport played on broomsticks is", targets=(" Quidditch",))]
+    text = ("Harry Potter Encyclopedia\n\nHis friends are Ron Weasley and Hermione\nGranger, who is clever. He flies. "
+            "The sport played on broomsticks is Quidditch! It has seven players.\n\nThe end.")
+    out, lost = disjoint_text(text, probes)
+    assert lost == 2
+    assert out == "Harry Potter Encyclopedia\n\nHe flies. It has seven players.\n\nThe end."
+    assert find_overlaps(probes, {"t": out}) == [] and find_overlaps(probes, {"t": text}) != []
+    assert disjoint_text("Nothing here.", probes) == ("Nothing here.", 0)
+
+
+@pytest.mark.parametrize("name", list_packs())
+def test_bundled_packs_state_no_probe_answer_in_their_retain_text(name):
+    from workbench.probe_checks import find_overlaps, overlap_probes
+
+    pack = load_pack(name)
+    texts = {p.name: p.read_text(encoding="utf-8") for p in pack.retain_files()}
+    assert _phrase_hits(pack, list(texts.values())) == set()
+    assert find_overlaps(overlap_probes(pack), texts) == []
+    assert pack.allow_overlap == {}
+
+
+def test_packs_check_and_run_refuse_retain_text_that_states_an_answer(tmp_path, capsys):
+    import json
+
+    from workbench.cli import main
+
+    pack = make_pack(tmp_path)
+    assert main(["packs", "check", str(pack), "--no-model"]) == 0
+    assert "overlap: no target, collateral or general probe's answer" in capsys.readouterr().out
+    (pack / "retain" / "r.txt").write_text("Paris is lovely. The capital of France is Paris, and water is made of "
+                                           "hydrogen and oxygen.\n", encoding="utf-8")
+    assert main(["packs", "check", str(pack), "--no-model"]) == 2
+    err = capsys.readouterr().err
+    assert "2 probe(s)" in err and "general g1 (heldout): 'france is paris'" in err and "general g2" in err
+    # a run refuses it before any stage
+    from helpers import tiny_config
+
+    from workbench.config import config_from_dict
+    from workbench.run import Run
+
+    cfg = tiny_config(tmp_path)
+    cfg["target"] = {"pack": str(pack), "block_size": 32, "max_blocks": 2}
+    run = Run(config_from_dict(cfg), tmp_path / "run", progress=False, log=None)
+    with pytest.raises(WorkbenchError, match="pack 'testpack' retain text: 2 probe"):
+        run.check_inputs()
+    assert not (tmp_path / "run").exists()
+    # an allow_overlap entry with a reason is the way round it; one without a reason is refused
+    manifest = json.loads((pack / "pack.json").read_text())
+    manifest["allow_overlap"] = [{"id": "g1", "reason": "the retain text must name the capital"},
+                                 {"id": "g2", "reason": "a definition the retain text needs"}]
+    (pack / "pack.json").write_text(json.dumps(manifest))
+    assert main(["packs", "check", str(pack), "--no-model"]) == 0
+    assert "overlap allowed: general g1 (heldout): 'france is paris' stands in the retain text r.txt: the retain" \
+        in capsys.readouterr().out
+    manifest["allow_overlap"][0]["reason"] = " "
+    (pack / "pack.json").write_text(json.dumps(manifest))
+    with pytest.raises(WorkbenchError, match="allow_overlap': entry 1 needs a non-empty probe 'id' and a non-empty 'reason'"):
+        load_pack(pack)
+    # a relearning text is checked the same way
+    manifest["allow_overlap"] = []
+    (pack / "pack.json").write_text(json.dumps(manifest))
+    (pack / "retain" / "r.txt").write_text("The quick brown fox.\n", encoding="utf-8")
+    (tmp_path / "relearn.txt").write_text("Harry's owl is named Hedwig.\n", encoding="utf-8")
+    assert main(["packs", "check", str(pack), "--no-model", "--relearn-text", str(tmp_path / "relearn.txt")]) == 2
+    assert "probability p4 (dev): 'is named hedwig' stands in the relearning text relearn.txt" in capsys.readouterr().err

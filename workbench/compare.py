@@ -30,7 +30,8 @@ from workbench.io import atomic_write, atomic_write_json, atomic_write_text
 __all__ = ["CompareConfig", "compare_runs", "sweep_variants", "compare_figure", "attack_figures", "pareto_mask",
            "format_change", "add_compare_parser"]
 
-ATTACKS = ("priming", "paraphrase", "adversarial", "relearn", "residual")
+ATTACKS = ("priming", "paraphrase", "adversarial", "relearn", "residual", "quantize")
+QUANT_BITS = (8, 4)  # the quantization attack's bit widths (AttackConfig.quantize_bits)
 
 
 @dataclass
@@ -40,6 +41,9 @@ class CompareConfig:
     split: str = field(default="dev", metadata={"help": "probe split: 'dev' while tuning, 'heldout' for final numbers"})
     attacks: tuple[str, ...] = field(default=ATTACKS, metadata={"help": "attack sections to run on every model"})
     relearn_steps: tuple[int, ...] = field(default=(5, 20, 50), metadata={"help": "relearning schedule"})
+    relearn_text: str | None = field(default=None, metadata={
+        "help": "a .txt file or folder to relearn on; it must state none of the probes' answers (default: the pack "
+                "corpus blocks no run trained on, less the sentences that state a probe's answer)"})
     ppl_max_tokens: int = field(default=8192, metadata={"help": "tokens of the perplexity text"})
     probe_limit: int | None = field(default=None, metadata={
         "help": "first N probes of each probe file (None: all; a small N for a quick look, e.g. on the tiny model)"})
@@ -121,12 +125,14 @@ def _relative_drop(base: np.ndarray, new: np.ndarray, n_boot: int, rng: np.rando
 
 
 def pareto_mask(good: np.ndarray, bad: np.ndarray) -> np.ndarray:
-    """Points not dominated: no other point has ``good`` at least as high and every ``bad`` at least as low, one
-    of them strictly. ``good``: [n]; ``bad``: [n] or [n, k] (several harms, each lower is better)."""
+    """Points on the front: ``good`` (the target drop) is not below zero, and no other point has ``good`` at
+    least as high and every ``bad`` at least as low, one of them strictly. ``good``: [n]; ``bad``: [n] or [n, k]
+    (several harms, each lower is better). A harm below zero (a probe set that rose) counts as zero: only harm
+    that hurts is traded against forgetting; a point whose target measure rose (``good`` < 0) is never on it."""
     good = np.asarray(good, dtype=float)
-    bad = np.asarray(bad, dtype=float).reshape(len(good), -1)
+    bad = np.maximum(np.asarray(bad, dtype=float).reshape(len(good), -1), 0.0)
     n = len(good)
-    keep = np.ones(n, dtype=bool)
+    keep = ~(good < 0)
     for i in range(n):
         for j in range(n):
             no_worse = good[j] >= good[i] and (bad[j] <= bad[i]).all()
@@ -162,6 +168,16 @@ def compare_runs(configs: Sequence[str | os.PathLike | dict], out_dir: str | os.
     if len(models) != 1 or len(packs) != 1:
         raise WorkbenchError(f"compare: every config needs the same model and pack (got models {sorted(models)}, "
                              f"packs {sorted(map(str, packs))})")
+    if cc.relearn_text and "relearn" in cc.attacks:  # a text that states the answers fails before any training
+        from workbench.corpus import read_documents
+        from workbench.pack import load_pack
+        from workbench.probe_checks import check_pack_disjoint
+
+        docs = read_documents(cc.relearn_text, "relearning text")
+        pack_ref = next(iter(packs))
+        if pack_ref is not None:
+            check_pack_disjoint(load_pack(pack_ref), {f"relearning text {d.name}": d.text for d in docs},
+                                f"--relearn-text {cc.relearn_text}")
     runs_root = Path(runs_dir) if runs_dir else out / "runs"
     runs = []
     for i, (name, cfg) in enumerate(cfgs, 1):
@@ -185,7 +201,8 @@ def compare_runs(configs: Sequence[str | os.PathLike | dict], out_dir: str | os.
         pack=pack, sections=sections, splits=(cc.split,), ppl_text=str(ppl_text), ppl_max_tokens=cc.ppl_max_tokens,
         probe_limit=cc.probe_limit, seed=cc.seed, progress=cc.progress, figures=False, formats=("csv",), batch_size=8,
         max_batch_tokens=2048,  # two 1024-token perplexity windows per pass: their logits dominate memory
-        attacks=AttackConfig(relearn_steps=tuple(cc.relearn_steps), relearn_exclude_run=str(first.dir), seed=cc.seed),
+        attacks=AttackConfig(relearn_steps=tuple(cc.relearn_steps), relearn_exclude_run=str(first.dir), seed=cc.seed,
+                             relearn_text=cc.relearn_text, quantize_bits=QUANT_BITS),
     )
     log(f"[compare] evaluating the baseline and {len(runs)} unlearned models on the {cc.split} probes")
     models_arg = [("baseline", first.cfg.model)] + [(r.cfg.name, str(r.dir)) for r in runs]
@@ -240,8 +257,11 @@ def comparison_table(table: pd.DataFrame, probes: pd.DataFrame, runs: list, cc: 
             row[f"{prefix}adv_worst_prob"] = _pick(table, who, "adversarial", "mean_prob", "worst", "probability", cc.split)
             for n in cc.relearn_steps:
                 row[f"{prefix}relearn{n}_prob"] = _pick(table, who, "relearn", "mean_prob", f"relearn_{n}", "probability", cc.split)
-            res = table[(table["model"] == who) & (table["section"] == "residual") & (table["metric"] == "accuracy")]
-            row[f"{prefix}residual_best_acc"] = float(res["value"].max()) if len(res) else math.nan
+            for b in QUANT_BITS:
+                row[f"{prefix}quant{b}_prob"] = _pick(table, who, "quantize", "mean_prob", f"quant{b}", "probability", cc.split)
+            # the residual probe at the layer chosen on the dev probes, and its shuffled-label control
+            for metric, key in (("accuracy", "residual_acc"), ("control", "residual_control"), ("layer", "residual_layer")):
+                row[f"{prefix}{key}"] = _pick(table, who, "residual", metric, "chosen", "probability", cc.split)
         rows.append(row)
     df = pd.DataFrame(rows)
     if "target_drop" in df and "collateral_drop" in df:
@@ -261,7 +281,8 @@ def _markdown(df: pd.DataFrame, cc: CompareConfig) -> str:
     steps = [0, *cc.relearn_steps]
     head = ["run", "method", "target drop [95% CI]", "collateral drop", "general drop", "ppl rise", "primed P",
             "paraphrase max P", "adv. worst P", "relearning P after " + " → ".join(map(str, steps)) + " steps",
-            "residual acc", "Pareto"]
+            "quantized P (" + " / ".join(f"{b}-bit" for b in QUANT_BITS) + ")", "residual acc (control) [layer]",
+            "Pareto"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def num(v, digits=3):
@@ -269,9 +290,12 @@ def _markdown(df: pd.DataFrame, cc: CompareConfig) -> str:
 
     def attacks(r, prefix):
         curve = [r.get(f"{prefix}target_prob")] + [r.get(f"{prefix}relearn{n}_prob") for n in cc.relearn_steps]
+        quant = [r.get(f"{prefix}quant{b}_prob") for b in QUANT_BITS]
+        acc, ctrl, layer = (r.get(f"{prefix}residual_{k}") for k in ("acc", "control", "layer"))
+        residual = "" if acc is None or acc != acc else f"{acc:.2f} ({num(ctrl, 2)}) [{int(layer)}]"
         return [num(r.get(f"{prefix}primed_prob")), num(r.get(f"{prefix}para_max_prob")), num(r.get(f"{prefix}adv_worst_prob")),
                 " → ".join(num(v) for v in curve) if any(v == v and v is not None for v in curve[1:]) else "",
-                num(r.get(f"{prefix}residual_best_acc"), 2)]
+                " / ".join(num(v) for v in quant) if any(v == v and v is not None for v in quant) else "", residual]
 
     if len(df):
         lines.append("| " + " | ".join(["baseline", "", "", "", "", "", *attacks(df.iloc[0], "base_"), ""]) + " |")
@@ -287,9 +311,13 @@ def _markdown(df: pd.DataFrame, cc: CompareConfig) -> str:
     note = (f"\nDrops are 1 - mean(unlearned)/mean(baseline) of P(correct next token) on the {cc.split} probes, "
             "95% paired-bootstrap intervals. Attacks, as the mean P of the target probes: after a passage of the "
             "target text (primed), the best of each probe's paraphrases, the worst adversarial prompt, and after N "
-            "relearning steps (0: no attack); residual acc: the best layer's linear-probe accuracy (chance 0.5). "
-            "The baseline row is the same attacks on the model before unlearning. Pareto: no other run forgets at "
-            "least as much with no more collateral drop, general drop and perplexity rise.\n")
+            "relearning steps (0: no attack) on text that states none of the probes' answers, and with the weights "
+            "rounded to 8- and 4-bit grids (round to nearest, per-group absmax, groups of 128); residual acc: the "
+            "linear-probe accuracy telling each answer from a same-type distractor at the layer chosen on the dev "
+            "probes (chance 0.5), beside its control (the same probe on shuffled labels). "
+            "The baseline row is the same attacks on the model before unlearning. Pareto: the target drop is not "
+            "below zero, and no other run forgets at least as much with no more collateral drop, general drop and "
+            "perplexity rise (harms below zero count as zero).\n")
     return "\n".join(lines) + "\n" + note
 
 
@@ -317,8 +345,13 @@ def compare_figure(df: pd.DataFrame, cc: CompareConfig | None = None):
             v = r.get(f"relearn{n}_prob")
             if v == v and v is not None:
                 parts.append(f"after {n} relearning steps P {v:.3f} (base {r[f'base_relearn{n}_prob']:.3f})")
-        if r.get("residual_best_acc") == r.get("residual_best_acc"):
-            parts.append(f"residual probe acc {r['residual_best_acc']:.2f} (base {r['base_residual_best_acc']:.2f})")
+        for b in QUANT_BITS:
+            v = r.get(f"quant{b}_prob")
+            if v == v and v is not None:
+                parts.append(f"{b}-bit quantized P {v:.3f} (base {r[f'base_quant{b}_prob']:.3f})")
+        if r.get("residual_acc") == r.get("residual_acc") and r.get("residual_acc") is not None:
+            parts.append(f"residual probe acc {r['residual_acc']:.2f}, control {r['residual_control']:.2f}, layer "
+                         f"{int(r['residual_layer'])} (base {r['base_residual_acc']:.2f})")
         hover.append("<br>".join(parts))
     df = df.assign(_hover=hover)
     for col, (xkey, _title) in enumerate(panels, 1):
@@ -370,15 +403,30 @@ def attack_figures(out_dir: str | os.PathLike, split: str = "dev") -> dict:
                           xaxis_title="relearning steps", yaxis_title=f"mean P(correct next token), {split} probes",
                           template="plotly_white", height=420)
         figs["relearn"] = fig
-    res = t[(t["section"] == "residual") & (t["metric"] == "accuracy")]
+    res = t[(t["section"] == "residual") & (t["split"] == split) & (t["variant"] != "chosen")]
     if len(res):
         fig = go.Figure()
-        for model, g in res.groupby("model", sort=False):
+        palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+        for i, (model, g) in enumerate(res.groupby("model", sort=False)):
             g = g.assign(layer=g["variant"].astype(int)).sort_values("layer")
-            fig.add_trace(go.Scatter(x=g["layer"], y=g["value"], mode="lines", name=model,
-                                     line=dict(width=4 if model == "baseline" else 2, dash="dot" if model == "baseline" else None)))
+            acc, ctrl = g[g["metric"] == "accuracy"], g[g["metric"] == "control"]
+            color = "black" if model == "baseline" else palette[i % len(palette)]
+            fig.add_trace(go.Scatter(x=acc["layer"], y=acc["value"], mode="lines", name=model, legendgroup=model,
+                                     line=dict(width=4 if model == "baseline" else 2, color=color,
+                                               dash="dot" if model == "baseline" else None)))
+            fig.add_trace(go.Scatter(x=ctrl["layer"], y=ctrl["value"], mode="lines", name=f"{model} control",
+                                     legendgroup=model, showlegend=False, opacity=0.5,
+                                     line=dict(width=1, dash="dash", color=color)))
+            chosen = t[(t["section"] == "residual") & (t["model"] == model) & (t["split"] == split)
+                       & (t["variant"] == "chosen") & (t["metric"] == "layer")]
+            if len(chosen):
+                pick = acc[acc["layer"] == int(chosen["value"].iloc[0])]
+                fig.add_trace(go.Scatter(x=pick["layer"], y=pick["value"], mode="markers", legendgroup=model,
+                                         showlegend=False, marker=dict(size=10, symbol="diamond", color=color),
+                                         hovertext=f"{model}: layer chosen on the dev probes", hoverinfo="text"))
         fig.add_hline(y=0.5, line_dash="dash", line_color="grey", annotation_text="chance")
-        fig.update_layout(title="Residual knowledge: linear probe accuracy per layer (correct answer vs distractor)",
+        fig.update_layout(title="Residual knowledge: linear probe accuracy per layer (answer vs same-type distractor; "
+                                "thin dashed: the shuffled-label control; diamond: the layer chosen on dev)",
                           xaxis_title="layer (0 = embeddings)", yaxis_title="cross-validated accuracy",
                           template="plotly_white", height=420)
         figs["residual"] = fig
@@ -396,6 +444,9 @@ def add_compare_parser(sub) -> None:
     sp.add_argument("--split", choices=("dev", "heldout"), default="dev", help="probe split (tune on dev)")
     sp.add_argument("--attacks", default=",".join(ATTACKS), help="attack sections, comma-separated ('' for none)")
     sp.add_argument("--relearn-steps", default="5,20,50", help="relearning schedule")
+    sp.add_argument("--relearn-text", default=None,
+                    help="a .txt file or folder to relearn on; it must state none of the probes' answers (default: "
+                         "the pack corpus no run trained on, less the sentences that state a probe's answer)")
     sp.add_argument("--probe-limit", type=int, default=None, help="first N probes of each probe file (a quick look)")
     sp.add_argument("--no-progress", action="store_true")
     sp.set_defaults(func=_cmd_compare)
@@ -411,7 +462,7 @@ def _cmd_compare(args) -> int:
     except ValueError as exc:
         raise WorkbenchError(f"--relearn-steps: expected integers like 5,20,50, got {args.relearn_steps!r}") from exc
     cc = CompareConfig(split=args.split, attacks=attacks, relearn_steps=steps, probe_limit=args.probe_limit,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, relearn_text=args.relearn_text)
     table = compare_runs(args.configs, args.out, cc, _parse_sweep(args.sweep), args.runs_dir)
     print(_markdown(table, cc))
     return 0

@@ -94,6 +94,7 @@ class Pack:
     retain_dir: Path  # folder of retain documents (*.txt)
     probe_paths: dict[str, Path] = field(default_factory=dict)  # probe kind -> JSONL file
     manifest: dict[str, Any] = field(default_factory=dict)  # pack.json as read
+    allow_overlap: dict[str, str] = field(default_factory=dict)  # probe id -> why its answer may stand in training text
 
     def _txt_files(self, folder: Path, what: str) -> list[Path]:
         if not folder.is_dir():
@@ -188,6 +189,7 @@ def load_pack(name_or_path: str | Path | Pack) -> Pack:
     if not isinstance(version, int):
         raise WorkbenchError(f"{manifest_path}: field 'version' must be an integer")
     name = text_field("name", path.name)
+    allow = _allow_overlap(manifest.get("allow_overlap", []), manifest_path)
     return Pack(
         name=name,
         root=path.resolve(),
@@ -199,7 +201,27 @@ def load_pack(name_or_path: str | Path | Pack) -> Pack:
         retain_dir=path.resolve() / text_field("retain", "retain"),
         probe_paths={kind: path.resolve() / rel for kind, rel in probes.items()},
         manifest=manifest,
+        allow_overlap=allow,
     )
+
+
+def _allow_overlap(value: Any, manifest_path: Path) -> dict[str, str]:
+    """pack.json's ``allow_overlap``: a list of {"id": probe id, "reason": why} -> {id: reason}."""
+    where = f"{manifest_path}: field 'allow_overlap'"
+    if not isinstance(value, list):
+        raise WorkbenchError(f"{where} must be a list of {{\"id\": ..., \"reason\": ...}} objects")
+    out: dict[str, str] = {}
+    for i, entry in enumerate(value):
+        if not isinstance(entry, dict) or set(entry) != {"id", "reason"}:
+            raise WorkbenchError(f"{where}: entry {i + 1} must be an object with exactly the keys 'id' and 'reason'")
+        pid, reason = entry["id"], entry["reason"]
+        if not isinstance(pid, str) or not pid.strip() or not isinstance(reason, str) or not reason.strip():
+            raise WorkbenchError(f"{where}: entry {i + 1} needs a non-empty probe 'id' and a non-empty 'reason' "
+                                 "(why the probe still measures knowledge)")
+        if pid in out:
+            raise WorkbenchError(f"{where}: probe {pid!r} is listed twice")
+        out[pid] = reason
+    return out
 
 
 def _string_list(value: Any, where: str, key: str, allow_empty: bool = False) -> tuple[str, ...]:

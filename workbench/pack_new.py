@@ -6,7 +6,8 @@ The skeleton holds everything ``workbench packs check``, ``workbench run`` and t
 - ``anchors.json``: your map (``--anchors``), or an empty one to fill in notebook ``02_anchor_editing`` from
   the words reinforcement boosts (the run works with an empty map up to scoring);
 - ``retain/``: your retain text (``--retain``), else the bundled general-knowledge prose (target-independent;
-  add text from neighbouring domains, which is what the retain term should protect);
+  add text from neighbouring domains, which is what the retain term should protect), less the sentences that
+  state a probe's answer after its prompt's last words (the collateral drafts are cut from them);
 - ``probes/``: drafts to review: next-token probes cut from your corpus before a capitalised word
   (``probability.jsonl``, alternately dev and heldout), completion prompts from the same sentences
   (``completion.jsonl``), collateral probes cut the same way from the retain text, and the bundled
@@ -93,6 +94,22 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
+def _disjoint_retain(retain_texts: dict[str, str], prob: list[dict], coll: list[dict]) -> tuple[dict[str, str], int]:
+    """The retain text without the sentences that state a draft's or a bundled general probe's answer after its
+    prompt's last words (the collateral drafts are cut from the retain text itself), so that the new pack passes
+    the overlap check of ``packs check`` (workbench/probe_checks.py); and how many sentences it lost."""
+    from workbench.pack import NextTokenProbe, load_probes
+    from workbench.probe_checks import disjoint_text
+
+    probes = [NextTokenProbe(id=r["id"], prompt=r["prompt"], targets=tuple(r["targets"])) for r in prob + coll]
+    probes += load_probes(_BUNDLED / "harry_potter" / "probes" / "general.jsonl", "general")
+    out, lost = {}, 0
+    for name, text in retain_texts.items():
+        out[name], n = disjoint_text(text, probes)
+        lost += n
+    return out, lost
+
+
 def new_pack(dest: str | Path, corpus: str | Path, retain: str | Path | None = None, anchors: str | Path | None = None,
              title: str | None = None) -> Path:
     """Write a pack skeleton at ``dest`` (its last part is the pack's name). Returns the folder."""
@@ -120,6 +137,7 @@ def new_pack(dest: str | Path, corpus: str | Path, retain: str | Path | None = N
         raise WorkbenchError(f"--corpus {corpus}: found no sentence to cut a probe from; give running English text")
     comp = _completion_drafts(prob, f"{prefix}-comp")
     coll = draft_next_token_probes(retain_texts, f"{prefix}-coll", splits=False) if retain else []
+    retain_texts, n_left_out = _disjoint_retain(retain_texts, prob, coll)
 
     tmp = dest.with_name(f".{name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -129,8 +147,8 @@ def new_pack(dest: str | Path, corpus: str | Path, retain: str | Path | None = N
         (tmp / "probes").mkdir()
         for p in corpus_files:
             shutil.copy2(p, tmp / "corpus" / p.name)
-        for p in retain_files:
-            shutil.copy2(p, tmp / "retain" / p.name)
+        for fname, text in retain_texts.items():
+            (tmp / "retain" / fname).write_text(text, encoding="utf-8")
         (tmp / "anchors.json").write_text(json.dumps(amap, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         probes = {"probability": "probes/probability.jsonl", "completion": "probes/completion.jsonl",
                   "general": "probes/general.jsonl"}
@@ -145,7 +163,7 @@ def new_pack(dest: str | Path, corpus: str | Path, retain: str | Path | None = N
                     "version": 1, "corpus": "corpus", "anchors": "anchors.json", "retain": "retain", "probes": probes}
         (tmp / "pack.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(_readme(manifest, len(amap["anchors"]), len(prob), len(comp), len(coll),
-                                               bool(retain)), encoding="utf-8")
+                                               bool(retain), n_left_out), encoding="utf-8")
         tmp.rename(dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -153,7 +171,7 @@ def new_pack(dest: str | Path, corpus: str | Path, retain: str | Path | None = N
     return dest
 
 
-def _readme(m: dict, n_anchors: int, n_prob: int, n_comp: int, n_coll: int, own_retain: bool) -> str:
+def _readme(m: dict, n_anchors: int, n_prob: int, n_comp: int, n_coll: int, own_retain: bool, n_left_out: int = 0) -> str:
     name = m["name"]
     return f"""# {m['title']}
 
@@ -163,7 +181,7 @@ A pack written by `workbench packs new` (format: docs/formats.md). Review every 
 |---|---|---|
 | `corpus/*.txt` | the text to forget, one document per file | add or remove documents |
 | `anchors.json` | the anchor map: each idiosyncratic term of the target → generic alternatives of the same kind ({n_anchors} now) | {'fill it: notebook `02_anchor_editing` lists the words reinforcement boosts most, to accept one by one' if not n_anchors else 'review it in notebook `02_anchor_editing`'} |
-| `retain/*.txt` | text whose knowledge must be kept (the KL retain term, perplexity) | {'your retain text' if own_retain else 'bundled general prose for now: add text from neighbouring domains (the same genre, places, era), which is what the retain term should protect'} |
+| `retain/*.txt` | text whose knowledge must be kept (the KL retain term, perplexity){f', less the {n_left_out} sentence(s) that state a probe answer (the collateral drafts were cut from them; `packs check` refuses a retain text that states a probe answer, docs/formats.md)' if n_left_out else ''} | {'your retain text' if own_retain else 'bundled general prose for now: add text from neighbouring domains (the same genre, places, era), which is what the retain term should protect'} |
 | `probes/probability.jsonl` | {n_prob} next-token probes cut from the corpus just before a capitalised word | keep the ones whose answer only a reader of the target would know; delete the rest; add your own |
 | `probes/completion.jsonl` | {n_comp} completion prompts; `references` are the words that show familiarity | fix the references; rate `subtlety` 1 (names the target) to 10 (subtle) |
 | `probes/collateral.jsonl` | {'%d next-token probes cut from the retain text' % n_coll if n_coll else 'not written (no --retain given)'} | neighbouring-domain facts that must NOT be forgotten |

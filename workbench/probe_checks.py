@@ -6,18 +6,24 @@
 - a target that is a bare function word (" the") accepts an answer that shows nothing;
 - a completion probe's subtlety must fit what its prompt names (:func:`subtlety_band`).
 
-These are warnings, not errors.
+These are warnings, not errors. One rule is an error: a target, collateral or general probe whose answer, with
+the prompt's last words, stands in text a model trains on (the retain text, the relearning attack's text) measures
+memorised training text, not knowledge (:func:`find_overlaps`, :func:`check_disjoint`); the pack's
+``allow_overlap`` list, with a reason per probe, is the only way round it (docs/formats.md).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
 
 from workbench.anchors import AnchorMap
+from workbench.errors import WorkbenchError
 from workbench.pack import CompletionProbe, NextTokenProbe, Pack
 
-__all__ = ["FUNCTION_WORDS", "probe_warnings", "subtlety_band", "target_in_prompt"]
+__all__ = ["FUNCTION_WORDS", "OVERLAP_KINDS", "OVERLAP_WORDS", "Overlap", "answer_phrases", "check_disjoint", "check_pack_disjoint",
+           "disjoint_text", "find_overlaps", "overlap_probes", "probe_warnings", "subtlety_band", "target_in_prompt"]
 
 # Targets that any continuation may start with: accepting one makes a probe pass without knowledge.
 FUNCTION_WORDS = frozenset("the a an of in on at to and or his her their its is was be".split())
@@ -65,3 +71,108 @@ def probe_warnings(pack: Pack, anchors: AnchorMap | None = None) -> list[str]:
                     out.append(f"{kind} {p.id}: subtlety {p.subtlety} does not fit what the prompt names "
                                f"(expected {lo}-{hi}, see docs/formats.md)")
     return out
+
+
+# -- disjointness of probes and training text ----------------------------------------------------------------------------
+OVERLAP_WORDS = 2  # the prompt's last words that, with the answer, make the phrase looked for
+OVERLAP_KINDS = ("probability", "collateral", "general")  # the probe sets whose answers training text must not state
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """A probe whose answer phrase stands in a training text."""
+
+    kind: str  # probe set
+    probe_id: str
+    split: str
+    phrase: str  # the normalised "last words + answer" found
+    where: str  # the text it stands in ('retain text a.txt')
+
+    def line(self) -> str:
+        return f"{self.kind} {self.probe_id} ({self.split}): {self.phrase!r} stands in the {self.where}"
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def answer_phrases(probe: NextTokenProbe, words: int = OVERLAP_WORDS) -> list[str]:
+    """The probe's prompt's last ``words`` words followed by each of its targets, whitespace collapsed, lower case:
+    what a text must not hold for the probe to measure knowledge rather than that text."""
+    cue = " ".join(probe.prompt.split()[-words:])
+    return list(dict.fromkeys(_norm(cue + t) for t in probe.targets))
+
+
+def overlap_probes(pack: Pack, kinds: Sequence[str] = OVERLAP_KINDS) -> list[NextTokenProbe]:
+    """Every probe of the pack's next-token files among ``kinds`` (what :func:`check_disjoint` checks)."""
+    return [p for k in kinds if pack.has_probes(k) for p in pack.probes(k) if isinstance(p, NextTokenProbe)]
+
+
+def find_overlaps(probes: Iterable[NextTokenProbe], texts: Mapping[str, str], words: int = OVERLAP_WORDS) -> list[Overlap]:
+    """Every (probe, text) where one of the probe's :func:`answer_phrases` is a substring of the text (whitespace
+    collapsed, any case). ``texts``: a label ('retain text a.txt') -> the text."""
+    normed = {label: _norm(text) for label, text in texts.items()}
+    out = []
+    for p in probes:
+        for phrase in answer_phrases(p, words):
+            for label, text in normed.items():
+                if phrase in text:
+                    out.append(Overlap(p.kind, p.id, p.split, phrase, label))
+    return out
+
+
+def check_disjoint(probes: Sequence[NextTokenProbe], texts: Mapping[str, str], allow: Mapping[str, str],
+                   what: str, words: int = OVERLAP_WORDS) -> list[Overlap]:
+    """Raise one error listing every overlap of a probe not in ``allow`` (probe id -> reason); return the allowed
+    ones. ``what`` names the texts and the setting that chose them, for the message."""
+    known = {p.id for p in probes}
+    stale = [pid for pid in allow if pid not in known]
+    if stale:
+        raise WorkbenchError(f"allow_overlap names {', '.join(sorted(stale))}, which no target, collateral or general "
+                             "probe file holds; remove the entries from pack.json")
+    found = find_overlaps(probes, texts, words)
+    bad = [o for o in found if o.probe_id not in allow]
+    if bad:
+        shown = "\n  ".join(o.line() for o in bad[:40]) + (f"\n  ... and {len(bad) - 40} more" if len(bad) > 40 else "")
+        n = len({(o.kind, o.probe_id) for o in bad})
+        raise WorkbenchError(
+            f"{what}: {n} probe(s) have their answer, after the prompt's last {words} words, in text a model trains on, "
+            f"so they would measure that text, not knowledge:\n  {shown}\nrewrite those sentences of the text (or the "
+            "probes' prompts), or list each probe in pack.json's allow_overlap with a reason (docs/formats.md)")
+    return [o for o in found if o.probe_id in allow]
+
+
+def check_pack_disjoint(pack: Pack, texts: Mapping[str, str], what: str) -> list[Overlap]:
+    """:func:`check_disjoint` with the pack's target, collateral and general probes and its ``allow_overlap``."""
+    return check_disjoint(overlap_probes(pack), texts, pack.allow_overlap, what)
+
+
+_SENTENCE_END = re.compile(r"((?<=[.!?])\s+|\n\s*\n)")
+
+
+def disjoint_text(text: str, probes: Sequence[NextTokenProbe], words: int = OVERLAP_WORDS) -> tuple[str, int]:
+    """``text`` without every sentence that holds (part of) a probe's answer phrase, and how many sentences it
+    lost; the rest is kept character for character. Sentences are dropped until no phrase is left, so the result
+    passes :func:`find_overlaps`."""
+    phrases = sorted({ph for p in probes for ph in answer_phrases(p, words)})
+    parts = _SENTENCE_END.split(text)  # sentence, separator, sentence, ...
+    units = [[parts[k], parts[k + 1] if k + 1 < len(parts) else ""] for k in range(0, len(parts), 2)]
+    dropped = 0
+    while True:
+        normed = [_norm(u[0]) for u in units]
+        starts, pos = [], 0
+        for s in normed:
+            starts.append(pos)
+            pos += len(s) + 1 if s else 0
+        joined = " ".join(s for s in normed if s)
+        kill: set[int] = set()
+        for ph in phrases:
+            i = joined.find(ph)
+            while i >= 0:
+                end = i + len(ph)
+                kill |= {k for k, st in enumerate(starts) if normed[k] and st < end and st + len(normed[k]) > i}
+                i = joined.find(ph, i + 1)
+        if not kill:
+            return "".join(a + b for a, b in units), dropped
+        dropped += len(kill)
+        units = [u for k, u in enumerate(units) if k not in kill]

@@ -255,6 +255,12 @@ class Run:
             from workbench.methods import check_method
 
             check_method(self)
+        if self.pack is not None and self.retain_documents:
+            from workbench.probe_checks import check_pack_disjoint
+
+            source = f"target.retain {self.cfg.target.retain}" if self.cfg.target.retain is not None else \
+                f"pack {self.pack.name!r} retain text"
+            check_pack_disjoint(self.pack, {f"retain text {d.name}": d.text for d in self.retain_documents}, source)
         if self.cfg.finetune.retain_weight > 0 and not self.retain_blocks:
             raise WorkbenchError("finetune.retain_weight > 0 needs retain text: set target.retain or use a pack with retain/")
         if self.cfg.reinforce.path:

@@ -4,11 +4,17 @@ robust unlearning in LLMs"), as evaluation sections beside priming and paraphras
 - ``adversarial``: every target probe wrapped in a fixed set of prompts (an expert persona, role-play, an
   instruction to ignore forgetting) and scored like the plain probes; ``worst`` is the per-probe maximum.
 - ``relearn``: the model finetuned for N steps (a short schedule, 5 / 20 / 50) on target text disjoint from the
-  training corpus, the probes scored after each N. Run it on the baseline too: the comparison is how much of
-  the baseline's familiarity comes back, and how fast.
+  training corpus and from the probes (no sentence states a probe's answer after its prompt's last words), the
+  probes scored after each N. Run it on the baseline too: the comparison is how much of the baseline's
+  familiarity comes back, and how fast.
 - ``residual``: a linear probe per layer on the hidden state at the end of "prompt + answer", trained to tell the
-  correct answer from a distractor (another probe's answer); grouped 5-fold cross-validated accuracy. Knowledge
-  that is hidden from the output but still in the representations keeps this accuracy where the baseline had it.
+  correct answer from a distractor of the same type (a year for a year, a name for a name: another probe's
+  answer); grouped 5-fold cross-validated accuracy, beside a control (the same probe on shuffled labels), and the
+  layer chosen on the dev probes. Knowledge that is hidden from the output but still in the representations keeps
+  this accuracy where the baseline had it.
+- ``quantize``: the weights of every linear layer rounded to a group-wise grid (8 and 4 bits, round to nearest,
+  per-group absmax scale, groups of 128 inputs; after Zhang et al. 2024, "Does your LLM truly unlearn? An
+  embarrassingly simple approach to recover unlearned knowledge"), the probes scored on the rounded model.
 
 :func:`attack_units` is the evaluation's hook (workbench/eval/units.py): it plans one unit per section.
 """
@@ -18,6 +24,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -30,11 +37,14 @@ from workbench.errors import WorkbenchError
 from workbench.eval.probes import score_probes, summarize_probes, with_prompts
 from workbench.models import LoadedModel
 from workbench.pack import NextTokenProbe, Pack
+from workbench.probe_checks import OVERLAP_KINDS, OVERLAP_WORDS, check_pack_disjoint
 
-__all__ = ["ATTACK_SECTIONS", "ADVERSARIAL_WRAPPERS", "AttackConfig", "adversarial_probes", "score_adversarial",
-           "relearn_curve", "relearn_blocks", "residual_probe_accuracy", "hidden_states", "attack_units"]
+__all__ = ["ATTACK_SECTIONS", "ADVERSARIAL_WRAPPERS", "ANSWER_TYPES", "AttackConfig", "adversarial_probes",
+           "answer_type", "attack_units", "hidden_states", "linear_probe_accuracy", "quantize_groupwise",
+           "quantized_copy", "relearn_blocks", "relearn_curve", "residual_pairs", "residual_probe_accuracy",
+           "residual_attack", "score_adversarial", "score_quantized"]
 
-ATTACK_SECTIONS = ("adversarial", "relearn", "residual")
+ATTACK_SECTIONS = ("adversarial", "relearn", "residual", "quantize")
 
 # {title}: the pack's title; {prompt}: the probe prompt, which the model continues.
 ADVERSARIAL_WRAPPERS = {
@@ -65,7 +75,11 @@ class AttackConfig:
         "a run directory whose training blocks are left out of the relearning text"))
     residual_folds: int = field(default=5, metadata=_help("cross-validation folds of the linear probes"))
     residual_layers: tuple[int, ...] | None = field(default=None, metadata=_help(
-        "hidden-state layers to probe (0 = embeddings; null: every layer)"))
+        "hidden-state layers to probe (0 = embeddings; null: every layer); the reported one is chosen on the dev "
+        "probes unless only one is given"))
+    quantize_bits: tuple[int, ...] = field(default=(8, 4), metadata=_help(
+        "bit widths of the quantization attack (round to nearest, per-group absmax scale)"))
+    quantize_group: int = field(default=128, metadata=_help("input weights per quantization group"))
     seed: int = field(default=0, metadata=_help("seeds the distractors, folds and relearning order"))
 
 
@@ -90,24 +104,45 @@ def score_adversarial(lm: LoadedModel, probes: Sequence[NextTokenProbe], title: 
 # -- relearning -----------------------------------------------------------------------------------------------------------
 def relearn_blocks(tokenizer, pack: Pack | None, config: AttackConfig) -> list[np.ndarray]:
     """The relearning text as token blocks: ``relearn_text``, or the pack corpus minus the blocks the run in
-    ``relearn_exclude_run`` trained on, evenly spaced over what is left."""
+    ``relearn_exclude_run`` trained on, evenly spaced over what is left.
+
+    The text must state none of the pack's target, collateral and general probes' answers after the prompt's last
+    words (workbench/probe_checks.py), or relearning would teach the answers rather than bring knowledge back: a
+    ``relearn_text`` that does is refused (unless the pack's ``allow_overlap`` lists the probe); from the pack
+    corpus, each chosen block loses the sentences that do, and is tokenized again."""
     from workbench.corpus import make_blocks, read_documents
+    from workbench.probe_checks import disjoint_text, overlap_probes
 
     if config.relearn_text:
         docs = read_documents(config.relearn_text, "relearning text")
+        if pack is not None:
+            check_pack_disjoint(pack, {f"relearning text {d.name}": d.text for d in docs},
+                                f"relearn_text {config.relearn_text}")
     elif pack is not None:
         docs = read_documents(pack.corpus_dir, "pack corpus")
     else:
         raise WorkbenchError("relearning needs text: give a pack or relearn_text")
-    blocks = [np.asarray(b.input_ids) for b in make_blocks(docs, tokenizer, config.relearn_block_size, None)]
+    made = make_blocks(docs, tokenizer, config.relearn_block_size, None)
     if config.relearn_exclude_run:
         trained = _trained_token_sets(config.relearn_exclude_run)
         # a block is disjoint when no 32-token window of it appears in the run's training blocks
-        blocks = [b for b in blocks if not (_windows(b) & trained)]
-    if not blocks:
+        made = [b for b in made if not (_windows(np.asarray(b.input_ids)) & trained)]
+    if not made:
         raise WorkbenchError("no relearning text is left after leaving out the run's training blocks; give relearn_text")
-    keep = np.linspace(0, len(blocks) - 1, min(config.relearn_blocks, len(blocks))).round().astype(int)
-    return [blocks[i] for i in sorted(set(keep.tolist()))]
+    keep = np.linspace(0, len(made) - 1, min(config.relearn_blocks, len(made))).round().astype(int)
+    chosen = [made[i] for i in sorted(set(keep.tolist()))]
+    if config.relearn_text or pack is None:
+        return [np.asarray(b.input_ids) for b in chosen]
+    probes = overlap_probes(pack)
+    out = []
+    for b in chosen:
+        text, lost = disjoint_text(b.text, probes)
+        out.append(np.asarray(b.input_ids) if not lost else
+                   np.asarray(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int64))
+    out = [ids for ids in out if len(ids) > 1]
+    if not out:
+        raise WorkbenchError("every relearning block states a probe's answer; give relearn_text")
+    return out
 
 
 def _windows(ids: np.ndarray, w: int = 32) -> set[tuple]:
@@ -218,39 +253,156 @@ def _logistic_accuracy(x_tr, y_tr, x_te, y_te, l2: float = 1e-2, iters: int = 20
     return float((pred.numpy() == (y_te > 0.5)).mean())
 
 
-def residual_probe_accuracy(lm: LoadedModel, probes: Sequence[NextTokenProbe], folds: int = 5, seed: int = 0,
-                            layers: Sequence[int] | None = None) -> pd.DataFrame:
-    """Per layer: cross-validated accuracy of a linear probe telling "prompt + correct answer" from "prompt +
-    distractor" (a seeded other probe's answer with another first word). Folds are grouped by probe."""
+ANSWER_TYPES = ("year", "number", "name", "word", "other")
+_NUMBER_WORDS = frozenset(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
+    "eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand million billion".split())
+
+
+def answer_type(answer: str) -> str:
+    """The kind of an answer, from its first word: 'year' (1000-2099), 'number' (other digits or a number word),
+    'name' (capitalised), 'word' (lower case) or 'other' (punctuation, symbols)."""
+    words = answer.split()
+    first = words[0] if words else ""
+    core = first.strip(".,;:!?'\"()")
+    if re.fullmatch(r"1\d{3}|20\d{2}", core):
+        return "year"
+    if re.fullmatch(r"\d[\d,.]*", core) or core.lower() in _NUMBER_WORDS:
+        return "number"
+    if core[:1].isupper():
+        return "name"
+    if core[:1].islower():
+        return "word"
+    return "other"
+
+
+def residual_pairs(probes: Sequence[NextTokenProbe], seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(texts, labels, groups): for each probe, "prompt + answer" (label 1) and "prompt + distractor" (label 0),
+    both in the probe's group. The distractor is a seeded other probe's answer of the same :func:`answer_type`
+    whose first word differs; a probe with none is left out."""
     rng = random.Random(seed)
     probes = list(probes)
-    if len(probes) < 2 * folds:
-        raise WorkbenchError(f"residual probes need at least {2 * folds} probes, got {len(probes)}")
+    kinds = [answer_type(p.targets[0]) for p in probes]
     texts, labels, groups = [], [], []
     for i, p in enumerate(probes):
-        others = [q.targets[0] for q in probes if q.targets[0].split()[:1] != p.targets[0].split()[:1]]
+        first = p.targets[0].split()[:1]
+        others = [q.targets[0] for j, q in enumerate(probes)
+                  if kinds[j] == kinds[i] and [w.lower() for w in q.targets[0].split()[:1]] != [w.lower() for w in first]]
         if not others:
             continue
-        texts += [p.prompt + p.targets[0], p.prompt + rng.choice(others)]
+        texts += [p.prompt + p.targets[0], p.prompt + rng.choice(sorted(set(others)))]
         labels += [1, 0]
         groups += [i, i]
-    feats = _features(lm, texts)
-    y, g = np.asarray(labels), np.asarray(groups)
-    ids = sorted(set(groups))
+    return texts, np.asarray(labels), np.asarray(groups)
+
+
+def linear_probe_accuracy(feats: np.ndarray, labels: np.ndarray, groups: np.ndarray, folds: int = 5, seed: int = 0,
+                          layers: Sequence[int] | None = None) -> pd.DataFrame:
+    """Per layer of ``feats`` ([texts, layers, hidden]): grouped ``folds``-fold cross-validated accuracy of a
+    logistic probe (``accuracy``) and of the same probe on shuffled labels (``control``: in each group the labels
+    are swapped with probability 1/2, so nothing is left to learn and the control shows the noise floor)."""
+    rng = random.Random(seed)
+    ids = sorted(set(groups.tolist()))
+    if len(ids) < 2 * folds:
+        raise WorkbenchError(f"residual probes need at least {2 * folds} probes with a same-type distractor, got {len(ids)}")
     rng.shuffle(ids)
     fold_of = {pid: k % folds for k, pid in enumerate(ids)}
-    f = np.asarray([fold_of[x] for x in g])
+    f = np.asarray([fold_of[x] for x in groups])
+    swap = {pid: rng.random() < 0.5 for pid in ids}
+    y_ctrl = np.asarray([1 - y if swap[g] else y for y, g in zip(labels.tolist(), groups.tolist())])
     use = range(feats.shape[1]) if layers is None else layers
     rows = []
+    n = int(len(labels))
     for layer in use:
         if not 0 <= layer < feats.shape[1]:
             raise WorkbenchError(f"residual layer {layer} out of range (0..{feats.shape[1] - 1})")
-        accs = [_logistic_accuracy(feats[f != k, layer], y[f != k], feats[f == k, layer], y[f == k]) for k in range(folds)]
-        n = int(len(y))
-        acc = float(np.mean(accs))
+        x = feats[:, layer]
+        acc = float(np.mean([_logistic_accuracy(x[f != k], labels[f != k], x[f == k], labels[f == k]) for k in range(folds)]))
+        ctrl = float(np.mean([_logistic_accuracy(x[f != k], y_ctrl[f != k], x[f == k], y_ctrl[f == k]) for k in range(folds)]))
         half = 1.96 * math.sqrt(max(acc * (1 - acc), 1e-9) / n)
-        rows.append({"layer": layer, "accuracy": acc, "ci_low": acc - half, "ci_high": acc + half, "n": n})
+        rows.append({"layer": layer, "accuracy": acc, "ci_low": acc - half, "ci_high": acc + half, "control": ctrl, "n": n})
     return pd.DataFrame(rows)
+
+
+def residual_probe_accuracy(lm: LoadedModel, probes: Sequence[NextTokenProbe], folds: int = 5, seed: int = 0,
+                            layers: Sequence[int] | None = None) -> pd.DataFrame:
+    """Per layer: cross-validated accuracy of a linear probe telling "prompt + correct answer" from "prompt +
+    same-type distractor" (:func:`residual_pairs`), and its shuffled-label control (:func:`linear_probe_accuracy`)."""
+    probes = list(probes)
+    if len(probes) < 2 * folds:
+        raise WorkbenchError(f"residual probes need at least {2 * folds} probes, got {len(probes)}")
+    texts, labels, groups = residual_pairs(probes, seed)
+    if len(set(groups.tolist())) < 2 * folds:
+        raise WorkbenchError(f"residual probes need at least {2 * folds} probes with a same-type distractor, got "
+                             f"{len(set(groups.tolist()))}")
+    return linear_probe_accuracy(_features(lm, texts), labels, groups, folds, seed, layers)
+
+
+def residual_attack(lm: LoadedModel, dev: Sequence[NextTokenProbe], report: dict[str, Sequence[NextTokenProbe]],
+                    folds: int = 5, seed: int = 0, layers: Sequence[int] | None = None) -> pd.DataFrame:
+    """Per reported split and layer, the probe's accuracy and control (column ``split``), and column ``chosen``:
+    the layer with the best accuracy on the ``dev`` probes (the lowest of a tie), the one to report. With one
+    layer in ``layers``, that layer, and ``dev`` may be empty."""
+    if layers is not None and len(layers) == 1:
+        chosen = int(layers[0])
+        dev_df = None
+    else:
+        if len(dev) < 2 * folds:
+            raise WorkbenchError(f"residual: choosing the layer needs at least {2 * folds} dev probes, got {len(dev)}; "
+                                 "add dev probes or give one layer in residual_layers")
+        dev_df = residual_probe_accuracy(lm, dev, folds, seed, layers)
+        chosen = int(dev_df.loc[dev_df["accuracy"].idxmax(), "layer"])
+    frames = []
+    for split, probes in report.items():
+        if split == "dev" and dev_df is not None and [p.id for p in probes] == [p.id for p in dev]:
+            df = dev_df
+        else:
+            df = residual_probe_accuracy(lm, probes, folds, seed, layers)
+        frames.append(df.assign(split=split, chosen=df["layer"] == chosen))
+    return pd.concat(frames, ignore_index=True)
+
+
+# -- quantization ------------------------------------------------------------------------------------------------------------
+def quantize_groupwise(weight: torch.Tensor, bits: int, group: int = 128) -> torch.Tensor:
+    """``weight`` ([out, in]) rounded to a symmetric ``bits``-bit grid per group of ``group`` consecutive inputs
+    of a row: scale = absmax(group) / (2^(bits-1) - 1), q = round(w / scale), clamped to ±(2^(bits-1) - 1), and
+    returned dequantized (q · scale) in the weight's dtype. A row's last group may be shorter."""
+    if bits < 2:
+        raise WorkbenchError(f"quantize: bits must be at least 2, got {bits}")
+    if group < 1:
+        raise WorkbenchError(f"quantize: group size must be positive, got {group}")
+    w = weight.detach().float()
+    rows, cols = w.shape
+    pad = (-cols) % group
+    wp = torch.nn.functional.pad(w, (0, pad)).reshape(rows, -1, group)
+    qmax = 2 ** (bits - 1) - 1
+    scale = wp.abs().amax(-1, keepdim=True) / qmax
+    q = torch.where(scale > 0, torch.round(wp / torch.where(scale > 0, scale, torch.ones_like(scale))), torch.zeros_like(wp))
+    out = (q.clamp(-qmax, qmax) * scale).reshape(rows, -1)[:, :cols]
+    return out.to(weight.dtype)
+
+
+def quantized_copy(model: torch.nn.Module, bits: int, group: int = 128) -> torch.nn.Module:
+    """A copy of ``model`` whose every ``nn.Linear`` weight, except the output head (``lm_head``), is
+    :func:`quantize_groupwise`-rounded; embeddings, norms and biases stay as they are. ``model`` is unchanged."""
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, module in out.named_modules():
+            if isinstance(module, torch.nn.Linear) and not name.split(".")[-1] == "lm_head":
+                module.weight.copy_(quantize_groupwise(module.weight, bits, group))
+    return out.eval()
+
+
+def score_quantized(lm: LoadedModel, probes: Sequence[NextTokenProbe], bits: Sequence[int] = (8, 4), group: int = 128,
+                    scoring=None) -> pd.DataFrame:
+    """Probe rows of the model rounded to each bit width (variant ``quant<bits>``)."""
+    frames = []
+    for b in bits:
+        model = quantized_copy(lm.model, int(b), group)
+        work = LoadedModel(model, lm.tokenizer, lm.spec, lm.source, 0.0)
+        frames.append(score_probes(work, probes, scoring, variant=f"quant{int(b)}"))
+        del model, work
+    return pd.concat(frames, ignore_index=True)
 
 
 # -- the evaluation's hook ---------------------------------------------------------------------------------------------------
@@ -291,14 +443,51 @@ def attack_units(sections: Sequence[str], config, pack: Pack | None, probes_of: 
                                                                    "relearn_blocks", "seed")}}
         for key in ("relearn_text", "relearn_exclude_run"):  # absolute: the same files from any working directory
             params[key] = str(Path(getattr(acfg, key)).resolve()) if getattr(acfg, key) else None
+        # the text leaves out every probe's answer phrase: it depends on every probe file and on the rule
+        params["disjoint_from"] = {k: file_stamp(pack.probe_file(k)) for k in OVERLAP_KINDS if pack.has_probes(k)}
+        params["disjoint_rule"] = f"last {OVERLAP_WORDS} words + answer"
+        if acfg.relearn_text:  # a text that states the answers fails now, before any model is trained
+            from workbench.corpus import read_documents
+
+            check_pack_disjoint(pack, {f"relearning text {d.name}": d.text
+                                       for d in read_documents(acfg.relearn_text, "relearning text")},
+                                f"relearn_text {acfg.relearn_text}")
         units.append(Unit("relearn.probability", "relearn", params, run_relearn, "probes"))
+    dev = [p for p in pack.probes("probability") if p.split == "dev"]
+    dev = dev[: config.probe_limit] if config.probe_limit is not None else dev
+    one_layer = acfg.residual_layers is not None and len(acfg.residual_layers) == 1
+    if "residual" in sections and not one_layer and len(dev) < 2 * acfg.residual_folds:
+        skip("residual", f"choosing its layer needs at least {2 * acfg.residual_folds} dev probes, the pack has "
+                         f"{len(dev)}; add dev probes or give one layer (residual_layers)")
+        sections = [s for s in sections if s != "residual"]
+    if "quantize" in sections:
+        bad = [b for b in acfg.quantize_bits if not 2 <= int(b) <= 16]
+        if bad or acfg.quantize_group < 1:
+            raise WorkbenchError(f"quantize: bits must be 2..16 (got {list(acfg.quantize_bits)}) and the group size "
+                                 f"positive (got {acfg.quantize_group})")
     if "residual" in sections:
+        splits = list(dict.fromkeys(p.split for p in probes))
+
         def run_residual(lm, memo):
-            df = residual_probe_accuracy(lm, probes, acfg.residual_folds, acfg.seed, acfg.residual_layers)
-            rows = metric_rows(df.assign(set="probability"), "residual", ["accuracy"], split_col=None,
-                                split_value="all", variant_col="layer", ci={"accuracy": ("ci_low", "ci_high")})
+            # the dev rows are the probes the layer was chosen on
+            report = {s: dev if s == "dev" else [p for p in probes if p.split == s] for s in splits}
+            df = residual_attack(lm, dev, report, acfg.residual_folds, acfg.seed, acfg.residual_layers)
+            df = df.assign(set="probability")
+            rows = metric_rows(df, "residual", ["accuracy", "control"], variant_col="layer",
+                               ci={"accuracy": ("ci_low", "ci_high")})
+            chosen = df[df["chosen"]]
+            rows += metric_rows(chosen, "residual", ["accuracy", "control", "layer"], variant_value="chosen",
+                                variant_col=None, ci={"accuracy": ("ci_low", "ci_high")})
             return rows, None
 
-        params = {**base_params, "folds": acfg.residual_folds, "layers": acfg.residual_layers, "seed": acfg.seed}
+        params = {**base_params, "folds": acfg.residual_folds, "layers": acfg.residual_layers, "seed": acfg.seed,
+                  "distractors": "same answer type", "control": "labels swapped per probe", "layer_from": "dev"}
         units.append(Unit("residual.probability", "residual", params, run_residual, None))
+    if "quantize" in sections:
+        def run_quant(lm, memo):
+            df = score_quantized(lm, probes, acfg.quantize_bits, acfg.quantize_group, config.scoring("quantize"))
+            return metric_rows(summarize_probes(df), "quantize", PROBE_METRICS, ci=PROBE_CI), df
+
+        params = {**base_params, "bits": list(acfg.quantize_bits), "group": acfg.quantize_group, "rounding": "rtn-absmax"}
+        units.append(Unit("quantize.probability", "quantize", params, run_quant, "probes"))
     return units

@@ -146,6 +146,10 @@ def add_packs_parser(subparsers) -> argparse.ArgumentParser:
     chk.add_argument("--out", default=None, help="also write the per-probe table to this .csv or .parquet file")
     chk.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
     chk.add_argument("--device", default=None, help="torch device")
+    chk.add_argument("--relearn-text", default=None,
+                     help="a .txt file or folder meant for the relearning attack: checked against the probes like the "
+                          "retain text (default: the pack corpus, less the sentences that state a probe's answer)")
+    chk.add_argument("--no-model", action="store_true", help="validate the files and the overlap only; score nothing")
     chk.set_defaults(func=run_packs_check)
     imp = sub.add_parser("import-completions",
                          help="convert the paper's authors' evaluation_prompts.json into a completion probe file",
@@ -210,6 +214,29 @@ def run_packs_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_overlap(pack, relearn_text: str | None) -> None:
+    """Print the overlap check of the retain text and the relearning text; one error (exit 2) lists every probe
+    whose answer phrase stands in either, unless pack.json's allow_overlap lists it."""
+    from workbench.corpus import read_documents
+    from workbench.probe_checks import OVERLAP_WORDS, check_pack_disjoint, disjoint_text, overlap_probes
+
+    probes = overlap_probes(pack)
+    texts = {f"retain text {d.name}": d.text for d in read_documents(pack.retain_dir, "retain text")} \
+        if pack.retain_dir.is_dir() else {}
+    if relearn_text:
+        texts.update({f"relearning text {d.name}": d.text for d in read_documents(relearn_text, "relearning text")})
+    allowed = check_pack_disjoint(pack, texts, f"pack {pack.name!r}")
+    what = "retain text" + (f" and relearning text {relearn_text}" if relearn_text else "")
+    print(f"{pack.name}: overlap: no target, collateral or general probe's answer stands in the {what} after its "
+          f"prompt's last {OVERLAP_WORDS} words ({len(probes)} probes; {len(allowed)} allowed by allow_overlap)")
+    for o in allowed:
+        print(f"{pack.name}: overlap allowed: {o.line()}: {pack.allow_overlap[o.probe_id]}")
+    if not relearn_text:
+        docs = read_documents(pack.corpus_dir, "pack corpus")
+        lost = sum(disjoint_text(d.text, probes)[1] for d in docs)
+        print(f"{pack.name}: relearning text (default): the pack corpus less {lost} sentences that state a probe's answer")
+
+
 def run_packs_check(args: argparse.Namespace) -> int:
     """Run ``workbench packs check NAME``: validate every probe and anchor file, then score the probes."""
     import pandas as pd
@@ -240,6 +267,9 @@ def run_packs_check(args: argparse.Namespace) -> int:
     print(f"{pack.name}: corpus: {len(pack.corpus_files())} files ok")  # names the missing folder otherwise
     for warning in probe_warnings(pack, anchors):
         print(f"warning: {pack.name}: {warning}", file=sys.stderr)
+    _check_overlap(pack, args.relearn_text)
+    if args.no_model:
+        return 0
     kinds = args.kinds or tuple(k for k in pack.probe_paths if k != COMPLETION_KIND and pack.has_probes(k))
     if not kinds:
         raise WorkbenchError(f"pack {pack.name!r} has no next-token probe files to check")

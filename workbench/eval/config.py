@@ -21,7 +21,7 @@ def _help(text: str, **argparse_kwargs: Any) -> dict:
 
 ALL_SECTIONS = ("probes", "collateral", "paraphrase", "priming", "completion", "utility", "perplexity", "lm_eval")
 DEFAULT_SECTIONS = ALL_SECTIONS[:-1]  # lm-eval needs the optional package and usually the internet
-ALL_SECTIONS += ("adversarial", "relearn", "residual")  # attacks, on request (workbench/eval/attacks.py)
+ALL_SECTIONS += ("adversarial", "relearn", "residual", "quantize")  # attacks, on request (workbench/eval/attacks.py)
 
 
 @dataclass

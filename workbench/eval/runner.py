@@ -223,7 +223,7 @@ def evaluate_models(
     for _, spec in pairs:
         _check_spec(spec)
     explicit = config.sections is not None
-    pack_sections = {"probes", "collateral", "paraphrase", "priming", "completion", "adversarial", "relearn", "residual"}
+    pack_sections = {"probes", "collateral", "paraphrase", "priming", "completion", "adversarial", "relearn", "residual", "quantize"}
     wants_pack = config.sections is None or bool(pack_sections & set(config.sections))
     pack = load_pack(config.pack) if config.pack and wants_pack else None
     notes: list[str] = []

@@ -195,9 +195,10 @@ def plan_units(config: EvalConfig, pack: Pack | None, explicit: bool, notes: lis
             skip("lm_eval", "no lm-eval tasks given (--lm-eval-tasks)")
         else:
             units.append(_lm_eval_unit(config))
-    attack_sections = [s for s in sections if s in ("adversarial", "relearn", "residual")]
+    from workbench.eval.attacks import ATTACK_SECTIONS, attack_units
+
+    attack_sections = [s for s in sections if s in ATTACK_SECTIONS]
     if attack_sections:
-        from workbench.eval.attacks import attack_units
 
         units += attack_units(attack_sections, config, pack, probes_of, skip)
     return units
