@@ -188,7 +188,7 @@ def compare_runs(configs: Sequence[str | os.PathLike | dict], out_dir: str | os.
         attacks=AttackConfig(relearn_steps=tuple(cc.relearn_steps), relearn_exclude_run=str(first.dir), seed=cc.seed),
     )
     log(f"[compare] evaluating the baseline and {len(runs)} unlearned models on the {cc.split} probes")
-    models_arg = [("baseline", first.cfg.model)] + [(r.cfg.name, str(r.dir)) for r in runs]
+    models_arg = [("baseline", first.baseline_spec)] + [(r.cfg.name, str(r.dir)) for r in runs]
     rep = evaluate_models(models_arg, ecfg, out / "eval")
     table = comparison_table(rep.table, rep.details.get("probes", pd.DataFrame()), runs, cc)
     out.mkdir(parents=True, exist_ok=True)
