@@ -108,6 +108,8 @@ def _labels_problem(path: Path) -> str | None:
 
 def artifact_problem(run_dir: Path, stage: str, external_reinforced: bool = False) -> str | None:
     """What is wrong with the files a finished ``stage`` left in ``run_dir``, or None when they look whole."""
+    if stage == "implant":
+        return _model_folder_problem(run_dir / "implanted")
     if stage == "reinforce":
         return None if external_reinforced else _model_folder_problem(run_dir / "reinforced")
     if stage == "score":

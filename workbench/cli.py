@@ -117,9 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("run", help="run every stage of a config",
                         epilog="`workbench config` lists every key of the YAML file with what it does.")
     add_run_args(sp)
-    sp.add_argument("--stages", default=None, help="comma-separated subset: reinforce,score,labels,finetune,report")
+    sp.add_argument("--stages", default=None,
+                    help="comma-separated subset: implant,reinforce,score,labels,finetune,report")
     sp.set_defaults(func=_cmd_run)
-    for stage, text in (("reinforce", "train the reinforced model"), ("score", "score target tokens"),
+    for stage, text in (("implant", "teach the baseline a target it never saw (implant.enabled: true)"),
+                        ("reinforce", "train the reinforced model"), ("score", "score target tokens"),
                         ("labels", "generate generic labels"), ("finetune", "finetune on generic labels"),
                         ("report", "before/after probes of the unlearned model")):
         sp = sub.add_parser(stage, help=text)

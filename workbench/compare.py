@@ -205,7 +205,7 @@ def compare_runs(configs: Sequence[str | os.PathLike | dict], out_dir: str | os.
                              relearn_text=cc.relearn_text, quantize_bits=QUANT_BITS),
     )
     log(f"[compare] evaluating the baseline and {len(runs)} unlearned models on the {cc.split} probes")
-    models_arg = [("baseline", first.cfg.model)] + [(r.cfg.name, str(r.dir)) for r in runs]
+    models_arg = [("baseline", first.baseline_spec)] + [(r.cfg.name, str(r.dir)) for r in runs]
     rep = evaluate_models(models_arg, ecfg, out / "eval")
     table = comparison_table(rep.table, rep.details.get("probes", pd.DataFrame()), runs, cc)
     out.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from workbench.io import read_text
 from workbench.methods.config import MethodsConfig
 
 __all__ = [
-    "TrainConfig", "FinetuneConfig", "TargetConfig", "ReinforceConfig", "ScoringConfig", "LabelsConfig",
+    "TrainConfig", "FinetuneConfig", "TargetConfig", "ImplantConfig", "ReinforceConfig", "ScoringConfig", "LabelsConfig",
     "ReportConfig", "RunConfig", "load_config", "resolve_paths", "config_from_dict", "config_to_dict", "config_diff", "stable_hash",
     "config_keys", "config_reference", "format_keys", "field_help",
 ]
@@ -116,6 +116,21 @@ class ReinforceConfig(TrainConfig):
 
 
 @dataclass
+class ImplantConfig(TrainConfig):
+    """Teaching the baseline a target it never saw (a fictional pack), so the untouched baseline is an exact
+    reference (workbench/implant.py; optimiser fields as in TrainConfig)."""
+
+    enabled: bool = field(default=False, metadata={
+        "help": "run the implant stage: train the baseline on the whole target corpus (and its QA) into the "
+                "target model that the method unlearns; the untouched baseline becomes the reference"})
+    qa: bool = field(default=True, metadata={
+        "help": "also train on the pack's qa.jsonl as 'Question: ... Answer: ...' texts (as TOFU finetunes on QA)"})
+    method: str = field(default="full", metadata={"help": "'full' (all weights) or 'lora' (merged on save)"})
+    learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate (linear decay)"})
+    epochs: float = field(default=3.0, metadata={"help": "passes over the target blocks and QA"})
+
+
+@dataclass
 class ScoringConfig:
     """Per-token scoring of the target (reinforced vs baseline)."""
 
@@ -168,6 +183,8 @@ class RunConfig:
     device: str | None = field(default=None, metadata={"help": "'cpu', 'cuda', 'cuda:1'; null picks CUDA when present"})
     dtype: str = field(default="auto", metadata={"help": "'float32', 'bfloat16', 'float16' or 'auto'"})
     target: TargetConfig = field(default_factory=TargetConfig, metadata={"help": "what to forget, and what to keep"})
+    implant: ImplantConfig = field(default_factory=ImplantConfig, metadata={
+        "help": "teach the baseline a target it never saw first (fictional packs; off by default)"})
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig, metadata={
         "help": "training of the reinforced model"})
     scoring: ScoringConfig = field(default_factory=ScoringConfig, metadata={
@@ -185,6 +202,7 @@ class RunConfig:
         _check_numbers(self)
         self.methods.validate(self.method)
         self.reinforce.validate("reinforce")
+        self.implant.validate("implant")
         self.finetune.validate("finetune")
         if any(a < 0 for a in self.labels.alphas):
             raise WorkbenchError(f"labels.alphas: every alpha must be >= 0, got {self.labels.alphas}")
@@ -207,7 +225,8 @@ class RunConfig:
 # counts that must be at least 1 when given (0 would silently do nothing, or divide by zero)
 _COUNTS = ("target.max_blocks", "target.max_retain_blocks", "target.retain_block_size", "scoring.max_blocks",
            "scoring.batch_size", "labels.batch_size", "labels.shard_blocks", "report.max_perplexity_tokens",
-           "reinforce.save_steps", "reinforce.logging_steps", "finetune.save_steps", "finetune.logging_steps")
+           "reinforce.save_steps", "reinforce.logging_steps", "implant.save_steps", "implant.logging_steps",
+           "finetune.save_steps", "finetune.logging_steps")
 
 
 def _check_numbers(cfg: "RunConfig") -> None:

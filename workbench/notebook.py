@@ -59,7 +59,7 @@ VARIANTS = "variants"
 
 # what each stage leaves in the run directory (a variant links the ones it shares with its parent)
 STAGE_ARTIFACTS: dict[str, tuple[str, ...]] = {
-    "reinforce": ("reinforced",), "score": ("scores.parquet", "suggested_anchors.csv"), "labels": ("labels",),
+    "implant": ("implanted",), "reinforce": ("reinforced",), "score": ("scores.parquet", "suggested_anchors.csv"), "labels": ("labels",),
     "finetune": ("unlearned",), "report": ("report.json", "report"),
 }
 

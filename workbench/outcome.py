@@ -26,6 +26,7 @@ class RunView(Protocol):
     pack: Any
     anchors: "AnchorMap"
     retain_documents: list
+    baseline_spec: str
 
 
 def perplexity_text(run: RunView, rc: "ReportConfig") -> tuple[str | None, str | None]:
@@ -51,7 +52,7 @@ def before_after(run: RunView, rc: "ReportConfig", progress: bool = True) -> dic
     cfg = run.cfg
     text, text_name = perplexity_text(run, rc)
     return before_after_report(
-        cfg.model, str(run.dir / "unlearned"), run.pack, run.anchors, run.dir / "report", probe_sets=rc.probe_sets,
+        run.baseline_spec, str(run.dir / "unlearned"), run.pack, run.anchors, run.dir / "report", probe_sets=rc.probe_sets,
         split=rc.split, seed=cfg.seed, text=text, text_name=text_name, max_perplexity_tokens=rc.max_perplexity_tokens,
         device=cfg.device, dtype=cfg.dtype, progress=progress)
 

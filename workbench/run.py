@@ -5,6 +5,7 @@ Layout of ``<run>/``::
     config.yaml            the config the run was made with (written once the inputs pass their checks)
     .lock                  held by the process running in it (its PID inside); a second process is refused
     stages/<stage>.json    written last by each finished stage: its fingerprint and timings
+    implanted/             with implant.enabled: the baseline taught the target (the model the method unlearns)
     reinforced/            the reinforced model (LoRA adapter, or a full model)
     scores.parquet         per-token scores; suggested_anchors.csv
     labels/                generic labels and top-k inspection records, in resumable shards
@@ -46,7 +47,7 @@ from workbench.runlock import check_run_dir, run_lock
 
 __all__ = ["Run", "STAGES"]
 
-STAGES = ("reinforce", "score", "labels", "finetune", "report")
+STAGES = ("implant", "reinforce", "score", "labels", "finetune", "report")
 REPORT_VERSION = 4  # bump when the report's content changes, so finished runs recompute it
 
 
@@ -286,13 +287,42 @@ class Run:
                 "score stages (`workbench run CONFIG --stages reinforce,score`), curate the map from "
                 "suggested_anchors.csv (notebook 02_anchor_editing), then set target.anchors to the saved map")
 
+    @property
+    def baseline_spec(self) -> str:
+        """The model the method unlearns: ``implanted/`` when the implant stage is on, else ``cfg.model``."""
+        return str(self.dir / "implanted") if self.cfg.implant.enabled else self.cfg.model
+
+    @property
+    def reference_spec(self) -> str | None:
+        """A model that never saw the target (the untouched baseline) when the implant stage is on, else None:
+        for a pretrained target no such model exists."""
+        return self.cfg.model if self.cfg.implant.enabled else None
+
     def load_baseline(self) -> LoadedModel:
-        return load_model(self.cfg.model, device=self.cfg.device or _process_device(), dtype=self.cfg.dtype)
+        """The model the method unlearns (see :attr:`baseline_spec`); with the implant stage on, it must be done."""
+        if self.cfg.implant.enabled:
+            self._require("implant", "reinforce")
+        return load_model(self.baseline_spec, device=self.cfg.device or _process_device(), dtype=self.cfg.dtype)
+
+    @cached_property
+    def qa_items(self) -> list:
+        """The pack's QA items (``probes.qa`` in pack.json), or [] when it declares none."""
+        if self.pack is None or not self.pack.has_probes("qa"):
+            return []
+        from workbench.implant import read_qa
+
+        path = self.pack.probe_file("qa")
+        return read_qa(path, display=f"pack {self.pack.name!r}: {path.name}")
 
     # -- fingerprints ---------------------------------------------------------------------------------------
     def fingerprint(self, stage: str) -> str:
         c, t = self.cfg, self.cfg.target
+        implant = self._implant_fingerprint() if c.implant.enabled else None
+        if stage == "implant":
+            return implant or stable_hash("implant", None)
         target = (c.model, c.seed, c.dtype, corpus_fingerprint(self.documents), t.block_size, t.max_blocks, t.spread_blocks)
+        if implant:  # unchanged when the stage is off, so runs made before it existed keep their records
+            target = (*target, implant)
         reinforce = stable_hash("reinforce", target, c.reinforce)
         if stage == "reinforce":
             return reinforce
@@ -315,6 +345,12 @@ class Run:
             return stable_hash("report", finetune, c.report, REPORT_VERSION)
         raise WorkbenchError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
 
+    def _implant_fingerprint(self) -> str:
+        c = self.cfg
+        qa = [(q.question, q.answer) for q in self.qa_items] if c.implant.qa else None
+        return stable_hash("implant", c.model, c.seed, c.dtype, corpus_fingerprint(self.documents),
+                           c.target.block_size, c.implant, qa)
+
     def _scores_fingerprint(self, reinforce: str | None = None) -> str:
         c = self.cfg
         return stable_hash("score", reinforce or self.fingerprint("reinforce"), c.scoring,
@@ -336,6 +372,40 @@ class Run:
         return blocks[: sc.max_blocks] if sc.max_blocks else blocks
 
     # -- stages -----------------------------------------------------------------------------------------------
+    @_guarded
+    def implant(self):
+        """Teach the baseline the whole target corpus (and the pack's QA): saves ``implanted/``, the model the
+        method then unlearns. Records how well it took (workbench/implant.py). Returns the implanted model."""
+        from workbench.implant import implant_blocks, implant_check, train_implant
+
+        if not self.cfg.implant.enabled:
+            raise WorkbenchError("the implant stage is off: set implant.enabled: true (for a target the baseline "
+                                 "has never seen, such as the bundled ystrevane pack)")
+        out = self.dir / "implanted"
+        device = self.cfg.device or _process_device()
+        if self.is_done("implant") and out.is_dir():
+            return load_model(str(out), device=device, dtype=self.cfg.dtype).model
+        ic = self.cfg.implant
+        qa = self.qa_items if ic.qa else []
+        blocks = implant_blocks(self.documents, qa, self.tokenizer, self.cfg.target.block_size)
+        base = load_model(self.cfg.model, device=device, dtype=self.cfg.dtype)
+        check_blocks = self.blocks[:8]
+        before = implant_check(base.model, base.tokenizer, self.qa_items, check_blocks)
+        self.log(f"[implant] training on {len(blocks)} blocks ({sum(len(b) for b in blocks)} tokens, "
+                 f"{len(qa)} QA items)")
+        t0 = time.perf_counter()
+        model, finished = train_implant(base.model, base.tokenizer, blocks, ic, out, self.cfg.seed,
+                                        self.callbacks, self.progress)
+        if not finished:
+            raise KeyboardInterrupt("implanting stopped; rerun to resume from the last checkpoint")
+        seconds = time.perf_counter() - t0
+        after = implant_check(model, base.tokenizer, self.qa_items, check_blocks)
+        self.log(f"[implant] QA accuracy {before.get('qa_accuracy', float('nan')):.2f} -> "
+                 f"{after.get('qa_accuracy', float('nan')):.2f} (chance {after.get('qa_chance', float('nan')):.2f}); "
+                 f"corpus loss {before['corpus_loss']:.3f} -> {after['corpus_loss']:.3f}")
+        self._finish("implant", seconds, tokens=int(sum(len(b) for b in blocks)), before=before, after=after)
+        return model
+
     @_guarded
     def reinforce(self):
         """Train (or load) the reinforced model. Returns a ModelPair."""
@@ -471,7 +541,8 @@ class Run:
         return report
 
     def _compose_report(self, result: dict) -> dict:
-        timings = {s: (self.stage_record(s) or {}).get("seconds") for s in STAGES}
+        timings = {s: (self.stage_record(s) or {}).get("seconds") for s in STAGES
+                   if s != "implant" or self.cfg.implant.enabled}
         return {"run_dir": str(self.dir), "config": config_to_dict(self.cfg), "stage_seconds": timings,
                 "labels": (self.stage_record("labels") or {}).get("summary"), **result}
 
@@ -487,6 +558,7 @@ class Run:
         if "labels" in stages and "labels" in needed and not self.is_done("labels"):
             self._require_anchors()  # fail before any training, not after
         report: dict = {}
+        needed = (*needed, "implant") if self.cfg.implant.enabled else needed
         for stage in STAGES:
             if stage not in stages or stage not in needed:
                 continue
