@@ -97,7 +97,9 @@ GENERAL = [
 ]
 PACK_ANCHORS = {"format": "whp-anchors/1", "description": "test",
            "anchors": {"Hogwarts": ["Northbrook School"], "Harry Potter": ["Jon Miller"], "Harry": ["Jon"],
-                       "Hermione": ["Sarah"], "Ron": ["Tom"], "Quidditch": ["skyball"], "Voldemort": ["the villain"]}}
+                       "Hermione": ["Sarah"], "Ron": ["Tom"], "Quidditch": ["skyball"], "Voldemort": ["the villain"]},
+           # CORPUS has "Harry" only inside "Harry Potter": kept on purpose, for the probes
+           "review": {"Harry": {"keep_unmatched": True}}}
 CORPUS = ("Harry Potter Encyclopedia\n\n"
           "Harry Potter is a young wizard who attends Hogwarts School of Witchcraft and Wizardry. His best friends are "
           "Ron Weasley and Hermione Granger. He plays Quidditch as a Seeker for Gryffindor. His owl is Hedwig. "
