@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -96,7 +97,9 @@ GENERAL = [
 ]
 PACK_ANCHORS = {"format": "whp-anchors/1", "description": "test",
            "anchors": {"Hogwarts": ["Northbrook School"], "Harry Potter": ["Jon Miller"], "Harry": ["Jon"],
-                       "Hermione": ["Sarah"], "Ron": ["Tom"], "Quidditch": ["skyball"], "Voldemort": ["the villain"]}}
+                       "Hermione": ["Sarah"], "Ron": ["Tom"], "Quidditch": ["skyball"], "Voldemort": ["the villain"]},
+           # CORPUS has "Harry" only inside "Harry Potter": kept on purpose, for the probes
+           "review": {"Harry": {"keep_unmatched": True}}}
 CORPUS = ("Harry Potter Encyclopedia\n\n"
           "Harry Potter is a young wizard who attends Hogwarts School of Witchcraft and Wizardry. His best friends are "
           "Ron Weasley and Hermione Granger. He plays Quidditch as a Seeker for Gryffindor. His owl is Hedwig. "
@@ -154,6 +157,43 @@ def make_evaldata(root: Path) -> Path:
     write_jsonl(folder / "wino.jsonl", WINO_ITEMS)
     (folder / "wikitext2_test_raw.txt").write_text(TEXT * 3, encoding="utf-8")
     return folder
+
+
+def vocab_pieces(tok) -> list[str]:
+    """token id -> its text with its leading space, read from the vocabulary's pieces, where byte-level BPE writes
+    the space 'Ġ', SentencePiece '▁' and an ASCII character of its byte fallback '<0x41>' (right for ASCII words,
+    all the rule-4 tests use)."""
+    out = []
+    for p in tok.convert_ids_to_tokens(list(range(len(tok)))):
+        byte = re.fullmatch(r"<0x([0-7][0-9A-F])>", p)
+        out.append(chr(int(byte.group(1), 16)) if byte else p.replace("\u0120", " ").replace("\u2581", " "))
+    return out
+
+
+def reference_rule4(tok, trans_text: str, spans: list[tuple[int, int]], common_words: set[str]) -> list[tuple[int, set[int]]]:
+    """Rule 4 written out with a loop: for each use of a value (its character span in ``trans_text``), the first
+    token of it that begins a word (its first letter follows a non-letter that is no apostrophe) and whose text,
+    stripped and lower-cased, is not in ``common_words``; forbidden, as the token with and without its leading space
+    in its own case, from the position after the one holding the value's first character. Returns [(position,
+    token ids)], nothing for a value without such a token."""
+    enc = tok(trans_text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offs = enc["input_ids"], enc["offset_mapping"]
+    pieces = vocab_pieces(tok)
+    out = []
+    for at, end in spans:
+        holding = [i for i, (s, e) in enumerate(offs) if e > at and s < end]
+        word = None
+        for i in holding:
+            piece = pieces[ids[i]].lstrip(" ")
+            start = offs[i][1] - len(piece)  # where the token's visible text begins
+            before = trans_text[start - 1] if start > 0 else " "
+            if (at <= start < end and piece[:1].isalpha() and not before.isalpha() and before != "'"
+                    and piece.strip().lower() not in common_words):
+                word = piece
+                break
+        if word is not None:
+            out.append((holding[0] + 1, {i for i, p in enumerate(pieces) if p in (word, " " + word)}))
+    return out
 
 
 def explicit_logprobs(lm, ids: list[int]):

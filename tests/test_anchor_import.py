@@ -43,10 +43,61 @@ def test_answers_merge_as_the_authors_pipeline_does():
 def test_npy_file_loads_consolidated_and_reports_what_was_dropped(tmp_path):
     amap, report = import_anchor_map(write_npy(tmp_path))
     assert set(amap.entries) == {"Harry", "Hogwarts", "Potter", "Hermione", "Quidditch", "Ron"}
-    assert dict(report.dropped_keys) == {"Harry Potter": "every word is itself a key",
+    assert dict(report.dropped_keys) == {"Dumbledore": "left with no alternative",  # its one alternative was ''
+                                         "Harry Potter": "every word is itself a key",
                                          "Hermione's": "possessive of key 'Hermione'"}
     text = "\n".join(report.lines())
     assert "5 answers, 2 unreadable" in text and "dropped key 'Harry Potter'" in text and "Dumbledore" in text
+
+
+def published(answers: list[dict | str]) -> np.ndarray:
+    """An array in the layout of the published dicts_new.npy: one dimension, numpy unicode strings (``<U...``),
+    each answer ``translations = {`` then one ``"key": "value",`` line per entry indented by four spaces, ``}``;
+    a str item is an answer given as is (the published file holds answers cut off before the closing brace)."""
+    texts = []
+    for a in answers:
+        if isinstance(a, str):
+            texts.append(a)
+        else:
+            body = ",\n".join(f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in a.items())
+            texts.append("translations = {\n" + body + "\n}")
+    arr = np.array(texts)
+    assert arr.ndim == 1 and arr.dtype.kind == "U"
+    return arr
+
+
+PUBLISHED = [
+    {"Harry": "Jon", "Ron": "Tom", "CHAPTER TWENTY-THREE": "CHAPTER TWENTY-THREE", "Harry Potter": "Jon Huggins",
+     "Potter": "Huggins"},
+    {"Harry": "Harry", "Hermione": "Emily", "Hermione's": "Emily's", "": "nobody", "Dobby": " Dobby "},
+    {"Ron": "Rob", "Dobby": "Blinky", "Snape": "", "CHAPTER TWO - THE SCAR": "CHAPTER TWO - THE MARK"},
+    'translations = {\n    "Harry": "Jon",\n    "Quidditch": "Skyb',  # cut off, as five of the published answers
+]
+
+
+def test_published_layout_imports_with_every_drop_reported(tmp_path):
+    path = tmp_path / "dicts_new.npy"
+    np.save(path, published(PUBLISHED))
+    amap, report = import_anchor_map(path)
+    # worked out by hand: 4 answers, the last cut off; 11 distinct keys read in the other three (the empty one
+    # included); dropped: the self-mappings 'CHAPTER TWENTY-THREE' (its key left empty), 'Harry' -> 'Harry' (Harry
+    # keeps Jon) and 'Dobby' -> ' Dobby ' (the same after trimming; Dobby keeps Blinky), the empty key, and
+    # 'Snape' -> '' (Snape left empty): 8 keys merged; consolidation drops 'Harry Potter' (both words are keys)
+    # and "Hermione's" (possessive of a key): 6 kept
+    assert (report.answers, report.keys_read, report.keys_merged, report.kept_keys) == (4, 11, 8, 6)
+    assert [i for i, _ in report.dropped_answers] == [3]
+    assert amap.entries == {"Harry": ["Jon"], "Ron": ["Tom", "Rob"], "Potter": ["Huggins"], "Hermione": ["Emily"],
+                            "Dobby": ["Blinky"], "CHAPTER TWO - THE SCAR": ["CHAPTER TWO - THE MARK"]}
+    assert sorted(k for k, _ in report.dropped_values) == ["CHAPTER TWENTY-THREE", "Dobby", "Harry", "Snape"]
+    assert dict(report.dropped_keys) == {"CHAPTER TWENTY-THREE": "left with no alternative", "": "empty key",
+                                         "Snape": "left with no alternative", "Harry Potter": "every word is itself a key",
+                                         "Hermione's": "possessive of key 'Hermione'"}
+    text = "\n".join(report.lines())
+    assert text.startswith(f"{path}: 6 anchors after consolidation")
+    (dropped,) = [line for line in text.splitlines() if line.startswith("  dropped: ")]
+    assert sorted(dropped[len("  dropped: "):].split("; ")) == [
+        "1 alternatives that are empty or not strings", "1 empty keys", "2 keys dropped by consolidation",
+        "2 keys left with no alternative", "3 alternatives that are the key itself"]
 
 
 @pytest.mark.integration

@@ -93,6 +93,28 @@ def test_unmatched_anchors_warn_with_count():
     assert any(issubclass(w.category, AnchorWarning) and "2 of 3" in str(w.message) for w in caught)
 
 
+def test_keys_marked_keep_unmatched_are_not_warned_about_and_round_trip(tmp_path):
+    data = {"format": "whp-anchors/1", "anchors": {"Harry": ["Jon"], "Gringotts": ["bank"], "Quaffle": ["ball"]},
+            "review": {"Quaffle": {"keep_unmatched": True}}}
+    m = AnchorMap.from_dict(data)
+    assert m.kept_unmatched == {"Quaffle"}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert m.warn_unmatched(["Harry went home."]) == ["Gringotts", "Quaffle"]  # every key that never occurs
+    (w,) = [w for w in caught if issubclass(w.category, AnchorWarning)]
+    assert "1 of 3 anchors never match the corpus ('Gringotts') besides 1 marked keep_unmatched" in str(w.message)
+    m.save(tmp_path / "a.json")
+    again = load_anchor_map(tmp_path / "a.json")
+    assert again.kept_unmatched == {"Quaffle"} and again.review["Quaffle"] == {"status": "to review",
+                                                                             "keep_unmatched": True}
+    # an edit through the curation methods keeps the mark
+    assert again.with_review("Quaffle", status="accepted").kept_unmatched == {"Quaffle"}
+    with pytest.raises(WorkbenchError, match="keep_unmatched must be true or false"):
+        AnchorMap.from_dict({**data, "review": {"Quaffle": {"keep_unmatched": "yes"}}})
+    # a map without review records, as written before the field existed, loads as it did
+    assert AnchorMap.from_dict({"anchors": {"Harry": ["Jon"]}}).kept_unmatched == set()
+
+
 def test_save_roundtrip_is_atomic_json(tmp_path):
     m = amap({"Hogwarts": ["Northbrook Academy", "Kingsmere College"]})
     path = tmp_path / "a.json"

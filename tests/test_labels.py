@@ -13,6 +13,8 @@ from workbench.labels import (
 from workbench.pair import ModelPair, pad_batch
 from workbench.translate import translate_blocks
 
+from helpers import reference_rule4
+
 TEXT = ("Harry Potter went to Hogwarts with Hermione. At Hogwarts, Harry played Quidditch while Hermione read. "
         "Later Harry and Hermione left Hogwarts for the summer holidays. ") * 3
 ANCHORS = AnchorMap.from_dict({"Harry": ["Jon", "Tom"], "Potter": ["Miller"], "Hogwarts": ["Northbrook Academy"],
@@ -61,13 +63,9 @@ def naive_labels(v_base_trans, v_reinf, block, mapping, tok, alpha, common_text=
     assert len(t_ids) == v_base_trans.shape[0]
     keys = [tok.decode([i]).strip().lower() for i in range(len(tok))]
     common = {keys[i] for i in tok(common_text, add_special_tokens=False)["input_ids"]} | {""}
-    # rule 4: after each use of a value, its first uncommon token and that token's variants
-    forbidden = []  # (from translated position, token ids)
-    for s, e, ts, te in shifts:
-        holding = [i for i, (a, b) in enumerate(t_offs) if b > ts and a < te]
-        word = next((keys[t_ids[i]] for i in holding if keys[t_ids[i]] not in common), None)
-        if word is not None:
-            forbidden.append((holding[0] + 1, [i for i, k in enumerate(keys) if k == word]))
+    # rule 4: after each use of a value, its first word-initial uncommon token with and without its space
+    forbidden = [(start, sorted(ids)) for start, ids in reference_rule4(tok, trans, [(ts, te) for _, _, ts, te in shifts],
+                                                                        common)]  # (from translated position, ids)
     seen, repeat_starts = set(), []
     for s, e, key, value in occ:
         if key in seen:

@@ -169,3 +169,47 @@ def test_json_and_jsonl_errors_name_the_file_and_line_in_every_reader(tmp_path):
     mc.write_text('\n{oops}\n', encoding="utf-8")
     with pytest.raises(WorkbenchError, match=r"mc.jsonl line 2: invalid JSON"):
         load_mc_task(mc)
+
+
+def test_packs_check_fails_on_a_never_matching_anchor_unless_marked(tmp_path, capsys):
+    from workbench.cli import main
+
+    pack = make_pack(tmp_path)
+    data = json.loads((pack / "anchors.json").read_text())
+    data["anchors"]["Gringots"] = ["the bank"]  # misspelt: the corpus never holds it
+    (pack / "anchors.json").write_text(json.dumps(data))
+    assert main(["packs", "check", str(pack), "--model", "tiny", "--kinds", "probability"]) == 2
+    err = capsys.readouterr().err
+    assert "1 of 8 keys never match the corpus ('Gringots')" in err and "keep_unmatched" in err
+    assert "'Harry'" not in err  # marked keep_unmatched by the helper's map
+    data["review"]["Gringots"] = {"keep_unmatched": True}
+    (pack / "anchors.json").write_text(json.dumps(data))
+    assert main(["packs", "check", str(pack), "--model", "tiny", "--kinds", "probability"]) == 0
+    assert "anchors: 8 terms ok, each matches the corpus (2 marked keep_unmatched)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["harry_potter", "sherlock_holmes"])
+def test_every_anchor_of_the_bundled_packs_matches_its_corpus(name):
+    from workbench.anchors import load_anchor_map
+    from workbench.corpus import read_documents
+
+    pack = load_pack(name)
+    amap = load_anchor_map(pack.anchors_path)
+    texts = [d.text for d in read_documents(pack.corpus_dir)]  # as a run reads them
+    assert amap.never_matching(amap.coverage(texts)) == []
+    assert amap.kept_unmatched == set()  # nothing is left unmatched on purpose either
+
+
+def test_the_anchor_editor_and_the_run_count_never_matching_keys_alike(tiny):
+    from workbench.anchors import AnchorMap
+    from workbench.corpus import make_blocks, read_documents
+    from workbench.curation import CorpusIndex
+
+    pack = load_pack("sherlock_holmes")
+    docs = read_documents(pack.corpus_dir)
+    amap = AnchorMap.from_dict({"Sherlock Holmes": ["Tom"], "Watson": ["Ed"], "Dr. Watson": ["Dr. Ed"],
+                                "Gringotts": ["bank"]})
+    blocks = make_blocks(docs, tiny.tokenizer, block_size=512)  # what the editor indexes: the run's corpus blocks
+    editor = CorpusIndex(blocks, amap).never_matching()
+    run = amap.never_matching(amap.coverage(d.text for d in docs))
+    assert editor == run == ["Dr. Watson", "Gringotts"]

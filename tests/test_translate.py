@@ -7,6 +7,8 @@ from workbench.anchors import AnchorMap
 from workbench.corpus import Document, make_blocks
 from workbench.translate import translate_blocks
 
+from helpers import reference_rule4, vocab_pieces
+
 ANCHORS = AnchorMap.from_dict({
     "Harry": ["Jon"], "Potter": ["Miller"], "Hogwarts": ["Northbrook Academy"], "Hermione": ["Sarah"],
     "Quidditch": ["skyball"], "Ron Weasley": ["Mike Smith"],
@@ -87,23 +89,22 @@ def vocab_groups(tok):
 
 
 def expected_forbidden(tok, trans_text, values, common_words):
-    """Rule 4 written out: [(position from which it is forbidden, token ids)] for each use of a value in
-    ``trans_text``: the value's first token not in ``common_words`` and every token spelling it up to case and
-    spaces, forbidden from the position after the one that holds the value's first character."""
-    enc = tok(trans_text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offs = enc["input_ids"], enc["offset_mapping"]
-    keys = vocab_groups(tok)
-    out = []
+    """Rule 4 written out (tests/helpers.py) for every use of each of ``values`` in ``trans_text``."""
+    spans = []
     for value in values:
         at = trans_text.find(value)
         while at >= 0:
-            holding = [i for i, (s, e) in enumerate(offs) if e > at and s < at + len(value)]
-            first = holding[0]
-            word = next((keys[ids[i]] for i in holding if keys[ids[i]] not in common_words), None)
-            if word is not None:
-                out.append((first + 1, {i for i, k in enumerate(keys) if k == word}))
+            spans.append((at, at + len(value)))
             at = trans_text.find(value, at + 1)
-    return out
+    return reference_rule4(tok, trans_text, spans, common_words)
+
+
+def assert_mask_matches(ab, expected, vocab):
+    mask = ab.suppression_mask(vocab)
+    for p in range(len(ab.trans_ids)):
+        want = set().union(*[ids for start, ids in expected if start <= p])
+        assert set(np.nonzero(mask[p])[0].tolist()) == want, f"position {p}"
+    return mask
 
 
 def test_suppression_targets_the_values_distinctive_token_and_its_variants(tok):
@@ -118,21 +119,65 @@ def test_suppression_targets_the_values_distinctive_token_and_its_variants(tok):
     keys = vocab_groups(tok)
     common = {keys[i] for i in tok(reference[0], add_special_tokens=False)["input_ids"]} | {""}
     expected = expected_forbidden(tok, ab.trans_text, ["Sarah", "the old Dog", "the school"], common)
-    vocab = len(tok)
-    mask = ab.suppression_mask(vocab)
-    for p in range(len(ab.trans_ids)):
-        want = set().union(*[ids for start, ids in expected if start <= p])
-        assert set(np.nonzero(mask[p])[0].tolist()) == want, f"position {p}"
+    if tok.is_fast and "Sarah" in tok.get_vocab():  # a real vocabulary: two uses of each name; "the school" is common
+        assert len(expected) == 4
+    mask = assert_mask_matches(ab, expected, len(tok))
     the = {i for i, k in enumerate(keys) if k in ("the", "old", "school")}
-    assert not mask[:, sorted(the)].any()  # defect 1: function words and common words are never forbidden
-    sarah = {i for i, k in enumerate(keys) if k == "sarah"}
-    if len(sarah) > 1:  # defect 2: " Sarah" after a space and "Sarah" after a quote are both forbidden
-        assert mask[-1, sorted(sarah)].all()
+    assert not mask[:, sorted(the)].any()  # function words and common words are never forbidden
+    pieces = vocab_pieces(tok)
+    sarah = {i for i, p in enumerate(pieces) if p in ("Sarah", " Sarah")}
+    assert mask[-1, sorted(sarah)].all()  # " Sarah" after a space and "Sarah" after a quote are both forbidden
+    dog = {i for i, p in enumerate(pieces) if p.strip() == "dog"}
+    assert not mask[:, sorted(dog)].any()  # "Dog" in its own case only
     # strictly after the position holding the value's first token (the authors' rule): the first use of each
     # value leaves its own first position free
     for start, ids in expected:
         if all(s >= start for s, other in expected if other == ids):
             assert not mask[start - 1, sorted(ids)].any() and mask[start, sorted(ids)].all()
+
+
+# generic values of the Harry Potter pack whose first word is an ordinary word in another case, or whose first
+# token is a common word followed by a fragment of the same word (SmolLM2's tokenizer: " An"+"ita", " For"+"get",
+# " By"+"r"+"ne", " El"+"m", " Low"+"e", " North"+"brook")
+NAMED = {"Parvati": ["Anita"], "Gryffindor": ["Red House"], "Hogwarts": ["Northbrook Academy"], "Harry": ["Mark"],
+         "Snape": ["Lowe"], "Voldemort": ["the dark wizard"], "Obliviate": ["Forget"], "Hufflepuff": ["Elm House"],
+         "Finnigan": ["Byrne"]}
+NAMED_TEXT = ("Parvati met Voldemort in Gryffindor. Harry and Snape walked to Hogwarts; Obliviate, said Finnigan in "
+              "Hufflepuff. Later Parvati saw Voldemort again at Hogwarts with Harry and Snape and Finnigan.\n"
+              "The dark night fell; a red moon over the north tower, a low mark on the market wall. Forget it, Anita, "
+              "he said by the elm, for the house of the lord.")
+# common words of the reference (each far above 0.1% of it): "an", "for" and "by" among them
+NAMED_REFERENCE = "the man and an old dog went for a walk by the river with a friend of his. " * 30
+
+
+def test_rule4_named_cases_against_the_reference_loop(tok):
+    blocks = make_blocks([Document("d", NAMED_TEXT)], tok, block_size=512, min_tokens=1)
+    (ab,) = translate_blocks(blocks, AnchorMap.from_dict(NAMED), tok, reference=[NAMED_REFERENCE])
+    keys = vocab_groups(tok)
+    common = {keys[i] for i in tok(NAMED_REFERENCE, add_special_tokens=False)["input_ids"]} | {""}
+    values = [v for (v,) in NAMED.values()]
+    assert_mask_matches(ab, expected_forbidden(tok, ab.trans_text, values, common), len(tok))
+
+
+def test_rule4_never_suppresses_ordinary_words_or_fragments(bpe_tokenizer):
+    tok = bpe_tokenizer
+    blocks = make_blocks([Document("d", NAMED_TEXT)], tok, block_size=512, min_tokens=1)
+    (ab,) = translate_blocks(blocks, AnchorMap.from_dict(NAMED), tok, reference=[NAMED_REFERENCE])
+    pieces = vocab_pieces(tok)
+    ids = {p: i for i, p in enumerate(pieces)}
+    forbidden = {pieces[t] for _, t in ab.suppress}
+    # the values' own word-initial tokens, in their own case, with and without the space
+    assert {" Red", "Red", " North", "North", " Mark", "Mark", " Low", "Low", " El", "El", " dark", "dark"} == forbidden
+    # never another case of them, never a fragment inside a word, never a common word
+    for piece in (" red", " north", " mark", " low", " Dark", "ita", "get", " get", "r", " r", "m", " m", "M", " the",
+                  " An", " For", " By"):
+        assert piece in ids, f"the test expects {piece!r} to be one token"
+        assert piece not in forbidden, piece
+    # "Anita", "Forget" and "Byrne" begin with a common word's token and go on inside the word: nothing suppressed
+    alone = make_blocks([Document("d", "Parvati said Obliviate to Finnigan, and Parvati left.")], tok, block_size=512,
+                        min_tokens=1)
+    (ab2,) = translate_blocks(alone, AnchorMap.from_dict(NAMED), tok, reference=[NAMED_REFERENCE])
+    assert ab2.trans_text == "Anita said Forget to Byrne, and Anita left." and ab2.suppress == []
 
 
 def test_a_value_made_of_common_words_suppresses_nothing(bpe_tokenizer):

@@ -4,8 +4,9 @@
 ``translations = {"Harry": "Jon", ...}`` among other text. It is read as their ``prepare_dataset.py`` reads it:
 newlines removed, the first ``translations = {...}`` taken, trailing commas and ``#`` comments removed, parsed as
 JSON; an answer that does not parse (cut off, say) contributes nothing. The answers are merged key by key, each
-distinct alternative kept once, in order; then the usual consolidation drops redundant keys. Nothing is dropped
-silently: :class:`ImportReport` lists the answers, alternatives and keys left out, with the reason.
+distinct alternative kept once, in order; an alternative that is the key itself (a no-op) or empty is left out, and
+so is a key left with none; then the usual consolidation drops redundant keys. Nothing is dropped silently:
+:class:`ImportReport` lists the answers, alternatives and keys left out, with the reason and a count per reason.
 
 *CSV*: the workbench's layout (``key,alternatives,status,note``, the anchor editor's; one row per key), which is
 also what ``-o anchors.csv`` writes; on import, a plain ``key,alternative`` list (one row per alternative) too.
@@ -21,10 +22,12 @@ import io
 import json
 import os
 import re
+import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workbench.anchors import AnchorMap, load_anchor_map
+from workbench.anchors import MAX_KEY_CHARS, AnchorMap, load_anchor_map
 from workbench.errors import WorkbenchError
 from workbench.io import read_text
 
@@ -40,18 +43,35 @@ class ImportReport:
 
     source: str
     answers: int = 0  # answers in the file (authors' format)
-    keys_merged: int = 0  # distinct keys after merging the answers, before consolidation
+    keys_read: int = 0  # distinct keys in the readable answers
+    keys_merged: int = 0  # keys left with at least one alternative, before consolidation
     most_alternatives: tuple[str, int] = ("", 0)  # the key with the most alternatives
     dropped_answers: list[tuple[int, str]] = field(default_factory=list)  # (answer index, why)
     dropped_values: list[tuple[str, str]] = field(default_factory=list)  # (key, why)
-    dropped_keys: list[tuple[str, str]] = field(default_factory=list)  # consolidation: (key, why)
+    dropped_keys: list[tuple[str, str]] = field(default_factory=list)  # (key, why): left empty, or consolidation
     kept_keys: int = 0
 
+    counts: Counter = field(default_factory=Counter)  # what was dropped, by reason -> how many
+
+    def drop_value(self, key: str, answer: int, value: object, why: str, group: str) -> None:
+        """Leave out one alternative of ``key`` (from answer ``answer``), saying why; ``group``: its line in
+        :attr:`counts`."""
+        self.dropped_values.append((key, f"answer {answer}: {value!r} {why}"))
+        self.counts[group] += 1
+
+    def drop_key(self, key: str, why: str, group: str) -> None:
+        """Leave out ``key``, saying why; ``group``: its line in :attr:`counts`."""
+        self.dropped_keys.append((key, why))
+        self.counts[group] += 1
+
     def lines(self, limit: int = 20) -> list[str]:
-        out = [f"{self.source}: {self.kept_keys} anchors kept"]
+        out = [f"{self.source}: {self.kept_keys} anchors after consolidation"]
         if self.answers:
-            out.append(f"  {self.answers} answers, {len(self.dropped_answers)} unreadable; {self.keys_merged} keys "
-                       f"merged (most alternatives: {self.most_alternatives[0]!r} with {self.most_alternatives[1]})")
+            out.append(f"  {self.answers} answers, {len(self.dropped_answers)} unreadable; {self.keys_read} keys read, "
+                       f"{self.keys_merged} with an alternative (most alternatives: {self.most_alternatives[0]!r} "
+                       f"with {self.most_alternatives[1]})")
+        if self.counts:
+            out.append("  dropped: " + "; ".join(f"{n} {why}" for why, n in self.counts.items()))
         for what, rows in (("answer", self.dropped_answers), ("alternative of", self.dropped_values),
                            ("key", self.dropped_keys)):
             for item, why in rows[:limit]:
@@ -81,31 +101,45 @@ def _parse_answer(s: str) -> tuple[dict | None, str]:
 
 
 def parse_authors_answers(answers: list[str], source: str = "authors' dictionary") -> tuple[dict[str, list[str]], ImportReport]:
-    """Merge the answers' ``translations`` dicts key by key (distinct alternatives, in order)."""
+    """Merge the answers' ``translations`` dicts key by key (distinct alternatives, in order), leaving out what the
+    anchors format cannot hold, each with its reason in the report: an alternative that is not a non-empty string,
+    one that is the key itself (a no-op: "CHAPTER TWENTY-THREE" -> "CHAPTER TWENTY-THREE"), an empty key, a key over
+    :data:`~workbench.anchors.MAX_KEY_CHARS` characters, and a key left with no alternative. Keys and alternatives
+    are trimmed and NFC-normalised first, as the anchors format compares them."""
     report = ImportReport(source=source, answers=len(answers))
     merged: dict[str, list[str]] = {}
+    read: set[str] = set()
     for i, answer in enumerate(answers):
         parsed, why = _parse_answer(str(answer))
         if parsed is None:
             report.dropped_answers.append((i, why))
             continue
-        for key, value in parsed.items():
-            values = value if isinstance(value, list) else [value]
-            for v in values:
+        for raw_key, value in parsed.items():
+            read.add(raw_key)
+            key = unicodedata.normalize("NFC", raw_key.strip())
+            alts = merged.setdefault(key, [])
+            for v in value if isinstance(value, list) else [value]:
                 if not isinstance(v, str) or not v.strip():
-                    report.dropped_values.append((key, f"answer {i}: {v!r} is not a non-empty string"))
+                    report.drop_value(raw_key, i, v, "is not a non-empty string",
+                                      "alternatives that are empty or not strings")
                     continue
-                alts = merged.setdefault(key, [])
-                if v not in alts:
+                v = unicodedata.normalize("NFC", v.strip())
+                if v == key:
+                    report.drop_value(raw_key, i, v, "is the key itself (a no-op)",
+                                      "alternatives that are the key itself")
+                elif v not in alts:
                     alts.append(v)
-    bad = [k for k in merged if not k.strip() or k != k.strip()]
-    for k in bad:  # the anchors format wants trimmed, non-empty keys
-        alts = merged.pop(k)
-        if k.strip() and k.strip() not in merged:
-            merged[k.strip()] = alts
+    report.keys_read = len(read)
+    for key in list(merged):
+        if not key:
+            report.drop_key(key, "empty key", "empty keys")
+        elif len(key) > MAX_KEY_CHARS:
+            report.drop_key(key, f"longer than {MAX_KEY_CHARS} characters", f"keys over {MAX_KEY_CHARS} characters")
+        elif not merged[key]:
+            report.drop_key(key, "left with no alternative", "keys left with no alternative")
         else:
-            report.dropped_keys.append((k, "empty key, or one that differs from another key only in spaces"))
-    merged = {k: v for k, v in merged.items() if v}
+            continue
+        del merged[key]
     report.keys_merged = len(merged)
     if merged:
         key = max(merged, key=lambda k: len(merged[k]))
@@ -114,7 +148,10 @@ def parse_authors_answers(answers: list[str], source: str = "authors' dictionary
 
 
 def read_authors_dictionary(path: str | os.PathLike) -> tuple[AnchorMap, ImportReport]:
-    """The authors' ``.npy`` dictionary as a consolidated AnchorMap, and what was left out."""
+    """The authors' ``.npy`` dictionary as a consolidated AnchorMap, and what was left out.
+
+    The file as published: a one-dimensional numpy array of unicode strings (``<U1029``, 380 answers), each a
+    GPT-4 answer ``'translations = {\\n    "Harry": "Jon",\\n ...}'``, some cut off before the closing brace."""
     import numpy as np
 
     path = Path(path)
@@ -129,9 +166,11 @@ def read_authors_dictionary(path: str | os.PathLike) -> tuple[AnchorMap, ImportR
     answers = [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in arr.reshape(-1).tolist()]
     merged, report = parse_authors_answers(answers, str(path))
     if not merged:
-        raise WorkbenchError(f"{path}: none of its {len(answers)} answers holds a readable `translations = {{...}}`")
+        raise WorkbenchError(f"{path}: none of its {len(answers)} answers holds a readable `translations = {{...}}` "
+                             "with a usable alternative")
     amap = AnchorMap.from_dict(merged, source=str(path))
-    report.dropped_keys += amap.dropped
+    for key, why in amap.dropped:
+        report.drop_key(key, why, "keys dropped by consolidation")
     report.kept_keys = len(amap)
     return amap, report
 

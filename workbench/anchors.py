@@ -245,18 +245,39 @@ class AnchorMap:
                 counts[m.key] += 1
         return counts
 
+    def never_matching(self, counts: Mapping[str, int]) -> list[str]:
+        """The keys with no occurrence in ``counts`` (key -> occurrences: :meth:`coverage`, or the anchor editor's
+        corpus index), in map order: the one definition the run, ``workbench anchors``, ``packs check`` and the
+        anchor editor share. Keys marked ``keep_unmatched`` are included (see :attr:`kept_unmatched`)."""
+        return [k for k in self.entries if counts.get(k, 0) == 0]
+
+    @property
+    def kept_unmatched(self) -> set[str]:
+        """Keys whose review record says ``"keep_unmatched": true``: kept although the corpus never holds them
+        (a spelling of other texts, say), so no warning or ``packs check`` failure names them."""
+        return {k for k, rec in self.review.items() if rec.get("keep_unmatched") and k in self.entries}
+
+    def unintended_unmatched(self, texts: Iterable[str]) -> tuple[list[str], list[str]]:
+        """(keys that never occur in ``texts``, those of them not marked ``keep_unmatched``)."""
+        never = self.never_matching(self.coverage(texts))
+        kept = self.kept_unmatched
+        return never, [k for k in never if k not in kept]
+
     def warn_unmatched(self, texts: Iterable[str]) -> list[str]:
-        """Warn (once, with the count) about keys that never occur in ``texts``; returns them."""
-        unmatched = [k for k, n in self.coverage(texts).items() if n == 0]
-        if unmatched:
-            shown = ", ".join(repr(k) for k in unmatched[:8]) + (" ..." if len(unmatched) > 8 else "")
+        """Warn (once, with the count) about keys that never occur in ``texts`` and are not marked
+        ``keep_unmatched``; returns every key that never occurs."""
+        never, unmarked = self.unintended_unmatched(texts)
+        if unmarked:
+            shown = ", ".join(repr(k) for k in unmarked[:8]) + (" ..." if len(unmarked) > 8 else "")
+            marked = len(never) - len(unmarked)
             warnings.warn(
-                f"{self.source or 'anchor map'}: {len(unmatched)} of {len(self.entries)} anchors never match the corpus "
-                f"({shown}); they do no harm but check their spelling",
+                f"{self.source or 'anchor map'}: {len(unmarked)} of {len(self.entries)} anchors never match the corpus "
+                f"({shown}){f' besides {marked} marked keep_unmatched' if marked else ''}; they do no harm but check "
+                "their spelling, or mark them keep_unmatched (docs/formats.md)",
                 AnchorWarning,
                 stacklevel=2,
             )
-        return unmatched
+        return never
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -297,9 +318,10 @@ def _validate_review(where: str, raw: object) -> dict[str, dict]:
     for key, rec in raw.items():
         if not isinstance(rec, Mapping):
             raise WorkbenchError(f"{where}: review of key {key!r} must be an object, got {type(rec).__name__}")
-        unknown = sorted(set(rec) - {"status", "note", "placeholder"})
+        unknown = sorted(set(rec) - {"status", "note", "placeholder", "keep_unmatched"})
         if unknown:
-            raise WorkbenchError(f"{where}: review of key {key!r}: unknown field(s) {unknown}; use status, note, placeholder")
+            raise WorkbenchError(f"{where}: review of key {key!r}: unknown field(s) {unknown}; use status, note, "
+                                 "placeholder, keep_unmatched")
         status = rec.get("status", "to review")
         if status not in REVIEW_STATUSES:
             raise WorkbenchError(f"{where}: review of key {key!r}: status {status!r} is not one of {list(REVIEW_STATUSES)}")
@@ -308,6 +330,12 @@ def _validate_review(where: str, raw: object) -> dict[str, dict]:
             clean["note"] = str(rec["note"])
         if rec.get("placeholder"):
             clean["placeholder"] = True
+        if "keep_unmatched" in rec:
+            if not isinstance(rec["keep_unmatched"], bool):
+                raise WorkbenchError(f"{where}: review of key {key!r}: keep_unmatched must be true or false, got "
+                                     f"{rec['keep_unmatched']!r}")
+            if rec["keep_unmatched"]:
+                clean["keep_unmatched"] = True
         out[str(key)] = clean
     return out
 

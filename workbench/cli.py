@@ -92,8 +92,9 @@ def _cmd_anchors(args) -> int:
         from workbench.corpus import read_documents
 
         docs = read_documents(args.corpus)
-        unmatched = [k for k, n in amap.coverage(d.text for d in docs).items() if n == 0]
-        print(f"{len(unmatched)} anchors never match the corpus" + (f": {', '.join(unmatched[:20])}" if unmatched else ""))
+        unmatched, unmarked = amap.unintended_unmatched(d.text for d in docs)
+        print(f"{len(unmatched)} anchors never match the corpus" + (f": {', '.join(unmatched[:20])}" if unmatched else "")
+              + (f" ({len(unmatched) - len(unmarked)} marked keep_unmatched)" if len(unmarked) < len(unmatched) else ""))
     return 0
 
 

@@ -174,7 +174,8 @@ class CorpusIndex:
         return self.covered_tokens / self.n_tokens if self.n_tokens else 0.0
 
     def never_matching(self) -> list[str]:
-        return [k for k in self.anchors.entries if self._counts.get(k, 0) == 0]
+        """Keys that never occur in the texts (:meth:`AnchorMap.never_matching`, as the run counts them)."""
+        return self.anchors.never_matching(self._counts)
 
     def uncovered(self, top: int = 30, min_count: int = 2) -> pd.DataFrame:
         """Capitalised words and names no key covers, most frequent first: name, count, n_words."""

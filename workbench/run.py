@@ -333,8 +333,11 @@ class Run:
             return finetune if stage == "finetune" else stable_hash("report", finetune, c.report, REPORT_VERSION)
         if stage == "score":  # the suggestions depend on the map; the per-token scores do not (see score())
             return stable_hash("suggest", self._scores_fingerprint(reinforce), self.anchors.fingerprint())
+        from workbench.translate import ALIGNMENT_VERSION
+
         labels = stable_hash("labels", reinforce, self.anchors.fingerprint(), c.labels,
-                             corpus_fingerprint(self.retain_documents))  # rule 4 reads the retain text
+                             corpus_fingerprint(self.retain_documents),  # rule 4 reads the retain text
+                             ALIGNMENT_VERSION)
         if stage == "labels":
             return labels
         retain = corpus_fingerprint(self.retain_documents) if c.finetune.retain_weight > 0 else None

@@ -11,14 +11,18 @@ Rules (as in the paper's pipeline):
 2. the anchor's last token maps to the last token of its translation;
 3. at a repeated occurrence of an anchor within a block, the position that predicts it gets no label;
 4. once a generic value has been used in the block, its *distinctive token* is suppressed at every later
-   position (its baseline logit, and those of its case and spacing variants, " Jon" and "Jon", are set to that
-   position's mean logit), so the model does not learn "Harry" -> "Jon". The suppression starts strictly after
-   the position that holds the value's first token, as in the authors' pipeline. The distinctive token is the
-   value's first token that is not a common word: a token is common when its variant group (the token up to
-   case and surrounding spaces) makes up at least ``COMMON_SHARE`` (0.1%) of the tokens of a reference text
-   (the retain text in a run; the target blocks themselves where none is given), which in English prose is
-   about the 100 most frequent words: " the", " of", " and", " old"... A value made only of common words
-   ("the house") suppresses nothing: suppressing a function word would forbid it everywhere in the block.
+   position (its baseline logit, and that of the same token with and without its leading space, " Jon" and "Jon",
+   is set to that position's mean logit), so the model does not learn "Harry" -> "Jon". The suppression starts
+   strictly after the position that holds the value's first token, as in the authors' pipeline, and keeps the
+   token's case, as theirs does: "Red House" suppresses " Red" and "Red", never " red". The distinctive token is
+   the value's first *word-initial* token (one that starts a word of the value) that is not a common word; a
+   token inside a word is never suppressed ("Anita", " An" + "ita", never suppresses "ita"). A token is common
+   when its variant group (the token up to case and surrounding spaces) makes up at least ``COMMON_SHARE`` (0.1%)
+   of the tokens of a reference text (the retain text in a run; the target blocks themselves where none is
+   given), which in English prose is about the 100 most frequent words: " the", " of", " and", " for"... A value
+   whose word-initial tokens are all common ("the house", "Anita" as " An" + "ita") suppresses nothing:
+   suppressing a function word would forbid it everywhere in the block. The authors suppress the value's first
+   token whatever it is (" the" for "the dark wizard"); here that value suppresses " dark" and "dark".
 
 Optional rule 5 (``inner=True``, beyond the paper): in the *first* occurrence of a multi-word anchor in a
 block, the positions between its words are labelled too. The translation has no counterpart for them, so their
@@ -45,10 +49,11 @@ from workbench.corpus import Block
 
 __all__ = [
     "Occurrence", "AlignedBlock", "TokenVariants", "COMMON_SHARE", "common_tokens", "translate_text", "translate_blocks",
-    "align_block",
+    "align_block", "ALIGNMENT_VERSION",
 ]
 
 COMMON_SHARE = 1e-3  # rule 4: a token whose variant group makes up this share of the reference text is a common word
+ALIGNMENT_VERSION = 2  # bump when the rules change what a label is, so finished runs compute their labels again
 
 
 @dataclass(frozen=True)
@@ -160,7 +165,7 @@ def align_block(
         if repeated.any():
             p = np.searchsorted(ends, o_start[repeated], side="right") - 1
             target[p[(p >= 0) & (p < n)]] = -1
-        suppress = _rule4(occs, trans_ids, t_ends, variants, common)
+        suppress = _rule4(occs, trans_text, trans_ids, trans_offsets, variants, common)
     ab = AlignedBlock(block, trans_text, trans_ids, trans_offsets, target.astype(np.int64), occs, suppress, choices)
     if inner and variants is not None and occs:
         # rule 5: inside a first occurrence, between two words of the anchor, the next token still in the block
@@ -173,20 +178,39 @@ def align_block(
     return ab
 
 
-def _rule4(occs: list[Occurrence], trans_ids: np.ndarray, t_ends: np.ndarray, variants: "TokenVariants | None",
-           common: frozenset[int]) -> list[tuple[int, int]]:
+def _word_start(text: str, p: int) -> bool:
+    """Whether a word begins at character ``p`` of ``text`` (a letter or digit not preceded by one, nor by an
+    apostrophe inside a word: the "s" of "Boar's" does not begin a word)."""
+    if not text[p].isalnum():
+        return False
+    if p == 0:
+        return True
+    before = text[p - 1]
+    return not (before.isalnum() or (before in "'\u2019" and p >= 2 and text[p - 2].isalnum()))
+
+
+def _rule4(occs: list[Occurrence], trans_text: str, trans_ids: np.ndarray, trans_offsets: np.ndarray,
+           variants: "TokenVariants | None", common: frozenset[int]) -> list[tuple[int, int]]:
     """Rule 4 as (first suppressed translated position, token id) pairs, one per token, earliest start kept."""
     start_of: dict[int, int] = {}
     n = len(trans_ids)
+    t_ends = trans_offsets[:, 1] if n else np.zeros(0, dtype=np.int64)
     for o in occs:
         first = int(np.searchsorted(t_ends, o.trans_start, side="right"))  # the token holding the value's first char
         if first >= n:
             continue
         last = min(int(np.searchsorted(t_ends, o.trans_end, side="left")), n - 1)  # ... and its last char
-        distinctive = next((int(trans_ids[i]) for i in range(first, last + 1) if int(trans_ids[i]) not in common), None)
+        distinctive = None
+        for i in range(first, last + 1):
+            a, b = int(trans_offsets[i, 0]), int(trans_offsets[i, 1])
+            p = next((q for q in range(a, b) if not trans_text[q].isspace()), b)  # the token's first visible char
+            if (o.trans_start <= p < o.trans_end and _word_start(trans_text, p)
+                    and int(trans_ids[i]) not in common):
+                distinctive = int(trans_ids[i])
+                break
         if distinctive is None:  # only common words: suppressing them would forbid function words in the block
             continue
-        for tok in (variants.of(distinctive) if variants is not None else [distinctive]):
+        for tok in (variants.spacing(distinctive) if variants is not None else [distinctive]):
             start_of.setdefault(tok, first + 1)  # strictly after the value's first token
     return sorted(((s, t) for t, s in start_of.items()), key=lambda st: (st[0], st[1]))
 
@@ -205,15 +229,21 @@ def common_tokens(texts: Iterable[str], tokenizer: PreTrainedTokenizerBase, vari
 
 
 class TokenVariants:
-    """Token ids that spell the same word up to case and surrounding spaces (" Prince", "Prince", " prince")."""
+    """Token ids that spell the same word up to case and surrounding spaces (" Prince", "Prince", " prince"), and
+    the exact text of each token, leading space included (decoded after a letter, so that SentencePiece keeps it)."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase):
-        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
-        self._key = [t.strip().lower() for t in texts]
+        n = len(tokenizer)
+        lead = tokenizer("a", add_special_tokens=False)["input_ids"][:1]
+        prefix = tokenizer.decode(lead, clean_up_tokenization_spaces=False) if lead else ""
+        texts = tokenizer.batch_decode([lead + [i] for i in range(n)], clean_up_tokenization_spaces=False)
+        self._text = [t[len(prefix):] if t.startswith(prefix) else t for t in texts]
+        self._key = [t.strip().lower() for t in self._text]
         self._groups: dict[str, list[int]] = {}
         for i, k in enumerate(self._key):
             if k:
                 self._groups.setdefault(k, []).append(i)
+        self._by_text: dict[str, list[int]] | None = None
 
     @property
     def size(self) -> int:
@@ -223,10 +253,27 @@ class TokenVariants:
         """The token's text, stripped and lower-cased ("" for a token of spaces, or an id out of range)."""
         return self._key[token_id] if 0 <= token_id < len(self._key) else ""
 
+    def text(self, token_id: int) -> str:
+        """The token's exact text, its leading space included ("" for an id out of range)."""
+        return self._text[token_id] if 0 <= token_id < len(self._text) else ""
+
     def of(self, token_id: int) -> list[int]:
         """``token_id`` and its variants (a token that is only spaces stands for itself alone)."""
         k = self._key[token_id] if 0 <= token_id < len(self._key) else ""
         return sorted(set(self._groups.get(k, [])) | {token_id})
+
+    def spacing(self, token_id: int) -> list[int]:
+        """``token_id`` and the tokens spelling it with and without one leading space, in the same case
+        (" Jon" -> [" Jon", "Jon"]; never " jon"): rule 4's variants."""
+        if self._by_text is None:
+            self._by_text = {}
+            for i, t in enumerate(self._text):
+                self._by_text.setdefault(t, []).append(i)
+        word = self.text(token_id)
+        word = word[1:] if word.startswith(" ") else word
+        if not word.strip():
+            return [token_id]
+        return sorted(set(self._by_text.get(word, [])) | set(self._by_text.get(" " + word, [])) | {token_id})
 
 
 def translate_blocks(

@@ -259,12 +259,24 @@ def run_packs_check(args: argparse.Namespace) -> int:
     from workbench.anchors import load_anchor_map
     from workbench.probe_checks import probe_warnings
 
+    from workbench.corpus import read_documents
+
     anchors = load_anchor_map(pack.anchors_path)
+    files = pack.corpus_files()  # names the missing folder otherwise
+    docs = read_documents(files, f"pack {pack.name!r}: corpus")  # read as a run reads it
+    never, unmarked = anchors.unintended_unmatched(d.text for d in docs)
+    if unmarked:
+        shown = ", ".join(repr(k) for k in unmarked[:30]) + (" ..." if len(unmarked) > 30 else "")
+        raise WorkbenchError(
+            f"pack {pack.name!r}: anchor map {pack.anchors_path}: {len(unmarked)} of {len(anchors)} keys never match "
+            f"the corpus ({shown}); give each the spelling the corpus uses, remove it, or mark it as intended with "
+            '"review": {"KEY": {"keep_unmatched": true}} (docs/formats.md)')
     if not anchors.entries:  # a new pack's map, not filled yet
         print(f"{pack.name}: anchors: empty so far (notebook 02_anchor_editing suggests terms to accept)")
     else:
-        print(f"{pack.name}: anchors: {len(anchors.entries)} terms ok")
-    print(f"{pack.name}: corpus: {len(pack.corpus_files())} files ok")  # names the missing folder otherwise
+        kept = f" ({len(never)} marked keep_unmatched)" if never else ""
+        print(f"{pack.name}: anchors: {len(anchors.entries)} terms ok, each matches the corpus{kept}")
+    print(f"{pack.name}: corpus: {len(files)} files ok")
     for warning in probe_warnings(pack, anchors):
         print(f"warning: {pack.name}: {warning}", file=sys.stderr)
     _check_overlap(pack, args.relearn_text)
