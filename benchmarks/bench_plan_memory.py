@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -67,7 +68,8 @@ def measured_step_peak(model: torch.nn.Module, input_ids: torch.Tensor, checkpoi
         step()
         tracker = _tracker()
         tracker.track_external(model, opt)
-        with tracker:
+        with tracker, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*module hierarchy tracking.*")
             step()
     snap = tracker.get_tracker_snapshot("peak")
     dev = next(iter(snap.values()))

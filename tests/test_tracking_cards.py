@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from workbench.cli import main
@@ -110,13 +111,22 @@ def test_every_method_gets_a_card_and_tracked_losses(tmp_path):
     pytest.importorskip("tensorboard")
     from huggingface_hub import ModelCard
 
-    cfg = _config(tmp_path, method="npo", report={"enabled": False}, tracking={"report_to": ["tensorboard"]})
+    cfg = _config(tmp_path, method="npo", report={"enabled": False}, tracking={"report_to": ["tensorboard"]},
+                  finetune={"gradient_checkpointing": True})  # LoRA under checkpointing, through the Trainer
     run = Run(config_from_dict(cfg), tmp_path / "run", progress=False, log=None)
     run.run()
     card = ModelCard.load(tmp_path / "run" / "unlearned" / "README.md")
     assert card.data.to_dict()["tags"] == ["unlearning", "npo"]
     assert "Not evaluated yet" in card.text and "No attack results" in card.text
-    assert "train/loss" in _scalars(tmp_path / "run" / "tracking" / "finetune")
+    losses = _scalars(tmp_path / "run" / "tracking" / "finetune")["train/loss"]
+    assert len(losses) >= 2 and all(v == v for v in losses)
+    from safetensors.torch import load_file
+
+    from workbench.models import tiny_model
+
+    trained = load_file(tmp_path / "run" / "unlearned" / "model.safetensors")
+    start = tiny_model().model.state_dict()
+    assert any(not torch.equal(trained[k], start[k]) for k in trained if "proj" in k)  # the adapters were trained
 
 
 def test_unknown_tracker_is_one_error_listing_the_valid_names(tmp_path, capsys):
