@@ -188,3 +188,25 @@ def test_tracking_and_checkpointing_change_no_fingerprint_and_need_no_update(tmp
     cfg = config_from_dict(base)
     old_style = {k: v for k, v in dataclasses.asdict(cfg.reinforce).items() if k != "gradient_checkpointing"}
     assert stable_hash(cfg.reinforce) == stable_hash(old_style)
+
+
+def test_known_limits_read_the_attacks_of_a_comparison_of_the_run(tmp_path):
+    from types import SimpleNamespace
+
+    from workbench.model_card import known_limits
+
+    run_dir = tmp_path / "compare" / "runs" / "npo"
+    run_dir.mkdir(parents=True)
+    run = SimpleNamespace(dir=run_dir)
+    assert known_limits(run) is None  # no comparison yet
+    row = {"run": "npo", "run_dir": str(run_dir), "target_prob": 0.1, "base_target_prob": 0.4, "primed_prob": 0.25,
+           "para_max_prob": 0.1, "adv_worst_prob": float("nan"), "relearn8_prob": 0.37, "residual_best_acc": 0.81}
+    other = {**row, "run": "ga", "run_dir": str(tmp_path / "compare" / "runs" / "ga"), "primed_prob": 0.4}
+    (tmp_path / "compare" / "compare.json").write_text(json.dumps({"split": "dev", "runs": [other, row]}))
+    lines = known_limits(run)
+    text = "\n".join(lines)
+    # the share of the removed probability (0.4 - 0.1) each attack brings back: (attack - 0.1) / 0.3
+    assert "passage of the target text in the prompt: 0.25 (50% of the removed probability comes back)" in text
+    assert "paraphrases: 0.1 (0% of" in text and "after 8 relearning steps: 0.37 (90% of" in text
+    assert "adversarial" not in text  # not measured
+    assert "accuracy 0.81" in text and "dev probes" in lines[0]

@@ -90,10 +90,10 @@ def card_metadata(run: "Run", report: dict | None = None) -> dict:
     results = []
     for name, r in ((report or {}).get("probes") or {}).items():
         results.append({"task": {"type": "text-generation", "name": "familiarity probes"},
-                        "dataset": {"name": f"{target} {name} probes ({(report or {}).get('split') or 'all'})",
+                        "dataset": {"name": f"{target} {name} probes ({c.report.split or 'all splits'})",
                                     "type": f"whp-workbench/{target}"},
                         "metrics": [{"type": "mean_prob_correct_token", "value": round(float(r["unlearned_mean_prob"]), 6),
-                                     "name": f"P(correct next token), baseline {float(r['baseline_mean_prob']):.4f}"}]})
+                                     "name": f"P(correct next token), baseline {float(r['baseline_mean_prob']):.4g}"}]})
     if results:
         meta["model-index"] = [{"name": c.name, "results": results}]
     return meta
@@ -164,8 +164,8 @@ def _num(v) -> float | None:
 def _limits_from_row(row: dict, split: str | None, source: Path) -> list[str]:
     after, before = _num(row.get("target_prob")), _num(row.get("base_target_prob"))
     lines = [f"From `{source}` ({split or 'all'} probes): mean P(correct next token) on the target probes "
-             f"{before if before is None else f'{before:.4f}'} before, "
-             f"{after if after is None else f'{after:.4f}'} after unlearning."]
+             f"{before if before is None else f'{before:.4g}'} before, "
+             f"{after if after is None else f'{after:.4g}'} after unlearning."]
     attacks = [("primed_prob", "after a passage of the target text in the prompt"),
                ("para_max_prob", "the best of each probe's paraphrases"),
                ("adv_worst_prob", "the worst adversarial prompt")]
@@ -175,7 +175,7 @@ def _limits_from_row(row: dict, split: str | None, source: Path) -> list[str]:
         v = _num(row.get(key))
         if v is None:
             continue
-        text = f"- {what}: {v:.4f}"
+        text = f"- {what}: {v:.4g}"
         if after is not None and before is not None and before > after:
             back = (v - after) / (before - after)
             text += f" ({100 * back:.0f}% of the removed probability comes back)"
@@ -219,13 +219,15 @@ def card_text(run: "Run") -> str:
         out.append("Not evaluated yet: the run's report stage (`workbench report CONFIG`) fills this section.")
     else:
         table = outcome_table(report)
-        out += [f"On the {report.get('split') or 'all'} split of the target's probes; change 95% CI: paired "
-                "bootstrap of the relative change.", "",
+        split = f"the {c.report.split} split of" if c.report.split else "all of"
+        out += [f"On {split} the target's probes (mean probability of the correct next token; perplexity on the "
+                "report's text); change 95% CI: paired bootstrap of the relative change.", "",
                 "| measure | n | baseline | unlearned | change | change 95% CI |", "|---|---|---|---|---|---|"]
         for _, r in table.iterrows():
             n = "" if r["n"] is None or r["n"] != r["n"] else int(r["n"])
-            out.append(f"| {str(r['measure']).strip()} | {n} | {r['baseline']:.4f} | {r['unlearned']:.4f} | "
-                       f"{r['change']} | {r['change 95% CI'] or ''} |")
+            ci = r["change 95% CI"] if isinstance(r["change 95% CI"], str) else ""
+            out.append(f"| {str(r['measure']).strip()} | {n} | {r['baseline']:.4g} | {r['unlearned']:.4g} | "
+                       f"{r['change']} | {ci} |")
     out += ["", "## Known limits", ""]
     limits = known_limits(run)
     out += limits if limits else ["No attack results for this model yet: `workbench compare CONFIG` runs priming, "

@@ -65,7 +65,14 @@ class StageTracking:
 
     def training_args(self) -> dict[str, Any]:
         """Keyword arguments of ``TrainingArguments``."""
-        return {"report_to": list(self.report_to) or "none", "run_name": self.run_name, "project": self.project}
+        import dataclasses
+
+        from transformers import TrainingArguments
+
+        args = {"report_to": list(self.report_to) or "none", "run_name": self.run_name}
+        if "project" in {f.name for f in dataclasses.fields(TrainingArguments)}:  # transformers >= 4.57
+            args["project"] = self.project
+        return args
 
     @contextlib.contextmanager
     def environment(self) -> Iterator[None]:
