@@ -368,7 +368,8 @@ def format_plan(cfg: RunConfig, s: ModelShape, stages: list[StageMemory], gpus: 
     lines = [f"model {cfg.model} ({s.model_type}): {s.params / 1e9:.3f}B parameters ({s.params:,}), {s.layers} layers, "
              f"hidden {s.hidden}, intermediate {s.intermediate}, {s.heads} heads / {s.kv_heads} KV heads, "
              f"vocabulary {s.vocab}" + (", tied embeddings" if s.tied else ""),
-             f"method {cfg.method}, dtype {cfg.dtype}; GiB per process", ""]
+             f"method {cfg.method}, dtype {cfg.dtype}" + (" (bf16 on a GPU)" if cfg.dtype == "auto" else "")
+             + "; GiB per process", ""]
     head = f"{'stage':<10} {'weights':>8} {'grads':>8} {'optim':>8} {'activ.':>8} {'total':>8}  tokens/s"
     lines += [head, "-" * len(head)]
     for st in stages:

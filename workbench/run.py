@@ -491,7 +491,10 @@ class Run:
         self._write_card()  # now with the before/after table
         from workbench.tracking import log_run
 
-        log_run(self.cfg.tracking, self.dir, self.cfg.name, report)
+        try:
+            log_run(self.cfg.tracking, self.dir, self.cfg.name, report)
+        except Exception as exc:  # a tracker's server or login: the report is saved, the run is not lost for it
+            self.log(f"[report] warning: the trackers did not take the report ({type(exc).__name__}: {exc})")
         return report
 
     def _compose_report(self, result: dict) -> dict:
