@@ -160,8 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from workbench.compare import add_compare_parser
     from workbench.eval.cli import add_eval_parser, add_packs_parser
+    from workbench.model_card import add_export_parser
+    from workbench.plan import add_plan_parser
     from workbench.tuning import add_tune_parser
 
+    add_plan_parser(sub)
+    add_export_parser(sub)
     add_compare_parser(sub)
     add_tune_parser(sub)
     add_eval_parser(sub)

@@ -23,7 +23,8 @@ from workbench.methods.config import MethodsConfig
 
 __all__ = [
     "TrainConfig", "FinetuneConfig", "TargetConfig", "ImplantConfig", "ReinforceConfig", "ScoringConfig", "LabelsConfig",
-    "ReportConfig", "RunConfig", "load_config", "resolve_paths", "config_from_dict", "config_to_dict", "config_diff", "stable_hash",
+    "ReportConfig", "TrackingConfig", "TRACKERS", "RunConfig", "load_config", "resolve_paths", "config_from_dict",
+    "config_to_dict", "config_diff", "stable_hash", "fingerprint_dict", "neutral_key",
     "config_keys", "config_reference", "format_keys", "field_help",
 ]
 
@@ -52,6 +53,10 @@ class TrainConfig:
     logging_steps: int = field(default=5, metadata={"help": "loss logged every N steps"})
     bf16: bool | None = field(default=None, metadata={
         "help": "mixed precision; null: on for CUDA devices that support it"})
+    gradient_checkpointing: bool = field(default=False, metadata={
+        "help": "recompute each decoder layer's activations in the backward pass: less memory, about a third more "
+                "compute; works with LoRA (the trained weights do not change, so neither does the fingerprint)",
+        "fingerprint": False})
 
     def validate(self, where: str) -> None:
         if self.method not in ("lora", "full"):
@@ -171,6 +176,29 @@ class ReportConfig:
     max_perplexity_tokens: int = field(default=8192, metadata={"help": "tokens of that text to score"})
 
 
+# the trackers that both the Trainer (training losses) and accelerate (the run's config, labels and report) feed
+TRACKERS = ("tensorboard", "wandb", "mlflow", "trackio", "comet_ml", "clearml", "dvclive", "swanlab")
+
+
+@dataclass
+class TrackingConfig:
+    """Experiment tracking: training losses, the run's config, label statistics and the report's rows."""
+
+    report_to: list[str] | None = field(default=None, metadata={
+        "help": f"trackers to feed ({', '.join(TRACKERS)}); null: tensorboard when it is installed (logs in "
+                "<run>/tracking), else none; []: none"})
+    project: str | None = field(default=None, metadata={
+        "help": "the project (experiment) name in the trackers; null: the run's name"})
+
+    def validate(self) -> None:
+        for name in self.report_to or []:
+            if name not in TRACKERS:
+                close = difflib.get_close_matches(str(name), TRACKERS, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise WorkbenchError(f"tracking.report_to: unknown tracker {name!r}; {hint}valid names: "
+                                     f"{', '.join(TRACKERS)} (or [] for none)")
+
+
 @dataclass
 class RunConfig:
     """A whole unlearning run."""
@@ -197,9 +225,13 @@ class RunConfig:
     method: str = field(default="whp", metadata={"help": "unlearning method: whp, whp_test_time, ga, graddiff, npo, "
                                                           "simnpo, rmu or prompt (docs/methods.md)"})
     methods: MethodsConfig = field(default_factory=MethodsConfig, metadata={"help": "per-method settings"})
+    tracking: TrackingConfig = field(default_factory=TrackingConfig, metadata={
+        "help": "experiment tracking (TensorBoard, W&B, MLflow, ...); changing it retrains nothing",
+        "fingerprint": False})
 
     def validate(self) -> "RunConfig":
         _check_numbers(self)
+        self.tracking.validate()
         self.methods.validate(self.method)
         self.reinforce.validate("reinforce")
         self.implant.validate("implant")
@@ -375,9 +407,38 @@ def config_diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, objec
 
 
 def stable_hash(*parts: Any) -> str:
-    """A short hash of JSON-serialisable parts (dataclasses are converted)."""
-    norm = [dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in parts]
+    """A short hash of JSON-serialisable parts (dataclasses are converted, without the fields that change no
+    stage's output: see :func:`fingerprint_dict`)."""
+    norm = [fingerprint_dict(p) if dataclasses.is_dataclass(p) else p for p in parts]
     return hashlib.sha256(json.dumps(norm, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def fingerprint_dict(obj: Any) -> Any:
+    """A config dataclass as a dict, leaving out the fields marked ``metadata={"fingerprint": False}`` (where logs
+    go, gradient checkpointing): changing them redoes no stage and resumes every checkpoint."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: fingerprint_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if f.metadata.get("fingerprint", True)}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(fingerprint_dict(v) for v in obj)
+    if isinstance(obj, dict):
+        return {k: fingerprint_dict(v) for k, v in obj.items()}
+    return copy.deepcopy(obj)
+
+
+def neutral_key(path: str, cls: type = None) -> bool:
+    """True for a config key (``a.b.c``) that lies in or under a field marked ``fingerprint: False``: a run
+    directory accepts a change of it without ``--update``."""
+    cls = cls or RunConfig
+    head, _, rest = path.partition(".")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    f = fields.get(head)
+    if f is None:
+        return False
+    if not f.metadata.get("fingerprint", True):
+        return True
+    tp = typing.get_type_hints(cls)[head]
+    return bool(rest) and dataclasses.is_dataclass(tp) and neutral_key(rest, tp)
 
 
 def field_help(f: dataclasses.Field) -> str:

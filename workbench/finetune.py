@@ -194,6 +194,7 @@ def finetune(
     seed: int = 0,
     callbacks: list[TrainerCallback] | None = None,
     progress: bool = True,
+    tracking=None,
 ) -> tuple[PreTrainedModel, bool]:
     """Finetune ``model`` (the baseline) and save the unlearned model in plain HF format to ``out_dir``.
 
@@ -218,4 +219,4 @@ def finetune(
     return train_and_save(UnlearningTrainer, train_model, dataset, unlearning_collator(tokenizer.pad_token_id), cfg,
                           out_dir, tokenizer, seed, callbacks, progress,
                           finalize=lambda m: merge_lora(m, orig_dtype),  # one rounding of the finished weights
-                          unlearn_cfg=cfg, reference_model=reference)
+                          unlearn_cfg=cfg, reference_model=reference, tracking=tracking)

@@ -81,9 +81,11 @@ def implant_blocks(documents: Sequence[Document], qa: Sequence[QAItem], tokenize
 
 def train_implant(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, blocks: Sequence[Block],
                   cfg: ImplantConfig, out_dir: str | Path, seed: int = 0,
-                  callbacks: list[TrainerCallback] | None = None, progress: bool = True) -> tuple[torch.nn.Module, bool]:
+                  callbacks: list[TrainerCallback] | None = None, progress: bool = True,
+                  tracking=None) -> tuple[torch.nn.Module, bool]:
     """Train ``model`` on ``blocks`` with the language-modelling loss and save a plain model folder to ``out_dir``
-    (a LoRA adapter is merged in fp32 first). Resumes from ``<out_dir>_ckpt``. Returns (model, finished)."""
+    (a LoRA adapter is merged in fp32 first). Resumes from ``<out_dir>_ckpt``. ``tracking``: the trackers the
+    losses go to (:class:`workbench.tracking.StageTracking`; None: none). Returns (model, finished)."""
     cfg.validate("implant")
     if not blocks:
         raise WorkbenchError("implant: the target corpus gave no blocks to train on")
@@ -91,7 +93,7 @@ def train_implant(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, bl
     train_model = add_lora(model, cfg) if cfg.method == "lora" else model
     finalize = (lambda m: merge_lora(m, dtype)) if cfg.method == "lora" else None
     return train_and_save(Trainer, train_model, BlockDataset(blocks), causal_lm_collator(tokenizer.pad_token_id),
-                          cfg, out_dir, tokenizer, seed, callbacks, progress, finalize=finalize)
+                          cfg, out_dir, tokenizer, seed, callbacks, progress, finalize=finalize, tracking=tracking)
 
 
 @torch.no_grad()

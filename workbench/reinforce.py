@@ -63,11 +63,13 @@ def train_reinforced(
     seed: int = 0,
     callbacks: list[TrainerCallback] | None = None,
     progress: bool = True,
+    tracking=None,
 ) -> tuple[ModelPair, bool]:
     """Train on ``blocks`` and save to ``out_dir`` (adapter for LoRA, full model otherwise).
 
     Returns (the model pair, finished). Checkpoints go to ``out_dir``'s sibling ``reinforce_ckpt``; an
-    interrupted call resumes from there. ``model`` is modified in place (wrapped by LoRA, or trained).
+    interrupted call resumes from there. ``model`` is modified in place (wrapped by LoRA, or trained). ``tracking``:
+    the trackers the losses go to (:class:`workbench.tracking.StageTracking`; None: none).
     """
     cfg.validate("reinforce")
     base_for_pair = None
@@ -80,7 +82,7 @@ def train_reinforced(
         train_model = model
     trained, finished = train_and_save(Trainer, train_model, BlockDataset(blocks),
                                        causal_lm_collator(tokenizer.pad_token_id), cfg, out_dir, tokenizer, seed,
-                                       callbacks, progress)
+                                       callbacks, progress, tracking=tracking)
     return _pair(trained, base_for_pair), finished
 
 

@@ -38,7 +38,7 @@ import yaml
 
 from workbench.anchors import AnchorMap
 from workbench.checks import artifact_problem, check_report_inputs, drop_damaged_shards, read_record
-from workbench.config import RunConfig, config_diff, config_to_dict, stable_hash
+from workbench.config import RunConfig, config_diff, config_to_dict, neutral_key, stable_hash
 from workbench.corpus import Block, Document, corpus_fingerprint, make_blocks, read_documents
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write, atomic_write_json, atomic_write_text, read_json
@@ -136,7 +136,8 @@ class Run:
                 "with this config (finished stages whose inputs are unchanged are kept), or choose another run directory"
             )
         old = _with_defaults(old, config_to_dict(RunConfig()))  # keys added since the run was made
-        diff = config_diff(old, config_to_dict(self.cfg))
+        # tracking and gradient checkpointing change no stage's output: no --update needed for them
+        diff = [d for d in config_diff(old, config_to_dict(self.cfg)) if not neutral_key(d[0])]
         if diff and not update:
             shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diff[:6])
             raise WorkbenchError(
@@ -274,6 +275,9 @@ class Run:
                 raise WorkbenchError(f"reinforce.path {path} does not exist")
             if (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file():
                 check_same_tokenizer(self.tokenizer, AutoTokenizer.from_pretrained(str(path)))
+        from workbench.tracking import resolve_trackers
+
+        resolve_trackers(self.cfg.tracking)  # a tracker whose package is missing fails now, not after training
         if self.cfg.report.enabled and self.cfg.report.perplexity_text:
             from workbench.outcome import perplexity_text
 
@@ -297,6 +301,12 @@ class Run:
         """A model that never saw the target (the untouched baseline) when the implant stage is on, else None:
         for a pretrained target no such model exists."""
         return self.cfg.model if self.cfg.implant.enabled else None
+
+    def stage_tracking(self, stage: str):
+        """Where a training stage reports its losses (``tracking`` in the config; workbench/tracking.py)."""
+        from workbench.tracking import stage_tracking
+
+        return stage_tracking(self.cfg.tracking, self.dir, self.cfg.name, stage)
 
     def load_baseline(self) -> LoadedModel:
         """The model the method unlearns (see :attr:`baseline_spec`); with the implant stage on, it must be done."""
@@ -398,7 +408,7 @@ class Run:
                  f"{len(qa)} QA items)")
         t0 = time.perf_counter()
         model, finished = train_implant(base.model, base.tokenizer, blocks, ic, out, self.cfg.seed,
-                                        self.callbacks, self.progress)
+                                        self.callbacks, self.progress, tracking=self.stage_tracking("implant"))
         if not finished:
             raise KeyboardInterrupt("implanting stopped; rerun to resume from the last checkpoint")
         seconds = time.perf_counter() - t0
@@ -425,7 +435,8 @@ class Run:
         self.log(f"[reinforce] training on {len(self.blocks)} blocks ({sum(len(b) for b in self.blocks)} tokens)")
         t0 = time.perf_counter()
         pair, finished = train_reinforced(base.model, base.tokenizer, self.blocks, self.cfg.reinforce, out,
-                                          self.cfg.seed, self.callbacks, self.progress)
+                                          self.cfg.seed, self.callbacks, self.progress,
+                                          tracking=self.stage_tracking("reinforce"))
         if not finished:
             raise KeyboardInterrupt("reinforcement stopped; rerun to resume from the last checkpoint")
         self._finish("reinforce", time.perf_counter() - t0)
@@ -506,10 +517,13 @@ class Run:
         if self.cfg.method != "whp":  # another method writes unlearned/ its own way (workbench/methods)
             from workbench.methods import unlearn
 
-            return unlearn(self)
+            model = unlearn(self)
+            self._write_card(only_missing=True)
+            return model
         self._require("labels", "finetune")
         out = self.dir / "unlearned"
         if self.is_done("finetune") and out.is_dir():
+            self._write_card(only_missing=True)
             return load_model(str(out), device=self.cfg.device or _process_device(), dtype=self.cfg.dtype).model
         t0 = time.perf_counter()
         fc = self.cfg.finetune
@@ -519,11 +533,23 @@ class Run:
         dataset = build_dataset(LabelStore(self.dir / "labels"), fc, retain)
         base = self.load_baseline()
         self.log(f"[finetune] {len(dataset)} blocks, target={fc.target}, alpha={fc.alpha}, retain_weight={fc.retain_weight}")
-        model, finished = finetune(base.model, base.tokenizer, dataset, fc, out, self.cfg.seed, self.callbacks, self.progress)
+        model, finished = finetune(base.model, base.tokenizer, dataset, fc, out, self.cfg.seed, self.callbacks, self.progress,
+                                   tracking=self.stage_tracking("finetune"))
         if not finished:
             raise KeyboardInterrupt("finetuning stopped; rerun to resume from the last checkpoint")
         self._finish("finetune", time.perf_counter() - t0)
+        self._write_card()
         return model
+
+    def _write_card(self, only_missing: bool = False) -> None:
+        """The unlearned model's card (``unlearned/README.md``, workbench/model_card.py), from what the run holds now."""
+        if not _is_main_process() or not (self.dir / "unlearned").is_dir():
+            return
+        if only_missing and (self.dir / "unlearned" / "README.md").is_file():
+            return
+        from workbench.model_card import write_card
+
+        write_card(self)
 
     @_guarded
     @_main_process_only
@@ -541,6 +567,13 @@ class Run:
         self._finish("report", time.perf_counter() - t0)
         report = self._compose_report(result)
         atomic_write_json(path, report)
+        self._write_card()  # now with the before/after table
+        from workbench.tracking import log_run
+
+        try:
+            log_run(self.cfg.tracking, self.dir, self.cfg.name, report)
+        except Exception as exc:  # a tracker's server or login: the report is saved, the run is not lost for it
+            self.log(f"[report] warning: the trackers did not take the report ({type(exc).__name__}: {exc})")
         return report
 
     def _compose_report(self, result: dict) -> dict:

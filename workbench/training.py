@@ -6,7 +6,7 @@ unchanged, and an interrupted stage resumes from its last checkpoint.
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import hashlib
 import json
 import os
@@ -16,21 +16,24 @@ import threading
 import zipfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from workbench.config import TrainConfig
+from workbench.config import TrainConfig, fingerprint_dict
 from workbench.io import atomic_dir, atomic_write_json
+
+if TYPE_CHECKING:
+    from workbench.tracking import StageTracking
 
 # peft asks the model for a renamed attribute on every wrap; the notice says nothing to a user of this package
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 __all__ = ["TrainConfig", "StopController", "LossHistory", "add_lora", "make_training_args", "run_trainer",
-           "train_and_save", "merge_lora",
+           "train_and_save", "merge_lora", "gradient_checkpointing",
            "settings_fingerprint", "checkpoint_problem", "prepare_checkpoints"]
 
 SETTINGS_FILE = "workbench_settings.json"  # in a checkpoints folder: the settings fingerprint its checkpoints share
@@ -100,7 +103,10 @@ def _use_bf16(cfg: TrainConfig) -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-def make_training_args(cfg: TrainConfig, output_dir: Path, seed: int, progress: bool = True) -> TrainingArguments:
+def make_training_args(cfg: TrainConfig, output_dir: Path, seed: int, progress: bool = True,
+                       tracking: "StageTracking | None" = None) -> TrainingArguments:
+    """The Trainer's arguments for a stage; ``tracking`` says which trackers it reports to (default: none)."""
+    report = tracking.training_args() if tracking is not None else {"report_to": "none"}
     return TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=cfg.batch_size,
@@ -115,7 +121,7 @@ def make_training_args(cfg: TrainConfig, output_dir: Path, seed: int, progress: 
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=1,
-        report_to="none",
+        **report,
         seed=seed,
         data_seed=seed,
         bf16=_use_bf16(cfg),
@@ -137,14 +143,52 @@ def run_trainer(
     callbacks: list[TrainerCallback] | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    tracking: "StageTracking | None" = None,
     **trainer_kwargs: Any,
 ) -> tuple[Trainer, bool]:
     """Train, resuming from the newest complete checkpoint in ``output_dir`` made with the same settings.
 
     Returns (trainer, finished). Checkpoints made with other settings, and incomplete ones (a kill during a
-    save), are set aside beside ``output_dir`` with a message, never resumed.
+    save), are set aside beside ``output_dir`` with a message, never resumed. ``tracking``: the trackers the
+    Trainer reports the losses to (workbench/tracking.py).
     """
-    args = make_training_args(cfg, output_dir, seed, progress)
+    with contextlib.ExitStack() as stack:
+        if tracking is not None:
+            stack.enter_context(tracking.environment())
+        if cfg.gradient_checkpointing:
+            stack.enter_context(gradient_checkpointing(model))
+        return _run_trainer(trainer_cls, model, dataset, collator, cfg, output_dir, seed, callbacks, progress, log,
+                            tracking, **trainer_kwargs)
+
+
+@contextlib.contextmanager
+def gradient_checkpointing(model: torch.nn.Module):
+    """Recompute each decoder layer in the backward pass while the block runs, then switch it off again.
+
+    Non-reentrant checkpointing, so a LoRA adapter behind frozen embeddings still receives gradients; the
+    inputs are made to require gradients as well (what the reentrant variant needs)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    kwargs = {"use_reentrant": False}
+    if hasattr(inner, "activation_checkpointing_enable"):  # transformers >= 5
+        inner.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        disable = inner.activation_checkpointing_disable
+    else:
+        inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        disable = inner.gradient_checkpointing_disable
+    peft = hasattr(model, "get_base_model")
+    if peft:
+        inner.enable_input_require_grads()
+    try:
+        yield
+    finally:
+        disable()
+        if peft:
+            inner.disable_input_require_grads()
+
+
+def _run_trainer(trainer_cls, model, dataset, collator, cfg, output_dir, seed, callbacks, progress, log, tracking,
+                 **trainer_kwargs) -> tuple[Trainer, bool]:
+    args = make_training_args(cfg, output_dir, seed, progress, tracking)
     callbacks = list(callbacks or [])
     if hasattr(dataset, "set_epoch"):  # items that depend on the epoch (retain pairing): epoch 0 for the fingerprint
         dataset.set_epoch(0)
@@ -180,6 +224,7 @@ def train_and_save(
     callbacks: list[TrainerCallback] | None = None,
     progress: bool = True,
     finalize: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+    tracking: "StageTracking | None" = None,
     **trainer_kwargs: Any,
 ) -> tuple[torch.nn.Module, bool]:
     """A training stage from start to artifact: train ``model`` (resuming from ``<out_dir>_ckpt``), then save
@@ -193,7 +238,7 @@ def train_and_save(
     ckpt = out_dir.with_name(out_dir.name + "_ckpt")
     model.train()
     trainer, finished = run_trainer(trainer_cls, model, dataset, collator, cfg, ckpt, seed, callbacks, progress,
-                                    **trainer_kwargs)
+                                    tracking=tracking, **trainer_kwargs)
     model.eval()
     if not finished:
         return model, False
@@ -222,14 +267,14 @@ def _stderr(message: str) -> None:
 
 
 # settings that do not change the trained weights: a checkpoint made under other values of them still resumes
-_NEUTRAL = ("save_steps", "logging_steps")
+_NEUTRAL = ("save_steps", "logging_steps")  # (and the fields marked fingerprint: False, left out by fingerprint_dict)
 
 
 def settings_fingerprint(trainer_cls: type, model: torch.nn.Module, dataset: Any, cfg: TrainConfig, seed: int) -> str:
     """A hash of everything a checkpoint's weights depend on: the settings, the seed, the training items, the
     parameters' shapes and a sample of the starting weights (which model is being trained)."""
     h = hashlib.sha256()
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NEUTRAL}
+    settings = {k: v for k, v in fingerprint_dict(cfg).items() if k not in _NEUTRAL}
     h.update(json.dumps([trainer_cls.__name__, settings, seed, len(dataset)], sort_keys=True, default=str).encode())
     for i in range(len(dataset)):
         for key, value in sorted(dataset[i].items()):

@@ -70,7 +70,8 @@ def train_for_run(run: "Run") -> tuple[torch.nn.Module, dict]:
     run.log(f"[finetune] method {c.method}: {len(target)} target blocks, "
             f"{len(retain or [])} retain blocks, lr {train_cfg.learning_rate}, {train_cfg.epochs} epochs ({train_cfg.method})")
     model, finished = train_method(base.model, base.tokenizer, target, retain, train_cfg, make_loss, run.dir / "unlearned",
-                                   c.seed, run.callbacks, run.progress, reference=reference, trainable_layers=layers)
+                                   c.seed, run.callbacks, run.progress, reference=reference, trainable_layers=layers,
+                                   tracking=run.stage_tracking("finetune"))
     if not finished:
         raise KeyboardInterrupt(f"{c.method} training stopped; rerun to resume from the last checkpoint")
     return model, extra

@@ -201,12 +201,14 @@ def train_method(
     progress: bool = True,
     reference: torch.nn.Module | None = None,
     trainable_layers: list[int] | None = None,
+    tracking=None,
 ) -> tuple[PreTrainedModel, bool]:
     """Train ``model`` with a method's loss on target (and retain) blocks; save plain HF to ``out_dir``.
 
     ``make_loss(model)`` builds the loss once the model is set up (RMU measures activations first).
     ``reference``: the frozen model for reference terms; None uses the LoRA adapter disabled (or, for full
-    training, a frozen copy). Returns (the unlearned model, finished).
+    training, a frozen copy). ``tracking``: where the losses are reported (None: nowhere). Returns (the unlearned
+    model, finished).
     """
     train_cfg.validate()
     orig_dtype = next(model.parameters()).dtype
@@ -223,7 +225,7 @@ def train_method(
     return train_and_save(MethodTrainer, train_model, dataset, method_collator(tokenizer.pad_token_id), train_cfg,
                           out_dir, tokenizer, seed, callbacks, progress,
                           finalize=lambda m: merge_lora(m, orig_dtype),  # LoRA merged in fp32, then cast
-                          method_loss=loss, reference_model=reference)
+                          method_loss=loss, reference_model=reference, tracking=tracking)
 
 
 def with_overrides(train_cfg: FinetuneConfig, section) -> FinetuneConfig:
