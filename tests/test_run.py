@@ -206,7 +206,7 @@ def test_report_stage_compares_baseline_and_unlearned(tmp_path):
         probe(2, "Hermione read about the Philosopher's", " Stone", split="heldout"),
         probe(3, "Harry and Ron Weasley played", " Quidditch", split="dev"),
     ]) + "\n")
-    (root / "probes" / "general.jsonl").write_text(probe(4, "The river runs to the", " sea", domain="general") + "\n")
+    (root / "probes" / "general.jsonl").write_text(probe(4, "The capital of France is", " Paris", domain="general") + "\n")
     (root / "pack.json").write_text(json.dumps({"name": "mini", "probes": {
         "probability": "probes/probability.jsonl", "general": "probes/general.jsonl"}}))
     cfg = tiny_config(tmp_path / "in", report={"enabled": True, "probe_sets": ["probability", "general"],
