@@ -23,8 +23,13 @@ def _run_from_args(args):
 
 
 def _cmd_run(args) -> int:
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip()) if args.stages else None
+    if stages:
+        from workbench.config import check_names
+        from workbench.run import STAGES
+
+        check_names("--stages", stages, STAGES)  # before the model loads
     run = _run_from_args(args)
-    stages = tuple(args.stages.split(",")) if args.stages else None
     report = run.run(stages) if stages else run.run()
     _print_outcome(report)
     print(f"run directory: {run.dir}")
@@ -176,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         print(f"interrupted: {str(exc) or 'rerun the same command to resume'}", file=sys.stderr)
         return 130
-    except OSError as exc:
+    except Exception as exc:  # a full disk, a read-only folder ...: one line; anything else keeps its traceback
         message = environment_error(exc)
         if message is None:
             raise

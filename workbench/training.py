@@ -6,6 +6,7 @@ unchanged, and an interrupted stage resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -24,7 +25,7 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArgu
 from transformers.trainer_utils import get_last_checkpoint
 
 from workbench.config import TrainConfig
-from workbench.io import atomic_dir, atomic_write_json
+from workbench.io import atomic_dir, atomic_write_json, disk_full, disk_full_error
 
 # peft asks the model for a renamed attribute on every wrap; the notice says nothing to a user of this package
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -163,7 +164,12 @@ def run_trainer(
         for cb in (PrinterCallback, ProgressCallback, NotebookProgressCallback):
             trainer.remove_callback(cb)
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-    trainer.train(resume_from_checkpoint=last)
+    try:
+        trainer.train(resume_from_checkpoint=last)
+    except Exception as exc:  # a checkpoint save on a full disk (torch, safetensors): name the checkpoint folder
+        if disk_full(exc):
+            raise disk_full_error(output_dir) from exc
+        raise
     stopped = any(isinstance(c, StopController) and c.requested for c in (callbacks or []))
     return trainer, not stopped
 
@@ -200,12 +206,27 @@ def train_and_save(
     final = finalize(model) if finalize is not None else model
     final.eval()
     if trainer.is_world_process_zero():
-        with atomic_dir(out_dir) as tmp:
+        with atomic_dir(out_dir) as tmp, _save_bar(progress):
             final.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
         clear_checkpoints(ckpt)
     trainer.accelerator.wait_for_everyone()
     return final, True
+
+
+@contextlib.contextmanager
+def _save_bar(progress: bool):
+    """transformers' "Writing model shards" bar only where progress bars are wanted."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    if not progress and was:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if not progress and was:
+            hf_logging.enable_progress_bar()
 
 
 def merge_lora(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
