@@ -241,3 +241,36 @@ def test_an_unreachable_hub_id_is_one_line_without_the_clients_retry_notices(cap
     out, err = capfd.readouterr()
     assert "Retry" not in out + err and "falling back" not in out + err and "library warning" not in out + err
     assert logging.getLogger("huggingface_hub").level == before  # the level is restored afterwards
+
+
+# -- 6. the fault matrix grades from what a command did ---------------------------------------------------------------
+def test_the_fault_matrix_grades_from_the_observed_outcome(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import fault_matrix as fm
+    finally:
+        sys.path.remove(str(BENCH))
+
+    def graded(**seen):
+        return fm.grade(fm.Observation("c", "clear error", **seen))[0]
+
+    one = {"exit_code": 2, "first_line": "error: config c.yaml, line 3: malformed YAML", "stderr_lines": 1}
+    assert graded(**one) == "clear error"
+    assert graded(**one, says=r"c\.yaml, line 3") == "clear error"
+    assert graded(**one, says=r"line 4") == "silent"  # the message does not say what is true
+    assert graded(**{**one, "stderr_lines": 23}) == "silent"  # retry noise before the error
+    assert graded(**one, traceback=True) == "silent"
+    assert graded(**one, temporary=["run/.unlearned.x1.tmp/model.safetensors"]) == "silent"
+    assert graded(**one, changed=["run/labels/manifest.json (deleted)"]) == "silent"
+    assert graded(**one, timed_out=True) == "stuck"
+    assert graded(exit_code=1, first_line="Traceback (most recent call last):", stderr_lines=20, traceback=True) == "silent"
+    assert graded(exit_code=0) == "silent"  # exit 0 on bad input
+    assert graded(exit_code=0, identical=True) == "recovered"
+    assert graded(exit_code=0, identical=False) == "silent"
+    # a written file is whole only when it opens
+    whole = tmp_path / "w.safetensors"
+    save_file({"w": torch.arange(1000.0)}, str(whole))
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(whole.read_bytes()[:-100])
+    (tmp_path / "r.json").write_text('{"a": ')
+    assert fm.opens(whole) and not fm.opens(cut) and not fm.opens(tmp_path / "r.json")

@@ -1,5 +1,6 @@
 """Faults injected into runs on the tiny model, then the rerun's outcome: identical results, or exit 2 with a named
-message and nothing half-written. One test per fault; tests/fault_matrix.py tallies them."""
+message and nothing half-written. One test per fault; benchmarks/fault_matrix.py injects these faults (and more)
+from outside and grades each from what the command printed and left on disk."""
 
 from __future__ import annotations
 

@@ -19,7 +19,16 @@ def _run_from_args(args):
     from workbench.run import Run
 
     cfg = load_config(args.config)
+    _quiet_progress(args.no_progress)
     return Run(cfg, args.run_dir, update=args.update, progress=not args.no_progress)
+
+
+def _quiet_progress(quiet: bool) -> None:
+    """--no-progress: no bars from the libraries either (transformers' loading and saving, the hub's downloads)."""
+    if quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
 
 def _cmd_run(args) -> int:
@@ -71,6 +80,7 @@ def _cmd_demo(args) -> int:
 
     name = "demo_quick.yaml" if args.quick else "demo.yaml"
     cfg = load_config(args.config or CONFIGS / name)
+    _quiet_progress(args.no_progress)
     run = Run(cfg, args.run_dir or Path("runs") / cfg.name, update=True, progress=not args.no_progress)
     report = run.run()
     _print_outcome(report)

@@ -6,7 +6,6 @@ unchanged, and an interrupted stage resumes from its last checkpoint.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -206,27 +205,12 @@ def train_and_save(
     final = finalize(model) if finalize is not None else model
     final.eval()
     if trainer.is_world_process_zero():
-        with atomic_dir(out_dir) as tmp, _save_bar(progress):
+        with atomic_dir(out_dir) as tmp:
             final.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
         clear_checkpoints(ckpt)
     trainer.accelerator.wait_for_everyone()
     return final, True
-
-
-@contextlib.contextmanager
-def _save_bar(progress: bool):
-    """transformers' "Writing model shards" bar only where progress bars are wanted."""
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    if not progress and was:
-        hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if not progress and was:
-            hf_logging.enable_progress_bar()
 
 
 def merge_lora(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
