@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 
 from workbench.checks import environment_error
 from workbench.cli import main
-from workbench.config import load_config, parse_yaml
+from workbench.config import dump_yaml, load_config, parse_yaml
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_dir, atomic_write, exception_chain, read_text, read_text_file
 
@@ -101,6 +101,8 @@ def test_numbers_in_exponent_form_are_numbers_at_every_door(tmp_path):
     assert sweep_variants(tmp_path / "c.yaml", None)[0][1]["finetune"]["learning_rate"] == 0.001
     assert parse_sweep(["finetune.learning_rate=1e-3,2E4,.5e-2"]) == {"finetune.learning_rate": [0.001, 20000.0, 0.005]}
     assert parse_yaml("a: 10\nb: 1_000\nc: 1.5\nd: 1e3x\n", "t") == {"a": 10, "b": 1000, "c": 1.5, "d": "1e3x"}
+    written = {"name": "1e3", "lr": 1e-05, "n": 3}  # a run directory's config.yaml reads back the same
+    assert parse_yaml(dump_yaml(written), "t") == written
     (tmp_path / "q.yaml").write_text(text.replace("learning_rate: 1e-3", "learning_rate: '1e-3'"))
     with pytest.raises(WorkbenchError, match=r"'1e-3' is not a valid float .*write the number without quotes"):
         load_config(tmp_path / "q.yaml")

@@ -24,7 +24,7 @@ from workbench.methods.config import MethodsConfig
 
 __all__ = [
     "TrainConfig", "FinetuneConfig", "TargetConfig", "ReinforceConfig", "ScoringConfig", "LabelsConfig",
-    "ReportConfig", "RunConfig", "load_config", "read_config_mapping", "parse_yaml", "resolve_paths", "config_from_dict", "config_to_dict", "config_diff", "stable_hash",
+    "ReportConfig", "RunConfig", "load_config", "read_config_mapping", "parse_yaml", "dump_yaml", "resolve_paths", "config_from_dict", "config_to_dict", "config_diff", "stable_hash",
     "config_keys", "config_reference", "format_keys", "field_help", "check_names",
 ]
 
@@ -259,9 +259,20 @@ class _StrictLoader(yaml.SafeLoader):
 
 # YAML 1.1 (PyYAML) reads 1e-3 and 2E5 as text; YAML 1.2 and people read them as numbers, and so does every door
 # that reads a workbench config (files, --sweep values)
-_StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."))
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes what :func:`parse_yaml` reads back the same: a string such as ``1e3`` is quoted."""
+
+
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+
+
+def dump_yaml(data: Any) -> str:
+    """``data`` as YAML (keys in their order) that every door reads back as the same values."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False)
 
 
 def _type_ok(value: Any, tp: Any) -> bool:
