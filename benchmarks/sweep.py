@@ -18,16 +18,14 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
 
-from workbench.config import config_from_dict, resolve_paths  # noqa: E402
+from workbench.config import check_names, config_from_dict, parse_yaml, read_config_mapping, resolve_paths  # noqa: E402
 from workbench.errors import WorkbenchError  # noqa: E402
-from workbench.io import atomic_write_text  # noqa: E402
+from workbench.io import atomic_write_text, read_text  # noqa: E402
 from workbench.run import Run  # noqa: E402
 
 
@@ -48,7 +46,7 @@ def parse_set(items: list[str]) -> dict:
         if "=" not in item:
             raise WorkbenchError(f"--set {item!r}: expected key=value")
         key, raw = item.split("=", 1)
-        out[key] = yaml.safe_load(raw)
+        out[key] = parse_yaml(raw, f"--set {key}")
     return out
 
 
@@ -77,10 +75,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = ap.parse_args(argv)
 
     # the base config's relative paths are relative to its file, as `workbench run` reads them
-    base = resolve_paths(yaml.safe_load(Path(args.base).read_text(encoding="utf-8")) or {}, Path(args.base).resolve().parent)
-    grid = yaml.safe_load(Path(args.grid).read_text(encoding="utf-8")) or []
+    base = resolve_paths(read_config_mapping(args.base), Path(args.base).resolve().parent)
+    grid = parse_yaml(read_text(args.grid, "sweep grid"), f"sweep grid {args.grid}") or []
     if not isinstance(grid, list) or not all(isinstance(v, dict) and "name" in v for v in grid):
         raise WorkbenchError(f"{args.grid}: expected a list of {{name: ..., set: {{...}}}} variants")
+    check_names("--only", args.only, [v["name"] for v in grid])
     common = parse_set(args.set)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -111,4 +110,5 @@ if __name__ == "__main__":
     try:
         main()
     except WorkbenchError as exc:
-        sys.exit(f"sweep: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

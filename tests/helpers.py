@@ -70,6 +70,30 @@ def tiny_config(root: Path, anchors: dict | None = None, **over) -> dict:
     return cfg
 
 
+@contextmanager
+def small_filesystem(path: Path, size: str) -> Iterator[Path | None]:
+    """A real small file system (tmpfs of ``size``, e.g. ``"256k"``) mounted at ``path``, for full-disk cases; yields
+    None where this process cannot mount one (not root, no ``mount``, a container without the right), and the
+    caller falls back to a simulated error and says so."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.name != "posix" or os.geteuid() != 0 or shutil.which("mount") is None:
+        yield None
+        return
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if done.returncode != 0:
+        yield None
+        return
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def resize_filesystem(path: Path, size: str) -> None:
+    """Give a :func:`small_filesystem` another size (more space: the disk was freed)."""
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(path)], check=True, capture_output=True)
+
+
 # -- evaluation inputs: a small pack and small benchmark files written into tmp_path, hand-computed references
 
 PROBABILITY = [

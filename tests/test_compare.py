@@ -125,7 +125,7 @@ def test_compare_cli_bad_input_exits_2(tmp_path, capsys):
     ok = tmp_path / "ok.yaml"
     ok.write_text(yaml.safe_dump(TINY))
     assert main(["compare", str(ok), "--attacks", "bribery", "--out", str(tmp_path / "o")]) == 2
-    assert "--attacks: unknown bribery" in capsys.readouterr().err
+    assert "--attacks: unknown name 'bribery'; valid names: priming" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # nothing written
     # a relearning text that states a probe's answer is refused before any run trains
     text = tmp_path / "relearn.txt"

@@ -39,7 +39,7 @@ def test_read_documents_errors(tmp_path):
         read_documents(empty_dir)
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"line one\nline two caf\xe9\n")
-    with pytest.raises(WorkbenchError, match=r"bad.txt, line 2: not UTF-8"):
+    with pytest.raises(WorkbenchError, match=r"bad.txt line 2: not UTF-8"):
         read_documents(bad)
 
 

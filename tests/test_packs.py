@@ -156,7 +156,7 @@ def test_json_and_jsonl_errors_name_the_file_and_line_in_every_reader(tmp_path):
         read_jsonl(rows)
     latin = tmp_path / "latin.json"
     latin.write_bytes(b'{\n"caf\xe9": 1}')
-    with pytest.raises(WorkbenchError, match=r"latin.json line 2: not UTF-8 text \(byte 0xe9\)"):
+    with pytest.raises(WorkbenchError, match=r"latin.json line 2: not UTF-8 text \(byte 0xe9 at offset 6\)"):
         read_json_file(latin)
     broken = tmp_path / "broken.json"
     broken.write_text('{\n  "x": [1,\n', encoding="utf-8")

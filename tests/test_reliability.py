@@ -1,5 +1,6 @@
 """Faults injected into runs on the tiny model, then the rerun's outcome: identical results, or exit 2 with a named
-message and nothing half-written. One test per fault; tests/fault_matrix.py tallies them."""
+message and nothing half-written. One test per fault; benchmarks/fault_matrix.py injects these faults (and more)
+from outside and grades each from what the command printed and left on disk."""
 
 from __future__ import annotations
 
@@ -339,6 +340,49 @@ def test_full_disk_exits_2_and_keeps_finished_work(finished, tmp_path, capsys, m
     monkeypatch.undo()
     assert labels_of(run) == before
     assert cli_run(cfg, run) == 0 and (run / "unlearned" / "model.safetensors").is_file()
+
+
+def test_safetensors_disk_full_during_the_model_save_exits_2_naming_the_folder(finished, tmp_path, capsys, monkeypatch):
+    import transformers.modeling_utils as modeling_utils
+    from safetensors import SafetensorError
+
+    cfg, run = _copy(finished, tmp_path)
+    shutil.rmtree(run / "unlearned")
+
+    def full(*args, **kwargs):  # what safetensors raises when the disk fills during save_pretrained
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                              'message: "No space left on device" })')
+
+    monkeypatch.setattr(modeling_utils, "safe_save_file", full)
+    code = cli_run(cfg, run)
+    err = capsys.readouterr().err
+    assert code == 2 and f"error: cannot write {run / 'unlearned'}: the disk is full" in err and "Traceback" not in err
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".unlearned")], "no half-written folder"
+    monkeypatch.undo()
+    assert cli_run(cfg, run) == 0 and same_weights(run / "unlearned", finished[1] / "unlearned")
+
+
+@pytest.mark.integration
+def test_a_real_full_disk_in_the_finetune_stage_exits_2_then_recovers_identically(finished, tmp_path, capsys):
+    from helpers import resize_filesystem, small_filesystem
+
+    cfg, done = finished
+    used = sum(p.stat().st_size for p in done.rglob("*") if p.is_file() and "unlearned" not in p.parts)
+    with small_filesystem(tmp_path / "fs", f"{used // 1024 + 1024}k") as fs:
+        if fs is None:
+            pytest.skip("cannot mount a tmpfs here (needs root and mount); "
+                        "test_safetensors_disk_full_during_the_model_save_exits_2_naming_the_folder ran instead")
+        run = fs / "run"
+        shutil.copytree(done, run, ignore=shutil.ignore_patterns("unlearned"))
+        records = {p.name: p.read_text() for p in (run / "stages").iterdir()}
+        code = cli_run(cfg, run)
+        err = capsys.readouterr().err
+        assert code == 2 and "the disk is full" in err and "Traceback" not in err, err
+        assert err.startswith(f"error: cannot write {run / 'unlearned'}"), err  # the model or its checkpoint folder
+        assert not (run / "unlearned").exists() and not [p for p in run.iterdir() if p.name.startswith(".unlearned")]
+        assert {p.name: p.read_text() for p in (run / "stages").iterdir()} == records, "no stage record written"
+        resize_filesystem(fs, "1g")  # space freed
+        assert cli_run(cfg, run) == 0 and same_weights(run / "unlearned", done / "unlearned")
 
 
 def test_text_file_given_as_gguf_exits_2(tmp_path, capsys):

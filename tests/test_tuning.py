@@ -45,7 +45,7 @@ def test_tune_runs_each_group_once_and_marks_one_trial_per_method(tmp_path):
     # rerunning one group keeps the other group's rows
     again = tune_methods(out, ["prompt"], methods, grid=grid, log=lambda s: None, compare_config=cc)
     assert sorted(again["run"]) == sorted(trials["run"])
-    with pytest.raises(WorkbenchError, match="unknown group"):
+    with pytest.raises(WorkbenchError, match="tune groups: unknown name .nope.; valid names: "):
         tune_methods(out, ["nope"], methods, grid=grid, log=lambda s: None)
     with pytest.raises(WorkbenchError, match="dev probes"):
         tune_methods(out, ["prompt"], methods, grid=grid, log=lambda s: None, compare_config=CompareConfig(split="heldout"))

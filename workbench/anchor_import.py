@@ -29,7 +29,7 @@ from pathlib import Path
 
 from workbench.anchors import MAX_KEY_CHARS, AnchorMap, load_anchor_map
 from workbench.errors import WorkbenchError
-from workbench.io import read_text
+from workbench.io import read_text, require_file
 
 __all__ = ["ImportReport", "parse_authors_answers", "read_authors_dictionary", "read_anchor_csv",
            "load_any_anchor_map", "import_anchor_map", "cli_import"]
@@ -203,8 +203,7 @@ def read_anchor_csv(path: str | os.PathLike) -> AnchorMap:
 
 
 def _kind(path: Path) -> str:
-    if not path.is_file():
-        raise WorkbenchError(f"anchor map {path} does not exist")
+    require_file(path, f"anchor map {path}")
     with open(path, "rb") as fh:
         head = fh.read(8)
     if head.startswith(_NPY_MAGIC):

@@ -343,8 +343,6 @@ def _validate_review(where: str, raw: object) -> dict[str, dict]:
 def load_anchor_map(path: str | os.PathLike, do_consolidate: bool = True) -> AnchorMap:
     """Read and validate an anchors JSON file; errors name the file, the line (for JSON syntax) and the key."""
     path = Path(path)
-    if not path.is_file():
-        raise WorkbenchError(f"anchor map {path} does not exist")
     text = read_text_file(path, f"anchor map {path}")
     data = parse_json(text, f"anchor map {path}", object_pairs_hook=_no_duplicates(str(path), text))
     return AnchorMap.from_dict(data, source=str(path), do_consolidate=do_consolidate)

@@ -163,11 +163,19 @@ _ENVIRONMENT = {errno.ENOSPC: "the disk is full; free some space", errno.EDQUOT:
                 errno.EEXIST: "a file is in the way of a folder", errno.EISDIR: "a folder is in the way of a file"}
 
 
-def environment_error(exc: OSError) -> str | None:
-    """A one-line message for an OSError the user must fix on their machine, or None (a bug: keep the traceback)."""
-    why = _ENVIRONMENT.get(exc.errno)
-    if why is None:
-        return None
+def environment_error(exc: BaseException) -> str | None:
+    """A one-line message for an error the user must fix on their machine, or None (a bug: keep the traceback).
+    A full disk is recognised whatever raised it (an OSError, safetensors' SafetensorError, ...)."""
+    from workbench.io import disk_full, exception_chain
+
+    if not isinstance(exc, OSError) or exc.errno not in _ENVIRONMENT:
+        if not disk_full(exc):
+            return None
+        # the first OSError of the chain that names a file says which one
+        exc = next((e for e in exception_chain(exc) if isinstance(e, OSError) and e.filename is not None),
+                   OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+        exc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), exc.filename)
+    why = _ENVIRONMENT[exc.errno]
     where = exc.filename if exc.filename is not None else "a file"
     return (f"cannot write {where}: {why} ({exc.strerror}); finished work is kept: fix this and rerun the same command "
             "to resume")

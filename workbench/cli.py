@@ -19,12 +19,26 @@ def _run_from_args(args):
     from workbench.run import Run
 
     cfg = load_config(args.config)
+    _quiet_progress(args.no_progress)
     return Run(cfg, args.run_dir, update=args.update, progress=not args.no_progress)
 
 
+def _quiet_progress(quiet: bool) -> None:
+    """--no-progress: no bars from the libraries either (transformers' loading and saving, the hub's downloads)."""
+    if quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
 def _cmd_run(args) -> int:
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip()) if args.stages else None
+    if stages:
+        from workbench.config import check_names
+        from workbench.run import STAGES
+
+        check_names("--stages", stages, STAGES)  # before the model loads
     run = _run_from_args(args)
-    stages = tuple(args.stages.split(",")) if args.stages else None
     report = run.run(stages) if stages else run.run()
     _print_outcome(report)
     print(f"run directory: {run.dir}")
@@ -66,6 +80,7 @@ def _cmd_demo(args) -> int:
 
     name = "demo_quick.yaml" if args.quick else "demo.yaml"
     cfg = load_config(args.config or CONFIGS / name)
+    _quiet_progress(args.no_progress)
     run = Run(cfg, args.run_dir or Path("runs") / cfg.name, update=True, progress=not args.no_progress)
     report = run.run()
     _print_outcome(report)
@@ -183,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         print(f"interrupted: {str(exc) or 'rerun the same command to resume'}", file=sys.stderr)
         return 130
-    except OSError as exc:
+    except Exception as exc:  # a full disk, a read-only folder ...: one line; anything else keeps its traceback
         message = environment_error(exc)
         if message is None:
             raise

@@ -22,8 +22,8 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from workbench.config import check_names, config_from_dict, parse_yaml, read_config_mapping, resolve_paths
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write, atomic_write_json, atomic_write_text
 
@@ -72,13 +72,9 @@ def sweep_variants(path: str | os.PathLike | dict, sweep: dict[str, list] | None
         base = Path.cwd()  # a dict's relative paths are relative to where it was made
     else:
         path = Path(path)
-        if not path.is_file():
-            raise WorkbenchError(f"config {path} does not exist")
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = read_config_mapping(path)
         base = path.parent.resolve()
         name = data.get("name", path.stem)
-    from workbench.config import resolve_paths
-
     # absolute, so that a run directory's config.yaml means the same files wherever it is read from
     data = resolve_paths(data, base)
     if not sweep:
@@ -104,14 +100,8 @@ def _parse_sweep(items: Sequence[str]) -> dict[str, list]:
 
 
 def _sweep_value(text: str):
-    """A YAML scalar, except that numbers YAML 1.1 leaves as strings (``2e-4``, ``1e3``) are numbers."""
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    return value
+    """A YAML scalar, read as a config file's values are (``2e-4`` and ``1e3`` are numbers)."""
+    return parse_yaml(text, f"--sweep value {text!r}")
 
 
 # -- statistics --------------------------------------------------------------------------------------------------------------
@@ -147,13 +137,13 @@ def compare_runs(configs: Sequence[str | os.PathLike | dict], out_dir: str | os.
                  config: CompareConfig | None = None, sweep: dict[str, list] | None = None,
                  runs_dir: str | os.PathLike | None = None, log=print) -> pd.DataFrame:
     """Run every config (and sweep variant), evaluate, and write the table and the figure. Returns the table."""
-    from workbench.config import config_from_dict
     from workbench.eval.attacks import AttackConfig
     from workbench.eval.config import EvalConfig
     from workbench.eval.runner import evaluate_models
     from workbench.run import Run
 
     cc = config or CompareConfig()
+    check_names("compare attacks", cc.attacks, ATTACKS)
     out = Path(out_dir)
     variants = [v for c in configs for v in sweep_variants(c, sweep)]
     if not variants:
@@ -453,10 +443,8 @@ def add_compare_parser(sub) -> None:
 
 
 def _cmd_compare(args) -> int:
-    attacks = tuple(a for a in args.attacks.split(",") if a)
-    bad = [a for a in attacks if a not in ATTACKS]
-    if bad:
-        raise WorkbenchError(f"--attacks: unknown {', '.join(bad)}; choose from {', '.join(ATTACKS)}")
+    attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
+    check_names("--attacks", attacks, ATTACKS)
     try:
         steps = tuple(int(s) for s in args.relearn_steps.split(",") if s)
     except ValueError as exc:

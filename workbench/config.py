@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,9 +24,9 @@ from workbench.methods.config import MethodsConfig
 
 __all__ = [
     "TrainConfig", "FinetuneConfig", "TargetConfig", "ImplantConfig", "ReinforceConfig", "ScoringConfig", "LabelsConfig",
-    "ReportConfig", "TrackingConfig", "TRACKERS", "RunConfig", "load_config", "resolve_paths", "config_from_dict",
-    "config_to_dict", "config_diff", "stable_hash", "fingerprint_dict", "neutral_key",
-    "config_keys", "config_reference", "format_keys", "field_help",
+    "ReportConfig", "TrackingConfig", "TRACKERS", "RunConfig", "load_config", "read_config_mapping", "parse_yaml",
+    "dump_yaml", "resolve_paths", "config_from_dict", "config_to_dict", "config_diff", "stable_hash", "fingerprint_dict",
+    "neutral_key", "config_keys", "config_reference", "format_keys", "field_help", "check_names",
 ]
 
 # This module is a leaf: it imports neither torch nor the Trainer, so reading a config is cheap. Every field says
@@ -168,7 +169,7 @@ class ReportConfig:
 
     enabled: bool = field(default=True, metadata={"help": "run the report stage"})
     probe_sets: list[str] = field(default_factory=lambda: ["probability", "collateral", "general"], metadata={
-        "help": "the pack's probe files to report"})
+        "help": "the pack's probe files to report: probability, collateral or general"})
     split: str | None = field(default="heldout", metadata={
         "help": "probe split to report ('dev', 'heldout' or null for all)"})
     perplexity_text: str | None = field(default=None, metadata={
@@ -251,7 +252,20 @@ class RunConfig:
             raise WorkbenchError(f"labels.top_k: must be >= 1, got {self.labels.top_k}")
         if self.target.pack is None and (self.target.corpus is None or self.target.anchors is None):
             raise WorkbenchError("target: give a pack, or both target.corpus and target.anchors")
+        from workbench.pack import NEXT_TOKEN_KINDS
+
+        check_names("report.probe_sets", self.report.probe_sets, NEXT_TOKEN_KINDS)
         return self
+
+
+def check_names(where: str, given, valid) -> None:
+    """Every name of the list setting ``where`` is one of ``valid``; an unknown one is an error listing them."""
+    unknown = [n for n in given if n not in valid]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), [str(v) for v in valid], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise WorkbenchError(f"{where}: unknown name{'s' if len(unknown) > 1 else ''} "
+                             f"{', '.join(repr(n) for n in unknown)}{hint}; valid names: {', '.join(valid)}")
 
 
 # counts that must be at least 1 when given (0 would silently do nothing, or divide by zero)
@@ -294,6 +308,24 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+# YAML 1.1 (PyYAML) reads 1e-3 and 2E5 as text; YAML 1.2 and people read them as numbers, and so does every door
+# that reads a workbench config (files, --sweep values)
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes what :func:`parse_yaml` reads back the same: a string such as ``1e3`` is quoted."""
+
+
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+
+
+def dump_yaml(data: Any) -> str:
+    """``data`` as YAML (keys in their order) that every door reads back as the same values."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False)
+
+
 def _type_ok(value: Any, tp: Any) -> bool:
     origin = typing.get_origin(tp)
     if tp is Any:
@@ -332,12 +364,22 @@ def _build(cls: type, data: dict, where: str, source: str):
             kwargs[key] = _build(tp, value or {}, path, source)
             continue
         if not _type_ok(value, tp):
+            hint = ""
+            if isinstance(value, str) and _type_ok(1.0, tp) and _is_number(value):
+                hint = f"; write the number without quotes ({path}: {value.strip()})"
             raise WorkbenchError(f"{source}: key {path!r}: {value!r} is not a valid {_type_name(tp)} "
-                                 f"({path}: {field_help(fields[key])})")
+                                 f"({path}: {field_help(fields[key])}){hint}")
         if tp is float or (typing.get_origin(tp) in (typing.Union, types.UnionType) and float in typing.get_args(tp)):
             value = float(value) if isinstance(value, int) else value
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def _type_name(tp: Any) -> str:
@@ -351,16 +393,38 @@ def config_from_dict(data: dict, source: str = "config") -> RunConfig:
 
 
 def load_config(path: str | os.PathLike) -> RunConfig:
-    """Read a YAML run config; errors name the file and the key."""
+    """Read a YAML run config; errors name the file and the line or key."""
     path = Path(path)
-    text = read_text(path, "config")
+    return config_from_dict(resolve_paths(read_config_mapping(path), path.parent), str(path))
+
+
+def parse_yaml(text: str, display: str) -> Any:
+    """The value of a YAML text read from ``display`` as every workbench config is read: a key given twice is an
+    error, and ``1e-3`` is a number (YAML 1.2); malformed YAML raises WorkbenchError naming ``display``, line and
+    column."""
     try:
-        data = yaml.load(text, Loader=_StrictLoader) or {}
+        return yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark else ""
-        raise WorkbenchError(f"config {path}{where}: malformed YAML: {getattr(exc, 'problem', exc)}") from exc
-    return config_from_dict(resolve_paths(data, path.parent), str(path))
+        problem = getattr(exc, "problem", None) or str(exc)
+        if mark is None:
+            raise WorkbenchError(f"{display}: malformed YAML: {problem}") from exc
+        raise WorkbenchError(f"{display}, line {mark.line + 1}: malformed YAML: {problem} (column {mark.column + 1})") from exc
+
+
+def read_config_mapping(path: str | os.PathLike, what: str = "config") -> dict:
+    """The one reader of a YAML config file, for every door (``workbench run`` and its stages, compare, tune,
+    benchmarks/sweep.py, the notebooks): the file's text (:func:`workbench.io.read_text`: a missing file, a
+    folder or bytes that are not UTF-8 name the file and line), its YAML (:func:`parse_yaml`), and a mapping at
+    the top. Relative paths are left as written (see :func:`resolve_paths`)."""
+    path = Path(path)
+    data = parse_yaml(read_text(path, what), f"{what} {path}")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise WorkbenchError(f"{what} {path}: expected a mapping of keys at the top (name: ..., model: ...), got a "
+                             f"YAML {type(data).__name__}; `workbench config` lists the keys")
+    return data
 
 
 def resolve_paths(data: dict, base: str | os.PathLike) -> dict:
@@ -369,6 +433,8 @@ def resolve_paths(data: dict, base: str | os.PathLike) -> dict:
     ``anchors``, ``retain``, a ``pack`` given as a path (not a bundled pack's name), ``reinforce.path`` and
     ``report.perplexity_text``."""
     data = copy.deepcopy(data or {})
+    if not isinstance(data, dict):
+        return data  # config_from_dict names what is wrong with it
     base = Path(base)
     t = data.get("target")
     if isinstance(t, dict):
@@ -470,7 +536,12 @@ def config_reference() -> str:
     out = ["# Run configuration reference", "",
            "Generated from the dataclasses in `workbench/config.py` and `workbench/methods/config.py` "
            "(`workbench config --markdown > docs/config.md`); a test keeps it in step. `workbench config [SECTION]` "
-           "prints the same on the command line.", ""]
+           "prints the same on the command line.", "",
+           "Every door that reads a config (`workbench run` and its stages, `compare`, `tune`, "
+           "`benchmarks/sweep.py`, the notebooks' `WORKBENCH_CONFIG`) reads it the same way: a mapping at the top, "
+           "a key given twice is an error, and numbers in exponent form (`1e-3`, `2E5`) are numbers as in YAML 1.2 "
+           "(plain PyYAML reads them as text), in files and in `--sweep` values alike. A number in quotes "
+           "(`\"1e-3\"`) is text, and an error where a number is expected.", ""]
     rows = config_keys()
     sections = [("", "top-level keys")] + [(r["key"], r["help"]) for r in rows if r["type"] == "section"]
     for name, text in sections:

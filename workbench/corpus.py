@@ -13,6 +13,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from workbench.errors import WorkbenchError
+from workbench.io import read_text_file
 
 __all__ = ["Document", "Block", "read_documents", "make_blocks", "corpus_fingerprint", "DOC_SEPARATOR"]
 
@@ -66,15 +67,7 @@ def read_documents(paths: str | os.PathLike | Sequence[str | os.PathLike], what:
             raise WorkbenchError(f"{what}: {path} does not exist; give a .txt file or a folder of them")
     docs = []
     for path, name in files:
-        raw = path.read_bytes()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            raise WorkbenchError(
-                f"{what}: {path}, line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-                "convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
-            ) from exc
+        text = read_text_file(path, f"{what}: {path}")
         # NFC, as the anchor map's keys are: a decomposed "é" in the text still matches the key "Café"
         text = unicodedata.normalize("NFC", text.replace("\r\n", "\n")).strip()
         if text:

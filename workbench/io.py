@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -10,8 +11,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_dir", "iter_jsonl", "parse_json", "read_json",
-           "read_json_file", "read_jsonl", "read_text", "read_text_file"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_dir", "disk_full", "disk_full_error",
+           "exception_chain", "iter_jsonl", "parse_json", "read_json", "read_json_file", "read_jsonl", "read_text", "read_text_file",
+           "require_file"]
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -30,6 +32,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> None:
         write(tmp)
         os.chmod(tmp, _default_mode())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
+    except Exception as exc:
+        if disk_full(exc):
+            raise disk_full_error(path) from exc
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -51,16 +57,35 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def read_text(path: str | os.PathLike, what: str = "file", encoding: str = "utf-8") -> str:
-    """The text of ``path``; a missing file or one that is not UTF-8 is one clear error naming ``what`` and it."""
-    from workbench.errors import WorkbenchError
+    """The text of ``path``, read by :func:`read_text_file`; its errors name ``what`` and the path."""
+    return read_text_file(path, f"{what} {path}", encoding)
 
-    path = Path(path)
-    if not path.is_file():
-        raise WorkbenchError(f"{what} {path} does not exist")
-    try:
-        return path.read_text(encoding=encoding)
-    except UnicodeDecodeError as exc:
-        raise WorkbenchError(f"{what} {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
+
+# -- a full disk: whatever library wrote the file, one OSError(ENOSPC) naming the file being written -----------------
+
+_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_DISK_FULL_WORDS = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
+
+
+def disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc`` or an exception it was raised from says the disk is full: an OSError with ENOSPC or EDQUOT,
+    or any other type whose message says so (safetensors' ``SafetensorError``, pyarrow's errors)."""
+    return any((isinstance(e, OSError) and e.errno in _DISK_FULL_ERRNOS) or any(w in str(e) for w in _DISK_FULL_WORDS)
+               for e in exception_chain(exc))
+
+
+def exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc``, then the exception it was raised from (``__cause__``, else ``__context__``), and so on."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def disk_full_error(path: str | os.PathLike) -> OSError:
+    """The one disk-full error, naming ``path`` (the file or folder being written); the CLI prints it as one line."""
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
 
 @contextlib.contextmanager
@@ -70,7 +95,12 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent))
     try:
-        yield tmp
+        try:
+            yield tmp
+        except Exception as exc:
+            if disk_full(exc):
+                raise disk_full_error(path) from exc
+            raise
         if path.exists():
             old = path.with_name("." + path.name + ".old")
             shutil.rmtree(old, ignore_errors=True)
@@ -87,17 +117,34 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 # -- reading JSON and JSONL files written by hand: one error naming the file and line ---------------------------------
 
 
-def read_text_file(path: str | os.PathLike, display: str | None = None) -> str:
-    """A UTF-8 text file's content; other bytes raise WorkbenchError naming ``display`` (default: the path) and the line."""
-    raw = Path(path).read_bytes()
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        from workbench.errors import WorkbenchError
+def require_file(path: str | os.PathLike, display: str | None = None, hint: str = "") -> Path:
+    """``path`` as a Path when it is a file; else WorkbenchError naming ``display`` (default: the path) and what is
+    there instead: a folder, or nothing (then ``hint`` follows)."""
+    from workbench.errors import WorkbenchError
 
+    display = display or str(path)
+    path = Path(path)
+    if path.is_dir():
+        raise WorkbenchError(f"{display} is a folder, not a file; give the file's path")
+    if not path.is_file():
+        raise WorkbenchError(f"{display} does not exist{hint}")
+    return path
+
+
+def read_text_file(path: str | os.PathLike, display: str | None = None, encoding: str = "utf-8") -> str:
+    """The one reader of the text files the workbench is given: a file's content decoded as UTF-8 (``encoding``).
+    A missing file, a folder where a file is expected, or bytes that are not UTF-8 raise WorkbenchError naming
+    ``display`` (default: the path) and, for bad bytes, the line, the byte and its offset."""
+    from workbench.errors import WorkbenchError
+
+    display = display or str(path)
+    raw = require_file(path, display).read_bytes()
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise WorkbenchError(f"{display or path} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save it as "
-                             "UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from exc
+        raise WorkbenchError(f"{display} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                             "save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from exc
 
 
 def parse_json(text: str, display: str, object_pairs_hook: Callable[[list], Any] | None = None) -> Any:

@@ -15,10 +15,13 @@ A *model spec* is a string:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +29,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from workbench.errors import WorkbenchError
-from workbench.io import atomic_dir
+from workbench.io import atomic_dir, read_json_file, require_file
 
 __all__ = [
     "EMBEDDED_NAMES",
@@ -184,18 +187,18 @@ def _resolve(spec: str) -> tuple[str, str | None]:
         return str(embedded_model_dir()), None
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
-        if not path.is_file():
-            raise WorkbenchError(f"model file {path} does not exist")
+        require_file(path, f"model file {path}")
         with open(path, "rb") as fh:
             if fh.read(4) != b"GGUF":  # every GGUF file starts with these four bytes
                 raise WorkbenchError(f"model file {path} is not a GGUF file (it does not start with 'GGUF'); "
                                      "check the path, or convert the model with llama.cpp's convert script")
         return str(path.parent), path.name
     if path.is_dir():
-        if (path / "config.json").is_file():
-            return str(path), None
-        if (path / "unlearned" / "config.json").is_file():
-            return str(path / "unlearned"), None
+        for folder in (path, path / "unlearned"):
+            if (folder / "config.json").exists():
+                read_json_file(require_file(folder / "config.json", f"model folder {folder}: config.json"),
+                               f"model folder {folder}: config.json")  # broken JSON: its line and column
+                return str(folder), None
         ggufs = sorted(path.glob("*.gguf"))
         if len(ggufs) == 1:
             return str(path), ggufs[0].name
@@ -237,14 +240,33 @@ def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
 
 def _wrap_load(spec: str, fn):
     try:
-        return fn()
+        with _quiet_hub():
+            return fn()
     except WorkbenchError:
         raise
     except OSError as exc:
+        local = Path(spec).expanduser().exists()
         raise WorkbenchError(
-            f"could not load model {spec!r}: {str(exc).splitlines()[0]} "
-            "(no local folder by that name, and the hub could not serve it)"
+            f"could not load model {spec!r}: {str(exc).splitlines()[0]}"
+            + ("" if local else " (no local folder by that name, and the hub could not serve it)")
         ) from exc
+
+
+@contextlib.contextmanager
+def _quiet_hub():
+    """The hub client's retry notices and the libraries' warnings stay out of the output while a model loads; a
+    failure is still one error (see :func:`_wrap_load`)."""
+    loggers = [logging.getLogger(name) for name in ("huggingface_hub", "transformers")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def load_model(spec: str, device: str | None = None, dtype: str | torch.dtype | None = None) -> LoadedModel:

@@ -40,9 +40,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
-from workbench.config import RunConfig, config_diff, config_from_dict, config_to_dict, load_config
+from workbench.config import RunConfig, config_diff, config_from_dict, config_to_dict, load_config, read_config_mapping
 from workbench.errors import WorkbenchError
 
 __all__ = ["ENV_MODEL", "ENV_RUNS", "ENV_CONFIG", "ENV_RUN", "DEMO_CONFIG", "Notebook", "setup", "model_choice",
@@ -171,7 +170,7 @@ class Notebook:
         stored = self.run_dir / "config.yaml"
         if not stored.is_file():
             return self.run_dir
-        old = yaml.safe_load(stored.read_text(encoding="utf-8")) or {}
+        old = read_config_mapping(stored)
         diff = config_diff(old, config_to_dict(cfg))
         if not diff:
             return self.run_dir
@@ -319,7 +318,7 @@ def setup(name: str, model: str | None = None, runs_dir: str | os.PathLike | Non
         if not stored.is_file():
             raise WorkbenchError(f"{ENV_RUN}: {run_dir} holds no config.yaml; give a run directory that "
                                  "`workbench run` or `make demo` made")
-        cfg = config_from_dict(yaml.safe_load(stored.read_text(encoding="utf-8")) or {}, str(stored))
+        cfg = config_from_dict(read_config_mapping(stored), str(stored))
         source = f"run {run_dir}"
         if choice and choice != cfg.model:
             raise WorkbenchError(f"{ENV_MODEL}={choice} differs from the model of {run_dir} ({cfg.model}); "

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
-from workbench.errors import WorkbenchError
+from workbench.io import read_text, require_file
 from workbench.eval.run_report import ANSWER_KINDS
 
 if TYPE_CHECKING:
@@ -34,11 +34,9 @@ def perplexity_text(run: RunView, rc: "ReportConfig") -> tuple[str | None, str |
     file is an error, never a silent switch to other text), else the run's retain text (None where it has none)."""
     if rc.perplexity_text:
         path = rc.perplexity_text
-        if not os.path.isfile(path):
-            raise WorkbenchError(f"report.perplexity_text: {path} does not exist; give an existing text file "
-                                 "(a relative path is relative to the config file) or null for the retain text")
-        with open(path, encoding="utf-8") as fh:
-            return fh.read(), os.path.basename(path)  # the full path is in the report's config
+        require_file(path, f"report.perplexity_text: {path}", "; give an existing text file (a relative path is "
+                     "relative to the config file) or null for the retain text")
+        return read_text(path, "report.perplexity_text:"), os.path.basename(path)  # the full path is in the report's config
     if run.retain_documents:
         return "\n\n".join(d.text for d in run.retain_documents), "retain text"
     return None, None

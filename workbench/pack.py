@@ -13,7 +13,7 @@ from typing import Any, Union
 
 from workbench.anchors import load_anchor_map
 from workbench.errors import WorkbenchError
-from workbench.io import iter_jsonl, read_json_file
+from workbench.io import iter_jsonl, read_json_file, read_text, require_file
 
 __all__ = [
     "BUNDLED_DIR",
@@ -114,7 +114,7 @@ class Pack:
 
     def read_corpus(self) -> list[str]:
         """The text of every corpus document."""
-        return [p.read_text(encoding="utf-8") for p in self.corpus_files()]
+        return [read_text(p, "corpus file") for p in self.corpus_files()]
 
     def has_probes(self, kind: str) -> bool:
         """Whether the manifest declares probes of this kind and the file exists."""
@@ -292,8 +292,7 @@ def load_probes(path: str | Path, kind: str, display: str | None = None) -> list
     """
     path = Path(path)
     shown = display or str(path)
-    if not path.is_file():
-        raise WorkbenchError(f"probe file {shown} does not exist")
+    require_file(path, f"probe file {shown}")
     probes: list[Probe] = []
     seen: dict[str, int] = {}
     for lineno, obj in iter_jsonl(path, shown):

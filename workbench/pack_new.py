@@ -25,6 +25,7 @@ import shutil
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
+from workbench.io import disk_full, disk_full_error, read_text
 
 __all__ = ["new_pack", "draft_next_token_probes"]
 
@@ -129,8 +130,8 @@ def new_pack(dest: str | Path, corpus: str | Path, retain: str | Path | None = N
 
         loaded = load_anchor_map(anchors)  # validated before anything is written
         amap["anchors"] = dict(loaded.entries)
-    texts = {p.name: p.read_text(encoding="utf-8") for p in corpus_files}
-    retain_texts = {p.name: p.read_text(encoding="utf-8") for p in retain_files}
+    texts = {p.name: read_text(p, "--corpus file") for p in corpus_files}
+    retain_texts = {p.name: read_text(p, "--retain file") for p in retain_files}
     prefix = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "pack"
     prob = draft_next_token_probes(texts, f"{prefix}-prob")
     if not prob:
@@ -165,8 +166,10 @@ def new_pack(dest: str | Path, corpus: str | Path, retain: str | Path | None = N
         (tmp / "README.md").write_text(_readme(manifest, len(amap["anchors"]), len(prob), len(comp), len(coll),
                                                bool(retain), n_left_out), encoding="utf-8")
         tmp.rename(dest)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if disk_full(exc):  # the destination, not the file being copied from
+            raise disk_full_error(dest) from exc
         raise
     return dest
 

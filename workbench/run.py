@@ -38,7 +38,7 @@ import yaml
 
 from workbench.anchors import AnchorMap
 from workbench.checks import artifact_problem, check_report_inputs, drop_damaged_shards, read_record
-from workbench.config import RunConfig, config_diff, config_to_dict, neutral_key, stable_hash
+from workbench.config import RunConfig, config_diff, config_to_dict, dump_yaml, neutral_key, stable_hash
 from workbench.corpus import Block, Document, corpus_fingerprint, make_blocks, read_documents
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write, atomic_write_json, atomic_write_text, read_json
@@ -148,7 +148,7 @@ class Run:
     def _claim(self) -> None:
         """Once the inputs passed: record the config the run directory is now made with."""
         self._check_dir(self.update)  # again, under the lock: another process may have written it meanwhile
-        atomic_write_text(self.dir / "config.yaml", yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
+        atomic_write_text(self.dir / "config.yaml", dump_yaml(config_to_dict(self.cfg)))
 
     def stage_record(self, stage: str) -> dict | None:
         rec, bad = read_record(self.dir / "stages" / f"{stage}.json")

@@ -24,7 +24,7 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArgu
 from transformers.trainer_utils import get_last_checkpoint
 
 from workbench.config import TrainConfig, fingerprint_dict
-from workbench.io import atomic_dir, atomic_write_json
+from workbench.io import atomic_dir, atomic_write_json, disk_full, disk_full_error
 
 if TYPE_CHECKING:
     from workbench.tracking import StageTracking
@@ -207,7 +207,12 @@ def _run_trainer(trainer_cls, model, dataset, collator, cfg, output_dir, seed, c
         for cb in (PrinterCallback, ProgressCallback, NotebookProgressCallback):
             trainer.remove_callback(cb)
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-    trainer.train(resume_from_checkpoint=last)
+    try:
+        trainer.train(resume_from_checkpoint=last)
+    except Exception as exc:  # a checkpoint save on a full disk (torch, safetensors): name the checkpoint folder
+        if disk_full(exc):
+            raise disk_full_error(output_dir) from exc
+        raise
     stopped = any(isinstance(c, StopController) and c.requested for c in (callbacks or []))
     return trainer, not stopped
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.compare import format_change
+from workbench.config import check_names
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_text
 
@@ -61,9 +62,7 @@ def tune_methods(out_dir: str | os.PathLike = "runs/methods_dev", groups: list[s
 
     grid = TUNING_GRID if grid is None else grid
     groups = list(grid) if groups is None else groups
-    unknown = [g for g in groups if g not in grid]
-    if unknown:
-        raise WorkbenchError(f"tune: unknown group {', '.join(unknown)}; choose from {', '.join(grid)}")
+    check_names("tune groups", groups, list(grid))
     out = Path(out_dir)
     cc = compare_config or CompareConfig(split="dev", attacks=(), progress=progress)
     if cc.split != "dev":

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import WorkbenchError
-from workbench.io import atomic_write_text, read_json_file
+from workbench.io import atomic_write_text, read_json_file, require_file
 from workbench.pack import COMPLETION_KIND, SPLITS, CompletionProbe, _parse_probe
 
 __all__ = ["convert_authors_prompts", "read_authors_prompts"]
@@ -34,8 +34,7 @@ def read_authors_prompts(path: str | Path, split: str = "heldout", id_prefix: st
     path = Path(path)
     if split not in SPLITS:
         raise WorkbenchError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if not path.is_file():
-        raise WorkbenchError(f"authors' prompt file {path} does not exist")
+    require_file(path, f"authors' prompt file {path}")
     data = read_json_file(path)
     if not isinstance(data, list) or not data:
         raise WorkbenchError(f"{path}: expected a non-empty JSON list of prompt entries")

@@ -104,13 +104,17 @@ def config_from_args(args: argparse.Namespace):
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(EvalConfig) if f.init and f.name != "attacks"}
     if isinstance(values["pack"], str) and values["pack"].lower() == "none":
         values["pack"] = None
+    if values["sections"] is not None:
+        from workbench.config import check_names
+        from workbench.eval.config import ALL_SECTIONS
+
+        check_names("--sections", values["sections"], ALL_SECTIONS)  # before any model loads
     if values["lm_eval_tasks"] and values["sections"] is not None and "lm_eval" not in values["sections"]:
         values["sections"] = tuple(values["sections"]) + ("lm_eval",)
     if values["priming_text"]:
-        path = Path(values["priming_text"])
-        if not path.is_file():
-            raise WorkbenchError(f"--priming-text {path} does not exist")
-        values["priming_text"] = path.read_text(encoding="utf-8")
+        from workbench.io import read_text
+
+        values["priming_text"] = read_text(values["priming_text"], "--priming-text")
     attacks = AttackConfig(**{f.name: getattr(args, ATTACK_PREFIX + f.name) for f in dataclasses.fields(AttackConfig)})
     values["attacks"] = attacks if attacks != AttackConfig() else None  # None: the defaults, as in the API
     return EvalConfig(**values)

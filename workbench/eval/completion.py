@@ -35,6 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from workbench.errors import WorkbenchError
+from workbench.io import read_text
 from workbench.models import LoadedModel
 from workbench.pack import CompletionProbe
 
@@ -269,8 +270,7 @@ def load_rubric(spec: str | None) -> str:
     path = os.path.expanduser(spec)
     if not os.path.isfile(path):
         raise WorkbenchError(f"judge rubric {spec!r} is neither a rubric name ({', '.join(RUBRICS)}) nor an existing file")
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
+    text = read_text(path, "judge rubric file")
     if "{completion}" not in text or "{prompt}" not in text:
         raise WorkbenchError(f"judge rubric file {path} must contain the placeholders {{prompt}} and {{completion}}")
     return text

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from workbench.errors import WorkbenchError
+from workbench.io import iter_jsonl
 from workbench.models import LoadedModel
 
 __all__ = ["PAPER_TASKS", "require_lm_eval", "run_lm_eval", "write_local_task"]
@@ -39,9 +40,7 @@ def write_local_task(jsonl: str | Path, folder: str | Path, name: str | None = N
     """Write an lm-eval task YAML for a multiple-choice JSONL file (``context, choices, label`` schema) into
     ``folder``; returns the task name. Pass ``folder`` as ``include_path`` to :func:`run_lm_eval`."""
     jsonl = Path(jsonl).resolve()
-    if not jsonl.is_file():
-        raise WorkbenchError(f"task file {jsonl} does not exist")
-    first = next((json.loads(line) for line in jsonl.open(encoding="utf-8") if line.strip()), None)
+    first = next((value for _, value in iter_jsonl(jsonl, f"task file {jsonl}")), None)
     if not isinstance(first, dict) or not {"context", "choices", "label"} <= set(first):
         raise WorkbenchError(f"{jsonl} line 1: a local lm-eval task needs fields 'context', 'choices' and 'label'")
     task = name or f"workbench_{jsonl.stem}"

@@ -20,6 +20,7 @@ from typing import Sequence
 import pandas as pd
 
 from workbench.errors import WorkbenchError
+from workbench.io import read_text
 from workbench.eval.probes import score_pack_probes, score_probes, with_prompts
 from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.models import LoadedModel
@@ -56,7 +57,7 @@ def priming_passage(pack: Pack | str | Path, config: PrimingConfig | None = None
         return cfg.text.strip()
     pack = load_pack(pack)
     files = pack.corpus_files()
-    doc = files[random.Random(cfg.seed).randrange(len(files))].read_text(encoding="utf-8")
+    doc = read_text(files[random.Random(cfg.seed).randrange(len(files))], "corpus file")
     paras = [p.strip() for p in re.split(r"\n\s*\n", doc) if p.strip()]
     body = [p for p in paras if len(p) > 80] or paras  # skip headings and title lines
     text = " ".join(body)[: cfg.chars]

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import WorkbenchError
-from workbench.io import iter_jsonl
+from workbench.io import iter_jsonl, read_text, require_file
 from workbench.eval.loglikelihood import Request, LoglikelihoodConfig, encode_pairs, model_max_length, prefix_token_id, score_requests
 from workbench.models import LoadedModel
 
@@ -87,9 +87,7 @@ def resolve_task(task: str | Path, evaldata_dir: str | Path | None = None) -> Pa
     """A task name ('piqa') in the eval-data folder, or a path to a JSONL file."""
     path = Path(task)
     if path.suffix == ".jsonl" or path.exists():
-        if not path.is_file():
-            raise WorkbenchError(f"benchmark file {path} does not exist")
-        return path
+        return require_file(path, f"benchmark file {path}")
     folder = Path(evaldata_dir) if evaldata_dir else default_evaldata_dir()
     candidate = folder / f"{task}.jsonl"
     if not candidate.is_file():
@@ -257,9 +255,7 @@ def perplexity(lm: LoadedModel, text: str | Path, config: PerplexityConfig | Non
     cfg = config or PerplexityConfig()
     if isinstance(text, Path):
         path = text
-        if not path.is_file():
-            raise WorkbenchError(f"perplexity text file {path} does not exist")
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, "perplexity text file")
     if not text.strip():
         raise WorkbenchError("perplexity text is empty")
     tok = lm.tokenizer
