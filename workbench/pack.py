@@ -26,8 +26,13 @@ __all__ = [
     "Pack",
     "Probe",
     "QAProbe",
+    "KNOWMEM_KIND",
     "QA_KINDS",
     "TRIVIA_KIND",
+    "VERBMEM_KIND",
+    "VerbatimProbe",
+    "check_holdout_overlap",
+    "parse_probe",
     "TriviaProbe",
     "list_packs",
     "load_anchor_terms",
@@ -47,7 +52,9 @@ DEFAULT_PROBES = {
 }
 SPLITS = ("dev", "heldout")
 QA_KINDS = ("qa", "retain_qa")  # question/answer probes in TOFU's layout: the target's facts, and facts to keep
+KNOWMEM_KIND = "knowmem"  # questions with a gold answer only (MUSE's knowledge memorisation)
 TRIVIA_KIND = "trivia"  # a question with one true and one false answer
+VERBMEM_KIND = "verbmem"  # a passage's opening with its true continuation (MUSE's verbatim memorisation)
 MIN_PERTURBED = 3  # false answers a QA probe needs for the truth ratio
 HOLDOUT_OVERLAP_WORDS = 8  # a holdout sentence this long that also stands in the corpus makes the holdout invalid
 TAGGED_ANSWER_KINDS = ("collocation",)  # answer kinds a probe file may state (the others come from the anchor map)
@@ -96,9 +103,9 @@ class QAProbe:
     question: str  # the question, without a prompt template (see question_context)
     answer: str  # the gold answer
     paraphrased_answer: str  # the gold answer in other words
-    perturbed_answers: tuple[str, ...]  # at least three false answers in the paraphrase's style
+    perturbed_answers: tuple[str, ...]  # at least three false answers in the paraphrase's style (none for 'knowmem')
     split: str = "heldout"  # 'dev' or 'heldout'
-    kind: str = "qa"  # 'qa' (the target's facts) or 'retain_qa' (facts to keep)
+    kind: str = "qa"  # 'qa' (the target's facts), 'retain_qa' (facts to keep) or 'knowmem' (answer only)
     source: str = ""  # 'file line N', for messages
     fact: str | None = None  # the fact asked about; the questions of one fact share a split
 
@@ -117,7 +124,20 @@ class TriviaProbe:
     fact: str | None = None  # the fact asked about; the questions of one fact share a split
 
 
-Probe = Union[NextTokenProbe, CompletionProbe, QAProbe, TriviaProbe]
+@dataclass(frozen=True)
+class VerbatimProbe:
+    """The opening of a target passage and its true continuation (verbmem.jsonl; MUSE's verbmem layout)."""
+
+    id: str  # unique within its file
+    prompt: str  # the opening the model continues
+    continuation: str  # the passage's true continuation
+    split: str = "heldout"  # 'dev' or 'heldout'
+    kind: str = VERBMEM_KIND
+    source: str = ""  # 'file line N', for messages
+    fact: str | None = None  # the passage or fact; the probes of one fact share a split
+
+
+Probe = Union[NextTokenProbe, CompletionProbe, QAProbe, TriviaProbe, VerbatimProbe]
 
 
 def question_context(question: str) -> str:
@@ -297,11 +317,19 @@ def _split_and_fact(obj: dict, where: str) -> tuple[str, str | None]:
     return split, fact
 
 
-def _parse_answer_probe(obj: Any, kind: str, where: str) -> QAProbe | TriviaProbe:
-    """A QA (TOFU's layout) or trivia probe; see docs/formats.md."""
+def _parse_answer_probe(obj: Any, kind: str, where: str) -> QAProbe | TriviaProbe | VerbatimProbe:
+    """A QA (TOFU's layout), knowmem, trivia or verbmem probe; see docs/formats.md."""
     if not isinstance(obj, dict):
         raise WorkbenchError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    if kind == VERBMEM_KIND:
+        split, fact = _split_and_fact(obj, where)
+        return VerbatimProbe(id=_text(obj, "id", where), prompt=_text(obj, "prompt", where),
+                             continuation=_text(obj, "continuation", where), split=split, source=where, fact=fact)
     ident, question = _text(obj, "id", where), _text(obj, "question", where)
+    if kind == KNOWMEM_KIND:
+        split, fact = _split_and_fact(obj, where)
+        return QAProbe(id=ident, question=question, answer=_text(obj, "answer", where), paraphrased_answer="",
+                       perturbed_answers=(), split=split, kind=kind, source=where, fact=fact)
     if kind == "qa" or kind == TRIVIA_KIND:
         _text(obj, "split", where)  # the target's questions name their split: tuning must not see a heldout fact
     split, fact = _split_and_fact(obj, where)
@@ -327,8 +355,13 @@ def _parse_answer_probe(obj: Any, kind: str, where: str) -> QAProbe | TriviaProb
                    perturbed_answers=tuple(perturbed), split=split, kind=kind, source=where, fact=fact)
 
 
+def parse_probe(obj: Any, kind: str, where: str) -> Probe:
+    """One probe of a probe file of ``kind``, validated (``where`` names the file and line in messages)."""
+    return _parse_probe(obj, kind, where)
+
+
 def _parse_probe(obj: Any, kind: str, where: str) -> Probe:
-    if kind in QA_KINDS or kind == TRIVIA_KIND:
+    if kind in QA_KINDS or kind in (TRIVIA_KIND, KNOWMEM_KIND, VERBMEM_KIND):
         return _parse_answer_probe(obj, kind, where)
     if not isinstance(obj, dict):
         raise WorkbenchError(f"{where}: expected a JSON object, got {type(obj).__name__}")

@@ -17,7 +17,7 @@ from typing import Any
 
 from workbench.errors import WorkbenchError
 
-__all__ = ["answer_probe_table", "add_config_flags", "add_eval_parser", "add_packs_parser", "config_from_args", "run_eval", "run_packs_check", "run_packs_list",
+__all__ = ["answer_probe_table", "add_config_flags", "add_eval_parser", "add_packs_parser", "config_from_args", "run_eval", "run_packs_check", "run_packs_import", "run_packs_list",
            "run_packs_import_completions", "run_packs_new"]
 
 
@@ -135,7 +135,7 @@ def add_packs_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``packs list``, ``packs check NAME`` and ``packs new NAME --corpus DIR``."""
     p = subparsers.add_parser("packs", help="list bundled data packs, or check a pack's probes against a model",
                               description="Work with data packs (docs/formats.md).")
-    sub = p.add_subparsers(dest="packs_command", metavar="{list,check,new,import-completions}")
+    sub = p.add_subparsers(dest="packs_command", metavar="{list,check,new,import,import-completions}")
     sub.required = True
     lst = sub.add_parser("list", help="list the bundled packs")
     lst.set_defaults(func=run_packs_list)
@@ -157,6 +157,21 @@ def add_packs_parser(subparsers) -> argparse.ArgumentParser:
     imp.add_argument("--id-prefix", default="authors", help="probe ids are PREFIX-001, PREFIX-002, ...")
     imp.add_argument("--force", action="store_true", help="replace --out if it exists")
     imp.set_defaults(func=run_packs_import_completions)
+    from workbench.probe_import import FORMATS
+
+    gen = sub.add_parser("import", help="convert TOFU, MUSE or two-answer trivia files to this project's probe files",
+                         description="Convert a question or text file in a published layout to a probe file (or, for "
+                                     "muse-privleak, a folder of .txt files); prints what was read and dropped. "
+                                     "Formats: " + "; ".join(f"{k}: {v}" for k, v in FORMATS.items()))
+    gen.add_argument("format", choices=tuple(FORMATS), help="the source's layout")
+    gen.add_argument("source", help="the file to convert")
+    gen.add_argument("--out", required=True, help="the probe file (JSONL) or, for muse-privleak, the folder to write")
+    gen.add_argument("--split", choices=("dev", "heldout"), default="heldout",
+                     help="split of every entry that names none (default heldout)")
+    gen.add_argument("--kind", choices=("qa", "retain_qa"), default=None, help="tofu: the probe kind written (default qa)")
+    gen.add_argument("--id-prefix", default=None, help="ids are PREFIX-0001, ... (default: the source's name)")
+    gen.add_argument("--force", action="store_true", help="replace --out if it exists")
+    gen.set_defaults(func=run_packs_import)
     new = sub.add_parser("new", help="write a pack skeleton for your own target (corpus, anchors, retain, draft probes)")
     new.add_argument("name", help="the new pack folder (its last part is the pack's name); must not exist")
     new.add_argument("--corpus", required=True, help="a .txt file or a folder of them: the text to forget")
@@ -165,6 +180,16 @@ def add_packs_parser(subparsers) -> argparse.ArgumentParser:
     new.add_argument("--title", default=None, help="the target's name for people (default: from NAME)")
     new.set_defaults(func=run_packs_new)
     return p
+
+
+def run_packs_import(args: argparse.Namespace) -> int:
+    """Run ``workbench packs import FORMAT SOURCE --out OUT``."""
+    from workbench.probe_import import import_probes
+
+    report = import_probes(args.format, args.source, args.out, split=args.split, kind=args.kind,
+                           id_prefix=args.id_prefix, overwrite=args.force)
+    print(report.summary())
+    return 0
 
 
 def run_packs_import_completions(args: argparse.Namespace) -> int:
@@ -245,6 +270,7 @@ def run_packs_check(args: argparse.Namespace) -> int:
 
     from workbench.models import load_model
     from workbench.eval.probes import check_pack
+    from workbench.eval.probes import ANSWER_PROBE_KINDS
     from workbench.pack import COMPLETION_KIND, QA_KINDS, TRIVIA_KIND, load_pack
 
     pack = load_pack(args.name)
@@ -269,12 +295,12 @@ def run_packs_check(args: argparse.Namespace) -> int:
     print(f"{pack.name}: corpus: {len(pack.corpus_files())} files ok")  # names the missing folder otherwise
     for warning in probe_warnings(pack, anchors):
         print(f"warning: {pack.name}: {warning}", file=sys.stderr)
-    answer_kinds = (*QA_KINDS, TRIVIA_KIND)
+    answer_kinds = ANSWER_PROBE_KINDS
     if pack.has_holdout():
         print(f"{pack.name}: holdout: {len(pack.read_holdout())} files ok (no sentence shared with the corpus)")
     kinds = args.kinds or tuple(k for k in pack.probe_paths
                                 if k != COMPLETION_KIND and k not in answer_kinds and pack.has_probes(k))
-    answers = [k for k in answer_kinds if pack.has_probes(k) and (args.kinds is None or k in args.kinds)]
+    answers = [k for k in (*QA_KINDS, TRIVIA_KIND) if pack.has_probes(k) and (args.kinds is None or k in args.kinds)]
     kinds = tuple(k for k in kinds if k not in answer_kinds)
     if not kinds and not answers:
         raise WorkbenchError(f"pack {pack.name!r} has no next-token, QA or trivia probe files to check")

@@ -29,7 +29,7 @@ from workbench.models import LoadedModel
 from workbench.pack import QAProbe, TriviaProbe, question_context
 
 __all__ = ["MIA_ATTACKS", "NEEDS_REFERENCE", "REFERENCE_METRICS", "TextSettings", "answer_stop", "binomial_pvalue",
-           "extraction_strength", "forget_quality", "harmonic_mean", "ks_2samp", "mia_auc", "min_k", "min_k_plus_plus",
+           "corpus_passages", "extraction_strength", "forget_quality", "harmonic_mean", "ks_2samp", "mia_auc", "min_k", "min_k_plus_plus",
            "reference_rows", "rouge_l", "rouge_tokens", "score_knowmem", "score_mia", "score_qa", "score_trivia",
            "score_verbmem", "summarize_knowmem", "summarize_mia", "summarize_qa", "summarize_trivia",
            "summarize_verbmem", "text_chunks", "truth_ratio", "zlib_score"]
@@ -287,22 +287,28 @@ def text_chunks(tokenizer, texts: Sequence[str], tokens: int, limit: int | None)
     return chunks
 
 
-def score_verbmem(lm: LoadedModel, corpus: Sequence[str], settings: TextSettings, batch_size: int = 16,
-                  progress: bool = True) -> pd.DataFrame:
-    """MUSE's verbatim memorisation: a corpus prefix of ``prompt_tokens`` tokens, the model's greedy continuation
-    of ``new_tokens`` tokens, its ROUGE-L against the true continuation; one row per prefix."""
-    tok = lm.tokenizer
-    chunks = text_chunks(tok, corpus, settings.prompt_tokens + settings.new_tokens, settings.verbmem_limit)
+def corpus_passages(tokenizer, corpus: Sequence[str], settings: TextSettings) -> list[tuple[str, str]]:
+    """(prefix, true continuation) pairs cut from the corpus: ``prompt_tokens`` tokens, then ``new_tokens``, at most
+    ``verbmem_limit`` of them spread evenly."""
+    chunks = text_chunks(tokenizer, corpus, settings.prompt_tokens + settings.new_tokens, settings.verbmem_limit)
     chunks = [c for c in chunks if len(c) > settings.prompt_tokens]
     if not chunks:
         raise WorkbenchError("verbatim memorisation: the corpus is too short for one prefix and continuation")
-    prompts = [tok.decode(c[: settings.prompt_tokens]) for c in chunks]
-    truths = [tok.decode(c[settings.prompt_tokens:]) for c in chunks]
-    outputs = _greedy(lm, prompts, settings.new_tokens, batch_size, progress)
+    return [(tokenizer.decode(c[: settings.prompt_tokens]), tokenizer.decode(c[settings.prompt_tokens:])) for c in chunks]
+
+
+def score_verbmem(lm: LoadedModel, passages: Sequence[tuple[str, str]], settings: TextSettings, batch_size: int = 16,
+                  progress: bool = True) -> pd.DataFrame:
+    """MUSE's verbatim memorisation: the model's greedy continuation (``new_tokens`` tokens) of each passage's
+    opening and its ROUGE-L against the true continuation (cut to ``new_tokens`` tokens, as MUSE does); one row
+    per passage."""
+    tok = lm.tokenizer
+    outputs = _greedy(lm, [prompt for prompt, _ in passages], settings.new_tokens, batch_size, progress)
     rows = []
-    for i, (prompt, truth, out) in enumerate(zip(prompts, truths, outputs)):
+    for i, ((prompt, truth), out) in enumerate(zip(passages, outputs)):
+        truth = tok.decode(tok(truth, add_special_tokens=False).input_ids[: settings.new_tokens])
         _, rec, f1 = rouge_l(truth, out)
-        rows.append({"set": "corpus", "item": i, "prompt": prompt, "gold": truth, "response": out,
+        rows.append({"set": "verbmem", "item": i, "prompt": prompt, "gold": truth, "response": out,
                      "rougeL_recall": rec, "rougeL_f1": f1})
     return pd.DataFrame(rows)
 
@@ -375,14 +381,13 @@ def summarize_qa(df: pd.DataFrame, section: str) -> list[dict]:
 
 def summarize_knowmem(df: pd.DataFrame, section: str) -> list[dict]:
     """Per split: mean ROUGE-L recall and F1 of the greedy answers."""
-    set_ = str(df["set"].iloc[0])
-    return [_row(section, set_, split, m, g[m].mean(), len(g))
+    return [_row(section, section, split, m, g[m].mean(), len(g))
             for split, g in _by_split(df) for m in ("rougeL_recall", "rougeL_f1")]
 
 
 def summarize_verbmem(df: pd.DataFrame) -> list[dict]:
     """Mean ROUGE-L F1 (MUSE's verbmem) and recall of the continuations."""
-    return [_row("verbmem", "corpus", "-", m, df[m].mean(), len(df)) for m in ("rougeL_f1", "rougeL_recall")]
+    return [_row("verbmem", "verbmem", "-", m, df[m].mean(), len(df)) for m in ("rougeL_f1", "rougeL_recall")]
 
 
 def summarize_mia(df: pd.DataFrame) -> list[dict]:

@@ -20,11 +20,11 @@ import pandas as pd
 from workbench.errors import WorkbenchError
 from workbench.eval.loglikelihood import Request, LoglikelihoodConfig, encode_pairs, score_requests
 from workbench.models import LoadedModel
-from workbench.pack import COMPLETION_KIND, QA_KINDS, TRIVIA_KIND, NextTokenProbe, Pack, load_pack
+from workbench.pack import COMPLETION_KIND, KNOWMEM_KIND, QA_KINDS, TRIVIA_KIND, VERBMEM_KIND, NextTokenProbe, Pack, load_pack
 
-ANSWER_PROBE_KINDS = (*QA_KINDS, TRIVIA_KIND)  # question files: scored by workbench/eval/ground_truth.py
+ANSWER_PROBE_KINDS = (*QA_KINDS, KNOWMEM_KIND, TRIVIA_KIND, VERBMEM_KIND)  # question files: scored by workbench/eval/ground_truth.py
 
-__all__ = ["PROBE_COLUMNS", "check_pack", "probe_requests", "score_pack_probes", "score_probes", "summarize_probes",
+__all__ = ["ANSWER_PROBE_KINDS", "PROBE_COLUMNS", "check_pack", "probe_requests", "score_pack_probes", "score_probes", "summarize_probes",
            "with_prompts"]
 
 PROBE_COLUMNS = [

@@ -148,9 +148,9 @@ def _headlines(table: pd.DataFrame, model: str, notes: Sequence[str] = ()) -> di
     put("truth_ratio_forget", _pick(table, model, "qa", "qa", "truth_ratio_forget", split))
     put("forget_quality", _pick(table, model, "qa", "qa", "forget_quality", split))
     put("extraction_strength", _pick(table, model, "qa", "qa", "extraction_strength", split))
-    put("knowmem_rougeL_recall", _pick(table, model, "knowmem", "qa", "rougeL_recall", split))
+    put("knowmem_rougeL_recall", _pick(table, model, "knowmem", "knowmem", "rougeL_recall", split))
     put("model_utility", _pick(table, model, "retain_qa", "retain_qa", "model_utility", split))
-    put("verbmem_rougeL_f1", _pick(table, model, "verbmem", "corpus", "rougeL_f1"))
+    put("verbmem_rougeL_f1", _pick(table, model, "verbmem", "verbmem", "rougeL_f1"))
     put("mia_auc_min_k", _pick(table, model, "mia", "corpus_vs_holdout", "auc_min_k"))
     put("privleak_min_k", _pick(table, model, "mia", "corpus_vs_holdout", "privleak_min_k"))
     needs = [n.split(":")[0] for n in notes if NEEDS_REFERENCE in n]

@@ -209,7 +209,8 @@ def plan_units(config: EvalConfig, pack: Pack | None, explicit: bool, notes: lis
 def ground_truth_units(sections: Sequence[str], config: EvalConfig, pack: Pack | None, probes_of, skip,
                        explicit: bool = False) -> list[Unit]:
     """The units of the field's measures (workbench/eval/ground_truth.py) that the pack's files allow. Verbatim
-    memorisation runs by default only for packs with target questions (a ground-truth pack); named, always."""
+    memorisation runs by default only for packs with target questions or passages (a ground-truth pack); named,
+    always. A named section the pack has no file for is skipped with a note (an error with ``explicit``)."""
     from workbench.eval import ground_truth as gt
 
     units: list[Unit] = []
@@ -237,8 +238,11 @@ def ground_truth_units(sections: Sequence[str], config: EvalConfig, pack: Pack |
     for kind, section in (("qa", "qa"), ("retain_qa", "retain_qa"), ("qa", "knowmem"), ("trivia", "trivia")):
         if section not in sections:
             continue
+        if section == "knowmem" and pack.has_probes("knowmem"):
+            kind = "knowmem"
         if not pack.has_probes(kind):
-            skip(section, f"pack {pack.name!r} has no {kind} probe file")
+            if explicit:  # by default a pack without the file simply has no such measure
+                skip(section, f"pack {pack.name!r} has no {kind} probe file")
             continue
         if not probes_of(kind):
             skip(section, f"no {kind} probes in splits {', '.join(splits)}")
@@ -246,14 +250,15 @@ def ground_truth_units(sections: Sequence[str], config: EvalConfig, pack: Pack |
         if section in ("qa", "retain_qa"):
             units.append(qa_unit(kind))
         elif section == "knowmem":
-            probes = probes_of("qa")
+            km_kind = "knowmem" if pack.has_probes("knowmem") else "qa"  # MUSE's answer-only questions if given
+            probes = probes_of(km_kind)
 
             def run_km(lm: LoadedModel, memo: dict, probes=probes):
                 df = gt.score_knowmem(lm, probes, config.qa_max_new_tokens, config.gen_batch_size, config.progress)
                 return gt.summarize_knowmem(df, "knowmem"), df
 
-            units.append(Unit("knowmem.qa", "knowmem", {**limited("qa"), "max_new_tokens": config.qa_max_new_tokens},
-                              run_km, "knowmem_items"))
+            units.append(Unit(f"knowmem.{km_kind}", "knowmem",
+                              {**limited(km_kind), "max_new_tokens": config.qa_max_new_tokens}, run_km, "knowmem_items"))
         else:
             probes = probes_of("trivia")
 
@@ -264,19 +269,23 @@ def ground_truth_units(sections: Sequence[str], config: EvalConfig, pack: Pack |
             units.append(Unit("trivia", "trivia", limited("trivia"), run_trivia, "trivia_items"))
     ts = config.text_settings()
     corpus_stamp = [file_stamp(p) for p in pack.corpus_files()] if {"verbmem", "mia"} & set(sections) else []
-    if "verbmem" in sections and (explicit or pack.has_probes("qa")):
-        corpus = pack.read_corpus()
+    if "verbmem" in sections and (explicit or pack.has_probes("qa") or pack.has_probes("verbmem")):
+        given = probes_of("verbmem") if pack.has_probes("verbmem") else None  # MUSE's passages if the pack has them
+        corpus = pack.read_corpus() if given is None else []
 
         def run_verbmem(lm: LoadedModel, memo: dict):
-            df = gt.score_verbmem(lm, corpus, ts, config.gen_batch_size, config.progress)
+            passages = ([(p.prompt, p.continuation) for p in given] if given is not None
+                        else gt.corpus_passages(lm.tokenizer, corpus, ts))
+            df = gt.score_verbmem(lm, passages, ts, config.gen_batch_size, config.progress)
             return gt.summarize_verbmem(df), df
 
-        params = {"corpus": corpus_stamp, "prompt_tokens": ts.prompt_tokens, "new_tokens": ts.new_tokens,
-                  "limit": ts.verbmem_limit}
+        source = limited("verbmem") if given is not None else {"corpus": corpus_stamp, "limit": ts.verbmem_limit}
+        params = {**source, "prompt_tokens": ts.prompt_tokens, "new_tokens": ts.new_tokens}
         units.append(Unit("verbmem", "verbmem", params, run_verbmem, "verbmem_items"))
     if "mia" in sections:
         if not pack.has_holdout():
-            skip("mia", f"pack {pack.name!r} has no holdout text (pack.json 'holdout')")
+            if explicit:
+                skip("mia", f"pack {pack.name!r} has no holdout text (pack.json 'holdout')")
         else:
             holdout = pack.read_holdout()  # checked against the corpus first
             corpus = pack.read_corpus()
