@@ -241,3 +241,24 @@ def test_forget_quality_of_a_model_against_itself_is_one_and_none_without_refere
     assert rep.summary["headlines"]["alone"]["privleak_min_k"] == gt.NEEDS_REFERENCE
     assert "needs a reference model" in (tmp_path / "without" / "report.md").read_text()
     assert not (rep.table["metric"] == "forget_quality").any()
+
+
+def test_run_report_has_trivia_accuracy_of_both_models(tmp_path, tiny):
+    from workbench.anchors import load_anchor_map
+    from workbench.eval.run_report import before_after_report
+    from workbench.models import tiny_model
+    from workbench.outcome import outcome_table
+
+    pack = load_pack(_gt_pack(tmp_path))
+    other = tiny_model(seed=1)
+    result = before_after_report(tiny, other, pack, load_anchor_map(pack.anchors_path), tmp_path / "report",
+                                 probe_sets=("probability",), split=None, progress=False)
+    probes = pack.probes("trivia")
+    scoring = LoglikelihoodConfig(progress=False)
+    base = gt.score_trivia(tiny, probes, scoring)["known"].mean()
+    after = gt.score_trivia(other, probes, scoring)["known"].mean()
+    tr = result["trivia"]
+    assert (tr["n"], tr["baseline_accuracy"], tr["unlearned_accuracy"]) == (2, base, after)
+    assert tr["change"] == pytest.approx(after - base)
+    row = outcome_table(result).set_index("measure").loc["trivia: accuracy (chance 0.5)"]
+    assert row["baseline"] == base and row["n"] == 2
