@@ -378,12 +378,7 @@ def _parse_probe(obj: Any, kind: str, where: str) -> Probe:
         if not isinstance(obj[key], str) or not obj[key].strip():
             raise WorkbenchError(f"{where}: field '{key}' must be a non-empty string")
     prompt = obj["prompt"]
-    split = obj.get("split", "heldout")
-    if split not in SPLITS:
-        raise WorkbenchError(f"{where}: field 'split' must be 'dev' or 'heldout', got {split!r}")
-    fact = obj.get("fact")
-    if fact is not None and (not isinstance(fact, str) or not fact.strip()):
-        raise WorkbenchError(f"{where}: field 'fact' must be a non-empty string")
+    split, fact = _split_and_fact(obj, where)
     if completion:
         subtlety = obj["subtlety"]
         if isinstance(subtlety, bool) or not isinstance(subtlety, int) or not 1 <= subtlety <= 10:
