@@ -262,3 +262,27 @@ def test_run_report_has_trivia_accuracy_of_both_models(tmp_path, tiny):
     assert tr["change"] == pytest.approx(after - base)
     row = outcome_table(result).set_index("measure").loc["trivia: accuracy (chance 0.5)"]
     assert row["baseline"] == base and row["n"] == 2
+
+
+def test_a_reference_with_another_tokenizer_is_an_error(bpe_tokenizer, sp_tokenizer):
+    import pandas as pd
+
+    bpe, sp = gt.tokenizer_digest(bpe_tokenizer), gt.tokenizer_digest(sp_tokenizer)
+    assert bpe != sp and bpe == gt.tokenizer_digest(bpe_tokenizer)
+    qa = pd.DataFrame([{"model": m, "set": "qa", "split": "dev", "truth_ratio": 1.0, "tokenizer": d}
+                       for m, d in (("ref", sp), ("target", bpe), ("whp", bpe))])
+    table = pd.DataFrame(columns=["model", "section", "set", "split", "variant", "metric", "value", "ci_low",
+                                  "ci_high", "n"])
+    with pytest.raises(WorkbenchError, match=r"reference model 'ref' uses another tokenizer than target, whp"):
+        gt.reference_rows(table, {"qa_items": qa}, "ref", ["ref", "target", "whp"])
+    rows, notes = gt.reference_rows(table, {"qa_items": qa.assign(tokenizer=bpe)}, "ref", ["ref", "target", "whp"])
+    assert [r["value"] for r in rows] == [1.0] * 6 and notes == []  # all and dev, per model
+
+
+def test_eval_cli_names_an_unknown_reference(tmp_path, capsys):
+    from workbench.cli import main
+
+    root = _gt_pack(tmp_path)
+    assert main(["eval", "--model", "a=tiny", "--pack", str(root), "--sections", "trivia", "--reference", "b",
+                 "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    assert "reference model 'b' is not one of the evaluated models (a)" in capsys.readouterr().err

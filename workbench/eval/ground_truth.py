@@ -12,6 +12,8 @@ a reference model that never saw the target (forget quality, PrivLeak), or says 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 import zlib
@@ -32,7 +34,7 @@ __all__ = ["MIA_ATTACKS", "NEEDS_REFERENCE", "REFERENCE_METRICS", "TextSettings"
            "corpus_passages", "extraction_strength", "forget_quality", "harmonic_mean", "ks_2samp", "mia_auc", "min_k", "min_k_plus_plus",
            "reference_rows", "rouge_l", "rouge_tokens", "score_knowmem", "score_mia", "score_qa", "score_trivia",
            "score_verbmem", "summarize_knowmem", "summarize_mia", "summarize_qa", "summarize_trivia",
-           "summarize_verbmem", "text_chunks", "truth_ratio", "zlib_score"]
+           "summarize_verbmem", "text_chunks", "tokenizer_digest", "truth_ratio", "zlib_score"]
 
 NEEDS_REFERENCE = "needs a reference model"
 MIA_ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus")
@@ -220,6 +222,12 @@ class TextSettings:
     k: float = 0.4  # Min-K% and Min-K%++: the share of lowest-scoring tokens
 
 
+def tokenizer_digest(tokenizer) -> str:
+    """A short fingerprint of a tokenizer's vocabulary: models compared token by token must share it."""
+    vocab = sorted(tokenizer.get_vocab().items())
+    return hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
+
+
 def _mean_logprobs(lm: LoadedModel, pairs: list[tuple[str, str]], scoring: LoglikelihoodConfig):
     encoded = encode_pairs(lm.tokenizer, pairs)
     scores = score_requests(lm.model, [Request(c, k) for c, k in encoded], scoring, pad_id=lm.tokenizer.pad_token_id or 0)
@@ -235,6 +243,7 @@ def score_qa(lm: LoadedModel, probes: Sequence[QAProbe], scoring: LoglikelihoodC
         pairs += [(ctx, " " + p.answer.strip()), (ctx, " " + p.paraphrased_answer.strip())]
         pairs += [(ctx, " " + a.strip()) for a in p.perturbed_answers]
     scores = iter(_mean_logprobs(lm, pairs, scoring))
+    digest = tokenizer_digest(lm.tokenizer)
     rows = []
     for p in probes:
         gold, para = next(scores), next(scores)
@@ -246,6 +255,7 @@ def score_qa(lm: LoadedModel, probes: Sequence[QAProbe], scoring: LoglikelihoodC
             "answer_mean_logprob": gold.logprob / gold.n_tokens, "prob": math.exp(gold.logprob / gold.n_tokens),
             "paraphrased_mean_logprob": para_lp, "perturbed_mean_logprob": float(np.mean(pert_lp)),
             "truth_ratio": truth_ratio(para_lp, pert_lp), "extraction_strength": extraction_strength(gold.token_hits),
+            "tokenizer": digest,
         })
     return pd.DataFrame(rows)
 
@@ -323,10 +333,11 @@ def score_mia(lm: LoadedModel, member_texts: Sequence[str], holdout_texts: Seque
     items += [("holdout", c) for c in text_chunks(tok, holdout_texts, settings.mia_tokens, settings.mia_limit)]
     cfg = LoglikelihoodConfig(**{**scoring.__dict__, "vocab_stats": True})
     scores = score_requests(lm.model, [Request([prefix], c) for _, c in items], cfg, pad_id=tok.pad_token_id or 0)
+    digest = tokenizer_digest(tok)
     rows = []
     for i, ((side, ids), s) in enumerate(zip(items, scores)):
         nll = -s.logprob / s.n_tokens
-        rows.append({"set": side, "item": i, "tokens": s.n_tokens, "loss": nll,
+        rows.append({"set": side, "item": i, "tokens": s.n_tokens, "tokenizer": digest, "loss": nll,
                      "zlib": zlib_score(nll, tok.decode(ids)), "min_k": min_k(s.token_logprobs, settings.k),
                      "min_k_plus_plus": min_k_plus_plus(s.token_logprobs, s.token_mu, s.token_var, settings.k)})
     return pd.DataFrame(rows)
@@ -429,6 +440,24 @@ def forget_quality(model_ratios: Sequence[float], reference_ratios: Sequence[flo
     return ks_2samp(model_ratios, reference_ratios)[1]
 
 
+def _same_tokenizer(frames: dict[str, pd.DataFrame], reference: str, models: Sequence[str]) -> None:
+    """An error if a model was scored with another tokenizer than the reference: per-token normalised truth ratios
+    and token windows of the text are then not comparable."""
+    for name in ("qa_items", "mia_items"):
+        df = frames.get(name)
+        if df is None or df.empty or "tokenizer" not in df:
+            continue
+        digests = df.groupby("model")["tokenizer"].first()
+        if reference not in digests:
+            continue
+        other = [m for m in models if m in digests and digests[m] != digests[reference]]
+        if other:
+            raise WorkbenchError(
+                f"reference model {reference!r} uses another tokenizer than {', '.join(other)}: truth ratios and "
+                "membership scores are per token and cannot be compared; give a reference with the same tokenizer "
+                "(the finished units are kept: rerun with the same --out to reuse them)")
+
+
 def reference_rows(table: pd.DataFrame, frames: dict[str, pd.DataFrame], reference: str | None,
                    models: Sequence[str]) -> tuple[list[dict], list[str]]:
     """Rows (with a ``model`` column) of the measures against ``reference`` for every model: forget quality per
@@ -447,6 +476,7 @@ def reference_rows(table: pd.DataFrame, frames: dict[str, pd.DataFrame], referen
     if reference not in models:
         raise WorkbenchError(f"reference model {reference!r} is not one of the evaluated models ({', '.join(models)}); "
                              "give it as --model LABEL=SPEC and name the label")
+    _same_tokenizer(frames, reference, models)
     rows = []
     if has_qa:
         forget = qa[qa["set"] == "qa"]
