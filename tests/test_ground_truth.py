@@ -226,7 +226,7 @@ def test_forget_quality_of_a_model_against_itself_is_one_and_none_without_refere
     from workbench.eval.runner import evaluate_models
 
     root = _gt_pack(tmp_path)
-    cfg = EvalConfig(pack=str(root), sections=("qa", "trivia", "mia"), progress=False, figures=False, formats=("csv",),
+    cfg = EvalConfig(pack=str(root), sections=("qa", "trivia", "mia"), progress=False, figures=True, formats=("csv",),
                      reference="ref", mia_tokens=16)
     rep = evaluate_models([("ref", tiny), ("same", tiny)], cfg, tmp_path / "with")
     t = rep.table
@@ -235,6 +235,8 @@ def test_forget_quality_of_a_model_against_itself_is_one_and_none_without_refere
     leak = t[t["metric"] == "privleak_min_k"].set_index("model")["value"]
     assert leak["same"] == pytest.approx(0.0)
     assert rep.summary["headlines"]["same"]["forget_quality"] == 1.0
+    assert {"standard_measures", "truth_ratio"} <= set(rep.figures)
+    assert (tmp_path / "with" / "qa_items.csv").is_file() and (tmp_path / "with" / "mia_items.csv").is_file()
     cfg.reference = None
     rep = evaluate_models([("alone", tiny)], cfg, tmp_path / "without")
     assert rep.summary["headlines"]["alone"]["forget_quality"] == gt.NEEDS_REFERENCE

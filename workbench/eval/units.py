@@ -233,7 +233,8 @@ def ground_truth_units(sections: Sequence[str], config: EvalConfig, pack: Pack |
                 df = df.merge(km[["probe_id", "response", "rougeL_recall", "rougeL_f1"]], on="probe_id")
             return rows, df
 
-        return Unit(f"{kind}", kind, {**limited(kind), "max_new_tokens": config.qa_max_new_tokens}, run, "qa_items")
+        params = limited(kind) | ({"max_new_tokens": config.qa_max_new_tokens} if kind == "retain_qa" else {})
+        return Unit(kind, kind, params, run, "qa_items")
 
     for kind, section in (("qa", "qa"), ("retain_qa", "retain_qa"), ("qa", "knowmem"), ("trivia", "trivia")):
         if section not in sections:
