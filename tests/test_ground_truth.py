@@ -288,3 +288,50 @@ def test_eval_cli_names_an_unknown_reference(tmp_path, capsys):
     assert main(["eval", "--model", "a=tiny", "--pack", str(root), "--sections", "trivia", "--reference", "b",
                  "--out", str(tmp_path / "out"), "--no-progress"]) == 2
     assert "reference model 'b' is not one of the evaluated models (a)" in capsys.readouterr().err
+
+
+def test_answer_stop_cuts_where_the_next_question_starts():
+    assert gt.answer_stop(" Orla Tessen.\n\nQuestion: who") == "Orla Tessen."
+    assert gt.answer_stop(" green\nQuestion: what") == "green"
+    assert gt.answer_stop(" red Question: x") == "red"
+
+
+def _greedy_loop(lm, prompt: str, n: int) -> str:
+    import torch
+
+    ids = lm.tokenizer(prompt).input_ids
+    start = len(ids)
+    with torch.inference_mode():
+        for _ in range(n):
+            ids.append(int(lm.model(torch.tensor([ids])).logits[0, -1].argmax()))
+    return lm.tokenizer.decode(ids[start:], skip_special_tokens=True)
+
+
+@pytest.mark.integration
+def test_model_utility_knowmem_and_verbmem_from_their_items(tmp_path, tiny):
+    from workbench.eval.config import EvalConfig
+    from workbench.eval.runner import evaluate_models
+
+    root = _gt_pack(tmp_path)
+    write_jsonl(root / "probes" / "verbmem.jsonl", [{"id": "v1", "prompt": "The lighthouse at Varn",
+                                                     "continuation": " was built of grey stone by Orla Tessen."}])
+    manifest = json.loads((root / "pack.json").read_text())
+    manifest["probes"]["verbmem"] = "probes/verbmem.jsonl"
+    (root / "pack.json").write_text(json.dumps(manifest))
+    cfg = EvalConfig(pack=str(root), sections=("retain_qa", "knowmem", "verbmem"), progress=False, figures=False,
+                     formats=("csv",), qa_max_new_tokens=6, verbmem_new_tokens=6, gen_batch_size=1)
+    rep = evaluate_models([("m", tiny)], cfg, tmp_path / "out")
+    t = rep.table.set_index(["section", "split", "metric"])["value"]
+    qa = rep.details["qa_items"]
+    parts = [qa["prob"].mean(), qa["rougeL_recall"].mean(), np.maximum(0, 1 - qa["truth_ratio"]).mean()]
+    assert t[("retain_qa", "all", "model_utility")] == pytest.approx(len(parts) / sum(1 / v for v in parts) if min(parts) > 0 else 0.0)
+    km = rep.details["knowmem_items"]
+    for r, row in zip(QA, km.itertuples()):  # the greedy answer, as a plain argmax loop makes it
+        assert row.response == gt.answer_stop(_greedy_loop(tiny, question_context(r["question"]), 6))
+        assert row.rougeL_recall == gt.rouge_l(r["answer"], row.response)[1]
+    assert t[("knowmem", "all", "rougeL_recall")] == pytest.approx(km["rougeL_recall"].mean())
+    vm = rep.details["verbmem_items"].iloc[0]
+    assert vm["response"] == _greedy_loop(tiny, "The lighthouse at Varn", 6)
+    truth = tiny.tokenizer.decode(tiny.tokenizer(" was built of grey stone by Orla Tessen.",
+                                                 add_special_tokens=False).input_ids[:6])
+    assert vm["gold"] == truth and t[("verbmem", "-", "rougeL_f1")] == gt.rouge_l(truth, vm["response"])[2]
