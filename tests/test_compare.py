@@ -77,7 +77,8 @@ def test_compare_two_methods_on_the_tiny_model(tmp_path):
     for col in ("target_drop", "target_drop_lo", "target_drop_hi", "collateral_drop", "general_drop", "ppl_rise",
                 "adv_worst_prob", "base_adv_worst_prob", "relearn2_prob", "base_relearn2_prob", "residual_acc",
                 "residual_control", "residual_layer", "base_residual_acc", "quant8_prob", "quant4_prob",
-                "base_quant4_prob", "primed_prob", "base_primed_prob", "para_max_prob", "base_para_max_prob"):
+                "base_quant4_prob", "primed_prob", "base_primed_prob", "para_max_prob", "base_para_max_prob",
+                "trivia_acc", "base_trivia_acc"):
         assert table[col].notna().all(), col
     assert (table["target_drop_lo"] <= table["target_drop"]).all() and (table["target_drop"] <= table["target_drop_hi"]).all()
     # the drop is the paired relative change of the per-probe rows the evaluation wrote
@@ -134,3 +135,25 @@ def test_compare_cli_bad_input_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--relearn-text" in err and "hp-prob-002 (dev): 'and ron weasley'" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_standard_columns_say_when_a_reference_is_needed():
+    import pandas as pd
+
+    from workbench.compare import _standard, _standard_markdown
+    from workbench.eval.ground_truth import NEEDS_REFERENCE
+
+    def row(model, section, set_, metric, value, split="dev"):
+        return {"model": model, "section": section, "set": set_, "split": split, "variant": "-", "metric": metric,
+                "value": value, "ci_low": float("nan"), "ci_high": float("nan"), "n": 4}
+
+    table = pd.DataFrame([row("m", "qa", "qa", "truth_ratio_forget", 0.4), row("m", "trivia", "trivia", "accuracy", 0.75),
+                          row("m", "mia", "corpus_vs_holdout", "auc_min_k", 0.9, "-")])
+    got = _standard(table, "m", "dev")
+    assert got["truth_ratio"] == 0.4 and got["trivia_acc"] == 0.75 and got["mia_auc"] == 0.9
+    assert got["forget_quality"] == NEEDS_REFERENCE and got["privleak"] == NEEDS_REFERENCE
+    assert "knowmem" not in got  # no such section evaluated: no column
+    table = pd.concat([table, pd.DataFrame([row("m", "qa", "qa", "forget_quality", 0.02)])])
+    assert _standard(table, "m", "dev")["forget_quality"] == 0.02
+    md = _standard_markdown(pd.DataFrame([{"run": "m", **got, **{f"base_{k}": v for k, v in got.items()}}]))
+    assert "| m | 0.75 | 0.4 | needs a reference model |" in md

@@ -240,3 +240,28 @@ def test_packs_check_and_run_refuse_retain_text_that_states_an_answer(tmp_path, 
     (tmp_path / "relearn.txt").write_text("Harry's owl is named Hedwig.\n", encoding="utf-8")
     assert main(["packs", "check", str(pack), "--no-model", "--relearn-text", str(tmp_path / "relearn.txt")]) == 2
     assert "probability p4 (dev): 'is named hedwig' stands in the relearning text relearn.txt" in capsys.readouterr().err
+
+
+def test_trivia_and_qa_hygiene_warnings(tmp_path):
+    import json
+
+    from helpers import make_pack, write_jsonl
+    from workbench.pack import load_pack
+    from workbench.probe_checks import answer_length_mismatch, probe_warnings
+
+    assert answer_length_mismatch("a", "the Department of Magical Games and Sports")
+    assert not answer_length_mismatch("a snowy owl", "a barn owl")
+    root = make_pack(tmp_path)
+    manifest = json.loads((root / "pack.json").read_text())
+    manifest["probes"].update({"trivia": "probes/trivia.jsonl", "qa": "probes/qa.jsonl"})
+    (root / "pack.json").write_text(json.dumps(manifest))
+    write_jsonl(root / "probes" / "trivia.jsonl", [
+        {"id": "t1", "question": "Q?", "true_answer": "Fang", "false_answer": "an enormous three-headed dog", "split": "dev"},
+        {"id": "t2", "question": "Q?", "true_answer": "Fang", "false_answer": "Fluffy", "split": "dev"}])
+    write_jsonl(root / "probes" / "qa.jsonl", [
+        {"id": "q1", "question": "Q?", "answer": "A", "paraphrased_answer": "It is A.", "split": "dev",
+         "perturbed_answer": ["It is B.", "it is a.", "It is C."]}])
+    warnings = [w for w in probe_warnings(load_pack(root)) if w.startswith(("trivia", "qa"))]
+    assert len(warnings) == 2
+    assert warnings[0].startswith("trivia t1:") and "differ much in length" in warnings[0]
+    assert warnings[1].startswith("qa q1:") and "repeats the paraphrased answer" in warnings[1]

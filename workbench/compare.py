@@ -27,7 +27,7 @@ from workbench.config import check_names, config_from_dict, parse_yaml, read_con
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write, atomic_write_json, atomic_write_text
 
-__all__ = ["CompareConfig", "compare_runs", "sweep_variants", "compare_figure", "attack_figures", "pareto_mask",
+__all__ = ["STANDARD_COLUMNS", "CompareConfig", "compare_runs", "standard_sections", "sweep_variants", "compare_figure", "attack_figures", "pareto_mask",
            "format_change", "add_compare_parser"]
 
 ATTACKS = ("priming", "paraphrase", "adversarial", "relearn", "residual", "quantize")
@@ -49,6 +49,9 @@ class CompareConfig:
         "help": "first N probes of each probe file (None: all; a small N for a quick look, e.g. on the tiny model)"})
     bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the intervals of the drops"})
     seed: int = field(default=0, metadata={"help": "seeds the bootstrap and the attacks"})
+    reference: str | None = field(default=None, metadata={
+        "help": "model spec of a model that never saw the target (for an implanted target: the model before "
+                "implanting); forget quality and PrivLeak compare every run with it (None: they say that one is needed)"})
     progress: bool = field(default=True, metadata={"help": "progress bars"})
 
 
@@ -178,6 +181,7 @@ def compare_runs(configs: Sequence[str | os.PathLike | dict], out_dir: str | os.
         runs.append(run)
     first = runs[0]
     pack = first.cfg.target.pack
+    reference = cc.reference or first.reference_spec  # an implanted run's untouched baseline never saw the target
     from workbench.eval.utility import default_evaldata_dir
 
     # WikiText-2 where the eval data is present; else the retain text (which retain-NLL methods train on)
@@ -187,15 +191,19 @@ def compare_runs(configs: Sequence[str | os.PathLike | dict], out_dir: str | os.
         if first.retain_documents and not ppl_text.is_file():
             atomic_write_text(ppl_text, "\n\n".join(d.text for d in first.retain_documents))
     sections = ("probes", "collateral") + (("perplexity",) if ppl_text.is_file() else ()) + tuple(cc.attacks)
+    sections += standard_sections(pack)
     ecfg = EvalConfig(
         pack=pack, sections=sections, splits=(cc.split,), ppl_text=str(ppl_text), ppl_max_tokens=cc.ppl_max_tokens,
         probe_limit=cc.probe_limit, seed=cc.seed, progress=cc.progress, figures=False, formats=("csv",), batch_size=8,
         max_batch_tokens=2048,  # two 1024-token perplexity windows per pass: their logits dominate memory
         attacks=AttackConfig(relearn_steps=tuple(cc.relearn_steps), relearn_exclude_run=str(first.dir), seed=cc.seed,
                              relearn_text=cc.relearn_text, quantize_bits=QUANT_BITS),
+        reference="reference" if reference else None,
     )
     log(f"[compare] evaluating the baseline and {len(runs)} unlearned models on the {cc.split} probes")
     models_arg = [("baseline", first.baseline_spec)] + [(r.cfg.name, str(r.dir)) for r in runs]
+    if reference:
+        models_arg.append(("reference", reference))
     rep = evaluate_models(models_arg, ecfg, out / "eval")
     table = comparison_table(rep.table, rep.details.get("probes", pd.DataFrame()), runs, cc)
     out.mkdir(parents=True, exist_ok=True)
@@ -206,6 +214,48 @@ def compare_runs(configs: Sequence[str | os.PathLike | dict], out_dir: str | os.
     atomic_write(out / "compare.html", lambda tmp: fig.write_html(tmp, include_plotlyjs="directory", full_html=True))
     log(f"[compare] {out / 'compare.md'}, {out / 'compare.html'}")
     return table
+
+
+def standard_sections(pack) -> tuple[str, ...]:
+    """The field's measures (workbench/eval/ground_truth.py) that a pack's files allow."""
+    from workbench.pack import load_pack
+
+    p = load_pack(pack)
+    out = tuple(s for s in ("trivia", "qa", "retain_qa") if p.has_probes(s))
+    if p.has_probes("qa") or p.has_probes("knowmem"):
+        out += ("knowmem",)
+    if p.has_probes("qa") or p.has_probes("verbmem"):
+        out += ("verbmem",)
+    return out + (("mia",) if p.has_holdout() else ())
+
+
+# column -> (section, set, metric, split or None): the field's measures beside the drops
+STANDARD_COLUMNS = {
+    "trivia_acc": ("trivia", "trivia", "accuracy", "split"),
+    "truth_ratio": ("qa", "qa", "truth_ratio_forget", "split"),
+    "forget_quality": ("qa", "qa", "forget_quality", "split"),
+    "extraction_strength": ("qa", "qa", "extraction_strength", "split"),
+    "knowmem": ("knowmem", "knowmem", "rougeL_recall", "split"),
+    "model_utility": ("retain_qa", "retain_qa", "model_utility", "split"),
+    "verbmem": ("verbmem", "verbmem", "rougeL_f1", None),
+    "mia_auc": ("mia", "corpus_vs_holdout", "auc_min_k", None),
+    "privleak": ("mia", "corpus_vs_holdout", "privleak_min_k", None),
+}
+
+
+def _standard(table: pd.DataFrame, who: str, split: str) -> dict:
+    """The field's measures of one model; forget quality and PrivLeak without a reference say so."""
+    from workbench.eval.ground_truth import NEEDS_REFERENCE
+
+    out = {}
+    for col, (section, set_, metric, by_split) in STANDARD_COLUMNS.items():
+        if not (table["section"] == section).any():
+            continue
+        value = _pick(table, who, section, metric, set_=set_, split=split if by_split else None)
+        if value != value and col in ("forget_quality", "privleak"):
+            value = NEEDS_REFERENCE
+        out[col] = value
+    return out
 
 
 def _pick(table: pd.DataFrame, model: str, section: str, metric: str, variant: str | None = None,
@@ -252,6 +302,7 @@ def comparison_table(table: pd.DataFrame, probes: pd.DataFrame, runs: list, cc: 
             # the residual probe at the layer chosen on the dev probes, and its shuffled-label control
             for metric, key in (("accuracy", "residual_acc"), ("control", "residual_control"), ("layer", "residual_layer")):
                 row[f"{prefix}{key}"] = _pick(table, who, "residual", metric, "chosen", "probability", cc.split)
+            row.update({f"{prefix}{k}": v for k, v in _standard(table, who, cc.split).items()})
         rows.append(row)
     df = pd.DataFrame(rows)
     if "target_drop" in df and "collateral_drop" in df:
@@ -308,6 +359,25 @@ def _markdown(df: pd.DataFrame, cc: CompareConfig) -> str:
             "The baseline row is the same attacks on the model before unlearning. Pareto: the target drop is not "
             "below zero, and no other run forgets at least as much with no more collateral drop, general drop and "
             "perplexity rise (harms below zero count as zero).\n")
+    return "\n".join(lines) + "\n" + note + _standard_markdown(df)
+
+
+def _standard_markdown(df: pd.DataFrame) -> str:
+    """The field's measures per run (and the baseline) as a second table, where the pack allows any."""
+    cols = [c for c in STANDARD_COLUMNS if c in df]
+    if not len(df) or not cols:
+        return ""
+
+    def cell(v):
+        return v if isinstance(v, str) else "" if v is None or v != v else f"{v:.3g}"
+
+    lines = ["", "| run | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1),
+             "| baseline | " + " | ".join(cell(df.iloc[0].get(f"base_{c}")) for c in cols) + " |"]
+    lines += ["| " + str(r["run"]) + " | " + " | ".join(cell(r.get(c)) for c in cols) + " |" for _, r in df.iterrows()]
+    note = ("\nThe field's measures (docs/evaluation.md): trivia accuracy (chance 0.5), TOFU's truth ratio "
+            "(mean min(R, 1/R)), forget quality (KS p-value against the reference), extraction strength, knowledge "
+            "memorisation (ROUGE-L recall), model utility on retain questions, verbatim memorisation (ROUGE-L F1), "
+            "Min-K% AUC corpus vs holdout and PrivLeak (% against the reference).\n")
     return "\n".join(lines) + "\n" + note
 
 
@@ -438,6 +508,8 @@ def add_compare_parser(sub) -> None:
                     help="a .txt file or folder to relearn on; it must state none of the probes' answers (default: "
                          "the pack corpus no run trained on, less the sentences that state a probe's answer)")
     sp.add_argument("--probe-limit", type=int, default=None, help="first N probes of each probe file (a quick look)")
+    sp.add_argument("--reference", default=None, metavar="MODEL",
+                    help="a model that never saw the target: forget quality and PrivLeak compare each run with it")
     sp.add_argument("--no-progress", action="store_true")
     sp.set_defaults(func=_cmd_compare)
 
@@ -450,7 +522,7 @@ def _cmd_compare(args) -> int:
     except ValueError as exc:
         raise WorkbenchError(f"--relearn-steps: expected integers like 5,20,50, got {args.relearn_steps!r}") from exc
     cc = CompareConfig(split=args.split, attacks=attacks, relearn_steps=steps, probe_limit=args.probe_limit,
-                       progress=not args.no_progress, relearn_text=args.relearn_text)
+                       progress=not args.no_progress, relearn_text=args.relearn_text, reference=args.reference)
     table = compare_runs(args.configs, args.out, cc, _parse_sweep(args.sweep), args.runs_dir)
     print(_markdown(table, cc))
     return 0

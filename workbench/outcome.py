@@ -62,7 +62,8 @@ def _ci(r: dict) -> str | None:
 
 def outcome_table(report: dict) -> pd.DataFrame:
     """The before/after table of a report: one row per probe set (mean probability of the correct token), the
-    target set split by answer kind, and one row for perplexity. ``change 95% CI``: the paired-bootstrap
+    target set split by answer kind, one row for the trivia accuracy (where the pack has trivia) and one for
+    perplexity. ``change 95% CI``: the paired-bootstrap
     interval of the relative change (probes resampled together)."""
     rows = []
     gen = report.get("generic_reference") or {}
@@ -77,6 +78,11 @@ def outcome_table(report: dict) -> pd.DataFrame:
                              "baseline": kr["baseline_mean_prob"], "unlearned": kr["unlearned_mean_prob"],
                              "change": f"{100 * kr['relative_change']:+.1f}%", "change 95% CI": _ci(kr),
                              "generic": (gen.get(kr["answer_kind"]) or {}).get("mean_prob")})
+    trivia = report.get("trivia")
+    if trivia:
+        rows.append({"measure": "trivia: accuracy (chance 0.5)", "n": trivia["n"], "baseline": trivia["baseline_accuracy"],
+                     "unlearned": trivia["unlearned_accuracy"], "change": f"{100 * trivia['change']:+.1f} points",
+                     "change 95% CI": f"[{100 * trivia['change_ci95'][0]:+.1f}, {100 * trivia['change_ci95'][1]:+.1f}] points"})
     ppl = report.get("perplexity")
     if ppl:
         rows.append({"measure": f"perplexity ({ppl['text']})", "n": None, "baseline": ppl["baseline"],

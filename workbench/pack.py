@@ -7,13 +7,14 @@ written by hand.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
 from workbench.anchors import load_anchor_map
 from workbench.errors import WorkbenchError
-from workbench.io import iter_jsonl, read_json_file, read_text, require_file
+from workbench.io import iter_jsonl, read_json_file, read_text, read_text_file, require_file
 
 __all__ = [
     "BUNDLED_DIR",
@@ -24,10 +25,20 @@ __all__ = [
     "NextTokenProbe",
     "Pack",
     "Probe",
+    "QAProbe",
+    "KNOWMEM_KIND",
+    "QA_KINDS",
+    "TRIVIA_KIND",
+    "VERBMEM_KIND",
+    "VerbatimProbe",
+    "check_holdout_overlap",
+    "parse_probe",
+    "TriviaProbe",
     "list_packs",
     "load_anchor_terms",
     "load_pack",
     "load_probes",
+    "question_context",
 ]
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "packs"
@@ -40,6 +51,12 @@ DEFAULT_PROBES = {
     "general": "probes/general.jsonl",
 }
 SPLITS = ("dev", "heldout")
+QA_KINDS = ("qa", "retain_qa")  # question/answer probes in TOFU's layout: the target's facts, and facts to keep
+KNOWMEM_KIND = "knowmem"  # questions with a gold answer only (MUSE's knowledge memorisation)
+TRIVIA_KIND = "trivia"  # a question with one true and one false answer
+VERBMEM_KIND = "verbmem"  # a passage's opening with its true continuation (MUSE's verbatim memorisation)
+MIN_PERTURBED = 3  # false answers a QA probe needs for the truth ratio
+HOLDOUT_OVERLAP_WORDS = 8  # a holdout sentence this long that also stands in the corpus makes the holdout invalid
 TAGGED_ANSWER_KINDS = ("collocation",)  # answer kinds a probe file may state (the others come from the anchor map)
 
 
@@ -77,7 +94,56 @@ class CompletionProbe:
         "help": "the fact or topic the prompt draws on; prompts of one fact share a split, as next-token probes do"})
 
 
-Probe = Union[NextTokenProbe, CompletionProbe]
+@dataclass(frozen=True)
+class QAProbe:
+    """A question about one fact with its answer, a paraphrase of the answer and false answers (qa.jsonl,
+    retain_qa.jsonl; TOFU's layout)."""
+
+    id: str  # unique within its file
+    question: str  # the question, without a prompt template (see question_context)
+    answer: str  # the gold answer
+    paraphrased_answer: str  # the gold answer in other words
+    perturbed_answers: tuple[str, ...]  # at least three false answers in the paraphrase's style (none for 'knowmem')
+    split: str = "heldout"  # 'dev' or 'heldout'
+    kind: str = "qa"  # 'qa' (the target's facts), 'retain_qa' (facts to keep) or 'knowmem' (answer only)
+    source: str = ""  # 'file line N', for messages
+    fact: str | None = None  # the fact asked about; the questions of one fact share a split
+
+
+@dataclass(frozen=True)
+class TriviaProbe:
+    """A question with one true and one false answer of the same type (trivia.jsonl)."""
+
+    id: str  # unique within its file
+    question: str  # the question, without a prompt template (see question_context)
+    true_answer: str  # the right answer
+    false_answer: str  # a wrong answer of the same type and about the same length
+    split: str = "heldout"  # 'dev' or 'heldout'
+    kind: str = TRIVIA_KIND
+    source: str = ""  # 'file line N', for messages
+    fact: str | None = None  # the fact asked about; the questions of one fact share a split
+
+
+@dataclass(frozen=True)
+class VerbatimProbe:
+    """The opening of a target passage and its true continuation (verbmem.jsonl; MUSE's verbmem layout)."""
+
+    id: str  # unique within its file
+    prompt: str  # the opening the model continues
+    continuation: str  # the passage's true continuation
+    split: str = "heldout"  # 'dev' or 'heldout'
+    kind: str = VERBMEM_KIND
+    source: str = ""  # 'file line N', for messages
+    fact: str | None = None  # the passage or fact; the probes of one fact share a split
+
+
+Probe = Union[NextTokenProbe, CompletionProbe, QAProbe, TriviaProbe, VerbatimProbe]
+
+
+def question_context(question: str) -> str:
+    """The prompt a question is asked with (as MUSE's knowledge-memorisation prompts): the answer follows it
+    after a space."""
+    return f"Question: {question.strip()}\nAnswer:"
 
 
 @dataclass
@@ -92,6 +158,7 @@ class Pack:
     corpus_dir: Path  # folder of target documents (*.txt)
     anchors_path: Path  # anchors.json
     retain_dir: Path  # folder of retain documents (*.txt)
+    holdout_dir: Path | None = None  # folder of non-member text in the corpus's style (*.txt), for membership inference
     probe_paths: dict[str, Path] = field(default_factory=dict)  # probe kind -> JSONL file
     manifest: dict[str, Any] = field(default_factory=dict)  # pack.json as read
     allow_overlap: dict[str, str] = field(default_factory=dict)  # probe id -> why its answer may stand in training text
@@ -115,6 +182,25 @@ class Pack:
     def read_corpus(self) -> list[str]:
         """The text of every corpus document."""
         return [read_text(p, "corpus file") for p in self.corpus_files()]
+
+    def holdout_files(self) -> list[Path]:
+        """The holdout documents, sorted by name; an error if the pack declares none."""
+        if self.holdout_dir is None:
+            raise WorkbenchError(f"pack {self.name!r} declares no holdout text; add \"holdout\": \"holdout\" to its "
+                                 "pack.json and a folder of *.txt files the corpus does not contain (docs/formats.md)")
+        return self._txt_files(self.holdout_dir, "holdout")
+
+    def has_holdout(self) -> bool:
+        """Whether the manifest declares a holdout folder and it exists."""
+        return self.holdout_dir is not None and self.holdout_dir.is_dir()
+
+    def read_holdout(self) -> list[str]:
+        """The text of every holdout document, after checking that none shares a sentence of
+        :data:`HOLDOUT_OVERLAP_WORDS` or more words with the corpus (a member text cannot stand for a non-member)."""
+        files = self.holdout_files()
+        texts = [read_text_file(p, f"pack {self.name!r}: {self._rel(p)}") for p in files]
+        check_holdout_overlap(self.corpus_files(), files, self.name, self._rel)
+        return texts
 
     def has_probes(self, kind: str) -> bool:
         """Whether the manifest declares probes of this kind and the file exists."""
@@ -199,6 +285,7 @@ def load_pack(name_or_path: str | Path | Pack) -> Pack:
         corpus_dir=path.resolve() / text_field("corpus", "corpus"),
         anchors_path=path.resolve() / text_field("anchors", "anchors.json"),
         retain_dir=path.resolve() / text_field("retain", "retain"),
+        holdout_dir=path.resolve() / text_field("holdout", "") if manifest.get("holdout") else None,
         probe_paths={kind: path.resolve() / rel for kind, rel in probes.items()},
         manifest=manifest,
         allow_overlap=allow,
@@ -234,7 +321,70 @@ def _string_list(value: Any, where: str, key: str, allow_empty: bool = False) ->
     return tuple(value)
 
 
+def _text(obj: dict, key: str, where: str) -> str:
+    if key not in obj:
+        raise WorkbenchError(f"{where}: missing field '{key}'")
+    if not isinstance(obj[key], str) or not obj[key].strip():
+        raise WorkbenchError(f"{where}: field '{key}' must be a non-empty string")
+    return obj[key]
+
+
+def _split_and_fact(obj: dict, where: str) -> tuple[str, str | None]:
+    split = obj.get("split", "heldout")
+    if split not in SPLITS:
+        raise WorkbenchError(f"{where}: field 'split' must be 'dev' or 'heldout', got {split!r}")
+    fact = obj.get("fact")
+    if fact is not None and (not isinstance(fact, str) or not fact.strip()):
+        raise WorkbenchError(f"{where}: field 'fact' must be a non-empty string")
+    return split, fact
+
+
+def _parse_answer_probe(obj: Any, kind: str, where: str) -> QAProbe | TriviaProbe | VerbatimProbe:
+    """A QA (TOFU's layout), knowmem, trivia or verbmem probe; see docs/formats.md."""
+    if not isinstance(obj, dict):
+        raise WorkbenchError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    if kind == VERBMEM_KIND:
+        split, fact = _split_and_fact(obj, where)
+        return VerbatimProbe(id=_text(obj, "id", where), prompt=_text(obj, "prompt", where),
+                             continuation=_text(obj, "continuation", where), split=split, source=where, fact=fact)
+    ident, question = _text(obj, "id", where), _text(obj, "question", where)
+    if kind == KNOWMEM_KIND:
+        split, fact = _split_and_fact(obj, where)
+        return QAProbe(id=ident, question=question, answer=_text(obj, "answer", where), paraphrased_answer="",
+                       perturbed_answers=(), split=split, kind=kind, source=where, fact=fact)
+    if kind == "qa" or kind == TRIVIA_KIND:
+        _text(obj, "split", where)  # the target's questions name their split: tuning must not see a heldout fact
+    split, fact = _split_and_fact(obj, where)
+    if kind == TRIVIA_KIND:
+        true, false = _text(obj, "true_answer", where), _text(obj, "false_answer", where)
+        if true.strip().lower() == false.strip().lower():
+            raise WorkbenchError(f"{where}: 'true_answer' and 'false_answer' are the same; give a wrong answer")
+        return TriviaProbe(id=ident, question=question, true_answer=true, false_answer=false, split=split,
+                           kind=kind, source=where, fact=fact)
+    answer, para = _text(obj, "answer", where), _text(obj, "paraphrased_answer", where)
+    perturbed = obj.get("perturbed_answer")
+    if perturbed is None:
+        raise WorkbenchError(f"{where}: missing field 'perturbed_answer': a QA probe needs a list of at least "
+                             f"{MIN_PERTURBED} false answers (the truth ratio compares them with the paraphrased answer)")
+    if isinstance(perturbed, str):
+        perturbed = [perturbed]
+    if not isinstance(perturbed, list) or not all(isinstance(v, str) and v.strip() for v in perturbed):
+        raise WorkbenchError(f"{where}: field 'perturbed_answer' must be a list of non-empty strings")
+    if len(perturbed) < MIN_PERTURBED:
+        raise WorkbenchError(f"{where}: field 'perturbed_answer' has {len(perturbed)} false answer(s); give at least "
+                             f"{MIN_PERTURBED} (the truth ratio compares them with the paraphrased answer)")
+    return QAProbe(id=ident, question=question, answer=answer, paraphrased_answer=para,
+                   perturbed_answers=tuple(perturbed), split=split, kind=kind, source=where, fact=fact)
+
+
+def parse_probe(obj: Any, kind: str, where: str) -> Probe:
+    """One probe of a probe file of ``kind``, validated (``where`` names the file and line in messages)."""
+    return _parse_probe(obj, kind, where)
+
+
 def _parse_probe(obj: Any, kind: str, where: str) -> Probe:
+    if kind in QA_KINDS or kind in (TRIVIA_KIND, KNOWMEM_KIND, VERBMEM_KIND):
+        return _parse_answer_probe(obj, kind, where)
     if not isinstance(obj, dict):
         raise WorkbenchError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     completion = kind == COMPLETION_KIND
@@ -250,12 +400,7 @@ def _parse_probe(obj: Any, kind: str, where: str) -> Probe:
         if not isinstance(obj[key], str) or not obj[key].strip():
             raise WorkbenchError(f"{where}: field '{key}' must be a non-empty string")
     prompt = obj["prompt"]
-    split = obj.get("split", "heldout")
-    if split not in SPLITS:
-        raise WorkbenchError(f"{where}: field 'split' must be 'dev' or 'heldout', got {split!r}")
-    fact = obj.get("fact")
-    if fact is not None and (not isinstance(fact, str) or not fact.strip()):
-        raise WorkbenchError(f"{where}: field 'fact' must be a non-empty string")
+    split, fact = _split_and_fact(obj, where)
     if completion:
         subtlety = obj["subtlety"]
         if isinstance(subtlety, bool) or not isinstance(subtlety, int) or not 1 <= subtlety <= 10:
@@ -286,7 +431,8 @@ def _parse_probe(obj: Any, kind: str, where: str) -> Probe:
 def load_probes(path: str | Path, kind: str, display: str | None = None) -> list[Probe]:
     """Read and validate a probe JSONL file.
 
-    ``kind``: ``'completion'`` for the completion schema; any other kind (``probability``, ``collateral``,
+    ``kind``: ``'completion'`` for the completion schema; ``'qa'`` and ``'retain_qa'`` for TOFU's question
+    layout, ``'trivia'`` for two-answer questions; any other kind (``probability``, ``collateral``,
     ``general`` or a custom name) uses the next-token schema. ``split`` is required for ``probability``, and
     ``domain`` for ``collateral`` and ``general``. Blank lines are skipped. Errors name file, line and field.
     """
@@ -321,6 +467,42 @@ def _check_fact_splits(probes: list[Probe], shown: str) -> None:
                 f"{shown}: fact {fact!r} spans both splits: {other.id} ({other.source}) is {other.split}, {p.id} "
                 f"({p.source}) is {p.split}; put every probe of a fact in one split"
             )
+
+
+_SENTENCE = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
+_WORD = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
+
+
+def _sentences(text: str) -> list[tuple[int, tuple[str, ...]]]:
+    """(line number, lowercased words) of each sentence of a text."""
+    out = []
+    pos = 0
+    for piece in _SENTENCE.split(text):
+        start = text.find(piece, pos) if piece else pos
+        pos = start + len(piece)
+        words = tuple(w.lower() for w in _WORD.findall(piece))
+        if words:
+            out.append((text.count("\n", 0, max(start, 0)) + 1, words))
+    return out
+
+
+def check_holdout_overlap(corpus_files: list[Path], holdout_files: list[Path], pack_name: str = "",
+                          shown=lambda p: str(p)) -> None:
+    """An error if a holdout sentence of :data:`HOLDOUT_OVERLAP_WORDS` or more words also stands in the corpus
+    (compared in lowercase, word by word): membership inference needs text the target never contained."""
+    seen: dict[tuple[str, ...], Path] = {}
+    for path in corpus_files:
+        for _, words in _sentences(read_text_file(path)):
+            if len(words) >= HOLDOUT_OVERLAP_WORDS:
+                seen.setdefault(words, path)
+    for path in holdout_files:
+        for line, words in _sentences(read_text_file(path)):
+            if len(words) >= HOLDOUT_OVERLAP_WORDS and words in seen:
+                where = f"pack {pack_name!r}: " if pack_name else ""
+                raise WorkbenchError(
+                    f"{where}holdout file {shown(path)} line {line}: the sentence \"{' '.join(words[:12])}...\" also "
+                    f"stands in the corpus ({shown(seen[words])}); holdout text must be text the corpus does not "
+                    "contain: rewrite or remove it")
 
 
 def load_anchor_terms(pack: Pack | str | Path) -> list[str]:

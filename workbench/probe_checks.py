@@ -4,7 +4,10 @@
   house was Salazar" -> " Slytherin") measures copying, not knowledge (collateral and general probes may repeat
   a word of the prompt: "Hyde" -> " Park" after "royal park" tests preserved English, not the target);
 - a target that is a bare function word (" the") accepts an answer that shows nothing;
-- a completion probe's subtlety must fit what its prompt names (:func:`subtlety_band`).
+- a completion probe's subtlety must fit what its prompt names (:func:`subtlety_band`);
+- a trivia question's false answer should be of the true answer's length (:func:`answer_length_mismatch`): the
+  measure compares mean per-token log-likelihoods, which favour short, common answers;
+- a QA probe's false answers must differ from its paraphrased answer.
 
 These are warnings, not errors. One rule is an error: a target, collateral or general probe whose answer, with
 the prompt's last words, stands in text a model trains on (the retain text, the relearning attack's text) measures
@@ -20,10 +23,11 @@ from typing import Iterable, Mapping, Sequence
 
 from workbench.anchors import AnchorMap
 from workbench.errors import WorkbenchError
-from workbench.pack import CompletionProbe, NextTokenProbe, Pack
+from workbench.pack import CompletionProbe, NextTokenProbe, Pack, QAProbe, TriviaProbe
 
-__all__ = ["FUNCTION_WORDS", "OVERLAP_KINDS", "OVERLAP_WORDS", "Overlap", "answer_phrases", "check_disjoint", "check_pack_disjoint",
-           "disjoint_text", "find_overlaps", "overlap_probes", "probe_warnings", "subtlety_band", "target_in_prompt"]
+__all__ = ["FUNCTION_WORDS", "OVERLAP_KINDS", "OVERLAP_WORDS", "Overlap", "answer_length_mismatch", "answer_phrases",
+           "check_disjoint", "check_pack_disjoint", "disjoint_text", "find_overlaps", "overlap_probes", "probe_warnings",
+           "subtlety_band", "target_in_prompt"]
 
 # Targets that any continuation may start with: accepting one makes a probe pass without knowledge.
 FUNCTION_WORDS = frozenset("the a an of in on at to and or his her their its is was be".split())
@@ -36,6 +40,15 @@ def target_in_prompt(probe: NextTokenProbe) -> str | None:
         if word and re.search(rf"(?<!\w){re.escape(word)}(?!\w)", probe.prompt, re.IGNORECASE):
             return target
     return None
+
+
+def answer_length_mismatch(true_answer: str, false_answer: str) -> bool:
+    """Whether two answers differ in length by more than a factor of 2.5 in words and characters alike (and by more
+    than 10 characters): a pair the per-token comparison would judge by form rather than fact."""
+    a, b = true_answer.strip(), false_answer.strip()
+    words = max(len(a.split()), len(b.split())) / max(1, min(len(a.split()), len(b.split())))
+    chars = max(len(a), len(b)) / max(1, min(len(a), len(b)))
+    return words > 2.5 and chars > 2.5 and abs(len(a) - len(b)) > 10
 
 
 def subtlety_band(prompt: str, anchors: AnchorMap, title: str) -> tuple[int, int]:
@@ -65,6 +78,15 @@ def probe_warnings(pack: Pack, anchors: AnchorMap | None = None) -> list[str]:
                 generic = [t for t in p.targets if t.strip().lower() in FUNCTION_WORDS]
                 if generic:
                     out.append(f"{kind} {p.id}: target(s) {generic} accept a bare function word; drop them")
+            elif isinstance(p, TriviaProbe):
+                if answer_length_mismatch(p.true_answer, p.false_answer):
+                    out.append(f"{kind} {p.id}: the true answer {p.true_answer!r} and the false answer "
+                               f"{p.false_answer!r} differ much in length; give a false answer of the same type and length")
+            elif isinstance(p, QAProbe) and p.perturbed_answers:
+                same = [a for a in p.perturbed_answers if a.strip().lower() == p.paraphrased_answer.strip().lower()]
+                if same:
+                    out.append(f"{kind} {p.id}: a perturbed answer repeats the paraphrased answer {same[0]!r}; "
+                               "every perturbed answer must be false")
             elif isinstance(p, CompletionProbe) and anchors is not None:
                 lo, hi = subtlety_band(p.prompt, anchors, pack.title)
                 if not lo <= p.subtlety <= hi:

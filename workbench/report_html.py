@@ -122,7 +122,7 @@ def _run_section(run_dir: Path, level: int = 2) -> str:
     report = read_json(report_path) if report_path.is_file() else {}
     table = outcome_table(report) if report else pd.DataFrame()
     if not table.empty:
-        probs = table[~table["measure"].str.startswith("perplexity")]
+        probs = table[~table["measure"].str.startswith(("perplexity", "trivia"))]
         series = {k: [None if pd.isna(v) else float(v) for v in probs[k]] for k in ("baseline", "unlearned", "generic")
                   if k in probs and probs[k].notna().any()}
         split = (cfg.get("report") or {}).get("split") or "all"

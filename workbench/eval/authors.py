@@ -19,7 +19,7 @@ from typing import Any
 
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_text, read_json_file, require_file
-from workbench.pack import COMPLETION_KIND, SPLITS, CompletionProbe, _parse_probe
+from workbench.pack import COMPLETION_KIND, SPLITS, CompletionProbe, parse_probe
 
 __all__ = ["convert_authors_prompts", "read_authors_prompts"]
 
@@ -51,7 +51,7 @@ def read_authors_prompts(path: str | Path, split: str = "heldout", id_prefix: st
         for key in ("prompt", "references", "subtlety"):
             if obj[key] is None:
                 raise WorkbenchError(f"{where}: missing field '{key}'")
-        probes.append(_parse_probe(obj, COMPLETION_KIND, where))
+        probes.append(parse_probe(obj, COMPLETION_KIND, where))
     return probes
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from workbench.errors import WorkbenchError
 
-__all__ = ["add_config_flags", "add_eval_parser", "add_packs_parser", "config_from_args", "run_eval", "run_packs_check", "run_packs_list",
+__all__ = ["answer_probe_table", "add_config_flags", "add_eval_parser", "add_packs_parser", "config_from_args", "run_eval", "run_packs_check", "run_packs_import", "run_packs_list",
            "run_packs_import_completions", "run_packs_new"]
 
 
@@ -139,7 +139,7 @@ def add_packs_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``packs list``, ``packs check NAME`` and ``packs new NAME --corpus DIR``."""
     p = subparsers.add_parser("packs", help="list bundled data packs, or check a pack's probes against a model",
                               description="Work with data packs (docs/formats.md).")
-    sub = p.add_subparsers(dest="packs_command", metavar="{list,check,new,import-completions}")
+    sub = p.add_subparsers(dest="packs_command", metavar="{list,check,new,import,import-completions}")
     sub.required = True
     lst = sub.add_parser("list", help="list the bundled packs")
     lst.set_defaults(func=run_packs_list)
@@ -165,6 +165,21 @@ def add_packs_parser(subparsers) -> argparse.ArgumentParser:
     imp.add_argument("--id-prefix", default="authors", help="probe ids are PREFIX-001, PREFIX-002, ...")
     imp.add_argument("--force", action="store_true", help="replace --out if it exists")
     imp.set_defaults(func=run_packs_import_completions)
+    from workbench.probe_import import FORMATS
+
+    gen = sub.add_parser("import", help="convert TOFU, MUSE or two-answer trivia files to this project's probe files",
+                         description="Convert a question or text file in a published layout to a probe file (or, for "
+                                     "muse-privleak, a folder of .txt files); prints what was read and dropped. "
+                                     "Formats: " + "; ".join(f"{k}: {v}" for k, v in FORMATS.items()))
+    gen.add_argument("format", choices=tuple(FORMATS), help="the source's layout")
+    gen.add_argument("source", help="the file to convert")
+    gen.add_argument("--out", required=True, help="the probe file (JSONL) or, for muse-privleak, the folder to write")
+    gen.add_argument("--split", choices=("dev", "heldout"), default="heldout",
+                     help="split of every entry that names none (default heldout)")
+    gen.add_argument("--kind", choices=("qa", "retain_qa"), default=None, help="tofu: the probe kind written (default qa)")
+    gen.add_argument("--id-prefix", default=None, help="ids are PREFIX-0001, ... (default: the source's name)")
+    gen.add_argument("--force", action="store_true", help="replace --out if it exists")
+    gen.set_defaults(func=run_packs_import)
     new = sub.add_parser("new", help="write a pack skeleton for your own target (corpus, anchors, retain, draft probes)")
     new.add_argument("name", help="the new pack folder (its last part is the pack's name); must not exist")
     new.add_argument("--corpus", required=True, help="a .txt file or a folder of them: the text to forget")
@@ -173,6 +188,16 @@ def add_packs_parser(subparsers) -> argparse.ArgumentParser:
     new.add_argument("--title", default=None, help="the target's name for people (default: from NAME)")
     new.set_defaults(func=run_packs_new)
     return p
+
+
+def run_packs_import(args: argparse.Namespace) -> int:
+    """Run ``workbench packs import FORMAT SOURCE --out OUT``."""
+    from workbench.probe_import import import_probes
+
+    report = import_probes(args.format, args.source, args.out, split=args.split, kind=args.kind,
+                           id_prefix=args.id_prefix, overwrite=args.force)
+    print(report.summary())
+    return 0
 
 
 def run_packs_import_completions(args: argparse.Namespace) -> int:
@@ -241,13 +266,43 @@ def _check_overlap(pack, relearn_text: str | None) -> None:
         print(f"{pack.name}: relearning text (default): the pack corpus less {lost} sentences that state a probe's answer")
 
 
+def answer_probe_table(pack, lm, kinds, batch_size: int = 16):
+    """Per answer probe kind and split: trivia accuracy with its 95% interval and p-value against chance; for QA
+    files the mean truth ratio, its aggregate and the answer probability (a model that never saw the facts sits
+    near chance: accuracy 0.5, truth ratio about 1)."""
+    import pandas as pd
+
+    from workbench.eval import ground_truth as gt
+    from workbench.eval.loglikelihood import LoglikelihoodConfig
+
+    scoring = LoglikelihoodConfig(batch_size=batch_size, desc="check")
+    rows = []
+    for kind in kinds:
+        probes = pack.probes(kind)
+        if kind == "trivia":
+            got = {(r["split"], r["metric"]): r for r in gt.summarize_trivia(gt.score_trivia(lm, probes, scoring))}
+            for split in sorted({s for s, _ in got}):
+                acc = got[(split, "accuracy")]
+                rows.append({"kind": kind, "split": split, "n": acc["n"], "measure": "accuracy (chance 0.5)",
+                             "value": acc["value"], "ci_low": acc["ci_low"], "ci_high": acc["ci_high"],
+                             "p_vs_chance": got[(split, "p_vs_chance")]["value"]})
+        else:
+            got = gt.summarize_qa(gt.score_qa(lm, probes, scoring), kind)
+            for r in got:
+                if r["metric"] in ("truth_ratio_mean", "truth_ratio_forget", "answer_prob"):
+                    rows.append({"kind": kind, "split": r["split"], "n": r["n"], "measure": r["metric"],
+                                 "value": r["value"], "ci_low": None, "ci_high": None, "p_vs_chance": None})
+    return pd.DataFrame(rows)
+
+
 def run_packs_check(args: argparse.Namespace) -> int:
     """Run ``workbench packs check NAME``: validate every probe and anchor file, then score the probes."""
     import pandas as pd
 
     from workbench.models import load_model
     from workbench.eval.probes import check_pack
-    from workbench.pack import COMPLETION_KIND, load_pack
+    from workbench.eval.probes import ANSWER_PROBE_KINDS
+    from workbench.pack import COMPLETION_KIND, QA_KINDS, TRIVIA_KIND, load_pack
 
     pack = load_pack(args.name)
     # Validate everything first, so a bad line is reported before a model is loaded.
@@ -283,24 +338,40 @@ def run_packs_check(args: argparse.Namespace) -> int:
     print(f"{pack.name}: corpus: {len(files)} files ok")
     for warning in probe_warnings(pack, anchors):
         print(f"warning: {pack.name}: {warning}", file=sys.stderr)
+    if pack.has_holdout():
+        print(f"{pack.name}: holdout: {len(pack.read_holdout())} files ok (no sentence shared with the corpus)")
     _check_overlap(pack, args.relearn_text)
     if args.no_model:
         return 0
     kinds = args.kinds or tuple(k for k in pack.probe_paths if k != COMPLETION_KIND and pack.has_probes(k))
     if not kinds:
         raise WorkbenchError(f"pack {pack.name!r} has no next-token probe files to check")
+    answer_kinds = ANSWER_PROBE_KINDS
+    kinds = args.kinds or tuple(k for k in pack.probe_paths
+                                if k != COMPLETION_KIND and k not in answer_kinds and pack.has_probes(k))
+    answers = [k for k in (*QA_KINDS, TRIVIA_KIND) if pack.has_probes(k) and (args.kinds is None or k in args.kinds)]
+    kinds = tuple(k for k in kinds if k not in answer_kinds)
+    if not kinds and not answers:
+        raise WorkbenchError(f"pack {pack.name!r} has no next-token, QA or trivia probe files to check")
     lm = load_model(args.model, device=args.device)
-    df = check_pack(pack, lm, tuple(kinds), batch_size=args.batch_size)
-    summ = df.assign(top5=df["rank"] <= 5).groupby(["kind", "split"]).agg(
-        n=("id", "size"), mean_prob=("prob", "mean"), median_rank=("rank", "median"), top1_rate=("top1", "mean"),
-        top5_rate=("top5", "mean")).reset_index()
-    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_colwidth", 50):
-        print(df[["kind", "id", "split", "target", "prob", "rank"]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    df = pd.DataFrame()
+    if kinds:
+        df = check_pack(pack, lm, tuple(kinds), batch_size=args.batch_size)
+        summ = df.assign(top5=df["rank"] <= 5).groupby(["kind", "split"]).agg(
+            n=("id", "size"), mean_prob=("prob", "mean"), median_rank=("rank", "median"), top1_rate=("top1", "mean"),
+            top5_rate=("top5", "mean")).reset_index()
+        with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_colwidth", 50):
+            print(df[["kind", "id", "split", "target", "prob", "rank"]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+            print()
+            print(summ.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if answers:
         print()
-        print(summ.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(answer_probe_table(pack, lm, answers, args.batch_size).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
+        if df.empty:
+            raise WorkbenchError("--out writes the next-token probe table, and this check scored no next-token probes")
         if out.suffix == ".parquet":
             df.to_parquet(out, index=False)
         else:

@@ -10,7 +10,7 @@ from workbench.eval.completion import CompletionSettings, generation_preset
 from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.eval.utility import BENCHMARKS
 
-__all__ = ["ALL_SECTIONS", "DEFAULT_SECTIONS", "EvalConfig"]
+__all__ = ["ALL_SECTIONS", "DEFAULT_SECTIONS", "EvalConfig", "GROUND_TRUTH_SECTIONS"]
 
 
 def _help(text: str, **argparse_kwargs: Any) -> dict:
@@ -19,8 +19,11 @@ def _help(text: str, **argparse_kwargs: Any) -> dict:
     return {"help": text, **argparse_kwargs}
 
 
-ALL_SECTIONS = ("probes", "collateral", "paraphrase", "priming", "completion", "utility", "perplexity", "lm_eval")
+ALL_SECTIONS = ("probes", "collateral", "paraphrase", "priming", "completion", "utility", "perplexity",
+                # the field's measures (workbench/eval/ground_truth.py), each where the pack has its files
+                "trivia", "qa", "retain_qa", "knowmem", "verbmem", "mia", "lm_eval")
 DEFAULT_SECTIONS = ALL_SECTIONS[:-1]  # lm-eval needs the optional package and usually the internet
+GROUND_TRUTH_SECTIONS = ("trivia", "qa", "retain_qa", "knowmem", "verbmem", "mia")
 ALL_SECTIONS += ("adversarial", "relearn", "residual", "quantize")  # attacks, on request (workbench/eval/attacks.py)
 
 
@@ -89,6 +92,20 @@ class EvalConfig:
     judge_rubric: str | None = field(default=None, metadata=_help(
         "LLM judge instruction: 'workbench' (default, SCORE: n), 'authors' (the authors' grading "
         "instruction, MODEL_FAMILIARITY: X/3) or a template file with {prompt} and {completion}"))
+    reference: str | None = field(default=None, metadata=_help(
+        "label of the evaluated model that never saw the target (e.g. the baseline of an implanted target): forget "
+        "quality and PrivLeak compare every model with it; without one they say 'needs a reference model'"))
+    qa_max_new_tokens: int = field(default=32, metadata=_help(
+        "tokens of a greedy answer to a question (sections knowmem and retain_qa; MUSE uses 32)"))
+    verbmem_prompt_tokens: int = field(default=32, metadata=_help("verbmem: tokens of each corpus prefix"))
+    verbmem_new_tokens: int = field(default=64, metadata=_help(
+        "verbmem: tokens generated and compared with the true continuation"))
+    verbmem_limit: int | None = field(default=50, metadata=_help(
+        "verbmem: corpus prefixes, spread evenly over the corpus (None/'all': every one)"))
+    mia_tokens: int = field(default=128, metadata=_help("mia: tokens per text sample of the corpus and the holdout"))
+    mia_limit: int | None = field(default=100, metadata=_help(
+        "mia: samples per side, spread evenly (None/'all': every one)"))
+    mia_k: float = field(default=0.4, metadata=_help("mia: the share of lowest-scoring tokens of Min-K and Min-K++ (MUSE: 0.4)"))
     attacks: Any = field(default=None, metadata=_help(
         "workbench.eval.attacks.AttackConfig for the attack sections (None: its defaults); on the command line "
         "each of its fields is a flag --attack-FIELD"))
@@ -96,6 +113,13 @@ class EvalConfig:
     def scoring(self, desc: str) -> LoglikelihoodConfig:
         return LoglikelihoodConfig(batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens,
                              padding_side=self.padding_side, progress=self.progress, desc=desc)
+
+    def text_settings(self):
+        from workbench.eval.ground_truth import TextSettings
+
+        return TextSettings(prompt_tokens=self.verbmem_prompt_tokens, new_tokens=self.verbmem_new_tokens,
+                            verbmem_limit=self.verbmem_limit, mia_tokens=self.mia_tokens, mia_limit=self.mia_limit,
+                            k=self.mia_k)
 
     def generation(self) -> CompletionSettings:
         if self.generation_preset:

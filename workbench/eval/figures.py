@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from workbench.eval.completion import GRADES
@@ -22,7 +23,8 @@ def _err(values: pd.Series, lo: pd.Series, hi: pd.Series) -> dict:
 
 
 def build_figures(table: pd.DataFrame, details: dict[str, pd.DataFrame], summary: dict) -> dict[str, Any]:
-    """Plotly figures: 'familiarity', 'utility', 'probe_scatter', 'completion_grades' (those the data allow)."""
+    """Plotly figures: 'familiarity', 'utility', 'probe_scatter', 'completion_grades', 'standard_measures',
+    'truth_ratio' (those the data allow)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -118,6 +120,44 @@ def build_figures(table: pd.DataFrame, details: dict[str, pd.DataFrame], summary
         fig.update_layout(barmode="stack", title="Completions at each familiarity grade", yaxis_title="share",
                           template="plotly_white")
         figs["completion_grades"] = fig
+
+    # The field's measures (workbench/eval/ground_truth.py), each on its 0-1 scale, and the truth-ratio distributions.
+    picks = [("trivia", "trivia", "accuracy", split, "trivia accuracy"),
+             ("qa", "qa", "truth_ratio_forget", split, "truth ratio min(R, 1/R)"),
+             ("qa", "qa", "forget_quality", split, "forget quality"),
+             ("qa", "qa", "extraction_strength", split, "extraction strength"),
+             ("knowmem", "knowmem", "rougeL_recall", split, "knowmem ROUGE-L"),
+             ("retain_qa", "retain_qa", "model_utility", split, "model utility"),
+             ("verbmem", "verbmem", "rougeL_f1", "-", "verbmem ROUGE-L"),
+             ("mia", "corpus_vs_holdout", "auc_min_k", "-", "Min-K% AUC")]
+    rows = []
+    for section, set_, metric, sp, name in picks:
+        t = table[(table["section"] == section) & (table["set"] == set_) & (table["metric"] == metric)]
+        t = t[t["split"] == (sp if sp in set(t["split"]) else "all")] if sp != "-" else t
+        rows += [{"model": r["model"], "measure": name, "value": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
+                 for _, r in t.iterrows()]
+    if rows:
+        gt = pd.DataFrame(rows)
+        fig = go.Figure()
+        for m in models:
+            g = gt[gt["model"] == m]
+            if not g.empty:
+                fig.add_trace(go.Bar(name=m, x=g["measure"], y=g["value"], marker_color=color[m],
+                                     error_y=_err(g["value"], g["ci_low"], g["ci_high"])))
+        fig.update_layout(barmode="group", title="The field's measures per model (docs/evaluation.md)",
+                          template="plotly_white", yaxis=dict(range=[0, 1.05], title="value (0-1)"))
+        figs["standard_measures"] = fig
+    qa = details.get("qa_items")
+    if qa is not None and not qa.empty and (qa["set"] == "qa").any():
+        fig = go.Figure()
+        for m in models:
+            r = qa[(qa["model"] == m) & (qa["set"] == "qa")]["truth_ratio"]
+            if len(r):
+                fig.add_trace(go.Histogram(x=np.log10(r), name=m, marker_color=color[m], opacity=0.6))
+        fig.update_layout(barmode="overlay", template="plotly_white", xaxis_title="log10 truth ratio R (0: cannot tell)",
+                          yaxis_title="questions", title="Truth ratios on the target's questions (forget quality "
+                                                           "compares these distributions)")
+        figs["truth_ratio"] = fig
     return figs
 
 

@@ -47,6 +47,7 @@ class LoglikelihoodConfig:
     padding_side: str = "left"  # 'left' (computes logits only where needed) or 'right'
     progress: bool = True  # show a tqdm bar
     desc: str = "scoring"  # label of the bar
+    vocab_stats: bool = False  # also the mean and variance of log p over the vocabulary at each continuation position
 
 
 @dataclass
@@ -67,6 +68,9 @@ class Score:
     greedy: bool  # whether every continuation token is the argmax at its position
     query_logprobs: list[float] = field(default_factory=list)  # log-prob of each query id at the first position
     query_ranks: list[int] = field(default_factory=list)  # 1-based rank of each query id in the vocabulary there
+    token_hits: list[bool] = field(default_factory=list)  # whether each continuation token is the argmax at its position
+    token_mu: list[float] = field(default_factory=list)  # E_v[log p(v)] at each position (with vocab_stats)
+    token_var: list[float] = field(default_factory=list)  # Var_v[log p(v)] under p at each position (with vocab_stats)
 
     @property
     def n_tokens(self) -> int:
@@ -232,8 +236,9 @@ def forward_logits(model: PreTrainedModel, batch: Batch, keep: int | None = None
     return logits
 
 
-def run_batch(model: PreTrainedModel, batch: Batch) -> list[Score]:
-    """Score one padded batch; the scores follow the batch's rows."""
+def run_batch(model: PreTrainedModel, batch: Batch, vocab_stats: bool = False) -> list[Score]:
+    """Score one padded batch; the scores follow the batch's rows. ``vocab_stats``: also the mean and variance
+    of the log-probability over the vocabulary, weighted by the model's distribution, at each position (Min-K%++)."""
     cont_lens = [len(c) for c in batch.continuations]
     k = max(cont_lens)
     rows = len(cont_lens)
@@ -260,7 +265,14 @@ def run_batch(model: PreTrainedModel, batch: Batch) -> list[Score]:
     tok_lp = sel.gather(-1, targets[:, :, None])[:, :, 0] - lse  # [batch, k]
     hit = (sel.argmax(-1) == targets) | ~valid  # [batch, k]
     greedy = hit.all(-1).tolist()
+    hits_cpu = hit.cpu()
     tok_lp_cpu = tok_lp.cpu()
+    if vocab_stats:
+        logp = sel - lse[:, :, None]  # [batch, k, vocab]
+        p = logp.exp()
+        mu = (p * logp).sum(-1)  # [batch, k]
+        var = (p * (logp - mu[:, :, None]).square()).sum(-1)  # centred: E[x^2] - mu^2 cancels in float32
+        mu_cpu, var_cpu = mu.cpu(), var.cpu()
     scores: list[Score] = []
     for r, n in enumerate(cont_lens):
         lps = tok_lp_cpu[r, k - n:].tolist()
@@ -272,7 +284,10 @@ def run_batch(model: PreTrainedModel, batch: Batch) -> list[Score]:
             q_vals = first[q]  # [n_query]
             q_lp = (q_vals - lse[r, k - n]).tolist()
             q_rank = ((first[None, :] > q_vals[:, None]).sum(-1) + 1).tolist()
-        scores.append(Score(float(math.fsum(lps)), lps, bool(greedy[r]), q_lp, q_rank))
+        score = Score(float(math.fsum(lps)), lps, bool(greedy[r]), q_lp, q_rank, hits_cpu[r, k - n:].tolist())
+        if vocab_stats:
+            score.token_mu, score.token_var = mu_cpu[r, k - n:].tolist(), var_cpu[r, k - n:].tolist()
+        scores.append(score)
     return scores
 
 
@@ -296,7 +311,7 @@ def score_requests(
     out: list[Score | None] = [None] * len(requests)
     bar = tqdm(total=len(requests), desc=config.desc, disable=not config.progress or len(batches) < 2, leave=False)
     for batch in batches:
-        for i, score in zip(batch.indices, run_batch(model, batch)):
+        for i, score in zip(batch.indices, run_batch(model, batch, config.vocab_stats)):
             out[i] = score
         bar.update(len(batch.indices))
     bar.close()

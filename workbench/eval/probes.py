@@ -20,9 +20,11 @@ import pandas as pd
 from workbench.errors import WorkbenchError
 from workbench.eval.loglikelihood import Request, LoglikelihoodConfig, encode_pairs, score_requests
 from workbench.models import LoadedModel
-from workbench.pack import COMPLETION_KIND, NextTokenProbe, Pack, load_pack
+from workbench.pack import COMPLETION_KIND, KNOWMEM_KIND, QA_KINDS, TRIVIA_KIND, VERBMEM_KIND, NextTokenProbe, Pack, load_pack
 
-__all__ = ["PROBE_COLUMNS", "check_pack", "probe_requests", "score_pack_probes", "score_probes", "summarize_probes",
+ANSWER_PROBE_KINDS = (*QA_KINDS, KNOWMEM_KIND, TRIVIA_KIND, VERBMEM_KIND)  # question files: scored by workbench/eval/ground_truth.py
+
+__all__ = ["ANSWER_PROBE_KINDS", "PROBE_COLUMNS", "check_pack", "probe_requests", "score_pack_probes", "score_probes", "summarize_probes",
            "with_prompts"]
 
 PROBE_COLUMNS = [
@@ -172,7 +174,7 @@ def check_pack(pack: Pack | str, loaded_model: LoadedModel, kinds: tuple[str, ..
     """
     pack = load_pack(pack)
     if kinds is None:
-        kinds = tuple(k for k in pack.probe_paths if k != COMPLETION_KIND)
+        kinds = tuple(k for k in pack.probe_paths if k != COMPLETION_KIND and k not in ANSWER_PROBE_KINDS)
     out = score_pack_probes(loaded_model, pack, kinds, LoglikelihoodConfig(batch_size=batch_size, desc="check"), require=True)
     cols = ["set", "probe_id", "split", "domain", "prompt", "target", "prob", "rank", "top1", "seq_logprob"]
     return out[cols].rename(columns={"set": "kind", "probe_id": "id"})

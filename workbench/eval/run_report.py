@@ -19,7 +19,8 @@ from workbench.eval.probes import PROBE_COLUMNS, score_probes, summarize_probes
 from workbench.eval.config import EvalConfig
 from workbench.eval.runner import run_units
 from workbench.eval.summary import write_frame
-from workbench.eval.units import PROBE_CI, PROBE_METRICS, Unit, file_stamp, metric_rows, perplexity_unit, probe_unit
+from workbench.eval.units import (PROBE_CI, PROBE_METRICS, Unit, file_stamp, ground_truth_units, metric_rows,
+                                  perplexity_unit, probe_unit)
 from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.eval.utility import PerplexityConfig, paired_bootstrap, paired_bootstrap_relative
 from workbench.models import LoadedModel
@@ -128,6 +129,10 @@ def before_after_report(
         units.append(probe_unit(f"probes.{kind}", "probes", probes, stamp, config.splits, config))
         if kind == "probability":
             units.append(_generic_unit(generic_prompts(anchors, probes, seed), stamp, config))
+    if pack is not None and pack.has_probes("trivia"):
+        units += ground_truth_units(["trivia"], config, pack,
+                                    lambda kind: [p for p in pack.probes(kind) if split is None or p.split == split],
+                                    lambda section, why: None)
     if text:
         # two windows per pass: the logits of a window ([1024, vocab] fp32) dominate the report's memory
         pcfg = PerplexityConfig(max_length=1024, stride=512, max_tokens=max_perplexity_tokens, batch_size=2)
@@ -145,11 +150,30 @@ def before_after_report(
         per_probe["answer_kind"] = [kinds[key] for key in zip(per_probe["set"], per_probe["probe_id"])]
         write_frame(per_probe, out / "probes.csv")
         result.update(_summary(per_probe, probe_sets))
+    trivia = frames.get("trivia_items")
+    if trivia is not None and not trivia.empty:
+        result["trivia"] = _trivia_summary(trivia)
     if text:
         ppl = {m: float(table[(table["model"] == m) & (table["section"] == "perplexity")
                               & (table["metric"] == "ppl")]["value"].iloc[0]) for m in MODELS}
         result["perplexity"] = {"text": text_name, **ppl, "relative_change": ppl["unlearned"] / ppl["baseline"] - 1.0}
     return result
+
+
+def _trivia_summary(rows: pd.DataFrame) -> dict:
+    """Trivia accuracy of both models (Wilson 95% intervals, chance 0.5) and its paired change."""
+    from workbench.eval.utility import wilson_interval
+
+    known = {m: rows[rows["model"] == m].set_index("probe_id")["known"].astype(float) for m in MODELS}
+    common = known["baseline"].index.intersection(known["unlearned"].index)
+    out: dict = {"n": len(common), "chance": 0.5}
+    for m in MODELS:
+        k = known[m].loc[common]
+        out[f"{m}_accuracy"] = float(k.mean())
+        out[f"{m}_ci95"] = list(wilson_interval(float(k.sum()), len(k)))
+    diff, lo, hi = paired_bootstrap(known["baseline"].loc[common].to_numpy(), known["unlearned"].loc[common].to_numpy())
+    out.update({"change": diff, "change_ci95": [lo, hi]})
+    return out
 
 
 def _per_probe(rows: pd.DataFrame, probe_sets: Sequence[str]) -> pd.DataFrame:

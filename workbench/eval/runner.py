@@ -22,7 +22,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from workbench.errors import WorkbenchError
-from workbench.eval.config import EvalConfig
+from workbench.eval.config import GROUND_TRUTH_SECTIONS, EvalConfig
+from workbench.eval.ground_truth import reference_rows
 from workbench.eval.summary import EvalReport, dumps_json, summarize, write_frame, write_report
 from workbench.eval.units import TABLE_COLUMNS, Unit, plan_units, slug
 from workbench.io import atomic_write_text
@@ -223,9 +224,13 @@ def evaluate_models(
     for _, spec in pairs:
         _check_spec(spec)
     explicit = config.sections is not None
-    pack_sections = {"probes", "collateral", "paraphrase", "priming", "completion", "adversarial", "relearn", "residual", "quantize"}
+    pack_sections = {"probes", "collateral", "paraphrase", "priming", "completion", "adversarial", "relearn", "residual",
+                     "quantize", *GROUND_TRUTH_SECTIONS}
     wants_pack = config.sections is None or bool(pack_sections & set(config.sections))
     pack = load_pack(config.pack) if config.pack and wants_pack else None
+    if config.reference is not None and config.reference not in [label for label, _ in pairs]:
+        raise WorkbenchError(f"reference model {config.reference!r} is not one of the evaluated models "
+                             f"({', '.join(label for label, _ in pairs)}); give it as --model LABEL=SPEC and name the label")
     notes: list[str] = []
     units = plan_units(config, pack, explicit, notes)
     for note in notes:
@@ -234,5 +239,9 @@ def evaluate_models(
         raise WorkbenchError("nothing to evaluate: every section was skipped (" + "; ".join(notes) + ")")
 
     table, frames, model_info = run_units(pairs, units, config, out)
+    extra, ref_notes = reference_rows(table, frames, config.reference, [label for label, _ in pairs])
+    if extra:
+        table = pd.concat([table, pd.DataFrame(extra, columns=TABLE_COLUMNS)], ignore_index=True)
+    notes += ref_notes
     summary = summarize(table, frames, config, model_info, notes)
     return write_report(table, frames, summary, out, config)

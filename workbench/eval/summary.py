@@ -16,7 +16,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,11 +24,16 @@ import pandas as pd
 from workbench.errors import WorkbenchError
 from workbench.eval.config import EvalConfig
 from workbench.eval.figures import build_figures, write_figures
+from workbench.eval.ground_truth import NEEDS_REFERENCE
 from workbench.eval.utility import BENCHMARKS, paired_bootstrap
 from workbench.io import atomic_write, atomic_write_text
 
 __all__ = ["FORMULAS", "EvalReport", "dumps_json", "headline_table", "load_report", "summarize", "write_frame",
            "write_report"]
+
+
+DETAIL_FRAMES = ("probes", "completions", "mc_items", "qa_items", "knowmem_items", "verbmem_items", "mia_items",
+                 "trivia_items")  # the per-item frames a report writes (each unit names its own)
 
 
 @dataclass
@@ -99,11 +104,11 @@ def _pick(table: pd.DataFrame, model: str, section: str, set_: str, metric: str,
 
 
 def _headline_split(table: pd.DataFrame) -> str:
-    splits = set(table.loc[table["section"].isin(["probes", "priming", "paraphrase", "completion"]), "split"])
+    splits = set(table.loc[table["section"].isin(["probes", "priming", "paraphrase", "completion", "qa", "trivia"]), "split"])
     return "heldout" if "heldout" in splits else "all"
 
 
-def _headlines(table: pd.DataFrame, model: str) -> dict[str, float]:
+def _headlines(table: pd.DataFrame, model: str, notes: Sequence[str] = ()) -> dict[str, float | str]:
     """The numbers a reader looks at first, per model."""
     split = _headline_split(table)
     out: dict[str, float] = {}
@@ -139,6 +144,20 @@ def _headlines(table: pd.DataFrame, model: str) -> dict[str, float]:
     ppl = table[(table["model"] == model) & (table["section"] == "perplexity") & (table["metric"] == "ppl")]
     for _, r in ppl.iterrows():
         out[f"ppl_{r['set']}"] = float(r["value"])
+    put("trivia_accuracy", _pick(table, model, "trivia", "trivia", "accuracy", split))
+    put("truth_ratio_forget", _pick(table, model, "qa", "qa", "truth_ratio_forget", split))
+    put("forget_quality", _pick(table, model, "qa", "qa", "forget_quality", split))
+    put("extraction_strength", _pick(table, model, "qa", "qa", "extraction_strength", split))
+    put("knowmem_rougeL_recall", _pick(table, model, "knowmem", "knowmem", "rougeL_recall", split))
+    put("model_utility", _pick(table, model, "retain_qa", "retain_qa", "model_utility", split))
+    put("verbmem_rougeL_f1", _pick(table, model, "verbmem", "verbmem", "rougeL_f1"))
+    put("mia_auc_min_k", _pick(table, model, "mia", "corpus_vs_holdout", "auc_min_k"))
+    put("privleak_min_k", _pick(table, model, "mia", "corpus_vs_holdout", "privleak_min_k"))
+    needs = [n.split(":")[0] for n in notes if NEEDS_REFERENCE in n]
+    if "forget_quality" in needs:
+        out["forget_quality"] = NEEDS_REFERENCE
+    if "privleak" in needs:
+        out["privleak_min_k"] = NEEDS_REFERENCE
     lme = table[(table["model"] == model) & (table["section"] == "lm_eval")]
     for _, r in lme.iterrows():
         out[f"lm_eval_{r['set']}_{r['metric']}"] = float(r["value"])
@@ -189,6 +208,17 @@ FORMULAS = {
     "acc": "argmax of summed log P(choice | context)",
     "acc_norm": "argmax of summed log P(choice | context) / len(choice in characters)",
     "ppl": "exp(total NLL / tokens), sliding window",
+    "trivia_accuracy": "share of two-answer questions whose true answer has the higher mean per-token log-likelihood "
+                       "(chance 0.5; Wilson 95% interval)",
+    "truth_ratio": "R = exp(mean_j mean_lp(perturbed_j) - mean_lp(paraphrased)) per question (TOFU)",
+    "truth_ratio_forget": "mean over target questions of min(R, 1/R) (open-unlearning's aggregate; 1: cannot tell)",
+    "forget_quality": "p-value of the two-sample KS test between the model's and the reference's truth ratios (TOFU)",
+    "extraction_strength": "1 - k/len, k the first answer position from which every greedy token is right",
+    "knowmem_rougeL_recall": "ROUGE-L recall of the greedy answer against the gold answer (MUSE knowmem)",
+    "model_utility": "harmonic mean of answer probability, ROUGE-L recall and mean max(0, 1-R) on retain questions",
+    "verbmem_rougeL_f1": "ROUGE-L F1 of the greedy continuation of a corpus prefix against the true one (MUSE verbmem)",
+    "mia_auc_min_k": "AUC of Min-K% (k=40%) telling corpus text from holdout text (1: recognised, 0.5: chance)",
+    "privleak_min_k": "(AUC - AUC_reference) / AUC_reference x 100 (MUSE PrivLeak)",
 }
 
 
@@ -201,7 +231,7 @@ def summarize(table: pd.DataFrame, frames: dict[str, pd.DataFrame], config: Eval
         "models": model_info,
         "baseline": labels[0],
         "headline_split": _headline_split(table) if not table.empty else "all",
-        "headlines": {lab: _headlines(table, lab) for lab in labels},
+        "headlines": {lab: _headlines(table, lab, notes) for lab in labels},
         "comparisons": {lab: _comparisons(table, frames, labels[0], lab) for lab in labels[1:]},
         "formulas": FORMULAS,
         "notes": notes,
@@ -224,6 +254,8 @@ def headline_table(summary: dict) -> pd.DataFrame:
 def _fmt(v: Any) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
+    if isinstance(v, str):
+        return v
     if isinstance(v, float):
         if abs(v) >= 100:
             return f"{v:.1f}"
@@ -249,8 +281,7 @@ def write_report(table: pd.DataFrame, details: dict[str, pd.DataFrame], summary:
     bad = [f for f in formats if f not in ("csv", "parquet")]
     if bad:
         raise WorkbenchError(f"unknown table format(s) {', '.join(bad)}: use csv and/or parquet")
-    names = {"results": table, "probes": details.get("probes"), "completions": details.get("completions"),
-             "mc_items": details.get("mc_items")}
+    names = {"results": table, **{k: details.get(k) for k in DETAIL_FRAMES}}
     for name, df in names.items():
         if df is None:
             continue
@@ -286,6 +317,6 @@ def load_report(out_dir: str | Path) -> EvalReport:
     table = read("results")
     if table is None:
         raise WorkbenchError(f"{out} holds no results.parquet or results.csv")
-    details = {k: v for k in ("probes", "completions", "mc_items") if (v := read(k)) is not None}
+    details = {k: v for k in DETAIL_FRAMES if (v := read(k)) is not None}
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     return EvalReport(out, table, details, summary, build_figures(table, details, summary), {})

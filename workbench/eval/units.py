@@ -25,7 +25,7 @@ from workbench.eval.completion import (
     score_completions,
     summarize_completions,
 )
-from workbench.eval.config import ALL_SECTIONS, DEFAULT_SECTIONS, EvalConfig
+from workbench.eval.config import ALL_SECTIONS, DEFAULT_SECTIONS, GROUND_TRUTH_SECTIONS, EvalConfig
 from workbench.eval.probes import score_probes, summarize_probes
 from workbench.eval.robustness import (
     PrimingConfig,
@@ -48,7 +48,8 @@ from workbench.eval.utility import (
 from workbench.models import LoadedModel
 from workbench.pack import Pack, load_anchor_terms
 
-__all__ = ["PROBE_CI", "PROBE_METRICS", "TABLE_COLUMNS", "Unit", "file_stamp", "make_judge", "metric_rows",
+__all__ = ["PROBE_CI", "PROBE_METRICS", "TABLE_COLUMNS", "Unit", "file_stamp", "ground_truth_units", "make_judge",
+           "metric_rows",
            "perplexity_unit", "plan_units", "probe_unit", "slug"]
 
 TABLE_COLUMNS = ["model", "section", "set", "split", "variant", "metric", "value", "ci_low", "ci_high", "n"]
@@ -118,7 +119,7 @@ def plan_units(config: EvalConfig, pack: Pack | None, explicit: bool, notes: lis
         probes = [p for p in pack.probes(kind) if p.split in splits]
         return probes[: config.probe_limit] if config.probe_limit is not None else probes
 
-    needs_pack = {"probes", "collateral", "paraphrase", "priming", "completion"}
+    needs_pack = {"probes", "collateral", "paraphrase", "priming", "completion", *GROUND_TRUTH_SECTIONS}
     if pack is None:
         for s in sections:
             if s in needs_pack:
@@ -197,10 +198,107 @@ def plan_units(config: EvalConfig, pack: Pack | None, explicit: bool, notes: lis
             units.append(_lm_eval_unit(config))
     from workbench.eval.attacks import ATTACK_SECTIONS, attack_units
 
+    units += ground_truth_units([s for s in sections if s in GROUND_TRUTH_SECTIONS], config, pack, probes_of, skip,
+                                explicit=explicit)
     attack_sections = [s for s in sections if s in ATTACK_SECTIONS]
     if attack_sections:
 
         units += attack_units(attack_sections, config, pack, probes_of, skip)
+    return units
+
+
+def ground_truth_units(sections: Sequence[str], config: EvalConfig, pack: Pack | None, probes_of, skip,
+                       explicit: bool = False) -> list[Unit]:
+    """The units of the field's measures (workbench/eval/ground_truth.py) that the pack's files allow. Verbatim
+    memorisation runs by default only for packs with target questions or passages (a ground-truth pack); named,
+    always. A named section the pack has no file for is skipped with a note (an error with ``explicit``)."""
+    from workbench.eval import ground_truth as gt
+
+    units: list[Unit] = []
+    if not sections or pack is None:
+        return units
+    splits = list(config.splits)
+
+    def limited(kind: str):
+        return {"probes": file_stamp(pack.probe_file(kind)), "splits": splits, "probe_limit": config.probe_limit}
+
+    def qa_unit(kind: str) -> Unit:
+        probes = probes_of(kind)
+
+        def run(lm: LoadedModel, memo: dict):
+            df = gt.score_qa(lm, probes, config.scoring(kind))
+            rows = gt.summarize_qa(df, kind)
+            if kind == "retain_qa":
+                km = gt.score_knowmem(lm, probes, config.qa_max_new_tokens, config.gen_batch_size, config.progress)
+                rows += gt.model_utility_rows(df, km)
+                df = df.merge(km[["probe_id", "response", "rougeL_recall", "rougeL_f1"]], on="probe_id")
+            return rows, df
+
+        params = limited(kind) | ({"max_new_tokens": config.qa_max_new_tokens} if kind == "retain_qa" else {})
+        return Unit(kind, kind, params, run, "qa_items")
+
+    for kind, section in (("qa", "qa"), ("retain_qa", "retain_qa"), ("qa", "knowmem"), ("trivia", "trivia")):
+        if section not in sections:
+            continue
+        if section == "knowmem" and pack.has_probes("knowmem"):
+            kind = "knowmem"
+        if not pack.has_probes(kind):
+            if explicit:  # by default a pack without the file simply has no such measure
+                skip(section, f"pack {pack.name!r} has no {kind} probe file")
+            continue
+        if not probes_of(kind):
+            skip(section, f"no {kind} probes in splits {', '.join(splits)}")
+            continue
+        if section in ("qa", "retain_qa"):
+            units.append(qa_unit(kind))
+        elif section == "knowmem":
+            km_kind = "knowmem" if pack.has_probes("knowmem") else "qa"  # MUSE's answer-only questions if given
+            probes = probes_of(km_kind)
+
+            def run_km(lm: LoadedModel, memo: dict, probes=probes):
+                df = gt.score_knowmem(lm, probes, config.qa_max_new_tokens, config.gen_batch_size, config.progress)
+                return gt.summarize_knowmem(df, "knowmem"), df
+
+            units.append(Unit(f"knowmem.{km_kind}", "knowmem",
+                              {**limited(km_kind), "max_new_tokens": config.qa_max_new_tokens}, run_km, "knowmem_items"))
+        else:
+            probes = probes_of("trivia")
+
+            def run_trivia(lm: LoadedModel, memo: dict, probes=probes):
+                df = gt.score_trivia(lm, probes, config.scoring("trivia"))
+                return gt.summarize_trivia(df), df
+
+            units.append(Unit("trivia", "trivia", limited("trivia"), run_trivia, "trivia_items"))
+    ts = config.text_settings()
+    corpus_stamp = [file_stamp(p) for p in pack.corpus_files()] if {"verbmem", "mia"} & set(sections) else []
+    if "verbmem" in sections and (explicit or pack.has_probes("qa") or pack.has_probes("verbmem")):
+        given = probes_of("verbmem") if pack.has_probes("verbmem") else None  # MUSE's passages if the pack has them
+        corpus = pack.read_corpus() if given is None else []
+
+        def run_verbmem(lm: LoadedModel, memo: dict):
+            passages = ([(p.prompt, p.continuation) for p in given] if given is not None
+                        else gt.corpus_passages(lm.tokenizer, corpus, ts))
+            df = gt.score_verbmem(lm, passages, ts, config.gen_batch_size, config.progress)
+            return gt.summarize_verbmem(df), df
+
+        source = limited("verbmem") if given is not None else {"corpus": corpus_stamp, "limit": ts.verbmem_limit}
+        params = {**source, "prompt_tokens": ts.prompt_tokens, "new_tokens": ts.new_tokens}
+        units.append(Unit("verbmem", "verbmem", params, run_verbmem, "verbmem_items"))
+    if "mia" in sections:
+        if not pack.has_holdout():
+            if explicit:
+                skip("mia", f"pack {pack.name!r} has no holdout text (pack.json 'holdout')")
+        else:
+            holdout = pack.read_holdout()  # checked against the corpus first
+            corpus = pack.read_corpus()
+
+            def run_mia(lm: LoadedModel, memo: dict):
+                df = gt.score_mia(lm, corpus, holdout, ts, config.scoring("membership"))
+                return gt.summarize_mia(df), df
+
+            params = {"corpus": corpus_stamp, "holdout": [file_stamp(p) for p in pack.holdout_files()],
+                      "tokens": ts.mia_tokens, "limit": ts.mia_limit, "k": ts.k}
+            units.append(Unit("mia", "mia", params, run_mia, "mia_items"))
     return units
 
 
