@@ -15,6 +15,7 @@ from helpers import SENTENCES, tiny_config
 
 from workbench.anchors import AnchorMap
 from workbench.config import config_from_dict
+from workbench.errors import WorkbenchError
 from workbench.corpus import Document, make_blocks
 from workbench.translate import translate_blocks
 from workbench.widgets import (
@@ -78,7 +79,8 @@ def test_editor_starts_on_the_most_frequent_key_of_the_first_block(amap):
 def test_editor_table_search_and_sort(amap):
     ed = AnchorEditor(amap, texts=TEXTS)
     t = ed.table
-    assert list(t.columns) == ["key", "alternatives", "n_alternatives", "occurrences", "status", "note", "placeholder"]
+    assert list(t.columns) == ["key", "alternatives", "n_alternatives", "occurrences", "status", "note", "placeholder",
+                                "covered"]
     assert t["occurrences"].is_monotonic_decreasing
     assert t.set_index("key").loc["Harry", "occurrences"] == sum(text.count("Harry") for text in TEXTS)
     ed.search = "academy"  # matches alternatives too, case-insensitively
@@ -182,6 +184,117 @@ def test_editor_add_rename_delete_undo_redo(amap):
     assert ed.redo() is False
 
 
+def test_editor_asks_before_applying_onto_an_existing_key(amap):
+    ed = AnchorEditor(amap, texts=TEXTS)
+    ed.new()
+    ed.set_form("Hermione", ["Lucy"], note="from the form")
+    assert any("already a key" in w for w in ed.form_warnings)
+    assert ed.apply() is False and ed.anchors is amap  # nothing changed yet: the editor asks
+    assert ed.pending["key"] == "Hermione" and "merge" in ed.status and "cancel" in ed.status
+    ed.widget
+    labels = [b.description for b in ed._w["confirm"].children[1:]]
+    assert labels == ["merge", "replace", "cancel"]
+    ed._w["confirm"].children[3].click()  # cancel
+    assert ed.anchors is amap and ed.pending is None and "cancelled" in ed.status
+    assert ed._w["confirm"].children == ()
+    # merge: the old alternatives first, the new one added once
+    ed.set_form("Hermione", ["Lucy", "Sarah"])
+    assert ed.apply() is False
+    ed._w["confirm"].children[1].click()
+    assert ed.anchors.entries["Hermione"] == ["Sarah", "Emily", "Lucy"] and ed.selected == "Hermione"
+    assert ed.anchors.review["Hermione"]["note"] == "from the form"
+    # replace, from code; undo walks back through both
+    ed.new()
+    ed.set_form("Hermione", ["Lucy"])
+    assert ed.apply(on_conflict="replace") and ed.anchors.entries["Hermione"] == ["Lucy"]
+    assert ed.undo() and ed.anchors.entries["Hermione"] == ["Sarah", "Emily", "Lucy"]
+    assert ed.undo() and ed.anchors.entries == amap.entries
+    # editing the selected key's own alternatives needs no question
+    ed.select("Ron")
+    ed.set_form(alternatives=["Pete"])
+    assert ed.apply() and ed.pending is None and ed.anchors.entries["Ron"] == ["Pete"]
+
+
+def test_editor_asks_before_renaming_onto_an_existing_key(amap):
+    ed = AnchorEditor(amap.with_review("Granger", note="surname"), texts=TEXTS)
+    start = ed.anchors
+    ed.select("Weasley")
+    ed.set_form(key="Granger")  # rename Weasley onto Granger
+    assert ed.apply() is False and ed.anchors is start
+    assert ed.pending == {"key": "Granger", "from": "Weasley", "alternatives": ["Smith"], "existing": ["Jones"]}
+    assert "renaming 'Weasley' to 'Granger'" in ed.status
+    assert ed.confirm("cancel") is False and ed.anchors is start
+    # merge: Granger keeps its alternatives and note and gets Weasley's; Weasley is gone (undo brings it back)
+    ed.select("Weasley")
+    ed.set_form(key="Granger")
+    ed.apply()
+    assert ed.confirm("merge")
+    assert ed.anchors.entries["Granger"] == ["Jones", "Smith"] and "Weasley" not in ed.anchors.entries
+    assert ed.anchors.review["Granger"]["note"] == "surname"
+    assert len(ed.anchors) == len(amap) - 1 and "merged 'Weasley' into 'Granger'" in ed.status
+    assert ed.undo() and ed.anchors.entries == amap.entries
+    # replace: Weasley's alternatives under the name Granger
+    ed.select("Weasley")
+    ed.set_form(key="Granger")
+    assert ed.apply(on_conflict="replace")
+    assert ed.anchors.entries["Granger"] == ["Smith"] and "Weasley" not in ed.anchors.entries
+    assert ed.undo() and ed.anchors.entries == amap.entries
+    with pytest.raises(WorkbenchError):
+        ed.apply(on_conflict="overwrite")
+
+
+def test_editor_keeps_and_saves_keys_a_run_drops(tmp_path):
+    """Keys consolidation drops ("Harry Potter" when "Harry" and "Potter" are keys, a possessive) stay in the
+    editor, marked with what covers them, and in the saved file; the preview translates as the run does, and
+    the editor's counts are the run's, from the same function."""
+    from workbench.anchors import key_counts, load_anchor_map
+
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps({"anchors": {**ANCHORS, "Harry Potter": ["Jon Miller"], "Nimbus": ["broom"],
+                                            "Hogwarts's": ["the school's"]}}))
+    run_map = load_anchor_map(path)  # as a run loads it
+    assert {k for k, _ in run_map.dropped} == {"Harry Potter", "Hogwarts's"}
+    ed = AnchorEditor(run_map, texts=TEXTS)  # a consolidated map: the editor reads its file again, whole
+    assert set(ed.anchors.entries) == set(ANCHORS) | {"Harry Potter", "Nimbus", "Hogwarts's"}
+    assert ed.covered["Harry Potter"] == "covered by 'Harry' + 'Potter' (every word is itself a key)"
+    row = ed.table.set_index("key").loc["Harry Potter"]
+    assert row["covered"].startswith("covered by") and row["occurrences"] == 0
+    # the preview translates as the labels stage: 'Harry Potter' through its two words
+    text = TEXTS[0]
+    assert ed.translated == run_map.translate(text, 0, 0) and "Jon Miller" not in ed.translated
+    # the same counts as the run, from one function (over the same texts)
+    expected = key_counts(run_map, run_map.coverage(TEXTS))
+    assert ed.counts == expected and expected["keys"] == len(ANCHORS) + 3 and expected["covered"] == 2
+    assert expected["never"] == ["Nimbus"] + [k for k in run_map.entries if k != "Nimbus" and
+                                              not any(k in t for t in TEXTS)]
+    ed.widget
+    assert expected["line"].replace("'", "&#x27;") in ed._w["coverage"].value
+    # accepting a key that covers another one keeps the covered key, saved with its alternatives
+    ed.accept_suggestion("Granger's", ["Jones's"])
+    assert "Granger's" in ed.covered and "Granger's" in ed.anchors.entries
+    out = ed.save(tmp_path / "saved.json")
+    saved = json.loads(out.read_text())["anchors"]
+    assert saved["Harry Potter"] == ["Jon Miller"] and saved["Hogwarts's"] == ["the school's"]
+    assert set(saved) == set(ed.anchors.entries)
+    assert ed.load(out) and set(ed.anchors.entries) == set(saved)
+
+
+def test_editor_concordance_focus_shows_the_clicked_occurrence(amap):
+    ed = AnchorEditor(amap, texts=TEXTS)
+    ed.select("Hogwarts")
+    conc = ed.concordance
+    ed.widget
+    rows = ed._w["concordance"].children
+    assert len(rows) == len(conc) > 2
+    rows[2].children[0].click()
+    assert ed.block_pos == conc.loc[2, "pos"] and ed.focus == 2
+    focus = ed._w["preview"].value.split('class="wb-focus"')[1].split("</div>")[0]
+    assert f"occurrence 3 of {len(conc)}" in focus and ">Hogwarts</mark>" in focus
+    value = amap.choose("Hogwarts", 0, ed.block_index)
+    assert f">{value}</mark>" in focus
+    assert "background:#fff8e1" in ed._w["concordance"].children[2].children[1].value
+
+
 def test_editor_deletes_the_last_entry_and_starts_from_an_empty_map(tmp_path):
     ed = AnchorEditor({"Harry": ["Jon"]}, texts=TEXTS)
     assert ed.delete("Nobody") is False
@@ -207,7 +320,11 @@ def test_editor_suggestions_accept_with_one_click(amap):
     assert "Hagrid" in ed.anchors.entries and ed.selected == "Hagrid"
     assert "Hagrid" in ed.accepted and "placeholder" in ed.status
     assert ed.anchors.entries["Hagrid"][0][0].isupper()  # a name for a capitalised word
-    assert "Hagrid" not in list(ed.suggestions["word"]) and len(ed._w["suggestions"].children) == 2
+    # the accepted row stays where it was, marked with what it became (the list does not shift under the pointer)
+    assert list(ed.suggestions["word"]) == ["Hagrid", "Voldemort", "wand"]
+    assert list(ed.suggestions["added"]) == [True, False, False] and len(ed._w["suggestions"].children) == 3
+    assert "added" in ed._w["suggestions"].children[0].children[1].value
+    assert not any(b.description == "accept" for b in ed._w["suggestions"].children[0].children[:1])
     assert "(placeholder)" in ed._w["table"].value
     assert ed.accept_suggestion("wand") and ed.anchors.entries["wand"] == ["thing"]
     assert ed.accept_suggestion("Voldemort", ["the dark lord"]) and "Voldemort" not in ed.accepted
@@ -240,7 +357,10 @@ def test_editor_save_and_load(tmp_path, amap):
     other.write_text(json.dumps({"Hogwarts": ["a school"], "Harry": ["Jon"], "Harry's": ["Jon's"]}))
     ed._w["path"].value = str(other)
     ed._w["load"].click()
-    assert set(ed.anchors.entries) == {"Hogwarts", "Harry"} and "1 redundant keys dropped" in ed.status
+    # the possessive a run drops stays in the editor, marked with what covers it
+    assert set(ed.anchors.entries) == {"Hogwarts", "Harry", "Harry's"} and "1 covered by other keys" in ed.status
+    assert ed.covered == {"Harry's": "covered by 'Harry' (possessive of key 'Harry')"}
+    assert "covered by &#x27;Harry&#x27;" in ed._w["table"].value
     assert ed.selected in ed.anchors.entries
     assert ed.undo() and "Hagrid" in ed.anchors.entries
     # a broken file: the error is shown, the map kept
