@@ -968,7 +968,8 @@ class AnchorEditor(WidgetView):
         w["save"] = W.Button(description="save", icon="save", layout=btn, tooltip="JSON, or CSV for a .csv name")
         w["load"] = W.Button(description="load", icon="folder-open", layout=btn, tooltip="JSON or CSV")
         w["status"] = W.HTML()
-        for name in ("search", "sort_by", "coverage", "table", "picker", "concordance", "key", "alts", "review", "note",
+        for name in ("search", "sort_by", "coverage", "table", "picker", "concordance_title", "concordance", "key", "alts",
+                     "review", "note",
                      "validation", "apply", "new", "delete", "reject", "undo", "redo", "confirm", "proposals", "block",
                      "preview", "path", "save", "load", "status", "suggestions"):
             w[name].add_class(f"wb-anchor-{name}")
