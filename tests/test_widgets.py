@@ -485,9 +485,9 @@ def test_label_inspector_matches_store(tiny_run):
     store = tiny_run.labels()
     ins = LabelInspector(store, tiny_run.tokenizer)
     assert ins.alpha == 5.0 and ins.block == int(store.blocks["block"].iloc[0])
-    for a in store.alphas:
+    for a in store.alphas:  # a stored alpha shows exactly the stored labels, all exact
         df = ins.labels(a)
-        assert (df["label"].to_numpy() == store.positions[f"label_a{a:g}"].to_numpy()).all() or not df["exact"].all()
+        assert (df["label"].to_numpy() == store.positions[f"label_a{a:g}"].to_numpy()).all() and df["exact"].all()
     agree = ins.stored_agreement()
     assert list(agree["alpha"]) == store.alphas and (agree["agree_share"] >= agree["exact_share"] - 1e-9).all()
     rec = store.recompute(2.5)
@@ -498,6 +498,45 @@ def test_label_inspector_matches_store(tiny_run):
     share = ins.changed_share([0.0, 5.0])
     summary = store.summary()
     assert np.allclose(share["changed_share"], summary["changed_share"])
+
+
+def test_label_inspector_shows_what_training_uses(tiny_run):
+    """At the training alpha the inspector's labels are the ones the finetune stage trains on (its dataset, built
+    from the label store's block table), position by position; and so is the token diff of every block."""
+    from workbench.finetune import build_dataset
+    from workbench.widgets import TokenDiff
+
+    store = tiny_run.labels()
+    cfg = tiny_run.cfg.finetune
+    assert cfg.alpha in store.alphas
+    items = build_dataset(store, cfg).items  # one per block, in the block table's order
+    trained = {int(b): items[i]["generic_labels"] for i, b in enumerate(store.blocks["block"])}
+    ins = LabelInspector(store, tiny_run.tokenizer, alpha=cfg.alpha)
+    df = ins.labels()
+    assert len(df) > 0 and df["exact"].all()
+    for r in df.itertuples():
+        assert r.label == trained[r.block][r.pos], (r.block, r.pos)  # the label at t trains the logits at t
+    assert ", 0 not exact" in ins.summary_html() and "dashed tokens" not in ins.summary_html()
+    for b in trained:
+        cells = ins.token_diff(block=b).cells
+        other = TokenDiff.from_store(store, tiny_run.tokenizer, b, cfg.alpha).cells  # 00's and 04's view
+        assert [(c.label, c.exact) for c in cells] == [(c.label, c.exact) for c in other]
+
+
+def test_label_inspector_at_a_stored_alpha_shows_the_stored_labels():
+    """A stored label that the top-k cannot reproduce (the full-vocabulary winner lies outside the top-k) is shown
+    as stored, and exact; only a recomputed alpha is flagged."""
+    store = _FakeStore()
+    store.alphas = [0.0, 1.0]
+    store.positions["label_a1"] = [99, 10]  # position 0: the labels stage's full-vocabulary label
+    ins = LabelInspector(store, _Tok(), alpha=1.0)
+    df = ins.labels()
+    assert list(df["label"]) == [99, 10] and df["exact"].all()
+    assert "a stored alpha" in ins.summary_html() and "not exact" not in ins.summary_html().replace("0 not exact", "")
+    assert ins.token_diff().html.count("wb-inexact") == 0
+    assert ins.stored_agreement().set_index("alpha").loc[1.0, "agree_share"] == 0.5  # the top-k's own answer
+    ins.set_alpha(1.5)
+    assert not ins.labels()["exact"].all() and "not a stored alpha" in ins.summary_html()
 
 
 def test_label_inspector_controls(tiny_run):
