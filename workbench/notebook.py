@@ -235,6 +235,10 @@ class Notebook:
         from workbench.report_html import outcome_html
 
         run = run or self.run()
+        if not run.cfg.report.enabled:
+            why = ", as on the tiny model, whose numbers mean nothing" if self.is_tiny else ""
+            return HTML(f"<p>the report stage is off in this config (report.enabled: false{why}): no before/after "
+                        "table; <code>make demo</code> gives the README's table in runs/demo</p>")
         if not run.is_done("finetune"):
             return HTML(f"<p>no unlearned model in {self.relative(run.dir)} yet: run the finetune stage "
                         "(04_finetuning, or <code>workbench run</code>) for the before/after table</p>")
