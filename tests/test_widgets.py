@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -713,6 +716,7 @@ def test_training_monitor_driven_by_callbacks(tmp_path):
     from transformers import TrainerControl
 
     mon = TrainingMonitor()
+    mon.plot_interval = 0  # every log drawn at once (see the end for the throttled curve)
     history, phases, controller = mon.callbacks
     mon.widget
     w = mon._w
@@ -741,6 +745,12 @@ def test_training_monitor_driven_by_callbacks(tmp_path):
     assert [t.name for t in fig.data] == ["reinforce", "finetune", "finetune target_loss", "finetune retain_kl"]
     assert fig.data[2].line.dash == "dot"
     assert list(mon.history["phase"]) == ["reinforce", "reinforce", "finetune"]
+    # while training, the curve is redrawn at most once per plot_interval; the end of a phase draws the rest
+    mon.plot_interval = 3600
+    history.on_log(_args(""), _state(2), TrainerControl(), logs={"loss": 0.8})
+    assert tuple(fig.data[1].y) == (1.0,) and mon.records[-1]["loss"] == 0.8
+    phases.on_train_end(_args(""), _state(2), TrainerControl())
+    assert tuple(fig.data[1].y) == (1.0, 0.8)
 
 
 def test_training_monitor_failure_is_reported():
@@ -780,3 +790,49 @@ def test_training_monitor_stops_and_resumes_a_real_training(tmp_path):
     steps = [r["step"] for r in mon.records]
     assert steps[0] == 1 and steps[1] == 2 and steps == sorted(steps)  # resumed after step 1
     assert len(mon.figure.data) == 1 and len(mon.figure.data[0].x) == len(steps)  # one continued curve
+
+
+def _burn(seconds: float) -> None:
+    end = time.time() + seconds
+    while time.time() < end:
+        pass
+
+
+@pytest.mark.integration
+def test_training_monitor_stop_is_seen_within_a_step_with_the_cpu_busy(tmp_path):
+    """With every core busy, a stop requested from another thread (as a click is, from the kernel's main
+    thread) ends training within one step; the status and the summary name the step it stopped at, which is
+    not a logging step, and say the stage is unfinished."""
+    import multiprocessing as mp
+
+    from workbench.run import Run
+
+    raw = small_config(tmp_path / "inputs")
+    cfg = config_from_dict({**raw, "reinforce": {**raw["reinforce"], "epochs": 3, "logging_steps": 3}})
+    mon = TrainingMonitor()
+    run = Run(cfg, tmp_path / "run", progress=False, log=None, callbacks=mon.callbacks)
+    burners = [mp.get_context("spawn").Process(target=_burn, args=(120,), daemon=True) for _ in range(os.cpu_count() or 2)]
+    for b in burners:
+        b.start()
+    try:
+        def click():
+            while mon.step < 4 and mon.state not in ("finished", "failed"):
+                time.sleep(0.005)
+            mon.stop()
+
+        clicker = threading.Thread(target=click)
+        mon.start(run.reinforce)
+        clicker.start()
+        assert mon.wait(timeout=300) is None and mon.state == "stopped", mon.status
+        clicker.join()
+    finally:
+        for b in burners:
+            b.terminate()
+            b.join()
+    stopped = mon.stopped_step
+    assert stopped is not None and 0 <= stopped - mon.stop_requested_step <= 1, (stopped, mon.stop_requested_step)
+    assert stopped % 3 != 0 and max(r["step"] for r in mon.records) < stopped  # stopped between two logging steps
+    assert mon.summary()["steps"].iloc[0] == stopped
+    assert f"stopped cleanly at step {stopped}; reinforced_ckpt/checkpoint-{stopped} kept" in mon.status
+    assert "unfinished" in mon.status
+    assert (mon.last_checkpoint / "trainer_state.json").is_file() and not run.is_done("reinforce")
