@@ -36,6 +36,7 @@
 # %%
 import copy
 
+import pandas as pd
 from IPython.display import display
 
 from workbench import notebook
@@ -55,7 +56,8 @@ nb.run().run(stages=("reinforce", "labels"));  # reused when an earlier notebook
 cfg = copy.deepcopy(nb.cfg)
 cfg.finetune.target = "hard" if nb.cfg.finetune.target == "soft" else "soft"  # the other kind of target
 # e.g. also: cfg.finetune.retain_weight = 10.0
-{k: getattr(cfg.finetune, k) for k in ("target", "alpha", "temperature", "retain_weight", "epochs", "learning_rate")}
+readable(pd.DataFrame([{k: getattr(cfg.finetune, k) for k in ("target", "alpha", "temperature", "retain_weight", "epochs",
+                                                               "learning_rate")}]))
 
 # %% [markdown]
 # ## Train, stop, resume

@@ -280,7 +280,7 @@ def test_curate_from_an_empty_map_in_the_browser(lab, page, endpoint, monkeypatc
         page.locator(".jp-NotebookPanel .jp-CodeCell").last.locator(".jp-InputArea-editor").click()
         page.keyboard.press("Shift+Enter")
         page.wait_for_function("() => [...document.querySelectorAll('.jp-OutputArea-output')].some("
-                               "e => e.innerText.includes(\"'added'\"))", timeout=240_000)
+                               "e => e.innerText.includes('added: '))", timeout=240_000)
         wait_until(page, "() => !!document.querySelector(\".jp-Notebook-ExecutionIndicator[data-status='idle']\")",
                    120, "the labels cell to finish")
         assert page.locator(ERRORS).count() == 0, page.locator(ERRORS).first.inner_text()

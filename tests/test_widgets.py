@@ -865,3 +865,17 @@ def test_scoring_the_corpus_keeps_memory_flat(tiny_run):
     scores = score_blocks(pair, blocks, tok, 2, progress=False)
     assert len(scores) == sum(len(b) - 1 for b in blocks)
     assert rss_mib() - before < 200, rss_mib() - before
+
+
+@pytest.mark.integration
+def test_training_shows_a_bar_of_steps_and_no_log_dicts(tmp_path, capfd):
+    """Without a training monitor, a stage's training shows one bar of steps: no Trainer table of logged
+    numbers, no printed log dicts ({'loss': ...})."""
+    from workbench.run import Run
+
+    run = Run(config_from_dict(small_config(tmp_path / "inputs")), tmp_path / "run", progress=True, log=None)
+    run.reinforce()
+    err = capfd.readouterr()
+    text = err.out + err.err
+    assert "reinforced_ckpt" in text and "step" in text  # the bar
+    assert "{'loss'" not in text and "'train_runtime'" not in text and "<table" not in text
