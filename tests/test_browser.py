@@ -181,6 +181,12 @@ def _wait_gone(page, word: str) -> None:
                            f".some(s => s.textContent === {word!r})", timeout=30_000)
 
 
+def _wait_added(page, word: str) -> None:
+    """An accepted suggestion's row stays where it was, marked as added."""
+    page.wait_for_function(f"() => [...document.querySelectorAll('.wb-anchor-suggestions .wb-suggestion.wb-added')]"
+                           f".some(s => s.textContent === {word!r})", timeout=30_000)
+
+
 def _row_button(page, word: str, cls: str):
     row = page.locator(".wb-anchor-suggestions .widget-hbox").filter(
         has=page.locator(".wb-suggestion", has_text=re.compile(f"^{re.escape(word)}$")))
@@ -223,7 +229,7 @@ def test_curate_from_an_empty_map_in_the_browser(lab, page, endpoint, monkeypatc
         for word in accepted:
             _row_button(page, word, "wb-accept").click()
             _wait_status(page, f"accepted suggestion {word!r}")
-            _wait_gone(page, word)  # accepted ones leave the list (the rows render after the status line)
+            _wait_added(page, word)  # accepted ones stay, marked (the rows render after the status line)
         table = page.inner_text(".wb-anchor-table")
         assert all(w in table for w in accepted) and "(placeholder)" in table
 
