@@ -7,8 +7,8 @@
 
 Each notebook runs with ``WORKBENCH_RUN`` pointing at the run directory (as ``WORKBENCH_RUN=runs/demo make lab``
 opens them; or ``WORKBENCH_CONFIG`` at a run config, which trains what is not finished yet), in the notebooks' folder, one after another in the order a class takes them, so what one notebook
-saves (the curated map of 02, a variant) is there for the next. Prints one row per notebook (seconds, the stages it
-ran, by the stage records it wrote) and writes ``benchmarks/results/notebook_walk_<run or config>.json``. A notebook that raises stops the walk
+saves (the curated map of 02, a variant) is there for the next. Prints one row per notebook (seconds, the kernel's
+peak resident memory, the stages it ran, by the stage records it wrote) and writes ``benchmarks/results/notebook_walk_<run or config>.json``. A notebook that raises stops the walk
 with its error.
 """
 
@@ -43,6 +43,27 @@ def _stage_records(run_dir: Path | None) -> dict[str, float]:
     return out
 
 
+def _peak_rss_mib(pid: int | None) -> float | None:
+    """A live process's peak resident memory (``VmHWM``) in MiB; None where /proc does not say."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, TypeError, ValueError):
+        return None
+    return None
+
+
+def _execute(client, nb) -> float | None:
+    """Run every cell in one kernel; returns the kernel's peak resident memory (MiB), read before it ends."""
+    with client.setup_kernel():
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
+        provisioner = getattr(client.km, "provisioner", None)
+        return _peak_rss_mib(getattr(provisioner, "pid", None))
+
+
 def walk(names: list[str], run_dir: Path | None = None, config: Path | None = None, timeout: int = 3600) -> list[dict]:
     """Execute ``names`` in order with ``WORKBENCH_RUN=run_dir`` (or ``WORKBENCH_CONFIG=config``); a row each."""
     import nbformat
@@ -65,7 +86,7 @@ def walk(names: list[str], run_dir: Path | None = None, config: Path | None = No
         print(f"[{i}/{len(names)}] {name} ...", flush=True)
         before = _stage_records(run_dir)
         t0 = time.perf_counter()
-        client.execute()
+        peak = _execute(client, nb)
         seconds = time.perf_counter() - t0
         errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
         if errors:
@@ -73,8 +94,8 @@ def walk(names: list[str], run_dir: Path | None = None, config: Path | None = No
         # the stages this notebook ran (a stage record written or rewritten), with the variant they went to
         after = _stage_records(run_dir)
         ran = sorted(k for k, v in after.items() if before.get(k) != v)
-        rows.append({"notebook": name, "seconds": round(seconds, 1), "ran": ran})
-        print(f"    {seconds:.0f} s{'; ran: ' + ', '.join(ran) if ran else ''}", flush=True)
+        rows.append({"notebook": name, "seconds": round(seconds, 1), "peak_rss_mib": peak, "ran": ran})
+        print(f"    {seconds:.0f} s, peak {peak} MiB resident{'; ran: ' + ', '.join(ran) if ran else ''}", flush=True)
     return rows
 
 
@@ -101,10 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     out = RESULTS / f"notebook_walk_{(args.run or args.config).stem}.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(record, indent=2) + "\n")
-    print("\n| notebook | seconds | stages run |\n|---|---|---|")
+    print("\n| notebook | seconds | peak resident memory | stages run |\n|---|---|---|---|")
     for r in rows:
-        print(f"| {r['notebook']} | {r['seconds']:.0f} | {', '.join(r['ran']) or 'none (all reused)'} |")
-    print(f"| total | {total:.0f} | |")
+        peak = f"{r['peak_rss_mib'] / 1024:.2f} GiB" if r["peak_rss_mib"] is not None else "n/a"
+        print(f"| {r['notebook']} | {r['seconds']:.0f} | {peak} | {', '.join(r['ran']) or 'none (all reused)'} |")
+    print(f"| total | {total:.0f} | | |")
     return 0
 
 

@@ -120,24 +120,29 @@ display(ft_monitor)
 ft_monitor.run(run.finetune);
 
 # %% [markdown]
-# ## 9 · Before and after
-# Both models on the pack's probes: completions of target prompts graded 0–3 by the offline keyword judge,
-# and the probability of the correct next token on familiarity probes.
+# ## 9 · Before and after, probe by probe
+# Both models on a few of the pack's probes, to look at: completions of target prompts graded 0–3 by the offline
+# keyword judge, and the probability of the correct next token on familiarity probes of the **dev** split (the
+# heldout split is kept for the report below). The line above the widget says how many probes it shows.
 
 # %%
 from workbench.models import load_model
 
 models = {"baseline": load_model(nb.cfg.model), "unlearned": load_model(str(run.dir / "unlearned"))}
-compare = ProbeComparer.from_models(models, nb.probes("completion", limit=16 if not nb.is_tiny else None),
-                                    nb.probes("probability", split="dev"), anchor_terms=list(run.anchors.entries))
+completion, probability = nb.probes("completion", limit=16 if not nb.is_tiny else None), nb.probes("probability", split="dev")
+print(f"{len(completion)} completion prompts; {len(probability)} probability probes of the dev split")
+compare = ProbeComparer.from_models(models, completion, probability, anchor_terms=list(run.anchors.entries))
 compare
 
 # %% [markdown]
 # ## 10 · The outcome, and where to go next
-# Mean probability of the correct next token per probe set, and the completions' familiarity (mean grade / 3).
-# Next: `01_scoring` (what reinforcement boosts), `02_anchor_editing` (curate the dictionary),
+# The run's report (the report stage; `report.html` and the README give the same table): the mean probability of
+# the correct next token on the report's split (`report.split`, heldout by default) for the target, collateral and
+# general-knowledge probes, split by what the answer is, with 95% paired-bootstrap intervals, the **generic
+# reference** (the baseline on the prompts with every anchored term replaced: what the labels imitate) and
+# perplexity. Next: `01_scoring` (what reinforcement boosts), `02_anchor_editing` (curate the dictionary),
 # `03_label_inspection` (labels at any α), `04_finetuning` (training settings, stop and resume),
 # `05_familiarity_probes` (evaluation in depth).
 
 # %%
-display(readable(compare.probability_summary()), readable(compare.grade_summary()))
+nb.outcome(run)

@@ -32,7 +32,7 @@ import pandas as pd
 from workbench import notebook
 from workbench.anchors import AnchorMap
 from workbench.proposer import EndpointProposer, OfflineProposer
-from workbench.widgets import AnchorEditor
+from workbench.widgets import AnchorEditor, readable
 
 nb = notebook.setup("02_anchor_editing")
 # Parameters (also settable from the environment):
@@ -65,7 +65,7 @@ print(f"{len(run.corpus_blocks)} blocks, {sum(len(b) for b in run.corpus_blocks)
 # %%
 run.run(stages=("reinforce", "score"))  # reused when 01_scoring already ran them
 suggestions = pd.read_csv(run.dir / "suggested_anchors.csv")
-suggestions.head(10)
+readable(suggestions.head(10))
 
 # %% [markdown]
 # ## The editor
@@ -111,8 +111,10 @@ if key is not None:
     print("translated:", editor.translated[:300], "…")
     editor.undo()
     print(editor.status, "→", editor.anchors.entries.get(key))
-print(editor.index.summary())
-editor.index.uncovered(top=10)
+print(editor.counts["line"])
+s = editor.index.summary()
+print(f"{s['coverage_share']:.1%} of {s['tokens']:,} corpus tokens in {s['texts']:,} blocks under an anchor")
+readable(editor.index.uncovered(top=10))
 
 # %% [markdown]
 # ## Save the curated map and relabel
@@ -130,8 +132,9 @@ if editor.anchors.entries:
             "removed": sorted(set(run.anchors.entries) - set(editor.anchors.entries)),
             "changed": sorted(k for k in editor.anchors.entries
                               if k in run.anchors.entries and editor.anchors.entries[k] != run.anchors.entries[k])}
-    print({k: v[:10] for k, v in diff.items()})
-    summary = store.summary()
+    for what, keys in diff.items():
+        print(f"{what}: {len(keys)}" + (f" ({', '.join(keys[:10])}{' …' if len(keys) > 10 else ''})" if keys else ""))
+    summary = readable(store.summary())
 else:
     summary = "the map is empty: accept suggestions in the editor, then run this cell again"
 summary

@@ -43,10 +43,12 @@ readable(store.summary())
 # ## The inspector
 # Pick a block and move the α slider: the token view (original on top, generic label below, green where it
 # changed, dashed where the top-k result is not provably exact), the substitution table and the chart
-# follow. Stored α values were computed over the full vocabulary.
+# follow. It opens at the finetuning α. At a stored α (`labels.alphas`) it shows exactly the labels the labels
+# stage stored over the full vocabulary, the ones finetuning trains on; any other α is recomputed from the
+# stored top-k, and only there can a label be "not exact".
 
 # %%
-inspector = LabelInspector(store, run.tokenizer)
+inspector = LabelInspector(store, run.tokenizer, alpha=nb.cfg.finetune.alpha)
 inspector
 
 # %% [markdown]

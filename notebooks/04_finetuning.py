@@ -36,6 +36,7 @@
 # %%
 import copy
 
+import pandas as pd
 from IPython.display import display
 
 from workbench import notebook
@@ -55,7 +56,8 @@ nb.run().run(stages=("reinforce", "labels"));  # reused when an earlier notebook
 cfg = copy.deepcopy(nb.cfg)
 cfg.finetune.target = "hard" if nb.cfg.finetune.target == "soft" else "soft"  # the other kind of target
 # e.g. also: cfg.finetune.retain_weight = 10.0
-{k: getattr(cfg.finetune, k) for k in ("target", "alpha", "temperature", "retain_weight", "epochs", "learning_rate")}
+readable(pd.DataFrame([{k: getattr(cfg.finetune, k) for k in ("target", "alpha", "temperature", "retain_weight", "epochs",
+                                                               "learning_rate")}]))
 
 # %% [markdown]
 # ## Train, stop, resume
@@ -71,7 +73,7 @@ print("already finetuned with these settings" if run.is_done("finetune") else "t
 display(monitor)
 monitor.run(run.finetune)
 if monitor.last_checkpoint is not None:
-    print("checkpoint:", nb.relative(monitor.last_checkpoint), sorted(p.name for p in monitor.last_checkpoint.iterdir())[:6])
+    print(f"checkpoint: {nb.relative(monitor.last_checkpoint)} (step {monitor.stopped_step})")
 
 # %% [markdown]
 # Running the stage again resumes from the checkpoint (the step counter continues where it stopped); the
@@ -80,7 +82,10 @@ if monitor.last_checkpoint is not None:
 # %%
 monitor.stop_after = None
 unlearned = monitor.run(run.finetune)
-print("unlearned model:", nb.relative(run.dir / "unlearned"))
+if run.is_done("finetune") and (run.dir / "unlearned").is_dir():
+    print("unlearned model:", nb.relative(run.dir / "unlearned"))
+else:  # stopped again: nothing is lost, the next run of this cell resumes
+    print(f"the finetune stage is unfinished ({monitor.status}); run this cell again to resume")
 
 # %% [markdown]
 # ## What the loss measures

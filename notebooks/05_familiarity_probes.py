@@ -42,6 +42,16 @@ nb = notebook.setup("05_familiarity_probes")
 run = nb.run()
 
 # %% [markdown]
+# ## The headline
+# The run's report table, as `report.html` and the README give it: the mean probability of the correct next
+# token on the report's split (`report.split`, heldout by default), split by what the answer is, with 95%
+# paired-bootstrap intervals and the generic reference. The rest of this notebook looks closer, on the **dev**
+# split (the heldout split stays for the report); each view says how many probes it shows.
+
+# %%
+nb.outcome(run)
+
+# %% [markdown]
 # ## The models
 # The baseline, and every unlearned model in the run directory: the one `04_finetuning` trained and any variants
 # with other settings (`variants/<name>/unlearned`). They are plain Hugging Face folders, so any tool can load
@@ -65,8 +75,10 @@ readable(pd.DataFrame({"model": list(models), "source": [nb.relative(lm.source) 
 limit = 8 if nb.is_tiny else 24
 next_token = (nb.probes("probability", split="dev", limit=limit) + nb.probes("collateral", split="dev", limit=limit)
               + nb.probes("general", split="dev", limit=limit))
-compare = ProbeComparer.from_models(models, nb.probes("completion", limit=limit), next_token,
-                                    anchor_terms=list(run.anchors.entries))
+completion = nb.probes("completion", limit=limit)
+print(f"{len(completion)} completion prompts; dev split: " + ", ".join(
+    f"{sum(p.kind == k for p in next_token)} {k}" for k in dict.fromkeys(p.kind for p in next_token)) + " probes")
+compare = ProbeComparer.from_models(models, completion, next_token, anchor_terms=list(run.anchors.entries))
 
 # %% [markdown]
 # ## Side by side
@@ -111,7 +123,7 @@ order = list(models) + ["generic reference"]
 fig = px.bar(by_kind, x="answer_kind", y="mean", color="variant", barmode="group", height=340,
              category_orders={"variant": order}, hover_data={"size": True},
              labels={"mean": "mean P(correct next token)", "answer_kind": "answer kind", "variant": ""},
-             title="target probes (dev) by answer kind: baseline, unlearned, and the generic reference")
+             title=f"{len(target)} target probes (dev) by answer kind: baseline, unlearned, generic reference")
 fig.show()
 table = rows.pivot_table(index="answer_kind", columns="variant", values="prob", aggfunc="mean")[order].reset_index()
 readable(table)

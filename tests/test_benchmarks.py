@@ -225,3 +225,18 @@ def test_notebook_walk_names_the_stages_each_notebook_ran(tmp_path):
     assert sorted(k for k, v in after.items() if before.get(k) != v) == ["variants/target=hard: finetune"]
     assert walk.main(["--run", str(tmp_path / "nothing")]) == 2
     assert walk.main(["--config", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_notebook_walk_reads_a_process_peak_memory():
+    """The walk's per-notebook memory figure: a live process's peak resident set from /proc, which agrees with
+    what the kernel reports through getrusage for this process."""
+    import os
+    import resource
+    import sys
+
+    walk = _import_bench("notebook_walk")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("/proc is Linux's")
+    peak = walk._peak_rss_mib(os.getpid())
+    assert peak is not None and abs(peak - resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024) < 16
+    assert walk._peak_rss_mib(None) is None and walk._peak_rss_mib(2 ** 22 + 12345) is None

@@ -6,12 +6,18 @@ in headless Chromium on the tiny model.
   test_browser_notebooks.py gives it): score, accept five suggestions (one a multi-word phrase), alternatives
   from a fake OpenAI-compatible endpoint on loopback and from the offline proposer, reject a suggestion, save,
   and the notebook's labels cell labels with the saved map; on a 1366 px wide page with the file browser open,
-  where the editor must fit.
+  where the editor must fit;
+- curating the Sherlock Holmes pack's own map at 1366x768 with the file browser open: a new entry onto an
+  existing key (asked, cancelled, then merged), a rename onto an existing key (asked, replaced, undone, merged),
+  a key consolidation covers (shown, edited) and a key that makes another one covered; the saved file holds every
+  entry the curator did not delete, and the feedback of each action is in view beside its buttons.
 
 Needs Debian's ``chromium`` (``/usr/bin/chromium``; ``.ci/run`` installs it) and the ``playwright`` Python package
 (the ``dev`` extra). Playwright's own browser download is never used. Screenshots go to ``tests/artifacts/``:
 ``anchor_editor.png`` (the edited editor; the whole page beside it, ``anchor_editor_page.png``) and
-``anchor_editor_1366.png`` (the page at 1366 px with the file browser open, the curated editor in view).
+``anchor_editor_1366.png`` (the page at 1366 px with the file browser open, the curated editor in view),
+``anchor_editor_ask_768.png`` and ``anchor_editor_saved_768.png`` (1366x768: the merge / replace / cancel
+question; the saved map).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ pytestmark = pytest.mark.browser
 SCREENSHOT = ARTIFACTS / "anchor_editor.png"
 NEW_ALTERNATIVE = "Zebediah Quux"
 CURATE = "02_curate_sherlock"  # 02_anchor_editing with a first cell that sets its parameters
+KEEP = "02_keep_sherlock"  # 02_anchor_editing on the Sherlock Holmes pack's own map
 ENDPOINT_NAMES = ["Alderley", "Brampton", "Colwick"]  # what the fake endpoint proposes for every key
 
 
@@ -66,9 +73,16 @@ def lab(tmp_path_factory, endpoint):
               "WORKBENCH_PROPOSER_URL": endpoint.url, "WORKBENCH_PROPOSER_MODEL": "fake"}
     curate.cells.insert(0, nbformat.v4.new_code_cell(
         f"import os\nos.environ.pop('WORKBENCH_MODEL', None)\nos.environ.update({params!r})"))
-    notebooks = {"02_anchor_editing.ipynb": ROOT / "notebooks" / "02_anchor_editing.ipynb", f"{CURATE}.ipynb": curate}
+    keep_config = root / "sherlock_keep.yaml"
+    keep_config.write_text(yaml.safe_dump({**SHERLOCK_TINY, "name": "sherlock-keep"}))
+    keep = nbformat.read(ROOT / "notebooks" / "02_anchor_editing.ipynb", as_version=4)
+    keep.cells.insert(0, nbformat.v4.new_code_cell(
+        f"import os\nos.environ.pop('WORKBENCH_MODEL', None)\nos.environ.update({{'WORKBENCH_CONFIG': {str(keep_config)!r}}})"))
+    notebooks = {"02_anchor_editing.ipynb": ROOT / "notebooks" / "02_anchor_editing.ipynb", f"{CURATE}.ipynb": curate,
+                 f"{KEEP}.ipynb": keep}
     with jupyterlab(root, notebooks, {"WORKBENCH_MODEL": "tiny"}) as server:
         server["config"] = config
+        server["keep_config"] = keep_config
         yield server
 
 
@@ -167,6 +181,12 @@ def _wait_gone(page, word: str) -> None:
                            f".some(s => s.textContent === {word!r})", timeout=30_000)
 
 
+def _wait_added(page, word: str) -> None:
+    """An accepted suggestion's row stays where it was, marked as added."""
+    page.wait_for_function(f"() => [...document.querySelectorAll('.wb-anchor-suggestions .wb-suggestion.wb-added')]"
+                           f".some(s => s.textContent === {word!r})", timeout=30_000)
+
+
 def _row_button(page, word: str, cls: str):
     row = page.locator(".wb-anchor-suggestions .widget-hbox").filter(
         has=page.locator(".wb-suggestion", has_text=re.compile(f"^{re.escape(word)}$")))
@@ -209,7 +229,7 @@ def test_curate_from_an_empty_map_in_the_browser(lab, page, endpoint, monkeypatc
         for word in accepted:
             _row_button(page, word, "wb-accept").click()
             _wait_status(page, f"accepted suggestion {word!r}")
-            _wait_gone(page, word)  # accepted ones leave the list (the rows render after the status line)
+            _wait_added(page, word)  # accepted ones stay, marked (the rows render after the status line)
         table = page.inner_text(".wb-anchor-table")
         assert all(w in table for w in accepted) and "(placeholder)" in table
 
@@ -266,7 +286,7 @@ def test_curate_from_an_empty_map_in_the_browser(lab, page, endpoint, monkeypatc
         page.locator(".jp-NotebookPanel .jp-CodeCell").last.locator(".jp-InputArea-editor").click()
         page.keyboard.press("Shift+Enter")
         page.wait_for_function("() => [...document.querySelectorAll('.jp-OutputArea-output')].some("
-                               "e => e.innerText.includes(\"'added'\"))", timeout=240_000)
+                               "e => e.innerText.includes('added: '))", timeout=240_000)
         wait_until(page, "() => !!document.querySelector(\".jp-Notebook-ExecutionIndicator[data-status='idle']\")",
                    120, "the labels cell to finish")
         assert page.locator(ERRORS).count() == 0, page.locator(ERRORS).first.inner_text()
@@ -291,3 +311,118 @@ def test_curate_from_an_empty_map_in_the_browser(lab, page, endpoint, monkeypatc
             fp = Run(made, record.parent.parent, log=None).fingerprint("labels")
             labelled.append(json.loads(record.read_text())["fingerprint"] == fp)
     assert labelled == [True], labelled
+
+
+def _in_view(page, selector: str) -> bool:
+    """Whether the element is inside the 1366x768 viewport (the feedback of a click is seen without scrolling)."""
+    box = page.locator(selector).bounding_box()
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 768 and box["x"] + box["width"] <= 1366
+
+
+def _ask_and_answer(page, answer: str, needle: str) -> str:
+    """Press apply, see the question beside the buttons, answer it; returns the status line."""
+    page.wait_for_function("() => !document.querySelector('button.wb-anchor-apply').disabled", timeout=20_000)
+    page.click("button.wb-anchor-apply")
+    page.wait_for_selector("button.wb-confirm-merge", timeout=30_000)
+    status = _wait_status(page, "is already a key")
+    assert _in_view(page, ".wb-anchor-status") and _in_view(page, "button.wb-confirm-merge"), "the question is off-screen"
+    if answer is None:
+        return status
+    page.click(f"button.wb-confirm-{answer}")
+    return _wait_status(page, needle)
+
+
+def test_curating_a_pack_map_loses_no_entry(lab, page):
+    """The Sherlock Holmes pack's map at 1366x768 with the file browser open: nothing is lost unless deleted."""
+    from workbench.anchors import consolidate, key_counts, load_anchor_map
+    from workbench.config import load_config
+    from workbench.pack import load_pack
+
+    failure = ARTIFACTS / "failure_keep.png"
+    failure.unlink(missing_ok=True)
+    pack_file = load_pack("sherlock_holmes").anchors_path
+    original = load_anchor_map(pack_file, do_consolidate=False).entries
+    dropped = dict(consolidate(original)[1])
+    assert "Sherlock Holmes" in dropped and {"Lestrade", "Gregson"} <= set(original) and "John" not in original
+    page.set_viewport_size({"width": 1366, "height": 768})
+    try:
+        _run_notebook(page, lab, KEEP)
+        if not page.locator("#filebrowser").is_visible():
+            page.click(".jp-SideBar [data-id='filebrowser']")
+        page.wait_for_selector("#filebrowser", state="visible", timeout=10_000)
+        # the editor shows every key of the file, and the run's counts (the run's log line, from one function)
+        counts = page.inner_text(".wb-anchor-coverage .wb-anchor-counts")
+        assert counts.startswith(f"{len(original)} keys ({len(dropped)} covered by other keys"), counts
+        assert len(page.locator(".wb-anchor-picker select option").all_inner_texts()) == len(original)
+
+        # a new entry onto an existing key: asked; cancel keeps Gregson, merge adds the new alternative
+        page.click("button.wb-anchor-new")
+        page.wait_for_function("() => document.querySelector('.wb-anchor-key input').value === ''", timeout=20_000)
+        page.fill(".wb-anchor-key input", "Gregson")
+        page.fill(".wb-anchor-alts textarea", "Hartley")
+        page.locator(".wb-anchor-editor").screenshot(path=str(ARTIFACTS / "anchor_editor_ask.png"))
+        _ask_and_answer(page, None, "")
+        page.screenshot(path=str(ARTIFACTS / "anchor_editor_ask_768.png"))
+        page.click("button.wb-confirm-cancel")
+        _wait_status(page, "cancelled: 'Gregson' keeps")
+        page.click("button.wb-anchor-apply")
+        page.wait_for_selector("button.wb-confirm-merge", timeout=30_000)
+        page.click("button.wb-confirm-merge")
+        _wait_status(page, "merged into 'Gregson'")
+        gregson = original["Gregson"] + ["Hartley"]
+
+        # a rename onto an existing key: asked; replace, undone (both keys back), then merged
+        _pick(page, "Lestrade")
+        page.fill(".wb-anchor-key input", "Gregson")
+        _ask_and_answer(page, "replace", "renamed 'Lestrade' to 'Gregson'")
+        page.click("button.wb-anchor-undo")
+        _wait_status(page, "undone")
+        _pick(page, "Lestrade")
+        page.fill(".wb-anchor-key input", "Gregson")
+        _ask_and_answer(page, "merge", "merged 'Lestrade' into 'Gregson'")
+        gregson += [a for a in original["Lestrade"] if a not in gregson]
+
+        # a key consolidation covers: shown as covered, editable, kept
+        page.fill(".wb-anchor-search input", "Holmes")
+        page.wait_for_function("() => document.querySelector('.wb-anchor-table').innerText.includes('covered by')",
+                               timeout=30_000)
+        _pick(page, "Sherlock Holmes")
+        assert "covered by 'Sherlock' + 'Holmes'" in page.inner_text(".wb-anchor-concordance_title")
+        page.fill(".wb-anchor-alts textarea", "\n".join(original["Sherlock Holmes"][:-1] + ["Walter Lynch"]))
+        page.wait_for_function("() => !document.querySelector('button.wb-anchor-apply').disabled", timeout=20_000)
+        page.click("button.wb-anchor-apply")
+        _wait_status(page, "updated 'Sherlock Holmes'")
+        # a new key that makes another one covered ('John Watson': 'John' and 'Watson' are keys now)
+        page.click("button.wb-anchor-new")
+        page.fill(".wb-anchor-key input", "John")
+        page.fill(".wb-anchor-alts textarea", "Tom")
+        page.wait_for_function("() => !document.querySelector('button.wb-anchor-apply').disabled", timeout=20_000)
+        page.click("button.wb-anchor-apply")
+        _wait_status(page, "added 'John'")
+        counts = page.inner_text(".wb-anchor-coverage .wb-anchor-counts")
+        assert counts.startswith(f"{len(original)} keys ({len(dropped) + 1} covered"), counts
+
+        # save from the button; the status is beside it, in view
+        page.click("button.wb-anchor-save")
+        _wait_status(page, f"saved {len(original)} anchors")
+        assert _in_view(page, ".wb-anchor-status")
+        page.screenshot(path=str(ARTIFACTS / "anchor_editor_saved_768.png"))
+        fb = page.locator("#filebrowser").bounding_box()
+        fit = page.evaluate(OVERFLOW)
+        assert fit["left"] >= fb["x"] + fb["width"] - 1 and fit["right"] <= min(1366, fit["panel_right"]), fit
+        assert not fit["out"], json.dumps(fit)
+    except BaseException:
+        page.screenshot(path=str(failure), full_page=True)
+        raise
+
+    run_dir = lab["dir"] / "runs" / load_config(lab["keep_config"]).name
+    saved_map = load_anchor_map(run_dir / "anchors.curated.json", do_consolidate=False)
+    saved = saved_map.entries
+    # every entry the curator did not delete: Lestrade merged into Gregson, John added, the rest as in the pack
+    assert set(saved) == set(original) - {"Lestrade"} | {"John"}
+    assert saved["Gregson"] == gregson and saved["John"] == ["Tom"]
+    assert saved["Sherlock Holmes"] == original["Sherlock Holmes"][:-1] + ["Walter Lynch"]
+    assert all(saved[k] == v for k, v in original.items() if k not in ("Lestrade", "Gregson", "Sherlock Holmes"))
+    run_map = load_anchor_map(run_dir / "anchors.curated.json")  # as a run reads it: the covered keys dropped
+    assert {k for k, _ in run_map.dropped} == set(dropped) | {"John Watson"}
+    assert key_counts(run_map, {})["keys"] == len(saved)

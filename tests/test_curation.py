@@ -90,8 +90,8 @@ def test_editor_concordance_opens_the_block_of_an_occurrence(blocks):
     ed.select("Hermione")
     ed.widget
     occ = ed.index.occurrences("Hermione")
-    assert len(ed._w["concordance"].options) == len(occ) > 1
-    ed._w["concordance"].value = len(occ) - 1  # a click on the last line
+    assert len(ed._w["concordance"].children) == len(occ) > 1
+    ed._w["concordance"].children[-1].children[0].click()  # a click on the last line
     assert ed.block_pos == occ[-1].pos and "Hermione" in ed.block_text
     assert f"block {blocks[occ[-1].pos].index} " in ed._w["preview"].value
 
@@ -112,13 +112,16 @@ def test_editor_suggestions_reject_edit_accept_and_review(tmp_path, blocks):
     assert ed.index.count("Nearly Headless Nick") == 2
     # reject a key and a suggestion: both remembered, neither suggested again
     assert ed.reject("This") and "This" not in ed.anchors.entries
-    ed._w["suggestions"].children[1].children[2].click()  # reject "Dumbledore" (after "Hagrid")
-    assert set(ed.rejected) == {"This", "Dumbledore"} and list(ed.suggestions["word"]) == ["Hagrid"]
+    # the accepted phrase's row stays, marked; "This", rejected as a key, leaves the list
+    assert list(ed.suggestions["word"]) == ["Nearly Headless Nick", "Hagrid", "Dumbledore"]
+    ed._w["suggestions"].children[2].children[2].click()  # reject "Dumbledore" (after "Hagrid")
+    assert set(ed.rejected) == {"This", "Dumbledore"} and list(ed.suggestions["word"]) == ["Nearly Headless Nick", "Hagrid"]
     # edit a suggestion before accepting it, with a status and a note
     ed.edit_suggestion("Hagrid")
     assert ed.selected is None and ed.form_key == "Hagrid"
     ed.set_form(alternatives=["the groundskeeper"], status="accepted", note="the keeper of keys")
     assert ed.apply() and ed.review_status("Hagrid") == "accepted" and "Hagrid" not in ed.accepted
+    assert list(ed.suggestions["added"]) == [True, True]
     # save warns about the remaining placeholder; the review survives a reload, JSON and CSV
     ed.save()
     assert "placeholder" in ed.status and any("Nearly Headless Nick" in w for w in ed.save_warnings)

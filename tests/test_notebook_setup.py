@@ -178,7 +178,42 @@ def test_export_report_is_one_self_contained_html_file(tmp_path):
     out = export_report(run)
     text = out.read_text()
     assert out == run / "report.html" and text.startswith("<!DOCTYPE html>")
-    assert "0.237" in text and "0.108" in text and "-54.4%" in text and "0.092" in text  # table and generic column
+    assert "0.2373" in text and "0.1081" in text and "-54.4%" in text and "0.0917" in text  # table and generic column
     assert "<svg" in text and "210.5" in text and "0.123" in text and "Variant target=hard" in text
     assert "hard targets" in text and "soft targets" in text
     assert "<script" not in text and not re.search(r"""(src|href)=["']?(https?:|/|\.)""", text)  # nothing external
+
+
+def test_outcome_html_is_the_report_table_with_its_split(tmp_path):
+    """The table the notebooks open and close with: the report's outcome_table, every row and number, under a
+    title naming the report's split and the number of probes of each set; the same block report.html shows."""
+    from workbench.outcome import outcome_table
+    from workbench.report_html import outcome_html, export_report
+
+    report = {
+        "config": {"report": {"split": "heldout"}},
+        "probes": {"probability": {"n": 117, "baseline_mean_prob": 0.2396, "unlearned_mean_prob": 0.1346,
+                                   "relative_change": 0.1346 / 0.2396 - 1, "relative_change_ci95": [-0.558, -0.322]},
+                   "collateral": {"n": 83, "baseline_mean_prob": 0.3238, "unlearned_mean_prob": 0.3126,
+                                  "relative_change": -0.034, "relative_change_ci95": [-0.066, -0.007]}},
+        "probes_by_answer_kind": {"probability/anchor": {"set": "probability", "answer_kind": "anchor", "n": 37,
+                                                         "baseline_mean_prob": 0.246, "unlearned_mean_prob": 0.0453,
+                                                         "relative_change": -0.816,
+                                                         "relative_change_ci95": [-0.9, -0.721]}},
+        "generic_reference": {"all": {"n": 117, "mean_prob": 0.1025}, "anchor": {"n": 37, "mean_prob": 0.009}},
+    }
+    html = outcome_html(report)
+    assert "Before and after: heldout probes (117 probability, 83 collateral)" in html
+    table = outcome_table(report)
+    for r in table.itertuples():
+        assert r.measure.strip() in html and r.change in html and (r._6 is None or r._6 in html)
+    for v in ("0.2396", "0.1346", "0.1025", "0.0090", "-43.8%", "[-55.8%, -32.2%]", "-81.6%"):
+        assert v in html, v
+    assert "<script" not in html
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "report.json").write_text(json.dumps(report))
+    (run / "config.yaml").write_text(yaml.safe_dump({"report": {"split": "heldout"}}))
+    assert outcome_html(report) in export_report(run).read_text()
+    report["config"]["report"]["split"] = None
+    assert "Before and after: all probes" in outcome_html(report)

@@ -21,12 +21,13 @@ TINY_LIMIT_S = 180  # the issue's budget per notebook on the tiny model
 
 # what each notebook must show when it ran through (beyond raising no error)
 MARKERS = {
-    "00_quickstart": ["run directory:", "changed_share", "familiarity"],
+    "00_quickstart": ["run directory:", "changed_share", "probability probes of the dev split", "report.enabled"],
     "01_scoring": ["scored positions", "mean_gain"],
     "02_anchor_editing": ["updated '", "undone", "changed_share"],
     "03_label_inspection": ["inexact_share", "agree_share"],
     "04_finetuning": ["stopped cleanly at step 2", "checkpoint-2", "finished"],
-    "05_familiarity_probes": ["familiarity", "collateral", "top1_rate", "unlearned: target=", "report.html"],
+    "05_familiarity_probes": ["report.enabled", "familiarity", "collateral", "top1_rate", "unlearned: target=",
+                              "report.html"],
     "06_compare_methods": ["runs compared on the heldout probes", "no tuning in", "target_drop", "pareto"],
 }
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +18,7 @@ from helpers import SENTENCES, tiny_config
 
 from workbench.anchors import AnchorMap
 from workbench.config import config_from_dict
+from workbench.errors import WorkbenchError
 from workbench.corpus import Document, make_blocks
 from workbench.translate import translate_blocks
 from workbench.widgets import (
@@ -78,7 +82,8 @@ def test_editor_starts_on_the_most_frequent_key_of_the_first_block(amap):
 def test_editor_table_search_and_sort(amap):
     ed = AnchorEditor(amap, texts=TEXTS)
     t = ed.table
-    assert list(t.columns) == ["key", "alternatives", "n_alternatives", "occurrences", "status", "note", "placeholder"]
+    assert list(t.columns) == ["key", "alternatives", "n_alternatives", "occurrences", "status", "note", "placeholder",
+                                "covered"]
     assert t["occurrences"].is_monotonic_decreasing
     assert t.set_index("key").loc["Harry", "occurrences"] == sum(text.count("Harry") for text in TEXTS)
     ed.search = "academy"  # matches alternatives too, case-insensitively
@@ -182,6 +187,117 @@ def test_editor_add_rename_delete_undo_redo(amap):
     assert ed.redo() is False
 
 
+def test_editor_asks_before_applying_onto_an_existing_key(amap):
+    ed = AnchorEditor(amap, texts=TEXTS)
+    ed.new()
+    ed.set_form("Hermione", ["Lucy"], note="from the form")
+    assert any("already a key" in w for w in ed.form_warnings)
+    assert ed.apply() is False and ed.anchors is amap  # nothing changed yet: the editor asks
+    assert ed.pending["key"] == "Hermione" and "merge" in ed.status and "cancel" in ed.status
+    ed.widget
+    labels = [b.description for b in ed._w["confirm"].children[1:]]
+    assert labels == ["merge", "replace", "cancel"]
+    ed._w["confirm"].children[3].click()  # cancel
+    assert ed.anchors is amap and ed.pending is None and "cancelled" in ed.status
+    assert ed._w["confirm"].children == ()
+    # merge: the old alternatives first, the new one added once
+    ed.set_form("Hermione", ["Lucy", "Sarah"])
+    assert ed.apply() is False
+    ed._w["confirm"].children[1].click()
+    assert ed.anchors.entries["Hermione"] == ["Sarah", "Emily", "Lucy"] and ed.selected == "Hermione"
+    assert ed.anchors.review["Hermione"]["note"] == "from the form"
+    # replace, from code; undo walks back through both
+    ed.new()
+    ed.set_form("Hermione", ["Lucy"])
+    assert ed.apply(on_conflict="replace") and ed.anchors.entries["Hermione"] == ["Lucy"]
+    assert ed.undo() and ed.anchors.entries["Hermione"] == ["Sarah", "Emily", "Lucy"]
+    assert ed.undo() and ed.anchors.entries == amap.entries
+    # editing the selected key's own alternatives needs no question
+    ed.select("Ron")
+    ed.set_form(alternatives=["Pete"])
+    assert ed.apply() and ed.pending is None and ed.anchors.entries["Ron"] == ["Pete"]
+
+
+def test_editor_asks_before_renaming_onto_an_existing_key(amap):
+    ed = AnchorEditor(amap.with_review("Granger", note="surname"), texts=TEXTS)
+    start = ed.anchors
+    ed.select("Weasley")
+    ed.set_form(key="Granger")  # rename Weasley onto Granger
+    assert ed.apply() is False and ed.anchors is start
+    assert ed.pending == {"key": "Granger", "from": "Weasley", "alternatives": ["Smith"], "existing": ["Jones"]}
+    assert "renaming 'Weasley' to 'Granger'" in ed.status
+    assert ed.confirm("cancel") is False and ed.anchors is start
+    # merge: Granger keeps its alternatives and note and gets Weasley's; Weasley is gone (undo brings it back)
+    ed.select("Weasley")
+    ed.set_form(key="Granger")
+    ed.apply()
+    assert ed.confirm("merge")
+    assert ed.anchors.entries["Granger"] == ["Jones", "Smith"] and "Weasley" not in ed.anchors.entries
+    assert ed.anchors.review["Granger"]["note"] == "surname"
+    assert len(ed.anchors) == len(amap) - 1 and "merged 'Weasley' into 'Granger'" in ed.status
+    assert ed.undo() and ed.anchors.entries == amap.entries
+    # replace: Weasley's alternatives under the name Granger
+    ed.select("Weasley")
+    ed.set_form(key="Granger")
+    assert ed.apply(on_conflict="replace")
+    assert ed.anchors.entries["Granger"] == ["Smith"] and "Weasley" not in ed.anchors.entries
+    assert ed.undo() and ed.anchors.entries == amap.entries
+    with pytest.raises(WorkbenchError):
+        ed.apply(on_conflict="overwrite")
+
+
+def test_editor_keeps_and_saves_keys_a_run_drops(tmp_path):
+    """Keys consolidation drops ("Harry Potter" when "Harry" and "Potter" are keys, a possessive) stay in the
+    editor, marked with what covers them, and in the saved file; the preview translates as the run does, and
+    the editor's counts are the run's, from the same function."""
+    from workbench.anchors import key_counts, load_anchor_map
+
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps({"anchors": {**ANCHORS, "Harry Potter": ["Jon Miller"], "Nimbus": ["broom"],
+                                            "Hogwarts's": ["the school's"]}}))
+    run_map = load_anchor_map(path)  # as a run loads it
+    assert {k for k, _ in run_map.dropped} == {"Harry Potter", "Hogwarts's"}
+    ed = AnchorEditor(run_map, texts=TEXTS)  # a consolidated map: the editor reads its file again, whole
+    assert set(ed.anchors.entries) == set(ANCHORS) | {"Harry Potter", "Nimbus", "Hogwarts's"}
+    assert ed.covered["Harry Potter"] == "covered by 'Harry' + 'Potter' (every word is itself a key)"
+    row = ed.table.set_index("key").loc["Harry Potter"]
+    assert row["covered"].startswith("covered by") and row["occurrences"] == 0
+    # the preview translates as the labels stage: 'Harry Potter' through its two words
+    text = TEXTS[0]
+    assert ed.translated == run_map.translate(text, 0, 0) and "Jon Miller" not in ed.translated
+    # the same counts as the run, from one function (over the same texts)
+    expected = key_counts(run_map, run_map.coverage(TEXTS))
+    assert ed.counts == expected and expected["keys"] == len(ANCHORS) + 3 and expected["covered"] == 2
+    assert expected["never"] == ["Nimbus"] + [k for k in run_map.entries if k != "Nimbus" and
+                                              not any(k in t for t in TEXTS)]
+    ed.widget
+    assert expected["line"].replace("'", "&#x27;") in ed._w["coverage"].value
+    # accepting a key that covers another one keeps the covered key, saved with its alternatives
+    ed.accept_suggestion("Granger's", ["Jones's"])
+    assert "Granger's" in ed.covered and "Granger's" in ed.anchors.entries
+    out = ed.save(tmp_path / "saved.json")
+    saved = json.loads(out.read_text())["anchors"]
+    assert saved["Harry Potter"] == ["Jon Miller"] and saved["Hogwarts's"] == ["the school's"]
+    assert set(saved) == set(ed.anchors.entries)
+    assert ed.load(out) and set(ed.anchors.entries) == set(saved)
+
+
+def test_editor_concordance_focus_shows_the_clicked_occurrence(amap):
+    ed = AnchorEditor(amap, texts=TEXTS)
+    ed.select("Hogwarts")
+    conc = ed.concordance
+    ed.widget
+    rows = ed._w["concordance"].children
+    assert len(rows) == len(conc) > 2
+    rows[2].children[0].click()
+    assert ed.block_pos == conc.loc[2, "pos"] and ed.focus == 2
+    focus = ed._w["preview"].value.split('class="wb-focus"')[1].split("</div>")[0]
+    assert f"occurrence 3 of {len(conc)}" in focus and ">Hogwarts</mark>" in focus
+    value = amap.choose("Hogwarts", 0, ed.block_index)
+    assert f">{value}</mark>" in focus
+    assert "background:#fff8e1" in ed._w["concordance"].children[2].children[1].value
+
+
 def test_editor_deletes_the_last_entry_and_starts_from_an_empty_map(tmp_path):
     ed = AnchorEditor({"Harry": ["Jon"]}, texts=TEXTS)
     assert ed.delete("Nobody") is False
@@ -207,7 +323,11 @@ def test_editor_suggestions_accept_with_one_click(amap):
     assert "Hagrid" in ed.anchors.entries and ed.selected == "Hagrid"
     assert "Hagrid" in ed.accepted and "placeholder" in ed.status
     assert ed.anchors.entries["Hagrid"][0][0].isupper()  # a name for a capitalised word
-    assert "Hagrid" not in list(ed.suggestions["word"]) and len(ed._w["suggestions"].children) == 2
+    # the accepted row stays where it was, marked with what it became (the list does not shift under the pointer)
+    assert list(ed.suggestions["word"]) == ["Hagrid", "Voldemort", "wand"]
+    assert list(ed.suggestions["added"]) == [True, False, False] and len(ed._w["suggestions"].children) == 3
+    assert "added" in ed._w["suggestions"].children[0].children[1].value
+    assert not any(b.description == "accept" for b in ed._w["suggestions"].children[0].children[:1])
     assert "(placeholder)" in ed._w["table"].value
     assert ed.accept_suggestion("wand") and ed.anchors.entries["wand"] == ["thing"]
     assert ed.accept_suggestion("Voldemort", ["the dark lord"]) and "Voldemort" not in ed.accepted
@@ -240,7 +360,10 @@ def test_editor_save_and_load(tmp_path, amap):
     other.write_text(json.dumps({"Hogwarts": ["a school"], "Harry": ["Jon"], "Harry's": ["Jon's"]}))
     ed._w["path"].value = str(other)
     ed._w["load"].click()
-    assert set(ed.anchors.entries) == {"Hogwarts", "Harry"} and "1 redundant keys dropped" in ed.status
+    # the possessive a run drops stays in the editor, marked with what covers it
+    assert set(ed.anchors.entries) == {"Hogwarts", "Harry", "Harry's"} and "1 covered by other keys" in ed.status
+    assert ed.covered == {"Harry's": "covered by 'Harry' (possessive of key 'Harry')"}
+    assert "covered by &#x27;Harry&#x27;" in ed._w["table"].value
     assert ed.selected in ed.anchors.entries
     assert ed.undo() and "Hagrid" in ed.anchors.entries
     # a broken file: the error is shown, the map kept
@@ -365,9 +488,9 @@ def test_label_inspector_matches_store(tiny_run):
     store = tiny_run.labels()
     ins = LabelInspector(store, tiny_run.tokenizer)
     assert ins.alpha == 5.0 and ins.block == int(store.blocks["block"].iloc[0])
-    for a in store.alphas:
+    for a in store.alphas:  # a stored alpha shows exactly the stored labels, all exact
         df = ins.labels(a)
-        assert (df["label"].to_numpy() == store.positions[f"label_a{a:g}"].to_numpy()).all() or not df["exact"].all()
+        assert (df["label"].to_numpy() == store.positions[f"label_a{a:g}"].to_numpy()).all() and df["exact"].all()
     agree = ins.stored_agreement()
     assert list(agree["alpha"]) == store.alphas and (agree["agree_share"] >= agree["exact_share"] - 1e-9).all()
     rec = store.recompute(2.5)
@@ -378,6 +501,45 @@ def test_label_inspector_matches_store(tiny_run):
     share = ins.changed_share([0.0, 5.0])
     summary = store.summary()
     assert np.allclose(share["changed_share"], summary["changed_share"])
+
+
+def test_label_inspector_shows_what_training_uses(tiny_run):
+    """At the training alpha the inspector's labels are the ones the finetune stage trains on (its dataset, built
+    from the label store's block table), position by position; and so is the token diff of every block."""
+    from workbench.finetune import build_dataset
+    from workbench.widgets import TokenDiff
+
+    store = tiny_run.labels()
+    cfg = tiny_run.cfg.finetune
+    assert cfg.alpha in store.alphas
+    items = build_dataset(store, cfg).items  # one per block, in the block table's order
+    trained = {int(b): items[i]["generic_labels"] for i, b in enumerate(store.blocks["block"])}
+    ins = LabelInspector(store, tiny_run.tokenizer, alpha=cfg.alpha)
+    df = ins.labels()
+    assert len(df) > 0 and df["exact"].all()
+    for r in df.itertuples():
+        assert r.label == trained[r.block][r.pos], (r.block, r.pos)  # the label at t trains the logits at t
+    assert ", 0 not exact" in ins.summary_html() and "dashed tokens" not in ins.summary_html()
+    for b in trained:
+        cells = ins.token_diff(block=b).cells
+        other = TokenDiff.from_store(store, tiny_run.tokenizer, b, cfg.alpha).cells  # 00's and 04's view
+        assert [(c.label, c.exact) for c in cells] == [(c.label, c.exact) for c in other]
+
+
+def test_label_inspector_at_a_stored_alpha_shows_the_stored_labels():
+    """A stored label that the top-k cannot reproduce (the full-vocabulary winner lies outside the top-k) is shown
+    as stored, and exact; only a recomputed alpha is flagged."""
+    store = _FakeStore()
+    store.alphas = [0.0, 1.0]
+    store.positions["label_a1"] = [99, 10]  # position 0: the labels stage's full-vocabulary label
+    ins = LabelInspector(store, _Tok(), alpha=1.0)
+    df = ins.labels()
+    assert list(df["label"]) == [99, 10] and df["exact"].all()
+    assert "a stored alpha" in ins.summary_html() and "not exact" not in ins.summary_html().replace("0 not exact", "")
+    assert ins.token_diff().html.count("wb-inexact") == 0
+    assert ins.stored_agreement().set_index("alpha").loc[1.0, "agree_share"] == 0.5  # the top-k's own answer
+    ins.set_alpha(1.5)
+    assert not ins.labels()["exact"].all() and "not a stored alpha" in ins.summary_html()
 
 
 def test_label_inspector_controls(tiny_run):
@@ -554,6 +716,7 @@ def test_training_monitor_driven_by_callbacks(tmp_path):
     from transformers import TrainerControl
 
     mon = TrainingMonitor()
+    mon.plot_interval = 0  # every log drawn at once (see the end for the throttled curve)
     history, phases, controller = mon.callbacks
     mon.widget
     w = mon._w
@@ -582,6 +745,12 @@ def test_training_monitor_driven_by_callbacks(tmp_path):
     assert [t.name for t in fig.data] == ["reinforce", "finetune", "finetune target_loss", "finetune retain_kl"]
     assert fig.data[2].line.dash == "dot"
     assert list(mon.history["phase"]) == ["reinforce", "reinforce", "finetune"]
+    # while training, the curve is redrawn at most once per plot_interval; the end of a phase draws the rest
+    mon.plot_interval = 3600
+    history.on_log(_args(""), _state(2), TrainerControl(), logs={"loss": 0.8})
+    assert tuple(fig.data[1].y) == (1.0,) and mon.records[-1]["loss"] == 0.8
+    phases.on_train_end(_args(""), _state(2), TrainerControl())
+    assert tuple(fig.data[1].y) == (1.0, 0.8)
 
 
 def test_training_monitor_failure_is_reported():
@@ -621,3 +790,92 @@ def test_training_monitor_stops_and_resumes_a_real_training(tmp_path):
     steps = [r["step"] for r in mon.records]
     assert steps[0] == 1 and steps[1] == 2 and steps == sorted(steps)  # resumed after step 1
     assert len(mon.figure.data) == 1 and len(mon.figure.data[0].x) == len(steps)  # one continued curve
+
+
+def _burn(seconds: float) -> None:
+    end = time.time() + seconds
+    while time.time() < end:
+        pass
+
+
+@pytest.mark.integration
+def test_training_monitor_stop_is_seen_within_a_step_with_the_cpu_busy(tmp_path):
+    """With every core busy, a stop requested from another thread (as a click is, from the kernel's main
+    thread) ends training within one step; the status and the summary name the step it stopped at, which is
+    not a logging step, and say the stage is unfinished."""
+    import multiprocessing as mp
+
+    from workbench.run import Run
+
+    raw = small_config(tmp_path / "inputs")
+    cfg = config_from_dict({**raw, "reinforce": {**raw["reinforce"], "epochs": 3, "logging_steps": 3}})
+    mon = TrainingMonitor()
+    run = Run(cfg, tmp_path / "run", progress=False, log=None, callbacks=mon.callbacks)
+    burners = [mp.get_context("spawn").Process(target=_burn, args=(120,), daemon=True) for _ in range(os.cpu_count() or 2)]
+    for b in burners:
+        b.start()
+    try:
+        def click():
+            while mon.step < 4 and mon.state not in ("finished", "failed"):
+                time.sleep(0.005)
+            mon.stop()
+
+        clicker = threading.Thread(target=click)
+        mon.start(run.reinforce)
+        clicker.start()
+        assert mon.wait(timeout=300) is None and mon.state == "stopped", mon.status
+        clicker.join()
+    finally:
+        for b in burners:
+            b.terminate()
+            b.join()
+    stopped = mon.stopped_step
+    assert stopped is not None and 0 <= stopped - mon.stop_requested_step <= 1, (stopped, mon.stop_requested_step)
+    assert stopped % 3 != 0 and max(r["step"] for r in mon.records) < stopped  # stopped between two logging steps
+    assert mon.summary()["steps"].iloc[0] == stopped
+    assert f"stopped cleanly at step {stopped}; reinforced_ckpt/checkpoint-{stopped} kept" in mon.status
+    assert "unfinished" in mon.status
+    assert (mon.last_checkpoint / "trainer_state.json").is_file() and not run.is_done("reinforce")
+
+
+@pytest.mark.integration
+def test_scoring_the_corpus_keeps_memory_flat(tiny_run):
+    """Scoring allocates and frees a [positions, vocabulary] tensor per block; with the heap kept small
+    (models.keep_heap_small, set by load_model) the process does not grow with the number of blocks (it grew by
+    a block's logits, ~12 MB on the tiny model, per block before)."""
+    import sys
+
+    import dataclasses
+
+    from workbench.models import keep_heap_small
+    from workbench.scoring import score_blocks
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc's allocator")
+    assert keep_heap_small()
+
+    def rss_mib() -> float:
+        with open("/proc/self/status") as fh:
+            return next(int(l.split()[1]) for l in fh if l.startswith("VmRSS:")) / 1024
+
+    pair, tok = tiny_run._pair(), tiny_run.tokenizer
+    blocks = [dataclasses.replace(tiny_run.blocks[i % len(tiny_run.blocks)], index=i) for i in range(120)]
+    score_blocks(pair, blocks[:10], tok, 2, progress=False)  # warm up
+    before = rss_mib()
+    scores = score_blocks(pair, blocks, tok, 2, progress=False)
+    assert len(scores) == sum(len(b) - 1 for b in blocks)
+    assert rss_mib() - before < 200, rss_mib() - before
+
+
+@pytest.mark.integration
+def test_training_shows_a_bar_of_steps_and_no_log_dicts(tmp_path, capfd):
+    """Without a training monitor, a stage's training shows one bar of steps: no Trainer table of logged
+    numbers, no printed log dicts ({'loss': ...})."""
+    from workbench.run import Run
+
+    run = Run(config_from_dict(small_config(tmp_path / "inputs")), tmp_path / "run", progress=True, log=None)
+    run.reinforce()
+    err = capfd.readouterr()
+    text = err.out + err.err
+    assert "reinforced_ckpt" in text and "step" in text  # the bar
+    assert "{'loss'" not in text and "'train_runtime'" not in text and "<table" not in text

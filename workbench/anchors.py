@@ -26,7 +26,8 @@ from workbench.anchor_families import check_family_entry, family_index, parse_fa
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_text, parse_json, read_text_file
 
-__all__ = ["AnchorMap", "AnchorMatch", "load_anchor_map", "consolidate", "AnchorWarning", "REVIEW_STATUSES"]
+__all__ = ["AnchorMap", "AnchorMatch", "load_anchor_map", "consolidate", "covered_by", "key_counts", "AnchorWarning",
+           "REVIEW_STATUSES"]
 
 FORMAT = "whp-anchors/1"
 REVIEW_STATUSES = ("to review", "accepted", "rejected")  # a curator's verdict on a key (or a dismissed suggestion)
@@ -67,6 +68,35 @@ def consolidate(entries: Mapping[str, list[str]]) -> tuple[dict[str, list[str]],
             continue
         kept[key] = list(alts)
     return kept, dropped
+
+
+def covered_by(key: str, reason: str) -> str:
+    """What a run matches instead of a key consolidation dropped, for a curator: "covered by 'Sherlock' +
+    'Holmes' (every word is itself a key)"."""
+    base = next((key[: -len(s)] for s in _APOSTROPHES if key.endswith(s)), None)
+    if reason.startswith("possessive") and base:
+        return f"covered by {base!r} ({reason})"
+    return "covered by " + " + ".join(repr(w) for w in key.split()) + f" ({reason})"
+
+
+def key_counts(amap: "AnchorMap", counts: Mapping[str, int]) -> dict:
+    """The counts a run's log and the anchor editor both report, from a consolidated map and the occurrences of
+    its keys: ``keys`` (in the file), ``covered`` (dropped by consolidation: another key matches them), ``used``
+    (the keys a run matches), ``never`` (used keys with no occurrence, in map order) and ``line``, the sentence
+    both show ("15 keys, 1 of 15 anchors never match the corpus: 'Nimbus'"); ``unmarked``, the never-matching keys
+    not marked ``keep_unmatched`` (what a warning and ``packs check`` name)."""
+    never = amap.never_matching(counts)
+    kept = amap.kept_unmatched
+    unmarked = [k for k in never if k not in kept]
+    n_keys = len(amap.entries) + len(amap.dropped)
+    shown = ", ".join(repr(k) for k in unmarked[:8]) + (" ..." if len(unmarked) > 8 else "")
+    marked = len(never) - len(unmarked)
+    line = (f"{n_keys} keys"
+            + (f" ({len(amap.dropped)} covered by other keys, not matched on their own)" if amap.dropped else "")
+            + f", {len(never)} of {len(amap.entries)} anchors never match the corpus"
+            + (f" ({marked} marked keep_unmatched)" if marked else "") + (f": {shown}" if unmarked else ""))
+    return {"keys": n_keys, "covered": len(amap.dropped), "used": len(amap.entries), "never": never,
+            "unmarked": unmarked, "line": line}
 
 
 def _trie_pattern(keys: Iterable[str]) -> str:
@@ -145,11 +175,16 @@ class AnchorMap:
                 raise WorkbenchError(f"{where}: key {key!r} is given twice (after Unicode NFC normalisation); merge them")
             entries[key] = alts
         families = parse_families(raw_families, entries, where)
-        dropped: list[tuple[str, str]] = []  # an empty map is valid: curation starts there (labels refuse it)
-        if do_consolidate:
-            entries, dropped = consolidate(entries)
-        return cls(entries=entries, description=description, source=source, dropped=dropped, review=review,
-                   families=prune_families(families, entries))
+        # an empty map is valid: curation starts there (labels refuse it)
+        amap = cls(entries=entries, description=description, source=source, review=review, families=families)
+        return amap.consolidated() if do_consolidate else amap
+
+    def consolidated(self) -> "AnchorMap":
+        """The map a run matches: redundant keys dropped (:func:`consolidate`), listed with reasons in ``dropped``."""
+        entries, dropped = consolidate(self.entries)
+        return AnchorMap(entries=entries, description=self.description, source=self.source,
+                         dropped=list(self.dropped) + dropped, review=dict(self.review),
+                         families=prune_families(self.families, entries))
 
     def to_dict(self) -> dict:
         out = {"format": FORMAT, "description": self.description, "anchors": {k: list(v) for k, v in self.entries.items()}}
@@ -264,20 +299,13 @@ class AnchorMap:
         return never, [k for k in never if k not in kept]
 
     def warn_unmatched(self, texts: Iterable[str]) -> list[str]:
-        """Warn (once, with the count) about keys that never occur in ``texts`` and are not marked
+        """Warn (once, with the counts) about keys that never occur in ``texts`` and are not marked
         ``keep_unmatched``; returns every key that never occurs."""
-        never, unmarked = self.unintended_unmatched(texts)
-        if unmarked:
-            shown = ", ".join(repr(k) for k in unmarked[:8]) + (" ..." if len(unmarked) > 8 else "")
-            marked = len(never) - len(unmarked)
-            warnings.warn(
-                f"{self.source or 'anchor map'}: {len(unmarked)} of {len(self.entries)} anchors never match the corpus "
-                f"({shown}){f' besides {marked} marked keep_unmatched' if marked else ''}; they do no harm but check "
-                "their spelling, or mark them keep_unmatched (docs/formats.md)",
-                AnchorWarning,
-                stacklevel=2,
-            )
-        return never
+        counts = key_counts(self, self.coverage(texts))
+        if counts["unmarked"]:
+            warnings.warn(f"{self.source or 'anchor map'}: {counts['line']}; they do no harm but check their spelling, "
+                          "or mark them keep_unmatched (docs/formats.md)", AnchorWarning, stacklevel=2)
+        return counts["never"]
 
     def __len__(self) -> int:
         return len(self.entries)

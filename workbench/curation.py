@@ -226,9 +226,10 @@ def write_anchor_file(amap: AnchorMap, path) -> Path:
     return path
 
 
-def read_anchor_file(path) -> AnchorMap:
+def read_anchor_file(path, consolidate: bool = True) -> AnchorMap:
     """Read a map from JSON (:func:`~workbench.anchors.load_anchor_map`) or CSV (see :func:`write_anchor_file`;
-    only ``key`` and ``alternatives`` are required). Errors name the file, the line and the key."""
+    only ``key`` and ``alternatives`` are required). Errors name the file, the line and the key. ``consolidate``:
+    drop redundant keys as a run does (the editor keeps them, to show and save them)."""
     import csv
 
     from workbench.anchors import load_anchor_map
@@ -237,7 +238,7 @@ def read_anchor_file(path) -> AnchorMap:
 
     path = Path(path)
     if path.suffix.lower() != ".csv":
-        return load_anchor_map(path)
+        return load_anchor_map(path, do_consolidate=consolidate)
     text = read_text(path, "anchor map", encoding="utf-8-sig")
     reader = csv.DictReader(text.splitlines())
     missing = [c for c in ("key", "alternatives") if c not in (reader.fieldnames or [])]
@@ -263,7 +264,8 @@ def read_anchor_file(path) -> AnchorMap:
             continue  # a dismissed suggestion
         entries[key] = alts
     try:
-        return AnchorMap.from_dict({"format": "whp-anchors/1", "anchors": entries, "review": review}, source=str(path))
+        return AnchorMap.from_dict({"format": "whp-anchors/1", "anchors": entries, "review": review}, source=str(path),
+                                   do_consolidate=consolidate)
     except WorkbenchError as exc:
         msg = str(exc)
         for key, line in first_line.items():  # point at the line of the key the validator names

@@ -36,6 +36,7 @@ __all__ = [
     "generic_scores",
     "generic_labels_full",
     "labels_from_topk",
+    "labels_at",
     "compute_block_labels",
     "compute_batch_labels",
     "generate_labels",
@@ -73,6 +74,18 @@ def labels_from_topk(
     rows = np.arange(len(g))
     exact = g[rows, best] >= base_vals.min(-1)
     return base_ids[rows, best], exact
+
+
+def labels_at(positions: pd.DataFrame, arrays: dict, alpha: float) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The labels of the rows of ``positions`` (a label store's positions table, or some of its rows, with their
+    top-k ``arrays``) at ``alpha``: (labels, exact, stored). At a stored alpha, the labels the labels stage stored
+    (full vocabulary, what a run trains on; all exact); at any other, recomputed from the top-k
+    (:func:`labels_from_topk`; ``exact`` says where the top-k vouches for the label)."""
+    col = alpha_column(alpha)
+    if col in positions.columns:
+        return positions[col].to_numpy(), np.ones(len(positions), dtype=bool), True
+    lab, exact = labels_from_topk(arrays["base_ids"], arrays["base_vals"], arrays["reinf_at_base"], float(alpha))
+    return lab, exact, False
 
 
 @dataclass

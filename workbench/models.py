@@ -269,11 +269,39 @@ def _quiet_hub():
             lg.setLevel(level)
 
 
+_HEAP = {"fixed": False}
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def keep_heap_small() -> bool:
+    """Give large CPU buffers their own memory mappings, returned to the system when freed (Linux with glibc;
+    once per process; True when set).
+
+    Full-vocabulary tensors (a batch's logits: positions x vocabulary floats, tens of MB) are allocated and freed
+    for every batch. glibc raises its mmap threshold to the size of each mapping freed (up to 32 MB), after which
+    such tensors come from the heap, where the small objects kept between batches stop it from shrinking: scoring
+    the whole corpus grew the tiny model's process to 14 GB resident. A fixed threshold keeps them out of the heap."""
+    if _HEAP["fixed"]:
+        return True
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        _HEAP["fixed"] = bool(libc.mallopt(-3, MMAP_THRESHOLD_BYTES))  # M_MMAP_THRESHOLD; 1 on success
+    except (OSError, AttributeError):  # no glibc (musl has no mallopt)
+        return False
+    return _HEAP["fixed"]
+
+
 def load_model(spec: str, device: str | None = None, dtype: str | torch.dtype | None = None) -> LoadedModel:
     """Load a causal LM and its tokenizer from a model spec (see the module docstring).
 
     ``dtype``: ``"float32"``, ``"bfloat16"``, ``"float16"`` or ``"auto"`` (bf16 on GPUs that support it, else fp32).
     """
+    keep_heap_small()  # a model's batches allocate and free full-vocabulary tensors: keep them off the heap
     if spec == "tiny":
         return tiny_model()
     from workbench.methods.wrappers import find_descriptor, load_descriptor

@@ -21,7 +21,7 @@ import yaml
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_text, read_json
 
-__all__ = ["export_report", "bars_svg"]
+__all__ = ["export_report", "bars_svg", "outcome_html"]
 
 _COLORS = {"baseline": "#4c78a8", "unlearned": "#e45756", "generic": "#54a24b"}
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#222}
@@ -98,6 +98,32 @@ def _settings(cfg: dict) -> pd.DataFrame:
     return pd.DataFrame([(k, v) for k, v in rows if v], columns=["setting", "value"])
 
 
+def outcome_title(report: dict) -> str:
+    """'Before and after: heldout probes (117 target, 83 collateral, 73 general)', from a report's own config."""
+    split = ((report.get("config") or {}).get("report") or {}).get("split") or "all"
+    counts = ", ".join(f"{r['n']} {s}" for s, r in (report.get("probes") or {}).items())
+    return f"Before and after: {split} probes" + (f" ({counts})" if counts else "")
+
+
+def outcome_html(report: dict, level: int = 2) -> str:
+    """The run's before/after table (:func:`~workbench.outcome.outcome_table`) under a title naming the split and
+    the number of probes, as report.html shows it and the notebooks open and close with it; styled inline, so a
+    notebook cell shows it as the report does."""
+    from workbench.outcome import outcome_table
+
+    table = outcome_table(report) if report else pd.DataFrame()
+    if table.empty:
+        return "<p>no before/after table in this report (report.enabled is off, or the pack has no probes)</p>"
+    ppl = table["measure"].str.startswith("perplexity")
+    for c in ("baseline", "unlearned", "generic"):  # probabilities to 4 decimals, perplexity to 2, as the README
+        table[c] = [None if pd.isna(v) else f"{v:.2f}" if is_ppl else f"{v:.4f}" for v, is_ppl in zip(table[c], ppl)]
+    style = "<style>.wb-outcome td.num{text-align:right;font-variant-numeric:tabular-nums}</style>"
+    return (f'<div class="wb-outcome">{style}<h{level}>{_esc(outcome_title(report))}</h{level}>'
+            "<p class='muted'>mean probability of the correct next token, with the 95% paired-bootstrap interval of the "
+            "change; generic: the baseline on the prompts with anchored terms replaced (the reference the labels "
+            "imitate)</p>" + _table(table) + "</div>")
+
+
 def _run_section(run_dir: Path, level: int = 2) -> str:
     from workbench.outcome import outcome_table
     from workbench.run import STAGES
@@ -125,12 +151,9 @@ def _run_section(run_dir: Path, level: int = 2) -> str:
         probs = table[~table["measure"].str.startswith(("perplexity", "trivia"))]
         series = {k: [None if pd.isna(v) else float(v) for v in probs[k]] for k in ("baseline", "unlearned", "generic")
                   if k in probs and probs[k].notna().any()}
-        split = (cfg.get("report") or {}).get("split") or "all"
-        parts.append(f"<{h}>Before and after ({_esc(split)} probes)</{h}>"
-                     "<p class='muted'>mean probability of the correct next token; generic: the baseline on the prompts "
-                     "with anchored terms replaced (the reference the labels imitate)</p>"
-                     + _table(table) + bars_svg([m.strip() for m in probs["measure"]], series,
-                                                "P(correct next token): baseline, unlearned, generic reference"))
+        parts.append(outcome_html(report, level)
+                     + bars_svg([m.strip() for m in probs["measure"]], series,
+                                "P(correct next token): baseline, unlearned, generic reference"))
         per_probe = run_dir / "report" / "probes.csv"
         if per_probe.is_file():
             df = pd.read_csv(per_probe)

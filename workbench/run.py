@@ -28,7 +28,6 @@ import functools
 import json
 import os
 import time
-import warnings
 from functools import cached_property
 from pathlib import Path
 from typing import Callable
@@ -36,7 +35,7 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from workbench.anchors import AnchorMap
+from workbench.anchors import AnchorMap, key_counts
 from workbench.checks import artifact_problem, check_report_inputs, drop_damaged_shards, read_record
 from workbench.config import RunConfig, config_diff, config_to_dict, dump_yaml, neutral_key, stable_hash
 from workbench.corpus import Block, Document, corpus_fingerprint, make_blocks, read_documents
@@ -216,16 +215,13 @@ class Run:
         from workbench.anchor_import import load_any_anchor_map  # JSON, CSV or the authors' dictionary
 
         amap = load_any_anchor_map(path)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            unmatched = amap.warn_unmatched(d.text for d in self.documents)
-        if len(amap) and len(unmatched) == len(amap):  # an empty map is a curation start (labels refuse it)
+        counts = key_counts(amap, amap.coverage(d.text for d in self.documents))  # the anchor editor's counts too
+        if len(amap) and len(counts["never"]) == len(amap):  # an empty map is a curation start (labels refuse it)
             raise WorkbenchError(
                 f"anchor map {path}: none of its {len(amap)} keys occurs in the target corpus, so no label would "
                 "change; check that the map belongs to this corpus (matching is case-sensitive, on whole words)"
             )
-        for w in caught:
-            self.log(f"warning: {w.message}")
+        self.log(("warning: " if counts["unmarked"] else "") + f"anchor map {path}: {counts['line']}")
         return amap
 
     @cached_property

@@ -61,6 +61,34 @@ class StopController(TrainerCallback):
         return control
 
 
+class StepProgress(TrainerCallback):
+    """A bar of training steps (tqdm: a widget in a notebook, text elsewhere) with the last logged loss; the
+    Trainer's own progress callbacks print every log dict or draw a table of them."""
+
+    def __init__(self, desc: str) -> None:
+        self.desc = desc
+        self.bar = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=self.desc, unit="step")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is not None and logs and "loss" in logs:
+            self.bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 class DatasetEpoch(TrainerCallback):
     """Calls ``dataset.set_epoch`` as each epoch starts, the resumed one too (``state.epoch`` comes from the
     checkpoint), so what the items hold depends on the epoch and not on the process's history. The Trainer's
@@ -199,13 +227,15 @@ def _run_trainer(trainer_cls, model, dataset, collator, cfg, output_dir, seed, c
     if trainer.is_world_process_zero():
         prepare_checkpoints(output_dir, fingerprint, log or _stderr)
     trainer.accelerator.wait_for_everyone()
-    if any(getattr(c, "shows_progress", False) for c in (callbacks or [])):
-        # a notebook's training monitor shows progress and losses: no second bar, no printed log dicts
-        from transformers.trainer_callback import PrinterCallback, ProgressCallback
-        from transformers.utils.notebook import NotebookProgressCallback
+    # the Trainer's own progress (a table of logged numbers in a notebook, log dicts printed under a bar) gives way
+    # to a plain bar of steps, or to nothing where a notebook's training monitor shows progress and losses
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from transformers.utils.notebook import NotebookProgressCallback
 
-        for cb in (PrinterCallback, ProgressCallback, NotebookProgressCallback):
-            trainer.remove_callback(cb)
+    for cb in (PrinterCallback, ProgressCallback, NotebookProgressCallback):
+        trainer.remove_callback(cb)
+    if progress and not any(getattr(c, "shows_progress", False) for c in (callbacks or [])):
+        trainer.add_callback(StepProgress(output_dir.name))
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     try:
         trainer.train(resume_from_checkpoint=last)

@@ -16,6 +16,12 @@ The paper built its dictionary with GPT-4; here a person curates one, fast, over
   OpenAI-compatible endpoint), for the selected key or every key still on a placeholder, shown for approval;
 - undo/redo; save (warns about placeholders), load, import and export JSON and CSV.
 
+No entry is lost without the curator saying so: applying a new entry onto an existing key, or renaming a key
+onto another, asks first (merge, replace or cancel: :attr:`AnchorEditor.pending`, :meth:`~AnchorEditor.confirm`);
+keys a run drops on loading (consolidation: "Sherlock Holmes" when "Sherlock" and "Holmes" are keys) stay in the
+editor and in the saved file, marked "covered by ...", and every change of the map can be undone. The editor's
+counts are the run's (:func:`~workbench.anchors.key_counts`).
+
 Every button calls a plain method (:meth:`AnchorEditor.apply`, :meth:`~AnchorEditor.delete`,
 :meth:`~AnchorEditor.reject_suggestion`, :meth:`~AnchorEditor.propose`, :meth:`~AnchorEditor.save`, ...), so
 code and tests drive the editor exactly like a click does. ``editor.widget`` is the ipywidgets container.
@@ -31,7 +37,7 @@ from typing import Callable, Mapping, Sequence
 import pandas as pd
 
 from workbench.anchor_families import prune_families
-from workbench.anchors import REVIEW_STATUSES, AnchorMap, consolidate, load_anchor_map
+from workbench.anchors import REVIEW_STATUSES, AnchorMap, covered_by, key_counts
 from workbench.curation import CorpusIndex, kwic, read_anchor_file, write_anchor_file
 from workbench.errors import WorkbenchError
 from workbench.translate import Occurrence, translate_text
@@ -104,6 +110,7 @@ def _clean_error(exc: Exception) -> str:
 
 
 _STATUS_ICON = {"to review": "·", "accepted": "✓", "rejected": "✗"}
+CONFLICT_CHOICES = ("merge", "replace", "cancel")  # what to do when an edit lands on an existing key
 # a list box is as wide as its longest line (a concordance line is ~100 characters) unless told otherwise: it would
 # widen its column past a 1366 px page with JupyterLab's file browser open
 _CSS = "<style>.wb-anchor-editor select{min-width:0;width:100%}</style>"
@@ -144,10 +151,14 @@ class AnchorEditor(WidgetView):
             anchors = AnchorMap({}, source=str(path) if path is not None else None)
         elif isinstance(anchors, (str, os.PathLike)):
             path = path or anchors
-            anchors = read_anchor_file(anchors)
+            anchors = read_anchor_file(anchors, consolidate=False)
         elif not isinstance(anchors, AnchorMap):
-            anchors = AnchorMap.from_dict(anchors)
+            anchors = AnchorMap.from_dict(anchors, do_consolidate=False)
+        elif anchors.dropped and anchors.source and Path(anchors.source).suffix.lower() in (".json", ".csv") \
+                and Path(anchors.source).is_file():
+            anchors = read_anchor_file(anchors.source, consolidate=False)  # a run's map: its dropped keys back
         self.anchors: AnchorMap = anchors
+        self._effective: tuple[AnchorMap, AnchorMap] | None = None
         self.seed = seed
         self.path = str(path) if path is not None else (anchors.source or "anchors.json")
         self.alternatives_for = alternatives_for
@@ -161,7 +172,7 @@ class AnchorEditor(WidgetView):
                 self._texts.append((i, t))
             else:
                 self._texts.append((int(getattr(t, "index", i)), t.text))
-        self.index = CorpusIndex(list(texts or []), anchors)
+        self.index = CorpusIndex(list(texts or []), self.effective)
         self._suggestions = suggestions.copy() if suggestions is not None else pd.DataFrame(columns=["word"])
         self._undo: list[AnchorMap] = []
         self._redo: list[AnchorMap] = []
@@ -176,6 +187,11 @@ class AnchorEditor(WidgetView):
         self.form_status = "to review"
         self.form_note = ""
         self.status = ""
+        # an edit that lands on an existing key, waiting for merge / replace / cancel (see confirm)
+        self.pending: dict | None = None
+        self.added_suggestions: list[str] = []  # suggestions accepted here: their rows stay, marked
+        self._editing_suggestion: str | None = None
+        self.focus: int | None = None  # the concordance line shown in the preview
         self.save_warnings: list[str] = []
         self.dirty = False
         self._w = None
@@ -184,6 +200,9 @@ class AnchorEditor(WidgetView):
         first = self.keys_in_block()
         if first:
             self.select(first[0])
+        if anchors.dropped:  # a map consolidated elsewhere whose dropped keys cannot be read back: say so
+            self.status = (f"{len(anchors.dropped)} redundant key(s) were dropped before the editor got the map: "
+                           + ", ".join(f"{k!r} ({why})" for k, why in anchors.dropped[:5]))
 
     # -- listeners ------------------------------------------------------------------------------------------
     def observe(self, fn: Callable[[AnchorMap], None]) -> None:
@@ -191,6 +210,23 @@ class AnchorEditor(WidgetView):
         self._listeners.append(fn)
 
     # -- derived state ---------------------------------------------------------------------------------------
+    @property
+    def effective(self) -> AnchorMap:
+        """The map as a run matches it (consolidated); the editor keeps and saves every key of :attr:`anchors`."""
+        if self._effective is None or self._effective[0] is not self.anchors:
+            self._effective = (self.anchors, self.anchors.consolidated())
+        return self._effective[1]
+
+    @property
+    def covered(self) -> dict[str, str]:
+        """Keys a run drops on loading, each with what covers it ("covered by 'Sherlock' + 'Holmes' (...)")."""
+        return {k: covered_by(k, why) for k, why in self.effective.dropped}
+
+    @property
+    def counts(self) -> dict:
+        """The key counts a run logs (:func:`~workbench.anchors.key_counts`) over the loaded texts."""
+        return key_counts(self.effective, self.index.counts)
+
     @property
     def coverage(self) -> dict[str, int]:
         """Occurrences of each key in the whole loaded corpus."""
@@ -212,13 +248,13 @@ class AnchorEditor(WidgetView):
     @property
     def table(self) -> pd.DataFrame:
         """The map as shown: rows matching :attr:`search`, sorted by :attr:`sort_by`."""
-        cov, review = self.coverage, self.anchors.review
+        cov, review, covered = self.coverage, self.anchors.review, self.covered
         rows = [{"key": k, "alternatives": "; ".join(v), "n_alternatives": len(v), "occurrences": cov.get(k, 0),
                  "status": review.get(k, {}).get("status", "to review"), "note": review.get(k, {}).get("note", ""),
-                 "placeholder": bool(review.get(k, {}).get("placeholder"))}
+                 "placeholder": bool(review.get(k, {}).get("placeholder")), "covered": covered.get(k, "")}
                 for k, v in self.anchors.entries.items()]
         df = pd.DataFrame(rows, columns=["key", "alternatives", "n_alternatives", "occurrences", "status", "note",
-                                         "placeholder"])
+                                         "placeholder", "covered"])
         q = self.search.strip().lower()
         if q:
             hay = df["key"].str.lower() + "\0" + df["alternatives"].str.lower() + "\0" + df["note"].str.lower()
@@ -230,17 +266,22 @@ class AnchorEditor(WidgetView):
 
     @property
     def suggestions(self) -> pd.DataFrame:
-        """Suggested anchors the map does not cover yet and nobody rejected (they disappear as you accept them)."""
+        """Suggested anchors the map does not cover yet and nobody rejected, and those accepted here (column
+        ``added``: their rows stay in place, marked, so the list does not shift under the pointer)."""
         df = self._suggestions
         if df.empty or "word" not in df.columns:
-            return pd.DataFrame(columns=["word"])
-        rejected = set(self.rejected)
-        keep = []
+            return pd.DataFrame(columns=["word", "added"])
+        rejected, added = set(self.rejected), set(self.added_suggestions)
+        keep, flags = [], []
         for w in df["word"].astype(str):
-            matches = self.anchors.find(w)
-            keep.append(w not in self.anchors.entries and w not in rejected
-                        and not any(m.start == 0 and m.end == len(w) for m in matches))
-        return df[keep].reset_index(drop=True)
+            is_added = w in added and w in self.anchors.entries
+            matches = self.effective.find(w)
+            keep.append(is_added or (w not in self.anchors.entries and w not in rejected
+                                     and not any(m.start == 0 and m.end == len(w) for m in matches)))
+            flags.append(is_added)
+        out = df[keep].copy()
+        out["added"] = [f for f, k in zip(flags, keep) if k]
+        return out.reset_index(drop=True)
 
     @property
     def concordance(self) -> pd.DataFrame:
@@ -258,22 +299,33 @@ class AnchorEditor(WidgetView):
     def keys_in_block(self) -> list[str]:
         """Keys occurring in the preview block, most frequent first."""
         counts: dict[str, int] = {}
-        for m in self.anchors.find(self.block_text):
+        for m in self.effective.find(self.block_text):
             counts[m.key] = counts.get(m.key, 0) + 1
         return sorted(counts, key=lambda k: (-counts[k], k))
 
     @property
     def translated(self) -> str:
         """The preview block's translation under the current map."""
-        return translate_preview(self.anchors, self.block_text, self.seed, self.block_index)[0]
+        return translate_preview(self.effective, self.block_text, self.seed, self.block_index)[0]
 
     @property
     def preview(self) -> str:
         """The preview HTML of the current block."""
         if not self._texts:
             return '<div class="wb-preview" style="color:#666">no text loaded: pass texts=run.corpus_blocks to preview</div>'
-        return preview_html(self.anchors, self.block_text, self.seed, self.block_index, self.selected,
-                            f"block {self.block_index} ({self.block_pos + 1} of {len(self._texts)}):")
+        head = ""
+        occ = self.index.occurrences(self.selected or "") if self.focus is not None else []
+        if self.focus is not None and 0 <= self.focus < len(occ) and occ[self.focus].pos == self.block_pos:
+            o = occ[self.focus]  # the clicked occurrence, original and translated, above the block
+            left, mid, right = kwic(self.block_text, o.start, o.end, 90)
+            value = self.effective.choose(self.selected, self.seed, self.block_index)
+            head = (f'<div class="wb-focus" style="font-size:12px;background:#fff8e1;border-left:3px solid #d73a49;'
+                    f'padding:2px 6px;margin-bottom:4px;white-space:normal;overflow-wrap:anywhere">occurrence '
+                    f'{self.focus + 1} of {len(occ)}: …{esc(left)}<mark style="background:{ANCHOR_COLOR};outline:2px '
+                    f'solid #d73a49">{esc(mid)}</mark>{esc(right)}… → <mark style="background:{GENERIC_COLOR}">'
+                    f'{esc(value)}</mark></div>')
+        return head + preview_html(self.effective, self.block_text, self.seed, self.block_index, self.selected,
+                                   f"block {self.block_index} ({self.block_pos + 1} of {len(self._texts)}):")
 
     @property
     def form_error(self) -> str:
@@ -302,11 +354,11 @@ class AnchorEditor(WidgetView):
         if self._texts and not any(probe.regex.search(t) for _, t in self._texts):
             out.append(f"{key!r} does not occur in the corpus (matching is case-sensitive, on word boundaries)")
         if key in self.anchors.entries and key != self.selected:
-            out.append(f"{key!r} is already a key: applying replaces its alternatives")
-        _, dropped = consolidate({**self.anchors.entries, key: ["x"]})
-        for k, why in dropped:
+            out.append(f"{key!r} is already a key ({', '.join(self.anchors.entries[key])}): applying asks whether to "
+                       "merge the alternatives or replace them")
+        for k, why in AnchorMap({**self.anchors.entries, key: ["x"]}).consolidated().dropped:
             if k == key:
-                out.append(f"a run would drop this key on loading ({why})")
+                out.append(f"a run matches this key through other keys: {covered_by(k, why)}; it is kept and saved")
         if key == self.selected and key in self.accepted and \
                 _parse_alternatives(self.form_alternatives) == self.anchors.entries.get(key):
             out.append("the alternatives are a placeholder: replace them (or use a proposal)")
@@ -320,7 +372,8 @@ class AnchorEditor(WidgetView):
 
     def _set_map(self, new: AnchorMap, status: str) -> None:
         self.anchors = new
-        self.index.update(new)
+        self.pending = None
+        self.index.update(self.effective)
         self.dirty = True
         self.status = status
         for fn in self._listeners:
@@ -330,6 +383,7 @@ class AnchorEditor(WidgetView):
     def select(self, key: str | None) -> None:
         """Load an entry into the form (None: an empty form for a new entry)."""
         self.selected = key if key in self.anchors.entries else None
+        self.pending, self.focus = None, None
         if self.selected is None:
             self.form_key, self.form_alternatives, self.form_status, self.form_note = "", "", "to review", ""
         else:
@@ -358,36 +412,90 @@ class AnchorEditor(WidgetView):
             self.form_note = note
         self._refresh(form_only=True)
 
-    def apply(self) -> bool:
-        """Add or update the entry in the form (alternatives, status, note); renaming the selected key replaces
-        it. Changed alternatives are no longer a placeholder. False on a form error."""
+    def apply(self, on_conflict: str | None = None) -> bool:
+        """Add or update the entry in the form (alternatives, status, note); a changed key renames the selected
+        entry. Changed alternatives are no longer a placeholder. False on a form error.
+
+        When the key in the form is already another entry (a new entry, or a rename onto it), nothing changes
+        until the curator chooses: without ``on_conflict`` the editor asks (:attr:`pending`, answered by
+        :meth:`confirm`); ``"merge"`` adds the form's alternatives to the existing ones (a rename removes the old
+        key), ``"replace"`` puts the form's alternatives in their place, ``"cancel"`` keeps the map as it is."""
         err = self.form_error
         if err:
             self.status = ""
             self._refresh()
             return False
+        if on_conflict is not None and on_conflict not in CONFLICT_CHOICES:
+            raise WorkbenchError(f"on_conflict {on_conflict!r} is not one of {list(CONFLICT_CHOICES)}")
         key, alts = self.form_key, _parse_alternatives(self.form_alternatives)
         base = self.anchors
         renamed = self.selected is not None and self.selected != key and self.selected in base.entries
+        clash = key in base.entries and key != self.selected
+        if clash and on_conflict is None:
+            what = f"renaming {self.selected!r} to {key!r}" if renamed else f"adding {key!r}"
+            self.pending = {"key": key, "from": self.selected if renamed else None, "alternatives": alts,
+                            "existing": list(base.entries[key])}
+            self.status = (f"{what}: {key!r} is already a key ({', '.join(base.entries[key])}): merge the "
+                           f"alternatives, replace them by {', '.join(alts)}, or cancel?")
+            self._refresh()
+            return False
+        if clash and on_conflict == "cancel":
+            self.pending = None
+            self.status = f"cancelled: {key!r} keeps {', '.join(base.entries[key])}" + (
+                f"; {self.selected!r} is unchanged" if renamed else "")
+            self._refresh()
+            return False
+        merge = clash and on_conflict == "merge"
+        if merge:
+            alts = list(base.entries[key]) + [a for a in alts if a not in base.entries[key]]
         old_key = self.selected if renamed else key
         old_rec = base.review.get(old_key, {})
-        if renamed:
-            entries = {(key if k == self.selected else k): (alts if k == self.selected else v)
-                       for k, v in base.entries.items() if not (k == key and k != self.selected)}
-            rename = {self.selected: key}  # the key's family membership and review record follow it
-            families = prune_families({n: [rename.get(k, k) for k in ks] for n, ks in base.families.items()}, entries)
-            review = {rename.get(k, k): v for k, v in base.review.items()}
-            new = AnchorMap(entries=entries, description=base.description, source=base.source, review=review,
-                            families=families)
-            status = f"renamed {self.selected!r} to {key!r}"
-        else:
-            new = base.with_entry(key, alts)
-            status = f"{'updated' if key in base.entries else 'added'} {key!r} → {', '.join(alts)}"
+        try:
+            if renamed:
+                entries = {(key if k == self.selected else k): (alts if k == self.selected else v)
+                           for k, v in base.entries.items() if k != key}
+                rename = {self.selected: key}  # the key's family membership and review record follow it
+                families = prune_families({n: list(dict.fromkeys(rename.get(k, k) for k in ks))
+                                           for n, ks in base.families.items()}, entries)
+                review = {rename.get(k, k): v for k, v in base.review.items() if not (clash and k == key)}
+                new = AnchorMap(entries=entries, description=base.description, source=base.source, review=review,
+                                families=families).with_entry(key, alts)
+                status = (f"merged {self.selected!r} into {key!r} → {', '.join(alts)}" if merge else
+                          f"renamed {self.selected!r} to {key!r}" + (f" (its alternatives replace {key!r}'s)" if clash else ""))
+            else:
+                new = base.with_entry(key, alts)
+                status = (f"merged into {key!r} → {', '.join(alts)}" if merge else
+                          f"{'updated' if key in base.entries else 'added'} {key!r} → {', '.join(alts)}")
+        except WorkbenchError as exc:
+            self.pending = None
+            self.status = f"cannot apply: {_clean_error(exc)}"
+            self._refresh()
+            return False
         placeholder = old_rec.get("placeholder") and base.entries.get(old_key) == alts or None
-        new = new.with_review(key, status=self.form_status, note=self.form_note.strip() or None, placeholder=placeholder)
+        note = self.form_note.strip() or None
+        if merge:  # the notes of both entries are kept
+            note = "; ".join(dict.fromkeys(n for n in (base.review.get(key, {}).get("note"), note) if n)) or None
+        new = new.with_review(key, status=self.form_status, note=note, placeholder=placeholder)
+        if key == self._editing_suggestion and key not in self.added_suggestions:
+            self.added_suggestions.append(key)
         self.selected = key
-        self._commit(new, status)
+        self._commit(new, status + (" (undo restores it)" if clash else ""))
+        if self.selected in self.anchors.entries:
+            self.form_alternatives = "\n".join(self.anchors.entries[self.selected])
+            self._refresh()
         return True
+
+    def confirm(self, choice: str) -> bool:
+        """Answer the pending question (:attr:`pending`): ``"merge"``, ``"replace"`` or ``"cancel"``."""
+        if self.pending is None:
+            self.status = "nothing to confirm"
+            self._refresh()
+            return False
+        p = self.pending
+        self.pending = None
+        self.form_key, self.form_alternatives = p["key"], "\n".join(p["alternatives"])
+        self.selected = p["from"] if p["from"] in self.anchors.entries else None
+        return self.apply(on_conflict=choice)
 
     def set_status(self, status: str, key: str | None = None) -> bool:
         """Set the review status of ``key`` (default: the selected one); 'rejected' removes the key (see reject)."""
@@ -454,6 +562,8 @@ class AnchorEditor(WidgetView):
             self._refresh()
             return False
         new = new.with_review(word, status="to review", placeholder=True if alternatives is None else None)
+        if word not in self.added_suggestions:
+            self.added_suggestions.append(word)
         self.selected = word
         self.form_key, self.form_alternatives = word, "\n".join(alts)
         self.form_status, self.form_note = "to review", ""
@@ -468,6 +578,7 @@ class AnchorEditor(WidgetView):
         first = next(iter(alts.values()), [])
         self.form_key, self.form_alternatives = str(word), "\n".join(first)
         self.form_status, self.form_note = "to review", ""
+        self._editing_suggestion = str(word)
         self.status = f"editing suggestion {word!r}: give its alternatives, then apply"
         self._refresh()
 
@@ -603,11 +714,8 @@ class AnchorEditor(WidgetView):
         if ph:
             out.append(f"{len(ph)} key(s) still have placeholder alternatives: "
                        + ", ".join(repr(k) for k in ph[:6]) + (" …" if len(ph) > 6 else ""))
-        if self._texts:
-            never = self.index.never_matching()
-            if never:
-                out.append(f"{len(never)} key(s) never match the corpus: " + ", ".join(repr(k) for k in never[:6])
-                           + (" …" if len(never) > 6 else ""))
+        if self._texts and self.counts["never"]:
+            out.append(self.counts["line"])
         return out
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
@@ -642,14 +750,15 @@ class AnchorEditor(WidgetView):
         in the status line and the map in the editor is kept."""
         target = Path(path if path is not None else self.path)
         try:
-            new = read_anchor_file(target)
+            new = read_anchor_file(target, consolidate=False)  # every key: the covered ones are shown, marked
         except WorkbenchError as exc:
             self.status = f"error: {exc}"
             self._refresh()
             return False
         self.path = str(target)
-        dropped = f" ({len(new.dropped)} redundant keys dropped)" if new.dropped else ""
-        self._commit(new, f"loaded {len(new)} anchors from {target}{dropped}")
+        covered = len(new.consolidated().dropped)
+        self._commit(new, f"loaded {len(new)} anchors from {target}"
+                     + (f" ({covered} covered by other keys: kept, marked in the table)" if covered else ""))
         self.dirty = False
         first = self.keys_in_block()
         self.select(first[0] if first else None)
@@ -658,15 +767,20 @@ class AnchorEditor(WidgetView):
     # -- preview --------------------------------------------------------------------------------------------
     def show_block(self, pos: int) -> None:
         """Preview the ``pos``-th loaded text (clamped to range)."""
+        self.focus = None
         if self._texts:
             self.block_pos = max(0, min(int(pos), len(self._texts) - 1))
         self._refresh()
 
     def show_occurrence(self, i: int) -> None:
-        """Preview the block of the ``i``-th occurrence of the selected key (a concordance line)."""
+        """Preview the block of the ``i``-th occurrence of the selected key (a concordance line); the occurrence
+        itself, original and translated, heads the preview."""
         occ = self.index.occurrences(self.selected or "")
         if 0 <= i < len(occ):
-            self.show_block(occ[i].pos)
+            self.focus = i
+            if self._texts:
+                self.block_pos = occ[i].pos
+            self._refresh()
 
     # -- the widget -----------------------------------------------------------------------------------------
     def _table_html(self) -> str:
@@ -674,25 +788,24 @@ class AnchorEditor(WidgetView):
         shown = df.head(self.max_rows).copy()
         shown["key"] = [f"{_STATUS_ICON.get(s, '·')} {k}" + (" (placeholder)" if p else "") + (" ✎" if n else "")
                         for k, s, p, n in zip(shown["key"], shown["status"], shown["placeholder"], shown["note"])]
+        shown["occurrences"] = [c if c else f"{n:,}" for n, c in zip(shown["occurrences"], shown["covered"])]
         note = (f'<div style="font-size:11px;color:#666">{len(df)} of {len(self.anchors)} entries match'
                 + (f"; showing {self.max_rows}, refine the search" if len(df) > self.max_rows else "")
                 + " · ✓ accepted · ✎ has a note</div>")
-        return '<div class="wb-anchor-table" style="max-height:260px;overflow:auto">' + note + df_html(
+        return '<div class="wb-anchor-table" style="max-height:200px;overflow:auto">' + note + df_html(
             shown[["key", "alternatives", "occurrences"]], self.max_rows) + "</div>"
 
     def _coverage_html(self) -> str:
         ix = self.index
         if not self._texts:
             return ""
-        never = ix.never_matching()
         unc = ix.uncovered(top=12)
         names = ", ".join(f"{esc(r.name)} ({r.count})" for r in unc.itertuples()) or "none"
-        return (f'<div class="wb-anchor-coverage" style="font-size:12px;line-height:1.4">'
-                f"<b>{ix.coverage_share:.1%}</b> of {ix.n_tokens:,} corpus tokens under {len(self.anchors)} anchors; "
-                f"{len(never)} key(s) never match"
-                + (f' <span style="color:#8a6d00">({esc(", ".join(never[:5]))}{" …" if len(never) > 5 else ""})</span>'
-                   if never else "")
-                + f'<br><span style="color:#444">frequent capitalised words and names no key covers:</span> {names}</div>')
+        counts = self.counts
+        return (f'<div class="wb-anchor-coverage" style="font-size:12px;line-height:1.4;overflow-wrap:anywhere">'
+                f"<b>{ix.coverage_share:.1%}</b> of {ix.n_tokens:,} corpus tokens under an anchor; "
+                f'<span class="wb-anchor-counts">{esc(counts["line"])}</span>'
+                f'<br><span style="color:#444">frequent capitalised words and names no key covers:</span> {names}</div>')
 
     def _error_html(self) -> str:
         err = self.form_error if (self.form_key or self.form_alternatives) else ""
@@ -700,14 +813,15 @@ class AnchorEditor(WidgetView):
         if err:
             parts.append(f'<div class="wb-error" style="color:#b31d28">⚠ {esc(err)}</div>')
         for w in self.form_warnings:
-            parts.append(f'<div class="wb-warning" style="color:#8a6d00">ⓘ {esc(w)}</div>')
+            parts.append(f'<div class="wb-warning" style="color:#8a6d00"><b>note:</b> {esc(w)}</div>')
         return '<div class="wb-validation" style="font-size:12px">' + "".join(parts) + "</div>"
 
     def _status_html(self) -> str:
         flag = " · unsaved changes" if self.dirty else ""
-        color = "#b31d28" if self.status.startswith(("error", "cannot")) else "#8a6d00" if "warning:" in self.status else "#333"
-        return (f'<div class="wb-status" style="font-size:12px;color:{color}">{esc(self.status)}'
-                f'<span style="color:#888">{esc(flag)}</span></div>')
+        color = ("#b31d28" if self.status.startswith(("error", "cannot")) else "#8a6d00"
+                 if "warning:" in self.status or self.pending else "#333")
+        return (f'<div class="wb-status" style="font-size:12px;color:{color};overflow-wrap:anywhere">'
+                f'{esc(self.status)}<span style="color:#888">{esc(flag)}</span></div>')
 
     @staticmethod
     def _small_button(label: str, tip: str, cls: str, fn, width: str = "62px"):
@@ -717,6 +831,34 @@ class AnchorEditor(WidgetView):
         b.add_class(cls)
         b.on_click(lambda _b: fn())
         return b
+
+    def _concordance_rows(self, conc: pd.DataFrame):
+        import ipywidgets as W
+
+        rows = []
+        for i, r in enumerate(conc.itertuples()):
+            current = i == self.focus
+            text = (f'<div class="wb-concordance-line" style="font-size:11px;line-height:1.3;white-space:normal;'
+                    f'overflow-wrap:anywhere{";background:#fff8e1" if current else ""}">block {r.block}: …'
+                    f'{esc(r.left[-60:])}<b style="background:{ANCHOR_COLOR}">{esc(r.match)}</b>{esc(r.right[:60])}…</div>')
+            rows.append(W.HBox([self._small_button(f"{i + 1}", "preview this occurrence", "wb-occurrence",
+                                                   lambda i=i: self.show_occurrence(i), "36px"),
+                                W.HTML(text, layout=W.Layout(flex="1 1 auto", min_width="0"))],
+                               layout=W.Layout(width="100%", align_items="flex-start")))
+        return rows
+
+    def _confirm_row(self):
+        import ipywidgets as W
+
+        if self.pending is None:
+            return ()
+        p = self.pending
+        tips = {"merge": f"{p['key']!r} keeps its alternatives and gets the new ones",
+                "replace": f"the form's alternatives replace those of {p['key']!r}",
+                "cancel": "leave the map as it is"}
+        return (W.HTML(f'<span style="font-size:12px;color:#8a6d00"><b>{esc(p["key"])}</b> is already a key:</span>'),
+                *[self._small_button(c, tips[c], f"wb-confirm-{c}", lambda c=c: self.confirm(c), "66px")
+                  for c in CONFLICT_CHOICES])
 
     def _suggestion_rows(self):
         import ipywidgets as W
@@ -736,6 +878,16 @@ class AnchorEditor(WidgetView):
                      # width 0 / min-width 100%: the example line takes the row's width and never widens it
                      + (f'<div style="color:#777;font-size:11px;white-space:nowrap;overflow:hidden;'
                         f'text-overflow:ellipsis;width:0;min-width:100%">{ex}</div>' if ex else ""))
+            if r.get("added"):  # accepted here: the row stays, marked, with what it became
+                label = (f'<span class="wb-suggestion wb-added" style="color:#1a7f37">{esc(word)}</span>'
+                         f' <span style="font-size:11px;color:#1a7f37">✓ added → '
+                         f'{esc(", ".join(self.anchors.entries.get(word, [])))}</span>')
+                rows.append(W.HBox([
+                    self._small_button("edit", f"select {word!r} in the form", "wb-select-added",
+                                       lambda w=word: self.select(w), "48px"),
+                    W.HTML(label, layout=W.Layout(flex="1 1 auto", min_width="0"))],
+                    layout=W.Layout(width="100%", align_items="flex-start")))
+                continue
             html = W.HTML(label, layout=W.Layout(flex="1 1 auto", min_width="0"))
             rows.append(W.HBox([
                 self._small_button("accept", f"add {word!r} to the map", "wb-accept", lambda w=word: self.accept_suggestion(w)),
@@ -774,7 +926,7 @@ class AnchorEditor(WidgetView):
         import ipywidgets as W
 
         full = W.Layout(width="calc(100% - 4px)")  # a widget's 2 px margins each side would widen its column
-        narrow = {"description_width": "70px"}
+        narrow = {"description_width": "84px"}
         w: dict = {}
         w["search"] = W.Text(value=self.search, placeholder="search keys, alternatives, notes",
                              layout=W.Layout(flex="1 1 160px", min_width="0", width="auto"))
@@ -785,12 +937,14 @@ class AnchorEditor(WidgetView):
                                      layout=W.Layout(width="64px"))
         w["coverage"] = W.HTML()
         w["table"] = W.HTML()
-        w["picker"] = W.Select(options=[], rows=6, layout=full)
+        w["picker"] = W.Select(options=[], rows=5, layout=full)
         w["concordance_title"] = W.HTML()
-        w["concordance"] = W.Select(options=[], rows=6, layout=full)
+        # one wrapped line per occurrence, each with a button (a list box would cut the lines or scroll sideways)
+        w["concordance"] = W.VBox(layout=W.Layout(width="calc(100% - 4px)", max_height="150px", overflow="auto",
+                                                 display="block"))
         w["key"] = W.Text(description="key", placeholder="anchored expression, e.g. Hogwarts", layout=full, style=narrow)
         w["alts"] = W.Textarea(description="alternatives", placeholder="one generic alternative per line",
-                               layout=W.Layout(width="calc(100% - 4px)", height="80px"), style=narrow)
+                               layout=W.Layout(width="calc(100% - 4px)", height="64px"), style=narrow)
         w["review"] = W.Dropdown(options=list(REVIEW_STATUSES[:2]), value="to review", description="status",
                                  layout=W.Layout(width="190px"), style=narrow)
         w["note"] = W.Text(description="note", placeholder="why, doubts…", layout=W.Layout(flex="1 1 120px", width="auto"),
@@ -803,6 +957,7 @@ class AnchorEditor(WidgetView):
         w["reject"] = W.Button(description="reject", icon="ban", layout=btn, tooltip="remove and never suggest again")
         w["undo"] = W.Button(description="undo", icon="undo", layout=btn)
         w["redo"] = W.Button(description="redo", icon="repeat", layout=btn)
+        w["confirm"] = W.HBox(layout=W.Layout(flex_flow="row wrap", width="100%"))  # merge / replace / cancel
         w["proposals"] = W.VBox(layout=full)
         w["suggestions"] = W.VBox(layout=full)
         w["block"] = W.IntSlider(value=self.block_pos, min=0, max=max(0, len(self._texts) - 1), description="block",
@@ -813,8 +968,9 @@ class AnchorEditor(WidgetView):
         w["save"] = W.Button(description="save", icon="save", layout=btn, tooltip="JSON, or CSV for a .csv name")
         w["load"] = W.Button(description="load", icon="folder-open", layout=btn, tooltip="JSON or CSV")
         w["status"] = W.HTML()
-        for name in ("search", "sort_by", "coverage", "table", "picker", "concordance", "key", "alts", "review", "note",
-                     "validation", "apply", "new", "delete", "reject", "undo", "redo", "proposals", "block",
+        for name in ("search", "sort_by", "coverage", "table", "picker", "concordance_title", "concordance", "key", "alts",
+                     "review", "note",
+                     "validation", "apply", "new", "delete", "reject", "undo", "redo", "confirm", "proposals", "block",
                      "preview", "path", "save", "load", "status", "suggestions"):
             w[name].add_class(f"wb-anchor-{name}")
 
@@ -825,7 +981,6 @@ class AnchorEditor(WidgetView):
         on("sort_by", lambda v: (setattr(self, "sort_by", v), self._refresh()))
         on("descending", lambda v: (setattr(self, "descending", v), self._refresh()))
         on("picker", lambda v: self.select(v))
-        on("concordance", lambda v: None if v is None else self.show_occurrence(v))
         on("key", lambda v: self.set_form(key=v))
         on("alts", lambda v: self.set_form(alternatives=v))
         on("review", lambda v: self.set_form(status=v))
@@ -847,15 +1002,17 @@ class AnchorEditor(WidgetView):
         left = W.VBox([W.HBox([w["search"], w["sort_by"], w["descending"]], layout=W.Layout(width="100%")),
                        w["coverage"], w["table"], W.HTML(f"{_CSS}<b>edit</b> {hint}(pick a key)</span>"), w["picker"],
                        w["concordance_title"], w["concordance"]], layout=col)
+        files = W.HBox([w["path"], w["save"], w["load"]], layout=wrap)
+        # the status line and the merge / replace / cancel question sit under the buttons that caused them
         form = W.VBox([W.HTML("<b>entry</b>"), w["key"], w["alts"], W.HBox([w["review"], w["note"]], layout=wrap),
                        w["validation"],
                        W.HBox([w["apply"], w["new"], w["delete"], w["reject"], w["undo"], w["redo"]], layout=wrap),
+                       w["confirm"], files, w["status"],
                        W.HTML(f"<b>proposed alternatives</b> {hint}(shown for approval)</span>"), w["proposals"],
                        W.HTML(f"<b>suggested anchors</b> {hint}(boosted by the reinforced model, not covered by the "
                               "map; hover for contexts)</span>"), w["suggestions"]], layout=col)
-        files = W.HBox([w["path"], w["save"], w["load"]], layout=wrap)
-        w["root"] = W.VBox([W.HBox([left, form], layout=wrap), W.HTML("<b>preview</b>"), w["block"], w["preview"],
-                            files, w["status"]], layout=W.Layout(width="100%", max_width="100%", overflow="hidden"))
+        w["root"] = W.VBox([W.HBox([left, form], layout=wrap), W.HTML("<b>preview</b>"), w["block"], w["preview"]],
+                           layout=W.Layout(width="100%", max_width="100%", overflow="hidden"))
         w["root"].add_class("wb-anchor-editor")
         self._w = w
         self._refresh()
@@ -901,19 +1058,26 @@ class AnchorEditor(WidgetView):
                 w["picker"].options = keys
             w["picker"].value = self.selected if self.selected in keys else None
             conc = self.concordance if self.selected else None
+            covered = self.covered.get(self.selected or "")
             if conc is not None and len(conc):
+                shown = min(len(conc), 60)
                 w["concordance_title"].value = (f"<b>occurrences of {esc(self.selected)}</b> <span style='font-size:11px;"
-                                                f"color:#666'>({len(conc)} in the corpus; click one to preview its block)</span>")
-                opts = [(f"{i + 1}. block {r.block}: …{r.left[-45:]}[{r.match}]{r.right[:45]}…", i)
-                        for i, r in enumerate(conc.head(300).itertuples())]
+                                                f"color:#666'>({len(conc)} in the corpus"
+                                                + (f", the first {shown} listed" if shown < len(conc) else "")
+                                                + "; show one to preview its block)</span>")
+                key = (self.selected, self.focus, id(self.index.anchors))
+                if getattr(self, "_concordance_key", None) != key:  # rebuilt only when it changes
+                    self._concordance_key = key
+                    w["concordance"].children = self._concordance_rows(conc.head(shown))
             else:
                 w["concordance_title"].value = ("<b>occurrences</b> <span style='font-size:11px;color:#666'>"
-                                                + ("(none in the corpus)" if self.selected else "(select a key)") + "</span>")
-                opts = []
-            if [o[1] for o in w["concordance"].options] != [o[1] for o in opts] or list(w["concordance"].options) != opts:
-                w["concordance"].options = opts
-            w["concordance"].value = None
+                                                + (f"(none on its own: {esc(covered)})" if covered else
+                                                   "(none in the corpus)" if self.selected else "(select a key)")
+                                                + "</span>")
+                w["concordance"].children = ()
+                self._concordance_key = None
             self._sync_form(w)
+            w["confirm"].children = self._confirm_row()
             w["delete"].disabled = w["reject"].disabled = self.selected is None
             w["undo"].disabled = not self._undo
             w["redo"].disabled = not self._redo

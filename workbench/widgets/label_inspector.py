@@ -1,9 +1,11 @@
 """Label inspector: generic labels of any block at any alpha, recomputed from the stored top-k, no model needed.
 
-The labels stage stores, per labelled position, the baseline's top-k tokens on the translated text with the
-reinforced logits at those tokens. ``argmax(v_base - alpha * relu(v_reinf - v_base))`` over those k tokens is
-the label for any alpha; it is provably the full-vocabulary label when the winner's generic score is at least
-the k-th baseline logit, and the inspector flags (dashes) the positions where that check fails.
+At a stored alpha (``labels.alphas``) the inspector shows exactly the labels the labels stage stored, the ones a
+run trains on. For any other alpha it recomputes them: the labels stage stores, per labelled position, the
+baseline's top-k tokens on the translated text with the reinforced logits at those tokens, and
+``argmax(v_base - alpha * relu(v_reinf - v_base))`` over those k tokens is the label; it is provably the
+full-vocabulary label when the winner's generic score is at least the k-th baseline logit, and the inspector
+flags (dashes) the positions where that check fails.
 
 Statistics: the share of labels that differ from the original next token as alpha grows (a plotly chart),
 and the most frequent original → generic substitutions at the chosen alpha.
@@ -17,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from workbench.labels import LabelStore, alpha_column, labels_from_topk
+from workbench.labels import LabelStore, alpha_column, labels_at, labels_from_topk
 from workbench.widgets._common import df_html, esc, figure_widget, show_token, token_texts, WidgetView
 from workbench.widgets.token_diff import TokenDiff, _cells
 
@@ -56,8 +58,9 @@ class LabelInspector(WidgetView):
 
     # -- computations -------------------------------------------------------------------------------------
     def _labels_all(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-        a = self._arr
-        return labels_from_topk(a["base_ids"], a["base_vals"], a["reinf_at_base"], float(alpha))
+        """Every position's label at ``alpha``: the stored ones at a stored alpha, else recomputed."""
+        lab, exact, _ = labels_at(self.store.positions, self._arr, alpha)
+        return lab, exact
 
     def labels(self, alpha: float | None = None, block: int | None = None) -> pd.DataFrame:
         """One row per labelled position: block, pos, next_id, label, exact, changed, stored (the label the
@@ -100,8 +103,9 @@ class LabelInspector(WidgetView):
         """For every stored alpha: share of positions where the top-k recomputation equals the stored label
         (1.0 where all are exact; stored labels fell back to the full vocabulary where they were not)."""
         rows = []
+        a_ = self._arr
         for a in self.store.alphas:
-            lab, exact = self._labels_all(a)
+            lab, exact = labels_from_topk(a_["base_ids"], a_["base_vals"], a_["reinf_at_base"], float(a))
             stored = self.store.positions[alpha_column(a)].to_numpy()
             rows.append({"alpha": a, "agree_share": float((lab == stored).mean()) if len(lab) else np.nan,
                          "exact_share": float(exact.mean()) if len(lab) else np.nan})
@@ -140,8 +144,8 @@ class LabelInspector(WidgetView):
         allp = self.labels()
         col = alpha_column(self.alpha)
         stored = col in self.store.positions.columns
-        note = ("a stored alpha: the labels stage computed these with the full vocabulary" if stored else
-                "not a stored alpha: recomputed from the stored top-k")
+        note = ("a stored alpha: the labels the labels stage stored (full vocabulary), the ones a run trains on"
+                if stored else "not a stored alpha: recomputed from the stored top-k")
         n_inexact_blk = int((~blk["exact"]).sum())
         parts = [
             f"<b>alpha = {self.alpha:g}</b> <span style='color:#666'>({esc(note)})</span>",
@@ -150,9 +154,10 @@ class LabelInspector(WidgetView):
             f"all {len(self._blocks_all)} blocks: {len(allp)} labelled positions, "
             f"{100 * allp['changed'].mean() if len(allp) else 0:.1f}% changed, {int((~allp['exact']).sum())} not exact",
         ]
-        if n_inexact_blk:
+        if n_inexact_blk:  # only a recomputed alpha can be inexact
             parts.append("<span style='color:#e36209'>dashed tokens: a token outside the stored top-k could win at this "
-                         "alpha; store a larger labels.top_k or use a stored alpha</span>")
+                         "alpha; store a larger labels.top_k or use a stored alpha "
+                         f"({esc(', '.join(f'{a:g}' for a in self.store.alphas))})</span>")
         return '<div class="wb-label-summary" style="font-size:12px">' + "<br>".join(parts) + "</div>"
 
     def figure(self):

@@ -174,7 +174,7 @@ class TokenDiff:
         A stored alpha uses the stored labels (always exact); any other alpha is recomputed from the top-k,
         and positions where that is not provably exact are drawn dashed.
         """
-        from workbench.labels import alpha_column, labels_from_topk
+        from workbench.labels import labels_at
 
         alpha = max(store.alphas) if alpha is None else float(alpha)
         row = store.blocks[store.blocks["block"] == block]
@@ -183,11 +183,7 @@ class TokenDiff:
         input_ids = np.asarray(row.iloc[0]["input_ids"], dtype=np.int64)
         pos_df = store.positions[store.positions["block"] == block]
         arr = store.topk_arrays(block)
-        col = alpha_column(alpha)
-        if col in pos_df.columns:
-            labels, exact = pos_df[col].to_numpy(), np.ones(len(pos_df), dtype=bool)
-        else:
-            labels, exact = labels_from_topk(arr["base_ids"], arr["base_vals"], arr["reinf_at_base"], alpha)
+        labels, exact, _ = labels_at(pos_df, arr, alpha)
         return cls(_cells(tokenizer, input_ids, pos_df["pos"].to_numpy(), labels, exact, pos_df["gain_next"].to_numpy(),
                           arr, top),
                    title if title is not None else f"block {block}, alpha = {alpha:g}")

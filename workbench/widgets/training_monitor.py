@@ -136,6 +136,10 @@ class TrainingMonitor:
         self._fig = None
         self._w = None
         self._lock = threading.Lock()
+        self._pending: list[dict] = []  # logged rows not drawn yet
+        self._flushed_at = 0.0
+        self.plot_interval = 1.0  # seconds between two updates of the curve while training
+        self._last_step: dict[str, int] = {}  # phase -> the last step it reached
 
     @property
     def callbacks(self) -> list[TrainerCallback]:
@@ -213,7 +217,9 @@ class TrainingMonitor:
         try:
             with poll() as ui_poll:
                 while thread.is_alive():
-                    ui_poll(20)  # handle the widget messages that arrived (a click on stop)
+                    # handle every widget message that arrived (a click on stop): the kernel takes one message
+                    # per call, and a click queued behind a backlog (the plot's echoes) would wait its turn
+                    ui_poll(200)
                     thread.join(0.05)
         finally:
             signal.signal(signal.SIGINT, old)
@@ -266,13 +272,20 @@ class TrainingMonitor:
             self.status = f"failed: {type(exc).__name__}: {exc}"
         finally:
             self._active = False
+        self._flush_figure()
         self._refresh()
+
+    @property
+    def stopped_step(self) -> int | None:
+        """The step training stopped at (None unless stopped)."""
+        return self._controller.stopped_at if self.state == "stopped" else None
 
     def _mark_stopped(self) -> None:
         self.state = "stopped"
-        where = f"; checkpoint kept in {self.last_checkpoint}" if self.last_checkpoint else ""
-        self.status = (f"stopped cleanly at step {self._controller.stopped_at}{where}; "
-                       "rerun the stage to resume from it")
+        ckpt = self.last_checkpoint
+        where = f"; {ckpt.parent.name}/{ckpt.name} kept" if ckpt is not None else ""
+        self.status = (f"stopped cleanly at step {self._controller.stopped_at}{where}; the stage is unfinished: "
+                       "rerun it to resume from the checkpoint")
 
     def _summary(self) -> str:
         if not self.records:
@@ -293,6 +306,7 @@ class TrainingMonitor:
 
     def _progress(self, step: int, total: int) -> None:
         self.step, self.max_steps = step, total
+        self._last_step[self.phase or "training"] = step
         if self.state == "running":
             self.status = self.progress_text()
             self._refresh()
@@ -311,6 +325,7 @@ class TrainingMonitor:
         self.last_checkpoint = path
 
     def _end_phase(self, state) -> None:
+        self._flush_figure()
         if self._controller.requested:
             self._controller.stopped_at = self._controller.stopped_at or state.global_step
             self._mark_stopped()
@@ -324,11 +339,22 @@ class TrainingMonitor:
         row = {"phase": self.phase or "training", **rec, "step": step}
         with self._lock:
             self.records.append(row)
+            self._pending.append(row)
         self.step = max(self.step, step)
         if self.state == "running":
             self.status = self.progress_text()
-        self._update_figure(row)
+        if time.perf_counter() - self._flushed_at >= self.plot_interval:
+            self._flush_figure()
         self._refresh()
+
+    def _flush_figure(self) -> None:
+        """Draw the logged rows not drawn yet, in one update: at most one per ``plot_interval`` seconds while
+        training, since each update makes the browser send messages back that the kernel reads one at a time."""
+        with self._lock:
+            rows, self._pending = self._pending, []
+        self._flushed_at = time.perf_counter()
+        if rows:
+            self._update_figure(rows)
 
     # -- data -----------------------------------------------------------------------------------------------
     @property
@@ -345,7 +371,9 @@ class TrainingMonitor:
             return pd.DataFrame(columns=["phase", "steps", "first loss", "last loss"])
         rows = []
         for phase, g in h.groupby("phase", sort=False):
-            row = {"phase": phase, "steps": int(g["step"].max()), "first loss": float(g["loss"].iloc[0]),
+            # the last step reached (a stop between two logging steps ends after the last logged one)
+            last = max(int(g["step"].max()), self._last_step.get(phase, 0))
+            row = {"phase": phase, "steps": last, "first loss": float(g["loss"].iloc[0]),
                    "last loss": float(g["loss"].iloc[-1])}
             for m in self.extra_metrics:
                 if m in g and g[m].notna().any():
@@ -369,27 +397,34 @@ class TrainingMonitor:
             self._fig = figure_widget()
             self._fig.update_layout(title=self.title, height=300, margin=dict(l=50, r=10, t=40, b=40),
                                     xaxis_title="step", yaxis_title="loss", legend=dict(orientation="h", y=-0.25))
-            for row in list(self.records):
-                self._update_figure(row)
+            with self._lock:
+                self._pending = []
+            self._update_figure(list(self.records))
         return self._fig
 
-    def _update_figure(self, row: dict) -> None:
+    def _update_figure(self, rows: list[dict]) -> None:
         fig = self._fig
-        if fig is None:
+        if fig is None or not rows:
             return
+        new: dict[str, tuple[list, list, str]] = {}  # trace name -> (steps, values, metric), in order
+        for row in rows:
+            for metric in self.metrics + self.extra_metrics:
+                if metric not in row or not isinstance(row[metric], (int, float)):
+                    continue
+                name = f"{row['phase']} {metric}" if metric != "loss" else row["phase"]
+                xs, ys, _ = new.setdefault(name, ([], [], metric))
+                xs.append(row["step"])
+                ys.append(row[metric])
         with self._lock:
             with fig.batch_update():
-                for metric in self.metrics + self.extra_metrics:
-                    if metric not in row or not isinstance(row[metric], (int, float)):
-                        continue
-                    name = f"{row['phase']} {metric}" if metric != "loss" else row["phase"]
+                for name, (xs, ys, metric) in new.items():
                     trace = next((t for t in fig.data if t.name == name), None)
                     if trace is None:
-                        fig.add_scatter(x=[row["step"]], y=[row[metric]], mode="lines+markers", name=name,
+                        fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=name,
                                         line=dict(dash="dot" if metric in self.extra_metrics else "solid"))
                     else:
-                        trace.x = tuple(trace.x) + (row["step"],)
-                        trace.y = tuple(trace.y) + (row[metric],)
+                        trace.x = tuple(trace.x) + tuple(xs)
+                        trace.y = tuple(trace.y) + tuple(ys)
 
     @property
     def widget(self):
