@@ -389,3 +389,16 @@ def shut_down_kernels(lab: dict) -> None:
     for sess in sessions:
         req = urllib.request.Request(f"{base}/api/sessions/{sess['id']}", method="DELETE", headers=auth)
         urllib.request.urlopen(req, timeout=30).close()
+
+
+def tensorboard_scalars(folder: Path) -> dict[str, list[float]]:
+    """Every scalar in the TensorBoard event files under ``folder``, read with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out: dict[str, list[float]] = {}
+    for events in folder.rglob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events.parent), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            out.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
+    return out

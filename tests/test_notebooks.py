@@ -138,6 +138,7 @@ def test_notebook_runs_on_the_embedded_model(name, tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_CONFIG", str(Path(workbench.__file__).parent / "configs" / "demo_quick.yaml"))
     text, seconds = execute(name, tmp_path, "embedded", 3600, monkeypatch)
     assert "model 'embedded'" in text
-    for marker in MARKERS[name]:
-        assert marker in text
+    # the report stage runs in this config: the headline table (split named) instead of the tiny config's notice
+    for marker in [m for m in MARKERS[name] if m != "report.enabled"] + ["Before and after: heldout probes ("]:
+        assert marker in text, f"{name}: expected {marker!r} in the outputs"
     print(f"{name} on the embedded model: {seconds:.0f} s")

@@ -16,7 +16,7 @@ from workbench.errors import WorkbenchError
 from workbench.run import Run
 from workbench.tracking import PACKAGES, resolve_trackers
 
-from helpers import make_inputs, tiny_config
+from helpers import make_inputs, tensorboard_scalars, tiny_config
 
 
 def _mini_pack(root: Path) -> Path:
@@ -39,19 +39,6 @@ def _config(tmp_path: Path, **over) -> dict:
     return cfg
 
 
-def _scalars(folder: Path) -> dict[str, list[float]]:
-    """Every scalar in the TensorBoard event files under ``folder``, read with TensorBoard's own reader."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    out: dict[str, list[float]] = {}
-    for events in folder.rglob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(events.parent), size_guidance={"scalars": 0})
-        acc.Reload()
-        for tag in acc.Tags()["scalars"]:
-            out.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
-    return out
-
-
 @pytest.mark.integration
 def test_tracked_run_leaves_tensorboard_losses_report_rows_and_a_model_card(tmp_path, capsys):
     pytest.importorskip("tensorboard")
@@ -65,12 +52,12 @@ def test_tracked_run_leaves_tensorboard_losses_report_rows_and_a_model_card(tmp_
     report = run.run()
     tracking = tmp_path / "run" / "tracking"
     for stage in ("reinforce", "finetune"):
-        scalars = _scalars(tracking / stage)
+        scalars = tensorboard_scalars(tracking / stage)
         assert "train/loss" in scalars and len(scalars["train/loss"]) >= 2, (stage, sorted(scalars))
         assert all(v == v for v in scalars["train/loss"])
-    assert "train/target_loss" in _scalars(tracking / "finetune")  # the unlearning loss's parts too
+    assert "train/target_loss" in tensorboard_scalars(tracking / "finetune")  # the unlearning loss's parts too
     assert len(monitor.records) >= 4  # both stages' logged losses reached the monitor's callback
-    logged = _scalars(tracking / "run")
+    logged = tensorboard_scalars(tracking / "run")
     prob = report["probes"]["probability"]
     name = [k for k in logged if k.startswith("report/probability_probes") and k.endswith("/baseline")]
     assert len(name) == 1 and logged[name[0]] == [pytest.approx(prob["baseline_mean_prob"])]
@@ -118,7 +105,7 @@ def test_every_method_gets_a_card_and_tracked_losses(tmp_path):
     card = ModelCard.load(tmp_path / "run" / "unlearned" / "README.md")
     assert card.data.to_dict()["tags"] == ["unlearning", "npo"]
     assert "Not evaluated yet" in card.text and "No attack results" in card.text
-    losses = _scalars(tmp_path / "run" / "tracking" / "finetune")["train/loss"]
+    losses = tensorboard_scalars(tmp_path / "run" / "tracking" / "finetune")["train/loss"]
     assert len(losses) >= 2 and all(v == v for v in losses)
     from safetensors.torch import load_file
 
