@@ -343,8 +343,8 @@ def test_curating_a_pack_map_loses_no_entry(lab, page):
     pack_file = load_pack("sherlock_holmes").anchors_path
     original = load_anchor_map(pack_file, do_consolidate=False).entries
     dropped = dict(consolidate(original)[1])
-    assert "Sherlock Holmes" in dropped and {"Lestrade", "Gregson"} <= set(original) and "Mycroft" not in original
-    assert "Mycroft Holmes" in original and "Mycroft Holmes" not in dropped
+    assert "Sherlock Holmes" in dropped and {"Lestrade", "Gregson"} <= set(original) and "Thaddeus" not in original
+    assert "Thaddeus Sholto" in original and "Thaddeus Sholto" not in dropped
     page.set_viewport_size({"width": 1366, "height": 768})
     try:
         _run_notebook(page, lab, KEEP)
@@ -393,13 +393,13 @@ def test_curating_a_pack_map_loses_no_entry(lab, page):
         page.wait_for_function("() => !document.querySelector('button.wb-anchor-apply').disabled", timeout=20_000)
         page.click("button.wb-anchor-apply")
         _wait_status(page, "updated 'Sherlock Holmes'")
-        # a new key that makes another one covered ('Mycroft Holmes': 'Mycroft' and 'Holmes' are keys now)
+        # a new key that makes another one covered ('Thaddeus Sholto': 'Thaddeus' and 'Sholto' are keys now)
         page.click("button.wb-anchor-new")
-        page.fill(".wb-anchor-key input", "Mycroft")
+        page.fill(".wb-anchor-key input", "Thaddeus")
         page.fill(".wb-anchor-alts textarea", "Tom")
         page.wait_for_function("() => !document.querySelector('button.wb-anchor-apply').disabled", timeout=20_000)
         page.click("button.wb-anchor-apply")
-        _wait_status(page, "added 'Mycroft'")
+        _wait_status(page, "added 'Thaddeus'")
         counts = page.inner_text(".wb-anchor-coverage .wb-anchor-counts")
         assert counts.startswith(f"{len(original)} keys ({len(dropped) + 1} covered"), counts
 
@@ -419,11 +419,11 @@ def test_curating_a_pack_map_loses_no_entry(lab, page):
     run_dir = lab["dir"] / "runs" / load_config(lab["keep_config"]).name
     saved_map = load_anchor_map(run_dir / "anchors.curated.json", do_consolidate=False)
     saved = saved_map.entries
-    # every entry the curator did not delete: Lestrade merged into Gregson, Mycroft added, the rest as in the pack
-    assert set(saved) == set(original) - {"Lestrade"} | {"Mycroft"}
-    assert saved["Gregson"] == gregson and saved["Mycroft"] == ["Tom"]
+    # every entry the curator did not delete: Lestrade merged into Gregson, Thaddeus added, the rest as in the pack
+    assert set(saved) == set(original) - {"Lestrade"} | {"Thaddeus"}
+    assert saved["Gregson"] == gregson and saved["Thaddeus"] == ["Tom"]
     assert saved["Sherlock Holmes"] == original["Sherlock Holmes"][:-1] + ["Walter Lynch"]
     assert all(saved[k] == v for k, v in original.items() if k not in ("Lestrade", "Gregson", "Sherlock Holmes"))
     run_map = load_anchor_map(run_dir / "anchors.curated.json")  # as a run reads it: the covered keys dropped
-    assert {k for k, _ in run_map.dropped} == set(dropped) | {"Mycroft Holmes"}
+    assert {k for k, _ in run_map.dropped} == set(dropped) | {"Thaddeus Sholto"}
     assert key_counts(run_map, {})["keys"] == len(saved)
