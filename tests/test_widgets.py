@@ -841,7 +841,7 @@ def test_training_monitor_stop_is_seen_within_a_step_with_the_cpu_busy(tmp_path)
 @pytest.mark.integration
 def test_scoring_the_corpus_keeps_memory_flat(tiny_run):
     """Scoring allocates and frees a [positions, vocabulary] tensor per block; with the heap kept small
-    (models.keep_heap_small, set by load_model) the process does not grow with the number of blocks (it grew by
+    (models.small_heap, around scoring and labels) the process does not grow with the number of blocks (it grew by
     a block's logits, ~12 MB on the tiny model, per block before)."""
     import sys
 

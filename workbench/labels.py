@@ -266,6 +266,29 @@ def generate_labels(
     progress: bool = True,
     on_shard: Callable[[int], None] | None = None,
 ) -> "LabelStore":
+    """See :func:`_generate_labels`; runs with :func:`workbench.models.small_heap`, so the full-vocabulary buffers each
+    batch allocates and frees do not grow the process."""
+    from workbench.models import small_heap
+
+    with small_heap():
+        return _generate_labels(pair=pair, aligned=aligned, out_dir=out_dir, alphas=alphas, top_k=top_k,
+                                batch_size=batch_size, shard_blocks=shard_blocks, pad_id=pad_id,
+                                fingerprint=fingerprint, progress=progress, on_shard=on_shard)
+
+
+def _generate_labels(
+    pair: ModelPair,
+    aligned: Sequence[AlignedBlock],
+    out_dir: str | os.PathLike,
+    alphas: Sequence[float],
+    top_k: int = 32,
+    batch_size: int = 4,
+    shard_blocks: int = 16,
+    pad_id: int = 0,
+    fingerprint: str = "",
+    progress: bool = True,
+    on_shard: Callable[[int], None] | None = None,
+) -> "LabelStore":
     """Compute labels for all blocks into ``out_dir``, shard by shard, resuming finished shards.
 
     Each shard is written atomically (``blocks-NNNNN.parquet``, ``positions-NNNNN.parquet``), then recorded in

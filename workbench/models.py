@@ -41,6 +41,8 @@ __all__ = [
     "tiny_model",
     "tiny_tokenizer",
     "pick_device",
+    "keep_heap_small",
+    "small_heap",
 ]
 
 EMBEDDED_NAMES = ("embedded", "smollm2-135m", "smollm2")
@@ -271,6 +273,7 @@ def _quiet_hub():
 
 _HEAP = {"fixed": False}
 MMAP_THRESHOLD_BYTES = 1 << 20
+LARGE_MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's own ceiling for its moving threshold (64-bit)
 
 
 def keep_heap_small() -> bool:
@@ -296,12 +299,28 @@ def keep_heap_small() -> bool:
     return _HEAP["fixed"]
 
 
+@contextlib.contextmanager
+def small_heap():
+    """:func:`keep_heap_small` for a loop over many blocks (scoring, labels), then the threshold glibc's own
+    rule would have reached (32 MiB): training, whose activations are reused step after step, runs about a
+    quarter slower with every buffer over 1 MiB mapped and unmapped (one SmolLM2 step on 512 tokens: 5.4 s
+    against 4.3 s)."""
+    fixed = keep_heap_small()
+    try:
+        yield fixed
+    finally:
+        if fixed:
+            import ctypes
+
+            ctypes.CDLL(None).mallopt(-3, LARGE_MMAP_THRESHOLD_BYTES)
+            _HEAP["fixed"] = False
+
+
 def load_model(spec: str, device: str | None = None, dtype: str | torch.dtype | None = None) -> LoadedModel:
     """Load a causal LM and its tokenizer from a model spec (see the module docstring).
 
     ``dtype``: ``"float32"``, ``"bfloat16"``, ``"float16"`` or ``"auto"`` (bf16 on GPUs that support it, else fp32).
     """
-    keep_heap_small()  # a model's batches allocate and free full-vocabulary tensors: keep them off the heap
     if spec == "tiny":
         return tiny_model()
     from workbench.methods.wrappers import find_descriptor, load_descriptor

@@ -45,6 +45,19 @@ def score_blocks(
     pair: ModelPair, blocks: Sequence[Block], tokenizer: PreTrainedTokenizerBase, batch_size: int = 4,
     n_raised: int = 3, progress: bool = True,
 ) -> pd.DataFrame:
+    """See :func:`_score_blocks`; runs with :func:`workbench.models.small_heap`, so the full-vocabulary buffers each
+    batch allocates and frees do not grow the process."""
+    from workbench.models import small_heap
+
+    with small_heap():
+        return _score_blocks(pair=pair, blocks=blocks, tokenizer=tokenizer, batch_size=batch_size, n_raised=n_raised,
+                             progress=progress)
+
+
+def _score_blocks(
+    pair: ModelPair, blocks: Sequence[Block], tokenizer: PreTrainedTokenizerBase, batch_size: int = 4,
+    n_raised: int = 3, progress: bool = True,
+) -> pd.DataFrame:
     """One row per position: block, pos, next_id, next_token, gain_logit, gain_logprob, p_base, p_reinf, raised."""
     import torch
     from tqdm.auto import tqdm
