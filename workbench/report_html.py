@@ -117,6 +117,7 @@ def outcome_html(report: dict, level: int = 2) -> str:
     ppl = table["measure"].str.startswith("perplexity")
     for c in ("baseline", "unlearned", "generic"):  # probabilities to 4 decimals, perplexity to 2, as the README
         table[c] = [None if pd.isna(v) else f"{v:.2f}" if is_ppl else f"{v:.4f}" for v, is_ppl in zip(table[c], ppl)]
+    table["n"] = [None if v is None or pd.isna(v) else str(int(v)) for v in table["n"]]  # counts, not 117.000
     style = "<style>.wb-outcome td.num{text-align:right;font-variant-numeric:tabular-nums}</style>"
     return (f'<div class="wb-outcome">{style}<h{level}>{_esc(outcome_title(report))}</h{level}>'
             "<p class='muted'>mean probability of the correct next token, with the 95% paired-bootstrap interval of the "
