@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write, atomic_write_json, read_json
+from workbench.models import with_small_heap
 from workbench.pair import ModelPair, pad_batch
 from workbench.translate import AlignedBlock
 
@@ -253,30 +254,8 @@ def _write_parquet_atomic(table: pa.Table, path: Path) -> None:
     atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
+@with_small_heap
 def generate_labels(
-    pair: ModelPair,
-    aligned: Sequence[AlignedBlock],
-    out_dir: str | os.PathLike,
-    alphas: Sequence[float],
-    top_k: int = 32,
-    batch_size: int = 4,
-    shard_blocks: int = 16,
-    pad_id: int = 0,
-    fingerprint: str = "",
-    progress: bool = True,
-    on_shard: Callable[[int], None] | None = None,
-) -> "LabelStore":
-    """See :func:`_generate_labels`; runs with :func:`workbench.models.small_heap`, so the full-vocabulary buffers each
-    batch allocates and frees do not grow the process."""
-    from workbench.models import small_heap
-
-    with small_heap():
-        return _generate_labels(pair=pair, aligned=aligned, out_dir=out_dir, alphas=alphas, top_k=top_k,
-                                batch_size=batch_size, shard_blocks=shard_blocks, pad_id=pad_id,
-                                fingerprint=fingerprint, progress=progress, on_shard=on_shard)
-
-
-def _generate_labels(
     pair: ModelPair,
     aligned: Sequence[AlignedBlock],
     out_dir: str | os.PathLike,

@@ -43,6 +43,7 @@ __all__ = [
     "pick_device",
     "keep_heap_small",
     "small_heap",
+    "with_small_heap",
 ]
 
 EMBEDDED_NAMES = ("embedded", "smollm2-135m", "smollm2")
@@ -314,6 +315,18 @@ def small_heap():
 
             ctypes.CDLL(None).mallopt(-3, LARGE_MMAP_THRESHOLD_BYTES)
             _HEAP["fixed"] = False
+
+
+def with_small_heap(fn):
+    """Run ``fn`` under :func:`small_heap` (for the loops that score or label many blocks)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with small_heap():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def load_model(spec: str, device: str | None = None, dtype: str | torch.dtype | None = None) -> LoadedModel:

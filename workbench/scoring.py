@@ -25,6 +25,7 @@ import pandas as pd
 
 from workbench.anchors import AnchorMap
 from workbench.corpus import Block
+from workbench.models import with_small_heap
 
 if TYPE_CHECKING:  # torch is imported where the models run, so the word statistics load fast (anchor editor)
     from transformers import PreTrainedTokenizerBase
@@ -41,20 +42,8 @@ PARTICLES = frozenset({"of", "the", "de", "du", "des", "la", "le", "von", "van",
 SUGGESTION_COLUMNS = ["word", "kind", "n_words", "count", "mean_gain", "score", "name_like", "examples"]
 
 
+@with_small_heap
 def score_blocks(
-    pair: ModelPair, blocks: Sequence[Block], tokenizer: PreTrainedTokenizerBase, batch_size: int = 4,
-    n_raised: int = 3, progress: bool = True,
-) -> pd.DataFrame:
-    """See :func:`_score_blocks`; runs with :func:`workbench.models.small_heap`, so the full-vocabulary buffers each
-    batch allocates and frees do not grow the process."""
-    from workbench.models import small_heap
-
-    with small_heap():
-        return _score_blocks(pair=pair, blocks=blocks, tokenizer=tokenizer, batch_size=batch_size, n_raised=n_raised,
-                             progress=progress)
-
-
-def _score_blocks(
     pair: ModelPair, blocks: Sequence[Block], tokenizer: PreTrainedTokenizerBase, batch_size: int = 4,
     n_raised: int = 3, progress: bool = True,
 ) -> pd.DataFrame:
