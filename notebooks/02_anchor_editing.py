@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -90,8 +90,8 @@ proposers = {"offline": OfflineProposer(run.load_baseline(), run.anchors)}
 if ENDPOINT:
     proposers["endpoint"] = EndpointProposer(ENDPOINT, model=ENDPOINT_MODEL, target=run.pack.title if run.pack else
                                              "the target", anchors=run.anchors)
-editor = AnchorEditor(run.anchors, texts=run.corpus_blocks, suggestions=suggestions, path=nb.curated_anchors_path,
-                      seed=nb.cfg.seed, proposers=proposers)
+editor = AnchorEditor(run.anchors, texts=run.corpus_blocks, documents=run.documents, suggestions=suggestions,
+                      path=nb.curated_anchors_path, seed=nb.cfg.seed, proposers=proposers)
 editor
 
 # %% [markdown]

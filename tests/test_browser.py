@@ -74,7 +74,9 @@ def lab(tmp_path_factory, endpoint):
     curate.cells.insert(0, nbformat.v4.new_code_cell(
         f"import os\nos.environ.pop('WORKBENCH_MODEL', None)\nos.environ.update({params!r})"))
     keep_config = root / "sherlock_keep.yaml"
-    keep_config.write_text(yaml.safe_dump({**SHERLOCK_TINY, "name": "sherlock-keep"}))
+    # blocks of 256 tokens (about 1,000 characters): an occurrence near a block's end is below a preview pane's fold
+    keep_config.write_text(yaml.safe_dump({**SHERLOCK_TINY, "name": "sherlock-keep",
+                                           "target": {**SHERLOCK_TINY["target"], "block_size": 256}}))
     keep = nbformat.read(ROOT / "notebooks" / "02_anchor_editing.ipynb", as_version=4)
     keep.cells.insert(0, nbformat.v4.new_code_cell(
         f"import os\nos.environ.pop('WORKBENCH_MODEL', None)\nos.environ.update({{'WORKBENCH_CONFIG': {str(keep_config)!r}}})"))
@@ -155,13 +157,14 @@ def test_anchor_editor_in_jupyterlab(lab, page):
 
 # The editor's box, and every part of it whose content is wider than the part: ipywidgets boxes scroll
 # (overflow: auto) and buttons clip their labels, so an editor too wide for the page shows up as a scroll width
-# above the client width, not as a box sticking out. (The map table and the preview panes scroll by design.)
+# above the client width, not as a box sticking out; a cut label ("alternati…") likewise. (The map table and the
+# preview panes scroll by design.)
 OVERFLOW = """() => {
     const ed = document.querySelector('.wb-anchor-editor');
     const r = ed.getBoundingClientRect();
     const nb = document.querySelector('.jp-NotebookPanel').getBoundingClientRect();
     const out = [];
-    for (const el of [ed, ...ed.querySelectorAll('.jupyter-widget-box, .widget-box, button')]) {
+    for (const el of [ed, ...ed.querySelectorAll('.jupyter-widget-box, .widget-box, button, .widget-label')]) {
         if (el !== ed && !el.offsetParent) continue;  // not shown
         if (el.scrollWidth > el.clientWidth + 1)
             out.push(`${el.tagName}.${[...el.classList].join('.')}: ${el.scrollWidth} > ${el.clientWidth}`);
@@ -319,6 +322,38 @@ def _in_view(page, selector: str) -> bool:
     return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 768 and box["x"] + box["width"] <= 1366
 
 
+# The editor's box against the notebook's scrolling view (the window under JupyterLab's bars).
+IN_VIEW = """() => {
+    const ed = document.querySelector('.wb-anchor-editor');
+    let view = ed.parentElement;
+    while (view && !(/(auto|scroll)/.test(getComputedStyle(view).overflowY) && view.scrollHeight > view.clientHeight))
+        view = view.parentElement;
+    const r = ed.getBoundingClientRect(), v = view.getBoundingClientRect();
+    return {top: r.top, bottom: r.bottom, height: r.height, view_top: v.top, view_height: view.clientHeight,
+            view: view.className};
+}"""
+
+# The marked occurrence in each preview pane: its text, whether it lies inside its pane's box and the window.
+FOCUSED = """() => [...document.querySelectorAll('.wb-anchor-preview mark.wb-focused')].map(m => {
+    const pane = m.closest('.wb-preview-pane'), r = m.getBoundingClientRect(), p = pane.getBoundingClientRect();
+    return {mark: m.textContent, in_pane: r.top >= p.top && r.bottom <= p.bottom, pane_scrolled: pane.scrollTop,
+            in_window: r.top >= 0 && r.bottom <= window.innerHeight};
+})"""
+
+
+def _deep_occurrence(config: Path, key: str) -> int:
+    """The concordance line (of the first 60 listed) of ``key`` that lies deepest in its block."""
+    from workbench.config import load_config
+    from workbench.run import Run
+    from workbench.widgets import AnchorEditor
+
+    run = Run(load_config(config), config.parent / "probe_occurrences", progress=False, log=None)
+    occ = AnchorEditor(run.anchors, texts=run.corpus_blocks).index.occurrences(key)[:60]
+    deepest = max(range(len(occ)), key=lambda i: occ[i].start)
+    assert occ[deepest].start > 900, "no occurrence below a preview pane's fold"
+    return deepest
+
+
 def _ask_and_answer(page, answer: str, needle: str) -> str:
     """Press apply, see the question beside the buttons, answer it; returns the status line."""
     page.wait_for_function("() => !document.querySelector('button.wb-anchor-apply').disabled", timeout=20_000)
@@ -355,6 +390,25 @@ def test_curating_a_pack_map_loses_no_entry(lab, page):
         counts = page.inner_text(".wb-anchor-coverage .wb-anchor-counts")
         assert counts.startswith(f"{len(original)} keys ({len(dropped)} covered by other keys"), counts
         assert len(page.locator(".wb-anchor-picker select option").all_inner_texts()) == len(original)
+        # the whole editor fits the notebook's view at 1366x768 beside the file browser
+        page.locator(".wb-anchor-editor").evaluate("e => e.scrollIntoView({block: 'start'})")
+        fit = page.evaluate(IN_VIEW)
+        assert fit["height"] <= fit["view_height"] and fit["top"] >= fit["view_top"] - 1 and fit["bottom"] <= 768, fit
+        page.screenshot(path=str(ARTIFACTS / "anchor_editor_fit_768.png"))
+        # a clicked occurrence deep in its block: in view in both preview panes, marked, the line it came from
+        # highlighted; the concordance's lines wrap (no sideways scroll)
+        occurrence = _deep_occurrence(lab["keep_config"], "Holmes")
+        _pick(page, "Holmes")
+        page.locator(".wb-anchor-concordance button.wb-occurrence").nth(occurrence).click()
+        page.wait_for_selector(".wb-preview-trans mark.wb-focused", timeout=30_000)
+        seen = page.evaluate(FOCUSED)
+        assert [s["mark"] for s in seen] == ["Holmes", seen[1]["mark"]] and seen[1]["mark"] != "Holmes", seen
+        assert all(s["in_pane"] and s["in_window"] and s["pane_scrolled"] == 0 for s in seen), seen
+        assert page.locator(".wb-anchor-concordance .widget-hbox").nth(occurrence).evaluate(
+            "e => e.querySelector('.wb-concordance-line').style.background") != ""
+        conc = page.locator(".wb-anchor-concordance").evaluate("e => [e.scrollWidth, e.clientWidth]")
+        assert conc[0] <= conc[1] + 1, conc
+        page.screenshot(path=str(ARTIFACTS / "anchor_editor_occurrence_768.png"))
 
         # a new entry onto an existing key: asked; cancel keeps Gregson, merge adds the new alternative
         page.click("button.wb-anchor-new")

@@ -250,7 +250,7 @@ def test_editor_keeps_and_saves_keys_a_run_drops(tmp_path):
     """Keys consolidation drops ("Harry Potter" when "Harry" and "Potter" are keys, a possessive) stay in the
     editor, marked with what covers them, and in the saved file; the preview translates as the run does, and
     the editor's counts are the run's, from the same function."""
-    from workbench.anchors import key_counts, load_anchor_map
+    from workbench.anchors import corpus_key_counts, load_anchor_map
 
     path = tmp_path / "a.json"
     path.write_text(json.dumps({"anchors": {**ANCHORS, "Harry Potter": ["Jon Miller"], "Nimbus": ["broom"],
@@ -266,7 +266,7 @@ def test_editor_keeps_and_saves_keys_a_run_drops(tmp_path):
     text = TEXTS[0]
     assert ed.translated == run_map.translate(text, 0, 0) and "Jon Miller" not in ed.translated
     # the same counts as the run, from one function (over the same texts)
-    expected = key_counts(run_map, run_map.coverage(TEXTS))
+    expected = corpus_key_counts(run_map, TEXTS)
     assert ed.counts == expected and expected["keys"] == len(ANCHORS) + 3 and expected["covered"] == 2
     assert expected["never"] == ["Nimbus"] + [k for k in run_map.entries if k != "Nimbus" and
                                               not any(k in t for t in TEXTS)]
@@ -280,6 +280,52 @@ def test_editor_keeps_and_saves_keys_a_run_drops(tmp_path):
     assert saved["Harry Potter"] == ["Jon Miller"] and saved["Hogwarts's"] == ["the school's"]
     assert set(saved) == set(ed.anchors.entries)
     assert ed.load(out) and set(ed.anchors.entries) == set(saved)
+
+
+def test_editor_counts_are_the_runs_and_packs_checks_on_the_sherlock_pack(tmp_path, capsys):
+    """On the Sherlock Holmes pack, the editor as notebook 02 builds it (blocks to preview, the run's documents to
+    count), the run's log and ``packs check`` print the same counts line; also for a key a block boundary cuts in
+    two (a phrase of the corpus whose words end one block and start the next), which a count over blocks misses."""
+    from helpers import SHERLOCK_TINY
+    from workbench.cli import main
+    from workbench.run import Run
+
+    logs: list[str] = []
+    run = Run(config_from_dict(SHERLOCK_TINY), tmp_path / "run", progress=False, log=logs.append)
+    run.anchors  # loading the map logs the counts line
+    ed = AnchorEditor(run.anchors, texts=run.corpus_blocks, documents=run.documents)
+    assert main(["packs", "check", "sherlock_holmes", "--no-model"]) == 0
+    checked = [ln.split("anchor map: ", 1)[1] for ln in capsys.readouterr().out.splitlines() if ": anchor map: " in ln]
+    run_lines = [m.split(": ", 1)[1] for m in logs if m.startswith("anchor map ")]
+    assert checked == run_lines == [ed.counts["line"]], (checked, run_lines, ed.counts["line"])
+    assert ed.counts["keys"] == len(json.loads(Path(run.pack.anchors_path).read_text())["anchors"])
+
+    # a phrase cut by a block boundary: its last word ends block i, its first starts block i + 1, it is in the
+    # corpus once and neither word is a key (an independent look at the texts, not the editor's index)
+    docs = "\n".join(d.text for d in run.documents)
+    blocks = run.corpus_blocks
+    phrase = None
+    for a, b in zip(blocks, blocks[1:]):
+        left, right = re.search(r"([A-Za-z]+)\W*$", a.text), re.match(r"\W*([A-Za-z]+)", b.text)
+        if not (left and right):
+            continue
+        candidate = f"{left.group(1)} {right.group(1)}"
+        once = docs.count(candidate) == len(re.findall(rf"\b{re.escape(candidate)}\b", docs)) == 1
+        if once and not {left.group(1), right.group(1)} & set(run.anchors.entries) \
+                and not any(candidate in blk.text for blk in blocks):
+            phrase = candidate
+            break
+    assert phrase is not None, "no block boundary cuts a phrase in two"
+    entries = {**json.loads(Path(run.pack.anchors_path).read_text())["anchors"], phrase: ["something else"]}
+    path = tmp_path / "cut.json"
+    path.write_text(json.dumps({"anchors": entries}))
+    logs.clear()
+    cut_run = Run(config_from_dict({**SHERLOCK_TINY, "target": {**SHERLOCK_TINY["target"], "anchors": str(path)}}),
+                  tmp_path / "cut", progress=False, log=logs.append)
+    ed = AnchorEditor(cut_run.anchors, texts=cut_run.corpus_blocks, documents=cut_run.documents)
+    assert ed.index.count(phrase) == 0  # no block holds it whole
+    assert phrase not in ed.counts["never"] and ed.coverage[phrase] == 1
+    assert [m.split(": ", 1)[1] for m in logs if m.startswith("anchor map ")] == [ed.counts["line"]]
 
 
 def test_editor_concordance_focus_shows_the_clicked_occurrence(amap):
@@ -296,6 +342,41 @@ def test_editor_concordance_focus_shows_the_clicked_occurrence(amap):
     value = amap.choose("Hogwarts", 0, ed.block_index)
     assert f">{value}</mark>" in focus
     assert "background:#fff8e1" in ed._w["concordance"].children[2].children[1].value
+
+
+def test_editor_puts_a_clicked_occurrence_deep_in_a_block_in_view(amap):
+    """An occurrence far down a long block: both panes start a few lines above it (the text above folded, not
+    lost), with it marked; the original pane's text is the block's, the translated pane's the run's translation."""
+    import html as _html
+
+    filler = "\n".join(f"Line {i}: the train left the station at nine and nobody said a word." for i in range(60))
+    text = filler + "\nThen Hogwarts appeared, and Harry saw it.\n" + filler
+    ed = AnchorEditor(amap, texts=[text])
+    ed.select("Hogwarts")
+    ed.widget
+    ed._w["concordance"].children[0].children[0].click()
+    assert ed.focus == 0
+    view = ed._w["preview"].value
+    at = text.index("Hogwarts")
+
+    def pane(cls: str) -> tuple[str, str]:  # (folded text, shown text) of one pane, as a reader sees them
+        body = view.split(f'class="{cls}">')[1].split("</div></div>")[0]
+        folded, shown = body.split("</details>")
+        folded = re.sub(r"<summary.*?</summary>", "", folded)
+        return tuple(_html.unescape(re.sub(r"<[^>]+>", "", x)) for x in (folded, shown))
+
+    folded, shown = pane("wb-preview-orig")
+    assert folded + shown == text and len(folded) > 2000  # nothing lost, most of the block folded
+    assert 0 < shown.index("Hogwarts") <= 240 and len(folded) <= at
+    orig_mark = re.findall(r'<mark class="wb-anchor wb-focused"[^>]*>([^<]*)</mark>', view)
+    assert orig_mark == ["Hogwarts"]
+    translated = amap.translate(text, 0, 0)
+    folded, shown = pane("wb-preview-trans")
+    value = amap.choose("Hogwarts", 0, 0)
+    assert folded + shown == translated and shown.index(value) <= 240
+    assert re.findall(r'<mark class="wb-generic wb-focused"[^>]*>([^<]*)</mark>', view) == [value]
+    ed.show_block(0)  # the slider: the whole block again, nothing folded
+    assert "wb-above" not in ed._w["preview"].value and "wb-focused" not in ed._w["preview"].value
 
 
 def test_editor_deletes_the_last_entry_and_starts_from_an_empty_map(tmp_path):
@@ -879,3 +960,24 @@ def test_training_shows_a_bar_of_steps_and_no_log_dicts(tmp_path, capfd):
     text = err.out + err.err
     assert "reinforced_ckpt" in text and "step" in text  # the bar
     assert "{'loss'" not in text and "'train_runtime'" not in text and "<table" not in text
+
+
+def test_every_glyph_the_faces_show_has_a_stock_font():
+    """Each non-ASCII character of the widgets, the notebook helpers and the notebooks is in a font a stock Debian
+    Chromium has (fontconfig says which font holds a character): none renders as an empty box, as ⓘ did."""
+    import shutil
+    import subprocess
+
+    fc = shutil.which("fc-list")
+    if fc is None:
+        pytest.skip("fontconfig's fc-list is not installed")
+    root = Path(__file__).resolve().parents[1]
+    files = [*sorted((root / "workbench" / "widgets").glob("*.py")), *sorted((root / "notebooks").glob("*.py")),
+             *(root / "workbench" / n for n in ("notebook.py", "report_html.py", "outcome.py"))]
+    glyphs = sorted({c for f in files for c in f.read_text(encoding="utf-8") if ord(c) > 127})
+    assert "→" in glyphs  # the faces' arrow: the scan sees the widgets' text
+    missing = [c for c in glyphs if not subprocess.run([fc, f":charset={ord(c):x}", "family"], capture_output=True,
+                                                       text=True).stdout.strip()]
+    assert not missing, f"no installed font has {missing}"
+    # an unassigned code point has no font: the query does tell a missing glyph
+    assert subprocess.run([fc, ":charset=378", "family"], capture_output=True, text=True).stdout.strip() == ""

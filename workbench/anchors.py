@@ -26,8 +26,8 @@ from workbench.anchor_families import check_family_entry, family_index, parse_fa
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_text, parse_json, read_text_file
 
-__all__ = ["AnchorMap", "AnchorMatch", "load_anchor_map", "consolidate", "covered_by", "key_counts", "AnchorWarning",
-           "REVIEW_STATUSES"]
+__all__ = ["AnchorMap", "AnchorMatch", "load_anchor_map", "consolidate", "covered_by", "key_counts", "corpus_key_counts",
+           "AnchorWarning", "REVIEW_STATUSES"]
 
 FORMAT = "whp-anchors/1"
 REVIEW_STATUSES = ("to review", "accepted", "rejected")  # a curator's verdict on a key (or a dismissed suggestion)
@@ -97,6 +97,15 @@ def key_counts(amap: "AnchorMap", counts: Mapping[str, int]) -> dict:
             + (f" ({marked} marked keep_unmatched)" if marked else "") + (f": {shown}" if unmarked else ""))
     return {"keys": n_keys, "covered": len(amap.dropped), "used": len(amap.entries), "never": never,
             "unmarked": unmarked, "line": line}
+
+
+def corpus_key_counts(amap: "AnchorMap", documents: Iterable) -> dict:
+    """:func:`key_counts` over the target corpus's documents (texts, or objects with a ``text``, such as
+    :class:`~workbench.corpus.Document`), each matched whole: the one count the run's log, ``workbench anchors``,
+    ``packs check`` and the anchor editor report. Over documents, not blocks: a name that a block boundary cuts
+    in two still occurs in the corpus. Adds ``occurrences``: key -> occurrences (:meth:`AnchorMap.coverage`)."""
+    occurrences = amap.coverage(d if isinstance(d, str) else d.text for d in documents)
+    return {**key_counts(amap, occurrences), "occurrences": occurrences}
 
 
 def _trie_pattern(keys: Iterable[str]) -> str:
@@ -294,14 +303,13 @@ class AnchorMap:
 
     def unintended_unmatched(self, texts: Iterable[str]) -> tuple[list[str], list[str]]:
         """(keys that never occur in ``texts``, those of them not marked ``keep_unmatched``)."""
-        never = self.never_matching(self.coverage(texts))
-        kept = self.kept_unmatched
-        return never, [k for k in never if k not in kept]
+        counts = corpus_key_counts(self, texts)
+        return counts["never"], counts["unmarked"]
 
     def warn_unmatched(self, texts: Iterable[str]) -> list[str]:
         """Warn (once, with the counts) about keys that never occur in ``texts`` and are not marked
         ``keep_unmatched``; returns every key that never occurs."""
-        counts = key_counts(self, self.coverage(texts))
+        counts = corpus_key_counts(self, texts)
         if counts["unmarked"]:
             warnings.warn(f"{self.source or 'anchor map'}: {counts['line']}; they do no harm but check their spelling, "
                           "or mark them keep_unmatched (docs/formats.md)", AnchorWarning, stacklevel=2)

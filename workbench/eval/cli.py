@@ -315,7 +315,7 @@ def run_packs_check(args: argparse.Namespace) -> int:
     if not pack.anchors_path.is_file():
         raise WorkbenchError(f"pack {pack.name!r}: anchor map {pack.anchors_path} is missing; a pack needs one "
                              "(docs/formats.md)")
-    from workbench.anchors import load_anchor_map
+    from workbench.anchors import corpus_key_counts, load_anchor_map
     from workbench.probe_checks import probe_warnings
 
     from workbench.corpus import read_documents
@@ -323,7 +323,8 @@ def run_packs_check(args: argparse.Namespace) -> int:
     anchors = load_anchor_map(pack.anchors_path)
     files = pack.corpus_files()  # names the missing folder otherwise
     docs = read_documents(files, f"pack {pack.name!r}: corpus")  # read as a run reads it
-    never, unmarked = anchors.unintended_unmatched(d.text for d in docs)
+    counts = corpus_key_counts(anchors, docs)  # the run's and the anchor editor's counts
+    never, unmarked = counts["never"], counts["unmarked"]
     if unmarked:
         shown = ", ".join(repr(k) for k in unmarked[:30]) + (" ..." if len(unmarked) > 30 else "")
         raise WorkbenchError(
@@ -335,6 +336,7 @@ def run_packs_check(args: argparse.Namespace) -> int:
     else:
         kept = f" ({len(never)} marked keep_unmatched)" if never else ""
         print(f"{pack.name}: anchors: {len(anchors.entries)} terms ok, each matches the corpus{kept}")
+    print(f"{pack.name}: anchor map: {counts['line']}")
     print(f"{pack.name}: corpus: {len(files)} files ok")
     for warning in probe_warnings(pack, anchors):
         print(f"warning: {pack.name}: {warning}", file=sys.stderr)

@@ -20,7 +20,8 @@ No entry is lost without the curator saying so: applying a new entry onto an exi
 onto another, asks first (merge, replace or cancel: :attr:`AnchorEditor.pending`, :meth:`~AnchorEditor.confirm`);
 keys a run drops on loading (consolidation: "Sherlock Holmes" when "Sherlock" and "Holmes" are keys) stay in the
 editor and in the saved file, marked "covered by ...", and every change of the map can be undone. The editor's
-counts are the run's (:func:`~workbench.anchors.key_counts`).
+counts are the run's: the same function (:func:`~workbench.anchors.corpus_key_counts`) over the same text, the
+corpus documents (``documents=run.documents``), so a name a block boundary cuts in two is counted as the run counts it.
 
 Every button calls a plain method (:meth:`AnchorEditor.apply`, :meth:`~AnchorEditor.delete`,
 :meth:`~AnchorEditor.reject_suggestion`, :meth:`~AnchorEditor.propose`, :meth:`~AnchorEditor.save`, ...), so
@@ -37,7 +38,7 @@ from typing import Callable, Mapping, Sequence
 import pandas as pd
 
 from workbench.anchor_families import prune_families
-from workbench.anchors import REVIEW_STATUSES, AnchorMap, covered_by, key_counts
+from workbench.anchors import REVIEW_STATUSES, AnchorMap, corpus_key_counts, covered_by
 from workbench.curation import CorpusIndex, kwic, read_anchor_file, write_anchor_file
 from workbench.errors import WorkbenchError
 from workbench.translate import Occurrence, translate_text
@@ -67,35 +68,75 @@ def translate_preview(anchors: AnchorMap, text: str, seed: int = 0, block: int =
     return translated, spans
 
 
-def _marked(text: str, spans: Sequence[tuple[int, int, str, str]], color: str, selected: str | None, cls: str) -> str:
+def _marked(text: str, spans: Sequence[tuple[int, int, str, str]], color: str, selected: str | None, cls: str,
+            cut: int = 0, focus: int | None = None) -> str:
+    """``text`` with its spans highlighted (the selected key outlined, the span starting at ``focus`` marked
+    ``wb-focused``); with ``cut``, what comes before it is folded into a ``<details>`` the reader can open."""
     out, last = [], 0
     for start, end, key, hover in spans:
+        if last < cut <= start:
+            out.append(esc(text[last:cut]) + "</details>")
+            last = cut
         out.append(esc(text[last:start]))
         border = ";outline:2px solid #d73a49" if selected is not None and key == selected else ""
-        out.append(f'<mark class="{cls}" data-key="{esc(key)}" title="{esc(hover)}" '
+        mine = start == focus
+        if mine:
+            border = ";outline:3px solid #d73a49;font-weight:700;box-shadow:0 0 0 5px rgba(215,58,73,.25)"
+        out.append(f'<mark class="{cls}{" wb-focused" if mine else ""}" data-key="{esc(key)}" title="{esc(hover)}" '
                    f'style="background:{color};padding:0 1px;border-radius:2px{border}">{esc(text[start:end])}</mark>')
         last = end
+    if last < cut:
+        out.append(esc(text[last:cut]) + "</details>")
+        last = cut
     out.append(esc(text[last:]))
+    if cut:
+        out.insert(0, f'<details class="wb-above"><summary style="cursor:pointer;color:#666;font-size:11px;'
+                      f'font-family:var(--jp-ui-font-family, sans-serif)">… {cut:,} characters of the block above '
+                      "(open)</summary>")
     return "".join(out)
 
 
+def _focus_cuts(text: str, spans: Sequence[Occurrence], focus: int | None, context: int) -> tuple[int, int]:
+    """Where the original and the translated panes start so the occurrence at ``focus`` (a character offset in
+    ``text``) is in view: at a line or word break about ``context`` characters before it, never inside a
+    replacement; (0, 0) without a focus."""
+    if focus is None or not any(s.orig_start == focus for s in spans) or focus <= context:
+        return 0, 0
+    lo = focus - context
+    nl = text.find("\n", lo, focus)
+    cut = nl + 1 if nl >= 0 else next((i + 1 for i in range(lo, focus) if text[i].isspace()), focus)
+    delta = 0
+    for s in spans:  # the translation is longer or shorter by what the replacements before the cut changed
+        if s.orig_start < cut < s.orig_end:
+            cut = s.orig_start
+        if s.orig_end <= cut:
+            delta = s.trans_end - s.orig_end
+    return cut, cut + delta
+
+
 def preview_html(anchors: AnchorMap, text: str, seed: int = 0, block: int = 0, selected: str | None = None,
-                 title: str = "") -> str:
+                 title: str = "", focus: int | None = None, context: int = 240, height: str = "320px") -> str:
     """Original and translated text side by side; anchors (yellow) and their replacements (green) highlighted,
-    the selected key outlined. Hover a highlight for ``key → value``."""
+    the selected key outlined. Hover a highlight for ``key → value``. With ``focus`` (the character offset of an
+    occurrence in ``text``), both panes start a few lines above that occurrence, marked (class ``wb-focused``),
+    and fold the text above it (one click opens it), so it is in view whatever the block's length."""
     trans, spans = translate_preview(anchors, text, seed, block)
+    cut_o, cut_t = _focus_cuts(text, spans, focus, context)
+    focus_t = next((s.trans_start for s in spans if s.orig_start == focus), None)
     orig = _marked(text, [(s.orig_start, s.orig_end, s.key, f"{s.key} → {s.value}") for s in spans],
-                   ANCHOR_COLOR, selected, "wb-anchor")
+                   ANCHOR_COLOR, selected, "wb-anchor", cut_o, focus)
     new = _marked(trans, [(s.trans_start, s.trans_end, s.key, f"{s.key} → {s.value}") for s in spans],
-                  GENERIC_COLOR, selected, "wb-generic")
+                  GENERIC_COLOR, selected, "wb-generic", cut_t, focus_t)
     keys = sorted({s.key for s in spans})
-    pane = ("flex:1;min-width:0;white-space:pre-wrap;font-family:var(--jp-code-font-family, monospace);"
-            "font-size:12px;border:1px solid #ddd;padding:6px;max-height:320px;overflow:auto")
+    pane = ("flex:1;min-width:0;white-space:pre-wrap;overflow-wrap:anywhere;font-family:var(--jp-code-font-family, "
+            f"monospace);font-size:12px;border:1px solid #ddd;padding:6px;max-height:{height};overflow-y:auto")
     head = (f'<div style="font-size:12px;color:#444;margin-bottom:4px">{esc(title)} '
             f'{len(spans)} replacement(s) of {len(keys)} key(s)</div>')
     return (f'<div class="wb-preview">{head}<div style="display:flex;gap:8px">'
-            f'<div style="{pane}"><div style="font-weight:600">original</div><div class="wb-preview-orig">{orig}</div></div>'
-            f'<div style="{pane}"><div style="font-weight:600">translated</div><div class="wb-preview-trans">{new}</div></div>'
+            f'<div class="wb-preview-pane" style="{pane}"><div style="font-weight:600">original</div>'
+            f'<div class="wb-preview-orig">{orig}</div></div>'
+            f'<div class="wb-preview-pane" style="{pane}"><div style="font-weight:600">translated</div>'
+            f'<div class="wb-preview-trans">{new}</div></div>'
             "</div></div>")
 
 
@@ -111,6 +152,7 @@ def _clean_error(exc: Exception) -> str:
 
 _STATUS_ICON = {"to review": "·", "accepted": "✓", "rejected": "✗"}
 CONFLICT_CHOICES = ("merge", "replace", "cancel")  # what to do when an edit lands on an existing key
+PREVIEW_HEIGHT = "150px"  # each preview pane's height in the editor: the editor fits a 1366x768 JupyterLab
 # a list box is as wide as its longest line (a concordance line is ~100 characters) unless told otherwise: it would
 # widen its column past a 1366 px page with JupyterLab's file browser open
 _CSS = "<style>.wb-anchor-editor select{min-width:0;width:100%}</style>"
@@ -133,6 +175,8 @@ class AnchorEditor(WidgetView):
     alternatives_for: the alternatives an accepted suggestion starts with (default: a flagged placeholder).
     proposers: named proposers of alternatives, e.g. ``{"offline": OfflineProposer(...), "endpoint":
         EndpointProposer(...)}``: callables ``(keys, contexts) -> {key: [alternatives]}`` (:mod:`workbench.proposer`).
+    documents: the target corpus's documents (``run.documents``), what the counts line and the table's occurrences
+        count over, as the run's log and ``packs check`` do; default: ``texts``.
     """
 
     def __init__(
@@ -146,6 +190,7 @@ class AnchorEditor(WidgetView):
         proposers: Mapping[str, Callable] | None = None,
         max_rows: int = 40,
         max_suggestions: int = 12,
+        documents: Sequence | None = None,
     ):
         if anchors is None:
             anchors = AnchorMap({}, source=str(path) if path is not None else None)
@@ -173,6 +218,10 @@ class AnchorEditor(WidgetView):
             else:
                 self._texts.append((int(getattr(t, "index", i)), t.text))
         self.index = CorpusIndex(list(texts or []), self.effective)
+        # what the counts count over: the documents, each whole, as the run does (blocks cut names in two)
+        self._documents: list[str] = [d if isinstance(d, str) else d.text for d in
+                                      (documents if documents is not None else texts or [])]
+        self._counts: tuple[AnchorMap, dict] | None = None
         self._suggestions = suggestions.copy() if suggestions is not None else pd.DataFrame(columns=["word"])
         self._undo: list[AnchorMap] = []
         self._redo: list[AnchorMap] = []
@@ -224,13 +273,16 @@ class AnchorEditor(WidgetView):
 
     @property
     def counts(self) -> dict:
-        """The key counts a run logs (:func:`~workbench.anchors.key_counts`) over the loaded texts."""
-        return key_counts(self.effective, self.index.counts)
+        """The key counts a run logs, from the same function over the same documents
+        (:func:`~workbench.anchors.corpus_key_counts`); recounted when the map changes."""
+        if self._counts is None or self._counts[0] is not self.effective:
+            self._counts = (self.effective, corpus_key_counts(self.effective, self._documents))
+        return self._counts[1]
 
     @property
     def coverage(self) -> dict[str, int]:
-        """Occurrences of each key in the whole loaded corpus."""
-        return self.index.counts
+        """Occurrences of each key in the whole corpus (its documents, as :attr:`counts`; 0 for a covered key)."""
+        return self.counts["occurrences"]
 
     @property
     def accepted(self) -> list[str]:
@@ -313,19 +365,20 @@ class AnchorEditor(WidgetView):
         """The preview HTML of the current block."""
         if not self._texts:
             return '<div class="wb-preview" style="color:#666">no text loaded: pass texts=run.corpus_blocks to preview</div>'
-        head = ""
+        head, at = "", None
         occ = self.index.occurrences(self.selected or "") if self.focus is not None else []
         if self.focus is not None and 0 <= self.focus < len(occ) and occ[self.focus].pos == self.block_pos:
-            o = occ[self.focus]  # the clicked occurrence, original and translated, above the block
-            left, mid, right = kwic(self.block_text, o.start, o.end, 90)
+            o = occ[self.focus]  # the clicked occurrence: named above the block, outlined and in view in both panes
+            at = o.start
             value = self.effective.choose(self.selected, self.seed, self.block_index)
             head = (f'<div class="wb-focus" style="font-size:12px;background:#fff8e1;border-left:3px solid #d73a49;'
-                    f'padding:2px 6px;margin-bottom:4px;white-space:normal;overflow-wrap:anywhere">occurrence '
-                    f'{self.focus + 1} of {len(occ)}: …{esc(left)}<mark style="background:{ANCHOR_COLOR};outline:2px '
-                    f'solid #d73a49">{esc(mid)}</mark>{esc(right)}… → <mark style="background:{GENERIC_COLOR}">'
-                    f'{esc(value)}</mark></div>')
+                    f'padding:0 6px;margin-bottom:2px;white-space:normal;overflow-wrap:anywhere">occurrence '
+                    f'{self.focus + 1} of {len(occ)}: <mark style="background:{ANCHOR_COLOR}">'
+                    f'{esc(self.block_text[o.start:o.end])}</mark> → <mark style="background:{GENERIC_COLOR}">'
+                    f'{esc(value)}</mark>, outlined in red below (the text above it folded)</div>')
         return head + preview_html(self.effective, self.block_text, self.seed, self.block_index, self.selected,
-                                   f"block {self.block_index} ({self.block_pos + 1} of {len(self._texts)}):")
+                                   f"block {self.block_index} ({self.block_pos + 1} of {len(self._texts)}):",
+                                   focus=at, height=PREVIEW_HEIGHT)
 
     @property
     def form_error(self) -> str:
@@ -792,7 +845,7 @@ class AnchorEditor(WidgetView):
         note = (f'<div style="font-size:11px;color:#666">{len(df)} of {len(self.anchors)} entries match'
                 + (f"; showing {self.max_rows}, refine the search" if len(df) > self.max_rows else "")
                 + " · ✓ accepted · ✎ has a note</div>")
-        return '<div class="wb-anchor-table" style="max-height:200px;overflow:auto">' + note + df_html(
+        return '<div class="wb-anchor-table" style="max-height:120px;overflow:auto">' + note + df_html(
             shown[["key", "alternatives", "occurrences"]], self.max_rows) + "</div>"
 
     def _coverage_html(self) -> str:
@@ -926,7 +979,7 @@ class AnchorEditor(WidgetView):
         import ipywidgets as W
 
         full = W.Layout(width="calc(100% - 4px)")  # a widget's 2 px margins each side would widen its column
-        narrow = {"description_width": "84px"}
+        narrow = {"description_width": "96px"}  # "alternatives" whole in JupyterLab's 13 px font
         w: dict = {}
         w["search"] = W.Text(value=self.search, placeholder="search keys, alternatives, notes",
                              layout=W.Layout(flex="1 1 160px", min_width="0", width="auto"))
@@ -937,18 +990,18 @@ class AnchorEditor(WidgetView):
                                      layout=W.Layout(width="64px"))
         w["coverage"] = W.HTML()
         w["table"] = W.HTML()
-        w["picker"] = W.Select(options=[], rows=5, layout=full)
+        w["picker"] = W.Select(options=[], rows=4, layout=full)
         w["concordance_title"] = W.HTML()
         # one wrapped line per occurrence, each with a button (a list box would cut the lines or scroll sideways)
-        w["concordance"] = W.VBox(layout=W.Layout(width="calc(100% - 4px)", max_height="150px", overflow="auto",
+        w["concordance"] = W.VBox(layout=W.Layout(width="calc(100% - 4px)", max_height="96px", overflow="auto",
                                                  display="block"))
         w["key"] = W.Text(description="key", placeholder="anchored expression, e.g. Hogwarts", layout=full, style=narrow)
         w["alts"] = W.Textarea(description="alternatives", placeholder="one generic alternative per line",
-                               layout=W.Layout(width="calc(100% - 4px)", height="64px"), style=narrow)
+                               layout=W.Layout(width="calc(100% - 4px)", height="52px"), style=narrow)
         w["review"] = W.Dropdown(options=list(REVIEW_STATUSES[:2]), value="to review", description="status",
                                  layout=W.Layout(width="190px"), style=narrow)
         w["note"] = W.Text(description="note", placeholder="why, doubts…", layout=W.Layout(flex="1 1 120px", width="auto"),
-                           style={"description_width": "36px"})
+                           style={"description_width": "40px"})
         w["validation"] = W.HTML()
         btn = W.Layout(width="72px", min_width="72px", padding="0")
         w["apply"] = W.Button(description="apply", button_style="primary", icon="check", layout=btn)
@@ -961,10 +1014,11 @@ class AnchorEditor(WidgetView):
         w["proposals"] = W.VBox(layout=full)
         w["suggestions"] = W.VBox(layout=full)
         w["block"] = W.IntSlider(value=self.block_pos, min=0, max=max(0, len(self._texts) - 1), description="block",
-                                 continuous_update=False, layout=W.Layout(width="60%", min_width="200px"))
+                                 continuous_update=False, layout=W.Layout(width="50%", min_width="200px"),
+                                 style={"description_width": "40px"})
         w["preview"] = W.HTML(layout=full)
         w["path"] = W.Text(value=self.path, description="file", layout=W.Layout(flex="1 1 200px", width="auto"),
-                           style={"description_width": "30px"})
+                           style={"description_width": "34px"})
         w["save"] = W.Button(description="save", icon="save", layout=btn, tooltip="JSON, or CSV for a .csv name")
         w["load"] = W.Button(description="load", icon="folder-open", layout=btn, tooltip="JSON or CSV")
         w["status"] = W.HTML()
@@ -1003,15 +1057,21 @@ class AnchorEditor(WidgetView):
                        w["coverage"], w["table"], W.HTML(f"{_CSS}<b>edit</b> {hint}(pick a key)</span>"), w["picker"],
                        w["concordance_title"], w["concordance"]], layout=col)
         files = W.HBox([w["path"], w["save"], w["load"]], layout=wrap)
-        # the status line and the merge / replace / cancel question sit under the buttons that caused them
-        form = W.VBox([W.HTML("<b>entry</b>"), w["key"], w["alts"], W.HBox([w["review"], w["note"]], layout=wrap),
+        # proposals and suggestions scroll in one box, so the editor keeps to a 768 px high screen
+        lists = W.VBox([W.HTML(f"<b>proposed alternatives</b> {hint}(shown for approval)</span>"), w["proposals"],
+                        W.HTML(f"<b>suggested anchors</b> {hint}(boosted by the reinforced model, not covered by the "
+                               "map; hover for contexts)</span>"), w["suggestions"]],
+                       layout=W.Layout(width="calc(100% - 4px)", max_height="150px", overflow="auto",
+                                       display="block"))
+        lists.add_class("wb-anchor-lists")
+        # the status line and the merge / replace / cancel question sit right under the buttons that caused them
+        form = W.VBox([w["key"], w["alts"], W.HBox([w["review"], w["note"]], layout=wrap),
                        w["validation"],
                        W.HBox([w["apply"], w["new"], w["delete"], w["reject"], w["undo"], w["redo"]], layout=wrap),
-                       w["confirm"], files, w["status"],
-                       W.HTML(f"<b>proposed alternatives</b> {hint}(shown for approval)</span>"), w["proposals"],
-                       W.HTML(f"<b>suggested anchors</b> {hint}(boosted by the reinforced model, not covered by the "
-                              "map; hover for contexts)</span>"), w["suggestions"]], layout=col)
-        w["root"] = W.VBox([W.HBox([left, form], layout=wrap), W.HTML("<b>preview</b>"), w["block"], w["preview"]],
+                       w["status"], w["confirm"], files, lists], layout=col)
+        preview_head = W.HBox([W.HTML("<b>preview</b>", layout=W.Layout(width="64px")), w["block"]],
+                              layout=W.Layout(width="100%", align_items="center"))
+        w["root"] = W.VBox([W.HBox([left, form], layout=wrap), preview_head, w["preview"]],
                            layout=W.Layout(width="100%", max_width="100%", overflow="hidden"))
         w["root"].add_class("wb-anchor-editor")
         self._w = w
