@@ -33,12 +33,16 @@ __all__ = ["walk"]
 
 
 def _stage_records(run_dir: Path | None) -> dict[str, float]:
-    """``{"<variant or .>: <stage>": mtime}`` of every stage record under a run directory."""
+    """``{"<variant or .>: <stage>": mtime}`` of every stage record under a run directory, but a variant's copy of
+    the run's own record (a stage the variant reuses, copied when the variant is made): it ran nothing."""
     if run_dir is None or not run_dir.is_dir():
         return {}
     out = {}
     for rec in run_dir.rglob("stages/*.json"):
         where = rec.parent.parent.relative_to(run_dir).as_posix()
+        own = run_dir / "stages" / rec.name
+        if where != "." and own.is_file() and own.read_bytes() == rec.read_bytes():
+            continue
         out[f"{where}: {rec.stem}" if where != "." else rec.stem] = rec.stat().st_mtime
     return out
 
