@@ -152,10 +152,12 @@ def _clean_error(exc: Exception) -> str:
 
 _STATUS_ICON = {"to review": "·", "accepted": "✓", "rejected": "✗"}
 CONFLICT_CHOICES = ("merge", "replace", "cancel")  # what to do when an edit lands on an existing key
-PREVIEW_HEIGHT = "150px"  # each preview pane's height in the editor: the editor fits a 1366x768 JupyterLab
+PREVIEW_HEIGHT = "130px"  # each preview pane's height in the editor: the editor fits a 1366x768 JupyterLab
 # a list box is as wide as its longest line (a concordance line is ~100 characters) unless told otherwise: it would
 # widen its column past a 1366 px page with JupyterLab's file browser open
-_CSS = "<style>.wb-anchor-editor select{min-width:0;width:100%}</style>"
+# and an HTML widget's lines are as high as a button (28 px) unless told otherwise: the editor would not fit 768 px
+_CSS = ("<style>.wb-anchor-editor select{min-width:0;width:100%}"
+        ".wb-anchor-editor .widget-html-content{line-height:1.35}</style>")
 
 
 class AnchorEditor(WidgetView):
@@ -845,7 +847,7 @@ class AnchorEditor(WidgetView):
         note = (f'<div style="font-size:11px;color:#666">{len(df)} of {len(self.anchors)} entries match'
                 + (f"; showing {self.max_rows}, refine the search" if len(df) > self.max_rows else "")
                 + " · ✓ accepted · ✎ has a note</div>")
-        return '<div class="wb-anchor-table" style="max-height:120px;overflow:auto">' + note + df_html(
+        return '<div class="wb-anchor-table" style="max-height:96px;overflow:auto">' + note + df_html(
             shown[["key", "alternatives", "occurrences"]], self.max_rows) + "</div>"
 
     def _coverage_html(self) -> str:
@@ -855,10 +857,13 @@ class AnchorEditor(WidgetView):
         unc = ix.uncovered(top=12)
         names = ", ".join(f"{esc(r.name)} ({r.count})" for r in unc.itertuples()) or "none"
         counts = self.counts
-        return (f'<div class="wb-anchor-coverage" style="font-size:12px;line-height:1.4;overflow-wrap:anywhere">'
+        # the names on one line (all of them when hovered), so the map table keeps its room
+        return (f'<div class="wb-anchor-coverage" style="font-size:11px;line-height:1.35;overflow-wrap:anywhere">'
                 f"<b>{ix.coverage_share:.1%}</b> of {ix.n_tokens:,} corpus tokens under an anchor; "
                 f'<span class="wb-anchor-counts">{esc(counts["line"])}</span>'
-                f'<br><span style="color:#444">frequent capitalised words and names no key covers:</span> {names}</div>')
+                f'<div class="wb-anchor-uncovered" title="{names}" style="white-space:nowrap;overflow:hidden;'
+                f'text-overflow:ellipsis;width:0;min-width:100%"><span style="color:#444">not covered by any key, '
+                f"most frequent first:</span> {names}</div></div>")
 
     def _error_html(self) -> str:
         err = self.form_error if (self.form_key or self.form_alternatives) else ""
@@ -993,7 +998,7 @@ class AnchorEditor(WidgetView):
         w["picker"] = W.Select(options=[], rows=4, layout=full)
         w["concordance_title"] = W.HTML()
         # one wrapped line per occurrence, each with a button (a list box would cut the lines or scroll sideways)
-        w["concordance"] = W.VBox(layout=W.Layout(width="calc(100% - 4px)", max_height="96px", overflow="auto",
+        w["concordance"] = W.VBox(layout=W.Layout(width="calc(100% - 4px)", max_height="84px", overflow="auto",
                                                  display="block"))
         w["key"] = W.Text(description="key", placeholder="anchored expression, e.g. Hogwarts", layout=full, style=narrow)
         w["alts"] = W.Textarea(description="alternatives", placeholder="one generic alternative per line",
