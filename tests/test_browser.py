@@ -404,8 +404,10 @@ def test_curating_a_pack_map_loses_no_entry(lab, page):
         seen = page.evaluate(FOCUSED)
         assert [s["mark"] for s in seen] == ["Holmes", seen[1]["mark"]] and seen[1]["mark"] != "Holmes", seen
         assert all(s["in_pane"] and s["in_window"] and s["pane_scrolled"] == 0 for s in seen), seen
-        assert page.locator(".wb-anchor-concordance .widget-hbox").nth(occurrence).evaluate(
-            "e => e.querySelector('.wb-concordance-line').style.background") != ""
+        clicked = page.locator(".wb-anchor-concordance .widget-hbox").nth(occurrence)
+        assert clicked.evaluate("e => e.querySelector('.wb-concordance-line').style.background") != ""
+        line, box = clicked.bounding_box(), page.locator(".wb-anchor-concordance").bounding_box()
+        assert box["y"] - 1 <= line["y"] and line["y"] + line["height"] <= box["y"] + box["height"] + 1, (line, box)
         conc = page.locator(".wb-anchor-concordance").evaluate("e => [e.scrollWidth, e.clientWidth]")
         assert conc[0] <= conc[1] + 1, conc
         page.screenshot(path=str(ARTIFACTS / "anchor_editor_occurrence_768.png"))

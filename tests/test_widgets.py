@@ -367,13 +367,13 @@ def test_editor_puts_a_clicked_occurrence_deep_in_a_block_in_view(amap):
 
     folded, shown = pane("wb-preview-orig")
     assert folded + shown == text and len(folded) > 2000  # nothing lost, most of the block folded
-    assert 0 < shown.index("Hogwarts") <= 240 and len(folded) <= at
+    assert 0 < shown.index("Hogwarts") <= 120 and len(folded) <= at
     orig_mark = re.findall(r'<mark class="wb-anchor wb-focused"[^>]*>([^<]*)</mark>', view)
     assert orig_mark == ["Hogwarts"]
     translated = amap.translate(text, 0, 0)
     folded, shown = pane("wb-preview-trans")
     value = amap.choose("Hogwarts", 0, 0)
-    assert folded + shown == translated and shown.index(value) <= 240
+    assert folded + shown == translated and shown.index(value) <= 120
     assert re.findall(r'<mark class="wb-generic wb-focused"[^>]*>([^<]*)</mark>', view) == [value]
     ed.show_block(0)  # the slider: the whole block again, nothing folded
     assert "wb-above" not in ed._w["preview"].value and "wb-focused" not in ed._w["preview"].value

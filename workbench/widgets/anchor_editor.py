@@ -79,11 +79,12 @@ def _marked(text: str, spans: Sequence[tuple[int, int, str, str]], color: str, s
             last = cut
         out.append(esc(text[last:start]))
         border = ";outline:2px solid #d73a49" if selected is not None and key == selected else ""
-        mine = start == focus
-        if mine:
-            border = ";outline:3px solid #d73a49;font-weight:700;box-shadow:0 0 0 5px rgba(215,58,73,.25)"
+        mine, bg = start == focus, color
+        if mine:  # stronger than every other highlight
+            border = ";outline:3px solid #d73a49;font-weight:700;box-shadow:0 0 0 5px rgba(215,58,73,.35)"
+            bg = "#ffb74d" if cls == "wb-anchor" else "#7ed68f"
         out.append(f'<mark class="{cls}{" wb-focused" if mine else ""}" data-key="{esc(key)}" title="{esc(hover)}" '
-                   f'style="background:{color};padding:0 1px;border-radius:2px{border}">{esc(text[start:end])}</mark>')
+                   f'style="background:{bg};padding:0 1px;border-radius:2px{border}">{esc(text[start:end])}</mark>')
         last = end
     if last < cut:
         out.append(esc(text[last:cut]) + "</details>")
@@ -115,7 +116,7 @@ def _focus_cuts(text: str, spans: Sequence[Occurrence], focus: int | None, conte
 
 
 def preview_html(anchors: AnchorMap, text: str, seed: int = 0, block: int = 0, selected: str | None = None,
-                 title: str = "", focus: int | None = None, context: int = 240, height: str = "320px") -> str:
+                 title: str = "", focus: int | None = None, context: int = 120, height: str = "320px") -> str:
     """Original and translated text side by side; anchors (yellow) and their replacements (green) highlighted,
     the selected key outlined. Hover a highlight for ``key → value``. With ``focus`` (the character offset of an
     occurrence in ``text``), both panes start a few lines above that occurrence, marked (class ``wb-focused``),
@@ -890,18 +891,20 @@ class AnchorEditor(WidgetView):
         b.on_click(lambda _b: fn())
         return b
 
+    def _concordance_line(self, i: int, r) -> str:
+        current = i == self.focus
+        return (f'<div class="wb-concordance-line" style="font-size:11px;line-height:1.3;white-space:normal;'
+                f'overflow-wrap:anywhere{";background:#fff8e1" if current else ""}">block {r.block}: …'
+                f'{esc(r.left[-60:])}<b style="background:{ANCHOR_COLOR}">{esc(r.match)}</b>{esc(r.right[:60])}…</div>')
+
     def _concordance_rows(self, conc: pd.DataFrame):
         import ipywidgets as W
 
         rows = []
         for i, r in enumerate(conc.itertuples()):
-            current = i == self.focus
-            text = (f'<div class="wb-concordance-line" style="font-size:11px;line-height:1.3;white-space:normal;'
-                    f'overflow-wrap:anywhere{";background:#fff8e1" if current else ""}">block {r.block}: …'
-                    f'{esc(r.left[-60:])}<b style="background:{ANCHOR_COLOR}">{esc(r.match)}</b>{esc(r.right[:60])}…</div>')
             rows.append(W.HBox([self._small_button(f"{i + 1}", "preview this occurrence", "wb-occurrence",
                                                    lambda i=i: self.show_occurrence(i), "36px"),
-                                W.HTML(text, layout=W.Layout(flex="1 1 auto", min_width="0"))],
+                                W.HTML(self._concordance_line(i, r), layout=W.Layout(flex="1 1 auto", min_width="0"))],
                                layout=W.Layout(width="100%", align_items="flex-start")))
         return rows
 
@@ -1130,10 +1133,15 @@ class AnchorEditor(WidgetView):
                                                 f"color:#666'>({len(conc)} in the corpus"
                                                 + (f", the first {shown} listed" if shown < len(conc) else "")
                                                 + "; show one to preview its block)</span>")
-                key = (self.selected, self.focus, id(self.index.anchors))
+                key = (self.selected, id(self.index.anchors))
                 if getattr(self, "_concordance_key", None) != key:  # rebuilt only when it changes
                     self._concordance_key = key
                     w["concordance"].children = self._concordance_rows(conc.head(shown))
+                else:  # a click marks its line in place: the list keeps its scroll position, the line stays in view
+                    for i, (row, r) in enumerate(zip(w["concordance"].children, conc.head(shown).itertuples())):
+                        line = self._concordance_line(i, r)
+                        if row.children[1].value != line:
+                            row.children[1].value = line
             else:
                 w["concordance_title"].value = ("<b>occurrences</b> <span style='font-size:11px;color:#666'>"
                                                 + (f"(none on its own: {esc(covered)})" if covered else
