@@ -10,14 +10,17 @@ in headless Chromium on the tiny model.
 - curating the Sherlock Holmes pack's own map at 1366x768 with the file browser open: a new entry onto an
   existing key (asked, cancelled, then merged), a rename onto an existing key (asked, replaced, undone, merged),
   a key consolidation covers (shown, edited) and a key that makes another one covered; the saved file holds every
-  entry the curator did not delete, and the feedback of each action is in view beside its buttons.
+  entry the curator did not delete, and the feedback of each action is in view beside its buttons; the whole
+  editor fits the notebook's view, and a clicked occurrence deep in its block is in view in both preview panes,
+  marked, its concordance line highlighted and in view, the concordance never scrolling sideways.
 
 Needs Debian's ``chromium`` (``/usr/bin/chromium``; ``.ci/run`` installs it) and the ``playwright`` Python package
 (the ``dev`` extra). Playwright's own browser download is never used. Screenshots go to ``tests/artifacts/``:
 ``anchor_editor.png`` (the edited editor; the whole page beside it, ``anchor_editor_page.png``) and
 ``anchor_editor_1366.png`` (the page at 1366 px with the file browser open, the curated editor in view),
-``anchor_editor_ask_768.png`` and ``anchor_editor_saved_768.png`` (1366x768: the merge / replace / cancel
-question; the saved map).
+``anchor_editor_ask_768.png``, ``anchor_editor_saved_768.png``, ``anchor_editor_fit_768.png`` and
+``anchor_editor_occurrence_768.png`` (1366x768: the merge / replace / cancel question; the saved map; the whole
+editor in view; a clicked occurrence in view in the preview).
 """
 
 from __future__ import annotations
