@@ -357,8 +357,15 @@ def _deep_occurrence(config: Path, key: str) -> int:
     return deepest
 
 
+def _show_editor(page) -> None:
+    """Scroll the notebook so the editor's top is at the view's top, as a curator keeps it (JupyterLab scrolls an
+    activated cell's input into view after some clicks; the editor fits the view, its code cell above it does not)."""
+    page.locator(".wb-anchor-editor").evaluate("e => e.scrollIntoView({block: 'start'})")
+
+
 def _ask_and_answer(page, answer: str, needle: str) -> str:
     """Press apply, see the question beside the buttons, answer it; returns the status line."""
+    _show_editor(page)
     page.wait_for_function("() => !document.querySelector('button.wb-anchor-apply').disabled", timeout=20_000)
     page.click("button.wb-anchor-apply")
     page.wait_for_selector("button.wb-confirm-merge", timeout=30_000)
@@ -394,7 +401,7 @@ def test_curating_a_pack_map_loses_no_entry(lab, page):
         assert counts.startswith(f"{len(original)} keys ({len(dropped)} covered by other keys"), counts
         assert len(page.locator(".wb-anchor-picker select option").all_inner_texts()) == len(original)
         # the whole editor fits the notebook's view at 1366x768 beside the file browser
-        page.locator(".wb-anchor-editor").evaluate("e => e.scrollIntoView({block: 'start'})")
+        _show_editor(page)
         fit = page.evaluate(IN_VIEW)
         assert fit["height"] <= fit["view_height"] and fit["top"] >= fit["view_top"] - 1 and fit["bottom"] <= 768, fit
         page.screenshot(path=str(ARTIFACTS / "anchor_editor_fit_768.png"))
@@ -463,6 +470,7 @@ def test_curating_a_pack_map_loses_no_entry(lab, page):
         assert counts.startswith(f"{len(original)} keys ({len(dropped) + 1} covered"), counts
 
         # save from the button; the status is beside it, in view
+        _show_editor(page)
         page.click("button.wb-anchor-save")
         _wait_status(page, f"saved {len(original)} anchors")
         assert _in_view(page, ".wb-anchor-status")
