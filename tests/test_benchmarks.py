@@ -221,8 +221,13 @@ def test_notebook_walk_names_the_stages_each_notebook_ran(tmp_path):
     assert before == {"labels": (run / "stages" / "labels.json").stat().st_mtime}
     (run / "variants" / "target=hard" / "stages").mkdir(parents=True)
     (run / "variants" / "target=hard" / "stages" / "finetune.json").write_text("{}")
+    # a variant's copy of the run's own record (a reused stage) ran nothing; a record of its own did
+    (run / "variants" / "target=hard" / "stages" / "labels.json").write_text("{}")
+    (run / "variants" / "whole" / "stages").mkdir(parents=True)
+    (run / "variants" / "whole" / "stages" / "labels.json").write_text('{"blocks": 93}')
     after = walk._stage_records(run)
-    assert sorted(k for k, v in after.items() if before.get(k) != v) == ["variants/target=hard: finetune"]
+    assert sorted(k for k, v in after.items() if before.get(k) != v) == ["variants/target=hard: finetune",
+                                                                          "variants/whole: labels"]
     assert walk.main(["--run", str(tmp_path / "nothing")]) == 2
     assert walk.main(["--config", str(tmp_path / "missing.yaml")]) == 2
 
