@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 
 import pytest
 
 
-
 @pytest.fixture(scope="session")
-def tiny():
-    """A LoadedModel: random 2-layer Llama with the SmolLM2 tokenizer (or a trained byte-level BPE)."""
+def tiny_pristine():
+    """The tiny model built once for the session; tests never receive it, only copies (see ``tiny``)."""
     from workbench.models import tiny_model
 
     return tiny_model(seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_copy(tiny_pristine):
+    """Makes a fresh copy of the tiny model (for module-scoped fixtures; tests take ``tiny``)."""
+    return lambda: dataclasses.replace(tiny_pristine, model=copy.deepcopy(tiny_pristine.model))
+
+
+@pytest.fixture
+def tiny(tiny_copy):
+    """A LoadedModel: random 2-layer Llama with the SmolLM2 tokenizer (or a trained byte-level BPE).
+
+    Each test gets its own copy of the weights (a few hundred thousand parameters, copied in milliseconds), so a
+    test that freezes, wraps (peft injects adapters in place), casts or trains the model changes nothing another
+    test sees. The tokenizer is shared: no test may change it."""
+    return tiny_copy()
 
 
 @pytest.fixture(scope="session")
@@ -33,9 +50,9 @@ def evaldata_dir():
 
 
 @pytest.fixture(scope="session")
-def bpe_tokenizer(tiny):
+def bpe_tokenizer(tiny_pristine):
     """The SmolLM2 byte-level BPE tokenizer (the tiny model's)."""
-    return tiny.tokenizer
+    return tiny_pristine.tokenizer
 
 
 @pytest.fixture(scope="session")

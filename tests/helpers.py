@@ -17,7 +17,7 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -402,3 +402,63 @@ def tensorboard_scalars(folder: Path) -> dict[str, list[float]]:
         for tag in acc.Tags()["scalars"]:
             out.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
     return out
+
+
+# -- a run in a child process that says when it reached a point, for kill-and-resume tests ----------------------------
+# The child prints one line at the event (a labels shard written, a finetuning checkpoint saved); the test reads the
+# child's stdout and kills it on that line, with a bounded wait: no polling of the run directory.
+RUN_CHILD = """
+import sys
+from transformers import TrainerCallback
+from workbench.config import load_config
+from workbench.run import Run
+
+config, run_dir, event = sys.argv[1:4]
+
+
+class SaySaved(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):  # after the checkpoint's files are complete
+        print(f"saved {args.output_dir} step {state.global_step}", flush=True)
+
+
+run = Run(load_config(config), run_dir, progress=False, log=None, callbacks=[SaySaved()])
+if event == "shard":
+    run.reinforce()
+    run.labels(on_shard=lambda shard: print(f"shard {shard}", flush=True))
+run.run()
+print("finished", flush=True)
+"""
+
+
+def start_run_child(config: Path, run_dir: Path, event: str) -> subprocess.Popen:
+    """``Run(config, run_dir)`` in a child process (one thread) that prints ``shard N`` after each labels shard
+    (``event="shard"``) or ``saved <output_dir> step N`` after each training checkpoint."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen([sys.executable, "-c", RUN_CHILD, str(config), str(run_dir), event], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def kill_at_line(proc: subprocess.Popen, wanted: Callable[[str], bool], timeout: float = 180) -> str:
+    """Read the child's stdout until a line for which ``wanted`` is true, then SIGKILL the child; returns the line.
+    Fails if the child ends, or the line does not come within ``timeout`` seconds."""
+    import queue
+    import threading
+
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in iter(proc.stdout.readline, "")] + [lines.put(None)],
+                     daemon=True).start()
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    try:
+        while True:
+            try:
+                line = lines.get(timeout=max(deadline - time.monotonic(), 0.001))
+            except queue.Empty:
+                raise AssertionError(f"no such line in {timeout} s; the child printed {seen[-5:]}") from None
+            assert line is not None, f"the child ended (exit {proc.wait()}) before the line; it printed {seen[-5:]}"
+            seen.append(line.strip())
+            if wanted(seen[-1]):
+                return seen[-1]
+    finally:
+        proc.kill()
+        proc.wait()

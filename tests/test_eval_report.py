@@ -32,7 +32,8 @@ def _config(root: Path, **kw) -> EvalConfig:
 
 
 @pytest.fixture(scope="module")
-def report(tiny, other_tiny, tmp_path_factory):
+def report(tiny_copy, other_tiny, tmp_path_factory):
+    tiny = tiny_copy()
     root = tmp_path_factory.mktemp("report")
     cfg = _config(root)
     rep = evaluate_models([("base", tiny), ("after", other_tiny)], cfg, root / "out")

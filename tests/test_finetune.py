@@ -32,7 +32,7 @@ def test_hard_loss_is_cross_entropy_on_labelled_positions_only(tiny):
     pos = [2, 5, 7]
     expected = F.cross_entropy(logits[pos], b["generic_labels"][0, pos])
     assert torch.allclose(loss, expected, atol=1e-5)
-    assert parts["target_loss"] == float(loss)
+    assert parts["target_loss"] == loss.item()
 
 
 def test_soft_loss_is_cross_entropy_to_topk_distribution(tiny):

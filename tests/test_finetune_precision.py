@@ -13,9 +13,9 @@ from workbench.pack import load_pack
 
 
 @pytest.fixture(scope="module")
-def demo_blocks(tiny):
+def demo_blocks(bpe_tokenizer):
     docs = read_documents(load_pack("harry_potter").corpus_dir, "corpus")
-    return make_blocks(docs[:2], tiny.tokenizer, 64)[:4]
+    return make_blocks(docs[:2], bpe_tokenizer, 64)[:4]
 
 
 def dataset(blocks, seed=0):
@@ -51,7 +51,7 @@ def argmax_of(path, dtype, ids):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_saved_model_reproduces_the_trained_model(tiny, demo_blocks, tmp_path, method, dtype):
     ids = torch.as_tensor(np.stack([b.input_ids for b in demo_blocks]), dtype=torch.long)
-    model = copy.deepcopy(tiny.model).to(dtype).requires_grad_(True)  # the shared model may come frozen
+    model = copy.deepcopy(tiny.model).to(dtype).requires_grad_(True)  # tiny.model stays the untrained reference
     cfg = FinetuneConfig(method=method, target="hard", epochs=3, batch_size=2, learning_rate=2e-3,
                          save_steps=1000, logging_steps=1000)
     snap = Snapshot(ids)

@@ -97,9 +97,10 @@ def naive_labels(v_base_trans, v_reinf, block, mapping, tok, alpha, common_text=
 
 
 @pytest.fixture(scope="module")
-def setup(tiny):
+def setup(tiny_copy):
     from workbench.models import tiny_model
 
+    tiny = tiny_copy()
     reinforced = tiny_model(seed=1).model  # a different random model stands in for the reinforced one
     pair = ModelPair.from_models(tiny.model, reinforced)
     blocks = make_blocks([Document("d", TEXT)], tiny.tokenizer, block_size=48)

@@ -256,6 +256,7 @@ def test_bad_method_settings_exit_2_with_one_message(tmp_path, capsys, over, nee
 
 def test_runs_made_before_the_method_key_stay_valid(tmp_path):
     from workbench.config import config_from_dict, config_to_dict
+    from workbench.errors import WorkbenchError
     from workbench.run import Run
 
     cfg = config_from_dict(tiny_config(tmp_path))
@@ -263,7 +264,13 @@ def test_runs_made_before_the_method_key_stay_valid(tmp_path):
     del old["method"], old["methods"]
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(old))
-    Run(cfg, tmp_path / "run", progress=False, log=None)  # no "different config" refusal
+    run = Run(cfg, tmp_path / "run", progress=False, log=None)  # no "different config" refusal
+    assert run.cfg.method == "whp" and run.dir == tmp_path / "run"
+    # the same old file with one setting changed is still refused: the missing keys are filled, not ignored
+    old["finetune"]["learning_rate"] *= 2
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(old))
+    with pytest.raises(WorkbenchError, match=r"different config .*finetune\.learning_rate"):
+        Run(cfg, tmp_path / "run", progress=False, log=None)
 
 
 def test_wrappers_give_the_hidden_states_of_the_model_they_read(tiny):

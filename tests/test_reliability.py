@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from workbench.labels import LabelStore
 from workbench.run import Run
 from workbench.training import StopController
 
-from helpers import tiny_config
+from helpers import kill_at_line, start_run_child, tiny_config
 
 
 class StopAt(StopController):
@@ -150,18 +149,12 @@ def test_a_kill_during_a_checkpoint_save_resumes_from_the_newest_complete_one(tm
 
 @pytest.mark.integration
 def test_killed_finetune_rerun_with_update_matches_a_clean_run(tmp_path):
-    """kill -9 of a CLI run during finetuning at alpha 5, rerun with alpha 0 and --update."""
+    """kill -9 of a run during finetuning at alpha 5, rerun by the CLI with alpha 0 and --update."""
     raw = tiny_config(tmp_path / "in", target={"max_blocks": 24}, finetune={"save_steps": 1})
     cfg = write_config(tmp_path / "c.yaml", raw)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "workbench", "run", str(cfg), "--no-progress", "--run-dir", str(tmp_path / "run")]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = tmp_path / "run" / "unlearned_ckpt"
-    deadline = time.time() + 180
-    while proc.poll() is None and time.time() < deadline and not list(ckpt.glob("checkpoint-*/trainer_state.json")):
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # killed right after the first finetuning checkpoint is complete (the child says so)
+    line = kill_at_line(start_run_child(cfg, tmp_path / "run", "saved"), lambda line: "unlearned_ckpt" in line)
+    assert line.startswith("saved ") and (tmp_path / "run" / "unlearned_ckpt").is_dir()
     assert not (tmp_path / "run" / "unlearned").exists(), "killed before finetuning finished"
     cfg0 = write_config(tmp_path / "c0.yaml", _with(raw, alpha=0.0))
     assert cli_run(cfg0, tmp_path / "run", "--update") == 0

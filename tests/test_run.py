@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from workbench.config import config_from_dict
 from workbench.labels import LabelStore
 from workbench.run import Run
 
-from helpers import ANCHORS, SENTENCES, make_inputs, tiny_config  # noqa: F401
+from helpers import ANCHORS, SENTENCES, kill_at_line, make_inputs, start_run_child, tiny_config  # noqa: F401
 
 def write_config(path: Path, cfg: dict) -> Path:
     path.write_text(yaml.safe_dump(cfg))
@@ -97,14 +96,9 @@ def test_killed_cli_run_resumes_and_matches(tmp_path):
                                                        labels={"shard_blocks": 1, "batch_size": 1}))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "workbench", "run", str(cfg), "--no-progress"]
-    proc = subprocess.Popen(cmd + ["--run-dir", str(tmp_path / "run")], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    manifest = tmp_path / "run" / "labels" / "manifest.json"
-    deadline = time.time() + 120
-    while not manifest.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # killed right after the first labels shard is on disk (the child says so), then resumed by the CLI
+    assert kill_at_line(start_run_child(cfg, tmp_path / "run", "shard"), lambda line: line.startswith("shard ")) == "shard 0"
+    assert (tmp_path / "run" / "labels" / "manifest.json").is_file()
     assert not (tmp_path / "run" / "stages" / "finetune.json").exists()
     assert subprocess.run(cmd + ["--run-dir", str(tmp_path / "run")], env=env, capture_output=True).returncode == 0
     assert subprocess.run(cmd + ["--run-dir", str(tmp_path / "ref")], env=env, capture_output=True).returncode == 0
