@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import yaml
+from transformers import TrainerCallback
 from helpers import tiny_config
 
 from workbench.methods import losses as L
@@ -52,8 +53,15 @@ def test_ga_loss_is_minus_the_mean_nll():
 
 
 def test_graddiff_loss_adds_the_weighted_retain_nll():
-    loss, _ = graddiff(GradDiffConfig(forget_weight=1.0, retain_weight=2.0))(MODEL, WITH_RETAIN, frozen)
+    loss, parts = graddiff(GradDiffConfig(forget_weight=1.0, retain_weight=2.0))(MODEL, WITH_RETAIN, frozen)
     assert loss.item() == pytest.approx(-math.log(2) + 2 * math.log(6), abs=1e-5)
+    assert parts == pytest.approx({"forget_nll": math.log(2), "retain_nll": math.log(6)}, abs=1e-5)
+    loss, _ = graddiff(GradDiffConfig(forget_weight=0.5, retain_weight=2.0))(MODEL, TARGET, frozen)
+    assert loss.item() == pytest.approx(-0.5 * math.log(2), abs=1e-6)  # no retain batch: the ascent term alone
+    # the training loss is the tested function of the log-probabilities
+    f = L.token_logprobs(MODEL(**TARGET).logits, TARGET["input_ids"], TARGET["attention_mask"])
+    r = L.token_logprobs(MODEL(WITH_RETAIN["retain_ids"]).logits, WITH_RETAIN["retain_ids"], WITH_RETAIN["retain_mask"])
+    assert L.graddiff_loss(*f, *r, 1.0, 2.0).item() == pytest.approx(-math.log(2) + 2 * math.log(6), abs=1e-5)
 
 
 def test_npo_loss_by_hand():
@@ -73,16 +81,33 @@ def test_npo_is_zero_gradient_free_at_the_reference_value():
 
 
 def test_simnpo_loss_by_hand():
-    # -(2/beta) log sigmoid(-(beta/|y|) log pi(y) - gamma), |y| = 2, log pi = -2 ln 2:
-    # beta = 2, gamma = ln 2 -> sigmoid(2 ln 2 - ln 2) = sigmoid(ln 2) = 2/3 -> loss = -ln(2/3)
-    loss, _ = simnpo(SimNPOConfig(beta=2.0, gamma=math.log(2), retain_weight=0.0))(MODEL, TARGET, frozen)
+    # -(2/beta) log sigmoid(beta * (-log pi(y)/|y| - gamma)), |y| = 2, log pi = -2 ln 2, so the mean NLL is ln 2:
+    # beta = 2, gamma = ln(2)/2 -> sigmoid(2 * (ln 2 - ln(2)/2)) = sigmoid(ln 2) = 2/3 -> loss = -ln(2/3)
+    # (the margin inside beta, as the authors' code; outside it, the argument would be 2 ln 2 - ln(2)/2)
+    cfg = SimNPOConfig(beta=2.0, gamma=math.log(2) / 2, forget_weight=1.0, retain_weight=0.0)
+    loss, _ = simnpo(cfg)(MODEL, TARGET, frozen)
     assert loss.item() == pytest.approx(math.log(1.5), abs=1e-6)
+    # the authors' forget coefficient multiplies the SimNPO term only; the retain NLL (ln 6) keeps weight 1
+    cfg = SimNPOConfig(beta=2.0, gamma=math.log(2) / 2, forget_weight=0.1375, retain_weight=1.0)
+    loss, _ = simnpo(cfg)(MODEL, WITH_RETAIN, frozen)
+    assert loss.item() == pytest.approx(0.1375 * math.log(1.5) + math.log(6), abs=1e-6)
+
+
+def test_simnpo_and_npo_defaults_are_the_authors_coefficients():
+    s, n = SimNPOConfig(), NPOConfig()
+    assert (s.beta, s.gamma, s.forget_weight, s.retain_weight) == (2.5, 0.0, 0.1375, 1.0)
+    assert (n.beta, n.forget_weight, n.retain_weight) == (0.1, 1.0, 1.0)
+
+
+def test_npo_forget_weight_scales_the_npo_term_only():
+    loss, _ = npo(NPOConfig(beta=0.5, forget_weight=0.25, retain_weight=1.0))(MODEL, WITH_RETAIN, frozen)
+    assert loss.item() == pytest.approx(0.25 * 4 * LN3 + math.log(6), abs=1e-5)
 
 
 def test_sequence_terms_ignore_padding_and_average_over_sequences():
     # two rows: [0,1,2] and [0,1] + padding; row 2 has log pi = -ln 2 over one token
     batch = {"input_ids": torch.tensor([[0, 1, 2], [0, 1, 3]]), "attention_mask": torch.tensor([[1, 1, 1], [1, 1, 0]])}
-    loss, _ = simnpo(SimNPOConfig(beta=2.0, gamma=0.0, retain_weight=0.0))(MODEL, batch, frozen)
+    loss, _ = simnpo(SimNPOConfig(beta=2.0, gamma=0.0, forget_weight=1.0, retain_weight=0.0))(MODEL, batch, frozen)
     # both rows have mean NLL ln 2: sigmoid(2 ln 2) = 4/5 -> -(2/2) ln(4/5) each
     assert loss.item() == pytest.approx(-math.log(0.8), abs=1e-6)
     loss, _ = npo(NPOConfig(beta=1.0, retain_weight=0.0))(MODEL, batch, frozen)
@@ -154,6 +179,27 @@ def test_trained_methods_save_a_plain_transformers_model(tmp_path, method):
 
     Run(run.cfg, tmp_path / "run", progress=False, log=None).run(("finetune",))
     assert run.stage_record("finetune")["finished_at"] == before
+
+
+def test_rmu_trains_only_the_down_projections_below_the_steered_layer(tmp_path):
+    """The WMDP authors' parameters: the full-rank MLP down-projections of layers l-2..l, nothing else, at a
+    constant learning rate."""
+    from safetensors.torch import load_file
+
+    from workbench.models import tiny_model
+
+    run = _run(tmp_path, "rmu", methods={"rmu": {"layer": 1}},
+               finetune={"learning_rate": 5e-2, "logging_steps": 1})
+    lrs = []
+    run.callbacks.append(type("LR", (TrainerCallback,), {
+        "on_log": lambda self, args, state, control, logs=None, **kw: lrs.append(logs.get("learning_rate"))})())
+    run.run()
+    after = load_file(str(tmp_path / "run" / "unlearned" / "model.safetensors"))
+    before = tiny_model().model.state_dict()
+    changed = {k for k, v in after.items() if k in before and not torch.equal(v, before[k])}
+    assert changed == {f"model.layers.{i}.mlp.down_proj.weight" for i in (0, 1)}  # l = 1: layers 0 and 1
+    lrs = [x for x in lrs if x is not None]
+    assert lrs and all(x == pytest.approx(5e-2) for x in lrs)
 
 
 def test_ga_raises_the_target_nll(tmp_path):

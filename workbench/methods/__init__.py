@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["METHODS", "MethodSpec", "MethodsConfig", "METHOD_NAMES", "method_stages", "check_method", "fingerprint",
            "unlearn", "rmu_layer"]
 
-METHOD_VERSION = 1  # bump when a method's training changes, so finished runs retrain
+METHOD_VERSION = 2  # bump when a method's training changes, so finished runs retrain
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,10 @@ class NPOConfig(GAConfig):
     """Negative preference optimisation (Zhang et al. 2024, arXiv 2404.05868), with its retain term (NPO-RT)."""
 
     beta: float = field(default=0.1, metadata=_help("inverse temperature of the log-ratio (paper: 0.1)"))
-    retain_weight: float = field(default=1.0, metadata=_help("weight of the NLL term on retain text (paper's NPO-RT: 1)"))
+    forget_weight: float = field(default=1.0, metadata=_help(
+        "weight of the NPO term (the authors' npo_coeff: 1 on TOFU)"))
+    retain_weight: float = field(default=1.0, metadata=_help(
+        "weight of the NLL term on retain text (the authors' grad_diff_coeff, NPO-RT: 1)"))
     reference: str | None = field(default="baseline", metadata=_help(
         "reference model: 'baseline' (the run's model, frozen) or a model spec; NPO cannot run without one"))
 
@@ -61,9 +64,13 @@ class NPOConfig(GAConfig):
 class SimNPOConfig(GAConfig):
     """SimNPO: NPO without a reference model, length-normalised (Fan et al. 2024, arXiv 2410.07163)."""
 
-    beta: float = field(default=2.5, metadata=_help("inverse temperature (paper, TOFU: 2.5)"))
-    gamma: float = field(default=0.0, metadata=_help("reward margin (paper, TOFU: 0)"))
-    retain_weight: float = field(default=1.0, metadata=_help("weight of the NLL term on retain text"))
+    beta: float = field(default=2.5, metadata=_help("inverse temperature (the authors' TOFU forget05: 2.5)"))
+    gamma: float = field(default=0.0, metadata=_help(
+        "reward margin, subtracted from the mean NLL inside beta (the authors' TOFU: 0)"))
+    forget_weight: float = field(default=0.1375, metadata=_help(
+        "weight of the SimNPO term (the authors' npo_coeff: 0.1375 on TOFU forget05, 0.125 on forget10)"))
+    retain_weight: float = field(default=1.0, metadata=_help(
+        "weight of the NLL term on retain text (the authors' grad_diff_coeff: 1)"))
 
 
 @dataclass
@@ -79,6 +86,11 @@ class RMUConfig(GAConfig):
     retain_weight: float = field(default=1200.0, metadata=_help(
         "alpha, weight of the retain MSE (paper: 1200 on zephyr-7b)"))
     seed: int = field(default=0, metadata=_help("seeds the random control vector"))
+    full_rank: bool = field(default=True, metadata=_help(
+        "train the full-rank MLP down-projections of layers l-2..l, as the authors do (their --layer_ids 5,6,7 "
+        "--param_ids 6), whatever finetune.method says; false: finetune.method (LoRA or full) on every layer"))
+    constant_lr: bool = field(default=True, metadata=_help(
+        "a constant learning rate, as the authors' AdamW without a schedule (false: finetune's linear decay)"))
 
 
 @dataclass

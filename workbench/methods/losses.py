@@ -7,8 +7,9 @@ Notation: for a sequence y of target text, ``log pi(y) = sum_t log p(y_t | y_<t)
 - NPO: ``-(2/beta) * mean_y log sigmoid(-beta * (log pi(y) - log pi_ref(y)))`` plus a retain NLL term
   (Zhang et al. 2024, eq. 3 and NPO-RT). It equals GA's gradient scaled by a weight that falls as the model
   moves away from the reference, which is what keeps it from collapsing.
-- SimNPO: ``-(2/beta) * mean_y log sigmoid(-(beta/|y|) * log pi(y) - gamma)`` plus retain NLL (Fan et al. 2024,
-  eq. 4): no reference model; the length-normalised log-likelihood takes the log-ratio's place.
+- SimNPO: ``-(2/beta) * mean_y log sigmoid(beta * (-log pi(y)/|y| - gamma))`` plus retain NLL (Fan et al. 2024,
+  eq. 4; the margin gamma inside beta, as the authors' ``simnpo_grad_diff`` loss in Unlearn-Simple's
+  ``TOFU/dataloader.py``): no reference model; the length-normalised log-likelihood takes the log-ratio's place.
 - RMU: ``mean ||h_l(target) - c*u||^2 + alpha * mean ||h_l(retain) - h_l^frozen(retain)||^2`` at one layer l,
   u a fixed random unit vector (Li et al. 2024, WMDP; the means are over positions and hidden units, as in
   the authors' ``mse_loss``).
@@ -44,10 +45,13 @@ def sequence_logprobs(logp: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Ten
 
 
 def ga_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Gradient ascent's loss: the mean token NLL of the target, negated."""
     return -mean_nll(logp, mask)
 
 
-def graddiff_loss(f_logp, f_mask, r_logp, r_mask, forget_weight: float = 1.0, retain_weight: float = 1.0) -> torch.Tensor:
+def graddiff_loss(f_logp: torch.Tensor, f_mask: torch.Tensor, r_logp: torch.Tensor, r_mask: torch.Tensor,
+                  forget_weight: float = 1.0, retain_weight: float = 1.0) -> torch.Tensor:
+    """GradDiff: ``forget_weight * ga_loss(target) + retain_weight * NLL(retain)`` (an empty retain mask: 0)."""
     return forget_weight * ga_loss(f_logp, f_mask) + retain_weight * mean_nll(r_logp, r_mask)
 
 
@@ -57,8 +61,9 @@ def npo_loss(seq_logp: torch.Tensor, ref_seq_logp: torch.Tensor, beta: float) ->
 
 
 def simnpo_loss(seq_logp: torch.Tensor, lengths: torch.Tensor, beta: float, gamma: float = 0.0) -> torch.Tensor:
-    """SimNPO's forget term: the length-normalised log-likelihood instead of NPO's log-ratio."""
-    return -(2.0 / beta) * F.logsigmoid(-(beta / lengths.clamp(min=1)) * seq_logp - gamma).mean()
+    """SimNPO's forget term: the length-normalised NLL, less the margin ``gamma``, instead of NPO's log-ratio."""
+    mean_nll_per_seq = -seq_logp / lengths.clamp(min=1)
+    return -(2.0 / beta) * F.logsigmoid(beta * (mean_nll_per_seq - gamma)).mean()
 
 
 def rmu_forget_loss(h: torch.Tensor, mask: torch.Tensor, control: torch.Tensor) -> torch.Tensor:

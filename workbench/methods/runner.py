@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,7 +56,9 @@ def train_for_run(run: "Run") -> tuple[torch.nn.Module, dict]:
                                                           section.steering_scale)
         control = rmu_control_vector(base.model.config.hidden_size, coeff, section.seed)
         extra.update(layer=layer, steering_coeff=round(coeff, 4))
-        layers = list(range(max(0, layer - 2), layer + 1))
+        if section.full_rank:  # the authors' parameters: full-rank down-projections of layers l-2..l
+            layers = list(range(max(0, layer - 2), layer + 1))
+            train_cfg = dataclasses.replace(train_cfg, method="full")
 
         def make_loss(model):
             return rmu(section, layer, control)
@@ -71,7 +74,8 @@ def train_for_run(run: "Run") -> tuple[torch.nn.Module, dict]:
             f"{len(retain or [])} retain blocks, lr {train_cfg.learning_rate}, {train_cfg.epochs} epochs ({train_cfg.method})")
     model, finished = train_method(base.model, base.tokenizer, target, retain, train_cfg, make_loss, run.dir / "unlearned",
                                    c.seed, run.callbacks, run.progress, reference=reference, trainable_layers=layers,
-                                   tracking=run.stage_tracking("finetune"))
+                                   tracking=run.stage_tracking("finetune"),
+                                   constant_lr=c.method == "rmu" and section.constant_lr)
     if not finished:
         raise KeyboardInterrupt(f"{c.method} training stopped; rerun to resume from the last checkpoint")
     return model, extra

@@ -25,7 +25,7 @@ from workbench.methods import losses as L
 from workbench.pair import pad_batch
 from workbench.training import add_lora, merge_lora, train_and_save
 
-__all__ = ["method_collator", "MethodTrainer", "train_method", "decoder_layers", "layer_output",
+__all__ = ["method_collator", "MethodTrainer", "train_method", "decoder_layers", "layer_output", "down_projections",
            "LOSSES", "rmu_control_vector", "with_overrides"]
 
 LossFn = Callable[[torch.nn.Module, dict, Callable], tuple[torch.Tensor, dict]]
@@ -106,9 +106,16 @@ def ga(cfg) -> LossFn:
 
 def graddiff(cfg) -> LossFn:
     def loss(model, inputs, frozen):
-        f = L.ga_loss(*_logp(model, inputs["input_ids"], inputs["attention_mask"]))
-        parts = {"forget_nll": -float(f.detach())}
-        return cfg.forget_weight * f + _retain_nll(model, inputs, cfg.retain_weight, parts), parts
+        f_logp, f_mask = _logp(model, inputs["input_ids"], inputs["attention_mask"])
+        if cfg.retain_weight > 0 and "retain_ids" in inputs:
+            r_logp, r_mask = _logp(model, inputs["retain_ids"], inputs["retain_mask"])
+        else:  # no retain term: an empty mask makes its NLL 0
+            r_logp, r_mask = f_logp[:, :0], f_mask[:, :0]
+        total = L.graddiff_loss(f_logp, f_mask, r_logp, r_mask, cfg.forget_weight, cfg.retain_weight)
+        parts = {"forget_nll": float(L.mean_nll(f_logp, f_mask).detach())}
+        if r_mask.numel():
+            parts["retain_nll"] = float(L.mean_nll(r_logp, r_mask).detach())
+        return total, parts
     return loss
 
 
@@ -120,7 +127,7 @@ def npo(cfg) -> LossFn:
             ref_seq, _ = L.sequence_logprobs(*_logp(ref, ids, mask))
         f = L.npo_loss(seq, ref_seq, cfg.beta)
         parts = {"forget_loss": float(f.detach()), "log_ratio": float((seq - ref_seq).mean().detach())}
-        return f + _retain_nll(model, inputs, cfg.retain_weight, parts), parts
+        return cfg.forget_weight * f + _retain_nll(model, inputs, cfg.retain_weight, parts), parts
     return loss
 
 
@@ -129,7 +136,7 @@ def simnpo(cfg) -> LossFn:
         seq, n = L.sequence_logprobs(*_logp(model, inputs["input_ids"], inputs["attention_mask"]))
         f = L.simnpo_loss(seq, n, cfg.beta, cfg.gamma)
         parts = {"forget_loss": float(f.detach())}
-        return f + _retain_nll(model, inputs, cfg.retain_weight, parts), parts
+        return cfg.forget_weight * f + _retain_nll(model, inputs, cfg.retain_weight, parts), parts
     return loss
 
 
@@ -159,9 +166,20 @@ LOSSES = {"ga": ga, "graddiff": graddiff, "npo": npo, "simnpo": simnpo}
 class MethodTrainer(UnlearningTrainer):
     """WHP's unlearning Trainer (same loss-part logging) with a method's loss."""
 
-    def __init__(self, *args, method_loss: LossFn, **kwargs):
+    def __init__(self, *args, method_loss: LossFn, constant_lr: bool = False, **kwargs):
         super().__init__(*args, unlearn_cfg=None, **kwargs)
         self.method_loss = method_loss
+        self.constant_lr = constant_lr
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if not self.constant_lr:
+            return super().create_scheduler(num_training_steps, optimizer)
+        from transformers import get_constant_schedule_with_warmup
+
+        if self.lr_scheduler is None:
+            self.lr_scheduler = get_constant_schedule_with_warmup(optimizer or self.optimizer,
+                                                                  self.args.get_warmup_steps(num_training_steps))
+        return self.lr_scheduler
 
     @contextlib.contextmanager
     def _frozen(self, model) -> Iterator[torch.nn.Module]:
@@ -179,13 +197,31 @@ class MethodTrainer(UnlearningTrainer):
         return (loss, None) if return_outputs else loss
 
 
-def _only_layers_trainable(model: torch.nn.Module, layers: list[int]) -> None:
-    """Full-weight RMU updates the MLPs of the steered layer and the two below it, as the WMDP authors do."""
-    model.requires_grad_(False)
+# the MLP's output projection in the decoder-layer layouts of Llama/Mistral/Qwen (down_proj), GPT-2 (c_proj),
+# GPT-NeoX (dense_4h_to_h) and OPT/Falcon-style layers (fc2)
+DOWN_PROJ_NAMES = ("down_proj", "c_proj", "dense_4h_to_h", "fc2")
+
+
+def down_projections(model: torch.nn.Module, layers: list[int]) -> list[torch.nn.Module]:
+    """The MLP down-projection of each of ``layers`` (what the WMDP authors' RMU trains: ``--param_ids 6``)."""
     stack = decoder_layers(model)
+    found = []
     for i in layers:
-        mlp = getattr(stack[i], "mlp", stack[i])
-        mlp.requires_grad_(True)
+        mlp = getattr(stack[i], "mlp", None)
+        proj = next((getattr(mlp, n) for n in DOWN_PROJ_NAMES if mlp is not None and hasattr(mlp, n)), None)
+        if proj is None:
+            raise WorkbenchError(
+                f"RMU: decoder layer {i} of {type(model).__name__} has no MLP down-projection "
+                f"({' / '.join(DOWN_PROJ_NAMES)}); set methods.rmu.full_rank: false to train with finetune.method")
+        found.append(proj)
+    return found
+
+
+def _only_down_projections_trainable(model: torch.nn.Module, layers: list[int]) -> None:
+    """Full-rank RMU updates only the MLP down-projections of the steered layer and the two below it."""
+    model.requires_grad_(False)
+    for proj in down_projections(model, layers):
+        proj.requires_grad_(True)
 
 
 def train_method(
@@ -202,13 +238,15 @@ def train_method(
     reference: torch.nn.Module | None = None,
     trainable_layers: list[int] | None = None,
     tracking=None,
+    constant_lr: bool = False,
 ) -> tuple[PreTrainedModel, bool]:
     """Train ``model`` with a method's loss on target (and retain) blocks; save plain HF to ``out_dir``.
 
     ``make_loss(model)`` builds the loss once the model is set up (RMU measures activations first).
     ``reference``: the frozen model for reference terms; None uses the LoRA adapter disabled (or, for full
-    training, a frozen copy). ``tracking``: where the losses are reported (None: nowhere). Returns (the unlearned
-    model, finished).
+    training, a frozen copy). ``trainable_layers`` (full training only): train just the MLP down-projections of
+    these layers. ``constant_lr``: no decay. ``tracking``: where the losses are reported (None: nowhere).
+    Returns (the unlearned model, finished).
     """
     train_cfg.validate()
     orig_dtype = next(model.parameters()).dtype
@@ -219,13 +257,13 @@ def train_method(
             reference = copy.deepcopy(model).eval().requires_grad_(False)
         train_model = model
         if trainable_layers is not None:
-            _only_layers_trainable(train_model, trainable_layers)
+            _only_down_projections_trainable(train_model, trainable_layers)
     dataset = UnlearnDataset([{"input_ids": np.asarray(t)} for t in target], retain)
     loss = make_loss(train_model)
     return train_and_save(MethodTrainer, train_model, dataset, method_collator(tokenizer.pad_token_id), train_cfg,
                           out_dir, tokenizer, seed, callbacks, progress,
                           finalize=lambda m: merge_lora(m, orig_dtype),  # LoRA merged in fp32, then cast
-                          method_loss=loss, reference_model=reference, tracking=tracking)
+                          method_loss=loss, reference_model=reference, tracking=tracking, constant_lr=constant_lr)
 
 
 def with_overrides(train_cfg: FinetuneConfig, section) -> FinetuneConfig:
