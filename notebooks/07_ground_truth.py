@@ -78,7 +78,7 @@ readable(pd.DataFrame([{"kind": "question", "text": example.question},
 
 # %%
 run = nb.run()
-curve = ForgetQualityCurve.against(run.reference_spec, qa, every=2 if nb.is_tiny else 10, device=nb.cfg.device)
+curve = ForgetQualityCurve.against(run.reference_spec, qa, every=4 if nb.is_tiny else 10, device=nb.cfg.device)
 run.callbacks.append(curve)
 report = run.run()
 

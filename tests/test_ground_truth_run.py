@@ -40,7 +40,7 @@ def small_ystrevane(root: Path) -> Path:
 def _config(tmp_path: Path) -> dict:
     data = config_to_dict(load_config(CONFIGS / "ystrevane_tiny.yaml"))
     data["target"].update({"pack": str(small_ystrevane(tmp_path)), "max_blocks": 3})
-    data["implant"].update({"max_blocks": None, "epochs": 2})
+    data["implant"].update({"max_blocks": 12, "epochs": 2})
     data["report"].update({"verbmem_limit": 2, "mia_limit": 4, "max_perplexity_tokens": 128})
     data["reinforce"]["save_steps"] = data["finetune"]["save_steps"] = 1000
     return data
