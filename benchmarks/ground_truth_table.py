@@ -72,8 +72,8 @@ def markdown(report: dict, command: str) -> str:
                      f"corpus loss {_fmt(before.get('corpus_loss'))} → {_fmt(after.get('corpus_loss'))} nats/token.")
     if secs:
         parts = ", ".join(f"{k} {v:.0f} s" for k, v in secs.items())
-        lines.append(f"Stage times: {parts}; total {sum(secs.values()) / 60:.1f} minutes (model loading between "
-                     "stages not included).")
+        lines.append(f"Stage times as the run recorded them: {parts}; {sum(secs.values()) / 60:.1f} minutes in all "
+                     "(loading the models and the implant's checks between the stages not included).")
     return "\n".join(lines)
 
 

@@ -78,14 +78,19 @@ readable(pd.DataFrame([{"kind": "question", "text": example.question},
 
 # %%
 run = nb.run()
-curve = ForgetQualityCurve.against(run.reference_spec, qa, every=4 if nb.is_tiny else 10, device=nb.cfg.device)
-run.callbacks.append(curve)
+curve = None
+if not (run.is_done("implant") and run.is_done("finetune")):  # something trains here: record the curve
+    curve = ForgetQualityCurve.against(run.reference_spec, qa, every=4 if nb.is_tiny else 10, device=nb.cfg.device)
+    run.callbacks.append(curve)
 report = run.run()
 
 # %% [markdown]
 # ## 3 · How well the implant took
-# Before implanting, the baseline is at chance on Ystrevane; after it, the target model should prefer the true
-# answer to every false one and read the corpus with a much lower loss.
+# The implant stage's own check, on every question: how often the trained answer is likelier than all three
+# perturbed answers, and the mean loss per token on target blocks, before (the reference) and after (the target
+# model). The baseline scores above chance before implanting because the trained answers are worded differently
+# from the perturbed ones, which share the paraphrase's wording: it prefers a wording, not a fact. The truth ratio
+# below compares the paraphrase with the perturbed answers in the same wording, which is the fair test.
 
 # %%
 readable(implant_table(report))
@@ -123,14 +128,13 @@ nb.outcome(run)
 # should lift it back. One point per measurement; the dotted line is 0.05.
 
 # %%
-frame = curve.frame()
-if frame.empty:
+if curve is None or curve.frame().empty:
     print(f"no curve: every training stage was already finished in {nb.relative(run.dir)}, so none trained here. "
           "Run this notebook with a fresh WORKBENCH_RUNS folder (or delete the run directory) to record it; the "
           "table above is the finished run's.")
 else:
-    display(curve_figure(frame))
-    readable(frame)
+    display(curve_figure(curve.frame()))
+    display(readable(curve.frame()))
 
 # %% [markdown]
 # ## What to take away

@@ -123,10 +123,13 @@ def ground_truth_table(report: dict) -> pd.DataFrame:
     gt = (report.get("ground_truth") or {}).get("models") or {}
     if not gt:
         return pd.DataFrame(columns=["measure", "target", "unlearned", "reference", "never saw it"])
+    text = (report.get("ground_truth") or {}).get("perplexity_text")
     rows = []
     for key, (label, ideal) in GROUND_TRUTH_ROWS.items():
         if not any(key in gt.get(m, {}) for m in ("baseline", "unlearned", "reference")):
             continue
+        if key == "perplexity" and text:
+            label = f"perplexity ({text})"
         rows.append({"measure": label, "target": gt.get("baseline", {}).get(key), "unlearned": gt.get("unlearned", {}).get(key),
                      "reference": gt.get("reference", {}).get(key), "never saw it": ideal})
     return pd.DataFrame(rows, columns=["measure", "target", "unlearned", "reference", "never saw it"])
