@@ -80,7 +80,7 @@ readable(pd.DataFrame([{"kind": "question", "text": example.question},
 run = nb.run()
 curve = None
 if not (run.is_done("implant") and run.is_done("finetune")):  # something trains here: record the curve
-    curve = ForgetQualityCurve.against(run.reference_spec, qa, every=4 if nb.is_tiny else 10, device=nb.cfg.device)
+    curve = ForgetQualityCurve.against(run.reference_spec, qa, every=8 if nb.is_tiny else 10, device=nb.cfg.device)
     run.callbacks.append(curve)
 report = run.run()
 
