@@ -58,7 +58,7 @@ if not nb.cfg.implant.enabled:
 # %%
 pack = nb.pack()
 split = nb.cfg.report.split or "all"
-qa = [p for p in pack.probes("qa") if split == "all" or p.split == split]
+qa = [p for p in pack.probes("qa") if split == "all" or p.split == split][: nb.cfg.report.probe_limit]
 example = qa[0]
 print(f"pack {pack.name}: {len(pack.probes('qa'))} questions ({len(qa)} in the {split} split the report uses)")
 readable(pd.DataFrame([{"kind": "question", "text": example.question},

@@ -198,6 +198,9 @@ class ReportConfig:
         "help": "ground truth: corpus prefixes each model continues for verbatim memorisation"})
     mia_limit: int = field(default=100, metadata={
         "help": "ground truth: text windows of the corpus and of the holdout each scored for membership inference"})
+    probe_limit: int | None = field(default=None, metadata={
+        "help": "ground truth: only the first N questions and trivia items of each file in the report's split "
+                "(quick runs; null: all)"})
 
 
 # the trackers that both the Trainer (training losses) and accelerate (the run's config, labels and report) feed

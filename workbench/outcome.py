@@ -59,7 +59,7 @@ def before_after(run: RunView, rc: "ReportConfig", progress: bool = True) -> dic
         run.baseline_spec, str(run.dir / "unlearned"), run.pack, run.anchors, run.dir / "report", probe_sets=rc.probe_sets,
         split=rc.split, seed=cfg.seed, text=text, text_name=text_name, max_perplexity_tokens=rc.max_perplexity_tokens,
         device=cfg.device, dtype=cfg.dtype, progress=progress, reference=reference, verbmem_limit=rc.verbmem_limit,
-        mia_limit=rc.mia_limit)
+        mia_limit=rc.mia_limit, probe_limit=rc.probe_limit)
     record = run.stage_record("implant") if cfg.implant.enabled else None
     if record:
         result["implant"] = {k: record.get(k) for k in ("before", "after", "seconds", "tokens")}

@@ -114,6 +114,7 @@ def before_after_report(
     reference: str | LoadedModel | None = None,
     verbmem_limit: int | None = 50,
     mia_limit: int | None = 100,
+    probe_limit: int | None = None,
 ) -> dict:
     """Score the pack's probe sets (split ``split``; None: all) and a perplexity text with both models.
 
@@ -121,13 +122,15 @@ def before_after_report(
     probes also once more as variant ``generic``: the baseline on anchor-translated prompts) and returns the
     JSON-ready summary. With ``reference`` (a model that never saw the target), the summary's ``ground_truth``
     holds the field's measures of the baseline, the unlearned model and the reference, as far as the pack's files
-    allow (``verbmem_limit`` corpus prefixes, ``mia_limit`` windows per side), and the perplexity of all three.
+    allow (``verbmem_limit`` corpus prefixes, ``mia_limit`` windows per side, the first ``probe_limit`` questions
+    and trivia items), and the perplexity of all three.
     """
     out = Path(out_dir)
     models = MODELS + ((REFERENCE,) if reference is not None else ())
     config = EvalConfig(pack=None, splits=(split,) if split else ("dev", "heldout"), batch_size=32, device=device,
                         dtype=dtype, progress=progress, figures=False, verbmem_limit=verbmem_limit,
-                        mia_limit=mia_limit, reference=REFERENCE if reference is not None else None)
+                        mia_limit=mia_limit, probe_limit=probe_limit,
+                        reference=REFERENCE if reference is not None else None)
     units: list[Unit] = []
     tags: dict[tuple[str, str], str | None] = {}
     for kind in probe_sets:
@@ -145,9 +148,11 @@ def before_after_report(
             units.append(_generic_unit(generic_prompts(anchors, probes, seed), stamp, config))
     if pack is not None:
         sections = ["trivia", *(REFERENCE_SECTIONS if reference is not None else ())]
-        units += ground_truth_units(sections, config, pack,
-                                    lambda kind: [p for p in pack.probes(kind) if split is None or p.split == split],
-                                    lambda section, why: None)
+
+        def probes_of(kind: str) -> list:
+            return [p for p in pack.probes(kind) if split is None or p.split == split][:probe_limit]
+
+        units += ground_truth_units(sections, config, pack, probes_of, lambda section, why: None)
     if text:
         # two windows per pass: the logits of a window ([1024, vocab] fp32) dominate the report's memory
         pcfg = PerplexityConfig(max_length=1024, stride=512, max_tokens=max_perplexity_tokens, batch_size=2)
