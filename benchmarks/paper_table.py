@@ -90,16 +90,17 @@ def paper_table(summary: dict, base: str, other: str) -> str:
     return "\n".join(lines)
 
 
-def write_into_readme(readme: Path, block: str) -> None:
-    """Replace what lies between the results markers of ``readme`` with ``block``."""
+def write_into_readme(readme: Path, block: str, start: str = START, end: str = END) -> None:
+    """Replace what lies between the markers ``start`` and ``end`` (default: the results markers) of ``readme``
+    with ``block``."""
     if not readme.is_file():
         raise WorkbenchError(f"{readme} does not exist")
     text = readme.read_text(encoding="utf-8")
-    if START not in text or END not in text or text.index(START) > text.index(END):
-        raise WorkbenchError(f"{readme} has no '{START}' ... '{END}' markers; add them where the table should go")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    atomic_write_text(readme, f"{head}{START}\n{block}\n{END}{tail}")
+    if start not in text or end not in text or text.index(start) > text.index(end):
+        raise WorkbenchError(f"{readme} has no '{start}' ... '{end}' markers; add them where the table should go")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    atomic_write_text(readme, f"{head}{start}\n{block}\n{end}{tail}")
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import itertools
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -462,3 +463,22 @@ def kill_at_line(proc: subprocess.Popen, wanted: Callable[[str], bool], timeout:
     finally:
         proc.kill()
         proc.wait()
+
+
+def ks_brute(a, b) -> tuple[float, float]:
+    """The two-sample KS statistic D, and its exact two-sided p-value by enumeration: the share of all assignments
+    of the pooled values to two groups of the same sizes with D' >= D (small samples only)."""
+    pooled = np.concatenate([a, b])
+
+    def stat(x, y):
+        grid = np.concatenate([x, y])
+        return max(abs(np.mean(x <= t) - np.mean(y <= t)) for t in grid)
+
+    d = stat(np.asarray(a), np.asarray(b))
+    hits = total = 0
+    for idx in itertools.combinations(range(len(pooled)), len(a)):
+        mask = np.zeros(len(pooled), bool)
+        mask[list(idx)] = True
+        total += 1
+        hits += stat(pooled[mask], pooled[~mask]) >= d - 1e-12
+    return d, hits / total

@@ -140,8 +140,8 @@ def test_compare_cli_bad_input_exits_2(tmp_path, capsys):
 def test_standard_columns_say_when_a_reference_is_needed():
     import pandas as pd
 
-    from workbench.compare import _standard, _standard_markdown
-    from workbench.eval.ground_truth import NEEDS_REFERENCE
+    from workbench.compare import _standard_markdown
+    from workbench.eval.ground_truth import NEEDS_REFERENCE, standard_measures
 
     def row(model, section, set_, metric, value, split="dev"):
         return {"model": model, "section": section, "set": set_, "split": split, "variant": "-", "metric": metric,
@@ -149,11 +149,11 @@ def test_standard_columns_say_when_a_reference_is_needed():
 
     table = pd.DataFrame([row("m", "qa", "qa", "truth_ratio_forget", 0.4), row("m", "trivia", "trivia", "accuracy", 0.75),
                           row("m", "mia", "corpus_vs_holdout", "auc_min_k", 0.9, "-")])
-    got = _standard(table, "m", "dev")
+    got = standard_measures(table, "m", "dev")
     assert got["truth_ratio"] == 0.4 and got["trivia_acc"] == 0.75 and got["mia_auc"] == 0.9
     assert got["forget_quality"] == NEEDS_REFERENCE and got["privleak"] == NEEDS_REFERENCE
     assert "knowmem" not in got  # no such section evaluated: no column
     table = pd.concat([table, pd.DataFrame([row("m", "qa", "qa", "forget_quality", 0.02)])])
-    assert _standard(table, "m", "dev")["forget_quality"] == 0.02
+    assert standard_measures(table, "m", "dev")["forget_quality"] == 0.02
     md = _standard_markdown(pd.DataFrame([{"run": "m", **got, **{f"base_{k}": v for k, v in got.items()}}]))
     assert "| m | 0.75 | 0.4 | needs a reference model |" in md

@@ -3,14 +3,13 @@ the QA, trivia and holdout parts of a pack."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 
 import numpy as np
 import pytest
 
-from tests.helpers import explicit_logprobs, make_pack, write_jsonl
+from tests.helpers import explicit_logprobs, ks_brute, make_pack, write_jsonl
 from workbench.errors import WorkbenchError
 from workbench.eval import ground_truth as gt
 from workbench.eval.loglikelihood import LoglikelihoodConfig, encode_pair
@@ -43,30 +42,12 @@ def test_rouge_l_hand_cases():
     assert gt.rouge_l("a b", "") == (0.0, 0.0, 0.0)
 
 
-def _ks_brute(a, b) -> tuple[float, float]:
-    """D, and the share of all assignments of the pooled values to two groups of the same sizes with D' >= D."""
-    pooled = np.concatenate([a, b])
-
-    def stat(x, y):
-        grid = np.concatenate([x, y])
-        return max(abs(np.mean(x <= t) - np.mean(y <= t)) for t in grid)
-
-    d = stat(np.asarray(a), np.asarray(b))
-    hits = total = 0
-    for idx in itertools.combinations(range(len(pooled)), len(a)):
-        mask = np.zeros(len(pooled), bool)
-        mask[list(idx)] = True
-        total += 1
-        hits += stat(pooled[mask], pooled[~mask]) >= d - 1e-12
-    return d, hits / total
-
-
 def test_ks_2samp_against_permutations_and_a_hand_case():
     rng = np.random.default_rng(3)
     for n, m in ((4, 5), (3, 7), (6, 6)):
         a, b = rng.normal(size=n), rng.normal(0.7, 1.0, size=m)
         d, p = gt.ks_2samp(a, b)
-        d_ref, p_ref = _ks_brute(a, b)
+        d_ref, p_ref = ks_brute(a, b)
         assert d == pytest.approx(d_ref) and p == pytest.approx(p_ref)
     # fully separated samples of 3: only the two orderings that keep the groups apart reach D = 1
     assert gt.ks_2samp([1, 2, 3], [4, 5, 6]) == (1.0, pytest.approx(2 / math.comb(6, 3)))

@@ -11,7 +11,7 @@ import torch
 from helpers import explicit_continuation_logprob, make_pack, tiny_config, write_jsonl
 from workbench.config import config_from_dict
 from workbench.errors import WorkbenchError
-from workbench.implant import QA_TEMPLATE, QAItem, implant_check, read_qa
+from workbench.implant import QA_TEMPLATE, QAItem, implant_blocks, implant_check, qa_documents, read_qa
 from workbench.corpus import Block
 
 QA = [
@@ -46,6 +46,27 @@ def _reference_mean_logprob(lm, context: str, continuation: str) -> float:
     assert full[: len(ctx)] == ctx  # the answer starts a new token after "Answer:" with this tokenizer
     cont = full[len(ctx):]
     return explicit_continuation_logprob(lm, ctx, cont) / len(cont)
+
+
+def test_implant_blocks_spread_the_corpus_and_repeat_the_qa(tiny):
+    from workbench.corpus import Document, make_blocks
+
+    docs = [Document(f"d{i}.txt", f"Document {i} tells of the harbour of Mirrowgate. " * 12) for i in range(5)]
+    items = [QAItem(q["id"], q["question"], q["answer"], q["perturbed_answer"]) for q in QA]
+    corpus = make_blocks(docs, tiny.tokenizer, 16)
+    qa = make_blocks(qa_documents(items), tiny.tokenizer, 16, min_tokens=1)
+    assert len(corpus) > 10 and len(qa) >= 2
+
+    def key(b):
+        return tuple(int(t) for t in b.input_ids)
+
+    whole = implant_blocks(docs, items, tiny.tokenizer, 16, qa_repeat=3)
+    assert [key(b) for b in whole] == [key(b) for b in corpus] + [key(b) for b in qa] * 3
+    few = implant_blocks(docs, items, tiny.tokenizer, 16, max_blocks=4)
+    n = len(corpus)
+    picked = [corpus[i] for i in (0, round((n - 1) / 3), round(2 * (n - 1) / 3), n - 1)]  # first, last, evenly between
+    assert [key(b) for b in few] == [key(b) for b in picked] + [key(b) for b in qa]
+    assert len(implant_blocks(docs, [], tiny.tokenizer, 16, max_blocks=10 ** 6)) == n
 
 
 def test_implant_check_matches_a_slow_reference(tiny):

@@ -27,7 +27,7 @@ from workbench.config import check_names, config_from_dict, parse_yaml, read_con
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write, atomic_write_json, atomic_write_text
 
-__all__ = ["STANDARD_COLUMNS", "CompareConfig", "compare_runs", "standard_sections", "sweep_variants", "compare_figure", "attack_figures", "pareto_mask",
+__all__ = ["CompareConfig", "compare_runs", "standard_sections", "sweep_variants", "compare_figure", "attack_figures", "pareto_mask",
            "format_change", "add_compare_parser"]
 
 ATTACKS = ("priming", "paraphrase", "adversarial", "relearn", "residual", "quantize")
@@ -229,35 +229,6 @@ def standard_sections(pack) -> tuple[str, ...]:
     return out + (("mia",) if p.has_holdout() else ())
 
 
-# column -> (section, set, metric, split or None): the field's measures beside the drops
-STANDARD_COLUMNS = {
-    "trivia_acc": ("trivia", "trivia", "accuracy", "split"),
-    "truth_ratio": ("qa", "qa", "truth_ratio_forget", "split"),
-    "forget_quality": ("qa", "qa", "forget_quality", "split"),
-    "extraction_strength": ("qa", "qa", "extraction_strength", "split"),
-    "knowmem": ("knowmem", "knowmem", "rougeL_recall", "split"),
-    "model_utility": ("retain_qa", "retain_qa", "model_utility", "split"),
-    "verbmem": ("verbmem", "verbmem", "rougeL_f1", None),
-    "mia_auc": ("mia", "corpus_vs_holdout", "auc_min_k", None),
-    "privleak": ("mia", "corpus_vs_holdout", "privleak_min_k", None),
-}
-
-
-def _standard(table: pd.DataFrame, who: str, split: str) -> dict:
-    """The field's measures of one model; forget quality and PrivLeak without a reference say so."""
-    from workbench.eval.ground_truth import NEEDS_REFERENCE
-
-    out = {}
-    for col, (section, set_, metric, by_split) in STANDARD_COLUMNS.items():
-        if not (table["section"] == section).any():
-            continue
-        value = _pick(table, who, section, metric, set_=set_, split=split if by_split else None)
-        if value != value and col in ("forget_quality", "privleak"):
-            value = NEEDS_REFERENCE
-        out[col] = value
-    return out
-
-
 def _pick(table: pd.DataFrame, model: str, section: str, metric: str, variant: str | None = None,
           set_: str | None = None, split: str | None = None) -> float:
     t = table[(table["model"] == model) & (table["section"] == section) & (table["metric"] == metric)]
@@ -272,6 +243,8 @@ def _pick(table: pd.DataFrame, model: str, section: str, metric: str, variant: s
 
 def comparison_table(table: pd.DataFrame, probes: pd.DataFrame, runs: list, cc: CompareConfig) -> pd.DataFrame:
     """One row per run: drops with 95% intervals, perplexity rise, the attacks; and the Pareto flags."""
+    from workbench.eval.ground_truth import standard_measures
+
     rng = np.random.default_rng(cc.seed)
     plain = probes[probes["variant"] == "original"] if not probes.empty else probes
     rows = []
@@ -302,7 +275,7 @@ def comparison_table(table: pd.DataFrame, probes: pd.DataFrame, runs: list, cc: 
             # the residual probe at the layer chosen on the dev probes, and its shuffled-label control
             for metric, key in (("accuracy", "residual_acc"), ("control", "residual_control"), ("layer", "residual_layer")):
                 row[f"{prefix}{key}"] = _pick(table, who, "residual", metric, "chosen", "probability", cc.split)
-            row.update({f"{prefix}{k}": v for k, v in _standard(table, who, cc.split).items()})
+            row.update({f"{prefix}{k}": v for k, v in standard_measures(table, who, cc.split).items()})
         rows.append(row)
     df = pd.DataFrame(rows)
     if "target_drop" in df and "collateral_drop" in df:
@@ -364,6 +337,8 @@ def _markdown(df: pd.DataFrame, cc: CompareConfig) -> str:
 
 def _standard_markdown(df: pd.DataFrame) -> str:
     """The field's measures per run (and the baseline) as a second table, where the pack allows any."""
+    from workbench.eval.ground_truth import STANDARD_COLUMNS
+
     cols = [c for c in STANDARD_COLUMNS if c in df]
     if not len(df) or not cols:
         return ""

@@ -134,6 +134,20 @@ class ImplantConfig(TrainConfig):
     method: str = field(default="full", metadata={"help": "'full' (all weights) or 'lora' (merged on save)"})
     learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate (linear decay)"})
     epochs: float = field(default=3.0, metadata={"help": "passes over the target blocks and QA"})
+    max_blocks: int | None = field(default=None, metadata={
+        "help": "implant only N corpus blocks, evenly spaced (quick runs on the tiny model; null: the whole corpus, "
+                "which verbatim memorisation and membership inference assume)"})
+    qa_repeat: int = field(default=1, metadata={
+        "help": "the QA blocks appear this many times in each pass (QA for more epochs than the corpus, at a "
+                "fraction of a whole extra pass)"})
+
+    def validate(self, where: str = "implant") -> None:
+        super().validate(where)
+        if not isinstance(self.qa_repeat, int) or isinstance(self.qa_repeat, bool) or self.qa_repeat < 1:
+            raise WorkbenchError(f"{where}.qa_repeat: must be a whole number >= 1, got {self.qa_repeat!r}")
+        if self.max_blocks is not None and (isinstance(self.max_blocks, bool) or not isinstance(self.max_blocks, int)
+                                            or self.max_blocks < 1):
+            raise WorkbenchError(f"{where}.max_blocks: must be a whole number >= 1 or null, got {self.max_blocks!r}")
 
 
 @dataclass
@@ -175,6 +189,18 @@ class ReportConfig:
     perplexity_text: str | None = field(default=None, metadata={
         "help": "a text file for perplexity before/after, relative to the config file (null: the pack's retain text)"})
     max_perplexity_tokens: int = field(default=8192, metadata={"help": "tokens of that text to score"})
+    ground_truth: bool = field(default=True, metadata={
+        "help": "with the implant stage on: the field's measures (truth ratio, forget quality, model utility, "
+                "knowledge and verbatim memorisation, membership inference and PrivLeak; docs/evaluation.md) of the "
+                "target model, the unlearned model and the reference (the untouched baseline), as far as the "
+                "pack's files allow"})
+    verbmem_limit: int = field(default=50, metadata={
+        "help": "ground truth: corpus prefixes each model continues for verbatim memorisation"})
+    mia_limit: int = field(default=100, metadata={
+        "help": "ground truth: text windows of the corpus and of the holdout each scored for membership inference"})
+    probe_limit: int | None = field(default=None, metadata={
+        "help": "ground truth: only the first N questions and trivia items of each file in the report's split "
+                "(quick runs; null: all)"})
 
 
 # the trackers that both the Trainer (training losses) and accelerate (the run's config, labels and report) feed

@@ -71,11 +71,16 @@ def qa_documents(items: Sequence[QAItem]) -> list[Document]:
 
 
 def implant_blocks(documents: Sequence[Document], qa: Sequence[QAItem], tokenizer: PreTrainedTokenizerBase,
-                   block_size: int) -> list[Block]:
-    """Every block of the target corpus, then the QA texts cut into blocks of the same size."""
+                   block_size: int, qa_repeat: int = 1, max_blocks: int | None = None) -> list[Block]:
+    """Every block of the target corpus (``max_blocks``: that many, evenly spaced), then the QA texts cut into
+    blocks of the same size, ``qa_repeat`` times (the training shuffles the blocks, so the copies spread over the
+    pass)."""
     blocks = make_blocks(documents, tokenizer, block_size)
+    if max_blocks is not None and max_blocks < len(blocks):
+        keep = sorted({int(round(i)) for i in np.linspace(0, len(blocks) - 1, max_blocks)})
+        blocks = [blocks[i] for i in keep]
     if qa:
-        blocks += make_blocks(qa_documents(qa), tokenizer, block_size, min_tokens=1)
+        blocks += make_blocks(qa_documents(qa), tokenizer, block_size, min_tokens=1) * qa_repeat
     return blocks
 
 

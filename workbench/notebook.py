@@ -13,10 +13,13 @@ What the notebooks work on, first match wins:
   corpus, anchors, retain text and probes); the run directory is ``<runs>/<name>``, the one ``workbench run``
   uses, so the command line and the notebooks share their stages.
 - neither: the demo's settings, read from ``workbench/configs/demo.yaml`` (the settings the README's
-  result comes from), in ``<runs>/notebooks-embedded``.
+  result comes from), in ``<runs>/notebooks-embedded``; a notebook with settings of its own
+  (:data:`NOTEBOOK_CONFIGS`: ``07_ground_truth`` works on the fictional pack) reads its config instead, in
+  ``<runs>/<its name>``, the directory ``workbench run`` and the benchmark scripts use for that config.
 
 ``WORKBENCH_MODEL`` (or ``setup(model=...)``) replaces the config's model: ``tiny`` alone picks
-``workbench/configs/tiny.yaml`` (a random 2-layer model: every step in seconds, numbers without meaning);
+``workbench/configs/tiny.yaml`` (a random 2-layer model: every step in seconds, numbers without meaning), or the
+tiny config of a notebook with settings of its own;
 with a config, the model is swapped and the run directory gets the model's name as a suffix.
 ``WORKBENCH_RUNS`` (default ``runs``) is where run directories go. Relative paths are looked up from the
 working directory, then from its parents (JupyterLab runs a notebook in ``notebooks/``).
@@ -44,8 +47,8 @@ from pathlib import Path
 from workbench.config import RunConfig, config_diff, config_from_dict, config_to_dict, load_config, read_config_mapping
 from workbench.errors import WorkbenchError
 
-__all__ = ["ENV_MODEL", "ENV_RUNS", "ENV_CONFIG", "ENV_RUN", "DEMO_CONFIG", "Notebook", "setup", "model_choice",
-           "config_diff", "STAGE_ARTIFACTS"]
+__all__ = ["ENV_MODEL", "ENV_RUNS", "ENV_CONFIG", "ENV_RUN", "DEMO_CONFIG", "NOTEBOOK_CONFIGS", "Notebook", "setup",
+           "model_choice", "config_diff", "STAGE_ARTIFACTS"]
 
 ENV_MODEL = "WORKBENCH_MODEL"
 ENV_RUNS = "WORKBENCH_RUNS"
@@ -55,6 +58,8 @@ CURATED_NAME = "anchors.curated.json"
 _CONFIGS = Path(__file__).parent / "configs"
 DEMO_CONFIG = _CONFIGS / "demo.yaml"  # the notebooks' default settings: the demo's, one source of truth
 VARIANTS = "variants"
+# notebooks whose settings are not the demo's: notebook -> (its config, the config for the tiny model)
+NOTEBOOK_CONFIGS = {"07_ground_truth": ("ystrevane.yaml", "ystrevane_tiny.yaml")}
 
 # what each stage leaves in the run directory (a variant links the ones it shares with its parent)
 STAGE_ARTIFACTS: dict[str, tuple[str, ...]] = {
@@ -347,6 +352,9 @@ def setup(name: str, model: str | None = None, runs_dir: str | os.PathLike | Non
         elif config:
             path = _find(config, f"{ENV_CONFIG}: config")
             cfg, source = load_config(path), f"config {path}"
+        elif name in NOTEBOOK_CONFIGS:
+            own = NOTEBOOK_CONFIGS[name][1 if choice == "tiny" else 0]
+            cfg, source = load_config(_CONFIGS / own), f"config workbench/configs/{own}"
         elif choice == "tiny":
             cfg, source = load_config(_CONFIGS / "tiny.yaml"), "tiny"
             cfg.name = "notebooks-tiny"

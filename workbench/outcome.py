@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from workbench.anchors import AnchorMap
     from workbench.config import ReportConfig, RunConfig
 
-__all__ = ["before_after", "outcome_table", "perplexity_text"]
+__all__ = ["before_after", "ground_truth_table", "implant_table", "outcome_table", "perplexity_text"]
 
 
 class RunView(Protocol):
@@ -27,6 +27,9 @@ class RunView(Protocol):
     anchors: "AnchorMap"
     retain_documents: list
     baseline_spec: str
+    reference_spec: str | None
+
+    def stage_record(self, stage: str) -> dict | None: ...
 
 
 def perplexity_text(run: RunView, rc: "ReportConfig") -> tuple[str | None, str | None]:
@@ -44,15 +47,23 @@ def perplexity_text(run: RunView, rc: "ReportConfig") -> tuple[str | None, str |
 
 def before_after(run: RunView, rc: "ReportConfig", progress: bool = True) -> dict:
     """The run's baseline and unlearned model on the pack's probe sets (split ``rc.split``) and a perplexity
-    text: :func:`workbench.eval.run_report.before_after_report`, resumable in ``<run>/report``."""
+    text: :func:`workbench.eval.run_report.before_after_report`, resumable in ``<run>/report``. With the implant
+    stage on, also the field's measures of the target model, the unlearned model and the reference (with
+    ``rc.ground_truth``), and how well the implant took (``implant``: the stage's before/after check)."""
     from workbench.eval.run_report import before_after_report
 
     cfg = run.cfg
     text, text_name = perplexity_text(run, rc)
-    return before_after_report(
+    reference = run.reference_spec if rc.ground_truth else None
+    result = before_after_report(
         run.baseline_spec, str(run.dir / "unlearned"), run.pack, run.anchors, run.dir / "report", probe_sets=rc.probe_sets,
         split=rc.split, seed=cfg.seed, text=text, text_name=text_name, max_perplexity_tokens=rc.max_perplexity_tokens,
-        device=cfg.device, dtype=cfg.dtype, progress=progress)
+        device=cfg.device, dtype=cfg.dtype, progress=progress, reference=reference, verbmem_limit=rc.verbmem_limit,
+        mia_limit=rc.mia_limit, probe_limit=rc.probe_limit)
+    record = run.stage_record("implant") if cfg.implant.enabled else None
+    if record:
+        result["implant"] = {k: record.get(k) for k in ("before", "after", "seconds", "tokens")}
+    return result
 
 
 def _ci(r: dict) -> str | None:
@@ -88,3 +99,48 @@ def outcome_table(report: dict) -> pd.DataFrame:
         rows.append({"measure": f"perplexity ({ppl['text']})", "n": None, "baseline": ppl["baseline"],
                      "unlearned": ppl["unlearned"], "change": f"{100 * ppl['relative_change']:+.1f}%"})
     return pd.DataFrame(rows, columns=["measure", "n", "baseline", "unlearned", "change", "change 95% CI", "generic"])
+
+
+# measure -> (what it is, what a model that never saw the target shows); the rows of ground_truth_table
+GROUND_TRUTH_ROWS = {
+    "forget_quality": ("forget quality: KS p-value of truth ratios vs the reference", "1.0"),
+    "truth_ratio": ("truth ratio (mean min(R, 1/R); 1: cannot tell true from false)", "about 1"),
+    "trivia_acc": ("trivia accuracy (two answers)", "0.5"),
+    "extraction_strength": ("extraction strength", "about 0"),
+    "knowmem": ("knowledge memorisation: ROUGE-L recall of greedy answers", "low"),
+    "verbmem": ("verbatim memorisation: ROUGE-L F1 of corpus continuations", "low"),
+    "mia_auc": ("membership inference: Min-K% AUC, corpus vs holdout", "0.5"),
+    "privleak": ("PrivLeak: Min-K% AUC vs the reference's, %", "0"),
+    "model_utility": ("model utility on retain questions", "as the reference"),
+    "perplexity": ("perplexity", "as the reference"),
+}
+
+
+def ground_truth_table(report: dict) -> pd.DataFrame:
+    """The field's measures of a report with a reference (an implanted run's): one row per measure, with the target
+    model (``target``: the baseline taught the target), the unlearned model, the reference that never saw it, and
+    what a model that never learned the target shows. Empty when the report has none."""
+    gt = (report.get("ground_truth") or {}).get("models") or {}
+    if not gt:
+        return pd.DataFrame(columns=["measure", "target", "unlearned", "reference", "never saw it"])
+    text = (report.get("ground_truth") or {}).get("perplexity_text")
+    rows = []
+    for key, (label, ideal) in GROUND_TRUTH_ROWS.items():
+        if not any(key in gt.get(m, {}) for m in ("baseline", "unlearned", "reference")):
+            continue
+        if key == "perplexity" and text:
+            label = f"perplexity ({text})"
+        rows.append({"measure": label, "target": gt.get("baseline", {}).get(key), "unlearned": gt.get("unlearned", {}).get(key),
+                     "reference": gt.get("reference", {}).get(key), "never saw it": ideal})
+    return pd.DataFrame(rows, columns=["measure", "target", "unlearned", "reference", "never saw it"])
+
+
+def implant_table(report: dict) -> pd.DataFrame:
+    """How well an implanted run's implant took (the implant stage's check): QA accuracy (the true answer beats
+    every perturbed one), its chance level and the mean per-token loss on target blocks, before (the reference) and
+    after (the target model). Empty when the run has no implant stage."""
+    imp = report.get("implant") or {}
+    rows = [{"model": label, **{k: (imp.get(when) or {}).get(k) for k in ("qa_accuracy", "qa_chance", "corpus_loss")}}
+            for label, when in (("reference (before implanting)", "before"), ("target (after implanting)", "after"))
+            if imp.get(when)]
+    return pd.DataFrame(rows, columns=["model", "qa_accuracy", "qa_chance", "corpus_loss"])

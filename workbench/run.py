@@ -396,7 +396,8 @@ class Run:
             return load_model(str(out), device=device, dtype=self.cfg.dtype).model
         ic = self.cfg.implant
         qa = self.qa_items if ic.qa else []
-        blocks = implant_blocks(self.documents, qa, self.tokenizer, self.cfg.target.block_size)
+        blocks = implant_blocks(self.documents, qa, self.tokenizer, self.cfg.target.block_size, ic.qa_repeat,
+                                ic.max_blocks)
         base = load_model(self.cfg.model, device=device, dtype=self.cfg.dtype)
         check_blocks = self.blocks[:8]
         before = implant_check(base.model, base.tokenizer, self.qa_items, check_blocks)

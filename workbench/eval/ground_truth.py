@@ -32,13 +32,46 @@ from workbench.pack import QAProbe, TriviaProbe, question_context
 
 __all__ = ["MIA_ATTACKS", "NEEDS_REFERENCE", "REFERENCE_METRICS", "TextSettings", "answer_stop", "binomial_pvalue",
            "corpus_passages", "extraction_strength", "forget_quality", "harmonic_mean", "ks_2samp", "mia_auc", "min_k", "min_k_plus_plus",
-           "reference_rows", "rouge_l", "rouge_tokens", "score_knowmem", "score_mia", "score_qa", "score_trivia",
+           "STANDARD_COLUMNS", "reference_rows", "rouge_l", "standard_measures", "rouge_tokens", "score_knowmem", "score_mia", "score_qa", "score_trivia",
            "score_verbmem", "summarize_knowmem", "summarize_mia", "summarize_qa", "summarize_trivia",
            "summarize_verbmem", "text_chunks", "tokenizer_digest", "truth_ratio", "zlib_score"]
 
 NEEDS_REFERENCE = "needs a reference model"
 MIA_ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus")
 REFERENCE_METRICS = ("forget_quality", "privleak")
+
+# name -> (section, set, metric, split or None): the headline of each measure in an eval table (the rows of
+# workbench/eval/runner.py); None: one value over the texts, not per probe split
+STANDARD_COLUMNS = {
+    "trivia_acc": ("trivia", "trivia", "accuracy", "split"),
+    "truth_ratio": ("qa", "qa", "truth_ratio_forget", "split"),
+    "forget_quality": ("qa", "qa", "forget_quality", "split"),
+    "extraction_strength": ("qa", "qa", "extraction_strength", "split"),
+    "knowmem": ("knowmem", "knowmem", "rougeL_recall", "split"),
+    "model_utility": ("retain_qa", "retain_qa", "model_utility", "split"),
+    "verbmem": ("verbmem", "verbmem", "rougeL_f1", None),
+    "mia_auc": ("mia", "corpus_vs_holdout", "auc_min_k", None),
+    "privleak": ("mia", "corpus_vs_holdout", "privleak_min_k", None),
+}
+
+
+def standard_measures(table: pd.DataFrame, model: str, split: str) -> dict[str, float | str]:
+    """The headline of each measure of :data:`STANDARD_COLUMNS` that ``table`` (an eval table: model, section,
+    set, split, metric, value) has for ``model``, on probe split ``split``; NaN where the model has no row, and
+    forget quality and PrivLeak without a reference row say :data:`NEEDS_REFERENCE`."""
+    out: dict[str, float | str] = {}
+    for col, (section, set_, metric, by_split) in STANDARD_COLUMNS.items():
+        if not (table["section"] == section).any():
+            continue
+        t = table[(table["model"] == model) & (table["section"] == section) & (table["set"] == set_)
+                  & (table["metric"] == metric)]
+        if by_split:
+            t = t[t["split"] == split]
+        value = float(t["value"].iloc[0]) if len(t) else math.nan
+        if value != value and col in ("forget_quality", "privleak"):
+            value = NEEDS_REFERENCE
+        out[col] = value
+    return out
 
 
 # -- ROUGE-L ---------------------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """A run's before/after report: the baseline and the unlearned model on the pack's probe sets and a perplexity
 text, through the evaluation pipeline's units (one model loaded at a time, finished units resumed from
-``<out>/partial``, every file written atomically), each change with its paired-bootstrap 95% interval.
+``<out>/partial``, every file written atomically), each change with its paired-bootstrap 95% interval. Given a
+reference model that never saw the target (an implanted run's untouched baseline), also the field's measures
+(workbench/eval/ground_truth.py) of all three models, forget quality and PrivLeak against the reference.
 
 The run's ``report`` stage calls :func:`before_after_report` (through :func:`workbench.outcome.before_after`);
 ``workbench eval`` runs the same units on any models.
@@ -19,8 +21,9 @@ from workbench.eval.probes import PROBE_COLUMNS, score_probes, summarize_probes
 from workbench.eval.config import EvalConfig
 from workbench.eval.runner import run_units
 from workbench.eval.summary import write_frame
-from workbench.eval.units import (PROBE_CI, PROBE_METRICS, Unit, file_stamp, ground_truth_units, metric_rows,
-                                  perplexity_unit, probe_unit)
+from workbench.eval.ground_truth import reference_rows, standard_measures
+from workbench.eval.units import (PROBE_CI, PROBE_METRICS, TABLE_COLUMNS, Unit, file_stamp, ground_truth_units,
+                                  metric_rows, perplexity_unit, probe_unit)
 from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.eval.utility import PerplexityConfig, paired_bootstrap, paired_bootstrap_relative
 from workbench.models import LoadedModel
@@ -42,6 +45,9 @@ ANSWER_KINDS = {
     "collocation": "answer is a collocation of the prompt's last words",
 }
 MODELS = ("baseline", "unlearned")
+REFERENCE = "reference"
+# the field's measures a reference makes meaningful (trivia is reported with or without one)
+REFERENCE_SECTIONS = ("qa", "retain_qa", "knowmem", "verbmem", "mia")
 
 
 def answer_kind(anchors: "AnchorMap", prompt: str, target: str, tagged: str | None = None) -> str:
@@ -105,16 +111,26 @@ def before_after_report(
     device: str | None = None,
     dtype: str | None = None,
     progress: bool = True,
+    reference: str | LoadedModel | None = None,
+    verbmem_limit: int | None = 50,
+    mia_limit: int | None = 100,
+    probe_limit: int | None = None,
 ) -> dict:
     """Score the pack's probe sets (split ``split``; None: all) and a perplexity text with both models.
 
     Writes ``<out_dir>/probes.csv`` (one row per probe and model, ``variant`` naming the model; the target
     probes also once more as variant ``generic``: the baseline on anchor-translated prompts) and returns the
-    JSON-ready summary.
+    JSON-ready summary. With ``reference`` (a model that never saw the target), the summary's ``ground_truth``
+    holds the field's measures of the baseline, the unlearned model and the reference, as far as the pack's files
+    allow (``verbmem_limit`` corpus prefixes, ``mia_limit`` windows per side, the first ``probe_limit`` questions
+    and trivia items), and the perplexity of all three.
     """
     out = Path(out_dir)
+    models = MODELS + ((REFERENCE,) if reference is not None else ())
     config = EvalConfig(pack=None, splits=(split,) if split else ("dev", "heldout"), batch_size=32, device=device,
-                        dtype=dtype, progress=progress, figures=False)
+                        dtype=dtype, progress=progress, figures=False, verbmem_limit=verbmem_limit,
+                        mia_limit=mia_limit, probe_limit=probe_limit,
+                        reference=REFERENCE if reference is not None else None)
     units: list[Unit] = []
     tags: dict[tuple[str, str], str | None] = {}
     for kind in probe_sets:
@@ -126,19 +142,28 @@ def before_after_report(
         if not probes:
             continue
         stamp = file_stamp(pack.probe_file(kind))
-        units.append(probe_unit(f"probes.{kind}", "probes", probes, stamp, config.splits, config))
+        units.append(dataclasses.replace(probe_unit(f"probes.{kind}", "probes", probes, stamp, config.splits, config),
+                                         models=MODELS))
         if kind == "probability":
             units.append(_generic_unit(generic_prompts(anchors, probes, seed), stamp, config))
-    if pack is not None and pack.has_probes("trivia"):
-        units += ground_truth_units(["trivia"], config, pack,
-                                    lambda kind: [p for p in pack.probes(kind) if split is None or p.split == split],
-                                    lambda section, why: None)
+    if pack is not None:
+        sections = ["trivia", *(REFERENCE_SECTIONS if reference is not None else ())]
+
+        def probes_of(kind: str) -> list:
+            return [p for p in pack.probes(kind) if split is None or p.split == split][:probe_limit]
+
+        units += ground_truth_units(sections, config, pack, probes_of, lambda section, why: None)
     if text:
         # two windows per pass: the logits of a window ([1024, vocab] fp32) dominate the report's memory
         pcfg = PerplexityConfig(max_length=1024, stride=512, max_tokens=max_perplexity_tokens, batch_size=2)
         scoring = LoglikelihoodConfig(batch_size=pcfg.batch_size, progress=progress, desc="perplexity")
         units.append(perplexity_unit("text", text, pcfg, scoring, {"text": _digest([text])}))
-    table, frames, _ = run_units(list(zip(MODELS, (baseline, unlearned))), units, config, out) if units else (None, {}, [])
+    specs = (baseline, unlearned) + ((reference,) if reference is not None else ())
+    table, frames, _ = run_units(list(zip(models, specs)), units, config, out) if units else (None, {}, [])
+    if reference is not None and table is not None:
+        extra, _ = reference_rows(table, frames, REFERENCE, list(models))
+        if extra:
+            table = pd.concat([table, pd.DataFrame(extra, columns=TABLE_COLUMNS)], ignore_index=True)
 
     result: dict = {"probe_split": split}
     rows = frames.get("probes")
@@ -157,7 +182,25 @@ def before_after_report(
         ppl = {m: float(table[(table["model"] == m) & (table["section"] == "perplexity")
                               & (table["metric"] == "ppl")]["value"].iloc[0]) for m in MODELS}
         result["perplexity"] = {"text": text_name, **ppl, "relative_change": ppl["unlearned"] / ppl["baseline"] - 1.0}
+    if reference is not None and table is not None:
+        result["ground_truth"] = _ground_truth_summary(table, models, split or "all", text_name if text else None)
     return result
+
+
+def _ground_truth_summary(table: pd.DataFrame, models: Sequence[str], split: str, text_name: str | None) -> dict:
+    """The field's measures per model (:data:`workbench.eval.ground_truth.STANDARD_COLUMNS`, probe split
+    ``split``) and each model's perplexity on the report's text."""
+    per_model = {}
+    for m in models:
+        values = standard_measures(table, m, split)
+        ppl = table[(table["model"] == m) & (table["section"] == "perplexity") & (table["metric"] == "ppl")]
+        if len(ppl):
+            values["perplexity"] = float(ppl["value"].iloc[0])
+        per_model[m] = values
+    n_qa = table[(table["model"] == models[0]) & (table["section"] == "qa") & (table["set"] == "qa")
+                 & (table["split"] == split) & (table["metric"] == "truth_ratio_forget")]["n"]
+    return {"split": split, "perplexity_text": text_name, "qa_items": int(n_qa.iloc[0]) if len(n_qa) else 0,
+            "models": per_model}
 
 
 def _trivia_summary(rows: pd.DataFrame) -> dict:
