@@ -203,6 +203,9 @@ class ReportConfig:
                 "(quick runs; null: all)"})
 
 
+# a pack's next-token probe files (workbench/pack.py), the kinds report.probe_sets may name
+NEXT_TOKEN_KINDS = ("probability", "collateral", "general")
+
 # the trackers that both the Trainer (training losses) and accelerate (the run's config, labels and report) feed
 TRACKERS = ("tensorboard", "wandb", "mlflow", "trackio", "comet_ml", "clearml", "dvclive", "swanlab")
 
@@ -278,8 +281,6 @@ class RunConfig:
             raise WorkbenchError(f"labels.top_k: must be >= 1, got {self.labels.top_k}")
         if self.target.pack is None and (self.target.corpus is None or self.target.anchors is None):
             raise WorkbenchError("target: give a pack, or both target.corpus and target.anchors")
-        from workbench.pack import NEXT_TOKEN_KINDS
-
         check_names("report.probe_sets", self.report.probe_sets, NEXT_TOKEN_KINDS)
         return self
 

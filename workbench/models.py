@@ -33,6 +33,7 @@ from workbench.io import atomic_dir, read_json_file, require_file
 
 __all__ = [
     "EMBEDDED_NAMES",
+    "resolve_spec",
     "LoadedModel",
     "cache_dir",
     "embedded_gguf_path",
@@ -184,7 +185,7 @@ def _ensure_pad(tok: PreTrainedTokenizerBase) -> None:
         tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.convert_ids_to_tokens(0)
 
 
-def _resolve(spec: str) -> tuple[str, str | None]:
+def resolve_spec(spec: str) -> tuple[str, str | None]:
     """(folder or hub id, gguf file name or None) for a model spec."""
     if spec in EMBEDDED_NAMES:
         return str(embedded_model_dir()), None
@@ -233,7 +234,7 @@ def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
     elif (desc := find_descriptor(spec)) is not None:
         tok = AutoTokenizer.from_pretrained(str(desc.parent))
     else:
-        source, gguf = _resolve(spec)
+        source, gguf = resolve_spec(spec)
         tok = _wrap_load(spec, lambda: AutoTokenizer.from_pretrained(source, gguf_file=gguf) if gguf else AutoTokenizer.from_pretrained(source))
     if not getattr(tok, "is_fast", False):
         raise WorkbenchError(f"model {spec}: the workbench needs a fast tokenizer (with offset mappings)")
@@ -341,7 +342,7 @@ def load_model(spec: str, device: str | None = None, dtype: str | torch.dtype | 
     if (desc := find_descriptor(spec)) is not None:  # a method that changes no weights (workbench/methods)
         return load_descriptor(desc, device, dtype)
     t0 = time.perf_counter()
-    source, gguf = _resolve(spec)
+    source, gguf = resolve_spec(spec)
     dev = pick_device(device)
     torch_dtype = _pick_dtype(dtype, dev)
     tok = load_tokenizer(spec)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from workbench.anchors import load_anchor_map
+from workbench.config import NEXT_TOKEN_KINDS  # the report's probe_sets are validated in the config
 from workbench.errors import WorkbenchError
 from workbench.io import iter_jsonl, read_json_file, read_text, read_text_file, require_file
 
@@ -42,7 +43,6 @@ __all__ = [
 ]
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "packs"
-NEXT_TOKEN_KINDS = ("probability", "collateral", "general")
 COMPLETION_KIND = "completion"
 DEFAULT_PROBES = {
     "probability": "probes/probability.jsonl",

@@ -39,6 +39,7 @@ from workbench.anchors import AnchorMap, key_counts
 from workbench.checks import artifact_problem, check_report_inputs, drop_damaged_shards, read_record
 from workbench.config import RunConfig, config_diff, config_to_dict, dump_yaml, neutral_key, stable_hash
 from workbench.corpus import Block, Document, corpus_fingerprint, make_blocks, read_documents
+from workbench.distribution import is_main_process, process_device, world_size
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write, atomic_write_json, atomic_write_text, read_json
 from workbench.models import LoadedModel, load_model, load_tokenizer
@@ -50,34 +51,18 @@ STAGES = ("implant", "reinforce", "score", "labels", "finetune", "report")
 REPORT_VERSION = 4  # bump when the report's content changes, so finished runs recompute it
 
 
-def _is_main_process() -> bool:
-    """True unless this is a second, third... process of ``accelerate launch`` / torchrun (env ``RANK``)."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def _process_device() -> str | None:
-    """Under ``accelerate launch`` on GPUs, this process's own GPU (``LOCAL_RANK``), so that N processes do not
-    all load the model onto GPU 0 first; otherwise None (the default: CUDA when present, else CPU)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "LOCAL_RANK" in os.environ:
-        import torch
-
-        if torch.cuda.is_available():
-            return f"cuda:{int(os.environ['LOCAL_RANK'])}"
-    return None
-
-
 def _main_process_only(stage_method):
     """With several processes, the stage runs on the main one; the others wait, then load its finished result."""
 
     @functools.wraps(stage_method)
     def wrapper(self, *args, **kwargs):
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        if world_size() <= 1:
             return stage_method(self, *args, **kwargs)
         from accelerate import PartialState
 
-        result = stage_method(self, *args, **kwargs) if _is_main_process() else None
+        result = stage_method(self, *args, **kwargs) if is_main_process() else None
         PartialState().wait_for_everyone()
-        return result if _is_main_process() else stage_method(self)  # now up to date: reads the stored result
+        return result if is_main_process() else stage_method(self)  # now up to date: reads the stored result
 
     return wrapper
 
@@ -88,7 +73,7 @@ def _guarded(stage_method):
 
     @functools.wraps(stage_method)
     def wrapper(self, *args, **kwargs):
-        if not _is_main_process():
+        if not is_main_process():
             return stage_method(self, *args, **kwargs)
         with run_lock(self.dir):
             if self._depth == 0:  # each outermost call checks again (a notebook may have changed a file)
@@ -112,7 +97,7 @@ class Run:
         self.dir = Path(run_dir or Path("runs") / cfg.name)
         self.progress = progress
         self.callbacks = list(callbacks or [])
-        self.log = (log or (lambda s: None)) if _is_main_process() else (lambda s: None)
+        self.log = (log or (lambda s: None)) if is_main_process() else (lambda s: None)
         self.update = update
         self._depth = 0  # nesting of guarded calls (run -> stage)
         self._noted: set[str] = set()  # artifact problems already reported
@@ -172,7 +157,7 @@ class Run:
             self.log(message)
 
     def _finish(self, stage: str, seconds: float, **extra) -> None:
-        if not _is_main_process():
+        if not is_main_process():
             return
         atomic_write_json(self.dir / "stages" / f"{stage}.json",
                           {"stage": stage, "fingerprint": self.fingerprint(stage), "seconds": round(seconds, 3),
@@ -308,7 +293,7 @@ class Run:
         """The model the method unlearns (see :attr:`baseline_spec`); with the implant stage on, it must be done."""
         if self.cfg.implant.enabled:
             self._require("implant", "reinforce")
-        return load_model(self.baseline_spec, device=self.cfg.device or _process_device(), dtype=self.cfg.dtype)
+        return load_model(self.baseline_spec, device=process_device(self.cfg.device), dtype=self.cfg.dtype)
 
     @cached_property
     def qa_items(self) -> list:
@@ -391,7 +376,7 @@ class Run:
             raise WorkbenchError("the implant stage is off: set implant.enabled: true (for a target the baseline "
                                  "has never seen, such as the bundled ystrevane pack)")
         out = self.dir / "implanted"
-        device = self.cfg.device or _process_device()
+        device = process_device(self.cfg.device)
         if self.is_done("implant") and out.is_dir():
             return load_model(str(out), device=device, dtype=self.cfg.dtype).model
         ic = self.cfg.implant
@@ -521,7 +506,7 @@ class Run:
         out = self.dir / "unlearned"
         if self.is_done("finetune") and out.is_dir():
             self._write_card(only_missing=True)
-            return load_model(str(out), device=self.cfg.device or _process_device(), dtype=self.cfg.dtype).model
+            return load_model(str(out), device=process_device(self.cfg.device), dtype=self.cfg.dtype).model
         t0 = time.perf_counter()
         fc = self.cfg.finetune
         retain = [b.input_ids for b in self.retain_blocks] if fc.retain_weight > 0 else None
@@ -540,7 +525,7 @@ class Run:
 
     def _write_card(self, only_missing: bool = False) -> None:
         """The unlearned model's card (``unlearned/README.md``, workbench/model_card.py), from what the run holds now."""
-        if not _is_main_process() or not (self.dir / "unlearned").is_dir():
+        if not is_main_process() or not (self.dir / "unlearned").is_dir():
             return
         if only_missing and (self.dir / "unlearned" / "README.md").is_file():
             return

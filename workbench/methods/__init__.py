@@ -88,9 +88,9 @@ def check_method(run: "Run") -> None:
     if c.method == "rmu":
         rmu_layer(c.methods, _num_layers(run))
     if c.method == "npo" and c.methods.npo.reference != "baseline":
-        from workbench.models import _resolve
+        from workbench.models import resolve_spec
 
-        _resolve(c.methods.npo.reference)  # names the spec if it does not exist
+        resolve_spec(c.methods.npo.reference)  # names the spec if it does not exist
     if c.method == "graddiff" and c.methods.graddiff.retain_weight > 0 and not run.retain_blocks:
         raise WorkbenchError("methods.graddiff.retain_weight > 0 needs retain text: set target.retain or use a pack with retain/")
 
@@ -112,12 +112,13 @@ def fingerprint(run: "Run", target: tuple, reinforce: str) -> str:
 
 def unlearn(run: "Run"):
     """The ``finetune`` stage of a non-WHP method: train (or describe) the unlearned model into ``unlearned/``."""
+    from workbench.distribution import process_device
     from workbench.models import load_model
 
     c = run.cfg
     out = run.dir / "unlearned"
     if run.is_done("finetune") and out.is_dir():
-        return load_model(str(out), device=c.device, dtype=c.dtype).model
+        return load_model(str(out), device=process_device(c.device), dtype=c.dtype).model
     t0 = time.perf_counter()
     spec = METHODS[c.method]
     if spec.trains:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from workbench.distribution import process_device
 from workbench.errors import WorkbenchError
 from workbench.methods import rmu_layer
 from workbench.methods.train import LOSSES, layer_output, rmu, rmu_control_vector, train_method, with_overrides
@@ -18,12 +19,6 @@ if TYPE_CHECKING:
     from workbench.run import Run
 
 __all__ = ["train_for_run", "describe_for_run", "rmu_coefficient"]
-
-
-def _device(run: "Run") -> str | None:
-    from workbench.run import _process_device
-
-    return run.cfg.device or _process_device()
 
 
 @torch.no_grad()
@@ -66,7 +61,7 @@ def train_for_run(run: "Run") -> tuple[torch.nn.Module, dict]:
         if c.method == "npo" and section.reference != "baseline":
             from workbench.models import load_model
 
-            reference = load_model(section.reference, device=_device(run), dtype=c.dtype).model.requires_grad_(False)
+            reference = load_model(section.reference, device=process_device(c.device), dtype=c.dtype).model.requires_grad_(False)
 
         def make_loss(model):
             return LOSSES[c.method](section)
@@ -109,5 +104,5 @@ def describe_for_run(run: "Run") -> tuple[torch.nn.Module, dict]:
     with atomic_dir(out) as tmp:
         write_descriptor(tmp, data)
         run.tokenizer.save_pretrained(tmp)  # so tools that read the folder's tokenizer find it
-    model = load_model(str(out), device=c.device or None, dtype=c.dtype).model
+    model = load_model(str(out), device=process_device(c.device), dtype=c.dtype).model
     return model, {}

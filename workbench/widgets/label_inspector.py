@@ -21,7 +21,7 @@ import pandas as pd
 
 from workbench.labels import LabelStore, alpha_column, labels_at, labels_from_topk
 from workbench.widgets._common import df_html, esc, figure_widget, show_token, token_texts, WidgetView
-from workbench.widgets.token_diff import TokenDiff, _cells
+from workbench.widgets.token_diff import TokenDiff, label_cells
 
 __all__ = ["LabelInspector"]
 
@@ -121,7 +121,7 @@ class LabelInspector(WidgetView):
         sel = self._block_col == block
         lab, exact = self._labels_all(alpha)
         arr = {k: v[sel] for k, v in self._arr.items()}
-        cells = _cells(self.tokenizer, np.asarray(row.iloc[0]["input_ids"]), self._pos[sel], lab[sel], exact[sel],
+        cells = label_cells(self.tokenizer, np.asarray(row.iloc[0]["input_ids"]), self._pos[sel], lab[sel], exact[sel],
                        self._gain[sel], arr, self.top)
         return TokenDiff(cells, f"block {block}, alpha = {alpha:g}")
 

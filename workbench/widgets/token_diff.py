@@ -21,7 +21,7 @@ import numpy as np
 
 from workbench.widgets._common import CHANGED_COLOR, esc, score_color, show_token, token_texts, top_list
 
-__all__ = ["TokenCell", "TokenDiff", "token_diff_html"]
+__all__ = ["TokenCell", "TokenDiff", "label_cells", "token_diff_html"]
 
 
 @dataclass
@@ -184,7 +184,7 @@ class TokenDiff:
         pos_df = store.positions[store.positions["block"] == block]
         arr = store.topk_arrays(block)
         labels, exact, _ = labels_at(pos_df, arr, alpha)
-        return cls(_cells(tokenizer, input_ids, pos_df["pos"].to_numpy(), labels, exact, pos_df["gain_next"].to_numpy(),
+        return cls(label_cells(tokenizer, input_ids, pos_df["pos"].to_numpy(), labels, exact, pos_df["gain_next"].to_numpy(),
                           arr, top),
                    title if title is not None else f"block {block}, alpha = {alpha:g}")
 
@@ -243,7 +243,7 @@ class TokenDiff:
                    show_labels=False, value_name="probability", score_name="log p(reinforced) − log p(baseline)")
 
 
-def _cells(tokenizer, input_ids: np.ndarray, positions: np.ndarray, labels: np.ndarray, exact: np.ndarray,
+def label_cells(tokenizer, input_ids: np.ndarray, positions: np.ndarray, labels: np.ndarray, exact: np.ndarray,
            gains: np.ndarray, arr: dict, top: int) -> list[TokenCell]:
     texts = token_texts(tokenizer, input_ids)
     label_texts = token_texts(tokenizer, labels) if len(labels) else []
