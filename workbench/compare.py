@@ -404,7 +404,7 @@ def compare_figure(df: pd.DataFrame, cc: CompareConfig | None = None):
                 error_x=err_x, error_y=dict(type="data", symmetric=False, array=(d["target_drop_hi"] - d["target_drop"]).tolist(),
                                             arrayminus=(d["target_drop"] - d["target_drop_lo"]).tolist()),
                 hovertext=d["_hover"], hoverinfo="text"), row=1, col=col)
-        ok = df[[xkey, "target_drop"]].notna().all(1)
+        ok = df[[xkey, "target_drop"]].notna().all(axis=1)
         sub = df[ok]
         if len(sub):
             front = sub[pareto_mask(sub["target_drop"].to_numpy(), sub[xkey].to_numpy())].sort_values(xkey)
