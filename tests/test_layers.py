@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "evaldata", "evaldata.*")),
     ("eval", ("eval", "eval.config", "eval.loglikelihood", "eval.probes", "eval.completion", "eval.utility",
               "eval.robustness", "eval.ground_truth", "eval.authors", "eval.lm_eval_bridge", "eval.summary",
-              "eval.figures", "eval.units", "eval.runner", "eval.run_report", "eval.attacks", "outcome")),
+              "eval.figures", "eval.forget_curve", "eval.units", "eval.runner", "eval.run_report", "eval.attacks", "outcome")),
     ("training", ("training", "tracking", "reinforce", "labels", "finetune", "implant", "proposer",
                   "methods", "methods.*")),
     ("run", ("run", "model_card", "plan")),
