@@ -32,13 +32,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import yaml
 
 from workbench.anchors import AnchorMap, key_counts
 from workbench.checks import artifact_problem, check_report_inputs, drop_damaged_shards, read_record
 from workbench.config import RunConfig, config_diff, config_to_dict, dump_yaml, neutral_key, stable_hash
-from workbench.corpus import Block, Document, corpus_fingerprint, make_blocks, read_documents
+from workbench.corpus import Block, Document, corpus_fingerprint, make_blocks, read_documents, retain_blocks, target_blocks
 from workbench.distribution import is_main_process, process_device, world_size
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write, atomic_write_json, atomic_write_text, read_json
@@ -215,20 +214,11 @@ class Run:
 
     @cached_property
     def blocks(self) -> list[Block]:
-        t = self.cfg.target
-        blocks = make_blocks(self.documents, self.tokenizer, t.block_size, None if t.spread_blocks else t.max_blocks)
-        if t.spread_blocks and t.max_blocks and t.max_blocks < len(blocks):
-            # evenly spaced blocks cover the whole corpus (every document type) in a short run
-            keep = np.linspace(0, len(blocks) - 1, t.max_blocks).round().astype(int)
-            blocks = [blocks[i] for i in sorted(set(keep.tolist()))]
-        return blocks
+        return target_blocks(self.documents, self.tokenizer, self.cfg.target)
 
     @cached_property
     def retain_blocks(self) -> list[Block]:
-        t = self.cfg.target
-        if not self.retain_documents:
-            return []
-        return make_blocks(self.retain_documents, self.tokenizer, t.retain_block_size, t.max_retain_blocks, min_tokens=1)
+        return retain_blocks(self.retain_documents, self.tokenizer, self.cfg.target)
 
     def check_inputs(self) -> None:
         """Read and validate every input before any stage runs, so bad input fails fast and leaves nothing."""
