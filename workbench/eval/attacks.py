@@ -412,7 +412,7 @@ def score_quantized(lm: LoadedModel, probes: Sequence[NextTokenProbe], bits: Seq
 # -- the evaluation's hook ---------------------------------------------------------------------------------------------------
 def attack_units(sections: Sequence[str], config, pack: Pack | None, probes_of: Callable, skip: Callable) -> list:
     """One evaluation unit per attack section (see workbench/eval/units.py)."""
-    from workbench.eval.units import PROBE_CI, PROBE_METRICS, Unit, file_stamp, metric_rows
+    from workbench.eval.rows import PROBE_CI, PROBE_METRICS, Unit, file_stamp, metric_rows
 
     acfg: AttackConfig = getattr(config, "attacks", None) or AttackConfig()
     units = []
