@@ -261,3 +261,29 @@ def test_a_relearning_text_that_states_an_answer_stops_the_evaluation_before_any
                           attacks=AttackConfig(quantize_bits=(8, 1)))
     with pytest.raises(WorkbenchError, match=r"quantize: bits must be 2..16 \(got \[8, 1\]\)"):
         evaluate_models([("tiny", tiny)], bad_bits, tmp_path / "eval2")
+
+
+def test_target_blocks_are_the_runs_blocks(tmp_path):
+    """The blocks the relearning exclusion reads (corpus.target_blocks from a run's config) are the run's blocks:
+    evenly spaced ones checked against a plain index loop over all blocks, the first ones without spreading."""
+    from helpers import tiny_config
+
+    from workbench.config import config_from_dict
+    from workbench.corpus import make_blocks, read_documents, retain_blocks, target_blocks
+    from workbench.models import tiny_tokenizer
+    from workbench.run import Run
+
+    tok = tiny_tokenizer()
+    for spread in (True, False):
+        cfg = config_from_dict(tiny_config(tmp_path / f"in{spread}", target={"block_size": 16, "max_blocks": 3, "spread_blocks": spread}))
+        run = Run(cfg, tmp_path / f"run{spread}", progress=False, log=None)
+        docs = read_documents(cfg.target.corpus, "target corpus")
+        got = target_blocks(docs, tok, cfg.target)
+        every = make_blocks(docs, tok, 16)
+        assert len(every) > 3
+        n, m = len(every), 3
+        want = [every[round(k * (n - 1) / (m - 1))] for k in range(m)] if spread else every[:m]
+        assert [list(b.input_ids) for b in got] == [list(b.input_ids) for b in want]
+        assert [list(b.input_ids) for b in run.blocks] == [list(b.input_ids) for b in got]
+        retain = retain_blocks(read_documents(cfg.target.retain, "retain text"), tok, cfg.target)
+        assert retain and [list(b.input_ids) for b in run.retain_blocks] == [list(b.input_ids) for b in retain]

@@ -175,7 +175,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     from workbench.compare import add_compare_parser
     from workbench.eval.cli import add_eval_parser, add_packs_parser
-    from workbench.model_card import add_export_parser
     from workbench.plan import add_plan_parser
     from workbench.tuning import add_tune_parser
 
@@ -204,6 +203,24 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {message}", file=sys.stderr)
         return 2
+
+
+def add_export_parser(sub) -> None:
+    sp = sub.add_parser("export", help="a folder ready to upload to the Hub: weights, tokenizer, model card, run config",
+                        description="Copy a run's unlearned model with a fresh model card (README.md) and the run "
+                                    "config into a new folder; nothing goes over the network.")
+    sp.add_argument("run", help="the run directory")
+    sp.add_argument("--to", required=True, help="the folder to write (must not exist)")
+    sp.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args) -> int:
+    from workbench.run import export_run
+
+    out = export_run(args.run, args.to)
+    print(f"exported to {out}: " + ", ".join(sorted(p.name for p in out.iterdir())))
+    print(f"upload with: huggingface-cli upload <your-name>/<model-name> {out}")
+    return 0
 
 
 if __name__ == "__main__":

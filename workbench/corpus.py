@@ -117,3 +117,21 @@ def make_blocks(
         c0, c1 = int(off[0, 0]), int(off[:, 1].max())
         blocks.append(Block(index, ids[sl].copy(), off - c0, joined[c0:c1], c0))
     return blocks
+def target_blocks(docs: Sequence[Document], tokenizer: PreTrainedTokenizerBase, target) -> list[Block]:
+    """The blocks a run trains on, from its ``target`` config (:class:`workbench.config.TargetConfig`): blocks of
+    ``block_size`` tokens, the first ``max_blocks`` or, with ``spread_blocks``, ``max_blocks`` evenly spaced ones."""
+    blocks = make_blocks(docs, tokenizer, target.block_size, None if target.spread_blocks else target.max_blocks)
+    if target.spread_blocks and target.max_blocks and target.max_blocks < len(blocks):
+        # evenly spaced blocks cover the whole corpus (every document type) in a short run
+        keep = np.linspace(0, len(blocks) - 1, target.max_blocks).round().astype(int)
+        blocks = [blocks[i] for i in sorted(set(keep.tolist()))]
+    return blocks
+
+
+def retain_blocks(docs: Sequence[Document], tokenizer: PreTrainedTokenizerBase, target) -> list[Block]:
+    """The retain blocks of a run, from its retain documents and ``target`` config (none without documents)."""
+    if not docs:
+        return []
+    return make_blocks(docs, tokenizer, target.retain_block_size, target.max_retain_blocks, min_tokens=1)
+
+

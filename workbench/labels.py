@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write, atomic_write_json, read_json
 from workbench.models import with_small_heap
-from workbench.pair import ModelPair, pad_batch
+from workbench.pair import ModelPair, generic_scores, pad_batch  # generic_scores: re-exported
 from workbench.translate import AlignedBlock
 
 __all__ = [
@@ -51,14 +51,6 @@ IGNORE = -100
 def alpha_column(alpha: float) -> str:
     """Column name of the labels for ``alpha`` (``label_a5``, ``label_a0.5``)."""
     return f"label_a{float(alpha):g}"
-
-
-def generic_scores(v_base, v_reinf, alpha: float):
-    """``v_base - alpha * relu(v_reinf - v_base)``, the one home of the formula; torch tensors or numpy arrays of
-    any matching shapes, e.g. [pos, vocab] logits or [n, k] stored top-k values."""
-    if isinstance(v_base, torch.Tensor):
-        return v_base - alpha * torch.relu(v_reinf - v_base)
-    return v_base - alpha * np.maximum(v_reinf - v_base, 0.0)
 
 
 def generic_labels_full(v_base: torch.Tensor, v_reinf: torch.Tensor, alpha: float) -> torch.Tensor:

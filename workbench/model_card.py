@@ -14,26 +14,33 @@ report stage does.
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import yaml
 
-from workbench.config import config_to_dict, load_config
-from workbench.errors import WorkbenchError
-from workbench.io import atomic_dir, atomic_write_text, read_json
+from workbench.config import config_to_dict
+from workbench.io import atomic_write_text, read_json
 
-if TYPE_CHECKING:
-    from workbench.run import Run
-
-__all__ = ["card_text", "card_metadata", "write_card", "export_run", "known_limits", "add_export_parser"]
+__all__ = ["card_text", "card_metadata", "write_card", "known_limits", "CardRun"]
 
 # base models whose hub id and licence the workbench knows without the network
 KNOWN_BASES = {"embedded": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0"),
                "smollm2-135m": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0"),
                "smollm2": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0")}
 CONFIG_NAME = "workbench_config.yaml"  # the run config inside an exported folder
+
+
+class CardRun(Protocol):
+    """What the card reads of a run (a :class:`workbench.run.Run`): its config, directory, inputs and stage records."""
+
+    cfg: Any
+    dir: Path
+    pack: Any
+    blocks: list
+    anchors: Any
+
+    def stage_record(self, stage: str) -> dict | None: ...
 
 
 def _base_model(spec: str) -> tuple[str | None, str | None]:
@@ -64,7 +71,7 @@ def _front_matter(text: str) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _report(run: "Run") -> dict | None:
+def _report(run: "CardRun") -> dict | None:
     path = run.dir / "report.json"
     if not path.is_file():
         return None
@@ -75,7 +82,7 @@ def _report(run: "Run") -> dict | None:
     return report if isinstance(report, dict) and report.get("probes") is not None else None
 
 
-def card_metadata(run: "Run", report: dict | None = None) -> dict:
+def card_metadata(run: "CardRun", report: dict | None = None) -> dict:
     """The card's YAML metadata."""
     c = run.cfg
     base, licence = _base_model(c.model)
@@ -99,7 +106,7 @@ def card_metadata(run: "Run", report: dict | None = None) -> dict:
     return meta
 
 
-def _settings(run: "Run") -> dict:
+def _settings(run: "CardRun") -> dict:
     """The config sections that made the model (the method's own section, the training settings)."""
     from workbench.methods import METHODS
 
@@ -117,7 +124,7 @@ def _settings(run: "Run") -> dict:
     return keep
 
 
-def _training_rows(run: "Run") -> list[str]:
+def _training_rows(run: "CardRun") -> list[str]:
     from workbench.methods import METHODS
     from workbench.methods.train import with_overrides
 
@@ -139,7 +146,7 @@ def _training_rows(run: "Run") -> list[str]:
     return rows
 
 
-def known_limits(run: "Run") -> list[str] | None:
+def known_limits(run: "CardRun") -> list[str] | None:
     """What a ``workbench compare`` of this run found the attacks bring back (None: no comparison found).
 
     A comparison's runs live in ``<compare>/runs/<name>``; its ``compare.json`` sits two folders up."""
@@ -187,7 +194,7 @@ def _limits_from_row(row: dict, split: str | None, source: Path) -> list[str]:
     return lines
 
 
-def card_text(run: "Run") -> str:
+def card_text(run: "CardRun") -> str:
     """The whole ``README.md`` of ``run``'s unlearned model."""
     from workbench.methods import METHODS
     from workbench.outcome import outcome_table
@@ -239,55 +246,8 @@ def card_text(run: "Run") -> str:
     return "\n".join(out)
 
 
-def write_card(run: "Run") -> Path:
+def write_card(run: "CardRun") -> Path:
     """Write (or rewrite) ``<run>/unlearned/README.md`` atomically."""
     path = run.dir / "unlearned" / "README.md"
     atomic_write_text(path, card_text(run))
     return path
-
-
-def export_run(run_dir: str | Path, to: str | Path) -> Path:
-    """Copy a finished run's unlearned model (weights, tokenizer), a fresh card and the run config into ``to``
-    (a new folder, written in one rename). Raises WorkbenchError when ``to`` exists or the model is not there."""
-    from workbench.methods import METHODS
-    from workbench.run import Run
-
-    run_dir, to = Path(run_dir), Path(to)
-    if to.exists():
-        raise WorkbenchError(f"export: {to} already exists; give a new folder (nothing was written)")
-    stored = run_dir / "config.yaml"
-    if not stored.is_file():
-        raise WorkbenchError(f"export: {run_dir} is not a run directory (no config.yaml); give the folder a run wrote")
-    run = Run(load_config(stored), run_dir, log=None)
-    if not METHODS[run.cfg.method].trains:
-        raise WorkbenchError(f"export: method {run.cfg.method!r} changes no weights, so there is no model to upload "
-                             f"(its {run_dir / 'unlearned'} is a descriptor the workbench loads)")
-    if not run.is_done("finetune"):
-        raise WorkbenchError(f"export: {run_dir} has no finished unlearned model with its config; run "
-                             f"`workbench run {stored} --run-dir {run_dir}` first")
-    src = run_dir / "unlearned"
-    with atomic_dir(to) as tmp:
-        for f in sorted(src.iterdir()):
-            if f.is_file() and f.name != "README.md":
-                shutil.copy2(f, tmp / f.name)
-        (tmp / "README.md").write_text(card_text(run), encoding="utf-8")
-        shutil.copy2(stored, tmp / CONFIG_NAME)
-        if (run_dir / "report.json").is_file():
-            shutil.copy2(run_dir / "report.json", tmp / "workbench_report.json")
-    return to
-
-
-def add_export_parser(sub) -> None:
-    sp = sub.add_parser("export", help="a folder ready to upload to the Hub: weights, tokenizer, model card, run config",
-                        description="Copy a run's unlearned model with a fresh model card (README.md) and the run "
-                                    "config into a new folder; nothing goes over the network.")
-    sp.add_argument("run", help="the run directory")
-    sp.add_argument("--to", required=True, help="the folder to write (must not exist)")
-    sp.set_defaults(func=_cmd_export)
-
-
-def _cmd_export(args) -> int:
-    out = export_run(args.run, args.to)
-    print(f"exported to {out}: " + ", ".join(sorted(p.name for p in out.iterdir())))
-    print(f"upload with: huggingface-cli upload <your-name>/<model-name> {out}")
-    return 0

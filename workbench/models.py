@@ -38,6 +38,7 @@ __all__ = [
     "cache_dir",
     "embedded_gguf_path",
     "load_model",
+    "load_descriptor",
     "load_tokenizer",
     "tiny_model",
     "tiny_tokenizer",
@@ -337,7 +338,7 @@ def load_model(spec: str, device: str | None = None, dtype: str | torch.dtype | 
     """
     if spec == "tiny":
         return tiny_model()
-    from workbench.methods.wrappers import find_descriptor, load_descriptor
+    from workbench.methods.wrappers import find_descriptor
 
     if (desc := find_descriptor(spec)) is not None:  # a method that changes no weights (workbench/methods)
         return load_descriptor(desc, device, dtype)
@@ -356,6 +357,44 @@ def load_model(spec: str, device: str | None = None, dtype: str | torch.dtype | 
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
     return LoadedModel(model, tok, spec, source if not gguf else str(Path(source) / gguf), time.perf_counter() - t0)
+
+
+def load_descriptor(path: Path, device: str | None = None, dtype=None):
+    """A LoadedModel whose model is the wrapper a descriptor (:mod:`workbench.methods.wrappers`) describes."""
+    from workbench.methods.wrappers import FORMAT, PromptModel, system_prefix_ids
+
+    t0 = time.perf_counter()
+    try:
+        desc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WorkbenchError(f"{path}: not a readable method descriptor ({exc})") from exc
+    if desc.get("format") != FORMAT or "method" not in desc or "base" not in desc:
+        raise WorkbenchError(f"{path}: not a method descriptor (expected format {FORMAT!r} with 'method' and 'base')")
+    base = load_model(desc["base"], device=device, dtype=dtype)
+    method = desc["method"]
+    if method == "whp_test_time":
+        rpath = Path(desc["reinforced"])
+        rpath = rpath if rpath.is_absolute() else (Path(path).parent / rpath).resolve()
+        model = _test_time(base, rpath, desc["alpha"])
+    elif method == "prompt":
+        model = PromptModel(base.model, system_prefix_ids(base.tokenizer, desc["system"]))
+    else:
+        raise WorkbenchError(f"{path}: unknown method {method!r} in the descriptor (known: whp_test_time, prompt)")
+    model.eval()
+    return LoadedModel(model, base.tokenizer, str(path.parent), str(path), time.perf_counter() - t0)
+
+
+def _test_time(base: LoadedModel, rpath: Path, alpha: float):
+    from workbench.methods.wrappers import TestTimeModel
+
+    if (rpath / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        return TestTimeModel(PeftModel.from_pretrained(base.model, str(rpath)).eval(), alpha)
+    if (rpath / "config.json").is_file():
+        reinforced = AutoModelForCausalLM.from_pretrained(str(rpath), dtype=next(base.model.parameters()).dtype)
+        return TestTimeModel(base.model, alpha, reinforced.to(next(base.model.parameters()).device).eval())
+    raise WorkbenchError(f"reinforced model {rpath} (named by a whp_test_time descriptor) is missing; rerun the reinforce stage")
 
 
 def _pick_dtype(dtype: str | torch.dtype | None, dev: torch.device) -> torch.dtype:

@@ -15,7 +15,15 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from workbench.errors import WorkbenchError
 
-__all__ = ["ModelPair", "pad_batch", "check_same_tokenizer"]
+__all__ = ["ModelPair", "pad_batch", "check_same_tokenizer", "generic_scores"]
+
+
+def generic_scores(v_base, v_reinf, alpha: float):
+    """``v_base - alpha * relu(v_reinf - v_base)``, the one home of the formula; torch tensors or numpy arrays of
+    any matching shapes, e.g. [pos, vocab] logits or [n, k] stored top-k values."""
+    if isinstance(v_base, torch.Tensor):
+        return v_base - alpha * torch.relu(v_reinf - v_base)
+    return v_base - alpha * np.maximum(v_reinf - v_base, 0.0)
 
 
 def pad_batch(seqs: Sequence[np.ndarray], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,25 +27,25 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
 import time
 from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import yaml
 
 from workbench.anchors import AnchorMap, key_counts
 from workbench.checks import artifact_problem, check_report_inputs, drop_damaged_shards, read_record
-from workbench.config import RunConfig, config_diff, config_to_dict, dump_yaml, neutral_key, stable_hash
-from workbench.corpus import Block, Document, corpus_fingerprint, make_blocks, read_documents
+from workbench.config import RunConfig, config_diff, config_to_dict, dump_yaml, load_config, neutral_key, stable_hash
+from workbench.corpus import Block, Document, corpus_fingerprint, make_blocks, read_documents, retain_blocks, target_blocks
 from workbench.distribution import is_main_process, process_device, world_size
 from workbench.errors import WorkbenchError
-from workbench.io import atomic_write, atomic_write_json, atomic_write_text, read_json
+from workbench.io import atomic_dir, atomic_write, atomic_write_json, atomic_write_text, read_json
 from workbench.models import LoadedModel, load_model, load_tokenizer
 from workbench.runlock import check_run_dir, run_lock
 
-__all__ = ["Run", "STAGES"]
+__all__ = ["Run", "STAGES", "export_run"]
 
 STAGES = ("implant", "reinforce", "score", "labels", "finetune", "report")
 REPORT_VERSION = 4  # bump when the report's content changes, so finished runs recompute it
@@ -215,20 +215,11 @@ class Run:
 
     @cached_property
     def blocks(self) -> list[Block]:
-        t = self.cfg.target
-        blocks = make_blocks(self.documents, self.tokenizer, t.block_size, None if t.spread_blocks else t.max_blocks)
-        if t.spread_blocks and t.max_blocks and t.max_blocks < len(blocks):
-            # evenly spaced blocks cover the whole corpus (every document type) in a short run
-            keep = np.linspace(0, len(blocks) - 1, t.max_blocks).round().astype(int)
-            blocks = [blocks[i] for i in sorted(set(keep.tolist()))]
-        return blocks
+        return target_blocks(self.documents, self.tokenizer, self.cfg.target)
 
     @cached_property
     def retain_blocks(self) -> list[Block]:
-        t = self.cfg.target
-        if not self.retain_documents:
-            return []
-        return make_blocks(self.retain_documents, self.tokenizer, t.retain_block_size, t.max_retain_blocks, min_tokens=1)
+        return retain_blocks(self.retain_documents, self.tokenizer, self.cfg.target)
 
     def check_inputs(self) -> None:
         """Read and validate every input before any stage runs, so bad input fails fast and leaves nothing."""
@@ -603,3 +594,32 @@ def _with_defaults(old: dict, defaults: dict) -> dict:
     return out
 
 
+def export_run(run_dir: str | Path, to: str | Path) -> Path:
+    """Copy a finished run's unlearned model (weights, tokenizer), a fresh card and the run config into ``to``
+    (a new folder, written in one rename). Raises WorkbenchError when ``to`` exists or the model is not there."""
+    from workbench.methods import METHODS
+    from workbench.model_card import CONFIG_NAME, card_text
+
+    run_dir, to = Path(run_dir), Path(to)
+    if to.exists():
+        raise WorkbenchError(f"export: {to} already exists; give a new folder (nothing was written)")
+    stored = run_dir / "config.yaml"
+    if not stored.is_file():
+        raise WorkbenchError(f"export: {run_dir} is not a run directory (no config.yaml); give the folder a run wrote")
+    run = Run(load_config(stored), run_dir, log=None)
+    if not METHODS[run.cfg.method].trains:
+        raise WorkbenchError(f"export: method {run.cfg.method!r} changes no weights, so there is no model to upload "
+                             f"(its {run_dir / 'unlearned'} is a descriptor the workbench loads)")
+    if not run.is_done("finetune"):
+        raise WorkbenchError(f"export: {run_dir} has no finished unlearned model with its config; run "
+                             f"`workbench run {stored} --run-dir {run_dir}` first")
+    src = run_dir / "unlearned"
+    with atomic_dir(to) as tmp:
+        for f in sorted(src.iterdir()):
+            if f.is_file() and f.name != "README.md":
+                shutil.copy2(f, tmp / f.name)
+        (tmp / "README.md").write_text(card_text(run), encoding="utf-8")
+        shutil.copy2(stored, tmp / CONFIG_NAME)
+        if (run_dir / "report.json").is_file():
+            shutil.copy2(run_dir / "report.json", tmp / "workbench_report.json")
+    return to

@@ -150,16 +150,20 @@ def _windows(ids: np.ndarray, w: int = 32) -> set[tuple]:
 
 
 def _trained_token_sets(run_dir: str) -> set[tuple]:
-    """Every 32-token window of the blocks a run trained on."""
+    """Every 32-token window of the blocks a run trained on (from its own config: nothing changes on disk)."""
     from workbench.config import load_config
-    from workbench.run import Run
+    from workbench.corpus import read_documents, target_blocks
+    from workbench.models import load_tokenizer
+    from workbench.pack import load_pack
 
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise WorkbenchError(f"relearn_exclude_run: {run_dir} is not a run directory (no config.yaml)")
-    run = Run(load_config(path), run_dir, progress=False, log=None)  # its own config: nothing changes on disk
+    cfg = load_config(path).validate()
+    t = cfg.target
+    docs = read_documents(t.corpus if t.corpus is not None else load_pack(t.pack).corpus_dir, "target corpus")
     out: set[tuple] = set()
-    for b in run.blocks:
+    for b in target_blocks(docs, load_tokenizer(cfg.model), t):
         ids = np.asarray(b.input_ids)
         out |= {tuple(ids[i:i + 32].tolist()) for i in range(0, max(1, len(ids) - 31))}
     return out
@@ -408,7 +412,7 @@ def score_quantized(lm: LoadedModel, probes: Sequence[NextTokenProbe], bits: Seq
 # -- the evaluation's hook ---------------------------------------------------------------------------------------------------
 def attack_units(sections: Sequence[str], config, pack: Pack | None, probes_of: Callable, skip: Callable) -> list:
     """One evaluation unit per attack section (see workbench/eval/units.py)."""
-    from workbench.eval.units import PROBE_CI, PROBE_METRICS, Unit, file_stamp, metric_rows
+    from workbench.eval.rows import PROBE_CI, PROBE_METRICS, Unit, file_stamp, metric_rows
 
     acfg: AttackConfig = getattr(config, "attacks", None) or AttackConfig()
     units = []

@@ -15,18 +15,37 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any, Callable, Protocol
 
 from workbench.errors import WorkbenchError
 from workbench.methods.config import METHOD_NAMES, MethodsConfig, check_method_name
 
-if TYPE_CHECKING:
-    from workbench.run import Run
-
 __all__ = ["METHODS", "MethodSpec", "MethodsConfig", "METHOD_NAMES", "method_stages", "check_method", "fingerprint",
-           "unlearn", "rmu_layer"]
+           "unlearn", "rmu_layer", "MethodRun"]
 
 METHOD_VERSION = 2  # bump when a method's training changes, so finished runs retrain
+
+
+class MethodRun(Protocol):
+    """What a method reads and calls of its run (a :class:`workbench.run.Run`; the methods sit below the run)."""
+
+    cfg: Any
+    dir: Path
+    pack: Any
+    tokenizer: Any
+    blocks: list
+    retain_blocks: list
+    retain_documents: list
+    progress: bool
+    callbacks: list
+    log: Callable[[str], None]
+
+    def load_baseline(self) -> Any: ...
+    def is_done(self, stage: str) -> bool: ...
+    def stage_tracking(self, stage: str) -> Any: ...
+    def _finish(self, stage: str, seconds: float, **extra) -> None: ...
+    def _require(self, stage: str, before: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -56,7 +75,7 @@ def method_stages(name: str) -> tuple[str, ...]:
     return METHODS[name].stages
 
 
-def _num_layers(run: "Run") -> int:
+def _num_layers(run: "MethodRun") -> int:
     from transformers import AutoConfig
 
     from workbench.models import EMBEDDED_NAMES, embedded_model_dir
@@ -82,7 +101,7 @@ def rmu_layer(cfg: MethodsConfig, num_layers: int) -> int:
     return layer
 
 
-def check_method(run: "Run") -> None:
+def check_method(run: "MethodRun") -> None:
     """Settings that need the model or the inputs: checked before any stage runs."""
     c = run.cfg
     if c.method == "rmu":
@@ -95,7 +114,7 @@ def check_method(run: "Run") -> None:
         raise WorkbenchError("methods.graddiff.retain_weight > 0 needs retain text: set target.retain or use a pack with retain/")
 
 
-def fingerprint(run: "Run", target: tuple, reinforce: str) -> str:
+def fingerprint(run: "MethodRun", target: tuple, reinforce: str) -> str:
     """The fingerprint of the ``finetune`` stage (where the method writes ``unlearned/``) of a non-WHP method."""
     from workbench.config import stable_hash
     from workbench.corpus import corpus_fingerprint
@@ -110,7 +129,7 @@ def fingerprint(run: "Run", target: tuple, reinforce: str) -> str:
     return stable_hash("method", c.method, target, section, c.finetune, retain, METHOD_VERSION)
 
 
-def unlearn(run: "Run"):
+def unlearn(run: "MethodRun"):
     """The ``finetune`` stage of a non-WHP method: train (or describe) the unlearned model into ``unlearned/``."""
     from workbench.distribution import process_device
     from workbench.models import load_model

@@ -5,18 +5,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from workbench.distribution import process_device
 from workbench.errors import WorkbenchError
-from workbench.methods import rmu_layer
+from workbench.methods import MethodRun, rmu_layer
 from workbench.methods.train import LOSSES, layer_output, rmu, rmu_control_vector, train_method, with_overrides
 from workbench.methods.wrappers import system_prefix_ids, write_descriptor
-
-if TYPE_CHECKING:
-    from workbench.run import Run
 
 __all__ = ["train_for_run", "describe_for_run", "rmu_coefficient"]
 
@@ -32,7 +28,7 @@ def rmu_coefficient(model: torch.nn.Module, layer: int, blocks: list, pad_id: in
     return float(scale * h[mask.bool()].float().norm(dim=-1).mean())
 
 
-def train_for_run(run: "Run") -> tuple[torch.nn.Module, dict]:
+def train_for_run(run: "MethodRun") -> tuple[torch.nn.Module, dict]:
     c = run.cfg
     section = getattr(c.methods, c.method)
     train_cfg = with_overrides(c.finetune, section)
@@ -82,7 +78,7 @@ def _spec_for_descriptor(spec: str) -> str:
     return str(path.resolve()) if (path.exists() or spec.startswith((".", "~", os.sep))) else spec
 
 
-def describe_for_run(run: "Run") -> tuple[torch.nn.Module, dict]:
+def describe_for_run(run: "MethodRun") -> tuple[torch.nn.Module, dict]:
     from workbench.io import atomic_dir
     from workbench.models import load_model
 

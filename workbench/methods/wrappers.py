@@ -12,9 +12,7 @@ than ``model.generate`` but exact for any logits the wrapper computes.
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from pathlib import Path
 
 import torch
@@ -22,10 +20,10 @@ from transformers.modeling_outputs import CausalLMOutput
 
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_json
-from workbench.labels import generic_scores
+from workbench.pair import generic_scores
 
 __all__ = ["DESCRIPTOR", "LogitsWrapper", "TestTimeModel", "PromptModel", "write_descriptor", "find_descriptor",
-           "load_descriptor", "system_prefix_ids"]
+           "system_prefix_ids", "FORMAT"]
 
 DESCRIPTOR = "workbench_method.json"
 FORMAT = "whp-method/1"
@@ -189,41 +187,3 @@ def find_descriptor(spec: str) -> Path | None:
     except (OSError, ValueError):
         return None
     return None
-
-
-def load_descriptor(path: Path, device: str | None = None, dtype=None):
-    """A LoadedModel whose model is the wrapper a descriptor describes."""
-    from workbench.models import LoadedModel, load_model
-
-    t0 = time.perf_counter()
-    try:
-        desc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise WorkbenchError(f"{path}: not a readable method descriptor ({exc})") from exc
-    if desc.get("format") != FORMAT or "method" not in desc or "base" not in desc:
-        raise WorkbenchError(f"{path}: not a method descriptor (expected format {FORMAT!r} with 'method' and 'base')")
-    base = load_model(desc["base"], device=device, dtype=dtype)
-    method = desc["method"]
-    if method == "whp_test_time":
-        rpath = Path(desc["reinforced"])
-        rpath = rpath if rpath.is_absolute() else (Path(path).parent / rpath).resolve()
-        model = _test_time(base, rpath, desc["alpha"])
-    elif method == "prompt":
-        model = PromptModel(base.model, system_prefix_ids(base.tokenizer, desc["system"]))
-    else:
-        raise WorkbenchError(f"{path}: unknown method {method!r} in the descriptor (known: whp_test_time, prompt)")
-    model.eval()
-    return LoadedModel(model, base.tokenizer, str(path.parent), str(path), time.perf_counter() - t0)
-
-
-def _test_time(base, rpath: Path, alpha: float) -> TestTimeModel:
-    if (rpath / "adapter_config.json").is_file():
-        from peft import PeftModel
-
-        return TestTimeModel(PeftModel.from_pretrained(base.model, str(rpath)).eval(), alpha)
-    if (rpath / "config.json").is_file():
-        from transformers import AutoModelForCausalLM
-
-        reinforced = AutoModelForCausalLM.from_pretrained(str(rpath), dtype=next(base.model.parameters()).dtype)
-        return TestTimeModel(base.model, alpha, reinforced.to(next(base.model.parameters()).device).eval())
-    raise WorkbenchError(f"reinforced model {rpath} (named by a whp_test_time descriptor) is missing; rerun the reinforce stage")
