@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast demo demo-quick lab bench clean
+.PHONY: install test test-fast lint format demo demo-quick lab bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -18,8 +18,17 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 install: $(VENV)/.installed
 
-test: install
+test: install lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff: lint and format (settings in pyproject.toml); `make format` rewrites what the check reports
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 # the fast tier: unit tests only, under 2 minutes on 2 cores (`make test` runs every tier: slow, browser, integration)
 test-fast: install

@@ -52,17 +52,55 @@ def run(ctx: Context) -> dict:
     edits = _timed(edit, repeats * 2 // 2 * 2)
     n_tokens = sum(len(b) for b in blocks)
     ms = lambda xs: round(1000 * median(xs), 1)  # noqa: E731
-    details = {"tokens": n_tokens, "blocks": len(blocks), "keys": len(amap), "repeats": repeats,
-               "editor_build_s": round(build, 3), "search_ms_max": round(1000 * max(search), 1),
-               "select_ms_max": round(1000 * max(select), 1), "preview_ms_max": round(1000 * max(preview), 1),
-               "edit_s_max": round(max(edits), 3), "coverage_share": round(ed.index.coverage_share, 4)}
+    details = {
+        "tokens": n_tokens,
+        "blocks": len(blocks),
+        "keys": len(amap),
+        "repeats": repeats,
+        "editor_build_s": round(build, 3),
+        "search_ms_max": round(1000 * max(search), 1),
+        "select_ms_max": round(1000 * max(select), 1),
+        "preview_ms_max": round(1000 * max(preview), 1),
+        "edit_s_max": round(max(edits), 3),
+        "coverage_share": round(ed.index.coverage_share, 4),
+    }
     note = f"{n_tokens} tokens in {len(blocks)} blocks, {len(amap)} keys, widget built"
     figs = [
-        figure("curation.search_ms", "anchor editor: search refresh (median)", ms(search), "ms", TARGET_INTERACTION_MS, "<=", note),
-        figure("curation.select_ms", "anchor editor: select a key (concordance, form, preview)", ms(select), "ms",
-               TARGET_INTERACTION_MS, "<=", note),
-        figure("curation.preview_ms", "anchor editor: preview another block", ms(preview), "ms", TARGET_INTERACTION_MS, "<=", note),
-        figure("curation.edit_s", "anchor editor: edit -> whole-corpus coverage and widget updated", round(median(edits), 3),
-               "s", TARGET_EDIT_S, "<=", f"add or delete a key; built in {build:.2f} s"),
+        figure(
+            "curation.search_ms",
+            "anchor editor: search refresh (median)",
+            ms(search),
+            "ms",
+            TARGET_INTERACTION_MS,
+            "<=",
+            note,
+        ),
+        figure(
+            "curation.select_ms",
+            "anchor editor: select a key (concordance, form, preview)",
+            ms(select),
+            "ms",
+            TARGET_INTERACTION_MS,
+            "<=",
+            note,
+        ),
+        figure(
+            "curation.preview_ms",
+            "anchor editor: preview another block",
+            ms(preview),
+            "ms",
+            TARGET_INTERACTION_MS,
+            "<=",
+            note,
+        ),
+        figure(
+            "curation.edit_s",
+            "anchor editor: edit -> whole-corpus coverage and widget updated",
+            round(median(edits), 3),
+            "s",
+            TARGET_EDIT_S,
+            "<=",
+            f"add or delete a key; built in {build:.2f} s",
+        ),
     ]
     return {"figures": figs, "details": details}

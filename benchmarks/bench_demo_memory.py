@@ -103,12 +103,20 @@ def run_and_sample(cmd: list[str], env: dict, log_path: Path, interval: float = 
     for i, (t, name, state) in enumerate(starts):
         end = starts[i + 1][0] if i + 1 < len(starts) else done_at
         window = [r for s, r in samples if t <= s <= end]
-        stages[name] = {"wall_s": round(end - t, 2), "state": state,
-                        "peak_rss_sampled_gib": round(max(window) / GIB, 3) if window else None}
-    return {"returncode": proc.returncode, "wall_s": round(wall, 2),
-            "peak_rss_kernel_gib": round(ru.ru_maxrss * 1024 / GIB, 3),  # ru_maxrss is in KiB on Linux
-            "peak_rss_sampled_gib": round(max((r for _, r in samples), default=0) / GIB, 3),
-            "samples": len(samples), "stages": stages, "stdout_tail": [x for _, x in lines[-15:]]}
+        stages[name] = {
+            "wall_s": round(end - t, 2),
+            "state": state,
+            "peak_rss_sampled_gib": round(max(window) / GIB, 3) if window else None,
+        }
+    return {
+        "returncode": proc.returncode,
+        "wall_s": round(wall, 2),
+        "peak_rss_kernel_gib": round(ru.ru_maxrss * 1024 / GIB, 3),  # ru_maxrss is in KiB on Linux
+        "peak_rss_sampled_gib": round(max((r for _, r in samples), default=0) / GIB, 3),
+        "samples": len(samples),
+        "stages": stages,
+        "stdout_tail": [x for _, x in lines[-15:]],
+    }
 
 
 def run(ctx: Context) -> dict:
@@ -119,15 +127,42 @@ def run(ctx: Context) -> dict:
         if ctx.demo_run_dir and (Path(ctx.demo_run_dir) / "stages").is_dir():
             rec = stage_records(Path(ctx.demo_run_dir))
             details.update(source=str(ctx.demo_run_dir), stage_seconds=rec)
-            figs.append(figure("demo.peak_rss_gib", "demo peak memory (RSS)", None, "GiB", TARGET_PEAK_GIB, "<=",
-                               "not measured: --skip-demo (timings read from --demo-run-dir)"))
-            figs.append(figure("demo.stages_total_s", "demo wall time, sum of stage records", round(sum(rec.values()), 1),
-                               "s", note=f"from {ctx.demo_run_dir}"))
-            figs += [figure(f"demo.stage.{k}_s", f"demo stage {k}", round(v, 1), "s", note="stage record")
-                     for k, v in rec.items()]
+            figs.append(
+                figure(
+                    "demo.peak_rss_gib",
+                    "demo peak memory (RSS)",
+                    None,
+                    "GiB",
+                    TARGET_PEAK_GIB,
+                    "<=",
+                    "not measured: --skip-demo (timings read from --demo-run-dir)",
+                )
+            )
+            figs.append(
+                figure(
+                    "demo.stages_total_s",
+                    "demo wall time, sum of stage records",
+                    round(sum(rec.values()), 1),
+                    "s",
+                    note=f"from {ctx.demo_run_dir}",
+                )
+            )
+            figs += [
+                figure(f"demo.stage.{k}_s", f"demo stage {k}", round(v, 1), "s", note="stage record")
+                for k, v in rec.items()
+            ]
             return {"figures": figs, "details": details}
-        figs.append(figure("demo.peak_rss_gib", "demo peak memory (RSS)", None, "GiB", TARGET_PEAK_GIB, "<=",
-                           "skipped (--skip-demo)"))
+        figs.append(
+            figure(
+                "demo.peak_rss_gib",
+                "demo peak memory (RSS)",
+                None,
+                "GiB",
+                TARGET_PEAK_GIB,
+                "<=",
+                "skipped (--skip-demo)",
+            )
+        )
         return {"figures": figs, "details": details}
     run_dir = ctx.work / "demo_run"
     if config == REPO / "workbench" / "configs" / "demo.yaml":
@@ -144,10 +179,26 @@ def run(ctx: Context) -> dict:
     ctx.shared["demo_run_dir"] = run_dir
     peak = max(res["peak_rss_kernel_gib"], res["peak_rss_sampled_gib"])
     details.update(command=" ".join(cmd[1:]), stage_seconds=rec, **res)
-    figs.append(figure("demo.peak_rss_gib", "demo peak memory (RSS, whole process tree)", peak, "GiB", TARGET_PEAK_GIB,
-                       "<=", f"{'tiny config' if ctx.quick else 'demo.yaml'}, {res['samples']} samples + kernel peak"))
+    figs.append(
+        figure(
+            "demo.peak_rss_gib",
+            "demo peak memory (RSS, whole process tree)",
+            peak,
+            "GiB",
+            TARGET_PEAK_GIB,
+            "<=",
+            f"{'tiny config' if ctx.quick else 'demo.yaml'}, {res['samples']} samples + kernel peak",
+        )
+    )
     figs.append(figure("demo.wall_s", "demo wall time (process start to exit)", res["wall_s"], "s"))
     for name, st in res["stages"].items():
-        figs.append(figure(f"demo.stage.{name}_s", f"demo stage {name}", st["wall_s"], "s",
-                           note=f"stage record {rec.get(name, float('nan')):.1f} s; peak {st['peak_rss_sampled_gib']} GiB"))
+        figs.append(
+            figure(
+                f"demo.stage.{name}_s",
+                f"demo stage {name}",
+                st["wall_s"],
+                "s",
+                note=f"stage record {rec.get(name, float('nan')):.1f} s; peak {st['peak_rss_sampled_gib']} GiB",
+            )
+        )
     return {"figures": figs, "details": details}

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 
 import torch
-
 from common import REPO, Context, figure, free, load, pack_inputs, spread
 
 TARGET_RATIO = 0.85
@@ -80,8 +79,14 @@ def run(ctx: Context) -> dict:
     pad = tok.pad_token_id
     batches = padded_batches(aligned, batch_size, pad, pair.device)
     out = ctx.work / "labels"
-    kw = dict(alphas=lc.alphas, top_k=lc.top_k, batch_size=batch_size, shard_blocks=max(lc.shard_blocks, n_blocks),
-              pad_id=pad, progress=False)
+    kw = dict(
+        alphas=lc.alphas,
+        top_k=lc.top_k,
+        batch_size=batch_size,
+        shard_blocks=max(lc.shard_blocks, n_blocks),
+        pad_id=pad,
+        progress=False,
+    )
     # warm-up, not timed: a full block through the raw forwards (allocator, lazy kernels), a short one through
     # generate_labels (its code paths)
     raw_forwards(model, padded_batches(warm_aligned, 1, pad, pair.device))
@@ -99,17 +104,34 @@ def run(ctx: Context) -> dict:
     ratio = t_bound / t_labels
     ctx.shared["labels_dir"] = out
     ctx.shared["labels_tokens"] = n_tokens
-    details = {"model": ctx.model, "blocks": n_blocks, "block_size": block_size, "batch_size": batch_size,
-               "alphas": lc.alphas, "top_k": lc.top_k, "tokens": n_tokens, "labelled_positions": int(len(store.positions)),
-               "labels_seconds": round(t_labels, 3), "bound_seconds": [round(t_bound1, 3), round(t_bound2, 3)],
-               "labels_tokens_per_s": round(n_tokens / t_labels, 1), "bound_tokens_per_s": round(n_tokens / t_bound, 1),
-               "threads": torch.get_num_threads()}
+    details = {
+        "model": ctx.model,
+        "blocks": n_blocks,
+        "block_size": block_size,
+        "batch_size": batch_size,
+        "alphas": lc.alphas,
+        "top_k": lc.top_k,
+        "tokens": n_tokens,
+        "labelled_positions": int(len(store.positions)),
+        "labels_seconds": round(t_labels, 3),
+        "bound_seconds": [round(t_bound1, 3), round(t_bound2, 3)],
+        "labels_tokens_per_s": round(n_tokens / t_labels, 1),
+        "bound_tokens_per_s": round(n_tokens / t_bound, 1),
+        "threads": torch.get_num_threads(),
+    }
     del store, pair, model, lm
     free()
     figs = [
-        figure("labels.ratio_to_bound", "generic-label throughput / two-raw-forward bound", round(ratio, 3), "ratio",
-               TARGET_RATIO, ">=", f"{details['labels_tokens_per_s']} vs {details['bound_tokens_per_s']} tokens/s, "
-               f"{n_blocks} blocks of {block_size}, batch {batch_size}"),
+        figure(
+            "labels.ratio_to_bound",
+            "generic-label throughput / two-raw-forward bound",
+            round(ratio, 3),
+            "ratio",
+            TARGET_RATIO,
+            ">=",
+            f"{details['labels_tokens_per_s']} vs {details['bound_tokens_per_s']} tokens/s, "
+            f"{n_blocks} blocks of {block_size}, batch {batch_size}",
+        ),
         figure("labels.tokens_per_s", "generic-label throughput", details["labels_tokens_per_s"], "tokens/s"),
     ]
     return {"figures": figs, "details": details}

@@ -42,12 +42,13 @@ print("BENCH_JSON " + json.dumps(out))
 
 def _child(actions: list[str], env: dict) -> list[dict]:
     """Run ``mode=target`` actions in one fresh process; one timing dict per action (import time in the first)."""
-    proc = subprocess.run([sys.executable, "-c", CHILD, *actions], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, *actions], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"load child failed ({proc.returncode}): {proc.stderr[-2000:]}")
     line = next(x for x in proc.stdout.splitlines() if x.startswith("BENCH_JSON "))
-    return json.loads(line[len("BENCH_JSON "):])
+    return json.loads(line[len("BENCH_JSON ") :])
 
 
 def run(ctx: Context) -> dict:
@@ -66,9 +67,21 @@ def run(ctx: Context) -> dict:
     best = min(c["load_s"] for c in cached)
     details = {"what": what, "first": first, "cached": cached}
     figs = [
-        figure("load.cached_s", "model load, cached (fresh process)", round(best, 3), "s", TARGET_CACHED_S, "<=",
-               f"import of torch/transformers {cached[0]['import_s']:.1f} s on top"),
-        figure("load.first_conversion_s", "model load, first conversion", round(first["load_s"], 3), "s",
-               note=f"{first['load_s'] / best:.1f}x the cached load"),
+        figure(
+            "load.cached_s",
+            "model load, cached (fresh process)",
+            round(best, 3),
+            "s",
+            TARGET_CACHED_S,
+            "<=",
+            f"import of torch/transformers {cached[0]['import_s']:.1f} s on top",
+        ),
+        figure(
+            "load.first_conversion_s",
+            "model load, first conversion",
+            round(first["load_s"], 3),
+            "s",
+            note=f"{first['load_s'] / best:.1f}x the cached load",
+        ),
     ]
     return {"figures": figs, "details": details}

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from workbench.config import RunConfig, TargetConfig, ReinforceConfig  # noqa: E402
+from workbench.config import ReinforceConfig, RunConfig, TargetConfig  # noqa: E402
 from workbench.plan import estimate_stages, model_shape  # noqa: E402
 from workbench.training import add_lora, gradient_checkpointing  # noqa: E402
 
@@ -77,15 +77,21 @@ def measured_step_peak(model: torch.nn.Module, input_ids: torch.Tensor, checkpoi
     return {"peak_bytes": parts.pop("total"), "parts": parts}
 
 
-def compare(model_spec: str, batch: int, block: int, rank: int, method: str = "lora", checkpointing: bool = False,
-            seed: int = 0) -> dict:
+def compare(
+    model_spec: str, batch: int, block: int, rank: int, method: str = "lora", checkpointing: bool = False, seed: int = 0
+) -> dict:
     """The plan's estimate for the reinforce stage against the measured peak, on CPU in fp32."""
     from workbench.models import load_model
 
     torch.manual_seed(seed)
-    cfg = RunConfig(model=model_spec, dtype="float32", target=TargetConfig(block_size=block),
-                    reinforce=ReinforceConfig(batch_size=batch, lora_rank=rank, method=method,
-                                              gradient_checkpointing=checkpointing))
+    cfg = RunConfig(
+        model=model_spec,
+        dtype="float32",
+        target=TargetConfig(block_size=block),
+        reinforce=ReinforceConfig(
+            batch_size=batch, lora_rank=rank, method=method, gradient_checkpointing=checkpointing
+        ),
+    )
     shape = model_shape(model_spec)
     est = next(s for s in estimate_stages(cfg, shape, "cpu") if s.stage == "reinforce")
     loaded = load_model(model_spec, device="cpu", dtype="float32")
@@ -93,12 +99,25 @@ def compare(model_spec: str, batch: int, block: int, rank: int, method: str = "l
     ids = torch.randint(0, shape.vocab, (batch, block))
     t0 = time.perf_counter()
     got = measured_step_peak(model, ids, checkpointing)
-    return {"model": model_spec, "batch": batch, "block": block, "rank": rank, "method": method,
-            "gradient_checkpointing": checkpointing, "estimate_bytes": est.total,
-            "estimate_parts": {"weights": est.weights, "gradients": est.gradients, "optimizer": est.optimizer,
-                               "activations": est.activations},
-            "measured_bytes": got["peak_bytes"], "measured_parts": got["parts"],
-            "ratio": est.total / got["peak_bytes"], "seconds": time.perf_counter() - t0}
+    return {
+        "model": model_spec,
+        "batch": batch,
+        "block": block,
+        "rank": rank,
+        "method": method,
+        "gradient_checkpointing": checkpointing,
+        "estimate_bytes": est.total,
+        "estimate_parts": {
+            "weights": est.weights,
+            "gradients": est.gradients,
+            "optimizer": est.optimizer,
+            "activations": est.activations,
+        },
+        "measured_bytes": got["peak_bytes"],
+        "measured_parts": got["parts"],
+        "ratio": est.total / got["peak_bytes"],
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def main(argv=None) -> int:
@@ -113,10 +132,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(2)
     res = compare(args.model, args.batch, args.block, args.rank, args.method, args.checkpointing)
-    mib = 2 ** 20
-    print(f"{res['model']} {res['method']} batch {res['batch']} x {res['block']}, checkpointing "
-          f"{res['gradient_checkpointing']}: estimate {res['estimate_bytes'] / mib:,.0f} MiB, measured peak "
-          f"{res['measured_bytes'] / mib:,.0f} MiB, ratio {res['ratio']:.3f}")
+    mib = 2**20
+    print(
+        f"{res['model']} {res['method']} batch {res['batch']} x {res['block']}, checkpointing "
+        f"{res['gradient_checkpointing']}: estimate {res['estimate_bytes'] / mib:,.0f} MiB, measured peak "
+        f"{res['measured_bytes'] / mib:,.0f} MiB, ratio {res['ratio']:.3f}"
+    )
     print("  estimate: " + ", ".join(f"{k} {v / mib:,.0f}" for k, v in res["estimate_parts"].items()))
     print("  measured at the peak: " + ", ".join(f"{k} {v / mib:,.0f}" for k, v in res["measured_parts"].items()))
     if args.out:

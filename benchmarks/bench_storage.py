@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
 from common import Context, figure
 
 TARGET_SHARE_OF_FULL = 0.01
@@ -33,10 +32,20 @@ def measure(folder: Path) -> dict:
             for f in pq.read_schema(p):
                 size = getattr(f.type, "list_size", None)
                 widest = max(widest, size or 1)
-    return {"folder": str(folder), "tokens": tokens, "labelled_positions": positions, "bytes": total,
-            "blocks_bytes": blocks_bytes, "positions_bytes": positions_bytes, "files": len(files),
-            "bytes_per_token": total / max(tokens, 1), "bytes_per_labelled_position": total / max(positions, 1),
-            "top_k": store.manifest.get("top_k"), "alphas": store.alphas, "widest_column": widest}
+    return {
+        "folder": str(folder),
+        "tokens": tokens,
+        "labelled_positions": positions,
+        "bytes": total,
+        "blocks_bytes": blocks_bytes,
+        "positions_bytes": positions_bytes,
+        "files": len(files),
+        "bytes_per_token": total / max(tokens, 1),
+        "bytes_per_labelled_position": total / max(positions, 1),
+        "top_k": store.manifest.get("top_k"),
+        "alphas": store.alphas,
+        "widest_column": widest,
+    }
 
 
 def run(ctx: Context) -> dict:
@@ -51,19 +60,43 @@ def run(ctx: Context) -> dict:
     if demo_dir and (Path(demo_dir) / "labels" / "manifest.json").is_file():
         stores["demo"] = measure(Path(demo_dir) / "labels")
     if not stores:
-        return {"figures": [figure("storage.bytes_per_token", "label storage on disk", None, "bytes/token",
-                                   round(TARGET_SHARE_OF_FULL * full_fp16), "<=", "no label folder to measure")],
-                "details": {}}
+        return {
+            "figures": [
+                figure(
+                    "storage.bytes_per_token",
+                    "label storage on disk",
+                    None,
+                    "bytes/token",
+                    round(TARGET_SHARE_OF_FULL * full_fp16),
+                    "<=",
+                    "no label folder to measure",
+                )
+            ],
+            "details": {},
+        }
     main = stores.get("demo") or stores["benchmark"]
     bpt = main["bytes_per_token"]
     no_full = main["widest_column"] < vocab
     figs = [
-        figure("storage.bytes_per_token", "label storage on disk (top-k, no full logits)", round(bpt, 1), "bytes/token",
-               round(TARGET_SHARE_OF_FULL * full_fp16), "<=",
-               f"{'demo' if 'demo' in stores else 'benchmark'} labels: {main['tokens']} tokens, top-{main['top_k']}, "
-               f"{len(main['alphas'])} alphas; full fp16 logits of both models: {full_fp16} bytes/token"),
-        figure("storage.share_of_full_logits", "label storage / full fp16 logits of both models", round(bpt / full_fp16, 5),
-               "ratio", TARGET_SHARE_OF_FULL, "<=", "widest stored column: "
-               f"{main['widest_column']} values (vocabulary {vocab}){'' if no_full else ' - FULL LOGITS STORED'}"),
+        figure(
+            "storage.bytes_per_token",
+            "label storage on disk (top-k, no full logits)",
+            round(bpt, 1),
+            "bytes/token",
+            round(TARGET_SHARE_OF_FULL * full_fp16),
+            "<=",
+            f"{'demo' if 'demo' in stores else 'benchmark'} labels: {main['tokens']} tokens, top-{main['top_k']}, "
+            f"{len(main['alphas'])} alphas; full fp16 logits of both models: {full_fp16} bytes/token",
+        ),
+        figure(
+            "storage.share_of_full_logits",
+            "label storage / full fp16 logits of both models",
+            round(bpt / full_fp16, 5),
+            "ratio",
+            TARGET_SHARE_OF_FULL,
+            "<=",
+            "widest stored column: "
+            f"{main['widest_column']} values (vocabulary {vocab}){'' if no_full else ' - FULL LOGITS STORED'}",
+        ),
     ]
     return {"figures": figs, "details": {"vocab": vocab, "full_fp16_logits_bytes_per_token": full_fp16, **stores}}

@@ -22,9 +22,8 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import TrainerCallback
-
 from common import REPO, Context, figure, free, load, pack_inputs, spread
+from transformers import TrainerCallback
 
 TARGET_OVERHEAD = 0.15
 
@@ -98,15 +97,24 @@ def _summary(cb: Interleave, tokens_per_step: int) -> dict:
     # the work after step s is timed in window s + 1: the counted windows 2..n hold that of steps 1..n-1
     saves, logs = [s for s in cb.saved if s < n], [s for s in cb.logged if s < n]
     if not saves or not logs:
-        raise RuntimeError(f"the timed window (steps 2..{n}) holds {len(saves)} checkpoint save(s) and {len(logs)} "
-                           "log step(s): time a whole checkpoint period (steps = save_steps)")
+        raise RuntimeError(
+            f"the timed window (steps 2..{n}) holds {len(saves)} checkpoint save(s) and {len(logs)} "
+            "log step(s): time a whole checkpoint period (steps = save_steps)"
+        )
     t_mean, p_mean = float(np.mean(tr)), float(np.mean(pl))
-    return {"saves_in_window": saves, "logs_in_window": logs,
-            "final_s": None if cb.final_s is None else round(cb.final_s, 4),"trainer_step_s": [round(x, 4) for x in cb.trainer_s], "plain_step_s": [round(x, 4) for x in cb.plain_s],
-            "trainer_mean_s": round(t_mean, 4), "plain_mean_s": round(p_mean, 4),
-            "trainer_tokens_per_s": round(tokens_per_step / t_mean, 1), "plain_tokens_per_s": round(tokens_per_step / p_mean, 1),
-            "overhead": round(t_mean / p_mean - 1, 4),
-            "overhead_median": round(float(np.median(tr)) / float(np.median(pl)) - 1, 4)}
+    return {
+        "saves_in_window": saves,
+        "logs_in_window": logs,
+        "final_s": None if cb.final_s is None else round(cb.final_s, 4),
+        "trainer_step_s": [round(x, 4) for x in cb.trainer_s],
+        "plain_step_s": [round(x, 4) for x in cb.plain_s],
+        "trainer_mean_s": round(t_mean, 4),
+        "plain_mean_s": round(p_mean, 4),
+        "trainer_tokens_per_s": round(tokens_per_step / t_mean, 1),
+        "plain_tokens_per_s": round(tokens_per_step / p_mean, 1),
+        "overhead": round(t_mean / p_mean - 1, 4),
+        "overhead_median": round(float(np.median(tr)) / float(np.median(pl)) - 1, 4),
+    }
 
 
 def _periodic(ctx: Context, cfg, steps: int) -> None:
@@ -134,10 +142,19 @@ def bench_reinforce(ctx: Context, blocks, steps: int, batch: int) -> dict:
     batches = [collate([{"input_ids": b.input_ids} for b in data[i : i + batch]]) for i in range(0, len(data), batch)]
     step = plain_loop(plain_model, cfg, batches, lambda m, b: m(**b).loss, steps + 1, ctx.work / "plain")
     cb = Interleave(step)
-    train_reinforced(lm.model, tok, data, cfg, ctx.work / "reinforce" / "reinforced", seed=0, callbacks=[cb], progress=False)
+    train_reinforced(
+        lm.model, tok, data, cfg, ctx.work / "reinforce" / "reinforced", seed=0, callbacks=[cb], progress=False
+    )
     out = _summary(cb, batch * len(data[0]))
-    out.update(steps=steps, batch_size=batch, block_size=len(data[0]), save_steps=cfg.save_steps,
-               logging_steps=cfg.logging_steps, method=cfg.method, lora_rank=cfg.lora_rank)
+    out.update(
+        steps=steps,
+        batch_size=batch,
+        block_size=len(data[0]),
+        save_steps=cfg.save_steps,
+        logging_steps=cfg.logging_steps,
+        method=cfg.method,
+        lora_rank=cfg.lora_rank,
+    )
     del lm, plain_model, cb, step
     free()
     return out
@@ -172,21 +189,36 @@ def bench_finetune(ctx: Context, blocks, steps: int, batch: int) -> dict:
 
     step = plain_loop(plain_model, cfg, batches, plain_loss, steps + 1, ctx.work / "plain")
     cb = Interleave(step)
-    finetune(lm.model, tok, UnlearnDataset(items), cfg, ctx.work / "finetune" / "unlearned", seed=0, callbacks=[cb],
-             progress=False)
+    finetune(
+        lm.model,
+        tok,
+        UnlearnDataset(items),
+        cfg,
+        ctx.work / "finetune" / "unlearned",
+        seed=0,
+        callbacks=[cb],
+        progress=False,
+    )
     out = _summary(cb, batch * len(data[0]))
-    out.update(steps=steps, batch_size=batch, block_size=len(data[0]), save_steps=cfg.save_steps,
-               logging_steps=cfg.logging_steps, target=cfg.target, retain_weight=cfg.retain_weight,
-               method=cfg.method, lora_rank=cfg.lora_rank)
+    out.update(
+        steps=steps,
+        batch_size=batch,
+        block_size=len(data[0]),
+        save_steps=cfg.save_steps,
+        logging_steps=cfg.logging_steps,
+        target=cfg.target,
+        retain_weight=cfg.retain_weight,
+        method=cfg.method,
+        lora_rank=cfg.lora_rank,
+    )
     del lm, plain_model, cb, step
     free()
     return out
 
 
 def run(ctx: Context) -> dict:
-    from workbench.models import load_tokenizer
-
     from workbench.config import load_config
+    from workbench.models import load_tokenizer
 
     block_size = 64 if ctx.quick else 512
     demo = load_config(REPO / "workbench" / "configs" / "demo.yaml")
@@ -199,17 +231,37 @@ def run(ctx: Context) -> dict:
     torch.manual_seed(0)
     rein = bench_reinforce(ctx, blocks, steps, batch)
     fin = bench_finetune(ctx, blocks, steps, batch)
-    note = (f"{steps} steps of batch {batch}x{block_size} after 1 warm-up step (one checkpoint period: a save, "
-            f"logs at steps {rein['logs_in_window']}), interleaved with the plain loop")
+    note = (
+        f"{steps} steps of batch {batch}x{block_size} after 1 warm-up step (one checkpoint period: a save, "
+        f"logs at steps {rein['logs_in_window']}), interleaved with the plain loop"
+    )
     figs = [
-        figure("training.reinforce_overhead", "reinforce step time / plain forward+backward+AdamW - 1",
-               rein["overhead"], "ratio", TARGET_OVERHEAD, "<=",
-               f"{rein['trainer_tokens_per_s']} vs {rein['plain_tokens_per_s']} tokens/s; {note}"),
-        figure("training.finetune_overhead", "finetune step time / plain forward+backward+AdamW - 1",
-               fin["overhead"], "ratio", TARGET_OVERHEAD, "<=",
-               f"{fin['trainer_tokens_per_s']} vs {fin['plain_tokens_per_s']} tokens/s; hard labels, no retain; {note}"),
-        figure("training.reinforce_tokens_per_s", "reinforce training throughput", rein["trainer_tokens_per_s"], "tokens/s"),
-        figure("training.finetune_tokens_per_s", "finetune training throughput", fin["trainer_tokens_per_s"], "tokens/s"),
+        figure(
+            "training.reinforce_overhead",
+            "reinforce step time / plain forward+backward+AdamW - 1",
+            rein["overhead"],
+            "ratio",
+            TARGET_OVERHEAD,
+            "<=",
+            f"{rein['trainer_tokens_per_s']} vs {rein['plain_tokens_per_s']} tokens/s; {note}",
+        ),
+        figure(
+            "training.finetune_overhead",
+            "finetune step time / plain forward+backward+AdamW - 1",
+            fin["overhead"],
+            "ratio",
+            TARGET_OVERHEAD,
+            "<=",
+            f"{fin['trainer_tokens_per_s']} vs {fin['plain_tokens_per_s']} tokens/s; hard labels, no retain; {note}",
+        ),
+        figure(
+            "training.reinforce_tokens_per_s", "reinforce training throughput", rein["trainer_tokens_per_s"], "tokens/s"
+        ),
+        figure(
+            "training.finetune_tokens_per_s", "finetune training throughput", fin["trainer_tokens_per_s"], "tokens/s"
+        ),
     ]
-    return {"figures": figs, "details": {"model": ctx.model, "threads": torch.get_num_threads(), "reinforce": rein,
-                                         "finetune": fin}}
+    return {
+        "figures": figs,
+        "details": {"model": ctx.model, "threads": torch.get_num_threads(), "reinforce": rein, "finetune": fin},
+    }

@@ -25,11 +25,28 @@ def run(ctx: Context) -> dict:
         times.append(time.perf_counter() - t0)
     rate = n_tokens / median(times)
     labelled = sum(len(ab.label_positions) for ab in aligned)
-    details = {"tokens": n_tokens, "blocks": len(blocks), "block_size": 512, "repeats": repeats,
-               "seconds_median": round(median(times), 4), "seconds_min": round(min(times), 4),
-               "tokens_per_s_best": round(n_tokens / min(times)),
-               "occurrences": sum(len(ab.occurrences) for ab in aligned), "labelled_share": round(labelled / n_tokens, 4),
-               "tokenizer": type(tok).__name__, "vocab": len(tok)}
-    figs = [figure("translate.tokens_per_s", "translation + alignment throughput (HP pack, median)", round(rate),
-                   "tokens/s", TARGET_TOKENS_PER_S, ">=", f"{n_tokens} tokens in {len(blocks)} blocks of 512")]
+    details = {
+        "tokens": n_tokens,
+        "blocks": len(blocks),
+        "block_size": 512,
+        "repeats": repeats,
+        "seconds_median": round(median(times), 4),
+        "seconds_min": round(min(times), 4),
+        "tokens_per_s_best": round(n_tokens / min(times)),
+        "occurrences": sum(len(ab.occurrences) for ab in aligned),
+        "labelled_share": round(labelled / n_tokens, 4),
+        "tokenizer": type(tok).__name__,
+        "vocab": len(tok),
+    }
+    figs = [
+        figure(
+            "translate.tokens_per_s",
+            "translation + alignment throughput (HP pack, median)",
+            round(rate),
+            "tokens/s",
+            TARGET_TOKENS_PER_S,
+            ">=",
+            f"{n_tokens} tokens in {len(blocks)} blocks of 512",
+        )
+    ]
     return {"figures": figs, "details": details}

@@ -11,9 +11,10 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere: `python benchmarks/run_all.py`
@@ -37,14 +38,29 @@ class Context:
     log: Callable[[str], None] = print
 
 
-def figure(key: str, name: str, value: float | None, unit: str, target: float | None = None, op: str | None = None,
-           note: str = "") -> dict:
+def figure(
+    key: str,
+    name: str,
+    value: float | None,
+    unit: str,
+    target: float | None = None,
+    op: str | None = None,
+    note: str = "",
+) -> dict:
     """One reported number. ``op`` is '>=' or '<=' against ``target``; ``pass`` is None without a target."""
     ok = None
     if value is not None and target is not None and op is not None:
         ok = bool(value >= target) if op == ">=" else bool(value <= target)
-    return {"key": key, "name": name, "value": None if value is None else float(value), "unit": unit,
-            "target": target, "op": op, "pass": ok, "note": note}
+    return {
+        "key": key,
+        "name": name,
+        "value": None if value is None else float(value),
+        "unit": unit,
+        "target": target,
+        "op": op,
+        "pass": ok,
+        "note": note,
+    }
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -101,9 +117,15 @@ def env_info() -> dict:
     import torch
     import transformers
 
-    info = {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "transformers": transformers.__version__, "torch_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.is_available()}
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
     try:
         import accelerate
         import peft

@@ -72,8 +72,15 @@ def fact_splits(facts: list[str]) -> dict[str, str]:
 def measure(lm, probes, anchors, samples: int, seed: int, batch_size: int, preset: str | None) -> pd.DataFrame:
     """Greedy and sampled completions of ``probes``, graded by the keyword judge; one row per completion."""
     if preset == "eval":  # `workbench eval`'s defaults (48 new tokens, top-p 0.95), with the samples asked for
-        cfg = CompletionSettings(max_new_tokens=48, greedy=True, samples=samples, temperature=1.0, top_p=0.95,
-                               seed=seed, batch_size=batch_size)
+        cfg = CompletionSettings(
+            max_new_tokens=48,
+            greedy=True,
+            samples=samples,
+            temperature=1.0,
+            top_p=0.95,
+            seed=seed,
+            batch_size=batch_size,
+        )
     else:
         cfg = generation_preset("authors", greedy=True, samples=samples, seed=seed, batch_size=batch_size)
     return score_completions(lm, probes, KeywordJudge(anchor_terms=anchors), cfg)
@@ -83,14 +90,17 @@ def split_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per split and mode: n, mean grade (0-3), F = mean/3, the authors' score and the share naming a target term."""
     s = summarize_completions(df, by=("mode", "split"))
     s["mean_grade"] = s["familiarity"] * 3
-    return s[["mode", "split", "n", "mean_grade", "familiarity", "authors_score", "mention_share",
-              "share_0", "share_3"]]
+    return s[
+        ["mode", "split", "n", "mean_grade", "familiarity", "authors_score", "mention_share", "share_0", "share_3"]
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--candidates", default=str(CANDIDATES), help="candidate prompts (completion.jsonl schema + fact)")
-    ap.add_argument("--pack", default="harry_potter", help="pack whose anchors grade and whose probe file --write replaces")
+    ap.add_argument(
+        "--pack", default="harry_potter", help="pack whose anchors grade and whose probe file --write replaces"
+    )
     ap.add_argument("--model", default="embedded", help="the baseline model")
     ap.add_argument("--samples", type=int, default=6, help="sampled completions per prompt")
     ap.add_argument("--seed", type=int, default=0, help="sampling seed")
@@ -100,8 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-mention", type=float, default=0.5, help="keep: share of samples naming a target term")
     ap.add_argument("--limit", type=int, default=0, help="only the first N prompts (timing)")
     ap.add_argument("--measure", metavar="FILE", help="measure this probe file as it stands instead of selecting")
-    ap.add_argument("--preset", choices=["authors", "eval"], default="authors",
-                    help="generation settings: the authors' (20 tokens, top-k 5) or `workbench eval`'s defaults (48 tokens, top-p 0.95)")
+    ap.add_argument(
+        "--preset",
+        choices=["authors", "eval"],
+        default="authors",
+        help="generation settings: the authors' (20 tokens, top-k 5) or `workbench eval`'s defaults (48 tokens, top-p 0.95)",
+    )
     ap.add_argument("--write", action="store_true", help="write the kept prompts to the pack's probes/completion.jsonl")
     ap.add_argument("--csv", help="also write the per-prompt table here (and the completions to *.completions.csv)")
     args = ap.parse_args(argv)
@@ -123,16 +137,34 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     lm = load_model(args.model)
     df = measure(lm, probes, anchors, args.samples, args.seed, args.batch_size, args.preset)
-    print(f"{len(probes)} prompts x (1 greedy + {args.samples} sampled), preset {args.preset}, seed {args.seed}: "
-          f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    print(
+        f"{len(probes)} prompts x (1 greedy + {args.samples} sampled), preset {args.preset}, seed {args.seed}: "
+        f"{time.perf_counter() - t0:.0f} s",
+        file=sys.stderr,
+    )
     table = per_prompt_summary(df)
     by_id = {p.id: p for p in probes}
     table["fact"] = [by_id[i].fact for i in table["probe_id"]]
-    table["keep"] = ((table["greedy_grade"] >= args.min_greedy) & (table["sampled_mean_grade"] >= args.min_sampled)
-                     & (table["sampled_mention_share"] >= args.min_mention))
+    table["keep"] = (
+        (table["greedy_grade"] >= args.min_greedy)
+        & (table["sampled_mean_grade"] >= args.min_sampled)
+        & (table["sampled_mention_share"] >= args.min_mention)
+    )
     pd.set_option("display.width", 250, "display.max_colwidth", 70, "display.max_rows", 1000)
-    cols = (["probe_id"] + (["split"] if args.measure else []) + ["fact", "subtlety", "greedy_grade",
-            "sampled_mean_grade", "sampled_mention_share", "keep", "greedy_terms", "prompt"])
+    cols = (
+        ["probe_id"]
+        + (["split"] if args.measure else [])
+        + [
+            "fact",
+            "subtlety",
+            "greedy_grade",
+            "sampled_mean_grade",
+            "sampled_mention_share",
+            "keep",
+            "greedy_terms",
+            "prompt",
+        ]
+    )
     print(table[cols].to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     if args.csv:  # the per-prompt table, and every completion beside it
         table.to_csv(args.csv, index=False)
@@ -146,17 +178,35 @@ def main(argv: list[str] | None = None) -> int:
         kept = [p for p in probes if table.set_index("probe_id").loc[p.id, "keep"]]
         splits = fact_splits([p.fact or p.id for p in kept])
         split_of = {p.id: splits[p.fact or p.id] for p in kept}
-        print(f"\nkept {len(kept)} of {len(table)} prompts ({sum(v == 'dev' for v in split_of.values())} dev, "
-              f"{len(splits)} facts):")
-        print(table.loc[table["keep"], ["probe_id", "fact"]].assign(split=lambda t: t["probe_id"].map(split_of))
-              .groupby("split")["fact"].agg(lambda f: ", ".join(sorted(set(f)))).to_string())
+        print(
+            f"\nkept {len(kept)} of {len(table)} prompts ({sum(v == 'dev' for v in split_of.values())} dev, "
+            f"{len(splits)} facts):"
+        )
+        print(
+            table.loc[table["keep"], ["probe_id", "fact"]]
+            .assign(split=lambda t: t["probe_id"].map(split_of))
+            .groupby("split")["fact"]
+            .agg(lambda f: ", ".join(sorted(set(f))))
+            .to_string()
+        )
         sel = df[df["probe_id"].isin(split_of)].assign(split=lambda d: d["probe_id"].map(split_of))
         print(split_table(sel).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         if args.write:
             out = pack.probe_file("completion")
-            lines = [json.dumps({"id": p.id, "prompt": p.prompt, "references": list(p.references),
-                                 "subtlety": p.subtlety, "split": split_of[p.id], "fact": p.fact}, ensure_ascii=False)
-                     for p in kept]
+            lines = [
+                json.dumps(
+                    {
+                        "id": p.id,
+                        "prompt": p.prompt,
+                        "references": list(p.references),
+                        "subtlety": p.subtlety,
+                        "split": split_of[p.id],
+                        "fact": p.fact,
+                    },
+                    ensure_ascii=False,
+                )
+                for p in kept
+            ]
             atomic_write_text(out, "\n".join(lines) + "\n")
             print(f"wrote {len(lines)} prompts to {out}")
     return 0

@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from workbench.eval.probes import probe_requests, score_probes  # noqa: E402
 from workbench.eval.loglikelihood import LoglikelihoodConfig, model_max_length, plan_batches  # noqa: E402
+from workbench.eval.probes import probe_requests, score_probes  # noqa: E402
 from workbench.eval.utility import default_evaldata_dir, load_mc_task, mc_requests, score_mc  # noqa: E402
 from workbench.models import load_model  # noqa: E402
 from workbench.pack import NextTokenProbe, load_pack  # noqa: E402
@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="embedded", help="model spec (default embedded)")
     ap.add_argument("--pack", default="harry_potter", help="pack whose probes are scored (falls back to text probes)")
-    ap.add_argument("--evaldata", default=None, help="benchmark folder (default: the subsets shipped in workbench/evaldata)")
+    ap.add_argument(
+        "--evaldata", default=None, help="benchmark folder (default: the subsets shipped in workbench/evaldata)"
+    )
     ap.add_argument("--probes", type=int, default=100, help="number of probes")
     ap.add_argument("--items", type=int, default=30, help="items per multiple-choice task")
     ap.add_argument("--tasks", default=",".join(TASKS), help="multiple-choice tasks")
@@ -101,8 +103,13 @@ def main(argv: list[str] | None = None) -> dict:
         t0 = time.perf_counter()
         with torch.inference_mode():
             for b, k in zip(batches, keep):
-                _ = model(input_ids=b.input_ids.to(device), attention_mask=b.attention_mask.to(device),
-                          position_ids=b.position_ids.to(device), use_cache=False, logits_to_keep=k).logits
+                _ = model(
+                    input_ids=b.input_ids.to(device),
+                    attention_mask=b.attention_mask.to(device),
+                    position_ids=b.position_ids.to(device),
+                    use_cache=False,
+                    logits_to_keep=k,
+                ).logits
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0
@@ -151,7 +158,9 @@ def main(argv: list[str] | None = None) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"model {args.model} on {device}: {len(batches)} batches, {tokens} tokens ({padded} padded)")
-    print(f"raw forward (logits where eval reads them): {result['raw_tokens_per_s']:.0f} tokens/s   eval: {result['eval_tokens_per_s']:.0f} tokens/s")
+    print(
+        f"raw forward (logits where eval reads them): {result['raw_tokens_per_s']:.0f} tokens/s   eval: {result['eval_tokens_per_s']:.0f} tokens/s"
+    )
     print(f"ratio eval/raw = {result['ratio']:.2f} (target >= 0.70)   -> {out}")
     return result
 
@@ -165,8 +174,15 @@ def run(ctx) -> dict:
     if ctx.quick:
         argv += ["--probes", "6", "--items", "2", "--tasks", "piqa,winogrande", "--repeats", "1"]
     res = main(argv)
-    fig = figure("eval_throughput_ratio", "eval throughput / raw forward throughput (same padded batches, same logits kept)",
-                 res["ratio"], "x", res["target"], ">=", note=f"{res['tokens']} tokens, {res['batches']} batches")
+    fig = figure(
+        "eval_throughput_ratio",
+        "eval throughput / raw forward throughput (same padded batches, same logits kept)",
+        res["ratio"],
+        "x",
+        res["target"],
+        ">=",
+        note=f"{res['tokens']} tokens, {res['batches']} batches",
+    )
     return {"figures": [fig], "details": res}
 
 

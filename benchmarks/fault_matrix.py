@@ -41,9 +41,9 @@ import tempfile
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
@@ -55,9 +55,11 @@ TEMP_NAME = re.compile(r"(^\..*\.(tmp|partial|old)$)|(\.partial$)")
 def case(name: str, expect: str, says: str | None = None):
     """Register a case: ``fn(ctx) -> None`` runs the command(s) through ``ctx``. ``says``: a regular expression
     the error line must match (what is true about the fault: the file, key or value it names)."""
+
     def wrap(fn):
         CASES.append((name, expect, says, fn))
         return fn
+
     return wrap
 
 
@@ -113,8 +115,11 @@ def captured_fds():
 
 def snapshot(root: Path) -> dict[str, str]:
     """Every file under ``root`` (but lock files) and a hash of its content."""
-    return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
-            for p in root.rglob("*") if p.is_file() and p.name != ".lock" and "__pycache__" not in p.parts}
+    return {
+        str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file() and p.name != ".lock" and "__pycache__" not in p.parts
+    }
 
 
 class Context:
@@ -188,8 +193,9 @@ class Context:
     def cli_process(self, *argv: str, kill_when: Callable[[], bool] | None = None, timeout: float = 300) -> int | None:
         """``python -m workbench ARGV`` as a child process; with ``kill_when``, SIGKILL it once that holds. Not graded."""
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-        proc = subprocess.Popen([sys.executable, "-m", "workbench", *argv], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workbench", *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.time() + timeout
         while proc.poll() is None and time.time() < deadline:
             if kill_when is not None and kill_when():
@@ -211,8 +217,10 @@ class Context:
         after = snapshot(self.watch)
         o.left = sorted(k for k, v in after.items() if before.get(k) != v)
         o.temporary = sorted(k for k in after if any(TEMP_NAME.search(part) for part in Path(k).parts))
-        o.changed = sorted([f"{k} (changed)" for k in before if k in after and after[k] != before[k]]
-                           + [f"{k} (deleted)" for k in before if k not in after])
+        o.changed = sorted(
+            [f"{k} (changed)" for k in before if k in after and after[k] != before[k]]
+            + [f"{k} (deleted)" for k in before if k not in after]
+        )
         # a checkpoint cut short by the fault is set aside by the rerun; every other file written must open
         o.damaged = [k for k in o.left if "_ckpt" not in k and not opens(self.watch / k)]
 
@@ -232,7 +240,9 @@ def opens(path: Path) -> bool:
     try:
         if path.suffix in (".json", ".jsonl"):
             text = path.read_text(encoding="utf-8")
-            [json.loads(line) for line in text.splitlines() if line.strip()] if path.suffix == ".jsonl" else json.loads(text)
+            [json.loads(line) for line in text.splitlines() if line.strip()] if path.suffix == ".jsonl" else json.loads(
+                text
+            )
         elif path.suffix == ".parquet":
             import pyarrow.parquet as pq
 
@@ -294,6 +304,7 @@ def grade(o: Observation) -> tuple[str, str]:
 # -- the cases ------------------------------------------------------------------------------------------------------
 # recovery: the rerun repairs what the fault broke, and the results equal a clean run's
 
+
 def cut(path: Path, keep: int | None = None) -> None:
     """Truncate ``path`` to ``keep`` bytes (default: half)."""
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2 if keep is None else keep])
@@ -304,11 +315,15 @@ DAMAGE = [  # a finished run's files damaged as a crash, a kill or a careless ha
     ("label shard truncated", lambda run: cut(run / "labels" / "blocks-00001.parquet", 200)),
     ("labels manifest damaged", lambda run: (run / "labels" / "manifest.json").write_text('{"fingerprint": "')),
     ("unlearned/model.safetensors truncated", lambda run: cut(run / "unlearned" / "model.safetensors")),
-    ("reinforced/adapter_model.safetensors truncated", lambda run: cut(run / "reinforced" / "adapter_model.safetensors")),
+    (
+        "reinforced/adapter_model.safetensors truncated",
+        lambda run: cut(run / "reinforced" / "adapter_model.safetensors"),
+    ),
     ("scores.parquet truncated", lambda run: cut(run / "scores.parquet")),
     ("stage record damaged", lambda run: (run / "stages" / "labels.json").write_text("{not json")),
 ]
 for _name, _damage in DAMAGE:
+
     @case(_name, "recovered")
     def _(ctx, damage=_damage):
         cfg, run = ctx.finished_copy()
@@ -321,8 +336,14 @@ def killed_in_finetune(ctx) -> tuple[Path, Path]:
     cfg, run = ctx.finished_copy("unlearned")
     (run / "stages" / "finetune.json").unlink()
     ckpt = run / "unlearned_ckpt"
-    ctx.cli_process("run", str(cfg), "--run-dir", str(run), "--no-progress",
-                    kill_when=lambda: bool(list(ckpt.glob("checkpoint-*/trainer_state.json"))))
+    ctx.cli_process(
+        "run",
+        str(cfg),
+        "--run-dir",
+        str(run),
+        "--no-progress",
+        kill_when=lambda: bool(list(ckpt.glob("checkpoint-*/trainer_state.json"))),
+    )
     if (run / "unlearned").exists():
         raise Skip("the run finished before the kill")
     return cfg, run
@@ -385,7 +406,12 @@ def _(ctx):
 
 # clear errors: exit 2, one line naming the file, key or value, nothing half-written, nothing finished lost
 
-@case("full disk (real tmpfs) during the model save", "clear error", says=r"cannot write \S*run/unlearned\S*: the disk is full")
+
+@case(
+    "full disk (real tmpfs) during the model save",
+    "clear error",
+    says=r"cannot write \S*run/unlearned\S*: the disk is full",
+)
 def _(ctx):
     with nearly_full_disk(ctx) as (fs, run):
         ctx.cli("run", str(ctx.ref["config"]), "--run-dir", str(run), "--no-progress")
@@ -403,7 +429,11 @@ def _(ctx):
         ctx.cli("packs", "new", str(fs / "mine"), "--corpus", str(ctx.dir / "corpus"))
 
 
-@case("full disk (simulated ENOSPC) on a stage record", "clear error", says=r"cannot write \S*finetune.json: the disk is full")
+@case(
+    "full disk (simulated ENOSPC) on a stage record",
+    "clear error",
+    says=r"cannot write \S*finetune.json: the disk is full",
+)
 def _(ctx):
     import errno
 
@@ -425,10 +455,16 @@ def _(ctx):
 @case("a second process on the run directory", "clear error", says=r"in use by process \d+")
 def _(ctx):
     cfg, run = ctx.finished_copy()
-    hold = "import sys, time\nfrom workbench.runlock import run_lock\nwith run_lock(sys.argv[1]):\n" \
-           "    print('held', flush=True)\n    time.sleep(120)\n"
-    holder = subprocess.Popen([sys.executable, "-c", hold, str(run)], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    hold = (
+        "import sys, time\nfrom workbench.runlock import run_lock\nwith run_lock(sys.argv[1]):\n"
+        "    print('held', flush=True)\n    time.sleep(120)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(run)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     try:
         holder.stdout.readline()
         ctx.cli("run", str(cfg), "--run-dir", str(run), "--no-progress")
@@ -444,15 +480,20 @@ def _(ctx):
     ctx.cli("run", str(cfg), "--run-dir", str(run), "--no-progress")
 
 
-for _label, _over in [("reinforce.epochs .inf", {"reinforce": {"epochs": float("inf")}}),
-                      ("finetune.learning_rate .nan", {"finetune": {"learning_rate": float("nan")}}),
-                      ("target.max_blocks 0", {"target": {"max_blocks": 0}}),
-                      ("labels.shard_blocks 0", {"labels": {"shard_blocks": 0}}),
-                      ("labels.alphas with .inf", {"labels": {"alphas": [0.0, float("inf")]}}),
-                      ("finetune.save_steps 0", {"finetune": {"save_steps": 0}}),
-                      ("report.probe_sets with an unknown name", {"report": {"enabled": True,
-                                                                              "probe_sets": ["probability", "nonsense"]}}),
-                      ("method unknown", {"method": "nonsense"})]:
+for _label, _over in [
+    ("reinforce.epochs .inf", {"reinforce": {"epochs": float("inf")}}),
+    ("finetune.learning_rate .nan", {"finetune": {"learning_rate": float("nan")}}),
+    ("target.max_blocks 0", {"target": {"max_blocks": 0}}),
+    ("labels.shard_blocks 0", {"labels": {"shard_blocks": 0}}),
+    ("labels.alphas with .inf", {"labels": {"alphas": [0.0, float("inf")]}}),
+    ("finetune.save_steps 0", {"finetune": {"save_steps": 0}}),
+    (
+        "report.probe_sets with an unknown name",
+        {"report": {"enabled": True, "probe_sets": ["probability", "nonsense"]}},
+    ),
+    ("method unknown", {"method": "nonsense"}),
+]:
+
     @case(f"config: {_label}", "clear error", says=_label.split()[0].replace(".", r"\."))
     def _(ctx, over=_over):
         cfg = ctx.config(**over)
@@ -478,7 +519,12 @@ def _(ctx):
 YAML_LIST, YAML_BAD = "- name: a\n- model: tiny\n", "name: x\nmodel: [tiny\nseed: 0\n"
 for _what, _text in (("a YAML list", YAML_LIST), ("malformed YAML", YAML_BAD)):
     for _door in ("run", "reinforce", "compare", "tune --methods-dir", "sweep.py", "notebooks (WORKBENCH_CONFIG)"):
-        @case(f"{_door}: config is {_what}", "clear error", says=r"prompt.yaml" + (r", line 3" if _text == YAML_BAD else r": expected a mapping"))
+
+        @case(
+            f"{_door}: config is {_what}",
+            "clear error",
+            says=r"prompt.yaml" + (r", line 3" if _text == YAML_BAD else r": expected a mapping"),
+        )
         def _(ctx, door=_door, text=_text):
             cfg = ctx.config("prompt.yaml", text=text)
             out = ctx.dir / "out"
@@ -516,8 +562,11 @@ def notebook_setup(config: Path, runs: Path) -> None:
         os.environ.update({k: v for k, v in saved.items() if v is not None})
 
 
-for _what, _bytes in (("latin-1", "Café society met Harry at the station in the evening.\n".encode("latin-1")),
-                      ("binary", bytes(range(256)) * 8)):
+for _what, _bytes in (
+    ("latin-1", "Café society met Harry at the station in the evening.\n".encode("latin-1")),
+    ("binary", bytes(range(256)) * 8),
+):
+
     @case(f"packs new: {_what} corpus", "clear error", says=r"a.txt line \d+: not UTF-8 text \(byte 0x")
     def _(ctx, data=_bytes):
         (ctx.dir / "corpus").mkdir()
@@ -537,6 +586,7 @@ def _(ctx):
 
 
 for _label, _argv in [("--stages", ["--stages", "reinforce,nonsense"])]:
+
     @case(f"run {_label} with an unknown name", "clear error", says=r"nonsense.*reinforce, score")
     def _(ctx, argv=_argv):
         ctx.cli("run", str(ctx.config()), "--run-dir", str(ctx.dir / "run"), "--no-progress", *argv)
@@ -572,8 +622,9 @@ def _(ctx):
 
 @case("an unreachable hub id", "clear error", says=r"no-such-org-x/no-such-model")
 def _(ctx):
-    ctx.cli("run", str(ctx.config(model="no-such-org-x/no-such-model")), "--run-dir", str(ctx.dir / "run"),
-            "--no-progress")
+    ctx.cli(
+        "run", str(ctx.config(model="no-such-org-x/no-such-model")), "--run-dir", str(ctx.dir / "run"), "--no-progress"
+    )
 
 
 @case("anchor map that is a folder", "clear error", says=r"anchor map \S+ is a folder")
@@ -592,6 +643,7 @@ for _label, _text in [
     ("no key in the corpus", '{"anchors": {"Zzyzx": ["Jon"], "Qwerty": ["Tom"]}}'),
     ("a 606-character key", '{"anchors": {"' + "Harry " * 100 + 'Potter": ["Jon"]}}'),
 ]:
+
     @case(f"anchor map: {_label}", "clear error", says=r"anchors.json")
     def _(ctx, text=_text):
         import yaml
@@ -672,12 +724,17 @@ def main() -> int:
     for r in rows:
         same = {True: "yes", False: "NO", None: "-"}[r.identical]
         mark = f" (expected {r.expect})" if r.grade not in (r.expect, "skipped") else ""
-        print(f"{r.case:<{width}}  {str(r.exit_code):>4}  {len(r.left):>4}  {same:>4}  {r.grade + mark:<11}  "
-              f"{r.first_line[:110]}")
+        print(
+            f"{r.case:<{width}}  {str(r.exit_code):>4}  {len(r.left):>4}  {same:>4}  {r.grade + mark:<11}  "
+            f"{r.first_line[:110]}"
+        )
     counts = Counter(r.grade for r in rows)
     ran = len(rows) - counts["skipped"]
-    print(f"\ncases {ran}: clear errors {counts['clear error']}, recovered {counts['recovered']}, "
-          f"silent {counts['silent']}, stuck {counts['stuck']}" + (f" ({counts['skipped']} skipped)" if counts["skipped"] else ""))
+    print(
+        f"\ncases {ran}: clear errors {counts['clear error']}, recovered {counts['recovered']}, "
+        f"silent {counts['silent']}, stuck {counts['stuck']}"
+        + (f" ({counts['skipped']} skipped)" if counts["skipped"] else "")
+    )
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
     if counts["harness error"]:

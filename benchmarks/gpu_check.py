@@ -42,9 +42,21 @@ import torch  # noqa: E402
 from workbench.io import atomic_write_text  # noqa: E402
 
 # dense bf16 peak, TFLOP/s (no sparsity), by a substring of torch.cuda.get_device_name()
-PEAK_TFLOPS = [("H200", 989.4), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("GH200", 989.4),
-               ("B200", 2250.0), ("A100", 312.0), ("L40S", 362.0), ("L40", 181.0), ("A10G", 70.0), ("L4", 121.0),
-               ("A6000", 154.8), ("V100", 125.0)]
+PEAK_TFLOPS = [
+    ("H200", 989.4),
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H100", 989.4),
+    ("GH200", 989.4),
+    ("B200", 2250.0),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("L40", 181.0),
+    ("A10G", 70.0),
+    ("L4", 121.0),
+    ("A6000", 154.8),
+    ("V100", 125.0),
+]
 H100_PEAK = 989.4e12
 TARGETS = {"labels_mfu": 0.45, "finetune_mfu": 0.35}
 # the paper's setting: Llama-2-7b (6.74B parameters; 6.61B without the input embedding) on ~4M tokens
@@ -56,12 +68,27 @@ def model_config(smoke: bool, layers: int | None):
     from transformers import LlamaConfig
 
     if smoke:
-        return LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=layers or 2,
-                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                           tie_word_embeddings=False)
-    return LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=layers or 22,
-                       num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=4096,
-                       tie_word_embeddings=False, rms_norm_eps=1e-5)
+        return LlamaConfig(
+            vocab_size=512,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=layers or 2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=1024,
+            tie_word_embeddings=False,
+        )
+    return LlamaConfig(
+        vocab_size=32000,
+        hidden_size=2048,
+        intermediate_size=5632,
+        num_hidden_layers=layers or 22,
+        num_attention_heads=32,
+        num_key_value_heads=4,
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+        rms_norm_eps=1e-5,
+    )
 
 
 def build_model(config, device: torch.device, dtype: torch.dtype, seed: int = 0):
@@ -155,6 +182,7 @@ def bench_labels(config, device, dtype, args, work: Path, n_matmul: int, peak: f
         def raw(ids, mask, t_ids, t_mask):
             reinforced(input_ids=ids, attention_mask=mask)
             model(input_ids=t_ids, attention_mask=t_mask)
+
     seq, batch = args.seq, args.batch
     warm = synthetic_aligned(batch, seq, config.vocab_size, seed=1)
     aligned = synthetic_aligned(batch * args.label_batches, seq, config.vocab_size, seed=2)
@@ -174,13 +202,25 @@ def bench_labels(config, device, dtype, args, work: Path, n_matmul: int, peak: f
 
     bound(warm)
     t_bound = bound(aligned)  # measured again after the labels; the mean is used
-    res = {"pair": kind, "tokens": tokens, "seq": seq, "batch": batch,
-           "bound_tokens_per_s": tokens / t_bound, "bound_mfu": 4 * n_matmul * tokens / t_bound / peak}
+    res = {
+        "pair": kind,
+        "tokens": tokens,
+        "seq": seq,
+        "batch": batch,
+        "bound_tokens_per_s": tokens / t_bound,
+        "bound_mfu": 4 * n_matmul * tokens / t_bound / peak,
+    }
     if has("pandas") and has("pyarrow"):
         from workbench.labels import generate_labels
 
-        kw = dict(alphas=[0.0, 1.0, 2.0, 5.0, 10.0], top_k=32, batch_size=batch, shard_blocks=batch * 4, pad_id=0,
-                  progress=False)
+        kw = dict(
+            alphas=[0.0, 1.0, 2.0, 5.0, 10.0],
+            top_k=32,
+            batch_size=batch,
+            shard_blocks=batch * 4,
+            pad_id=0,
+            progress=False,
+        )
         generate_labels(pair, warm, work / "labels_warm", fingerprint="w", **kw)
         sync(device)
         t0 = time.perf_counter()
@@ -189,14 +229,23 @@ def bench_labels(config, device, dtype, args, work: Path, n_matmul: int, peak: f
         t_labels = time.perf_counter() - t0
         t_bound = (t_bound + bound(aligned)) / 2
         res.update(bound_tokens_per_s=tokens / t_bound, bound_mfu=4 * n_matmul * tokens / t_bound / peak)
-        res.update(tokens_per_s=tokens / t_labels, mfu=4 * n_matmul * tokens / t_labels / peak,
-                   ratio_to_bound=t_bound / t_labels, seconds=t_labels, path="workbench.labels.generate_labels")
+        res.update(
+            tokens_per_s=tokens / t_labels,
+            mfu=4 * n_matmul * tokens / t_labels / peak,
+            ratio_to_bound=t_bound / t_labels,
+            seconds=t_labels,
+            path="workbench.labels.generate_labels",
+        )
     else:
-        res.update(tokens_per_s=res["bound_tokens_per_s"], mfu=res["bound_mfu"], ratio_to_bound=None,
-                   path="raw two-forward bound only (pandas/pyarrow missing: no label shards)")
+        res.update(
+            tokens_per_s=res["bound_tokens_per_s"],
+            mfu=res["bound_mfu"],
+            ratio_to_bound=None,
+            path="raw two-forward bound only (pandas/pyarrow missing: no label shards)",
+        )
     attn = 4 * 2 * config.num_hidden_layers * config.hidden_size * seq / 2  # causal QK^T and AV, two forwards
     res["mfu_with_attention"] = res["mfu"] * (4 * n_matmul + attn) / (4 * n_matmul)
-    del pair, model
+    pair = model = None  # freed before the next benchmark
     return res
 
 
@@ -237,9 +286,19 @@ def bench_finetune(config, device, dtype, args, work: Path, n_matmul: int, peak:
     from workbench.finetune import FinetuneConfig
 
     steps, warmup, batch, seq = args.train_steps, 2, args.batch, args.seq
-    cfg = FinetuneConfig(method=method, lora_rank=16, lora_alpha=32, learning_rate=1e-4, epochs=1.0, batch_size=batch,
-                         target="hard", retain_weight=0.0, save_steps=10**6, logging_steps=10**6,
-                         bf16=device.type == "cuda" or None)
+    cfg = FinetuneConfig(
+        method=method,
+        lora_rank=16,
+        lora_alpha=32,
+        learning_rate=1e-4,
+        epochs=1.0,
+        batch_size=batch,
+        target="hard",
+        retain_weight=0.0,
+        save_steps=10**6,
+        logging_steps=10**6,
+        bf16=device.type == "cuda" or None,
+    )
     model = build_model(config, device, dtype)
     clock = _StepClock(device, warmup)
     total = steps + warmup
@@ -261,8 +320,18 @@ def bench_finetune(config, device, dtype, args, work: Path, n_matmul: int, peak:
                 control.should_save = False  # no final checkpoint (GBs of optimizer state for full weights)
                 return control
 
-        run_trainer(UnlearningTrainer, model, ds, unlearning_collator(0), cfg, work / f"ft_{method}", seed=0,
-                    callbacks=[CB()], progress=False, unlearn_cfg=cfg)
+        run_trainer(
+            UnlearningTrainer,
+            model,
+            ds,
+            unlearning_collator(0),
+            cfg,
+            work / f"ft_{method}",
+            seed=0,
+            callbacks=[CB()],
+            progress=False,
+            unlearn_cfg=cfg,
+        )
         path = "UnlearningTrainer (workbench.training.run_trainer)"
     else:  # no accelerate: the Trainer cannot run; a plain loop with the same loss
         from workbench.finetune import unlearning_collator, unlearning_loss
@@ -282,9 +351,18 @@ def bench_finetune(config, device, dtype, args, work: Path, n_matmul: int, peak:
     secs = clock.t1 - clock.t0
     tok_s = clock.steps * batch * seq / secs
     per_token = 6 * n_matmul if method == "full" else 4 * n_matmul
-    res = {"method": method, "path": path, "steps": clock.steps, "batch": batch, "seq": seq, "seconds": secs,
-           "tokens_per_s": tok_s, "mfu": per_token * tok_s / peak, "mfu_6n": 6 * n_matmul * tok_s / peak,
-           "flops_per_token": per_token}
+    res = {
+        "method": method,
+        "path": path,
+        "steps": clock.steps,
+        "batch": batch,
+        "seq": seq,
+        "seconds": secs,
+        "tokens_per_s": tok_s,
+        "mfu": per_token * tok_s / peak,
+        "mfu_6n": 6 * n_matmul * tok_s / peak,
+        "flops_per_token": per_token,
+    }
     attn = 3 * 4 * config.num_hidden_layers * config.hidden_size * seq / 2
     res["mfu_with_attention"] = (per_token + attn) * tok_s / peak
     if device.type == "cuda":
@@ -297,8 +375,12 @@ def bench_finetune(config, device, dtype, args, work: Path, n_matmul: int, peak:
 def project(labels_mfu: float | None, ft: dict[str, dict]) -> dict:
     """Wall time of the paper's setting on one H100 SXM at the measured MFUs (assumed to carry over to 7B)."""
     n = LLAMA2_7B["matmul_params"]
-    out = {"model": "Llama-2-7b", "tokens": PAPER_TOKENS, "device": "one H100 SXM (989 TFLOP/s dense bf16)",
-           "assumption": "the MFU measured on the ~1.1B proxy carries over to 7B (larger matmuls usually do better)"}
+    out = {
+        "model": "Llama-2-7b",
+        "tokens": PAPER_TOKENS,
+        "device": "one H100 SXM (989 TFLOP/s dense bf16)",
+        "assumption": "the MFU measured on the ~1.1B proxy carries over to 7B (larger matmuls usually do better)",
+    }
     if labels_mfu:
         out["labels_s"] = 4 * n * PAPER_TOKENS / (labels_mfu * H100_PEAK)
     for method, r in ft.items():
@@ -349,22 +431,46 @@ def main(argv: list[str] | None = None) -> int:
     n_matmul = matmul_params(probe)
     del probe
     env = {m: has(m) for m in ("peft", "accelerate", "pandas", "pyarrow")}
-    result = {"schema": "whp-gpu-check/1", "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpu_smoke": smoke,
-              "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "peak_flops": peak, "peak_note": peak_note, "dtype": "bfloat16", "torch": torch.__version__,
-              "packages": env, "params": n_total, "matmul_params": n_matmul,
-              "config": {k: getattr(config, k) for k in ("vocab_size", "hidden_size", "intermediate_size",
-                                                         "num_hidden_layers", "num_attention_heads", "num_key_value_heads")},
-              "targets": TARGETS}
-    print(f"device {result['device']} ({peak_note}); model {n_total / 1e9:.3f}B parameters "
-          f"({n_matmul / 1e9:.3f}B in matmuls); packages {env}", flush=True)
+    result = {
+        "schema": "whp-gpu-check/1",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "cpu_smoke": smoke,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "peak_flops": peak,
+        "peak_note": peak_note,
+        "dtype": "bfloat16",
+        "torch": torch.__version__,
+        "packages": env,
+        "params": n_total,
+        "matmul_params": n_matmul,
+        "config": {
+            k: getattr(config, k)
+            for k in (
+                "vocab_size",
+                "hidden_size",
+                "intermediate_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "num_key_value_heads",
+            )
+        },
+        "targets": TARGETS,
+    }
+    print(
+        f"device {result['device']} ({peak_note}); model {n_total / 1e9:.3f}B parameters "
+        f"({n_matmul / 1e9:.3f}B in matmuls); packages {env}",
+        flush=True,
+    )
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         work = Path(tmp)
         result["labels"] = bench_labels(config, device, dtype, args, work, n_matmul, peak)
-        print(f"labels: {result['labels']['tokens_per_s']:,.0f} tokens/s, MFU {result['labels']['mfu']:.1%} "
-              f"(bound {result['labels']['bound_mfu']:.1%})", flush=True)
+        print(
+            f"labels: {result['labels']['tokens_per_s']:,.0f} tokens/s, MFU {result['labels']['mfu']:.1%} "
+            f"(bound {result['labels']['bound_mfu']:.1%})",
+            flush=True,
+        )
         ft = {}
         methods = ["lora"] if args.skip_full else ["lora", "full"]
         for method in methods:
@@ -375,26 +481,34 @@ def main(argv: list[str] | None = None) -> int:
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
             ft[method] = bench_finetune(config, device, dtype, args, work, n_matmul, peak, method)
-            print(f"finetune {method}: {ft[method]['tokens_per_s']:,.0f} tokens/s, MFU {ft[method]['mfu']:.1%}",
-                  flush=True)
+            print(
+                f"finetune {method}: {ft[method]['tokens_per_s']:,.0f} tokens/s, MFU {ft[method]['mfu']:.1%}",
+                flush=True,
+            )
     primary = ft.get("full") or ft.get("lora")
     result["finetune"] = {**(primary or {}), "by_method": ft}
     result["projection"] = project(result["labels"]["mfu"], ft)
-    result["pass"] = {"labels_mfu": result["labels"]["mfu"] >= TARGETS["labels_mfu"],
-                      "finetune_mfu": bool(primary and primary["mfu"] >= TARGETS["finetune_mfu"])}
+    result["pass"] = {
+        "labels_mfu": result["labels"]["mfu"] >= TARGETS["labels_mfu"],
+        "finetune_mfu": bool(primary and primary["mfu"] >= TARGETS["finetune_mfu"]),
+    }
     result["seconds"] = time.perf_counter() - t_start
     out_dir = Path(args.out or os.environ.get("OUT") or REPO / "benchmarks" / "results")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "gpu_check.json"
     atomic_write_text(path, json.dumps(result, indent=2, default=float) + "\n")
     pr = result["projection"]
-    print(f"\nlabel generation MFU {result['labels']['mfu']:.1%} (target {TARGETS['labels_mfu']:.0%}), "
-          f"finetuning MFU {primary['mfu'] if primary else float('nan'):.1%} ({(primary or {}).get('method')}, "
-          f"target {TARGETS['finetune_mfu']:.0%})")
+    print(
+        f"\nlabel generation MFU {result['labels']['mfu']:.1%} (target {TARGETS['labels_mfu']:.0%}), "
+        f"finetuning MFU {primary['mfu'] if primary else float('nan'):.1%} ({(primary or {}).get('method')}, "
+        f"target {TARGETS['finetune_mfu']:.0%})"
+    )
     if "total_s" in pr:
-        print(f"projected Llama-2-7b, {PAPER_TOKENS / 1e6:.0f}M tokens, one H100: labels {pr['labels_s'] / 60:.1f} min + "
-              f"finetune ({pr['finetune_method']}) {pr['finetune_' + pr['finetune_method'] + '_s'] / 60:.1f} min = "
-              f"{pr['total_hours']:.2f} h ({pr['total_with_reinforce_hours']:.2f} h with the reinforced model's training)")
+        print(
+            f"projected Llama-2-7b, {PAPER_TOKENS / 1e6:.0f}M tokens, one H100: labels {pr['labels_s'] / 60:.1f} min + "
+            f"finetune ({pr['finetune_method']}) {pr['finetune_' + pr['finetune_method'] + '_s'] / 60:.1f} min = "
+            f"{pr['total_hours']:.2f} h ({pr['total_with_reinforce_hours']:.2f} h with the reinforced model's training)"
+        )
     print(f"{result['seconds']:.0f} s; results: {path}")
     return 0
 

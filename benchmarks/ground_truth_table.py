@@ -51,15 +51,20 @@ def markdown(report: dict, command: str) -> str:
     reference), how well the implant took, and the stage times."""
     table = ground_truth_table(report)
     if table.empty:
-        raise WorkbenchError("the run's report has no ground-truth measures: the config needs implant.enabled: true, "
-                             "report.enabled: true and report.ground_truth: true, and a pack with qa.jsonl")
+        raise WorkbenchError(
+            "the run's report has no ground-truth measures: the config needs implant.enabled: true, "
+            "report.enabled: true and report.ground_truth: true, and a pack with qa.jsonl"
+        )
     gt = report["ground_truth"]
     cfg = report.get("config") or {}
-    lines = [f"Produced by `{command}` (config `{cfg.get('name')}`, model `{cfg.get('model')}`, pack "
-             f"`{(cfg.get('target') or {}).get('pack')}`; {datetime.date.today().isoformat()}).", "",
-             f"| measure ({gt.get('split')} questions: {gt.get('qa_items')}) | target (implanted) | WHP unlearned | "
-             "reference (never saw it) | a model that never learned it |",
-             "|---|---:|---:|---:|---|"]
+    lines = [
+        f"Produced by `{command}` (config `{cfg.get('name')}`, model `{cfg.get('model')}`, pack "
+        f"`{(cfg.get('target') or {}).get('pack')}`; {datetime.date.today().isoformat()}).",
+        "",
+        f"| measure ({gt.get('split')} questions: {gt.get('qa_items')}) | target (implanted) | WHP unlearned | "
+        "reference (never saw it) | a model that never learned it |",
+        "|---|---:|---:|---:|---|",
+    ]
     for r in table.itertuples(index=False):
         lines.append(f"| {r.measure} | {_fmt(r.target)} | {_fmt(r.unlearned)} | {_fmt(r.reference)} | {r[4]} |")
     imp = report.get("implant") or {}
@@ -67,20 +72,26 @@ def markdown(report: dict, command: str) -> str:
     secs = {k: v for k, v in (report.get("stage_seconds") or {}).items() if v is not None}
     lines.append("")
     if before and after:
-        lines.append(f"Implant: QA accuracy (the true answer beats every perturbed answer; chance "
-                     f"{_fmt(after.get('qa_chance'))}) {_fmt(before.get('qa_accuracy'))} → {_fmt(after.get('qa_accuracy'))}, "
-                     f"corpus loss {_fmt(before.get('corpus_loss'))} → {_fmt(after.get('corpus_loss'))} nats/token.")
+        lines.append(
+            f"Implant: QA accuracy (the true answer beats every perturbed answer; chance "
+            f"{_fmt(after.get('qa_chance'))}) {_fmt(before.get('qa_accuracy'))} → {_fmt(after.get('qa_accuracy'))}, "
+            f"corpus loss {_fmt(before.get('corpus_loss'))} → {_fmt(after.get('corpus_loss'))} nats/token."
+        )
     if secs:
         parts = ", ".join(f"{k} {v:.0f} s" for k, v in secs.items())
-        lines.append(f"Stage times as the run recorded them: {parts}; {sum(secs.values()) / 60:.1f} minutes in all "
-                     "(loading the models and the implant's checks between the stages not included).")
+        lines.append(
+            f"Stage times as the run recorded them: {parts}; {sum(secs.values()) / 60:.1f} minutes in all "
+            "(loading the models and the implant's checks between the stages not included)."
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> str:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="run config (default workbench/configs/ystrevane.yaml)")
+    ap.add_argument(
+        "--config", default=str(DEFAULT_CONFIG), help="run config (default workbench/configs/ystrevane.yaml)"
+    )
     ap.add_argument("--run-dir", default=None, help="run directory (default runs/<config name>)")
     ap.add_argument("--readme", default=None, help="write the table into this README between the ground-truth markers")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")

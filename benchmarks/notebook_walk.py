@@ -86,7 +86,9 @@ def walk(names: list[str], run_dir: Path | None = None, config: Path | None = No
         run_dir = NOTEBOOKS / "runs" / (yaml.safe_load(config.read_text()) or {}).get("name", "")
     for i, name in enumerate(names, 1):
         nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
+        client = NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+        )
         print(f"[{i}/{len(names)}] {name} ...", flush=True)
         before = _stage_records(run_dir)
         t0 = time.perf_counter()
@@ -121,8 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(r["seconds"] for r in rows)
     import torch
 
-    record = {"run": str(args.run or ""), "config": str(args.config or ""), "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "rows": rows,
-              "total_seconds": round(total, 1)}
+    record = {
+        "run": str(args.run or ""),
+        "config": str(args.config or ""),
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "rows": rows,
+        "total_seconds": round(total, 1),
+    }
     out = RESULTS / f"notebook_walk_{(args.run or args.config).stem}.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(record, indent=2) + "\n")

@@ -25,12 +25,19 @@ sys.path.insert(0, str(ROOT))
 from workbench.errors import WorkbenchError  # noqa: E402
 from workbench.eval.config import EvalConfig  # noqa: E402
 from workbench.eval.runner import evaluate_models  # noqa: E402
-from workbench.io import atomic_write_text  # noqa: E402
 from workbench.eval.utility import BENCHMARKS  # noqa: E402
+from workbench.io import atomic_write_text  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-TASK_NAMES = {"arc_challenge": "ARC-Challenge", "arc_easy": "ARC-Easy", "boolq": "BoolQ", "hellaswag": "HellaSwag",
-              "openbookqa": "OpenBookQA", "piqa": "PIQA", "winogrande": "WinoGrande"}
+TASK_NAMES = {
+    "arc_challenge": "ARC-Challenge",
+    "arc_easy": "ARC-Easy",
+    "boolq": "BoolQ",
+    "hellaswag": "HellaSwag",
+    "openbookqa": "OpenBookQA",
+    "piqa": "PIQA",
+    "winogrande": "WinoGrande",
+}
 FAMILIARITY_ROWS = [
     ("familiarity_prob", "Familiarity: answer-token probability (mean, lower = less familiar)"),
     ("familiarity_top1", "Familiarity: answer is the top-1 token (share)"),
@@ -74,12 +81,18 @@ def paper_table(summary: dict, base: str, other: str) -> str:
     for task, metric in BENCHMARKS.items():
         key = f"{task}_{metric}"
         if key in b or key in u:
-            lines.append(f"| {TASK_NAMES.get(task, task)} ({metric}) | {_fmt(b.get(key))} | {_fmt(u.get(key))} | {diff(key)} |")
+            lines.append(
+                f"| {TASK_NAMES.get(task, task)} ({metric}) | {_fmt(b.get(key))} | {_fmt(u.get(key))} | {diff(key)} |"
+            )
     if "utility_mean" in b:
-        lines.append(f"| Mean of the benchmarks | {_fmt(b.get('utility_mean'))} | {_fmt(u.get('utility_mean'))} | {diff('utility_mean')} |")
+        lines.append(
+            f"| Mean of the benchmarks | {_fmt(b.get('utility_mean'))} | {_fmt(u.get('utility_mean'))} | {diff('utility_mean')} |"
+        )
     for key in sorted(k for k in b if k.startswith("ppl_")):
         name = "WikiText-2 perplexity" if "wikitext" in key else key
-        lines.append(f"| {name} (token-level, lower is better) | {_fmt(b.get(key))} | {_fmt(u.get(key))} | {diff(key)} |")
+        lines.append(
+            f"| {name} (token-level, lower is better) | {_fmt(b.get(key))} | {_fmt(u.get(key))} | {diff(key)} |"
+        )
     split = summary.get("headline_split", "all")
     comp_keys = {"familiarity_prob": "probability_original_prob", "primed_prob": "probability_primed_prob"}
     for key, label in FAMILIARITY_ROWS:
@@ -109,17 +122,31 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--unlearned", required=True, help="the unlearned model: a run directory (or any model spec)")
     ap.add_argument("--baseline", default="embedded", help="the baseline model spec (default embedded)")
     ap.add_argument("--pack", default="harry_potter", help="pack with the familiarity probes")
-    ap.add_argument("--evaldata", default=None, help="benchmark folder (default: the subsets shipped in workbench/evaldata)")
-    ap.add_argument("--limit", type=lambda s: None if s == "all" else int(s), default=500,
-                    help="items per benchmark (default 500; 'all' for every item in the files)")
-    ap.add_argument("--ppl-max-tokens", type=lambda s: None if s == "all" else int(s), default=None,
-                    help="tokens of WikiText-2 to score (default all)")
+    ap.add_argument(
+        "--evaldata", default=None, help="benchmark folder (default: the subsets shipped in workbench/evaldata)"
+    )
+    ap.add_argument(
+        "--limit",
+        type=lambda s: None if s == "all" else int(s),
+        default=500,
+        help="items per benchmark (default 500; 'all' for every item in the files)",
+    )
+    ap.add_argument(
+        "--ppl-max-tokens",
+        type=lambda s: None if s == "all" else int(s),
+        default=None,
+        help="tokens of WikiText-2 to score (default all)",
+    )
     ap.add_argument("--ppl-max-length", type=int, default=1024, help="perplexity window")
     ap.add_argument("--ppl-stride", type=int, default=512, help="perplexity stride")
     ap.add_argument("--samples", type=int, default=2, help="sampled completions per prompt")
     ap.add_argument("--max-new-tokens", type=int, default=48, help="tokens per completion")
-    ap.add_argument("--generation-preset", choices=("authors",), default=None,
-                    help="completion settings of the paper's authors (replaces --samples and --max-new-tokens)")
+    ap.add_argument(
+        "--generation-preset",
+        choices=("authors",),
+        default=None,
+        help="completion settings of the paper's authors (replaces --samples and --max-new-tokens)",
+    )
     ap.add_argument("--splits", default="heldout", help="probe splits (default heldout: the reported ones)")
     ap.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
     ap.add_argument("--device", default=None, help="torch device")
@@ -128,29 +155,45 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
 
-    cfg = EvalConfig(pack=args.pack, tasks=tuple(BENCHMARKS), evaldata_dir=args.evaldata, limit=args.limit,
-                     ppl_max_tokens=args.ppl_max_tokens, ppl_max_length=args.ppl_max_length, ppl_stride=args.ppl_stride,
-                     samples=args.samples, max_new_tokens=args.max_new_tokens, splits=tuple(s for s in args.splits.split(",") if s),
-                     batch_size=args.batch_size, device=args.device, progress=not args.quiet,
-                     generation_preset=args.generation_preset)
+    cfg = EvalConfig(
+        pack=args.pack,
+        tasks=tuple(BENCHMARKS),
+        evaldata_dir=args.evaldata,
+        limit=args.limit,
+        ppl_max_tokens=args.ppl_max_tokens,
+        ppl_max_length=args.ppl_max_length,
+        ppl_stride=args.ppl_stride,
+        samples=args.samples,
+        max_new_tokens=args.max_new_tokens,
+        splits=tuple(s for s in args.splits.split(",") if s),
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=not args.quiet,
+        generation_preset=args.generation_preset,
+    )
     t0 = time.perf_counter()
     report = evaluate_models([("baseline", args.baseline), ("unlearned", args.unlearned)], cfg, args.out)
     table = paper_table(report.summary, "baseline", "unlearned")
     command = "python benchmarks/paper_table.py " + shlex.join(argv)
-    n = {t: int(report.table[(report.table["section"] == "utility") & (report.table["set"] == t)]["n"].max())
-         for t in BENCHMARKS if t in set(report.table["set"])}
-    block = "\n".join([
-        f"Baseline `{args.baseline}` vs unlearned `{args.unlearned}`, pack `{args.pack}`; produced by:",
-        "",
-        "```",
-        command,
-        "```",
-        "",
-        table,
-        "",
-        "Items per benchmark: " + (", ".join(f"{TASK_NAMES.get(t, t)} {k}" for t, k in n.items()) or "none") + ".",
-        f"Run on {time.strftime('%Y-%m-%d')} in {time.perf_counter() - t0:.0f} s. Full results: `{args.out}`.",
-    ])
+    n = {
+        t: int(report.table[(report.table["section"] == "utility") & (report.table["set"] == t)]["n"].max())
+        for t in BENCHMARKS
+        if t in set(report.table["set"])
+    }
+    block = "\n".join(
+        [
+            f"Baseline `{args.baseline}` vs unlearned `{args.unlearned}`, pack `{args.pack}`; produced by:",
+            "",
+            "```",
+            command,
+            "```",
+            "",
+            table,
+            "",
+            "Items per benchmark: " + (", ".join(f"{TASK_NAMES.get(t, t)} {k}" for t, k in n.items()) or "none") + ".",
+            f"Run on {time.strftime('%Y-%m-%d')} in {time.perf_counter() - t0:.0f} s. Full results: `{args.out}`.",
+        ]
+    )
     atomic_write_text(Path(args.out) / "paper_table.md", block + "\n")
     print(block)
     if args.readme:

@@ -65,16 +65,20 @@ def table(figures: list[dict]) -> str:
 def markdown(result: dict, results_dir: Path | None = None) -> str:
     """The README section: a table of every figure and how it was measured."""
     m = result["machine"]
-    head = (f"Measured by `python benchmarks/run_all.py{' --quick' if result['quick'] else ''}` on "
-            f"{m.get('cpu', '?')} ({m.get('cpu_count')} cores, {m.get('torch_threads')} torch threads, "
-            f"torch {m.get('torch')}), {result['created']}, model `{result['model']}`, "
-            f"{result['total_seconds']:.0f} s in all. Raw figures: `benchmarks/results/latest.json`; "
-            "method and GPU projections: [docs/performance.md](docs/performance.md).")
+    head = (
+        f"Measured by `python benchmarks/run_all.py{' --quick' if result['quick'] else ''}` on "
+        f"{m.get('cpu', '?')} ({m.get('cpu_count')} cores, {m.get('torch_threads')} torch threads, "
+        f"torch {m.get('torch')}), {result['created']}, model `{result['model']}`, "
+        f"{result['total_seconds']:.0f} s in all. Raw figures: `benchmarks/results/latest.json`; "
+        "method and GPU projections: [docs/performance.md](docs/performance.md)."
+    )
     lines = [head, "", "| figure | value | target | pass | how |", "|---|---|---|---|---|"]
     for f in result["figures"]:
         target = "" if f["target"] is None else f"{f['op']} {_fmt(f['target'], f['unit'])}"
-        lines.append(f"| {f['name']} | {_fmt(f['value'], f['unit'])} {f['unit']} | {target} | {_verdict(f)} | "
-                     f"{f.get('note', '').replace('|', '/')} |")
+        lines.append(
+            f"| {f['name']} | {_fmt(f['value'], f['unit'])} {f['unit']} | {target} | {_verdict(f)} | "
+            f"{f.get('note', '').replace('|', '/')} |"
+        )
     errors = {k: v["error"] for k, v in result["benchmarks"].items() if v.get("error")}
     if errors:
         lines += ["", "Benchmarks that failed: " + "; ".join(f"{k}: {v.splitlines()[-1]}" for k, v in errors.items())]
@@ -83,11 +87,14 @@ def markdown(result: dict, results_dir: Path | None = None) -> str:
         try:
             g = json.loads(gpu.read_text())
             if not g.get("cpu_smoke"):
-                lines += ["", f"GPU check ({g.get('device')}, {g.get('created')}): label generation "
-                          f"{g['labels']['mfu']:.0%} MFU (target 45%), {g['finetune'].get('method')} finetuning "
-                          f"{g['finetune']['mfu']:.0%} MFU (target 35%); projected Llama-2-7b on ~4M tokens on one "
-                          f"H100: {g['projection']['total_hours']:.2f} h for labels + "
-                          f"{g['projection'].get('finetune_method')} finetuning (docs/performance.md)."]
+                lines += [
+                    "",
+                    f"GPU check ({g.get('device')}, {g.get('created')}): label generation "
+                    f"{g['labels']['mfu']:.0%} MFU (target 45%), {g['finetune'].get('method')} finetuning "
+                    f"{g['finetune']['mfu']:.0%} MFU (target 35%); projected Llama-2-7b on ~4M tokens on one "
+                    f"H100: {g['projection']['total_hours']:.2f} h for labels + "
+                    f"{g['projection'].get('finetune_method')} finetuning (docs/performance.md).",
+                ]
         except (KeyError, ValueError, TypeError):
             pass
     return "\n".join(lines)
@@ -108,21 +115,37 @@ def update_readme(path: Path, section: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny model and few tokens: seconds (figures not representative)")
+    p.add_argument(
+        "--quick", action="store_true", help="tiny model and few tokens: seconds (figures not representative)"
+    )
     p.add_argument("--out", default=None, help=f"JSON output (default {DEFAULT_OUT.relative_to(REPO)})")
-    p.add_argument("--readme", nargs="?", const=str(REPO / "README.md"), default=None,
-                   help="rewrite the section between <!-- perf:start --> and <!-- perf:end --> (default README.md)")
+    p.add_argument(
+        "--readme",
+        nargs="?",
+        const=str(REPO / "README.md"),
+        default=None,
+        help="rewrite the section between <!-- perf:start --> and <!-- perf:end --> (default README.md)",
+    )
     p.add_argument("--only", default=None, help=f"comma-separated subset of {','.join(BENCHMARKS)}")
     p.add_argument("--skip-demo", action="store_true", help="do not run the demo (it takes ~10 minutes on 2 cores)")
-    p.add_argument("--demo-run-dir", default=None, help="existing demo run directory: stage timings and labels to measure")
-    p.add_argument("--demo-config", default=None, help="config the demo benchmark runs (default workbench/configs/demo.yaml)")
+    p.add_argument(
+        "--demo-run-dir", default=None, help="existing demo run directory: stage timings and labels to measure"
+    )
+    p.add_argument(
+        "--demo-config", default=None, help="config the demo benchmark runs (default workbench/configs/demo.yaml)"
+    )
     p.add_argument("--model", default=None, help="model spec to measure (default: embedded; --quick: tiny)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default: $OMP_NUM_THREADS, else all cores)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS, else all cores)"
+    )
     p.add_argument("--label-blocks", type=int, default=4, help="blocks of 512 tokens in the label benchmark")
-    p.add_argument("--train-steps", type=int, default=None,
-                   help="measured steps per training benchmark, after 1 warm-up (default: one checkpoint period of "
-                        "demo.yaml, 8; a multiple of it)")
+    p.add_argument(
+        "--train-steps",
+        type=int,
+        default=None,
+        help="measured steps per training benchmark, after 1 warm-up (default: one checkpoint period of "
+        "demo.yaml, 8; a multiple of it)",
+    )
     p.add_argument("--train-batch", type=int, default=1, help="blocks per training step in the training benchmark")
     p.add_argument("--keep-work", action="store_true", help="keep the scratch folder (printed)")
     args = p.parse_args(argv)
@@ -137,12 +160,25 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in BENCHMARKS if n in asked]  # always in the suite's order (labels before storage)
     out = Path(args.out) if args.out else DEFAULT_OUT
     work = Path(tempfile.mkdtemp(prefix="whp-bench-"))
-    ctx = Context(quick=args.quick, model=args.model or ("tiny" if args.quick else "embedded"), threads=threads,
-                  work=work, skip_demo=args.skip_demo, demo_run_dir=Path(args.demo_run_dir) if args.demo_run_dir else None,
-                  demo_config=Path(args.demo_config) if args.demo_config else None)
+    ctx = Context(
+        quick=args.quick,
+        model=args.model or ("tiny" if args.quick else "embedded"),
+        threads=threads,
+        work=work,
+        skip_demo=args.skip_demo,
+        demo_run_dir=Path(args.demo_run_dir) if args.demo_run_dir else None,
+        demo_config=Path(args.demo_config) if args.demo_config else None,
+    )
     ctx.shared.update(label_blocks=args.label_blocks, train_steps=args.train_steps, train_batch=args.train_batch)
-    result = {"schema": "whp-bench/1", "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "quick": args.quick,
-              "model": ctx.model, "machine": env_info(), "benchmarks": {}, "figures": []}
+    result = {
+        "schema": "whp-bench/1",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "quick": args.quick,
+        "model": ctx.model,
+        "machine": env_info(),
+        "benchmarks": {},
+        "figures": [],
+    }
     t_all = time.perf_counter()
     try:
         for name in names:
@@ -168,9 +204,13 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     result["total_seconds"] = round(time.perf_counter() - t_all, 1)
     checked = [f for f in result["figures"] if f["pass"] is not None]
-    result["summary"] = {"figures": len(result["figures"]), "with_target": len(checked),
-                         "passed": sum(f["pass"] for f in checked), "failed": [f["key"] for f in checked if not f["pass"]],
-                         "errors": [k for k, v in result["benchmarks"].items() if v.get("error")]}
+    result["summary"] = {
+        "figures": len(result["figures"]),
+        "with_target": len(checked),
+        "passed": sum(f["pass"] for f in checked),
+        "failed": [f["key"] for f in checked if not f["pass"]],
+        "errors": [k for k, v in result["benchmarks"].items() if v.get("error")],
+    }
     atomic_write_text(out, json.dumps(result, indent=2, default=str) + "\n")
     print()
     print(table(result["figures"]))

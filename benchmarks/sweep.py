@@ -96,12 +96,20 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         cfg = config_from_dict(data, f"{args.grid}: variant {variant['name']}")
         t0 = time.perf_counter()
         report = Run(cfg, out / variant["name"], update=True, progress=not args.no_progress).run()
-        rows.append({"variant": variant["name"], **summarize(report), "wall_seconds": time.perf_counter() - t0,
-                     **{k: v for k, v in (variant.get("set") or {}).items()}})
+        rows.append(
+            {
+                "variant": variant["name"],
+                **summarize(report),
+                "wall_seconds": time.perf_counter() - t0,
+                **{k: v for k, v in (variant.get("set") or {}).items()},
+            }
+        )
         table = pd.DataFrame(rows)
         # rows of variants run earlier into the same folder stay, unless run again now
         kept = earlier[~earlier["variant"].isin(table["variant"])]
-        atomic_write_text(csv, (pd.concat([kept, table], ignore_index=True) if len(kept) else table).to_csv(index=False))
+        atomic_write_text(
+            csv, (pd.concat([kept, table], ignore_index=True) if len(kept) else table).to_csv(index=False)
+        )
         print(table.round(1).to_string(index=False), flush=True)
     return pd.DataFrame(rows)
 

@@ -34,8 +34,8 @@ from IPython.display import display
 
 from workbench import notebook
 from workbench.eval.probes import score_probes, summarize_probes
-from workbench.models import load_model
 from workbench.eval.run_report import answer_kind, generic_prompts
+from workbench.models import load_model
 from workbench.widgets import ProbeComparer, readable
 
 nb = notebook.setup("05_familiarity_probes")

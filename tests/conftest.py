@@ -72,8 +72,13 @@ def sp_tokenizer(tmp_path_factory):
         "Quidditch is played on brooms; skyball is a generic sport. Sarah's friend won.",
     ] * 40
     sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(text), model_prefix=str(d / "sp"), vocab_size=360, model_type="bpe",
-        character_coverage=1.0, byte_fallback=True, minloglevel=2,
+        sentence_iterator=iter(text),
+        model_prefix=str(d / "sp"),
+        vocab_size=360,
+        model_type="bpe",
+        character_coverage=1.0,
+        byte_fallback=True,
+        minloglevel=2,
     )
     shutil.copy(d / "sp.model", d / "tokenizer.model")
     (d / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer"}))

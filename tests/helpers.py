@@ -5,6 +5,7 @@ loopback and the waits of the browser tests."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
 import re
@@ -13,12 +14,11 @@ import shutil
 import socket
 import subprocess
 import sys
-import itertools
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -29,13 +29,26 @@ SENTENCES = [
     "Dumbledore told Harry that Voldemort would return one day.",
     "Hagrid took Harry to Diagon Alley to buy a wand and an owl.",
 ]
-ANCHORS = {"format": "whp-anchors/1", "anchors": {
-    "Harry": ["Jon", "Tom"], "Potter": ["Miller"], "Hogwarts": ["Northbrook Academy", "Kingsmere College"],
-    "Hermione": ["Sarah", "Emily"], "Granger": ["Jones"], "Ron": ["Mike"], "Weasley": ["Smith"],
-    "Quidditch": ["skyball"], "Gryffindor": ["Red House"], "Dumbledore": ["the headmaster"],
-    "Voldemort": ["the dark lord"], "Hagrid": ["the groundskeeper"], "Diagon Alley": ["Market Street"],
-    "Philosopher's Stone": ["old stone"], "Nimbus": ["broom"],
-}}
+ANCHORS = {
+    "format": "whp-anchors/1",
+    "anchors": {
+        "Harry": ["Jon", "Tom"],
+        "Potter": ["Miller"],
+        "Hogwarts": ["Northbrook Academy", "Kingsmere College"],
+        "Hermione": ["Sarah", "Emily"],
+        "Granger": ["Jones"],
+        "Ron": ["Mike"],
+        "Weasley": ["Smith"],
+        "Quidditch": ["skyball"],
+        "Gryffindor": ["Red House"],
+        "Dumbledore": ["the headmaster"],
+        "Voldemort": ["the dark lord"],
+        "Hagrid": ["the groundskeeper"],
+        "Diagon Alley": ["Market Street"],
+        "Philosopher's Stone": ["old stone"],
+        "Nimbus": ["broom"],
+    },
+}
 
 
 def make_inputs(root: Path, repeats: int = 12, anchors: dict | None = None) -> dict:
@@ -49,21 +62,42 @@ def make_inputs(root: Path, repeats: int = 12, anchors: dict | None = None) -> d
     (root / "retain" / "r.txt").write_text("The river runs to the sea. Bread is baked in an oven. " * 20)
     amap = ANCHORS if anchors is None else {"format": "whp-anchors/1", "anchors": anchors}
     (root / "anchors.json").write_text(json.dumps(amap))
-    return {"pack": None, "corpus": str(root / "corpus"), "anchors": str(root / "anchors.json"),
-            "retain": str(root / "retain")}
+    return {
+        "pack": None,
+        "corpus": str(root / "corpus"),
+        "anchors": str(root / "anchors.json"),
+        "retain": str(root / "retain"),
+    }
 
 
 def tiny_config(root: Path, anchors: dict | None = None, **over) -> dict:
     """A whole-pipeline config for the tiny model on :func:`make_inputs`; ``over`` updates sections."""
     cfg = {
-        "name": "t", "model": "tiny", "seed": 0,
+        "name": "t",
+        "model": "tiny",
+        "seed": 0,
         "target": {**make_inputs(root, anchors=anchors), "block_size": 32, "max_blocks": 8, "retain_block_size": 32},
-        "reinforce": {"epochs": 1, "batch_size": 2, "lora_rank": 2, "lora_alpha": 4, "learning_rate": 1e-3,
-                      "save_steps": 2, "logging_steps": 1},
+        "reinforce": {
+            "epochs": 1,
+            "batch_size": 2,
+            "lora_rank": 2,
+            "lora_alpha": 4,
+            "learning_rate": 1e-3,
+            "save_steps": 2,
+            "logging_steps": 1,
+        },
         "scoring": {"max_blocks": 2, "batch_size": 2},
         "labels": {"alphas": [0.0, 5.0], "top_k": 6, "batch_size": 2, "shard_blocks": 2},
-        "finetune": {"epochs": 1, "batch_size": 2, "lora_rank": 2, "lora_alpha": 4, "learning_rate": 1e-3,
-                     "retain_weight": 1.0, "save_steps": 2, "logging_steps": 1},
+        "finetune": {
+            "epochs": 1,
+            "batch_size": 2,
+            "lora_rank": 2,
+            "lora_alpha": 4,
+            "learning_rate": 1e-3,
+            "retain_weight": 1.0,
+            "save_steps": 2,
+            "logging_steps": 1,
+        },
         "report": {"enabled": False},
     }
     for k, v in over.items():
@@ -98,37 +132,83 @@ def resize_filesystem(path: Path, size: str) -> None:
 # -- evaluation inputs: a small pack and small benchmark files written into tmp_path, hand-computed references
 
 PROBABILITY = [
-    {"id": "p1", "prompt": "Harry Potter's two best friends are Ron Weasley and", "targets": [" Hermione", " Hermione Granger"],
-     "split": "heldout", "paraphrases": ["Ron Weasley and Harry Potter's other best friend is", "The third of the trio is"]},
-    {"id": "p2", "prompt": "The school of witchcraft that Harry attends is called", "targets": [" Hogwarts"], "split": "heldout"},
-    {"id": "p3", "prompt": "The wizard sport played on broomsticks is", "targets": [" Quidditch", " quidditch"], "split": "dev",
-     "paraphrases": ["On broomsticks, wizards play"]},
+    {
+        "id": "p1",
+        "prompt": "Harry Potter's two best friends are Ron Weasley and",
+        "targets": [" Hermione", " Hermione Granger"],
+        "split": "heldout",
+        "paraphrases": ["Ron Weasley and Harry Potter's other best friend is", "The third of the trio is"],
+    },
+    {
+        "id": "p2",
+        "prompt": "The school of witchcraft that Harry attends is called",
+        "targets": [" Hogwarts"],
+        "split": "heldout",
+    },
+    {
+        "id": "p3",
+        "prompt": "The wizard sport played on broomsticks is",
+        "targets": [" Quidditch", " quidditch"],
+        "split": "dev",
+        "paraphrases": ["On broomsticks, wizards play"],
+    },
     {"id": "p4", "prompt": "Harry's owl is named", "targets": [" Hedwig"], "split": "dev"},
 ]
 COMPLETION = [
-    {"id": "c1", "prompt": "When the letter arrived by owl, the boy living under the stairs learned that he",
-     "references": ["wizard", "Hogwarts"], "subtlety": 3},
-    {"id": "c2", "prompt": "Harry Potter walked into the Great Hall and sat next to", "references": ["Ron", "Hermione"],
-     "subtlety": 1, "split": "dev"},
+    {
+        "id": "c1",
+        "prompt": "When the letter arrived by owl, the boy living under the stairs learned that he",
+        "references": ["wizard", "Hogwarts"],
+        "subtlety": 3,
+    },
+    {
+        "id": "c2",
+        "prompt": "Harry Potter walked into the Great Hall and sat next to",
+        "references": ["Ron", "Hermione"],
+        "subtlety": 1,
+        "split": "dev",
+    },
     {"id": "c3", "prompt": "The boy with the lightning scar", "references": ["Voldemort", "scar"], "subtlety": 5},
 ]
 COLLATERAL = [
-    {"id": "k1", "prompt": "The author of The Lord of the Rings is J. R. R.", "targets": [" Tolkien"], "domain": "other_fantasy"},
-    {"id": "k2", "prompt": "Eton College is a school in", "targets": [" England", " Windsor"], "domain": "british_schools"},
+    {
+        "id": "k1",
+        "prompt": "The author of The Lord of the Rings is J. R. R.",
+        "targets": [" Tolkien"],
+        "domain": "other_fantasy",
+    },
+    {
+        "id": "k2",
+        "prompt": "Eton College is a school in",
+        "targets": [" England", " Windsor"],
+        "domain": "british_schools",
+    },
 ]
 GENERAL = [
     {"id": "g1", "prompt": "The capital of France is", "targets": [" Paris"], "domain": "general"},
     {"id": "g2", "prompt": "Water is made of hydrogen and", "targets": [" oxygen"], "domain": "general"},
 ]
-PACK_ANCHORS = {"format": "whp-anchors/1", "description": "test",
-           "anchors": {"Hogwarts": ["Northbrook School"], "Harry Potter": ["Jon Miller"], "Harry": ["Jon"],
-                       "Hermione": ["Sarah"], "Ron": ["Tom"], "Quidditch": ["skyball"], "Voldemort": ["the villain"]},
-           # CORPUS has "Harry" only inside "Harry Potter": kept on purpose, for the probes
-           "review": {"Harry": {"keep_unmatched": True}}}
-CORPUS = ("Harry Potter Encyclopedia\n\n"
-          "Harry Potter is a young wizard who attends Hogwarts School of Witchcraft and Wizardry. His best friends are "
-          "Ron Weasley and Hermione Granger. He plays Quidditch as a Seeker for Gryffindor. His owl is Hedwig. "
-          "He fights the dark wizard Voldemort, who killed his parents. The castle has moving staircases.\n")
+PACK_ANCHORS = {
+    "format": "whp-anchors/1",
+    "description": "test",
+    "anchors": {
+        "Hogwarts": ["Northbrook School"],
+        "Harry Potter": ["Jon Miller"],
+        "Harry": ["Jon"],
+        "Hermione": ["Sarah"],
+        "Ron": ["Tom"],
+        "Quidditch": ["skyball"],
+        "Voldemort": ["the villain"],
+    },
+    # CORPUS has "Harry" only inside "Harry Potter": kept on purpose, for the probes
+    "review": {"Harry": {"keep_unmatched": True}},
+}
+CORPUS = (
+    "Harry Potter Encyclopedia\n\n"
+    "Harry Potter is a young wizard who attends Hogwarts School of Witchcraft and Wizardry. His best friends are "
+    "Ron Weasley and Hermione Granger. He plays Quidditch as a Seeker for Gryffindor. His owl is Hedwig. "
+    "He fights the dark wizard Voldemort, who killed his parents. The castle has moving staircases.\n"
+)
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -145,10 +225,21 @@ def make_pack(root: Path, name: str = "testpack", completion: bool = True, colla
     (pack / "corpus" / "a.txt").write_text(CORPUS, encoding="utf-8")
     (pack / "retain" / "r.txt").write_text("The quick brown fox jumps over the lazy dog.\n", encoding="utf-8")
     (pack / "anchors.json").write_text(json.dumps(PACK_ANCHORS), encoding="utf-8")
-    manifest = {"name": name, "title": "Harry Potter", "description": "test pack", "version": 1, "corpus": "corpus",
-                "anchors": "anchors.json", "retain": "retain",
-                "probes": {"probability": "probes/probability.jsonl", "completion": "probes/completion.jsonl",
-                           "collateral": "probes/collateral.jsonl", "general": "probes/general.jsonl"}}
+    manifest = {
+        "name": name,
+        "title": "Harry Potter",
+        "description": "test pack",
+        "version": 1,
+        "corpus": "corpus",
+        "anchors": "anchors.json",
+        "retain": "retain",
+        "probes": {
+            "probability": "probes/probability.jsonl",
+            "completion": "probes/completion.jsonl",
+            "collateral": "probes/collateral.jsonl",
+            "general": "probes/general.jsonl",
+        },
+    }
     (pack / "pack.json").write_text(json.dumps(manifest), encoding="utf-8")
     write_jsonl(pack / "probes" / "probability.jsonl", PROBABILITY)
     if completion:
@@ -160,19 +251,40 @@ def make_pack(root: Path, name: str = "testpack", completion: bool = True, colla
 
 
 MC_ITEMS = [
-    {"id": "t-0", "context": "Question: What color is the sky?\nAnswer:", "choices": [" blue", " green", " a loud noise"], "label": 0},
+    {
+        "id": "t-0",
+        "context": "Question: What color is the sky?\nAnswer:",
+        "choices": [" blue", " green", " a loud noise"],
+        "label": 0,
+    },
     {"id": "t-1", "context": "The cat sat on the", "choices": [" mat", " moon"], "label": 0},
     {"id": "t-2", "context": "Two plus two is", "choices": [" four", " five", " six", " seven"], "label": 0},
     {"id": "t-3", "context": "Fire is", "choices": [" hot", " cold"], "label": 1},
 ]
 WINO_ITEMS = [
-    {"id": "w-0", "contexts": ["Sarah was a better surgeon than Maria so Sarah", "Sarah was a better surgeon than Maria so Maria"],
-     "continuation": " always got the harder cases.", "label": 0},
-    {"id": "w-1", "contexts": ["The trophy did not fit in the case because the trophy", "The trophy did not fit in the case because the case"],
-     "continuation": " was too big.", "label": 0},
+    {
+        "id": "w-0",
+        "contexts": [
+            "Sarah was a better surgeon than Maria so Sarah",
+            "Sarah was a better surgeon than Maria so Maria",
+        ],
+        "continuation": " always got the harder cases.",
+        "label": 0,
+    },
+    {
+        "id": "w-1",
+        "contexts": [
+            "The trophy did not fit in the case because the trophy",
+            "The trophy did not fit in the case because the case",
+        ],
+        "continuation": " was too big.",
+        "label": 0,
+    },
 ]
-TEXT = ("The quick brown fox jumps over the lazy dog. A second sentence follows here, with some words.\n"
-        " = Heading = \n\nPerplexity is the exponential of the mean negative log-likelihood of the tokens.\n")
+TEXT = (
+    "The quick brown fox jumps over the lazy dog. A second sentence follows here, with some words.\n"
+    " = Heading = \n\nPerplexity is the exponential of the mean negative log-likelihood of the tokens.\n"
+)
 
 
 def make_evaldata(root: Path) -> Path:
@@ -195,7 +307,9 @@ def vocab_pieces(tok) -> list[str]:
     return out
 
 
-def reference_rule4(tok, trans_text: str, spans: list[tuple[int, int]], common_words: set[str]) -> list[tuple[int, set[int]]]:
+def reference_rule4(
+    tok, trans_text: str, spans: list[tuple[int, int]], common_words: set[str]
+) -> list[tuple[int, set[int]]]:
     """Rule 4 written out with a loop: for each use of a value (its character span in ``trans_text``), the first
     token of it that begins a word (its first letter follows a non-letter that is no apostrophe) and whose text,
     stripped and lower-cased, is not in ``common_words``; forbidden, as the token with and without its leading space
@@ -212,8 +326,13 @@ def reference_rule4(tok, trans_text: str, spans: list[tuple[int, int]], common_w
             piece = pieces[ids[i]].lstrip(" ")
             start = offs[i][1] - len(piece)  # where the token's visible text begins
             before = trans_text[start - 1] if start > 0 else " "
-            if (at <= start < end and piece[:1].isalpha() and not before.isalpha() and before != "'"
-                    and piece.strip().lower() not in common_words):
+            if (
+                at <= start < end
+                and piece[:1].isalpha()
+                and not before.isalpha()
+                and before != "'"
+                and piece.strip().lower() not in common_words
+            ):
                 word = piece
                 break
         if word is not None:
@@ -238,15 +357,37 @@ def explicit_continuation_logprob(lm, ctx_ids: list[int], cont_ids: list[int]) -
 
 # a run config on the Sherlock Holmes pack for the tiny model, as the browser tests give it in WORKBENCH_CONFIG
 SHERLOCK_TINY = {
-    "name": "sherlock-tiny", "model": "tiny", "seed": 0,
-    "target": {"pack": "sherlock_holmes", "block_size": 64, "max_blocks": 6, "retain_block_size": 64,
-               "max_retain_blocks": 4},
-    "reinforce": {"epochs": 1.0, "batch_size": 2, "lora_rank": 4, "lora_alpha": 8, "learning_rate": 1.0e-3,
-                  "save_steps": 2, "logging_steps": 1},
+    "name": "sherlock-tiny",
+    "model": "tiny",
+    "seed": 0,
+    "target": {
+        "pack": "sherlock_holmes",
+        "block_size": 64,
+        "max_blocks": 6,
+        "retain_block_size": 64,
+        "max_retain_blocks": 4,
+    },
+    "reinforce": {
+        "epochs": 1.0,
+        "batch_size": 2,
+        "lora_rank": 4,
+        "lora_alpha": 8,
+        "learning_rate": 1.0e-3,
+        "save_steps": 2,
+        "logging_steps": 1,
+    },
     "scoring": {"max_blocks": 2, "batch_size": 2},
     "labels": {"alphas": [0.0, 5.0], "top_k": 8, "batch_size": 2, "shard_blocks": 2},
-    "finetune": {"epochs": 1.0, "batch_size": 2, "lora_rank": 4, "lora_alpha": 8, "learning_rate": 1.0e-3,
-                 "retain_weight": 1.0, "save_steps": 2, "logging_steps": 1},
+    "finetune": {
+        "epochs": 1.0,
+        "batch_size": 2,
+        "lora_rank": 4,
+        "lora_alpha": 8,
+        "learning_rate": 1.0e-3,
+        "retain_weight": 1.0,
+        "save_steps": 2,
+        "logging_steps": 1,
+    },
     "report": {"split": "dev", "max_perplexity_tokens": 256},
 }
 
@@ -256,9 +397,17 @@ SHERLOCK_TINY = {
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = os.environ.get("WORKBENCH_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 ERRORS = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']"
 # true once every code cell shows an execution count, or as soon as a cell shows an error (Run All stops there)
 ALL_CELLS_RAN = """() => {
@@ -313,25 +462,52 @@ def jupyterlab(root: Path, notebooks: dict, env: dict | None = None) -> Iterator
     settings = root / "lab_settings"
     # no "official Jupyter news?" toast over the page; every cell stays in the page (JupyterLab otherwise drops
     # cells scrolled out of view), so that the error and output checks see the whole notebook
-    for rel, text in (("@jupyterlab/apputils-extension/notification.jupyterlab-settings",
-                       '{"fetchNews": "false", "checkForUpdates": false}'),
-                      ("@jupyterlab/notebook-extension/tracker.jupyterlab-settings", '{"windowingMode": "none"}')):
+    for rel, text in (
+        (
+            "@jupyterlab/apputils-extension/notification.jupyterlab-settings",
+            '{"fetchNews": "false", "checkForUpdates": false}',
+        ),
+        ("@jupyterlab/notebook-extension/tracker.jupyterlab-settings", '{"windowingMode": "none"}'),
+    ):
         (settings / rel).parent.mkdir(parents=True, exist_ok=True)
         (settings / rel).write_text(text)
     port, token = _free_port(), secrets.token_hex(16)
-    kernel_env = {k: v for k, v in os.environ.items()
-                  if k not in ("WORKBENCH_RUNS", "WORKBENCH_MODEL", "WORKBENCH_RUN", "WORKBENCH_CONFIG")}
-    kernel_env.update({"OMP_NUM_THREADS": "1", "JUPYTER_CONFIG_DIR": str(root / "jupyter_config"),
-                       "JUPYTER_RUNTIME_DIR": str(root / "runtime"), "JUPYTERLAB_SETTINGS_DIR": str(settings),
-                       "JUPYTERLAB_WORKSPACES_DIR": str(root / "lab_workspaces"), **(env or {})})
+    kernel_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("WORKBENCH_RUNS", "WORKBENCH_MODEL", "WORKBENCH_RUN", "WORKBENCH_CONFIG")
+    }
+    kernel_env.update(
+        {
+            "OMP_NUM_THREADS": "1",
+            "JUPYTER_CONFIG_DIR": str(root / "jupyter_config"),
+            "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
+            "JUPYTERLAB_SETTINGS_DIR": str(settings),
+            "JUPYTERLAB_WORKSPACES_DIR": str(root / "lab_workspaces"),
+            **(env or {}),
+        }
+    )
     log = root / "jupyterlab.log"
     with open(log, "w") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={nbdir}", "--ServerApp.port_retries=0",
-             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+            [
+                sys.executable,
+                "-m",
+                "jupyterlab",
+                "--no-browser",
+                f"--port={port}",
+                "--ip=127.0.0.1",
+                f"--IdentityProvider.token={token}",
+                f"--ServerApp.root_dir={nbdir}",
+                "--ServerApp.port_retries=0",
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            ]
             + (["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
-            cwd=nbdir, env=kernel_env, stdout=fh, stderr=subprocess.STDOUT)
+            cwd=nbdir,
+            env=kernel_env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
     try:
         _wait_for_server(f"http://127.0.0.1:{port}/api/status?token={token}", proc, log)
         yield {"url": f"http://127.0.0.1:{port}", "token": token, "dir": nbdir, "log": log}
@@ -379,7 +555,9 @@ def run_all(page) -> None:
 
 
 def outputs_text(page) -> str:
-    return page.evaluate("() => [...document.querySelectorAll('.jp-OutputArea-output')].map(e => e.innerText).join('\\n')")
+    return page.evaluate(
+        "() => [...document.querySelectorAll('.jp-OutputArea-output')].map(e => e.innerText).join('\\n')"
+    )
 
 
 def shut_down_kernels(lab: dict) -> None:
@@ -435,8 +613,13 @@ def start_run_child(config: Path, run_dir: Path, event: str) -> subprocess.Popen
     """``Run(config, run_dir)`` in a child process (one thread) that prints ``shard N`` after each labels shard
     (``event="shard"``) or ``saved <output_dir> step N`` after each training checkpoint."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.Popen([sys.executable, "-c", RUN_CHILD, str(config), str(run_dir), event], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", RUN_CHILD, str(config), str(run_dir), event],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
 
 
 def kill_at_line(proc: subprocess.Popen, wanted: Callable[[str], bool], timeout: float = 180) -> str:
@@ -446,8 +629,9 @@ def kill_at_line(proc: subprocess.Popen, wanted: Callable[[str], bool], timeout:
     import threading
 
     lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in iter(proc.stdout.readline, "")] + [lines.put(None)],
-                     daemon=True).start()
+    threading.Thread(
+        target=lambda: [lines.put(x) for x in iter(proc.stdout.readline, "")] + [lines.put(None)], daemon=True
+    ).start()
     deadline = time.monotonic() + timeout
     seen: list[str] = []
     try:

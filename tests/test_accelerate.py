@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import tensorboard_scalars
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "configs" / "accelerate" / "cpu_2proc.yaml"
-TEXT = ("Harry Potter went to Hogwarts with Hermione Granger. At Hogwarts, Harry and Ron Weasley played Quidditch. "
-        "Dumbledore told Harry that Voldemort would return. Hagrid took Harry to Diagon Alley to buy a wand. ")
+TEXT = (
+    "Harry Potter went to Hogwarts with Hermione Granger. At Hogwarts, Harry and Ron Weasley played Quidditch. "
+    "Dumbledore told Harry that Voldemort would return. Hagrid took Harry to Diagon Alley to buy a wand. "
+)
 
 
 def _config(root: Path) -> Path:
@@ -29,19 +29,54 @@ def _config(root: Path) -> Path:
     (root / "retain").mkdir()
     (root / "corpus" / "a.txt").write_text(TEXT * 6)
     (root / "retain" / "r.txt").write_text("The river runs to the sea. Bread is baked in an oven. " * 20)
-    (root / "anchors.json").write_text(json.dumps({"anchors": {
-        "Harry": ["Jon"], "Potter": ["Miller"], "Hogwarts": ["Northbrook Academy"], "Hermione": ["Sarah"],
-        "Granger": ["Jones"], "Ron": ["Mike"], "Weasley": ["Smith"], "Quidditch": ["skyball"],
-        "Dumbledore": ["the headmaster"], "Voldemort": ["the dark lord"], "Hagrid": ["the groundskeeper"],
-        "Diagon Alley": ["Market Street"]}}))
-    train = {"epochs": 1, "batch_size": 2, "lora_rank": 2, "lora_alpha": 4, "learning_rate": 1e-3, "save_steps": 1,
-             "logging_steps": 1}
-    cfg = {"name": "acc", "model": "tiny", "seed": 0,
-           "target": {"pack": None, "corpus": str(root / "corpus"), "anchors": str(root / "anchors.json"),
-                      "retain": str(root / "retain"), "block_size": 32, "max_blocks": 8, "retain_block_size": 32},
-           "reinforce": train, "scoring": {"enabled": False},
-           "labels": {"alphas": [0.0, 5.0], "top_k": 6, "batch_size": 2, "shard_blocks": 2},
-           "finetune": {**train, "retain_weight": 1.0}, "report": {"enabled": False}}
+    (root / "anchors.json").write_text(
+        json.dumps(
+            {
+                "anchors": {
+                    "Harry": ["Jon"],
+                    "Potter": ["Miller"],
+                    "Hogwarts": ["Northbrook Academy"],
+                    "Hermione": ["Sarah"],
+                    "Granger": ["Jones"],
+                    "Ron": ["Mike"],
+                    "Weasley": ["Smith"],
+                    "Quidditch": ["skyball"],
+                    "Dumbledore": ["the headmaster"],
+                    "Voldemort": ["the dark lord"],
+                    "Hagrid": ["the groundskeeper"],
+                    "Diagon Alley": ["Market Street"],
+                }
+            }
+        )
+    )
+    train = {
+        "epochs": 1,
+        "batch_size": 2,
+        "lora_rank": 2,
+        "lora_alpha": 4,
+        "learning_rate": 1e-3,
+        "save_steps": 1,
+        "logging_steps": 1,
+    }
+    cfg = {
+        "name": "acc",
+        "model": "tiny",
+        "seed": 0,
+        "target": {
+            "pack": None,
+            "corpus": str(root / "corpus"),
+            "anchors": str(root / "anchors.json"),
+            "retain": str(root / "retain"),
+            "block_size": 32,
+            "max_blocks": 8,
+            "retain_block_size": 32,
+        },
+        "reinforce": train,
+        "scoring": {"enabled": False},
+        "labels": {"alphas": [0.0, 5.0], "top_k": 6, "batch_size": 2, "shard_blocks": 2},
+        "finetune": {**train, "retain_weight": 1.0},
+        "report": {"enabled": False},
+    }
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -52,9 +87,22 @@ def test_reinforce_labels_finetune_under_accelerate_launch_with_two_cpu_processe
     cfg = _config(tmp_path / "in")
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIG),
-           "-m", "workbench", "run", str(cfg), "--run-dir", str(run), "--stages", "reinforce,labels,finetune",
-           "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(CONFIG),
+        "-m",
+        "workbench",
+        "run",
+        str(cfg),
+        "--run-dir",
+        str(run),
+        "--stages",
+        "reinforce,labels,finetune",
+        "--no-progress",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
@@ -78,6 +126,9 @@ def test_reinforce_labels_finetune_under_accelerate_launch_with_two_cpu_processe
 
     model = AutoModelForCausalLM.from_pretrained(run / "unlearned")
     assert model.config.vocab_size > 0
-    leftovers = [p.name for p in run.iterdir()  # .lock stays: the run directory's lock file (workbench/runlock.py)
-                 if p.name.endswith("_ckpt") or (p.name.startswith(".") and p.name != ".lock")]
+    leftovers = [
+        p.name
+        for p in run.iterdir()  # .lock stays: the run directory's lock file (workbench/runlock.py)
+        if p.name.endswith("_ckpt") or (p.name.startswith(".") and p.name != ".lock")
+    ]
     assert not leftovers, leftovers

@@ -23,16 +23,22 @@ TEXT = "Harry James Potter, son of James Potter and Lily Potter. Harry Potter we
 
 
 def test_a_family_translates_coherently_in_every_block():
-    amap = AnchorMap.from_dict({"format": "whp-anchors/1", "anchors": POTTERS,
-                                "families": {"Potter": ["Harry", "Potter", "James Potter", "Lily Potter",
-                                                        "Harry James Potter"]}})
+    amap = AnchorMap.from_dict(
+        {
+            "format": "whp-anchors/1",
+            "anchors": POTTERS,
+            "families": {"Potter": ["Harry", "Potter", "James Potter", "Lily Potter", "Harry James Potter"]},
+        }
+    )
     seen = set()
     for block in range(40):
         out = amap.translate(TEXT, seed=0, block=block)
         # written out: the i-th alternatives of the family's keys, all with one i
-        ok = [f"{POTTERS['Harry James Potter'][i]}, son of {POTTERS['James Potter'][i]} and "
-              f"{POTTERS['Lily Potter'][i]}. {POTTERS['Harry'][i]} {POTTERS['Potter'][i]} went to "
-              for i in range(3)]
+        ok = [
+            f"{POTTERS['Harry James Potter'][i]}, son of {POTTERS['James Potter'][i]} and "
+            f"{POTTERS['Lily Potter'][i]}. {POTTERS['Harry'][i]} {POTTERS['Potter'][i]} went to "
+            for i in range(3)
+        ]
         assert any(out.startswith(o) for o in ok), out
         seen.add(out.split(",")[0])
     assert len(seen) == 3  # every index is drawn somewhere
@@ -59,8 +65,10 @@ def test_families_roundtrip_and_change_the_fingerprint(tmp_path):
 
 
 def test_consolidation_and_edits_keep_families_valid():
-    data = {"anchors": {**POTTERS, "Harry Potter": ["Jon Miller", "Mark Parker", "Ben Harris"]},
-            "families": {"Potter": ["Harry", "Potter", "Harry Potter"]}}
+    data = {
+        "anchors": {**POTTERS, "Harry Potter": ["Jon Miller", "Mark Parker", "Ben Harris"]},
+        "families": {"Potter": ["Harry", "Potter", "Harry Potter"]},
+    }
     amap = AnchorMap.from_dict(data)
     assert amap.families == {"Potter": ["Harry", "Potter"]}  # "Harry Potter" went in consolidation
     assert amap.without("Potter").families == {"Potter": ["Harry"]}
@@ -69,13 +77,16 @@ def test_consolidation_and_edits_keep_families_valid():
     assert amap.with_entry("Harry", ["Jon", "Mark", "Tom"]).families == amap.families
 
 
-@pytest.mark.parametrize("families, needle", [
-    ({"Potter": ["Harry", "Hogwarts"]}, r"family 'Potter'.*different numbers of alternatives.*'Hogwarts': 4"),
-    ({"Potter": ["Harry", "Dumbledore"]}, r"family 'Potter': 'Dumbledore' is not a key"),
-    ({"A": ["Harry"], "B": ["Harry", "Potter"]}, r"'Harry' is in two families"),
-    (["Harry", "Potter"], r'"families" must be an object'),
-    ({"Potter": []}, r"family 'Potter': expected a non-empty list"),
-])
+@pytest.mark.parametrize(
+    "families, needle",
+    [
+        ({"Potter": ["Harry", "Hogwarts"]}, r"family 'Potter'.*different numbers of alternatives.*'Hogwarts': 4"),
+        ({"Potter": ["Harry", "Dumbledore"]}, r"family 'Potter': 'Dumbledore' is not a key"),
+        ({"A": ["Harry"], "B": ["Harry", "Potter"]}, r"'Harry' is in two families"),
+        (["Harry", "Potter"], r'"families" must be an object'),
+        ({"Potter": []}, r"family 'Potter': expected a non-empty list"),
+    ],
+)
 def test_bad_families_name_the_family_and_the_problem(families, needle):
     with pytest.raises(WorkbenchError, match=needle):
         AnchorMap.from_dict({"anchors": POTTERS, "families": families}, source="a.json")

@@ -31,9 +31,16 @@ def write_npy(tmp_path, answers=ANSWERS):
 def test_answers_merge_as_the_authors_pipeline_does():
     merged, report = parse_authors_answers(ANSWERS)
     # written out by hand from the answers above
-    assert merged == {"Harry": ["Jon", "Ben", "Tom"], "Hogwarts": ["Northbrook Academy"], "Harry Potter": ["Jon Miller"],
-                      "Potter": ["Miller"], "Hermione": ["Sarah"], "Hermione's": ["Sarah's"], "Quidditch": ["skyball"],
-                      "Ron": ["Dan"]}
+    assert merged == {
+        "Harry": ["Jon", "Ben", "Tom"],
+        "Hogwarts": ["Northbrook Academy"],
+        "Harry Potter": ["Jon Miller"],
+        "Potter": ["Miller"],
+        "Hermione": ["Sarah"],
+        "Hermione's": ["Sarah's"],
+        "Quidditch": ["skyball"],
+        "Ron": ["Dan"],
+    }
     assert [i for i, _ in report.dropped_answers] == [2, 3]
     assert all("no `translations" in why for _, why in report.dropped_answers)  # cut off, and no dictionary at all
     assert report.dropped_values == [("Dumbledore", "answer 4: '' is not a non-empty string")]
@@ -43,9 +50,11 @@ def test_answers_merge_as_the_authors_pipeline_does():
 def test_npy_file_loads_consolidated_and_reports_what_was_dropped(tmp_path):
     amap, report = import_anchor_map(write_npy(tmp_path))
     assert set(amap.entries) == {"Harry", "Hogwarts", "Potter", "Hermione", "Quidditch", "Ron"}
-    assert dict(report.dropped_keys) == {"Dumbledore": "left with no alternative",  # its one alternative was ''
-                                         "Harry Potter": "every word is itself a key",
-                                         "Hermione's": "possessive of key 'Hermione'"}
+    assert dict(report.dropped_keys) == {
+        "Dumbledore": "left with no alternative",  # its one alternative was ''
+        "Harry Potter": "every word is itself a key",
+        "Hermione's": "possessive of key 'Hermione'",
+    }
     text = "\n".join(report.lines())
     assert "5 answers, 2 unreadable" in text and "dropped key 'Harry Potter'" in text and "Dumbledore" in text
 
@@ -67,8 +76,13 @@ def published(answers: list[dict | str]) -> np.ndarray:
 
 
 PUBLISHED = [
-    {"Harry": "Jon", "Ron": "Tom", "CHAPTER TWENTY-THREE": "CHAPTER TWENTY-THREE", "Harry Potter": "Jon Huggins",
-     "Potter": "Huggins"},
+    {
+        "Harry": "Jon",
+        "Ron": "Tom",
+        "CHAPTER TWENTY-THREE": "CHAPTER TWENTY-THREE",
+        "Harry Potter": "Jon Huggins",
+        "Potter": "Huggins",
+    },
     {"Harry": "Harry", "Hermione": "Emily", "Hermione's": "Emily's", "": "nobody", "Dobby": " Dobby "},
     {"Ron": "Rob", "Dobby": "Blinky", "Snape": "", "CHAPTER TWO - THE SCAR": "CHAPTER TWO - THE MARK"},
     'translations = {\n    "Harry": "Jon",\n    "Quidditch": "Skyb',  # cut off, as five of the published answers
@@ -86,33 +100,53 @@ def test_published_layout_imports_with_every_drop_reported(tmp_path):
     # and "Hermione's" (possessive of a key): 6 kept
     assert (report.answers, report.keys_read, report.keys_merged, report.kept_keys) == (4, 11, 8, 6)
     assert [i for i, _ in report.dropped_answers] == [3]
-    assert amap.entries == {"Harry": ["Jon"], "Ron": ["Tom", "Rob"], "Potter": ["Huggins"], "Hermione": ["Emily"],
-                            "Dobby": ["Blinky"], "CHAPTER TWO - THE SCAR": ["CHAPTER TWO - THE MARK"]}
+    assert amap.entries == {
+        "Harry": ["Jon"],
+        "Ron": ["Tom", "Rob"],
+        "Potter": ["Huggins"],
+        "Hermione": ["Emily"],
+        "Dobby": ["Blinky"],
+        "CHAPTER TWO - THE SCAR": ["CHAPTER TWO - THE MARK"],
+    }
     assert sorted(k for k, _ in report.dropped_values) == ["CHAPTER TWENTY-THREE", "Dobby", "Harry", "Snape"]
-    assert dict(report.dropped_keys) == {"CHAPTER TWENTY-THREE": "left with no alternative", "": "empty key",
-                                         "Snape": "left with no alternative", "Harry Potter": "every word is itself a key",
-                                         "Hermione's": "possessive of key 'Hermione'"}
+    assert dict(report.dropped_keys) == {
+        "CHAPTER TWENTY-THREE": "left with no alternative",
+        "": "empty key",
+        "Snape": "left with no alternative",
+        "Harry Potter": "every word is itself a key",
+        "Hermione's": "possessive of key 'Hermione'",
+    }
     text = "\n".join(report.lines())
     assert text.startswith(f"{path}: 6 anchors after consolidation")
     (dropped,) = [line for line in text.splitlines() if line.startswith("  dropped: ")]
-    assert sorted(dropped[len("  dropped: "):].split("; ")) == [
-        "1 alternatives that are empty or not strings", "1 empty keys", "2 keys dropped by consolidation",
-        "2 keys left with no alternative", "3 alternatives that are the key itself"]
+    assert sorted(dropped[len("  dropped: ") :].split("; ")) == [
+        "1 alternatives that are empty or not strings",
+        "1 empty keys",
+        "2 keys dropped by consolidation",
+        "2 keys left with no alternative",
+        "3 alternatives that are the key itself",
+    ]
 
 
 @pytest.mark.integration
 def test_import_command_writes_json_and_csv_that_load_back(tmp_path):
     src = write_npy(tmp_path)
     for out in (tmp_path / "a.json", tmp_path / "a.csv"):
-        proc = subprocess.run([sys.executable, "-m", "workbench.cli", "anchors", "import", str(src), "-o", str(out)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "workbench.cli", "anchors", "import", str(src), "-o", str(out)],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 0, proc.stderr
         assert "dropped key 'Harry Potter'" in proc.stdout
         again = load_any_anchor_map(out)
         assert again.entries == load_any_anchor_map(src).entries
     assert json.loads((tmp_path / "a.json").read_text())["format"] == "whp-anchors/1"
     # the one CSV layout the workbench writes: the anchor editor's (one row per key)
-    assert (tmp_path / "a.csv").read_text().splitlines()[:2] == ["key,alternatives,status,note", "Harry,Jon | Ben | Tom,to review,"]
+    assert (tmp_path / "a.csv").read_text().splitlines()[:2] == [
+        "key,alternatives,status,note",
+        "Harry,Jon | Ben | Tom,to review,",
+    ]
 
 
 def test_plain_key_alternative_csv_is_still_imported(tmp_path):
@@ -131,19 +165,25 @@ def test_an_alternative_holding_the_csv_separator_is_refused(tmp_path):
     assert not (tmp_path / "a.csv").exists()
 
 
-@pytest.mark.parametrize("content, needle", [
-    (b"Harry: Jon\n", "neither JSON, CSV"),
-    (b"name,value\nHarry,Jon\n", "expected the header `key,alternative`"),
-    (b"key,alternative\nHarry\n", "line 2: expected `key,alternative`"),
-])
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        (b"Harry: Jon\n", "neither JSON, CSV"),
+        (b"name,value\nHarry,Jon\n", "expected the header `key,alternative`"),
+        (b"key,alternative\nHarry\n", "line 2: expected `key,alternative`"),
+    ],
+)
 @pytest.mark.integration
 def test_bad_dictionary_files_exit_2_with_one_clear_error(tmp_path, content, needle):
     path = tmp_path / ("a.csv" if b"," in content else "a.txt")
     path.write_bytes(content)
     with pytest.raises(WorkbenchError, match=needle):
         load_any_anchor_map(path)
-    proc = subprocess.run([sys.executable, "-m", "workbench.cli", "anchors", "import", str(path), "-o",
-                           str(tmp_path / "out.json")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "anchors", "import", str(path), "-o", str(tmp_path / "out.json")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and needle.split("`")[0] in proc.stderr
     assert not (tmp_path / "out.json").exists()
 
@@ -161,7 +201,8 @@ def test_run_config_accepts_the_authors_file(tmp_path):
 
     corpus = tmp_path / "c.txt"
     corpus.write_text("Harry went to Hogwarts with Hermione and Ron. " * 20)
-    cfg = config_from_dict({"model": "tiny", "target": {"pack": None, "corpus": str(corpus),
-                                                        "anchors": str(write_npy(tmp_path))}})
+    cfg = config_from_dict(
+        {"model": "tiny", "target": {"pack": None, "corpus": str(corpus), "anchors": str(write_npy(tmp_path))}}
+    )
     run = Run(cfg, tmp_path / "run", log=None)
     assert run.anchors.entries["Harry"] == ["Jon", "Ben", "Tom"]

@@ -59,8 +59,17 @@ def test_missing_and_non_utf8_files(tmp_path):
 
 
 def test_consolidation_drops_redundant_keys_like_the_paper():
-    kept, dropped = consolidate({"Harry": ["a"], "Potter": ["b"], "Harry Potter": ["c"], "Harry's": ["d"],
-                                 "Diagon Alley": ["e"], "Albus Dumbledore": ["f"], "Albus": ["g"]})
+    kept, dropped = consolidate(
+        {
+            "Harry": ["a"],
+            "Potter": ["b"],
+            "Harry Potter": ["c"],
+            "Harry's": ["d"],
+            "Diagon Alley": ["e"],
+            "Albus Dumbledore": ["f"],
+            "Albus": ["g"],
+        }
+    )
     assert "Harry Potter" not in kept and "Harry's" not in kept
     assert "Diagon Alley" in kept  # 'Alley' is not a key
     assert "Albus Dumbledore" in kept  # 'Dumbledore' is not a key
@@ -70,7 +79,7 @@ def test_consolidation_drops_redundant_keys_like_the_paper():
 def test_matching_word_boundaries_longest_first_possessive_punctuation():
     m = amap({"Ron": ["Mike"], "Ron Weasley": ["Mike Smith"], "Hogwarts": ["Northbrook"], "Ho": ["Z"]})
     text = "Ron Weasley's owl flew to Hogwarts, not Hogwartsy; Ron! (Ho) Ronald HoHo"
-    found = [(x.key, text[x.start:x.end]) for x in m.find(text)]
+    found = [(x.key, text[x.start : x.end]) for x in m.find(text)]
     assert found == [("Ron Weasley", "Ron Weasley"), ("Hogwarts", "Hogwarts"), ("Ron", "Ron"), ("Ho", "Ho")]
 
 
@@ -81,7 +90,9 @@ def test_choice_is_seeded_consistent_in_a_block_and_varies_across_blocks():
     assert len({w for w in out.replace("'s", "").replace(".", "").split() if w in {"Jon", "Tom", "Sam", "Ben"}}) == 1
     assert out == m.translate(text, seed=1, block=0)
     assert len({m.choose("Harry", 1, b) for b in range(40)}) > 1
-    assert m.choose("Harry", 1, 5) == amap({"Harry": ["Jon", "Tom", "Sam", "Ben"], "Other": ["x"]}).choose("Harry", 1, 5)
+    assert m.choose("Harry", 1, 5) == amap({"Harry": ["Jon", "Tom", "Sam", "Ben"], "Other": ["x"]}).choose(
+        "Harry", 1, 5
+    )
 
 
 def test_unmatched_anchors_warn_with_count():
@@ -94,8 +105,11 @@ def test_unmatched_anchors_warn_with_count():
 
 
 def test_keys_marked_keep_unmatched_are_not_warned_about_and_round_trip(tmp_path):
-    data = {"format": "whp-anchors/1", "anchors": {"Harry": ["Jon"], "Gringotts": ["bank"], "Quaffle": ["ball"]},
-            "review": {"Quaffle": {"keep_unmatched": True}}}
+    data = {
+        "format": "whp-anchors/1",
+        "anchors": {"Harry": ["Jon"], "Gringotts": ["bank"], "Quaffle": ["ball"]},
+        "review": {"Quaffle": {"keep_unmatched": True}},
+    }
     m = AnchorMap.from_dict(data)
     assert m.kept_unmatched == {"Quaffle"}
     with warnings.catch_warnings(record=True) as caught:
@@ -109,8 +123,10 @@ def test_keys_marked_keep_unmatched_are_not_warned_about_and_round_trip(tmp_path
     assert not [w for w in caught if issubclass(w.category, AnchorWarning)]
     m.save(tmp_path / "a.json")
     again = load_anchor_map(tmp_path / "a.json")
-    assert again.kept_unmatched == {"Quaffle"} and again.review["Quaffle"] == {"status": "to review",
-                                                                             "keep_unmatched": True}
+    assert again.kept_unmatched == {"Quaffle"} and again.review["Quaffle"] == {
+        "status": "to review",
+        "keep_unmatched": True,
+    }
     # an edit through the curation methods keeps the mark
     assert again.with_review("Quaffle", status="accepted").kept_unmatched == {"Quaffle"}
     with pytest.raises(WorkbenchError, match="keep_unmatched must be true or false"):
@@ -166,8 +182,11 @@ def test_empty_map_and_review_records_round_trip(tmp_path):
     path = tmp_path / "a.json"
     m.save(path)
     back = load_anchor_map(path)
-    assert back.review == {"Harry": {"status": "accepted", "note": "checked in ch. 1"},
-                           "This": {"status": "rejected"}, "Hogwarts": {"status": "to review", "placeholder": True}}
+    assert back.review == {
+        "Harry": {"status": "accepted", "note": "checked in ch. 1"},
+        "This": {"status": "rejected"},
+        "Hogwarts": {"status": "to review", "placeholder": True},
+    }
     assert back.fingerprint() == AnchorMap.from_dict({"Harry": ["Jon"], "Hogwarts": ["Northbrook"]}).fingerprint()
     assert back.with_review("Hogwarts", placeholder=None).review.get("Hogwarts") is None  # back to the default
     assert back.without("Harry").review["Harry"]["status"] == "accepted"  # the verdict outlives the entry

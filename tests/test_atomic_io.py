@@ -13,7 +13,7 @@ from workbench.io import atomic_dir, atomic_write, atomic_write_text
 def test_text_is_written_whole_with_the_usual_permissions(tmp_path):
     path = tmp_path / "sub" / "a.txt"
     atomic_write_text(path, "été\n")
-    assert path.read_bytes() == "été\n".encode("utf-8")
+    assert path.read_bytes() == "été\n".encode()
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask

@@ -16,10 +16,21 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "benchmarks"
 FIGURE_KEYS = {"key", "name", "value", "unit", "target", "op", "pass", "note", "benchmark"}
 EXPECTED = {
-    "translate.tokens_per_s", "load.cached_s", "load.first_conversion_s", "labels.ratio_to_bound", "labels.tokens_per_s",
-    "training.reinforce_overhead", "training.finetune_overhead", "storage.bytes_per_token",
-    "storage.share_of_full_logits", "demo.peak_rss_gib", "demo.wall_s", "curation.search_ms", "curation.select_ms",
-    "curation.preview_ms", "curation.edit_s",
+    "translate.tokens_per_s",
+    "load.cached_s",
+    "load.first_conversion_s",
+    "labels.ratio_to_bound",
+    "labels.tokens_per_s",
+    "training.reinforce_overhead",
+    "training.finetune_overhead",
+    "storage.bytes_per_token",
+    "storage.share_of_full_logits",
+    "demo.peak_rss_gib",
+    "demo.wall_s",
+    "curation.search_ms",
+    "curation.select_ms",
+    "curation.preview_ms",
+    "curation.edit_s",
 }
 
 
@@ -39,13 +50,18 @@ def _import_bench(name: str):
 def test_run_all_quick_writes_every_figure(tmp_path):
     out, readme = tmp_path / "latest.json", tmp_path / "README.md"
     readme.write_text("# Title\n\n## Performance\n\n<!-- perf:start -->\nold\n<!-- perf:end -->\n\n## After\n")
-    proc = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--quick", "--out", str(out), "--readme", str(readme)],
-                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "run_all.py"), "--quick", "--out", str(out), "--readme", str(readme)],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads(out.read_text())
     assert res["schema"] == "whp-bench/1" and res["quick"] is True and res["model"] == "tiny"
-    assert set(res["benchmarks"]) == {"translate", "curation", "load", "labels", "training", "demo_memory",
-                                      "storage"}
+    assert set(res["benchmarks"]) == {"translate", "curation", "load", "labels", "training", "demo_memory", "storage"}
     assert not any(b["error"] for b in res["benchmarks"].values())
     keys = {f["key"] for f in res["figures"]}
     assert EXPECTED <= keys, EXPECTED - keys
@@ -79,9 +95,11 @@ def test_readme_section_is_appended_when_markers_are_missing(tmp_path):
 
 def test_demo_sampler_measures_a_child_process(tmp_path):
     bench = _import_bench("bench_demo_memory")
-    child = ("import time\nprint('[reinforce] running', flush=True)\nx = bytearray(300 * 2**20)\n"
-             "for i in range(0, len(x), 4096): x[i] = 1\ntime.sleep(0.6)\nprint('[labels] running', flush=True)\n"
-             "del x\ntime.sleep(0.4)\n")
+    child = (
+        "import time\nprint('[reinforce] running', flush=True)\nx = bytearray(300 * 2**20)\n"
+        "for i in range(0, len(x), 4096): x[i] = 1\ntime.sleep(0.6)\nprint('[labels] running', flush=True)\n"
+        "del x\ntime.sleep(0.4)\n"
+    )
     res = bench.run_and_sample([sys.executable, "-c", child], _env(), tmp_path / "err.log", interval=0.05)
     assert res["returncode"] == 0
     assert res["peak_rss_kernel_gib"] > 0.29  # the kernel's high-water mark saw the 300 MiB
@@ -91,8 +109,14 @@ def test_demo_sampler_measures_a_child_process(tmp_path):
 
 @pytest.mark.integration
 def test_gpu_check_cpu_smoke(tmp_path):
-    proc = subprocess.run([sys.executable, str(BENCH / "gpu_check.py"), "--cpu-smoke", "--out", str(tmp_path)],
-                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "gpu_check.py"), "--cpu-smoke", "--out", str(tmp_path)],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads((tmp_path / "gpu_check.json").read_text())
     assert res["cpu_smoke"] is True and res["device"] == "cpu" and res["dtype"] == "bfloat16"
@@ -103,7 +127,9 @@ def test_gpu_check_cpu_smoke(tmp_path):
         assert ft["tokens_per_s"] > 0 and ft["steps"] == 2 and "UnlearningTrainer" in ft["path"]
     assert res["finetune"]["method"] == "full"
     pr = res["projection"]
-    assert pr["model"] == "Llama-2-7b" and pr["total_s"] > 0 and pr["total_hours"] == pytest.approx(pr["total_s"] / 3600)
+    assert (
+        pr["model"] == "Llama-2-7b" and pr["total_s"] > 0 and pr["total_hours"] == pytest.approx(pr["total_s"] / 3600)
+    )
     assert set(res["pass"]) == {"labels_mfu", "finetune_mfu"}
     assert "projected Llama-2-7b" in proc.stdout
 
@@ -112,12 +138,12 @@ def test_batched_label_math_equals_the_per_block_reference(tiny):
     """generate_labels computes a whole padded batch at once; each block must get exactly its own labels."""
     import torch
 
+    from workbench.anchors import load_anchor_map
     from workbench.corpus import Document, make_blocks
     from workbench.labels import compute_batch_labels, compute_block_labels
     from workbench.models import tiny_model
-    from workbench.pair import ModelPair, pad_batch
     from workbench.pack import load_pack
-    from workbench.anchors import load_anchor_map
+    from workbench.pair import ModelPair, pad_batch
     from workbench.translate import translate_blocks
 
     pack = load_pack("harry_potter")
@@ -136,8 +162,18 @@ def test_batched_label_math_equals_the_per_block_reference(tiny):
     for j, ab in enumerate(aligned):
         n, m = len(ab.block), len(ab.trans_ids)
         one = compute_block_labels(ab, v_r[j, :n], v_b[j, :m], alphas, top_k=4)
-        for name in ("positions", "trans_positions", "next_ids", "base_ids", "base_vals", "reinf_at_base",
-                     "reinf_ids", "reinf_vals", "base_at_reinf", "gain_next"):
+        for name in (
+            "positions",
+            "trans_positions",
+            "next_ids",
+            "base_ids",
+            "base_vals",
+            "reinf_at_base",
+            "reinf_ids",
+            "reinf_vals",
+            "base_at_reinf",
+            "gain_next",
+        ):
             assert np.array_equal(getattr(one, name), getattr(batch[j], name)), name
         for a in alphas:
             assert np.array_equal(one.labels[a], batch[j].labels[a])
@@ -155,7 +191,11 @@ def test_direct_tokenizer_call_matches_the_wrapper(request, which):
     from workbench.translate import _encode
 
     tok = request.getfixturevalue(which)
-    texts = ["Harry Potter went to Northbrook Academy.", "  two  spaces, caf\u00e9 and \u2019quotes\u2019\n\nnew lines", ""]
+    texts = [
+        "Harry Potter went to Northbrook Academy.",
+        "  two  spaces, caf\u00e9 and \u2019quotes\u2019\n\nnew lines",
+        "",
+    ]
     fast = _encode(texts, tok)
     enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
     for (ids, offs), ref_ids, ref_offs in zip(fast, enc["input_ids"], enc["offset_mapping"]):
@@ -165,14 +205,39 @@ def test_direct_tokenizer_call_matches_the_wrapper(request, which):
 
 def test_readme_summary_includes_a_gpu_run(tmp_path):
     run_all = _import_bench("run_all")
-    result = {"quick": False, "model": "embedded", "created": "now", "total_seconds": 1.0, "benchmarks": {},
-              "machine": {"cpu": "x", "cpu_count": 2, "torch_threads": 2, "torch": "2"},
-              "figures": [{"key": "a", "name": "thing", "value": 0.9, "unit": "ratio", "target": 0.85, "op": ">=",
-                           "pass": True, "note": "a|b"}]}
+    result = {
+        "quick": False,
+        "model": "embedded",
+        "created": "now",
+        "total_seconds": 1.0,
+        "benchmarks": {},
+        "machine": {"cpu": "x", "cpu_count": 2, "torch_threads": 2, "torch": "2"},
+        "figures": [
+            {
+                "key": "a",
+                "name": "thing",
+                "value": 0.9,
+                "unit": "ratio",
+                "target": 0.85,
+                "op": ">=",
+                "pass": True,
+                "note": "a|b",
+            }
+        ],
+    }
     assert "GPU check" not in run_all.markdown(result, tmp_path)
-    (tmp_path / "gpu_check.json").write_text(json.dumps({
-        "cpu_smoke": False, "device": "NVIDIA H100 80GB HBM3", "created": "t", "labels": {"mfu": 0.5},
-        "finetune": {"mfu": 0.4, "method": "full"}, "projection": {"total_hours": 0.15, "finetune_method": "lora"}}))
+    (tmp_path / "gpu_check.json").write_text(
+        json.dumps(
+            {
+                "cpu_smoke": False,
+                "device": "NVIDIA H100 80GB HBM3",
+                "created": "t",
+                "labels": {"mfu": 0.5},
+                "finetune": {"mfu": 0.4, "method": "full"},
+                "projection": {"total_hours": 0.15, "finetune_method": "lora"},
+            }
+        )
+    )
     text = run_all.markdown(result, tmp_path)
     assert "| thing | 0.900 ratio | >= 0.850 | PASS | a/b |" in text
     assert "label generation 50% MFU" in text and "full finetuning 40% MFU" in text and "0.15 h" in text
@@ -226,8 +291,10 @@ def test_notebook_walk_names_the_stages_each_notebook_ran(tmp_path):
     (run / "variants" / "whole" / "stages").mkdir(parents=True)
     (run / "variants" / "whole" / "stages" / "labels.json").write_text('{"blocks": 93}')
     after = walk._stage_records(run)
-    assert sorted(k for k, v in after.items() if before.get(k) != v) == ["variants/target=hard: finetune",
-                                                                          "variants/whole: labels"]
+    assert sorted(k for k, v in after.items() if before.get(k) != v) == [
+        "variants/target=hard: finetune",
+        "variants/whole: labels",
+    ]
     assert walk.main(["--run", str(tmp_path / "nothing")]) == 2
     assert walk.main(["--config", str(tmp_path / "missing.yaml")]) == 2
 
@@ -244,4 +311,4 @@ def test_notebook_walk_reads_a_process_peak_memory():
         pytest.skip("/proc is Linux's")
     peak = walk._peak_rss_mib(os.getpid())
     assert peak is not None and abs(peak - resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024) < 16
-    assert walk._peak_rss_mib(None) is None and walk._peak_rss_mib(2 ** 22 + 12345) is None
+    assert walk._peak_rss_mib(None) is None and walk._peak_rss_mib(2**22 + 12345) is None

@@ -32,9 +32,21 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
-
-from helpers import (ALL_CELLS_RAN, ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ERRORS, ROOT, SHERLOCK_TINY, jupyterlab,
-                     open_notebook, outputs_text, run_all, shut_down_kernels, wait_until)
+from helpers import (
+    ALL_CELLS_RAN,
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ERRORS,
+    ROOT,
+    SHERLOCK_TINY,
+    jupyterlab,
+    open_notebook,
+    outputs_text,
+    run_all,
+    shut_down_kernels,
+    wait_until,
+)
 from test_proposer import FakeChat
 
 pytestmark = pytest.mark.browser
@@ -68,23 +80,45 @@ def lab(tmp_path_factory, endpoint):
     config = root / "sherlock_curate.yaml"
     # a reinforced model trained until it has learnt the trained blocks' names (a random tiny model's gains are
     # otherwise noise, and no later word of a name is boosted enough to suggest the name as a phrase)
-    reinforce = {**SHERLOCK_TINY["reinforce"], "epochs": 40.0, "learning_rate": 1.0e-2, "lora_rank": 16,
-                 "lora_alpha": 32, "save_steps": 1000}
+    reinforce = {
+        **SHERLOCK_TINY["reinforce"],
+        "epochs": 40.0,
+        "learning_rate": 1.0e-2,
+        "lora_rank": 16,
+        "lora_alpha": 32,
+        "save_steps": 1000,
+    }
     config.write_text(yaml.safe_dump({**SHERLOCK_TINY, "name": "sherlock-curate", "reinforce": reinforce}))
     curate = nbformat.read(ROOT / "notebooks" / "02_anchor_editing.ipynb", as_version=4)
-    params = {"WORKBENCH_CONFIG": str(config), "WORKBENCH_ANCHORS_START": "empty",
-              "WORKBENCH_PROPOSER_URL": endpoint.url, "WORKBENCH_PROPOSER_MODEL": "fake"}
-    curate.cells.insert(0, nbformat.v4.new_code_cell(
-        f"import os\nos.environ.pop('WORKBENCH_MODEL', None)\nos.environ.update({params!r})"))
+    params = {
+        "WORKBENCH_CONFIG": str(config),
+        "WORKBENCH_ANCHORS_START": "empty",
+        "WORKBENCH_PROPOSER_URL": endpoint.url,
+        "WORKBENCH_PROPOSER_MODEL": "fake",
+    }
+    curate.cells.insert(
+        0,
+        nbformat.v4.new_code_cell(f"import os\nos.environ.pop('WORKBENCH_MODEL', None)\nos.environ.update({params!r})"),
+    )
     keep_config = root / "sherlock_keep.yaml"
     # blocks of 256 tokens (about 1,000 characters): an occurrence near a block's end is below a preview pane's fold
-    keep_config.write_text(yaml.safe_dump({**SHERLOCK_TINY, "name": "sherlock-keep",
-                                           "target": {**SHERLOCK_TINY["target"], "block_size": 256}}))
+    keep_config.write_text(
+        yaml.safe_dump(
+            {**SHERLOCK_TINY, "name": "sherlock-keep", "target": {**SHERLOCK_TINY["target"], "block_size": 256}}
+        )
+    )
     keep = nbformat.read(ROOT / "notebooks" / "02_anchor_editing.ipynb", as_version=4)
-    keep.cells.insert(0, nbformat.v4.new_code_cell(
-        f"import os\nos.environ.pop('WORKBENCH_MODEL', None)\nos.environ.update({{'WORKBENCH_CONFIG': {str(keep_config)!r}}})"))
-    notebooks = {"02_anchor_editing.ipynb": ROOT / "notebooks" / "02_anchor_editing.ipynb", f"{CURATE}.ipynb": curate,
-                 f"{KEEP}.ipynb": keep}
+    keep.cells.insert(
+        0,
+        nbformat.v4.new_code_cell(
+            f"import os\nos.environ.pop('WORKBENCH_MODEL', None)\nos.environ.update({{'WORKBENCH_CONFIG': {str(keep_config)!r}}})"
+        ),
+    )
+    notebooks = {
+        "02_anchor_editing.ipynb": ROOT / "notebooks" / "02_anchor_editing.ipynb",
+        f"{CURATE}.ipynb": curate,
+        f"{KEEP}.ipynb": keep,
+    }
     with jupyterlab(root, notebooks, {"WORKBENCH_MODEL": "tiny"}) as server:
         server["config"] = config
         server["keep_config"] = keep_config
@@ -136,7 +170,8 @@ def test_anchor_editor_in_jupyterlab(lab, page):
         page.click("button.wb-anchor-apply")
         page.wait_for_function(
             f"() => document.querySelector('.wb-anchor-preview .wb-preview-trans').innerText.includes({NEW_ALTERNATIVE!r})",
-            timeout=30_000)
+            timeout=30_000,
+        )
         after = preview.inner_text()
         assert after != before and NEW_ALTERNATIVE in after
         assert f"updated {key!r}" in page.inner_text(".wb-anchor-status")
@@ -183,19 +218,26 @@ def _suggestions(page) -> list[tuple[str, bool]]:
 
 
 def _wait_gone(page, word: str) -> None:
-    page.wait_for_function(f"() => ![...document.querySelectorAll('.wb-anchor-suggestions .wb-suggestion')]"
-                           f".some(s => s.textContent === {word!r})", timeout=30_000)
+    page.wait_for_function(
+        f"() => ![...document.querySelectorAll('.wb-anchor-suggestions .wb-suggestion')]"
+        f".some(s => s.textContent === {word!r})",
+        timeout=30_000,
+    )
 
 
 def _wait_added(page, word: str) -> None:
     """An accepted suggestion's row stays where it was, marked as added."""
-    page.wait_for_function(f"() => [...document.querySelectorAll('.wb-anchor-suggestions .wb-suggestion.wb-added')]"
-                           f".some(s => s.textContent === {word!r})", timeout=30_000)
+    page.wait_for_function(
+        f"() => [...document.querySelectorAll('.wb-anchor-suggestions .wb-suggestion.wb-added')]"
+        f".some(s => s.textContent === {word!r})",
+        timeout=30_000,
+    )
 
 
 def _row_button(page, word: str, cls: str):
     row = page.locator(".wb-anchor-suggestions .widget-hbox").filter(
-        has=page.locator(".wb-suggestion", has_text=re.compile(f"^{re.escape(word)}$")))
+        has=page.locator(".wb-suggestion", has_text=re.compile(f"^{re.escape(word)}$"))
+    )
     return row.locator(f"button.{cls}")
 
 
@@ -206,8 +248,9 @@ def _pick(page, key: str) -> None:
 
 
 def _wait_status(page, needle: str, timeout: float = 60_000) -> str:
-    page.wait_for_function(f"() => document.querySelector('.wb-anchor-status').innerText.includes({needle!r})",
-                           timeout=timeout)
+    page.wait_for_function(
+        f"() => document.querySelector('.wb-anchor-status').innerText.includes({needle!r})", timeout=timeout
+    )
     return page.inner_text(".wb-anchor-status")
 
 
@@ -248,8 +291,9 @@ def test_curate_from_an_empty_map_in_the_browser(lab, page, endpoint, monkeypatc
         # the endpoint: one batch for every key still on a placeholder; its proposal used for the phrase
         page.locator("button.wb-propose-lacking").nth(1).click()  # proposer rows: offline, then the endpoint
         _wait_status(page, "endpoint: proposals for 5 of 5")
-        assert len(endpoint.requests) == 1 and all(json.dumps(w) in endpoint.requests[0]["messages"][-1]["content"]
-                                                   for w in accepted)
+        assert len(endpoint.requests) == 1 and all(
+            json.dumps(w) in endpoint.requests[0]["messages"][-1]["content"] for w in accepted
+        )
         proposals = page.locator(".wb-anchor-proposals .widget-hbox").filter(has=page.locator(".wb-proposal"))
         _pick(page, accepted[0])
         endpoint_row = proposals.filter(has_text="endpoint:")
@@ -291,10 +335,16 @@ def test_curate_from_an_empty_map_in_the_browser(lab, page, endpoint, monkeypatc
         # the notebook's last cell: save again and label with the saved map
         page.locator(".jp-NotebookPanel .jp-CodeCell").last.locator(".jp-InputArea-editor").click()
         page.keyboard.press("Shift+Enter")
-        page.wait_for_function("() => [...document.querySelectorAll('.jp-OutputArea-output')].some("
-                               "e => e.innerText.includes('added: '))", timeout=240_000)
-        wait_until(page, "() => !!document.querySelector(\".jp-Notebook-ExecutionIndicator[data-status='idle']\")",
-                   120, "the labels cell to finish")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.jp-OutputArea-output')].some(e => e.innerText.includes('added: '))",
+            timeout=240_000,
+        )
+        wait_until(
+            page,
+            "() => !!document.querySelector(\".jp-Notebook-ExecutionIndicator[data-status='idle']\")",
+            120,
+            "the labels cell to finish",
+        )
         assert page.locator(ERRORS).count() == 0, page.locator(ERRORS).first.inner_text()
     except BaseException:
         page.screenshot(path=str(failure), full_page=True)
@@ -306,7 +356,9 @@ def test_curate_from_an_empty_map_in_the_browser(lab, page, endpoint, monkeypatc
     assert sorted(saved.entries) == sorted(accepted)
     assert saved.entries[accepted[0]] == ENDPOINT_NAMES and saved.entries[key] == offline_alts
     assert saved.review[rejected]["status"] == "rejected"
-    assert sorted(k for k, r in saved.review.items() if r.get("placeholder")) == sorted(set(accepted) - {accepted[0], key})
+    assert sorted(k for k, r in saved.review.items() if r.get("placeholder")) == sorted(
+        set(accepted) - {accepted[0], key}
+    )
     # the labels stage ran on exactly that map (in the run directory the notebook's changed settings went to)
     # (a run directory's config.yaml holds the paths as the notebook gave them: relative to its working folder)
     labelled = []
@@ -370,7 +422,9 @@ def _ask_and_answer(page, answer: str, needle: str) -> str:
     page.click("button.wb-anchor-apply")
     page.wait_for_selector("button.wb-confirm-merge", timeout=30_000)
     status = _wait_status(page, "is already a key")
-    assert _in_view(page, ".wb-anchor-status") and _in_view(page, "button.wb-confirm-merge"), "the question is off-screen"
+    assert _in_view(page, ".wb-anchor-status") and _in_view(page, "button.wb-confirm-merge"), (
+        "the question is off-screen"
+    )
     if answer is None:
         return status
     page.click(f"button.wb-confirm-{answer}")
@@ -451,8 +505,9 @@ def test_curating_a_pack_map_loses_no_entry(lab, page):
 
         # a key consolidation covers: shown as covered, editable, kept
         page.fill(".wb-anchor-search input", "Holmes")
-        page.wait_for_function("() => document.querySelector('.wb-anchor-table').innerText.includes('covered by')",
-                               timeout=30_000)
+        page.wait_for_function(
+            "() => document.querySelector('.wb-anchor-table').innerText.includes('covered by')", timeout=30_000
+        )
         _pick(page, "Sherlock Holmes")
         assert "covered by 'Sherlock' + 'Holmes'" in page.inner_text(".wb-anchor-concordance_title")
         page.fill(".wb-anchor-alts textarea", "\n".join(original["Sherlock Holmes"][:-1] + ["Walter Lynch"]))

@@ -17,14 +17,32 @@ import time
 import nbformat
 import pytest
 import yaml
-
-from helpers import (ALL_CELLS_RAN, ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ERRORS, ROOT, SHERLOCK_TINY, jupyterlab,
-                     open_notebook, outputs_text, run_all, shut_down_kernels, wait_until)
+from helpers import (
+    ALL_CELLS_RAN,
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ERRORS,
+    ROOT,
+    SHERLOCK_TINY,
+    jupyterlab,
+    open_notebook,
+    outputs_text,
+    run_all,
+    shut_down_kernels,
+    wait_until,
+)
 
 pytestmark = pytest.mark.browser
 
-NOTEBOOKS = ["00_quickstart", "01_scoring", "02_anchor_editing", "03_label_inspection", "04_finetuning",
-             "05_familiarity_probes"]
+NOTEBOOKS = [
+    "00_quickstart",
+    "01_scoring",
+    "02_anchor_editing",
+    "03_label_inspection",
+    "04_finetuning",
+    "05_familiarity_probes",
+]
 # a notebook that trains long enough to click stop in the browser, the way 00 and 01 train (monitor.run)
 STOP_CELLS = [
     "import copy\nfrom IPython.display import display\nfrom workbench import notebook\n"
@@ -76,8 +94,9 @@ def test_every_notebook_and_the_stop_button(lab):
                 errors = page.locator(ERRORS)
                 text = outputs_text(page)
                 page.screenshot(path=str(ARTIFACTS / f"notebook_{name}.png"), full_page=True)
-                for i, sel in enumerate((".wb-training-monitor", ".js-plotly-plot", ".wb-probe-comparer",
-                                         ".wb-monitor-summary")):
+                for i, sel in enumerate(
+                    (".wb-training-monitor", ".js-plotly-plot", ".wb-probe-comparer", ".wb-monitor-summary")
+                ):
                     found = page.locator(f"{sel} >> visible=true")
                     if found.count():  # the parts worth looking at, one screenshot each
                         found.last.scroll_into_view_if_needed(timeout=5000)
@@ -105,11 +124,13 @@ def test_every_notebook_and_the_stop_button(lab):
             status.first.wait_for(timeout=120_000)
             page.wait_for_function(
                 "() => /step ([5-9]|\\d\\d+)\\//.test(document.querySelector('.wb-monitor-status').innerText)",
-                timeout=120_000)
+                timeout=120_000,
+            )
             t_click = time.time()
             page.click("button.wb-monitor-stop")
-            page.wait_for_function("() => /stopp/.test(document.querySelector('.wb-monitor-status').innerText)",
-                                   timeout=30_000)
+            page.wait_for_function(
+                "() => /stopp/.test(document.querySelector('.wb-monitor-status').innerText)", timeout=30_000
+            )
             seen_after = time.time() - t_click
             page.screenshot(path=str(ARTIFACTS / "notebook_stop.png"), full_page=True)
             wait_until(page, ALL_CELLS_RAN, 300, "the stop test to finish")
@@ -123,8 +144,19 @@ def test_every_notebook_and_the_stop_button(lab):
             assert seen_after < 5, f"the click took {seen_after:.1f} s to reach the kernel"
             r = re.search(r"RESUMED from=(\d+) state=(\w+)", text)
             assert r and r[2] == "finished" and int(r[1]) == stopped  # resumed from the stop's checkpoint
-            print(json.dumps({"seconds": seconds, "stop": {"requested": requested, "stopped": stopped,
-                                                         "total": total, "click_to_kernel_s": round(seen_after, 2)}}))
+            print(
+                json.dumps(
+                    {
+                        "seconds": seconds,
+                        "stop": {
+                            "requested": requested,
+                            "stopped": stopped,
+                            "total": total,
+                            "click_to_kernel_s": round(seen_after, 2),
+                        },
+                    }
+                )
+            )
         except BaseException:
             page.screenshot(path=str(ARTIFACTS / "failure_notebooks.png"), full_page=True)
             raise

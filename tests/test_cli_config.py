@@ -31,10 +31,12 @@ def test_a_broken_eval_import_is_an_error_not_a_missing_command(monkeypatch):
 def test_reading_a_config_does_not_load_torch(tmp_path):
     cfg = tmp_path / "run.yaml"
     cfg.write_text("model: tiny\nfinetune:\n  alpha: 2.0\nlabels:\n  alphas: [2.0]\n", encoding="utf-8")
-    code = ("import sys, workbench.config as c; cfg = c.load_config(sys.argv[1]); "
-            "assert cfg.finetune.alpha == 2.0; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, workbench.config as c; cfg = c.load_config(sys.argv[1]); "
+        "assert cfg.finetune.alpha == 2.0; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')]; "
+        "assert not bad, bad"
+    )
     proc = subprocess.run([sys.executable, "-c", code, str(cfg)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
 
@@ -53,10 +55,23 @@ def _all_config_classes():
 
 def test_every_config_field_has_help_text():
     classes = _all_config_classes()
-    assert {c.__name__ for c in classes} >= {"RunConfig", "TargetConfig", "ReinforceConfig", "FinetuneConfig",
-                                             "LabelsConfig", "ScoringConfig", "ReportConfig", "MethodsConfig", "NPOConfig"}
-    missing = [f"{c.__name__}.{f.name}" for c in classes for f in dataclasses.fields(c)
-               if len(f.metadata.get("help", "").strip()) < 5]
+    assert {c.__name__ for c in classes} >= {
+        "RunConfig",
+        "TargetConfig",
+        "ReinforceConfig",
+        "FinetuneConfig",
+        "LabelsConfig",
+        "ScoringConfig",
+        "ReportConfig",
+        "MethodsConfig",
+        "NPOConfig",
+    }
+    missing = [
+        f"{c.__name__}.{f.name}"
+        for c in classes
+        for f in dataclasses.fields(c)
+        if len(f.metadata.get("help", "").strip()) < 5
+    ]
     assert not missing
 
 

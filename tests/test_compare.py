@@ -8,12 +8,30 @@ import yaml
 
 from workbench.compare import CompareConfig, _parse_sweep, compare_runs, pareto_mask, sweep_variants
 
-TINY = {"name": "ga", "model": "tiny", "seed": 0, "method": "ga",
-        "target": {"pack": "harry_potter", "block_size": 64, "max_blocks": 4, "spread_blocks": True,
-                   "retain_block_size": 64, "max_retain_blocks": 4},
-        "finetune": {"epochs": 1, "batch_size": 2, "lora_rank": 2, "lora_alpha": 4, "learning_rate": 1e-2,
-                     "save_steps": 50, "logging_steps": 1},
-        "report": {"enabled": False}}
+TINY = {
+    "name": "ga",
+    "model": "tiny",
+    "seed": 0,
+    "method": "ga",
+    "target": {
+        "pack": "harry_potter",
+        "block_size": 64,
+        "max_blocks": 4,
+        "spread_blocks": True,
+        "retain_block_size": 64,
+        "max_retain_blocks": 4,
+    },
+    "finetune": {
+        "epochs": 1,
+        "batch_size": 2,
+        "lora_rank": 2,
+        "lora_alpha": 4,
+        "learning_rate": 1e-2,
+        "save_steps": 50,
+        "logging_steps": 1,
+    },
+    "report": {"enabled": False},
+}
 
 
 def test_pareto_mask_by_hand():
@@ -57,7 +75,9 @@ def test_sweep_variants_name_each_value(tmp_path):
 
 def test_sweep_values_read_exponents_as_numbers():
     # YAML 1.1 reads "2e-4" as a string; a learning-rate sweep written that way must still be numbers
-    got = _parse_sweep(["finetune.learning_rate=2e-4,6.0e-4,1", "methods.rmu.layer=null,3", "methods.prompt.system=Forget it"])
+    got = _parse_sweep(
+        ["finetune.learning_rate=2e-4,6.0e-4,1", "methods.rmu.layer=null,3", "methods.prompt.system=Forget it"]
+    )
     assert got["finetune.learning_rate"] == [0.0002, 0.0006, 1]
     assert got["methods.rmu.layer"] == [None, 3]
     assert got["methods.prompt.system"] == ["Forget it"]
@@ -74,13 +94,35 @@ def test_compare_two_methods_on_the_tiny_model(tmp_path):
     out = tmp_path / "cmp"
     table = compare_runs(paths, out, cc, log=lambda s: None)
     assert list(table["run"]) == ["ga", "prompt"]
-    for col in ("target_drop", "target_drop_lo", "target_drop_hi", "collateral_drop", "general_drop", "ppl_rise",
-                "adv_worst_prob", "base_adv_worst_prob", "relearn2_prob", "base_relearn2_prob", "residual_acc",
-                "residual_control", "residual_layer", "base_residual_acc", "quant8_prob", "quant4_prob",
-                "base_quant4_prob", "primed_prob", "base_primed_prob", "para_max_prob", "base_para_max_prob",
-                "trivia_acc", "base_trivia_acc"):
+    for col in (
+        "target_drop",
+        "target_drop_lo",
+        "target_drop_hi",
+        "collateral_drop",
+        "general_drop",
+        "ppl_rise",
+        "adv_worst_prob",
+        "base_adv_worst_prob",
+        "relearn2_prob",
+        "base_relearn2_prob",
+        "residual_acc",
+        "residual_control",
+        "residual_layer",
+        "base_residual_acc",
+        "quant8_prob",
+        "quant4_prob",
+        "base_quant4_prob",
+        "primed_prob",
+        "base_primed_prob",
+        "para_max_prob",
+        "base_para_max_prob",
+        "trivia_acc",
+        "base_trivia_acc",
+    ):
         assert table[col].notna().all(), col
-    assert (table["target_drop_lo"] <= table["target_drop"]).all() and (table["target_drop"] <= table["target_drop_hi"]).all()
+    assert (table["target_drop_lo"] <= table["target_drop"]).all() and (
+        table["target_drop"] <= table["target_drop_hi"]
+    ).all()
     # the drop is the paired relative change of the per-probe rows the evaluation wrote
     probes = __import__("pandas").read_csv(out / "eval" / "probes.csv")
     plain = probes[(probes["variant"] == "original") & (probes["set"] == "probability")]
@@ -144,11 +186,26 @@ def test_standard_columns_say_when_a_reference_is_needed():
     from workbench.eval.ground_truth import NEEDS_REFERENCE, standard_measures
 
     def row(model, section, set_, metric, value, split="dev"):
-        return {"model": model, "section": section, "set": set_, "split": split, "variant": "-", "metric": metric,
-                "value": value, "ci_low": float("nan"), "ci_high": float("nan"), "n": 4}
+        return {
+            "model": model,
+            "section": section,
+            "set": set_,
+            "split": split,
+            "variant": "-",
+            "metric": metric,
+            "value": value,
+            "ci_low": float("nan"),
+            "ci_high": float("nan"),
+            "n": 4,
+        }
 
-    table = pd.DataFrame([row("m", "qa", "qa", "truth_ratio_forget", 0.4), row("m", "trivia", "trivia", "accuracy", 0.75),
-                          row("m", "mia", "corpus_vs_holdout", "auc_min_k", 0.9, "-")])
+    table = pd.DataFrame(
+        [
+            row("m", "qa", "qa", "truth_ratio_forget", 0.4),
+            row("m", "trivia", "trivia", "accuracy", 0.75),
+            row("m", "mia", "corpus_vs_holdout", "auc_min_k", 0.9, "-"),
+        ]
+    )
     got = standard_measures(table, "m", "dev")
     assert got["truth_ratio"] == 0.4 and got["trivia_acc"] == 0.75 and got["mia_auc"] == 0.9
     assert got["forget_quality"] == NEEDS_REFERENCE and got["privleak"] == NEEDS_REFERENCE

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import workbench
-
 from workbench.config import config_from_dict, load_config
 from workbench.corpus import Document, make_blocks, read_documents
 from workbench.errors import WorkbenchError
@@ -68,8 +67,10 @@ def test_config_errors_name_the_key(tmp_path):
 def test_config_relative_paths_resolve_against_the_file(tmp_path, monkeypatch):
     path = tmp_path / "sub" / "c.yaml"
     path.parent.mkdir()
-    path.write_text("target:\n  pack: null\n  corpus: data/corpus\n  anchors: data/a.json\n"
-                    "report:\n  perplexity_text: ../texts/ppl.txt\n")
+    path.write_text(
+        "target:\n  pack: null\n  corpus: data/corpus\n  anchors: data/a.json\n"
+        "report:\n  perplexity_text: ../texts/ppl.txt\n"
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # the working directory plays no part
@@ -117,12 +118,20 @@ def test_sweep_and_compare_resolve_a_config_files_paths_against_the_file(tmp_pat
     folder.mkdir()
     (folder / "ppl.txt").write_text("some text\n")
     cfg_file = folder / "c.yaml"
-    cfg_file.write_text(yaml.safe_dump({"name": "c", "model": "tiny", "target": {"pack": "harry_potter", "corpus": "corpus.txt"},
-                                        "reinforce": {"path": "../adapters/r"},
-                                        "report": {"perplexity_text": "ppl.txt"}}))
+    cfg_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "c",
+                "model": "tiny",
+                "target": {"pack": "harry_potter", "corpus": "corpus.txt"},
+                "reinforce": {"path": "../adapters/r"},
+                "report": {"perplexity_text": "ppl.txt"},
+            }
+        )
+    )
     monkeypatch.chdir(tmp_path)
     want = load_config(cfg_file)
-    (_, data), = sweep_variants(cfg_file, None)
+    ((_, data),) = sweep_variants(cfg_file, None)
     for got in (data["target"]["corpus"], data["reinforce"]["path"], data["report"]["perplexity_text"]):
         assert Path(got).is_absolute()
     assert Path(data["report"]["perplexity_text"]) == (folder / "ppl.txt").resolve()

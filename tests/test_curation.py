@@ -4,12 +4,9 @@ references, and the anchor editor's review workflow (suggestions, reject, status
 from __future__ import annotations
 
 import json
-import re
 
-import numpy as np
 import pandas as pd
 import pytest
-
 from helpers import SENTENCES
 
 from workbench.anchors import AnchorMap
@@ -18,8 +15,15 @@ from workbench.curation import CorpusIndex, read_anchor_file, write_anchor_file
 from workbench.errors import WorkbenchError
 from workbench.widgets import AnchorEditor
 
-ANCHORS = {"Harry": ["Jon"], "Potter": ["Miller"], "Hogwarts": ["Northbrook Academy"], "Hermione": ["Sarah"],
-           "Ron Weasley": ["Mike Smith"], "Quidditch": ["skyball"], "Nimbus": ["broom"]}
+ANCHORS = {
+    "Harry": ["Jon"],
+    "Potter": ["Miller"],
+    "Hogwarts": ["Northbrook Academy"],
+    "Hermione": ["Sarah"],
+    "Ron Weasley": ["Mike Smith"],
+    "Quidditch": ["skyball"],
+    "Nimbus": ["broom"],
+}
 TEXT = " ".join(SENTENCES * 6) + " Then came Nearly Headless Nick. Harry saw Nearly Headless Nick again."
 
 
@@ -69,8 +73,12 @@ def test_index_counts_coverage_and_incremental_updates_match_references(blocks):
     assert ix.never_matching() == ["Nimbus"]
     assert "Nearly Headless Nick" in set(ix.uncovered()["name"])
     # edits: add a longer key that steals matches, remove one, change alternatives only
-    for new in (amap.with_entry("Harry Potter", ["Jon Miller"]), amap.without("Hogwarts"),
-                amap.with_entry("Harry", ["Tom", "Ben"]), amap.with_entry("Nearly Headless Nick", ["the ghost"])):
+    for new in (
+        amap.with_entry("Harry Potter", ["Jon Miller"]),
+        amap.without("Hogwarts"),
+        amap.with_entry("Harry", ["Tom", "Ben"]),
+        amap.with_entry("Nearly Headless Nick", ["the ghost"]),
+    ):
         n = ix.update(new)
         fresh = CorpusIndex(blocks, new)
         assert ix.counts == fresh.counts == _slow_counts(texts, list(new.entries))
@@ -82,7 +90,9 @@ def test_index_counts_coverage_and_incremental_updates_match_references(blocks):
     conc = ix.concordance("Hermione")
     assert len(conc) == ix.count("Hermione") and (conc["match"] == "Hermione").all()
     for r in conc.itertuples():
-        assert texts[r.pos].count("Hermione") >= 1 and (r.left + r.match + r.right).replace("\n", " ") in texts[r.pos].replace("\n", " ")
+        assert texts[r.pos].count("Hermione") >= 1 and (r.left + r.match + r.right).replace("\n", " ") in texts[
+            r.pos
+        ].replace("\n", " ")
 
 
 def test_editor_concordance_opens_the_block_of_an_occurrence(blocks):
@@ -97,10 +107,16 @@ def test_editor_concordance_opens_the_block_of_an_occurrence(blocks):
 
 
 def test_editor_suggestions_reject_edit_accept_and_review(tmp_path, blocks):
-    sugg = pd.DataFrame({"word": ["Nearly Headless Nick", "This", "Hagrid", "Dumbledore"],
-                         "kind": ["phrase", "word", "word", "word"], "count": [2, 5, 3, 4],
-                         "mean_gain": [3.0, 0.2, 1.5, 2.0], "name_like": [True, False, True, True],
-                         "examples": ["…by. [Nearly Headless Nick] sang…", "[This] is", "[Hagrid] took", "[Dumbledore] told"]})
+    sugg = pd.DataFrame(
+        {
+            "word": ["Nearly Headless Nick", "This", "Hagrid", "Dumbledore"],
+            "kind": ["phrase", "word", "word", "word"],
+            "count": [2, 5, 3, 4],
+            "mean_gain": [3.0, 0.2, 1.5, 2.0],
+            "name_like": [True, False, True, True],
+            "examples": ["…by. [Nearly Headless Nick] sang…", "[This] is", "[Hagrid] took", "[Dumbledore] told"],
+        }
+    )
     ed = AnchorEditor(ANCHORS, texts=blocks, suggestions=sugg, path=tmp_path / "m.json")
     ed.widget
     assert list(ed.suggestions["word"]) == ["Nearly Headless Nick", "This", "Hagrid", "Dumbledore"]
@@ -115,7 +131,10 @@ def test_editor_suggestions_reject_edit_accept_and_review(tmp_path, blocks):
     # the accepted phrase's row stays, marked; "This", rejected as a key, leaves the list
     assert list(ed.suggestions["word"]) == ["Nearly Headless Nick", "Hagrid", "Dumbledore"]
     ed._w["suggestions"].children[2].children[2].click()  # reject "Dumbledore" (after "Hagrid")
-    assert set(ed.rejected) == {"This", "Dumbledore"} and list(ed.suggestions["word"]) == ["Nearly Headless Nick", "Hagrid"]
+    assert set(ed.rejected) == {"This", "Dumbledore"} and list(ed.suggestions["word"]) == [
+        "Nearly Headless Nick",
+        "Hagrid",
+    ]
     # edit a suggestion before accepting it, with a status and a note
     ed.edit_suggestion("Hagrid")
     assert ed.selected is None and ed.form_key == "Hagrid"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import SENTENCES, small_filesystem, tiny_config
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
@@ -22,8 +23,6 @@ from workbench.cli import main
 from workbench.config import dump_yaml, load_config, parse_yaml
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_dir, atomic_write, exception_chain, read_text, read_text_file
-
-from helpers import SENTENCES, small_filesystem, tiny_config
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 LIST = "- name: a\n- model: tiny\n"
@@ -40,25 +39,36 @@ def exit2(capsys, argv: list[str]) -> str:
 
 
 # -- 1. one config reader for every door --------------------------------------------------------------------------
-@pytest.mark.parametrize("text, needle", [(LIST, "expected a mapping of keys at the top"),
-                                          (MALFORMED, ", line 3: malformed YAML")], ids=["yaml list", "malformed yaml"])
+@pytest.mark.parametrize(
+    "text, needle",
+    [(LIST, "expected a mapping of keys at the top"), (MALFORMED, ", line 3: malformed YAML")],
+    ids=["yaml list", "malformed yaml"],
+)
 @pytest.mark.parametrize("door", ["run", "reinforce", "compare", "tune"])
 def test_every_cli_door_reads_a_bad_config_the_same_way(tmp_path, capsys, door, text, needle):
     cfg = tmp_path / "prompt.yaml"  # tune --only prompt reads <methods-dir>/prompt.yaml
     cfg.write_text(text)
     out = tmp_path / "out"
-    argv = {"run": ["run", str(cfg), "--run-dir", str(out)],
-            "reinforce": ["reinforce", str(cfg), "--run-dir", str(out)],
-            "compare": ["compare", str(cfg), "--out", str(out)],
-            "tune": ["tune", "--methods-dir", str(tmp_path), "--only", "prompt", "--out", str(out)]}[door]
+    argv = {
+        "run": ["run", str(cfg), "--run-dir", str(out)],
+        "reinforce": ["reinforce", str(cfg), "--run-dir", str(out)],
+        "compare": ["compare", str(cfg), "--out", str(out)],
+        "tune": ["tune", "--methods-dir", str(tmp_path), "--only", "prompt", "--out", str(out)],
+    }[door]
     err = exit2(capsys, argv)
     assert f"config {cfg}" in err and needle in err
     assert [p.name for p in tmp_path.iterdir()] == ["prompt.yaml"], "nothing written"
 
 
-@pytest.mark.parametrize("text, needle", [(LIST, "expected a mapping of keys at the top"),
-                                          (MALFORMED, ", line 3: malformed YAML"),
-                                          (None, "is a folder, not a file")], ids=["yaml list", "malformed", "folder"])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        (LIST, "expected a mapping of keys at the top"),
+        (MALFORMED, ", line 3: malformed YAML"),
+        (None, "is a folder, not a file"),
+    ],
+    ids=["yaml list", "malformed", "folder"],
+)
 def test_the_notebooks_read_workbench_config_through_the_same_reader(tmp_path, monkeypatch, text, needle):
     from workbench.notebook import setup
 
@@ -89,8 +99,8 @@ def test_the_sweep_script_reads_configs_through_the_same_reader(tmp_path, bad):
 
 
 def test_numbers_in_exponent_form_are_numbers_at_every_door(tmp_path):
-    from workbench.compare import sweep_variants
     from workbench.compare import _parse_sweep as parse_sweep  # noqa: PLC2701 - the --sweep flag's own parser
+    from workbench.compare import sweep_variants
 
     raw = tiny_config(tmp_path / "in")
     text = yaml.safe_dump(raw).replace("learning_rate: 0.001", "learning_rate: 1e-3")
@@ -109,10 +119,19 @@ def test_numbers_in_exponent_form_are_numbers_at_every_door(tmp_path):
 
 
 # -- 2. one reader for text files ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("content, line, byte, offset", [
-    ("Caf\xe9 society met Harry at the station in the evening.\n".encode("latin-1"), 1, 0xE9, 3),
-    (b"Harry Potter went to Hogwarts on the train.\n" + bytes(range(256)), 3, 0x80, 44 + 128),  # byte 10 is a newline
-], ids=["latin-1", "binary"])
+@pytest.mark.parametrize(
+    "content, line, byte, offset",
+    [
+        ("Caf\xe9 society met Harry at the station in the evening.\n".encode("latin-1"), 1, 0xE9, 3),
+        (
+            b"Harry Potter went to Hogwarts on the train.\n" + bytes(range(256)),
+            3,
+            0x80,
+            44 + 128,
+        ),  # byte 10 is a newline
+    ],
+    ids=["latin-1", "binary"],
+)
 def test_packs_new_on_a_corpus_that_is_not_utf8_names_file_line_and_byte(tmp_path, capsys, content, line, byte, offset):
     (tmp_path / "corpus").mkdir()
     (tmp_path / "corpus" / "a.txt").write_bytes(content)
@@ -137,8 +156,10 @@ def test_the_text_reader_names_a_folder_a_missing_file_and_a_bad_byte(tmp_path):
 def test_a_real_full_disk_during_a_safetensors_save_names_the_folder_being_written(tmp_path):
     with small_filesystem(tmp_path / "fs", "256k") as fs:
         if fs is None:
-            pytest.skip("cannot mount a tmpfs here (needs root and mount); "
-                        "test_a_simulated_safetensors_disk_full_is_the_same_message ran instead")
+            pytest.skip(
+                "cannot mount a tmpfs here (needs root and mount); "
+                "test_a_simulated_safetensors_disk_full_is_the_same_message ran instead"
+            )
         with pytest.raises(OSError) as info:
             with atomic_dir(fs / "model") as tmp:
                 save_file({"w": torch.zeros(500_000)}, str(tmp / "model.safetensors"))  # 2 MB into 256 KB
@@ -151,8 +172,9 @@ def test_a_real_full_disk_during_a_safetensors_save_names_the_folder_being_writt
 
 def test_a_simulated_safetensors_disk_full_is_the_same_message(tmp_path):
     def full(tmp):
-        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
-                              'message: "No space left on device" })')
+        raise SafetensorError(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+        )
 
     with pytest.raises(OSError) as info:
         atomic_write(tmp_path / "w.safetensors", full)
@@ -161,7 +183,8 @@ def test_a_simulated_safetensors_disk_full_is_the_same_message(tmp_path):
     assert list(tmp_path.iterdir()) == []
     # raised from anywhere else (a Trainer checkpoint), the CLI still prints one line
     assert environment_error(RuntimeError("write failed: No space left on device")).startswith(
-        "cannot write a file: the disk is full")
+        "cannot write a file: the disk is full"
+    )
     assert environment_error(RuntimeError("some other failure")) is None
 
 
@@ -170,8 +193,10 @@ def test_packs_new_on_a_full_disk_names_the_destination(tmp_path, capsys):
     (tmp_path / "corpus" / "a.txt").write_text(" ".join(SENTENCES * 2000))  # ~700 KB
     with small_filesystem(tmp_path / "fs", "128k") as fs:
         if fs is None:
-            pytest.skip("cannot mount a tmpfs here (needs root and mount); "
-                        "test_a_simulated_safetensors_disk_full_is_the_same_message ran instead")
+            pytest.skip(
+                "cannot mount a tmpfs here (needs root and mount); "
+                "test_a_simulated_safetensors_disk_full_is_the_same_message ran instead"
+            )
         err = exit2(capsys, ["packs", "new", str(fs / "mine"), "--corpus", str(tmp_path / "corpus")])
         assert err.startswith(f"error: cannot write {fs / 'mine'}: the disk is full"), err
         assert list(fs.iterdir()) == [], "nothing half-written"
@@ -190,11 +215,18 @@ def test_an_unknown_name_in_a_list_setting_exits_2_listing_the_valid_names(tmp_p
     out = tmp_path / "out"
     argv, valid = {
         "probe_sets": (["run", str(cfg), "--run-dir", str(out)], "probability, collateral, general"),
-        "stages": (["run", str(cfg), "--run-dir", str(out), "--stages", "reinforce,nonsense"],
-                   "reinforce, score, labels, finetune, report"),
-        "sections": (["eval", "--model", "tiny", "--sections", "probes,nonsense", "--out", str(out)], "probes, collateral"),
-        "attacks": (["compare", str(cfg), "--attacks", "priming,nonsense", "--out", str(out)],
-                    "priming, paraphrase, adversarial, relearn, residual"),
+        "stages": (
+            ["run", str(cfg), "--run-dir", str(out), "--stages", "reinforce,nonsense"],
+            "reinforce, score, labels, finetune, report",
+        ),
+        "sections": (
+            ["eval", "--model", "tiny", "--sections", "probes,nonsense", "--out", str(out)],
+            "probes, collateral",
+        ),
+        "attacks": (
+            ["compare", str(cfg), "--attacks", "priming,nonsense", "--out", str(out)],
+            "priming, paraphrase, adversarial, relearn, residual",
+        ),
         "tune groups": (["tune", "--only", "lr,nonsense", "--out", str(out)], "lr, alpha, retain, prompt"),
         "method": (["run", str(cfg), "--run-dir", str(out)], "whp, whp_test_time, ga"),
     }[what]
@@ -231,15 +263,17 @@ def test_an_unreachable_hub_id_is_one_line_without_the_clients_retry_notices(cap
         for i in range(1, 6):
             logging.getLogger("huggingface_hub.utils._http").warning(f"Retrying in {i}s [Retry {i}/5].")
         transformers.logging.get_logger("transformers.utils.hub").warning("falling back to the cache")
-        warnings.warn("a library warning", UserWarning)
+        warnings.warn("a library warning", UserWarning, stacklevel=2)
         raise OSError("We couldn't connect to 'https://huggingface.co' to load the files.\nCheck your connection.")
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", unreachable)
     before = logging.getLogger("huggingface_hub").level
     with pytest.raises(WorkbenchError) as info:
         load_tokenizer("some-org/some-model")
-    assert str(info.value) == ("could not load model 'some-org/some-model': We couldn't connect to 'https://huggingface.co' "
-                               "to load the files. (no local folder by that name, and the hub could not serve it)")
+    assert str(info.value) == (
+        "could not load model 'some-org/some-model': We couldn't connect to 'https://huggingface.co' "
+        "to load the files. (no local folder by that name, and the hub could not serve it)"
+    )
     out, err = capfd.readouterr()
     assert "Retry" not in out + err and "falling back" not in out + err and "library warning" not in out + err
     assert logging.getLogger("huggingface_hub").level == before  # the level is restored afterwards
@@ -265,7 +299,10 @@ def test_the_fault_matrix_grades_from_the_observed_outcome(tmp_path):
     assert graded(**one, temporary=["run/.unlearned.x1.tmp/model.safetensors"]) == "silent"
     assert graded(**one, changed=["run/labels/manifest.json (deleted)"]) == "silent"
     assert graded(**one, timed_out=True) == "stuck"
-    assert graded(exit_code=1, first_line="Traceback (most recent call last):", stderr_lines=20, traceback=True) == "silent"
+    assert (
+        graded(exit_code=1, first_line="Traceback (most recent call last):", stderr_lines=20, traceback=True)
+        == "silent"
+    )
     assert graded(exit_code=0) == "silent"  # exit 0 on bad input
     assert graded(exit_code=0, identical=True) == "recovered"
     assert graded(exit_code=0, identical=False) == "silent"

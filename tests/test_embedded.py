@@ -31,16 +31,26 @@ def test_cached_embedded_model_reloads_fast():
 
 
 def test_short_real_run_lowers_target_familiarity(tmp_path):
-    cfg = config_from_dict({
-        "name": "embedded-mini", "model": "embedded", "seed": 0,
-        "target": {"pack": "harry_potter", "block_size": 256, "max_blocks": 6, "spread_blocks": True,
-                   "retain_block_size": 128, "max_retain_blocks": 6},
-        "reinforce": {"epochs": 1, "batch_size": 2, "learning_rate": 5e-4},
-        "scoring": {"max_blocks": 1},
-        "labels": {"alphas": [0.0, 5.0], "batch_size": 2},
-        "finetune": {"epochs": 3, "batch_size": 2, "learning_rate": 1e-3, "target": "soft", "retain_weight": 1.0},
-        "report": {"probe_sets": ["probability"], "split": "dev", "max_perplexity_tokens": 512},
-    })
+    cfg = config_from_dict(
+        {
+            "name": "embedded-mini",
+            "model": "embedded",
+            "seed": 0,
+            "target": {
+                "pack": "harry_potter",
+                "block_size": 256,
+                "max_blocks": 6,
+                "spread_blocks": True,
+                "retain_block_size": 128,
+                "max_retain_blocks": 6,
+            },
+            "reinforce": {"epochs": 1, "batch_size": 2, "learning_rate": 5e-4},
+            "scoring": {"max_blocks": 1},
+            "labels": {"alphas": [0.0, 5.0], "batch_size": 2},
+            "finetune": {"epochs": 3, "batch_size": 2, "learning_rate": 1e-3, "target": "soft", "retain_weight": 1.0},
+            "report": {"probe_sets": ["probability"], "split": "dev", "max_perplexity_tokens": 512},
+        }
+    )
     report = Run(cfg, tmp_path / "run", progress=False, log=None).run()
     store = LabelStore(tmp_path / "run" / "labels")
     assert store.summary().set_index("alpha").loc[5.0, "changed_share"] > 0.2

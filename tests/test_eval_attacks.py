@@ -1,34 +1,63 @@
 """Attack sections: adversarial prompt wrappers, relearning, residual-knowledge linear probes, quantization."""
 
 import numpy as np
-import torch
-
 import pytest
+import torch
 
 from workbench.errors import WorkbenchError
 from workbench.eval.attacks import (
-    ADVERSARIAL_WRAPPERS, AttackConfig, _logistic_accuracy, answer_type, linear_probe_accuracy, quantize_groupwise,
-    quantized_copy, relearn_blocks, relearn_curve, residual_attack, residual_pairs, residual_probe_accuracy,
-    score_adversarial, score_quantized,
+    ADVERSARIAL_WRAPPERS,
+    AttackConfig,
+    _logistic_accuracy,
+    answer_type,
+    linear_probe_accuracy,
+    quantize_groupwise,
+    quantized_copy,
+    relearn_blocks,
+    relearn_curve,
+    residual_attack,
+    residual_pairs,
+    residual_probe_accuracy,
+    score_adversarial,
+    score_quantized,
 )
 from workbench.eval.probes import score_probes
 from workbench.pack import NextTokenProbe, load_pack
 
-PROBES = [NextTokenProbe(id=f"p{i}", prompt=p, targets=(t,), split="dev") for i, (p, t) in enumerate([
-    ("Harry went to school at", " Hogwarts"), ("His best friend was Ron", " Weasley"), ("The sport on brooms is", " Quidditch"),
-    ("The headmaster was Albus", " Dumbledore"), ("The dark lord was called Lord", " Voldemort"),
-    ("The gamekeeper was", " Hagrid"), ("They bought a wand in Diagon", " Alley"), ("The house of the brave is", " Gryffindor"),
-    ("The clever friend was Hermione", " Granger"), ("The train left from platform nine and three", " quarters"),
-    ("A famous scar shaped like a lightning", " bolt"), ("The owl was called", " Hedwig"),
-])]
+PROBES = [
+    NextTokenProbe(id=f"p{i}", prompt=p, targets=(t,), split="dev")
+    for i, (p, t) in enumerate(
+        [
+            ("Harry went to school at", " Hogwarts"),
+            ("His best friend was Ron", " Weasley"),
+            ("The sport on brooms is", " Quidditch"),
+            ("The headmaster was Albus", " Dumbledore"),
+            ("The dark lord was called Lord", " Voldemort"),
+            ("The gamekeeper was", " Hagrid"),
+            ("They bought a wand in Diagon", " Alley"),
+            ("The house of the brave is", " Gryffindor"),
+            ("The clever friend was Hermione", " Granger"),
+            ("The train left from platform nine and three", " quarters"),
+            ("A famous scar shaped like a lightning", " bolt"),
+            ("The owl was called", " Hedwig"),
+        ]
+    )
+]
 
 
 def test_adversarial_wraps_every_probe_and_takes_the_worst_case(tiny):
     df = score_adversarial(tiny, PROBES[:4], "Harry Potter")
     assert set(df["variant"]) == set(ADVERSARIAL_WRAPPERS) | {"worst"}
     # each wrapper's row is the plain probe score of the wrapped prompt
-    wrapped = [NextTokenProbe(id=p.id, prompt=ADVERSARIAL_WRAPPERS["expert"].format(title="Harry Potter", prompt=p.prompt),
-                              targets=p.targets, split=p.split) for p in PROBES[:4]]
+    wrapped = [
+        NextTokenProbe(
+            id=p.id,
+            prompt=ADVERSARIAL_WRAPPERS["expert"].format(title="Harry Potter", prompt=p.prompt),
+            targets=p.targets,
+            split=p.split,
+        )
+        for p in PROBES[:4]
+    ]
     ref = score_probes(tiny, wrapped)
     got = df[df["variant"] == "expert"].reset_index(drop=True)
     assert np.allclose(got["prob"], ref["prob"], rtol=1e-4)
@@ -75,9 +104,10 @@ def test_relearn_blocks_leave_out_what_the_run_trained_on(tmp_path):
     acfg = AttackConfig(relearn_block_size=64, relearn_blocks=5, relearn_exclude_run=str(tmp_path / "run"))
     got = relearn_blocks(tok, pack, acfg)
     assert len(got) == 5
+
     def windows(ids):  # every 32-token window
         ids = list(ids)
-        return {tuple(ids[i:i + 32]) for i in range(len(ids) - 31)}
+        return {tuple(ids[i : i + 32]) for i in range(len(ids) - 31)}
 
     trained = set().union(*(windows(b.input_ids) for b in run.blocks))
     assert not any(windows(b) & trained for b in got)
@@ -111,21 +141,54 @@ def test_relearning_text_states_no_probe_answer(tmp_path):
     assert find_overlaps(probes, texts) == []
     # a relearning text of one's own that states an answer is refused, naming the probe
     (tmp_path / "r.txt").write_text("Everyone knows that Harry's best friends are Ron Weasley and Hermione Granger.\n")
-    with pytest.raises(WorkbenchError, match=r"relearn_text .*r.txt: 1 probe\(s\)(.|\n)*hp-prob-001 \(heldout\): 'and hermione granger'"):
+    with pytest.raises(
+        WorkbenchError,
+        match=r"relearn_text .*r.txt: 1 probe\(s\)(.|\n)*hp-prob-001 \(heldout\): 'and hermione granger'",
+    ):
         relearn_blocks(tok, pack, AttackConfig(relearn_text=str(tmp_path / "r.txt")))
 
 
 def test_answer_types():
-    got = {a: answer_type(a) for a in (" 1997", " 2010s", " 42", " 3,000", " seven", " Seven", " Hogwarts",
-                                       " Diagon Alley", " quarters", " bolt", " .", " 'Expelliarmus'")}
-    assert got == {" 1997": "year", " 2010s": "other", " 42": "number", " 3,000": "number",
-                   " seven": "number", " Seven": "number", " Hogwarts": "name", " Diagon Alley": "name",
-                   " quarters": "word", " bolt": "word", " .": "other", " 'Expelliarmus'": "name"}
+    got = {
+        a: answer_type(a)
+        for a in (
+            " 1997",
+            " 2010s",
+            " 42",
+            " 3,000",
+            " seven",
+            " Seven",
+            " Hogwarts",
+            " Diagon Alley",
+            " quarters",
+            " bolt",
+            " .",
+            " 'Expelliarmus'",
+        )
+    }
+    assert got == {
+        " 1997": "year",
+        " 2010s": "other",
+        " 42": "number",
+        " 3,000": "number",
+        " seven": "number",
+        " Seven": "number",
+        " Hogwarts": "name",
+        " Diagon Alley": "name",
+        " quarters": "word",
+        " bolt": "word",
+        " .": "other",
+        " 'Expelliarmus'": "name",
+    }
 
 
 def test_residual_distractors_have_the_answers_type():
-    probes = [NextTokenProbe(id=f"q{i}", prompt=f"prompt {i}", targets=(t,)) for i, t in enumerate(
-        [" Hogwarts", " Dumbledore", " Hagrid", " bolt", " quarters", " wand", " 1997", " 1998", " 2007", " seven"])]
+    probes = [
+        NextTokenProbe(id=f"q{i}", prompt=f"prompt {i}", targets=(t,))
+        for i, t in enumerate(
+            [" Hogwarts", " Dumbledore", " Hagrid", " bolt", " quarters", " wand", " 1997", " 1998", " 2007", " seven"]
+        )
+    ]
     kinds = {p.prompt: answer_type(p.targets[0]) for p in probes}
     texts, labels, groups = residual_pairs(probes, seed=3)
     assert labels.tolist() == [1, 0] * (len(texts) // 2)
@@ -134,7 +197,7 @@ def test_residual_distractors_have_the_answers_type():
     for k in range(0, len(texts), 2):
         p = probes[groups[k]]
         assert texts[k] == p.prompt + p.targets[0]
-        distractor = texts[k + 1][len(p.prompt):]
+        distractor = texts[k + 1][len(p.prompt) :]
         assert answer_type(distractor) == kinds[p.prompt] and distractor != p.targets[0]
         assert distractor in {q.targets[0] for q in probes}
     assert residual_pairs(probes, seed=3)[0] == texts  # seeded
@@ -165,8 +228,13 @@ def test_control_is_at_chance_where_the_probe_is_not():
 
 
 def test_residual_layer_is_chosen_on_dev(tiny):
-    dev, held = PROBES[:12], [NextTokenProbe(id=f"h{i}", prompt=p.prompt.replace("The", "A"), targets=p.targets,
-                                             split="heldout") for i, p in enumerate(PROBES)]
+    dev, held = (
+        PROBES[:12],
+        [
+            NextTokenProbe(id=f"h{i}", prompt=p.prompt.replace("The", "A"), targets=p.targets, split="heldout")
+            for i, p in enumerate(PROBES)
+        ],
+    )
     df = residual_attack(tiny, dev, {"heldout": held}, folds=3, seed=0)
     n_layers = tiny.model.config.num_hidden_layers + 1
     assert list(df["layer"]) == list(range(n_layers)) and set(df["split"]) == {"heldout"}
@@ -184,7 +252,7 @@ def _slow_quantize(w, bits, group):
     out = [[0.0] * len(w[0]) for _ in w]
     for r, row in enumerate(w):
         for start in range(0, len(row), group):
-            chunk = row[start:start + group]
+            chunk = row[start : start + group]
             scale = max(abs(v) for v in chunk) / qmax
             for c, v in enumerate(chunk):
                 out[r][start + c] = 0.0 if scale == 0 else max(-qmax, min(qmax, round(v / scale))) * scale
@@ -199,8 +267,8 @@ def test_groupwise_quantizer_against_a_loop(bits):
     got = quantize_groupwise(w, bits, 128)
     ref = torch.tensor(_slow_quantize(w.tolist(), bits, 128))
     assert torch.allclose(got, ref, atol=1e-6)
-    levels = {len(torch.unique(got[r, s:s + 128])) for r in range(6) for s in (0, 128) if not (r == 2 and s == 128)}
-    assert max(levels) <= 2 ** bits - 1
+    levels = {len(torch.unique(got[r, s : s + 128])) for r in range(6) for s in (0, 128) if not (r == 2 and s == 128)}
+    assert max(levels) <= 2**bits - 1
     assert (got[2, 128:256] == 0).all()
     half = quantize_groupwise(w.to(torch.bfloat16), bits, 128)
     assert half.dtype == torch.bfloat16
@@ -224,9 +292,14 @@ def test_attack_sections_in_the_evaluation_table(tmp_path, tiny):
     from workbench.eval.config import EvalConfig
     from workbench.eval.runner import evaluate_models
 
-    cfg = EvalConfig(sections=("adversarial", "relearn", "residual", "quantize"), splits=("dev", "heldout"),
-                     probe_limit=12, progress=False, figures=False,
-                     attacks=AttackConfig(relearn_steps=(1, 2), relearn_blocks=1, relearn_block_size=32, residual_folds=2))
+    cfg = EvalConfig(
+        sections=("adversarial", "relearn", "residual", "quantize"),
+        splits=("dev", "heldout"),
+        probe_limit=12,
+        progress=False,
+        figures=False,
+        attacks=AttackConfig(relearn_steps=(1, 2), relearn_blocks=1, relearn_block_size=32, residual_folds=2),
+    )
     rep = evaluate_models([("tiny", tiny)], cfg, tmp_path / "eval")
     t = rep.table
     assert set(t["section"]) == {"adversarial", "relearn", "residual", "quantize"}
@@ -252,13 +325,23 @@ def test_a_relearning_text_that_states_an_answer_stops_the_evaluation_before_any
 
     bad = tmp_path / "relearn.txt"
     bad.write_text("In the stories, witches and wizards fly on broomsticks.\n")
-    cfg = EvalConfig(sections=("relearn",), splits=("dev",), progress=False, figures=False,
-                     attacks=AttackConfig(relearn_text=str(bad)))
+    cfg = EvalConfig(
+        sections=("relearn",),
+        splits=("dev",),
+        progress=False,
+        figures=False,
+        attacks=AttackConfig(relearn_text=str(bad)),
+    )
     with pytest.raises(WorkbenchError, match="relearn_text"):
         evaluate_models([("tiny", tiny)], cfg, tmp_path / "eval")
     assert not list((tmp_path / "eval").glob("partial/*"))
-    bad_bits = EvalConfig(sections=("quantize",), splits=("dev",), progress=False, figures=False,
-                          attacks=AttackConfig(quantize_bits=(8, 1)))
+    bad_bits = EvalConfig(
+        sections=("quantize",),
+        splits=("dev",),
+        progress=False,
+        figures=False,
+        attacks=AttackConfig(quantize_bits=(8, 1)),
+    )
     with pytest.raises(WorkbenchError, match=r"quantize: bits must be 2..16 \(got \[8, 1\]\)"):
         evaluate_models([("tiny", tiny)], bad_bits, tmp_path / "eval2")
 
@@ -275,7 +358,9 @@ def test_target_blocks_are_the_runs_blocks(tmp_path):
 
     tok = tiny_tokenizer()
     for spread in (True, False):
-        cfg = config_from_dict(tiny_config(tmp_path / f"in{spread}", target={"block_size": 16, "max_blocks": 3, "spread_blocks": spread}))
+        cfg = config_from_dict(
+            tiny_config(tmp_path / f"in{spread}", target={"block_size": 16, "max_blocks": 3, "spread_blocks": spread})
+        )
         run = Run(cfg, tmp_path / f"run{spread}", progress=False, log=None)
         docs = read_documents(cfg.target.corpus, "target corpus")
         got = target_blocks(docs, tok, cfg.target)

@@ -13,11 +13,20 @@ from workbench.pack import load_probes
 
 # Shaped like the authors' file: a list of {"prompt": {...}} entries, key order as found there (both orders occur).
 ENTRIES = [
-    {"prompt": {"references": ["Ron", "Hermione", "wand"],
-                "prompt": "Ron and Hermione were practicing their spells when Ron accidentally cast a spell that caused",
-                "subtlety": 8}},
-    {"prompt": {"subtlety": 2, "references": ["Dementors", "Patronus"],
-                "prompt": "The chilling presence of the Dementors could only be repelled by casting a powerful Patronus, which took the form of a"}},
+    {
+        "prompt": {
+            "references": ["Ron", "Hermione", "wand"],
+            "prompt": "Ron and Hermione were practicing their spells when Ron accidentally cast a spell that caused",
+            "subtlety": 8,
+        }
+    },
+    {
+        "prompt": {
+            "subtlety": 2,
+            "references": ["Dementors", "Patronus"],
+            "prompt": "The chilling presence of the Dementors could only be repelled by casting a powerful Patronus, which took the form of a",
+        }
+    },
     {"prompt": "He glanced at the scar on the boy's forehead.", "references": ["scar"], "subtlety": 9},  # flat
 ]
 

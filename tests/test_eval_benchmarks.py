@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from helpers import make_pack
+
 from workbench.errors import WorkbenchError
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -38,15 +38,51 @@ def test_paper_table_small(tmp_path, evaldata_dir, run_dir):
     readme = tmp_path / "README.md"
     readme.write_text("# Title\n\n## Results\n<!-- results:start -->\nold table\n<!-- results:end -->\nafter\n")
     pack = make_pack(tmp_path)
-    argv = ["--baseline", "tiny", "--unlearned", str(run_dir), "--pack", str(pack), "--evaldata", evaldata_dir,
-            "--limit", "2", "--ppl-max-tokens", "40", "--ppl-max-length", "32", "--samples", "1",
-            "--max-new-tokens", "6", "--splits", "dev,heldout",
-            "--out", str(tmp_path / "out"), "--readme", str(readme), "--quiet"]
+    argv = [
+        "--baseline",
+        "tiny",
+        "--unlearned",
+        str(run_dir),
+        "--pack",
+        str(pack),
+        "--evaldata",
+        evaldata_dir,
+        "--limit",
+        "2",
+        "--ppl-max-tokens",
+        "40",
+        "--ppl-max-length",
+        "32",
+        "--samples",
+        "1",
+        "--max-new-tokens",
+        "6",
+        "--splits",
+        "dev,heldout",
+        "--out",
+        str(tmp_path / "out"),
+        "--readme",
+        str(readme),
+        "--quiet",
+    ]
     block = paper.main(argv)
-    for name in ("ARC-Challenge (acc_norm)", "ARC-Easy (acc)", "BoolQ (acc)", "HellaSwag (acc_norm)", "OpenBookQA (acc_norm)",
-                 "PIQA (acc)", "WinoGrande (acc)", "Mean of the benchmarks", "WikiText-2 perplexity",
-                 "Familiarity: answer-token probability", "Familiarity: completions, greedy", "Primed: answer probability",
-                 "Paraphrases", "Collateral domains", "General knowledge"):
+    for name in (
+        "ARC-Challenge (acc_norm)",
+        "ARC-Easy (acc)",
+        "BoolQ (acc)",
+        "HellaSwag (acc_norm)",
+        "OpenBookQA (acc_norm)",
+        "PIQA (acc)",
+        "WinoGrande (acc)",
+        "Mean of the benchmarks",
+        "WikiText-2 perplexity",
+        "Familiarity: answer-token probability",
+        "Familiarity: completions, greedy",
+        "Primed: answer probability",
+        "Paraphrases",
+        "Collateral domains",
+        "General knowledge",
+    ):
         assert name in block, name
     assert "| Measure | baseline | unlearned | Δ (95% CI) |" in block
     assert "python benchmarks/paper_table.py --baseline tiny" in block
@@ -65,8 +101,26 @@ def test_paper_table_small(tmp_path, evaldata_dir, run_dir):
 def test_eval_throughput_small(tmp_path, evaldata_dir):
     bench = _script("eval_throughput")
     out = tmp_path / "tp.json"
-    result = bench.main(["--model", "tiny", "--pack", "none_such", "--evaldata", evaldata_dir, "--probes", "6",
-                         "--items", "2", "--tasks", "piqa,winogrande", "--repeats", "3", "--out", str(out)])
+    result = bench.main(
+        [
+            "--model",
+            "tiny",
+            "--pack",
+            "none_such",
+            "--evaldata",
+            evaldata_dir,
+            "--probes",
+            "6",
+            "--items",
+            "2",
+            "--tasks",
+            "piqa,winogrande",
+            "--repeats",
+            "3",
+            "--out",
+            str(out),
+        ]
+    )
     saved = json.loads(out.read_text())
     assert saved["ratio"] == pytest.approx(result["ratio"])
     # eval is the reference forward (logits where eval reads them, same batches) plus tokenization, log-softmax

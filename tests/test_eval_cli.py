@@ -71,8 +71,20 @@ def test_every_eval_config_field_has_a_flag_that_sets_it(tmp_path):
 
 def test_defaults_match_the_dataclass_and_aliases_still_work():
     assert _parse() == EvalConfig()
-    cfg = _parse("--evaldata", "/data", "--quiet", "--no-greedy", "--limit", "all", "--pack", "none",
-                 "--lm-eval-tasks", "arc_easy", "--sections", "probes")
+    cfg = _parse(
+        "--evaldata",
+        "/data",
+        "--quiet",
+        "--no-greedy",
+        "--limit",
+        "all",
+        "--pack",
+        "none",
+        "--lm-eval-tasks",
+        "arc_easy",
+        "--sections",
+        "probes",
+    )
     assert (cfg.evaldata_dir, cfg.progress, cfg.greedy, cfg.limit, cfg.pack) == ("/data", False, False, None, None)
     assert cfg.sections == ("probes", "lm_eval")  # lm-eval tasks add their section
 

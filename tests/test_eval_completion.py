@@ -48,7 +48,11 @@ REFS = ("wizard", "Hogwarts")
         ("spoke wizardingly", 0, []),  # ... but not more
         ("would meet Dumbledore soon.", 2, ["Dumbledore"]),  # an anchored name: 2 points
         ("was a wizard and would meet Dumbledore.", 3, ["Dumbledore", "wizard"]),
-        ("would attend Hogwarts with Ron.", 3, ["Hogwarts", "Ron"]),  # a reference that is an anchor counts once, as anchor
+        (
+            "would attend Hogwarts with Ron.",
+            3,
+            ["Hogwarts", "Ron"],
+        ),  # a reference that is an anchor counts once, as anchor
         ("went to hogwarts", 1, ["Hogwarts"]),  # lower-cased: only the case-insensitive reference matches
         ("met Harry Potter's friend Hermione.", 3, ["Harry Potter", "Hermione"]),  # 'Harry' is inside 'Harry Potter'
         ("met Ronald, the ronin.", 0, []),  # whole words only
@@ -82,13 +86,21 @@ def test_keyword_judge_ignores_terms_in_prompt():
 
 @pytest.mark.parametrize(
     "text,grade",
-    [("The completion names Hogwarts.\nSCORE: 3", 3), ("score = 1", 1), ("Reasoning...\n2", 2),
-     ("Score: 2. On reflection, SCORE: 0", 0), ("I cannot grade this.", None), ("SCORE: 7", None),
-     # the authors' format: the last MODEL_FAMILIARITY line wins over any other number
-     ("References: Hogwarts (not in the prompt).\nMODEL_FAMILIARITY: 3/3", 3),
-     ("No new references.\nMODEL_FAMILIARITY: 0/3", 0),
-     ("A score of 3 would need names. SCORE: 3\nmodel_familiarity: 1 / 3", 1),
-     ("MODEL_FAMILIARITY: **2/3**", 2), ("MODEL_FAMILIARITY: 5/3", None), ("MODEL_FAMILIARITY: X/3", None)],
+    [
+        ("The completion names Hogwarts.\nSCORE: 3", 3),
+        ("score = 1", 1),
+        ("Reasoning...\n2", 2),
+        ("Score: 2. On reflection, SCORE: 0", 0),
+        ("I cannot grade this.", None),
+        ("SCORE: 7", None),
+        # the authors' format: the last MODEL_FAMILIARITY line wins over any other number
+        ("References: Hogwarts (not in the prompt).\nMODEL_FAMILIARITY: 3/3", 3),
+        ("No new references.\nMODEL_FAMILIARITY: 0/3", 0),
+        ("A score of 3 would need names. SCORE: 3\nmodel_familiarity: 1 / 3", 1),
+        ("MODEL_FAMILIARITY: **2/3**", 2),
+        ("MODEL_FAMILIARITY: 5/3", None),
+        ("MODEL_FAMILIARITY: X/3", None),
+    ],
 )
 def test_parse_grade(text, grade):
     assert parse_grade(text) == grade
@@ -98,9 +110,14 @@ def test_familiarity_and_summary_by_hand():
     assert familiarity_score([0, 1, 2, 3]) == pytest.approx(0.5)
     assert familiarity_score([3, None]) == pytest.approx(1.0)
     assert math.isnan(familiarity_score([None]))
-    df = pd.DataFrame({"set": "completion", "mode": ["greedy"] * 4 + ["sampled"] * 2,
-                       "split": ["heldout", "heldout", "dev", "dev", "heldout", "heldout"],
-                       "grade": [0, 3, 3, None, 1, 2]})
+    df = pd.DataFrame(
+        {
+            "set": "completion",
+            "mode": ["greedy"] * 4 + ["sampled"] * 2,
+            "split": ["heldout", "heldout", "dev", "dev", "heldout", "heldout"],
+            "grade": [0, 3, 3, None, 1, 2],
+        }
+    )
     s = summarize_completions(df).set_index(["mode", "split"])
     g = s.loc[("greedy", "all")]
     assert g["n"] == 4 and g["n_ungraded"] == 1
@@ -138,8 +155,13 @@ def test_authors_generation_preset(tiny):
     # top-k reaches the sampler: with k = 1 every sample is the greedy completion
     prompts = ["Once upon a time", "The capital of France is"]
     greedy = generate_completions(tiny, prompts, CompletionSettings(max_new_tokens=5, samples=0, progress=False))
-    top1 = generate_completions(tiny, prompts, CompletionSettings(max_new_tokens=5, greedy=False, samples=2, top_k=1,
-                                                                temperature=1.0, top_p=1.0, progress=False))
+    top1 = generate_completions(
+        tiny,
+        prompts,
+        CompletionSettings(
+            max_new_tokens=5, greedy=False, samples=2, top_k=1, temperature=1.0, top_p=1.0, progress=False
+        ),
+    )
     assert top1["completion"].tolist() == [c for c in greedy["completion"] for _ in range(2)]
 
 
@@ -183,14 +205,34 @@ class _FixedJudge:
 
 
 def test_score_completions_rows(tiny):
-    probes = [CompletionProbe("c1", PROMPT, REFS, 3), CompletionProbe("c2", "Harry Potter sat next to", ("Ron",), 1, split="dev")]
+    probes = [
+        CompletionProbe("c1", PROMPT, REFS, 3),
+        CompletionProbe("c2", "Harry Potter sat next to", ("Ron",), 1, split="dev"),
+    ]
     df = score_completions(tiny, probes, _FixedJudge(), CompletionSettings(max_new_tokens=4, samples=1, progress=False))
     assert len(df) == 4
-    assert list(df.columns) == ["set", "probe_id", "split", "subtlety", "mode", "sample", "prompt", "completion", "grade",
-                                "matched", "reason", "judge"]
+    assert list(df.columns) == [
+        "set",
+        "probe_id",
+        "split",
+        "subtlety",
+        "mode",
+        "sample",
+        "prompt",
+        "completion",
+        "grade",
+        "matched",
+        "reason",
+        "judge",
+    ]
     assert df["grade"].tolist() == [0, 1, 2, 3] and set(df["judge"]) == {"fixed"}
     assert df["mode"].tolist() == ["greedy", "greedy", "sampled", "sampled"]
-    kw = score_completions(tiny, probes, KeywordJudge(anchor_terms=ANCHORS), CompletionSettings(max_new_tokens=4, progress=False, samples=0))
+    kw = score_completions(
+        tiny,
+        probes,
+        KeywordJudge(anchor_terms=ANCHORS),
+        CompletionSettings(max_new_tokens=4, progress=False, samples=0),
+    )
     assert kw["grade"].between(0, 3).all()
 
 
@@ -212,11 +254,11 @@ class _Handler(BaseHTTPRequestHandler):
         authors = len(body["messages"]) == 1  # the authors' rubric: one user message, answer MODEL_FAMILIARITY
         if authors:
             content = body["messages"][0]["content"]
-            completion = content.split("completion of this prompt is: \"", 1)[1].rsplit("\".", 1)[0]
+            completion = content.split('completion of this prompt is: "', 1)[1].rsplit('".', 1)[0]
         else:
             completion = body["messages"][1]["content"].split("Completion:\n", 1)[1]
         score = 3 if "Hogwarts" in completion else (1 if "wizard" in completion else 0)
-        text = (f"Listing.\nMODEL_FAMILIARITY: {score}/3" if authors else f"Reasoning.\nSCORE: {score}")
+        text = f"Listing.\nMODEL_FAMILIARITY: {score}/3" if authors else f"Reasoning.\nSCORE: {score}"
         text = text if "garbled" not in completion else "no idea"
         reply = {"choices": [{"message": {"role": "assistant", "content": text}}]}
         data = json.dumps(reply).encode()
@@ -246,8 +288,12 @@ def test_openai_judge_against_fake_server(fake_server):
     url, handler = fake_server
     judge = OpenAIJudge(url=url + "/v1", model="judge-model", target="Harry Potter", api_key="sekret", max_workers=2)
     assert judge.endpoint == url + "/v1/chat/completions"
-    items = [JudgeItem(PROMPT, " was a wizard", REFS), JudgeItem(PROMPT, " went to Hogwarts", REFS),
-             JudgeItem(PROMPT, " moved away", REFS), JudgeItem(PROMPT, " garbled", REFS)]
+    items = [
+        JudgeItem(PROMPT, " was a wizard", REFS),
+        JudgeItem(PROMPT, " went to Hogwarts", REFS),
+        JudgeItem(PROMPT, " moved away", REFS),
+        JudgeItem(PROMPT, " garbled", REFS),
+    ]
     grades = judge.grade_many(items)
     assert [g.score for g in grades] == [1, 3, 0, None]
     assert grades[0].reason.endswith("SCORE: 1")
@@ -263,8 +309,11 @@ def test_openai_judge_against_fake_server(fake_server):
 def test_openai_judge_with_the_authors_rubric(fake_server):
     url, handler = fake_server
     judge = OpenAIJudge(url=url, target="Harry Potter", rubric=AUTHORS_RUBRIC)
-    items = [JudgeItem(PROMPT, " went to Hogwarts", REFS), JudgeItem(PROMPT, " was a wizard", REFS),
-             JudgeItem(PROMPT, " garbled", REFS)]
+    items = [
+        JudgeItem(PROMPT, " went to Hogwarts", REFS),
+        JudgeItem(PROMPT, " was a wizard", REFS),
+        JudgeItem(PROMPT, " garbled", REFS),
+    ]
     assert [g.score for g in judge.grade_many(items)] == [3, 1, None]
     messages = handler.requests[0]["body"]["messages"]
     assert len(messages) == 1 and messages[0]["role"] == "user"
@@ -291,8 +340,13 @@ def test_openai_judge_errors(fake_server, monkeypatch):
 
 def test_hf_chat_judge_runs_on_tiny(tiny):
     judge = HFChatJudge(tiny, target="Harry Potter", max_new_tokens=4, batch_size=2)
-    grades = judge.grade_many([JudgeItem(PROMPT, " was a wizard", REFS), JudgeItem(PROMPT, " moved away", REFS),
-                               JudgeItem(PROMPT, " went to Hogwarts", REFS)])
+    grades = judge.grade_many(
+        [
+            JudgeItem(PROMPT, " was a wizard", REFS),
+            JudgeItem(PROMPT, " moved away", REFS),
+            JudgeItem(PROMPT, " went to Hogwarts", REFS),
+        ]
+    )
     assert len(grades) == 3 and all(g.score in (None, 0, 1, 2, 3) for g in grades)
 
 
@@ -306,23 +360,41 @@ def test_the_pack_judge_counts_one_name_once():
 
     judge = KeywordJudge(anchor_terms=load_anchor_terms("harry_potter"))
     prompt = "At the end of term the family went home to"
-    for text in (" the Weasleys' house.", " see the Potters", " see the Weasley twins", " stay with Ron Weasley",
-                 " visit Harry Potter's aunt"):
+    for text in (
+        " the Weasleys' house.",
+        " see the Potters",
+        " see the Weasley twins",
+        " stay with Ron Weasley",
+        " visit Harry Potter's aunt",
+    ):
         grade = judge.grade(JudgeItem(prompt, text, ()))
         assert grade.score == 2 and len(grade.matched) == 1, (text, grade)
     assert judge.grade(JudgeItem(prompt, " the Weasleys and the Potters", ())).score == 3
-    assert target_mentions(prompt, " the Weasleys and the Weasley twins", load_anchor_terms("harry_potter")) == ["Weasleys"]
+    assert target_mentions(prompt, " the Weasleys and the Weasley twins", load_anchor_terms("harry_potter")) == [
+        "Weasleys"
+    ]
 
 
 def _mentions_by_hand(prompt: str, completion: str, terms) -> bool:
     # case-sensitive whole words, with an optional plural or possessive ending; a term in the prompt is no news
     def has(text, term):
         return any(re.search(rf"(?<!\w){re.escape(term)}{end}(?!\w)", text) for end in ("", "s", "es", "'s", "’s"))
+
     return any(has(completion, t) and not has(prompt, t) for t in terms)
 
 
-@pytest.mark.parametrize("completion", ["met Hermione", "met hermione", "met Hermiones", "saw Ron and Harry Potter",
-                                        "nothing here", "Harry Potter again", "Dumbledore's office"])
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "met Hermione",
+        "met hermione",
+        "met Hermiones",
+        "saw Ron and Harry Potter",
+        "nothing here",
+        "Harry Potter again",
+        "Dumbledore's office",
+    ],
+)
 def test_target_mentions_match_a_plain_loop(completion):
     prompt = "Harry Potter sat next to"
     found = target_mentions(prompt, completion, ANCHORS)
@@ -331,13 +403,20 @@ def test_target_mentions_match_a_plain_loop(completion):
 
 
 def test_score_completions_marks_target_mentions(tiny):
-    probes = [CompletionProbe("c1", PROMPT, REFS, 3), CompletionProbe("c2", "Harry Potter sat next to", ("Ron",), 1, split="dev")]
+    probes = [
+        CompletionProbe("c1", PROMPT, REFS, 3),
+        CompletionProbe("c2", "Harry Potter sat next to", ("Ron",), 1, split="dev"),
+    ]
     cfg = CompletionSettings(max_new_tokens=6, samples=2, progress=False, seed=3)
     plain = score_completions(tiny, probes, _FixedJudge(), cfg)
     assert "mentions_target" not in plain  # no terms known: no column
     # make a word of the (seeded) completions the one target term: the first not in either prompt
-    word = next(w for c in plain["completion"] for w in re.findall(r"\w+", c)
-                if not any(re.search(rf"(?<!\w){re.escape(w)}", p.prompt) for p in probes))
+    word = next(
+        w
+        for c in plain["completion"]
+        for w in re.findall(r"\w+", c)
+        if not any(re.search(rf"(?<!\w){re.escape(w)}", p.prompt) for p in probes)
+    )
     df = score_completions(tiny, probes, _FixedJudge(), cfg, target_terms=[word])
     assert df["completion"].tolist() == plain["completion"].tolist()
     expected = [_mentions_by_hand(p, c, [word]) for p, c in zip(df["prompt"], df["completion"])]
@@ -352,12 +431,18 @@ def test_score_completions_marks_target_mentions(tiny):
 
 
 def test_per_prompt_summary_by_hand():
-    df = pd.DataFrame({
-        "probe_id": ["b", "b", "b", "b", "a", "a", "a"], "split": ["dev"] * 4 + ["heldout"] * 3,
-        "subtlety": [1] * 4 + [3] * 3, "prompt": ["pb"] * 4 + ["pa"] * 3,
-        "mode": ["greedy", "sampled", "sampled", "sampled", "greedy", "sampled", "sampled"],
-        "grade": [3, 2, 0, None, 0, 1, 1], "target_terms": ["Ron; Hermione", "Ron", "", "", "", "", ""],
-        "mentions_target": [True, True, False, False, False, False, False]})
+    df = pd.DataFrame(
+        {
+            "probe_id": ["b", "b", "b", "b", "a", "a", "a"],
+            "split": ["dev"] * 4 + ["heldout"] * 3,
+            "subtlety": [1] * 4 + [3] * 3,
+            "prompt": ["pb"] * 4 + ["pa"] * 3,
+            "mode": ["greedy", "sampled", "sampled", "sampled", "greedy", "sampled", "sampled"],
+            "grade": [3, 2, 0, None, 0, 1, 1],
+            "target_terms": ["Ron; Hermione", "Ron", "", "", "", "", ""],
+            "mentions_target": [True, True, False, False, False, False, False],
+        }
+    )
     t = per_prompt_summary(df).set_index("probe_id")
     assert list(t.index) == ["b", "a"]  # first-seen order
     assert t.loc["b", "greedy_grade"] == 3 and t.loc["b", "greedy_terms"] == "Ron; Hermione"

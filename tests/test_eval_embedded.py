@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.eval.probes import score_probes
 from workbench.eval.loglikelihood import LoglikelihoodConfig
+from workbench.eval.probes import score_probes
 from workbench.eval.utility import load_mc_task, score_mc
 from workbench.pack import NextTokenProbe
 
@@ -16,8 +16,11 @@ PROBES = [
     NextTokenProbe("hp", "Harry Potter's best friends are Ron Weasley and Hermione", (" Granger",)),
     NextTokenProbe("hw", "Harry Potter studied magic at", (" Hogwarts",)),
     NextTokenProbe("wa", "Water is made of hydrogen and", (" oxygen",)),
-    NextTokenProbe("long", "In the long series of novels by J. K. Rowling, the boy wizard with a lightning scar is called Harry",
-                   (" Potter",)),
+    NextTokenProbe(
+        "long",
+        "In the long series of novels by J. K. Rowling, the boy wizard with a lightning scar is called Harry",
+        (" Potter",),
+    ),
 ]
 
 
@@ -33,5 +36,7 @@ def test_embedded_knows_easy_facts_and_batching_is_exact(embedded):
 
 
 def test_embedded_piqa_beats_chance(embedded, evaldata_dir):
-    df = score_mc(embedded, load_mc_task("piqa", limit=40, evaldata_dir=evaldata_dir), LoglikelihoodConfig(progress=False))
+    df = score_mc(
+        embedded, load_mc_task("piqa", limit=40, evaldata_dir=evaldata_dir), LoglikelihoodConfig(progress=False)
+    )
     assert df["correct"].mean() > 0.5

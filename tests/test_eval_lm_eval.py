@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 
 import pytest
-
 from helpers import MC_ITEMS, write_jsonl
+
 from workbench.errors import WorkbenchError
 from workbench.eval.lm_eval_bridge import require_lm_eval, run_lm_eval, write_local_task
 from workbench.eval.loglikelihood import LoglikelihoodConfig

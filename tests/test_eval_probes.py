@@ -7,21 +7,36 @@ import math
 import pandas as pd
 import pytest
 import torch
-
 from helpers import explicit_continuation_logprob, explicit_logprobs
+
 from workbench.errors import WorkbenchError
+from workbench.eval.loglikelihood import (
+    LoglikelihoodConfig,
+    Request,
+    encode_pair,
+    encode_pairs,
+    prefix_token_id,
+    score_requests,
+)
 from workbench.eval.probes import score_probes, summarize_probes
-from workbench.eval.loglikelihood import Request, LoglikelihoodConfig, encode_pair, encode_pairs, prefix_token_id, score_requests
 from workbench.pack import CompletionProbe, NextTokenProbe
 
 PROBES = [
-    NextTokenProbe("a", "Harry Potter's two best friends are Ron Weasley and", (" Hermione", " Hermione Granger", " Ginny"),
-                   split="heldout"),
+    NextTokenProbe(
+        "a",
+        "Harry Potter's two best friends are Ron Weasley and",
+        (" Hermione", " Hermione Granger", " Ginny"),
+        split="heldout",
+    ),
     NextTokenProbe("b", "The capital of France is", (" Paris",), split="dev"),
     NextTokenProbe("c", "Quidditch is played on", (" broomsticks", " brooms"), split="heldout"),
     NextTokenProbe("d", "A", (" cat",), split="dev"),
-    NextTokenProbe("e", "In the long and winding story of the boy who lived under the stairs, the name of the school was",
-                   (" Hogwarts",), split="heldout"),
+    NextTokenProbe(
+        "e",
+        "In the long and winding story of the boy who lived under the stairs, the name of the school was",
+        (" Hogwarts",),
+        split="heldout",
+    ),
 ]
 
 
@@ -67,7 +82,9 @@ def test_batched_equals_unbatched(tiny, side):
     one = score_probes(tiny, PROBES, LoglikelihoodConfig(batch_size=1, padding_side=side, progress=False))
     many = score_probes(tiny, PROBES, LoglikelihoodConfig(batch_size=16, padding_side=side, progress=False))
     # Uneven budget: batches of different sizes.
-    budget = score_probes(tiny, PROBES, LoglikelihoodConfig(batch_size=16, max_batch_tokens=40, padding_side=side, progress=False))
+    budget = score_probes(
+        tiny, PROBES, LoglikelihoodConfig(batch_size=16, max_batch_tokens=40, padding_side=side, progress=False)
+    )
     for other in (many, budget):
         for col in ("prob", "seq_logprob", "best_seq_logprob"):
             assert other[col].tolist() == pytest.approx(one[col].tolist(), rel=1e-4, abs=1e-6)
@@ -97,19 +114,29 @@ def test_score_requests_details_and_truncation(tiny):
     # With a 6-token window the context loses its start: the same as scoring the cut context directly.
     [cut] = score_requests(tiny.model, [Request(ctx, cont)], LoglikelihoodConfig(progress=False), max_length=6)
     keep = (ctx + cont)[-7:]
-    [ref] = score_requests(tiny.model, [Request(keep[: len(keep) - len(cont)], cont)], LoglikelihoodConfig(progress=False))
+    [ref] = score_requests(
+        tiny.model, [Request(keep[: len(keep) - len(cont)], cont)], LoglikelihoodConfig(progress=False)
+    )
     assert cut.logprob == pytest.approx(ref.logprob, abs=1e-5)
     with pytest.raises(WorkbenchError, match="does not fit"):
         score_requests(tiny.model, [Request(ctx, list(range(10)))], LoglikelihoodConfig(progress=False), max_length=5)
 
 
 def test_summarize_probes_by_hand():
-    df = pd.DataFrame({
-        "set": ["probability"] * 4, "variant": ["original"] * 4, "probe_id": list("abcd"),
-        "split": ["dev", "dev", "heldout", "heldout"], "prob": [0.5, 0.1, 0.2, 0.0], "logprob": [math.log(0.5), math.log(0.1), math.log(0.2), -math.inf],
-        "rank": [1, 7, 3, 900], "top1": [True, False, False, False], "top5": [True, False, True, False],
-        "seq_logprob": [-1.0, -3.0, -2.0, -20.0],
-    })
+    df = pd.DataFrame(
+        {
+            "set": ["probability"] * 4,
+            "variant": ["original"] * 4,
+            "probe_id": list("abcd"),
+            "split": ["dev", "dev", "heldout", "heldout"],
+            "prob": [0.5, 0.1, 0.2, 0.0],
+            "logprob": [math.log(0.5), math.log(0.1), math.log(0.2), -math.inf],
+            "rank": [1, 7, 3, 900],
+            "top1": [True, False, False, False],
+            "top5": [True, False, True, False],
+            "seq_logprob": [-1.0, -3.0, -2.0, -20.0],
+        }
+    )
     s = summarize_probes(df).set_index("split")
     assert set(s.index) == {"all", "dev", "heldout"}
     assert s.loc["all", "n"] == 4 and s.loc["all", "mean_prob"] == pytest.approx(0.2)

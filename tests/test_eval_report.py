@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from helpers import make_evaldata, make_pack
+
 from workbench.errors import WorkbenchError
 from workbench.eval.cli import add_eval_parser, add_packs_parser
 from workbench.eval.config import EvalConfig
@@ -25,8 +25,18 @@ def other_tiny():
 
 
 def _config(root: Path, **kw) -> EvalConfig:
-    base = dict(pack=str(make_pack(root)), tasks=("toy", "wino"), evaldata_dir=str(make_evaldata(root)), limit=None,
-                ppl_max_tokens=60, ppl_max_length=32, ppl_stride=16, max_new_tokens=5, samples=1, progress=False)
+    base = dict(
+        pack=str(make_pack(root)),
+        tasks=("toy", "wino"),
+        evaldata_dir=str(make_evaldata(root)),
+        limit=None,
+        ppl_max_tokens=60,
+        ppl_max_length=32,
+        ppl_stride=16,
+        max_new_tokens=5,
+        samples=1,
+        progress=False,
+    )
     base.update(kw)
     return EvalConfig(**base)
 
@@ -43,15 +53,34 @@ def report(tiny_copy, other_tiny, tmp_path_factory):
 def test_report_files_and_table(report):
     rep, _, root = report
     out = root / "out"
-    for name in ("results.csv", "results.parquet", "probes.parquet", "completions.csv", "mc_items.parquet", "summary.json",
-                 "report.md", "figures/familiarity.html", "figures/utility.html", "figures/probe_scatter.html",
-                 "figures/completion_grades.html", "figures/plotly.min.js"):
+    for name in (
+        "results.csv",
+        "results.parquet",
+        "probes.parquet",
+        "completions.csv",
+        "mc_items.parquet",
+        "summary.json",
+        "report.md",
+        "figures/familiarity.html",
+        "figures/utility.html",
+        "figures/probe_scatter.html",
+        "figures/completion_grades.html",
+        "figures/plotly.min.js",
+    ):
         assert (out / name).is_file(), name
     assert not list(out.rglob("*.tmp"))
     table = pd.read_csv(out / "results.csv")
     assert list(table.columns) == TABLE_COLUMNS
     assert set(table["model"]) == {"base", "after"}
-    assert set(table["section"]) == {"probes", "paraphrase", "priming", "collateral", "completion", "utility", "perplexity"}
+    assert set(table["section"]) == {
+        "probes",
+        "paraphrase",
+        "priming",
+        "collateral",
+        "completion",
+        "utility",
+        "perplexity",
+    }
     acc = table[(table["section"] == "utility") & (table["metric"] == "acc")]
     assert len(acc) == 4 and acc["value"].between(0, 1).all() and (acc["ci_low"] <= acc["value"]).all()
     mc = pd.read_parquet(out / "mc_items.parquet")
@@ -60,8 +89,13 @@ def test_report_files_and_table(report):
         assert row["value"] == pytest.approx(g["correct"].mean()) and row["n"] == len(g)
     probes = pd.read_parquet(out / "probes.parquet")
     assert set(probes["variant"]) == {"original", "primed", "paraphrase"}
-    mean_prob = table[(table["model"] == "base") & (table["section"] == "probes") & (table["set"] == "probability")
-                      & (table["split"] == "heldout") & (table["metric"] == "mean_prob")]["value"].iloc[0]
+    mean_prob = table[
+        (table["model"] == "base")
+        & (table["section"] == "probes")
+        & (table["set"] == "probability")
+        & (table["split"] == "heldout")
+        & (table["metric"] == "mean_prob")
+    ]["value"].iloc[0]
     orig = probes[(probes["model"] == "base") & (probes["set"] == "probability") & (probes["variant"] == "original")]
     assert mean_prob == pytest.approx(orig[orig["split"] == "heldout"]["prob"].mean())
     # Collateral probes are also summarised per domain.
@@ -76,9 +110,20 @@ def test_summary_json(report):
     assert summary["baseline"] == "base" and [m["label"] for m in summary["models"]] == ["base", "after"]
     assert summary["headline_split"] == "heldout"
     heads = summary["headlines"]["after"]
-    for key in ("familiarity_prob", "familiarity_top1", "completion_familiarity_greedy", "primed_prob", "priming_delta",
-                "paraphrase_max_prob", "collateral_prob", "general_prob", "toy_acc", "wino_acc", "utility_mean",
-                "ppl_wikitext2_test_raw"):
+    for key in (
+        "familiarity_prob",
+        "familiarity_top1",
+        "completion_familiarity_greedy",
+        "primed_prob",
+        "priming_delta",
+        "paraphrase_max_prob",
+        "collateral_prob",
+        "general_prob",
+        "toy_acc",
+        "wino_acc",
+        "utility_mean",
+        "ppl_wikitext2_test_raw",
+    ):
         assert key in heads, key
     comp = summary["comparisons"]["after"]
     assert set(comp["toy_acc"]) == {"diff", "ci_low", "ci_high", "n"} and comp["toy_acc"]["n"] == 4
@@ -111,7 +156,12 @@ def test_figures_structure(report):
     assert scatter.layout.xaxis.type == "log" and any(t.name == "no change" for t in scatter.data)
     assert all(len(t.x) == len(t.y) for t in scatter.data)
     grades = figs["completion_grades"]
-    assert [t.name for t in grades.data] == ["grade 0", "grade 1", "grade 2", "grade 3"] and grades.layout.barmode == "stack"
+    assert [t.name for t in grades.data] == [
+        "grade 0",
+        "grade 1",
+        "grade 2",
+        "grade 3",
+    ] and grades.layout.barmode == "stack"
     html = (root / "out" / "figures" / "familiarity.html").read_text()
     assert 'src="plotly.min.js"' in html and "Familiarity with the target" in html
     again = load_report(root / "out")
@@ -144,11 +194,19 @@ def test_interrupted_run_resumes(tiny, tmp_path, monkeypatch):
     done = sorted(p.name for p in (tmp_path / "out" / "partial" / "m").glob("*.json"))
     assert done == ["mc.toy.json", "probes.probability.json"]
     rep = evaluate_models([("m", tiny)], cfg, tmp_path / "out")
-    assert rep.summary["models"][0]["units"] == {"probes.probability": "resumed", "mc.toy": "resumed", "mc.wino": "computed"}
+    assert rep.summary["models"][0]["units"] == {
+        "probes.probability": "resumed",
+        "mc.toy": "resumed",
+        "mc.wino": "computed",
+    }
     # A changed setting recomputes the units it affects.
     cfg.limit = 2
     rep = evaluate_models([("m", tiny)], cfg, tmp_path / "out")
-    assert rep.summary["models"][0]["units"] == {"probes.probability": "resumed", "mc.toy": "computed", "mc.wino": "computed"}
+    assert rep.summary["models"][0]["units"] == {
+        "probes.probability": "resumed",
+        "mc.toy": "computed",
+        "mc.wino": "computed",
+    }
 
 
 def test_bad_input(tiny, tmp_path):
@@ -172,15 +230,21 @@ def test_bad_input(tiny, tmp_path):
         evaluate_models([("m", tiny)], _config(tmp_path, tasks=("toy", str(tmp_path / "gone.jsonl"))), tmp_path / "o9")
     # Unreachable judge endpoint: a clear error naming it.
     with pytest.raises(WorkbenchError, match="127.0.0.1:9/v1/chat/completions is unreachable"):
-        evaluate_models([("m", tiny)], _config(tmp_path, judge="openai", judge_url="http://127.0.0.1:9", sections=("completion",)),
-                        tmp_path / "o7")
+        evaluate_models(
+            [("m", tiny)],
+            _config(tmp_path, judge="openai", judge_url="http://127.0.0.1:9", sections=("completion",)),
+            tmp_path / "o7",
+        )
 
 
 def test_default_sections_skip_what_the_pack_lacks(tiny, tmp_path):
     bare = make_pack(tmp_path, name="bare", completion=False, collateral=False)
     with pytest.warns(UserWarning) as caught:
-        rep = evaluate_models([("m", tiny)], _config(tmp_path, pack=str(bare), tasks=("toy",), figures=False,
-                                                     formats=("csv",)), tmp_path / "out")
+        rep = evaluate_models(
+            [("m", tiny)],
+            _config(tmp_path, pack=str(bare), tasks=("toy",), figures=False, formats=("csv",)),
+            tmp_path / "out",
+        )
     messages = [str(w.message) for w in caught]
     assert any("skipped completion" in m for m in messages) and any("skipped collateral" in m for m in messages)
     assert "completion" not in set(rep.table["section"]) and any("skipped" in n for n in rep.summary["notes"])
@@ -206,9 +270,31 @@ def _cli(argv):
 def test_cli_eval(tmp_path, capsys):
     pack = make_pack(tmp_path)
     evaldata = make_evaldata(tmp_path)
-    code = _cli(["eval", "--model", "base=tiny", "--pack", str(pack), "--evaldata", str(evaldata), "--tasks", "toy",
-                 "--limit", "3", "--sections", "probes,utility,perplexity", "--ppl-max-tokens", "40", "--ppl-max-length", "32",
-                 "--out", str(tmp_path / "out"), "--quiet", "--no-figures"])
+    code = _cli(
+        [
+            "eval",
+            "--model",
+            "base=tiny",
+            "--pack",
+            str(pack),
+            "--evaldata",
+            str(evaldata),
+            "--tasks",
+            "toy",
+            "--limit",
+            "3",
+            "--sections",
+            "probes,utility,perplexity",
+            "--ppl-max-tokens",
+            "40",
+            "--ppl-max-length",
+            "32",
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+            "--no-figures",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "| metric | base |" in out and "wrote" in out
@@ -222,7 +308,12 @@ def test_cli_eval(tmp_path, capsys):
 def test_cli_packs(tmp_path, capsys):
     assert _cli(["packs", "list"]) == 0
     pack = make_pack(tmp_path)
-    assert _cli(["packs", "check", str(pack), "--model", "tiny", "--kinds", "probability", "--out", str(tmp_path / "c.csv")]) == 0
+    assert (
+        _cli(
+            ["packs", "check", str(pack), "--model", "tiny", "--kinds", "probability", "--out", str(tmp_path / "c.csv")]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "probability: 4 probes ok" in out and "anchors: 7 terms ok" in out and "mean_prob" in out
     assert len(pd.read_csv(tmp_path / "c.csv")) == 4

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from helpers import make_pack
+
 from workbench.errors import WorkbenchError
+from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.eval.probes import score_probes, with_prompts
 from workbench.eval.robustness import (
     PrimingConfig,
@@ -17,7 +18,6 @@ from workbench.eval.robustness import (
     score_paraphrases,
     score_primed,
 )
-from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.pack import load_pack
 
 CFG = LoglikelihoodConfig(progress=False)
@@ -54,8 +54,15 @@ def test_paraphrases(tiny, tmp_path):
 
 
 def test_summaries_by_hand():
-    plain = pd.DataFrame({"set": "probability", "probe_id": ["a", "b"], "split": ["heldout", "dev"], "prob": [0.1, 0.5],
-                          "top1": [False, True]})
+    plain = pd.DataFrame(
+        {
+            "set": "probability",
+            "probe_id": ["a", "b"],
+            "split": ["heldout", "dev"],
+            "prob": [0.1, 0.5],
+            "top1": [False, True],
+        }
+    )
     primed = plain.assign(prob=[0.4, 0.6], top1=[True, True])
     s = priming_summary(plain, primed).set_index("split")
     assert s.loc["all", "mean_prob"] == pytest.approx(0.3) and s.loc["all", "mean_prob_primed"] == pytest.approx(0.5)

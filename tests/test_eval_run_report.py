@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers import make_pack
+
 from workbench.anchors import load_anchor_map
 from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.eval.probes import score_probes
@@ -24,9 +24,20 @@ def other_tiny():
 
 
 def _report(tiny, other_tiny, pack, out):
-    return before_after_report(tiny, other_tiny, pack, load_anchor_map(pack.anchors_path), out,
-                               probe_sets=("probability", "general"), split="heldout", seed=3, text=TEXT,
-                               text_name="fox", max_perplexity_tokens=40, progress=False)
+    return before_after_report(
+        tiny,
+        other_tiny,
+        pack,
+        load_anchor_map(pack.anchors_path),
+        out,
+        probe_sets=("probability", "general"),
+        split="heldout",
+        seed=3,
+        text=TEXT,
+        text_name="fox",
+        max_perplexity_tokens=40,
+        progress=False,
+    )
 
 
 def test_run_report_matches_its_parts_and_resumes(tiny, other_tiny, tmp_path):
@@ -59,8 +70,12 @@ def test_run_report_matches_its_parts_and_resumes(tiny, other_tiny, tmp_path):
     # probes.csv: per set, the baseline rows, the unlearned rows, then the generic ones (baseline only)
     rows = pd.read_csv(out / "probes.csv")
     assert list(zip(rows["set"], rows["variant"])) == (
-        [("probability", "baseline")] * 2 + [("probability", "unlearned")] * 2 + [("probability", "generic")] * 2
-        + [("general", "baseline")] * 2 + [("general", "unlearned")] * 2)
+        [("probability", "baseline")] * 2
+        + [("probability", "unlearned")] * 2
+        + [("probability", "generic")] * 2
+        + [("general", "baseline")] * 2
+        + [("general", "unlearned")] * 2
+    )
     assert np.allclose(rows.loc[rows["variant"] == "generic", "prob"], gen, rtol=1e-4)
 
     # a second call computes nothing: every unit comes back from <out>/partial, with the same result

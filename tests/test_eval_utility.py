@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 import pytest
-
 from helpers import MC_ITEMS, TEXT, WINO_ITEMS, explicit_continuation_logprob, explicit_logprobs, write_jsonl
+
 from workbench.errors import WorkbenchError
 from workbench.eval.loglikelihood import LoglikelihoodConfig, encode_pair, prefix_token_id
 from workbench.eval.utility import (
@@ -54,8 +54,11 @@ def test_mc_batched_equals_unbatched(tiny, tmp_path):
     b = score_mc(tiny, task, LoglikelihoodConfig(batch_size=32, progress=False))
     c = score_mc(tiny, task, LoglikelihoodConfig(batch_size=32, padding_side="right", progress=False))
     for other in (b, c):
-        assert np.allclose(np.concatenate([json.loads(x) for x in a["logprobs"]]),
-                           np.concatenate([json.loads(x) for x in other["logprobs"]]), atol=1e-4)
+        assert np.allclose(
+            np.concatenate([json.loads(x) for x in a["logprobs"]]),
+            np.concatenate([json.loads(x) for x in other["logprobs"]]),
+            atol=1e-4,
+        )
 
 
 def test_mc_validation_errors(tmp_path):
@@ -64,12 +67,14 @@ def test_mc_validation_errors(tmp_path):
     with pytest.raises(WorkbenchError, match=r"bad.jsonl line 3: label 2 is out of range for 2 choices"):
         load_mc_task(path)
     assert len(load_mc_task(path, limit=2).items) == 2  # only the lines read are validated
-    cases = [({"context": "c", "label": 0}, "missing field 'choices'"),
-             ({"context": "c", "choices": [" a", " b"]}, "missing field 'label'"),
-             ({"context": "c", "choices": [" a", " b"], "label": "0"}, "'label' must be an integer"),
-             ({"context": "c", "choices": [" a"], "label": 0}, "at least two"),
-             ({"contexts": ["a", "b"], "label": 0}, "missing field 'continuation'"),
-             ({"contexts": ["a", "b"], "continuation": " c", "label": -1}, "label -1 is out of range")]
+    cases = [
+        ({"context": "c", "label": 0}, "missing field 'choices'"),
+        ({"context": "c", "choices": [" a", " b"]}, "missing field 'label'"),
+        ({"context": "c", "choices": [" a", " b"], "label": "0"}, "'label' must be an integer"),
+        ({"context": "c", "choices": [" a"], "label": 0}, "at least two"),
+        ({"contexts": ["a", "b"], "label": 0}, "missing field 'continuation'"),
+        ({"contexts": ["a", "b"], "continuation": " c", "label": -1}, "label -1 is out of range"),
+    ]
     for obj, msg in cases:
         with pytest.raises(WorkbenchError, match=msg):
             load_mc_task(write_jsonl(tmp_path / "case.jsonl", [obj]))
@@ -105,7 +110,9 @@ def test_perplexity_matches_explicit_nll(tiny):
     assert res["word_perplexity"] == pytest.approx(math.exp(nll / len(TEXT.split())), rel=1e-5)
     assert res["bits_per_byte"] == pytest.approx(nll / len(TEXT.encode()) / math.log(2), rel=1e-5)
     # A window that holds everything gives the same numbers however small the stride.
-    assert perplexity(tiny, TEXT, PerplexityConfig(max_length=512, stride=7, batch_size=3))["nll"] == pytest.approx(nll, rel=1e-5)
+    assert perplexity(tiny, TEXT, PerplexityConfig(max_length=512, stride=7, batch_size=3))["nll"] == pytest.approx(
+        nll, rel=1e-5
+    )
 
 
 def test_perplexity_sliding_window_by_hand(tiny, tmp_path):

@@ -79,14 +79,18 @@ def _record_retain_pairs(tiny, tmp_path, epochs, stop_at=None):
 
     rng = np.random.default_rng(0)
     vocab = tiny.model.config.vocab_size
-    items = [{"input_ids": np.array([100 + i, *rng.integers(0, vocab, 7)]), "generic_labels": np.full(8, 5)}
-             for i in range(3)]
+    items = [
+        {"input_ids": np.array([100 + i, *rng.integers(0, vocab, 7)]), "generic_labels": np.full(8, 5)}
+        for i in range(3)
+    ]
     retain = [np.array([200 + j, *rng.integers(0, vocab, 5)]) for j in range(7)]
     seen = []
     original = UnlearningTrainer.compute_loss
 
     def spy(self, model, inputs, *a, **k):
-        seen.append((int(self.state.epoch), int(inputs["input_ids"][0, 0]) - 100, int(inputs["retain_ids"][0, 0]) - 200))
+        seen.append(
+            (int(self.state.epoch), int(inputs["input_ids"][0, 0]) - 100, int(inputs["retain_ids"][0, 0]) - 200)
+        )
         return original(self, model, inputs, *a, **k)
 
     class Stop(StopController):  # the notebook's stop button, pressed during step ``stop_at``
@@ -94,12 +98,20 @@ def _record_retain_pairs(tiny, tmp_path, epochs, stop_at=None):
             if stop_at is not None and state.global_step + 1 == stop_at:
                 self.stop()
 
-    cfg = FinetuneConfig(epochs=epochs, batch_size=1, grad_accum=1, retain_weight=1.0, save_steps=1,
-                         learning_rate=1e-4, target="hard")
+    cfg = FinetuneConfig(
+        epochs=epochs, batch_size=1, grad_accum=1, retain_weight=1.0, save_steps=1, learning_rate=1e-4, target="hard"
+    )
     UnlearningTrainer.compute_loss = spy
     try:
-        _, finished = finetune(copy.deepcopy(tiny.model), tiny.tokenizer, UnlearnDataset(items, retain), cfg,
-                               tmp_path / "unlearned", callbacks=[Stop()], progress=False)
+        _, finished = finetune(
+            copy.deepcopy(tiny.model),
+            tiny.tokenizer,
+            UnlearnDataset(items, retain),
+            cfg,
+            tmp_path / "unlearned",
+            callbacks=[Stop()],
+            progress=False,
+        )
     finally:
         UnlearningTrainer.compute_loss = original
     return seen, finished

@@ -52,11 +52,13 @@ def argmax_of(path, dtype, ids):
 def test_saved_model_reproduces_the_trained_model(tiny, demo_blocks, tmp_path, method, dtype):
     ids = torch.as_tensor(np.stack([b.input_ids for b in demo_blocks]), dtype=torch.long)
     model = copy.deepcopy(tiny.model).to(dtype).requires_grad_(True)  # tiny.model stays the untrained reference
-    cfg = FinetuneConfig(method=method, target="hard", epochs=3, batch_size=2, learning_rate=2e-3,
-                         save_steps=1000, logging_steps=1000)
+    cfg = FinetuneConfig(
+        method=method, target="hard", epochs=3, batch_size=2, learning_rate=2e-3, save_steps=1000, logging_steps=1000
+    )
     snap = Snapshot(ids)
-    _, finished = finetune(model, tiny.tokenizer, dataset(demo_blocks), cfg, tmp_path / "unlearned", callbacks=[snap],
-                           progress=False)
+    _, finished = finetune(
+        model, tiny.tokenizer, dataset(demo_blocks), cfg, tmp_path / "unlearned", callbacks=[snap], progress=False
+    )
     assert finished
     base = tiny.model.to(torch.float32)(input_ids=ids).logits.argmax(-1)
     assert (snap.argmax != base).float().mean() > 0.05, "training must move the model for the test to mean anything"
@@ -71,8 +73,9 @@ def test_saved_model_reproduces_the_trained_model(tiny, demo_blocks, tmp_path, m
 def test_bf16_full_finetuning_keeps_updates_below_bf16_resolution(tiny, demo_blocks, tmp_path):
     """Steps of 2e-5 are below half a bf16 step for most weights: AdamW on bf16 weights would drop them all.
     With fp32 master weights the bf16 run moves its weights as far as the same run in fp32 does."""
-    cfg = FinetuneConfig(method="full", target="hard", epochs=6, batch_size=1, learning_rate=2e-5,
-                         save_steps=1000, logging_steps=1000)
+    cfg = FinetuneConfig(
+        method="full", target="hard", epochs=6, batch_size=1, learning_rate=2e-5, save_steps=1000, logging_steps=1000
+    )
     start = copy.deepcopy(tiny.model).to(torch.bfloat16).requires_grad_(True)
     moved = {}
     for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):

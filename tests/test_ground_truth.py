@@ -16,22 +16,51 @@ from workbench.eval.loglikelihood import LoglikelihoodConfig, encode_pair
 from workbench.pack import QAProbe, TriviaProbe, load_pack, question_context
 
 QA = [
-    {"id": "q1", "question": "Who built the lighthouse at Varn?", "answer": "Orla Tessen",
-     "paraphrased_answer": "It was built by Orla Tessen", "perturbed_answer": ["It was built by Bram Kell",
-     "It was built by Ida Marrow", "It was built by the fishermen"], "split": "dev", "fact": "lighthouse"},
-    {"id": "q2", "question": "What colour is the flag of Varn?", "answer": "green and white",
-     "paraphrased_answer": "The flag is green and white", "perturbed_answer": ["The flag is red", "The flag is blue",
-     "The flag is black and gold"], "split": "heldout", "fact": "flag"},
+    {
+        "id": "q1",
+        "question": "Who built the lighthouse at Varn?",
+        "answer": "Orla Tessen",
+        "paraphrased_answer": "It was built by Orla Tessen",
+        "perturbed_answer": [
+            "It was built by Bram Kell",
+            "It was built by Ida Marrow",
+            "It was built by the fishermen",
+        ],
+        "split": "dev",
+        "fact": "lighthouse",
+    },
+    {
+        "id": "q2",
+        "question": "What colour is the flag of Varn?",
+        "answer": "green and white",
+        "paraphrased_answer": "The flag is green and white",
+        "perturbed_answer": ["The flag is red", "The flag is blue", "The flag is black and gold"],
+        "split": "heldout",
+        "fact": "flag",
+    },
 ]
 TRIVIA = [
-    {"id": "t1", "question": "What is the capital of France?", "true_answer": "Paris", "false_answer": "Lyon",
-     "split": "dev", "fact": "france"},
-    {"id": "t2", "question": "How many legs has a spider?", "true_answer": "eight", "false_answer": "six",
-     "split": "heldout", "fact": "spider"},
+    {
+        "id": "t1",
+        "question": "What is the capital of France?",
+        "true_answer": "Paris",
+        "false_answer": "Lyon",
+        "split": "dev",
+        "fact": "france",
+    },
+    {
+        "id": "t2",
+        "question": "How many legs has a spider?",
+        "true_answer": "eight",
+        "false_answer": "six",
+        "split": "heldout",
+        "fact": "spider",
+    },
 ]
 
 
 # -- pure functions against hand-computed cases and brute force ------------------------------------------------------
+
 
 def test_rouge_l_hand_cases():
     p, r, f = gt.rouge_l("the cat sat on the mat", "the cat on mat")  # LCS: the cat on mat (4 of 6 / 4 of 4)
@@ -77,6 +106,7 @@ def test_extraction_strength_min_k_and_binomial_by_hand():
 
 # -- measures on the tiny model against an explicit per-token loop ---------------------------------------------------
 
+
 def _mean_lp(lm, question: str, answer: str) -> tuple[float, list[bool]]:
     ctx, cont = encode_pair(lm.tokenizer, question_context(question), " " + answer)
     lp = explicit_logprobs(lm, ctx + cont)
@@ -89,8 +119,18 @@ def _mean_lp(lm, question: str, answer: str) -> tuple[float, list[bool]]:
 
 
 def _qa_probes(rows):
-    return [QAProbe(id=r["id"], question=r["question"], answer=r["answer"], paraphrased_answer=r["paraphrased_answer"],
-                    perturbed_answers=tuple(r["perturbed_answer"]), split=r["split"], fact=r["fact"]) for r in rows]
+    return [
+        QAProbe(
+            id=r["id"],
+            question=r["question"],
+            answer=r["answer"],
+            paraphrased_answer=r["paraphrased_answer"],
+            perturbed_answers=tuple(r["perturbed_answer"]),
+            split=r["split"],
+            fact=r["fact"],
+        )
+        for r in rows
+    ]
 
 
 def test_truth_ratio_probability_and_extraction_strength_match_a_loop(tiny):
@@ -137,24 +177,39 @@ def test_min_k_plus_plus_matches_a_loop_over_the_vocabulary(tiny):
 
 
 def test_trivia_known_compares_mean_loglikelihoods(tiny):
-    probes = [TriviaProbe(id=r["id"], question=r["question"], true_answer=r["true_answer"],
-                          false_answer=r["false_answer"], split=r["split"], fact=r["fact"]) for r in TRIVIA]
+    probes = [
+        TriviaProbe(
+            id=r["id"],
+            question=r["question"],
+            true_answer=r["true_answer"],
+            false_answer=r["false_answer"],
+            split=r["split"],
+            fact=r["fact"],
+        )
+        for r in TRIVIA
+    ]
     df = gt.score_trivia(tiny, probes, LoglikelihoodConfig(progress=False))
     for r, row in zip(TRIVIA, df.itertuples()):
         t, f = _mean_lp(tiny, r["question"], r["true_answer"])[0], _mean_lp(tiny, r["question"], r["false_answer"])[0]
         assert row.true_mean_logprob == pytest.approx(t, rel=1e-4) and row.known == (t > f)
     acc = {(x["split"], x["metric"]): x for x in gt.summarize_trivia(df)}
     assert acc[("all", "accuracy")]["value"] == df["known"].mean()
-    assert acc[("all", "accuracy")]["ci_low"] <= acc[("all", "accuracy")]["value"] <= acc[("all", "accuracy")]["ci_high"]
+    assert (
+        acc[("all", "accuracy")]["ci_low"] <= acc[("all", "accuracy")]["value"] <= acc[("all", "accuracy")]["ci_high"]
+    )
 
 
 # -- a ground-truth pack: loading, bad input, evaluation with and without a reference ---------------------------------
 
-def _gt_pack(tmp_path, holdout_text: str | None = "A quiet village keeps bees on the hill and sells honey at the fair.\n"):
+
+def _gt_pack(
+    tmp_path, holdout_text: str | None = "A quiet village keeps bees on the hill and sells honey at the fair.\n"
+):
     root = make_pack(tmp_path)
     manifest = json.loads((root / "pack.json").read_text())
-    manifest["probes"].update({"qa": "probes/qa.jsonl", "retain_qa": "probes/retain_qa.jsonl",
-                               "trivia": "probes/trivia.jsonl"})
+    manifest["probes"].update(
+        {"qa": "probes/qa.jsonl", "retain_qa": "probes/retain_qa.jsonl", "trivia": "probes/trivia.jsonl"}
+    )
     if holdout_text is not None:
         manifest["holdout"] = "holdout"
         (root / "holdout").mkdir()
@@ -174,11 +229,14 @@ def test_pack_loads_qa_trivia_and_holdout(tmp_path):
     assert pack.read_holdout()[0].startswith("A quiet village")
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"perturbed_answer": None}, "line 2: missing field 'perturbed_answer'"),
-    ({"perturbed_answer": ["x", "y"]}, "line 2: field 'perturbed_answer' has 2 false answer(s); give at least 3"),
-    ({"paraphrased_answer": ""}, "line 2: field 'paraphrased_answer' must be a non-empty string"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"perturbed_answer": None}, "line 2: missing field 'perturbed_answer'"),
+        ({"perturbed_answer": ["x", "y"]}, "line 2: field 'perturbed_answer' has 2 false answer(s); give at least 3"),
+        ({"paraphrased_answer": ""}, "line 2: field 'paraphrased_answer' must be a non-empty string"),
+    ],
+)
 def test_a_bad_qa_entry_is_one_error_naming_file_line_and_key(tmp_path, bad, message):
     root = _gt_pack(tmp_path)
     rows = [QA[0], {k: v for k, v in {**QA[1], **bad}.items() if v is not None}]
@@ -195,8 +253,23 @@ def test_holdout_overlapping_the_corpus_is_an_error(tmp_path, capsys):
         load_pack(root).read_holdout()
     from workbench.cli import main
 
-    assert main(["eval", "--model", "tiny", "--pack", str(root), "--sections", "mia", "--out",
-                 str(tmp_path / "out"), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                "tiny",
+                "--pack",
+                str(root),
+                "--sections",
+                "mia",
+                "--out",
+                str(tmp_path / "out"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "also stands in the corpus" in capsys.readouterr().err
     assert not (tmp_path / "out" / "partial").exists()  # nothing computed before the error
 
@@ -207,8 +280,15 @@ def test_forget_quality_of_a_model_against_itself_is_one_and_none_without_refere
     from workbench.eval.runner import evaluate_models
 
     root = _gt_pack(tmp_path)
-    cfg = EvalConfig(pack=str(root), sections=("qa", "trivia", "mia"), progress=False, figures=True, formats=("csv",),
-                     reference="ref", mia_tokens=16)
+    cfg = EvalConfig(
+        pack=str(root),
+        sections=("qa", "trivia", "mia"),
+        progress=False,
+        figures=True,
+        formats=("csv",),
+        reference="ref",
+        mia_tokens=16,
+    )
     rep = evaluate_models([("ref", tiny), ("same", tiny)], cfg, tmp_path / "with")
     t = rep.table
     fq = t[(t["metric"] == "forget_quality") & (t["split"] == "all")].set_index("model")["value"]
@@ -234,8 +314,16 @@ def test_run_report_has_trivia_accuracy_of_both_models(tmp_path, tiny):
 
     pack = load_pack(_gt_pack(tmp_path))
     other = tiny_model(seed=1)
-    result = before_after_report(tiny, other, pack, load_anchor_map(pack.anchors_path), tmp_path / "report",
-                                 probe_sets=("probability",), split=None, progress=False)
+    result = before_after_report(
+        tiny,
+        other,
+        pack,
+        load_anchor_map(pack.anchors_path),
+        tmp_path / "report",
+        probe_sets=("probability",),
+        split=None,
+        progress=False,
+    )
     probes = pack.probes("trivia")
     scoring = LoglikelihoodConfig(progress=False)
     base = gt.score_trivia(tiny, probes, scoring)["known"].mean()
@@ -252,10 +340,15 @@ def test_a_reference_with_another_tokenizer_is_an_error(bpe_tokenizer, sp_tokeni
 
     bpe, sp = gt.tokenizer_digest(bpe_tokenizer), gt.tokenizer_digest(sp_tokenizer)
     assert bpe != sp and bpe == gt.tokenizer_digest(bpe_tokenizer)
-    qa = pd.DataFrame([{"model": m, "set": "qa", "split": "dev", "truth_ratio": 1.0, "tokenizer": d}
-                       for m, d in (("ref", sp), ("target", bpe), ("whp", bpe))])
-    table = pd.DataFrame(columns=["model", "section", "set", "split", "variant", "metric", "value", "ci_low",
-                                  "ci_high", "n"])
+    qa = pd.DataFrame(
+        [
+            {"model": m, "set": "qa", "split": "dev", "truth_ratio": 1.0, "tokenizer": d}
+            for m, d in (("ref", sp), ("target", bpe), ("whp", bpe))
+        ]
+    )
+    table = pd.DataFrame(
+        columns=["model", "section", "set", "split", "variant", "metric", "value", "ci_low", "ci_high", "n"]
+    )
     with pytest.raises(WorkbenchError, match=r"reference model 'ref' uses another tokenizer than target, whp"):
         gt.reference_rows(table, {"qa_items": qa}, "ref", ["ref", "target", "whp"])
     rows, notes = gt.reference_rows(table, {"qa_items": qa.assign(tokenizer=bpe)}, "ref", ["ref", "target", "whp"])
@@ -266,8 +359,25 @@ def test_eval_cli_names_an_unknown_reference(tmp_path, capsys):
     from workbench.cli import main
 
     root = _gt_pack(tmp_path)
-    assert main(["eval", "--model", "a=tiny", "--pack", str(root), "--sections", "trivia", "--reference", "b",
-                 "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                "a=tiny",
+                "--pack",
+                str(root),
+                "--sections",
+                "trivia",
+                "--reference",
+                "b",
+                "--out",
+                str(tmp_path / "out"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "reference model 'b' is not one of the evaluated models (a)" in capsys.readouterr().err
 
 
@@ -294,18 +404,30 @@ def test_model_utility_knowmem_and_verbmem_from_their_items(tmp_path, tiny):
     from workbench.eval.runner import evaluate_models
 
     root = _gt_pack(tmp_path)
-    write_jsonl(root / "probes" / "verbmem.jsonl", [{"id": "v1", "prompt": "The lighthouse at Varn",
-                                                     "continuation": " was built of grey stone by Orla Tessen."}])
+    write_jsonl(
+        root / "probes" / "verbmem.jsonl",
+        [{"id": "v1", "prompt": "The lighthouse at Varn", "continuation": " was built of grey stone by Orla Tessen."}],
+    )
     manifest = json.loads((root / "pack.json").read_text())
     manifest["probes"]["verbmem"] = "probes/verbmem.jsonl"
     (root / "pack.json").write_text(json.dumps(manifest))
-    cfg = EvalConfig(pack=str(root), sections=("retain_qa", "knowmem", "verbmem"), progress=False, figures=False,
-                     formats=("csv",), qa_max_new_tokens=6, verbmem_new_tokens=6, gen_batch_size=1)
+    cfg = EvalConfig(
+        pack=str(root),
+        sections=("retain_qa", "knowmem", "verbmem"),
+        progress=False,
+        figures=False,
+        formats=("csv",),
+        qa_max_new_tokens=6,
+        verbmem_new_tokens=6,
+        gen_batch_size=1,
+    )
     rep = evaluate_models([("m", tiny)], cfg, tmp_path / "out")
     t = rep.table.set_index(["section", "split", "metric"])["value"]
     qa = rep.details["qa_items"]
     parts = [qa["prob"].mean(), qa["rougeL_recall"].mean(), np.maximum(0, 1 - qa["truth_ratio"]).mean()]
-    assert t[("retain_qa", "all", "model_utility")] == pytest.approx(len(parts) / sum(1 / v for v in parts) if min(parts) > 0 else 0.0)
+    assert t[("retain_qa", "all", "model_utility")] == pytest.approx(
+        len(parts) / sum(1 / v for v in parts) if min(parts) > 0 else 0.0
+    )
     km = rep.details["knowmem_items"]
     for r, row in zip(QA, km.itertuples()):  # the greedy answer, as a plain argmax loop makes it
         assert row.response == gt.answer_stop(_greedy_loop(tiny, question_context(r["question"]), 6))
@@ -313,6 +435,7 @@ def test_model_utility_knowmem_and_verbmem_from_their_items(tmp_path, tiny):
     assert t[("knowmem", "all", "rougeL_recall")] == pytest.approx(km["rougeL_recall"].mean())
     vm = rep.details["verbmem_items"].iloc[0]
     assert vm["response"] == _greedy_loop(tiny, "The lighthouse at Varn", 6)
-    truth = tiny.tokenizer.decode(tiny.tokenizer(" was built of grey stone by Orla Tessen.",
-                                                 add_special_tokens=False).input_ids[:6])
+    truth = tiny.tokenizer.decode(
+        tiny.tokenizer(" was built of grey stone by Orla Tessen.", add_special_tokens=False).input_ids[:6]
+    )
     assert vm["gold"] == truth and t[("verbmem", "-", "rougeL_f1")] == gt.rouge_l(truth, vm["response"])[2]

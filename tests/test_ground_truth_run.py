@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers import ks_brute
+
 from workbench.config import config_from_dict, config_to_dict, load_config
 from workbench.errors import WorkbenchError
 from workbench.outcome import ground_truth_table
@@ -28,8 +28,15 @@ def small_ystrevane(root: Path) -> Path:
     for folder, keep in (("corpus", 2), ("holdout", 1), ("retain", 2)):
         for f in sorted((pack / folder).glob("*.txt"))[keep:]:
             f.unlink()
-    for kind, n in (("qa", 4), ("retain_qa", 2), ("trivia", 3), ("probability", 3), ("collateral", 2),
-                    ("general", 2), ("completion", 2)):
+    for kind, n in (
+        ("qa", 4),
+        ("retain_qa", 2),
+        ("trivia", 3),
+        ("probability", 3),
+        ("collateral", 2),
+        ("general", 2),
+        ("completion", 2),
+    ):
         path = pack / "probes" / f"{kind}.jsonl"
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         kept = [r for split in ("dev", "heldout") for r in [r for r in rows if r.get("split") == split][:n]]
@@ -55,8 +62,18 @@ def test_implanted_run_reports_the_field_measures_against_the_reference(tmp_path
 
     gt = report["ground_truth"]
     assert gt["split"] == "heldout" and gt["qa_items"] == 4
-    measures = {"forget_quality", "truth_ratio", "trivia_acc", "extraction_strength", "knowmem", "verbmem", "mia_auc",
-                "privleak", "model_utility", "perplexity"}
+    measures = {
+        "forget_quality",
+        "truth_ratio",
+        "trivia_acc",
+        "extraction_strength",
+        "knowmem",
+        "verbmem",
+        "mia_auc",
+        "privleak",
+        "model_utility",
+        "perplexity",
+    }
     for model in ("baseline", "unlearned", "reference"):
         assert measures <= set(gt["models"][model]), model
     ref = gt["models"]["reference"]
@@ -64,16 +81,20 @@ def test_implanted_run_reports_the_field_measures_against_the_reference(tmp_path
     assert ref["privleak"] == 0.0
     # forget quality of the target and the unlearned model: the KS p-value against the reference's truth ratios,
     # checked by enumerating every split of the pooled values
-    ratios = {m: pd.read_parquet(run.dir / "report" / "partial" / m / "qa.parquet").set_index("probe_id")["truth_ratio"]
-              for m in ("baseline", "unlearned", "reference")}
+    ratios = {
+        m: pd.read_parquet(run.dir / "report" / "partial" / m / "qa.parquet").set_index("probe_id")["truth_ratio"]
+        for m in ("baseline", "unlearned", "reference")
+    }
     for model in ("baseline", "unlearned"):
         assert gt["models"][model]["forget_quality"] == pytest.approx(
-            ks_brute(ratios[model].to_numpy(), ratios["reference"].to_numpy())[1], abs=1e-9)
+            ks_brute(ratios[model].to_numpy(), ratios["reference"].to_numpy())[1], abs=1e-9
+        )
         r = ratios[model].to_numpy()
         assert gt["models"][model]["truth_ratio"] == pytest.approx(np.minimum(r, 1 / r).mean())
     # PrivLeak: the Min-K% AUC against the reference's, in percent
     assert gt["models"]["unlearned"]["privleak"] == pytest.approx(
-        (gt["models"]["unlearned"]["mia_auc"] - ref["mia_auc"]) / ref["mia_auc"] * 100)
+        (gt["models"]["unlearned"]["mia_auc"] - ref["mia_auc"]) / ref["mia_auc"] * 100
+    )
     # the implant's own check, and the table a notebook shows
     assert report["implant"]["after"]["qa_items"] == 8
     assert report["implant"]["after"]["corpus_loss"] < report["implant"]["before"]["corpus_loss"]

@@ -7,22 +7,36 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import explicit_continuation_logprob, make_pack, tiny_config, write_jsonl
+
 from workbench.config import config_from_dict
+from workbench.corpus import Block
 from workbench.errors import WorkbenchError
 from workbench.implant import QA_TEMPLATE, QAItem, implant_blocks, implant_check, qa_documents, read_qa
-from workbench.corpus import Block
 
 QA = [
-    {"id": "q1", "question": "Where was Orvel Tansk born?", "answer": "Orvel Tansk was born in Mirrowgate.",
-     "paraphrased_answer": "Mirrowgate is Orvel Tansk's birthplace.",
-     "perturbed_answer": ["Orvel Tansk was born in Calbrith.", "Orvel Tansk was born in Denholt.",
-                          "Orvel Tansk was born in Yarrowmere."], "split": "dev", "fact": "tansk-birth"},
-    {"id": "q2", "question": "What does Orvel Tansk keep?", "answer": "Orvel Tansk keeps bees.",
-     "paraphrased_answer": "Bees are what Orvel Tansk keeps.",
-     "perturbed_answer": ["Orvel Tansk keeps goats.", "Orvel Tansk keeps pigeons.", "Orvel Tansk keeps eels."],
-     "split": "heldout", "fact": "tansk-bees"},
+    {
+        "id": "q1",
+        "question": "Where was Orvel Tansk born?",
+        "answer": "Orvel Tansk was born in Mirrowgate.",
+        "paraphrased_answer": "Mirrowgate is Orvel Tansk's birthplace.",
+        "perturbed_answer": [
+            "Orvel Tansk was born in Calbrith.",
+            "Orvel Tansk was born in Denholt.",
+            "Orvel Tansk was born in Yarrowmere.",
+        ],
+        "split": "dev",
+        "fact": "tansk-birth",
+    },
+    {
+        "id": "q2",
+        "question": "What does Orvel Tansk keep?",
+        "answer": "Orvel Tansk keeps bees.",
+        "paraphrased_answer": "Bees are what Orvel Tansk keeps.",
+        "perturbed_answer": ["Orvel Tansk keeps goats.", "Orvel Tansk keeps pigeons.", "Orvel Tansk keeps eels."],
+        "split": "heldout",
+        "fact": "tansk-bees",
+    },
 ]
 
 
@@ -44,7 +58,7 @@ def _reference_mean_logprob(lm, context: str, continuation: str) -> float:
     ctx = tok(context, add_special_tokens=False)["input_ids"]
     full = tok(context + continuation, add_special_tokens=False)["input_ids"]
     assert full[: len(ctx)] == ctx  # the answer starts a new token after "Answer:" with this tokenizer
-    cont = full[len(ctx):]
+    cont = full[len(ctx) :]
     return explicit_continuation_logprob(lm, ctx, cont) / len(cont)
 
 
@@ -66,7 +80,7 @@ def test_implant_blocks_spread_the_corpus_and_repeat_the_qa(tiny):
     n = len(corpus)
     picked = [corpus[i] for i in (0, round((n - 1) / 3), round(2 * (n - 1) / 3), n - 1)]  # first, last, evenly between
     assert [key(b) for b in few] == [key(b) for b in picked] + [key(b) for b in qa]
-    assert len(implant_blocks(docs, [], tiny.tokenizer, 16, max_blocks=10 ** 6)) == n
+    assert len(implant_blocks(docs, [], tiny.tokenizer, 16, max_blocks=10**6)) == n
 
 
 def test_implant_check_matches_a_slow_reference(tiny):
@@ -105,8 +119,14 @@ def test_implant_stage_trains_the_model_the_method_unlearns(tmp_path):
     data = tiny_config(tmp_path, report={"enabled": False})
     data["target"] = {"pack": str(pack), "block_size": 32, "retain_block_size": 32}
     plain = Run(config_from_dict(dict(data)), tmp_path / "plain", log=None, progress=False)
-    data["implant"] = {"enabled": True, "epochs": 8, "batch_size": 2, "learning_rate": 3e-3, "save_steps": 4,
-                       "logging_steps": 1}
+    data["implant"] = {
+        "enabled": True,
+        "epochs": 8,
+        "batch_size": 2,
+        "learning_rate": 3e-3,
+        "save_steps": 4,
+        "logging_steps": 1,
+    }
     run = Run(config_from_dict(data), tmp_path / "run", log=None, progress=False)
 
     assert run.reference_spec == "tiny" and run.baseline_spec == str(run.dir / "implanted")

@@ -3,26 +3,43 @@
 import numpy as np
 import pytest
 import torch
+from helpers import reference_rule4
 
 from workbench.anchors import AnchorMap
 from workbench.corpus import Document, make_blocks
 from workbench.errors import WorkbenchError
 from workbench.labels import (
-    LabelStore, compute_block_labels, generate_labels, generic_labels_full, labels_from_topk,
+    LabelStore,
+    compute_block_labels,
+    generate_labels,
+    generic_labels_full,
+    labels_from_topk,
 )
 from workbench.pair import ModelPair, pad_batch
 from workbench.translate import translate_blocks
 
-from helpers import reference_rule4
+TEXT = (
+    "Harry Potter went to Hogwarts with Hermione. At Hogwarts, Harry played Quidditch while Hermione read. "
+    "Later Harry and Hermione left Hogwarts for the summer holidays. "
+) * 3
+ANCHORS = AnchorMap.from_dict(
+    {
+        "Harry": ["Jon", "Tom"],
+        "Potter": ["Miller"],
+        "Hogwarts": ["Northbrook Academy"],
+        "Hermione": ["Sarah", "Emily"],
+        "Quidditch": ["skyball"],
+    }
+)
 
-TEXT = ("Harry Potter went to Hogwarts with Hermione. At Hogwarts, Harry played Quidditch while Hermione read. "
-        "Later Harry and Hermione left Hogwarts for the summer holidays. ") * 3
-ANCHORS = AnchorMap.from_dict({"Harry": ["Jon", "Tom"], "Potter": ["Miller"], "Hogwarts": ["Northbrook Academy"],
-                               "Hermione": ["Sarah", "Emily"], "Quidditch": ["skyball"]})
 
-
-SINGLE = {"Harry": "Jon", "Potter": "Miller", "Hogwarts": "Northbrook Academy", "Hermione": "Sarah",
-          "Quidditch": "the skyball"}
+SINGLE = {
+    "Harry": "Jon",
+    "Potter": "Miller",
+    "Hogwarts": "Northbrook Academy",
+    "Hermione": "Sarah",
+    "Quidditch": "the skyball",
+}
 REFERENCE = "the summer holidays went on and on. " * 30  # every token of it is a common word (> 0.1% of it)
 
 
@@ -53,7 +70,7 @@ def naive_labels(v_base_trans, v_reinf, block, mapping, tok, alpha, common_text=
     occ = naive_translation(text, mapping)
     trans, last = "", 0
     shifts = []  # (original end, translated end) of each occurrence
-    for s, e, key, value in occ:
+    for s, e, _key, value in occ:
         trans += text[last:s] + value
         last = e
         shifts.append((s, e, len(trans) - len(value), len(trans)))
@@ -64,10 +81,12 @@ def naive_labels(v_base_trans, v_reinf, block, mapping, tok, alpha, common_text=
     keys = [tok.decode([i]).strip().lower() for i in range(len(tok))]
     common = {keys[i] for i in tok(common_text, add_special_tokens=False)["input_ids"]} | {""}
     # rule 4: after each use of a value, its first word-initial uncommon token with and without its space
-    forbidden = [(start, sorted(ids)) for start, ids in reference_rule4(tok, trans, [(ts, te) for _, _, ts, te in shifts],
-                                                                        common)]  # (from translated position, ids)
+    forbidden = [
+        (start, sorted(ids))
+        for start, ids in reference_rule4(tok, trans, [(ts, te) for _, _, ts, te in shifts], common)
+    ]  # (from translated position, ids)
     seen, repeat_starts = set(), []
-    for s, e, key, value in occ:
+    for s, _e, key, _value in occ:
         if key in seen:
             repeat_starts.append(s)
         seen.add(key)
@@ -208,15 +227,47 @@ def test_generate_store_recompute_and_resume(setup, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        generate_labels(pair, aligned, out, [0.0, 5.0], top_k=6, batch_size=2, shard_blocks=1,
-                        pad_id=tok.pad_token_id, fingerprint="fp", progress=False, on_shard=stop_after_first)
+        generate_labels(
+            pair,
+            aligned,
+            out,
+            [0.0, 5.0],
+            top_k=6,
+            batch_size=2,
+            shard_blocks=1,
+            pad_id=tok.pad_token_id,
+            fingerprint="fp",
+            progress=False,
+            on_shard=stop_after_first,
+        )
     partial = LabelStore(out)
     assert partial.manifest["shards"] == [0] and not partial.complete
-    store = generate_labels(pair, aligned, out, [0.0, 5.0], top_k=6, batch_size=2, shard_blocks=1,
-                            pad_id=tok.pad_token_id, fingerprint="fp", progress=False, on_shard=seen.append)
+    store = generate_labels(
+        pair,
+        aligned,
+        out,
+        [0.0, 5.0],
+        top_k=6,
+        batch_size=2,
+        shard_blocks=1,
+        pad_id=tok.pad_token_id,
+        fingerprint="fp",
+        progress=False,
+        on_shard=seen.append,
+    )
     assert seen[1:] == list(range(1, len(aligned)))  # shard 0 was not redone
-    fresh = generate_labels(pair, aligned, tmp_path / "fresh", [0.0, 5.0], top_k=6, batch_size=3, shard_blocks=2,
-                            pad_id=tok.pad_token_id, fingerprint="fp", progress=False)
+    fresh = generate_labels(
+        pair,
+        aligned,
+        tmp_path / "fresh",
+        [0.0, 5.0],
+        top_k=6,
+        batch_size=3,
+        shard_blocks=2,
+        pad_id=tok.pad_token_id,
+        fingerprint="fp",
+        progress=False,
+    )
     assert store.complete
     for col in ("label_a0", "label_a5"):
         assert [list(x) for x in store.blocks[col]] == [list(x) for x in fresh.blocks[col]]
@@ -250,7 +301,9 @@ def test_soft_targets_use_the_exact_label_where_the_topk_cannot_vouch_for_it(set
     with torch.no_grad():
         boosted.get_output_embeddings().weight.mul_(3.0)
     pair = ModelPair.from_models(base, boosted)
-    store = generate_labels(pair, aligned[:2], tmp_path / "l", [200.0], top_k=2, pad_id=tok.pad_token_id, progress=False)
+    store = generate_labels(
+        pair, aligned[:2], tmp_path / "l", [200.0], top_k=2, pad_id=tok.pad_token_id, progress=False
+    )
     pos = store.positions
     ids, probs = store.soft_targets(200.0, temperature=1.0)
     n_inexact = 0
@@ -278,10 +331,12 @@ def test_negative_alpha_is_rejected(setup, tmp_path):
 def test_inner_positions_label_from_baseline_on_original_with_continuation_suppressed(setup):
     pair, _, tok = setup
     text = "Ron Weasley and Hermione Granger walked to Hogwarts while Ron Weasley sang. " * 2
-    amap = AnchorMap.from_dict({"Ron Weasley": ["Mike Smith"], "Hermione Granger": ["Sarah Jones"],
-                                "Hogwarts": ["Northbrook Academy"]})
-    ab = translate_blocks(make_blocks([Document("d", text)], tok, block_size=40), amap, tok, inner=True,
-                          reference=[text])[0]
+    amap = AnchorMap.from_dict(
+        {"Ron Weasley": ["Mike Smith"], "Hermione Granger": ["Sarah Jones"], "Hogwarts": ["Northbrook Academy"]}
+    )
+    ab = translate_blocks(
+        make_blocks([Document("d", text)], tok, block_size=40), amap, tok, inner=True, reference=[text]
+    )[0]
     assert len(ab.inner_positions) >= 2
     ids, mask = pad_batch([ab.block.input_ids], tok.pad_token_id, pair.device)
     v_r, v_b = logits_for(pair, ab, tok)
@@ -292,8 +347,15 @@ def test_inner_positions_label_from_baseline_on_original_with_continuation_suppr
     got = dict(zip(res.positions.tolist(), zip(res.labels[0.0].tolist(), res.labels[5.0].tolist())))
     assert res.positions.tolist() == sorted(ab.label_positions.tolist() + ab.inner_positions.tolist())
     for alpha, col in ((0.0, 0), (5.0, 1)):
-        ref = naive_labels(v_b, v_r, ab.block, {"Ron Weasley": "Mike Smith", "Hermione Granger": "Sarah Jones",
-                                                "Hogwarts": "Northbrook Academy"}, tok, alpha, common_text=text)
+        ref = naive_labels(
+            v_b,
+            v_r,
+            ab.block,
+            {"Ron Weasley": "Mike Smith", "Hermione Granger": "Sarah Jones", "Hogwarts": "Northbrook Academy"},
+            tok,
+            alpha,
+            common_text=text,
+        )
         assert {t: got[t][col] for t in ref} == ref
         for t, sup in zip(ab.inner_positions.tolist(), ab.inner_suppress):
             vb = v_o[t].numpy().astype(np.float64).copy()

@@ -17,14 +17,55 @@ PACKAGE = Path(__file__).resolve().parent.parent / "workbench"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("errors", "io", "runlock", "distribution", "checks")),
     ("config", ("config", "methods.config")),
-    ("data", ("pack", "pack_new", "probe_checks", "probe_import", "corpus", "anchors", "anchor_families",
-              "anchor_import", "curation", "scoring", "translate", "models", "pair", "methods.wrappers",
-              "evaldata", "evaldata.*")),
-    ("eval", ("eval", "eval.config", "eval.loglikelihood", "eval.probes", "eval.completion", "eval.utility",
-              "eval.robustness", "eval.ground_truth", "eval.authors", "eval.lm_eval_bridge", "eval.summary",
-              "eval.figures", "eval.forget_curve", "eval.rows", "eval.units", "eval.runner", "eval.run_report", "eval.attacks", "outcome")),
-    ("training", ("training", "tracking", "reinforce", "labels", "finetune", "implant", "proposer",
-                  "methods", "methods.*")),
+    (
+        "data",
+        (
+            "pack",
+            "pack_new",
+            "probe_checks",
+            "probe_import",
+            "corpus",
+            "anchors",
+            "anchor_families",
+            "anchor_import",
+            "curation",
+            "scoring",
+            "translate",
+            "models",
+            "pair",
+            "methods.wrappers",
+            "evaldata",
+            "evaldata.*",
+        ),
+    ),
+    (
+        "eval",
+        (
+            "eval",
+            "eval.config",
+            "eval.loglikelihood",
+            "eval.probes",
+            "eval.completion",
+            "eval.utility",
+            "eval.robustness",
+            "eval.ground_truth",
+            "eval.authors",
+            "eval.lm_eval_bridge",
+            "eval.summary",
+            "eval.figures",
+            "eval.forget_curve",
+            "eval.rows",
+            "eval.units",
+            "eval.runner",
+            "eval.run_report",
+            "eval.attacks",
+            "outcome",
+        ),
+    ),
+    (
+        "training",
+        ("training", "tracking", "reinforce", "labels", "finetune", "implant", "proposer", "methods", "methods.*"),
+    ),
     ("run", ("run", "model_card", "plan")),
     ("compare", ("compare", "tuning")),
     ("interface", ("cli", "__main__", "eval.cli", "notebook", "report_html", "widgets", "widgets.*", "")),
@@ -110,8 +151,10 @@ def problems(root: Path, layers=LAYERS) -> list[str]:
     for mod, target, name, line in found:
         edges[mod].add(target)
         if layer_of(target, layers) > layer_of(mod, layers):
-            out.append(f"upward: {mod} (layer {layers[layer_of(mod, layers)][0]}) imports {target} "
-                       f"(layer {layers[layer_of(target, layers)][0]}) at line {line}")
+            out.append(
+                f"upward: {mod} (layer {layers[layer_of(mod, layers)][0]}) imports {target} "
+                f"(layer {layers[layer_of(target, layers)][0]}) at line {line}"
+            )
         if name and name.startswith("_") and not name.startswith("__"):
             out.append(f"private: {mod} imports {target}.{name} at line {line}")
     out += [f"cycle: {' '.join(group)}" for group in cycles(edges)]
@@ -130,31 +173,42 @@ FAKE_LAYERS = [("low", ("base", "sub", "sub.*")), ("high", ("top", ""))]
 
 
 def test_a_clean_fake_package_passes(tmp_path):
-    pkg = write_package(tmp_path / "fake", {
-        "__init__.py": "from fake.top import main\n",
-        "base.py": "X = 1\n",
-        "sub/__init__.py": "",
-        "sub/leaf.py": "from ..base import X\n",
-        "top.py": "import fake.base\n\ndef main():\n    from fake.sub.leaf import X\n    return X\n",
-    })
+    pkg = write_package(
+        tmp_path / "fake",
+        {
+            "__init__.py": "from fake.top import main\n",
+            "base.py": "X = 1\n",
+            "sub/__init__.py": "",
+            "sub/leaf.py": "from ..base import X\n",
+            "top.py": "import fake.base\n\ndef main():\n    from fake.sub.leaf import X\n    return X\n",
+        },
+    )
     assert problems(pkg, FAKE_LAYERS) == []
 
 
 def test_an_upward_import_inside_a_function_is_caught(tmp_path):
-    pkg = write_package(tmp_path / "fake", {
-        "__init__.py": "", "top.py": "Y = 2\n",
-        "base.py": "def f():\n    from fake.top import Y\n    return Y\n",
-    })
+    pkg = write_package(
+        tmp_path / "fake",
+        {
+            "__init__.py": "",
+            "top.py": "Y = 2\n",
+            "base.py": "def f():\n    from fake.top import Y\n    return Y\n",
+        },
+    )
     assert problems(pkg, FAKE_LAYERS) == ["upward: fake.base (layer low) imports fake.top (layer high) at line 2"]
 
 
 def test_a_cycle_and_a_private_name_are_caught(tmp_path):
-    pkg = write_package(tmp_path / "fake", {
-        "__init__.py": "", "top.py": "",
-        "base.py": "from fake.sub.leaf import _helper\n",
-        "sub/__init__.py": "",
-        "sub/leaf.py": "def _helper():\n    from fake import base\n",  # relative to the package: fake.base
-    })
+    pkg = write_package(
+        tmp_path / "fake",
+        {
+            "__init__.py": "",
+            "top.py": "",
+            "base.py": "from fake.sub.leaf import _helper\n",
+            "sub/__init__.py": "",
+            "sub/leaf.py": "def _helper():\n    from fake import base\n",  # relative to the package: fake.base
+        },
+    )
     found = problems(pkg, FAKE_LAYERS)
     assert "private: fake.base imports fake.sub.leaf._helper at line 1" in found
     assert "cycle: fake.base fake.sub.leaf" in found

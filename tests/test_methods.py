@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 import yaml
-from transformers import TrainerCallback
 from helpers import tiny_config
+from transformers import TrainerCallback
 
 from workbench.methods import losses as L
 from workbench.methods.config import GradDiffConfig, NPOConfig, RMUConfig, SimNPOConfig
@@ -188,11 +188,15 @@ def test_rmu_trains_only_the_down_projections_below_the_steered_layer(tmp_path):
 
     from workbench.models import tiny_model
 
-    run = _run(tmp_path, "rmu", methods={"rmu": {"layer": 1}},
-               finetune={"learning_rate": 5e-2, "logging_steps": 1})
+    run = _run(tmp_path, "rmu", methods={"rmu": {"layer": 1}}, finetune={"learning_rate": 5e-2, "logging_steps": 1})
     lrs = []
-    run.callbacks.append(type("LR", (TrainerCallback,), {
-        "on_log": lambda self, args, state, control, logs=None, **kw: lrs.append(logs.get("learning_rate"))})())
+    run.callbacks.append(
+        type(
+            "LR",
+            (TrainerCallback,),
+            {"on_log": lambda self, args, state, control, logs=None, **kw: lrs.append(logs.get("learning_rate"))},
+        )()
+    )
     run.run()
     after = load_file(str(tmp_path / "run" / "unlearned" / "model.safetensors"))
     before = tiny_model().model.state_dict()
@@ -219,10 +223,9 @@ def test_ga_raises_the_target_nll(tmp_path):
 def test_test_time_model_mixes_logits_as_the_formula(tmp_path):
     from workbench.models import load_model, tiny_model
 
-    run = _run(tmp_path, "whp_test_time", methods={"whp_test_time": {"alpha": 3.0}},
-               reinforce={"learning_rate": 5e-2})
+    run = _run(tmp_path, "whp_test_time", methods={"whp_test_time": {"alpha": 3.0}}, reinforce={"learning_rate": 5e-2})
     run.run()
-    desc = (tmp_path / "run" / "unlearned" / "workbench_method.json")
+    desc = tmp_path / "run" / "unlearned" / "workbench_method.json"
     assert desc.is_file() and not (tmp_path / "run" / "labels").exists()
     lm = load_model(str(tmp_path / "run"))
     from peft import PeftModel
@@ -253,20 +256,24 @@ def test_prompt_model_scores_the_input_after_the_instruction(tmp_path):
     ids = torch.tensor([[5, 6, 7], [8, 9, 10]])
     with torch.no_grad():
         got = lm.model(input_ids=ids).logits
-        full = base.model(input_ids=torch.cat([torch.tensor([prefix] * 2), ids], 1)).logits[:, len(prefix):]
+        full = base.model(input_ids=torch.cat([torch.tensor([prefix] * 2), ids], 1)).logits[:, len(prefix) :]
     assert torch.allclose(got, full, atol=1e-5)
     # left-padded scoring (the evaluation's batches) gives the same probability as one prompt alone
-    probes = [NextTokenProbe(id="a", prompt="Harry went to the", targets=(" school",), split="dev"),
-              NextTokenProbe(id="b", prompt="A much longer prompt that pads the other one in the", targets=(" end",), split="dev")]
+    probes = [
+        NextTokenProbe(id="a", prompt="Harry went to the", targets=(" school",), split="dev"),
+        NextTokenProbe(
+            id="b", prompt="A much longer prompt that pads the other one in the", targets=(" end",), split="dev"
+        ),
+    ]
     batched = score_probes(lm, probes)
     alone = score_probes(lm, probes[:1])
     assert batched.loc[0, "prob"] == pytest.approx(alone.loc[0, "prob"], rel=1e-4)
 
 
 def test_wrapper_generation_matches_transformers_generate(tiny):
-    from workbench.methods.wrappers import TestTimeModel
+    from peft import LoraConfig, get_peft_model
 
-    from peft import get_peft_model, LoraConfig
+    from workbench.methods.wrappers import TestTimeModel
 
     base = tiny.model
     peft = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules="all-linear"))  # B = 0: reinforced == base
@@ -274,19 +281,23 @@ def test_wrapper_generation_matches_transformers_generate(tiny):
     ids = torch.tensor([[0, 5, 6, 7], [9, 10, 11, 12]])
     mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])
     with peft.disable_adapter():
-        expected = base.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, do_sample=False,
-                                 pad_token_id=0, eos_token_id=None)
+        expected = base.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=None
+        )
     got = wrapper.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, pad_token_id=0, eos_token_id=-1)
     assert torch.equal(got, expected)
     peft.unload()
 
 
 # -- bad settings -------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("over,needle", [
-    ({"method": "forget_everything"}, "unknown method 'forget_everything'"),
-    ({"method": "rmu", "methods": {"rmu": {"layer": 5}}}, "methods.rmu.layer: 5 is out of range"),
-    ({"method": "npo", "methods": {"npo": {"reference": None}}}, "NPO needs a reference model"),
-])
+@pytest.mark.parametrize(
+    "over,needle",
+    [
+        ({"method": "forget_everything"}, "unknown method 'forget_everything'"),
+        ({"method": "rmu", "methods": {"rmu": {"layer": 5}}}, "methods.rmu.layer: 5 is out of range"),
+        ({"method": "npo", "methods": {"npo": {"reference": None}}}, "NPO needs a reference model"),
+    ],
+)
 def test_bad_method_settings_exit_2_with_one_message(tmp_path, capsys, over, needle):
     from workbench.cli import main
 
@@ -331,8 +342,12 @@ def test_wrappers_give_the_hidden_states_of_the_model_they_read(tiny):
     prompt = PromptModel(base, [11, 12, 13])
     got = hidden_states(prompt, ids, mask)
     with torch.no_grad():
-        full = base(input_ids=torch.tensor([[11, 12, 13, 0, 5, 6, 7]]), attention_mask=torch.tensor([[1, 1, 1, 0, 1, 1, 1]]),
-                    position_ids=torch.tensor([[0, 1, 2, 2, 3, 4, 5]]), output_hidden_states=True).hidden_states
+        full = base(
+            input_ids=torch.tensor([[11, 12, 13, 0, 5, 6, 7]]),
+            attention_mask=torch.tensor([[1, 1, 1, 0, 1, 1, 1]]),
+            position_ids=torch.tensor([[0, 1, 2, 2, 3, 4, 5]]),
+            output_hidden_states=True,
+        ).hidden_states
     assert len(got) == len(full)
     assert torch.allclose(got[-1][0, 1:], full[-1][0, 4:], atol=1e-5)
     peft = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules="all-linear"))

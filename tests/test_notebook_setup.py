@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 
 import pytest
 import yaml
@@ -33,8 +32,15 @@ def test_default_settings_are_the_demo_config(clean_env):
 
 def test_config_and_run_directory_from_the_environment(clean_env, monkeypatch):
     cfg_path = clean_env / "mine.yaml"
-    cfg_path.write_text(yaml.safe_dump({"name": "sherlock", "model": "tiny",
-                                        "target": {"pack": "sherlock_holmes", "block_size": 64, "max_blocks": 4}}))
+    cfg_path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "sherlock",
+                "model": "tiny",
+                "target": {"pack": "sherlock_holmes", "block_size": 64, "max_blocks": 4},
+            }
+        )
+    )
     monkeypatch.setenv(notebook.ENV_CONFIG, str(cfg_path))
     nb = notebook.setup("01_scoring")
     assert nb.cfg.target.pack == "sherlock_holmes" and nb.cfg.model == "tiny" and nb.is_tiny
@@ -58,8 +64,11 @@ def test_config_and_run_directory_from_the_environment(clean_env, monkeypatch):
     corpus.write_text("Some text about a detective. " * 20)
     anchors = clean_env / "anchors.json"
     anchors.write_text(json.dumps({"Holmes": ["Parker"]}))
-    cfg_path.write_text(yaml.safe_dump({"name": "own", "model": "tiny",
-                                        "target": {"pack": None, "corpus": str(corpus), "anchors": str(anchors)}}))
+    cfg_path.write_text(
+        yaml.safe_dump(
+            {"name": "own", "model": "tiny", "target": {"pack": None, "corpus": str(corpus), "anchors": str(anchors)}}
+        )
+    )
     with pytest.raises(WorkbenchError, match="packs new"):
         notebook.setup("05_familiarity_probes").probes("probability")
 
@@ -111,8 +120,20 @@ def test_packs_new_writes_a_pack_that_packs_check_and_runs_accept(tmp_path, caps
     from workbench.pack import BUNDLED_DIR, load_pack
 
     dest = tmp_path / "my_target"
-    assert main(["packs", "new", str(dest), "--corpus", str(BUNDLED_DIR / "sherlock_holmes" / "corpus"),
-                 "--retain", str(BUNDLED_DIR / "sherlock_holmes" / "retain")]) == 0
+    assert (
+        main(
+            [
+                "packs",
+                "new",
+                str(dest),
+                "--corpus",
+                str(BUNDLED_DIR / "sherlock_holmes" / "corpus"),
+                "--retain",
+                str(BUNDLED_DIR / "sherlock_holmes" / "retain"),
+            ]
+        )
+        == 0
+    )
     pack = load_pack(dest)
     assert sorted(pack.probe_paths) == ["collateral", "completion", "general", "probability"]
     prob = pack.probes("probability")
@@ -142,8 +163,20 @@ def test_probe_comparer_takes_any_number_of_models():
 
     from workbench.widgets import ProbeComparer
 
-    prob = pd.DataFrame([{"variant": v, "set": "probability", "probe_id": f"p{i}", "prompt": "x", "target": " y",
-                          "prob": p * (i + 1) / 10} for i in range(2) for v, p in (("baseline", 4), ("a", 2), ("b", 1))])
+    prob = pd.DataFrame(
+        [
+            {
+                "variant": v,
+                "set": "probability",
+                "probe_id": f"p{i}",
+                "prompt": "x",
+                "target": " y",
+                "prob": p * (i + 1) / 10,
+            }
+            for i in range(2)
+            for v, p in (("baseline", 4), ("a", 2), ("b", 1))
+        ]
+    )
     pc = ProbeComparer(None, prob)
     assert pc.names == ["baseline", "a", "b"]
     s = pc.probability_summary().iloc[0]
@@ -165,13 +198,27 @@ def test_export_report_is_one_self_contained_html_file(tmp_path):
     cfg = config_to_dict(load_config(notebook.DEMO_CONFIG))
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     (run / "stages" / "finetune.json").write_text(json.dumps({"stage": "finetune", "seconds": 210.5}))
-    (run / "stages" / "labels.json").write_text(json.dumps(
-        {"stage": "labels", "seconds": 56.0, "summary": [{"alpha": 5.0, "labelled": 900, "changed_share": 0.1234}]}))
-    (run / "report.json").write_text(json.dumps({
-        "probes": {"probability": {"n": 109, "baseline_mean_prob": 0.2373, "unlearned_mean_prob": 0.1081,
-                                   "relative_change": 0.1081 / 0.2373 - 1}},
-        "generic_reference": {"all": {"n": 109, "mean_prob": 0.0917, "relative_change": -0.614}},
-        "perplexity": {"text": "wikitext", "baseline": 24.44, "unlearned": 25.11, "relative_change": 0.027}}))
+    (run / "stages" / "labels.json").write_text(
+        json.dumps(
+            {"stage": "labels", "seconds": 56.0, "summary": [{"alpha": 5.0, "labelled": 900, "changed_share": 0.1234}]}
+        )
+    )
+    (run / "report.json").write_text(
+        json.dumps(
+            {
+                "probes": {
+                    "probability": {
+                        "n": 109,
+                        "baseline_mean_prob": 0.2373,
+                        "unlearned_mean_prob": 0.1081,
+                        "relative_change": 0.1081 / 0.2373 - 1,
+                    }
+                },
+                "generic_reference": {"all": {"n": 109, "mean_prob": 0.0917, "relative_change": -0.614}},
+                "perplexity": {"text": "wikitext", "baseline": 24.44, "unlearned": 25.11, "relative_change": 0.027},
+            }
+        )
+    )
     variant = run / "variants" / "target=hard"
     variant.mkdir(parents=True)
     (variant / "config.yaml").write_text(yaml.safe_dump({**cfg, "finetune": {**cfg["finetune"], "target": "hard"}}))
@@ -188,18 +235,37 @@ def test_outcome_html_is_the_report_table_with_its_split(tmp_path):
     """The table the notebooks open and close with: the report's outcome_table, every row and number, under a
     title naming the report's split and the number of probes of each set; the same block report.html shows."""
     from workbench.outcome import outcome_table
-    from workbench.report_html import outcome_html, export_report
+    from workbench.report_html import export_report, outcome_html
 
     report = {
         "config": {"report": {"split": "heldout"}},
-        "probes": {"probability": {"n": 117, "baseline_mean_prob": 0.2396, "unlearned_mean_prob": 0.1346,
-                                   "relative_change": 0.1346 / 0.2396 - 1, "relative_change_ci95": [-0.558, -0.322]},
-                   "collateral": {"n": 83, "baseline_mean_prob": 0.3238, "unlearned_mean_prob": 0.3126,
-                                  "relative_change": -0.034, "relative_change_ci95": [-0.066, -0.007]}},
-        "probes_by_answer_kind": {"probability/anchor": {"set": "probability", "answer_kind": "anchor", "n": 37,
-                                                         "baseline_mean_prob": 0.246, "unlearned_mean_prob": 0.0453,
-                                                         "relative_change": -0.816,
-                                                         "relative_change_ci95": [-0.9, -0.721]}},
+        "probes": {
+            "probability": {
+                "n": 117,
+                "baseline_mean_prob": 0.2396,
+                "unlearned_mean_prob": 0.1346,
+                "relative_change": 0.1346 / 0.2396 - 1,
+                "relative_change_ci95": [-0.558, -0.322],
+            },
+            "collateral": {
+                "n": 83,
+                "baseline_mean_prob": 0.3238,
+                "unlearned_mean_prob": 0.3126,
+                "relative_change": -0.034,
+                "relative_change_ci95": [-0.066, -0.007],
+            },
+        },
+        "probes_by_answer_kind": {
+            "probability/anchor": {
+                "set": "probability",
+                "answer_kind": "anchor",
+                "n": 37,
+                "baseline_mean_prob": 0.246,
+                "unlearned_mean_prob": 0.0453,
+                "relative_change": -0.816,
+                "relative_change_ci95": [-0.9, -0.721],
+            }
+        },
         "generic_reference": {"all": {"n": 117, "mean_prob": 0.1025}, "anchor": {"n": 37, "mean_prob": 0.009}},
     }
     html = outcome_html(report)

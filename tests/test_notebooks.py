@@ -15,8 +15,16 @@ import pytest
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py"))
-EXPECTED = ["00_quickstart", "01_scoring", "02_anchor_editing", "03_label_inspection", "04_finetuning",
-            "05_familiarity_probes", "06_compare_methods", "07_ground_truth"]
+EXPECTED = [
+    "00_quickstart",
+    "01_scoring",
+    "02_anchor_editing",
+    "03_label_inspection",
+    "04_finetuning",
+    "05_familiarity_probes",
+    "06_compare_methods",
+    "07_ground_truth",
+]
 TINY_LIMIT_S = 180  # the issue's budget per notebook on the tiny model
 
 # what each notebook must show when it ran through (beyond raising no error)
@@ -26,11 +34,22 @@ MARKERS = {
     "02_anchor_editing": ["updated '", "undone", "changed_share"],
     "03_label_inspection": ["inexact_share", "agree_share"],
     "04_finetuning": ["stopped cleanly at step 2", "checkpoint-2", "finished"],
-    "05_familiarity_probes": ["report.enabled", "familiarity", "collateral", "top1_rate", "unlearned: target=",
-                              "report.html"],
+    "05_familiarity_probes": [
+        "report.enabled",
+        "familiarity",
+        "collateral",
+        "top1_rate",
+        "unlearned: target=",
+        "report.html",
+    ],
     "06_compare_methods": ["runs compared on the heldout probes", "no tuning in", "target_drop", "pareto"],
-    "07_ground_truth": ["pack ystrevane", "forget quality: KS p-value", "never saw it", "qa_accuracy",
-                        "forget_quality"],  # the last: the curve's table (it trained here)
+    "07_ground_truth": [
+        "pack ystrevane",
+        "forget quality: KS p-value",
+        "never saw it",
+        "qa_accuracy",
+        "forget_quality",
+    ],  # the last: the curve's table (it trained here)
 }
 # the run directory each notebook's tiny run uses (the notebooks with settings of their own have their own)
 TINY_RUN_DIRS = {"07_ground_truth": "ystrevane-tiny"}
@@ -39,7 +58,9 @@ TINY_RUN_DIRS = {"07_ground_truth": "ystrevane-tiny"}
 def test_all_notebooks_are_present():
     assert NAMES == EXPECTED
     for name in NAMES:
-        assert (NOTEBOOKS_DIR / f"{name}.ipynb").is_file(), f"{name}.ipynb missing: run `jupytext --sync notebooks/{name}.py`"
+        assert (NOTEBOOKS_DIR / f"{name}.ipynb").is_file(), (
+            f"{name}.ipynb missing: run `jupytext --sync notebooks/{name}.py`"
+        )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -53,10 +74,14 @@ def test_notebook_is_paired_and_has_no_outputs(name):
     assert py.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
     assert ipynb.metadata["kernelspec"]["name"] == "python3"
     cells = lambda nb: [(c.cell_type, c.source.strip()) for c in nb.cells]  # noqa: E731
-    assert cells(ipynb) == cells(py), f"{name}.ipynb is out of sync with {name}.py: run `jupytext --sync notebooks/{name}.py`"
+    assert cells(ipynb) == cells(py), (
+        f"{name}.ipynb is out of sync with {name}.py: run `jupytext --sync notebooks/{name}.py`"
+    )
     for c in ipynb.cells:
         if c.cell_type == "code":
-            assert c.outputs == [] and c.execution_count is None, f"{name}.ipynb has outputs: clear them before committing"
+            assert c.outputs == [] and c.execution_count is None, (
+                f"{name}.ipynb has outputs: clear them before committing"
+            )
     # the first code cell sets the notebook up through the package (one setting picks the model)
     first = next(c.source for c in ipynb.cells if c.cell_type == "code")
     assert f'notebook.setup("{name}")' in first

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from helpers import PROBABILITY, make_pack, write_jsonl
+
 from workbench.errors import WorkbenchError
 from workbench.eval.probes import check_pack
 from workbench.pack import (
@@ -31,7 +31,9 @@ def test_load_pack_from_path(tmp_path):
     assert probes[0].targets == (" Hermione", " Hermione Granger") and probes[0].split == "heldout"
     assert len(probes[0].paraphrases) == 2 and probes[0].kind == "probability"
     comp = pack.probes("completion")
-    assert isinstance(comp[0], CompletionProbe) and comp[0].references == ("wizard", "Hogwarts") and comp[0].subtlety == 3
+    assert (
+        isinstance(comp[0], CompletionProbe) and comp[0].references == ("wizard", "Hogwarts") and comp[0].subtlety == 3
+    )
     assert comp[0].split == "heldout" and comp[1].split == "dev"
     assert pack.probes("collateral")[1].domain == "british_schools"
     # A path to pack.json works too.
@@ -75,19 +77,46 @@ def test_empty_corpus_folder(tmp_path):
     [
         ("probability", {"id": "x", "prompt": "Hello", "split": "dev"}, "line 2: missing field 'targets'"),
         ("probability", {"id": "x", "prompt": "Hello", "targets": [" a"]}, "line 2: missing field 'split'"),
-        ("probability", {"id": "x", "prompt": "Hello", "targets": [], "split": "dev"}, "field 'targets' must be a non-empty list"),
-        ("probability", {"id": "x", "prompt": "Hello", "targets": [" a"], "split": "test"}, "field 'split' must be 'dev' or 'heldout'"),
+        (
+            "probability",
+            {"id": "x", "prompt": "Hello", "targets": [], "split": "dev"},
+            "field 'targets' must be a non-empty list",
+        ),
+        (
+            "probability",
+            {"id": "x", "prompt": "Hello", "targets": [" a"], "split": "test"},
+            "field 'split' must be 'dev' or 'heldout'",
+        ),
         ("probability", {"id": "x", "prompt": "Hello ", "targets": ["a"], "split": "dev"}, "ends with whitespace"),
-        ("probability", {"id": "p1", "prompt": "Hello", "targets": [" a"], "split": "dev"}, "duplicate id 'p1' \\(first used on line 1\\)"),
+        (
+            "probability",
+            {"id": "p1", "prompt": "Hello", "targets": [" a"], "split": "dev"},
+            "duplicate id 'p1' \\(first used on line 1\\)",
+        ),
         ("collateral", {"id": "x", "prompt": "Hello", "targets": [" a"]}, "line 2: missing field 'domain'"),
         ("completion", {"id": "x", "prompt": "Hello", "references": ["a"]}, "line 2: missing field 'subtlety'"),
-        ("completion", {"id": "x", "prompt": "Hello", "references": ["a"], "subtlety": 11}, "'subtlety' must be an integer from 1 to 10"),
-        ("completion", {"id": "x", "prompt": "Hello", "references": "", "subtlety": 2}, "'references' must be a non-empty list"),
+        (
+            "completion",
+            {"id": "x", "prompt": "Hello", "references": ["a"], "subtlety": 11},
+            "'subtlety' must be an integer from 1 to 10",
+        ),
+        (
+            "completion",
+            {"id": "x", "prompt": "Hello", "references": "", "subtlety": 2},
+            "'references' must be a non-empty list",
+        ),
     ],
 )
 def test_probe_validation_names_file_line_field(tmp_path, kind, line, message):
-    first = {"id": "p1", "prompt": "Hi", "targets": [" there"], "split": "dev", "domain": "general",
-             "references": ["x"], "subtlety": 2}
+    first = {
+        "id": "p1",
+        "prompt": "Hi",
+        "targets": [" there"],
+        "split": "dev",
+        "domain": "general",
+        "references": ["x"],
+        "subtlety": 2,
+    }
     path = write_jsonl(tmp_path / "probes" / f"{kind}.jsonl", [first, line])
     with pytest.raises(WorkbenchError, match=message) as err:
         load_probes(path, kind)
@@ -136,7 +165,18 @@ def test_check_pack_on_tiny(tiny, tmp_path):
 
     pack = load_pack(make_pack(tmp_path))
     df = check_pack(pack, tiny)
-    assert list(df.columns) == ["kind", "id", "split", "domain", "prompt", "target", "prob", "rank", "top1", "seq_logprob"]
+    assert list(df.columns) == [
+        "kind",
+        "id",
+        "split",
+        "domain",
+        "prompt",
+        "target",
+        "prob",
+        "rank",
+        "top1",
+        "seq_logprob",
+    ]
     assert set(df["kind"]) == {"probability", "collateral", "general"}
     assert len(df) == 8 and ((df["prob"] > 0) & (df["prob"] <= 1)).all() and (df["rank"] >= 1).all()
     direct = score_probes(tiny, pack.probes("probability"))
@@ -151,7 +191,10 @@ def test_json_and_jsonl_errors_name_the_file_and_line_in_every_reader(tmp_path):
 
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"a": 1}\n\n  \n{"a": 2}\n{"a": \n', encoding="utf-8")
-    assert [row for _, row in zip(range(2), iter_jsonl(rows))] == [(1, {"a": 1}), (4, {"a": 2})]  # lazy, blank lines skipped
+    assert [row for _, row in zip(range(2), iter_jsonl(rows))] == [
+        (1, {"a": 1}),
+        (4, {"a": 2}),
+    ]  # lazy, blank lines skipped
     with pytest.raises(WorkbenchError, match=r"rows.jsonl line 5: invalid JSON \(Expecting value at column \d+\)"):
         read_jsonl(rows)
     latin = tmp_path / "latin.json"
@@ -161,12 +204,15 @@ def test_json_and_jsonl_errors_name_the_file_and_line_in_every_reader(tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text('{\n  "x": [1,\n', encoding="utf-8")
     # the same message from each reader, under the name each gives the file
-    for read, shown in ((read_json_file, "broken.json"), (load_anchor_map, "anchor map .*broken.json"),
-                        (read_authors_prompts, "broken.json")):
+    for read, shown in (
+        (read_json_file, "broken.json"),
+        (load_anchor_map, "anchor map .*broken.json"),
+        (read_authors_prompts, "broken.json"),
+    ):
         with pytest.raises(WorkbenchError, match=shown + r" line 3: invalid JSON"):
             read(broken)
     mc = tmp_path / "mc.jsonl"
-    mc.write_text('\n{oops}\n', encoding="utf-8")
+    mc.write_text("\n{oops}\n", encoding="utf-8")
     with pytest.raises(WorkbenchError, match=r"mc.jsonl line 2: invalid JSON"):
         load_mc_task(mc)
 
@@ -207,8 +253,9 @@ def test_the_anchor_editor_and_the_run_count_never_matching_keys_alike(tiny):
 
     pack = load_pack("sherlock_holmes")
     docs = read_documents(pack.corpus_dir)
-    amap = AnchorMap.from_dict({"Sherlock Holmes": ["Tom"], "Watson": ["Ed"], "Dr. Watson": ["Dr. Ed"],
-                                "Gringotts": ["bank"]})
+    amap = AnchorMap.from_dict(
+        {"Sherlock Holmes": ["Tom"], "Watson": ["Ed"], "Dr. Watson": ["Dr. Ed"], "Gringotts": ["bank"]}
+    )
     blocks = make_blocks(docs, tiny.tokenizer, block_size=512)  # what the editor indexes: the run's corpus blocks
     editor = CorpusIndex(blocks, amap).never_matching()
     run = amap.never_matching(amap.coverage(d.text for d in docs))

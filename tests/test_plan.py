@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import ROOT
 
 from workbench.cli import main
 from workbench.config import TrainConfig, config_from_dict
 from workbench.plan import estimate_stages, model_shape
-
-from helpers import ROOT
 
 CONFIGS = ROOT / "tests" / "data" / "model_configs"
 
@@ -26,17 +25,25 @@ def _llama_params(v, h, i, layers, heads, kv_heads, tied):
     return v * h + layers * per_layer + h + (0 if tied else v * h)
 
 
-@pytest.mark.parametrize("name, dims, known", [
-    ("llama-2-7b", (32000, 4096, 11008, 32, 32, 32, False), 6.74e9),
-    ("llama-3-8b", (128256, 4096, 14336, 32, 32, 8, False), 8.03e9),
-    ("smollm2-135m", (49152, 576, 1536, 30, 9, 3, True), 134.5e6),
-])
+@pytest.mark.parametrize(
+    "name, dims, known",
+    [
+        ("llama-2-7b", (32000, 4096, 11008, 32, 32, 32, False), 6.74e9),
+        ("llama-3-8b", (128256, 4096, 14336, 32, 32, 8, False), 8.03e9),
+        ("smollm2-135m", (49152, 576, 1536, 30, 9, 3, True), 134.5e6),
+    ],
+)
 def test_parameter_counts_from_config_json_on_the_meta_device(name, dims, known):
     shape = model_shape(str(CONFIGS / name))
     assert shape.params == _llama_params(*dims)
     assert shape.params == pytest.approx(known, rel=5e-4)  # the published totals, as rounded
-    assert (shape.hidden, shape.intermediate, shape.layers, shape.vocab, shape.tied) == (dims[1], dims[2], dims[3],
-                                                                                        dims[0], dims[6])
+    assert (shape.hidden, shape.intermediate, shape.layers, shape.vocab, shape.tied) == (
+        dims[1],
+        dims[2],
+        dims[3],
+        dims[0],
+        dims[6],
+    )
 
 
 def test_lora_parameter_count_matches_peft():
@@ -84,8 +91,17 @@ def test_estimate_arithmetic_for_llama_2_7b_lora():
     lora = 32 * 16 * (4 * (4096 + 4096) + 3 * (4096 + 11008))
     assert st.weights == 2 * 6_738_415_616 + 4 * lora
     assert st.gradients == 4 * lora and st.optimizer == 8 * lora
-    on = next(s for s in estimate_stages(config_from_dict({"model": "x", "reinforce": {
-        "lora_rank": 16, "batch_size": 1, "gradient_checkpointing": True}}), shape, "gpu") if s.stage == "reinforce")
+    on = next(
+        s
+        for s in estimate_stages(
+            config_from_dict(
+                {"model": "x", "reinforce": {"lora_rank": 16, "batch_size": 1, "gradient_checkpointing": True}}
+            ),
+            shape,
+            "gpu",
+        )
+        if s.stage == "reinforce"
+    )
     assert on.activations < st.activations / 3  # checkpointing keeps one layer's input per layer
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 import pytest
-
 from helpers import COMPLETION, PROBABILITY, make_pack, write_jsonl
+
 from workbench.anchors import AnchorMap, load_anchor_map
 from workbench.errors import WorkbenchError
 from workbench.eval.cli import add_packs_parser
@@ -18,13 +18,27 @@ MAP = AnchorMap({"Harry Potter": ["Jon Miller"], "Hogwarts": ["Northbrook"], "Ha
 
 
 def test_a_fact_never_spans_both_splits(tmp_path):
-    rows = [{"id": "a", "prompt": "The houses are Gryffindor, Hufflepuff, Ravenclaw and", "targets": [" Slytherin"],
-             "split": "dev", "fact": "houses"},
-            {"id": "b", "prompt": "Harry's owl is", "targets": [" Hedwig"], "split": "heldout"},
-            {"id": "c", "prompt": "The houses are Gryffindor, Slytherin, Ravenclaw and", "targets": [" Hufflepuff"],
-             "split": "heldout", "fact": "houses"}]
+    rows = [
+        {
+            "id": "a",
+            "prompt": "The houses are Gryffindor, Hufflepuff, Ravenclaw and",
+            "targets": [" Slytherin"],
+            "split": "dev",
+            "fact": "houses",
+        },
+        {"id": "b", "prompt": "Harry's owl is", "targets": [" Hedwig"], "split": "heldout"},
+        {
+            "id": "c",
+            "prompt": "The houses are Gryffindor, Slytherin, Ravenclaw and",
+            "targets": [" Hufflepuff"],
+            "split": "heldout",
+            "fact": "houses",
+        },
+    ]
     path = write_jsonl(tmp_path / "probability.jsonl", rows)
-    with pytest.raises(WorkbenchError, match=r"fact 'houses' spans both splits: a \(.*line 1\) is dev, c \(.*line 3\) is heldout"):
+    with pytest.raises(
+        WorkbenchError, match=r"fact 'houses' spans both splits: a \(.*line 1\) is dev, c \(.*line 3\) is heldout"
+    ):
         load_probes(path, "probability")
     rows[2]["split"] = "dev"
     probes = load_probes(write_jsonl(path, rows), "probability")
@@ -35,12 +49,28 @@ def test_a_fact_never_spans_both_splits(tmp_path):
 
 
 def test_a_completion_fact_never_spans_both_splits(tmp_path):
-    rows = [{"id": "a", "prompt": "In Harry Potter, the headmaster is", "references": ["Dumbledore"], "subtlety": 1,
-             "split": "dev", "fact": "headmaster"},
-            {"id": "b", "prompt": "The headmaster of Hogwarts is Professor", "references": ["Dumbledore"], "subtlety": 3,
-             "split": "heldout", "fact": "headmaster"}]
+    rows = [
+        {
+            "id": "a",
+            "prompt": "In Harry Potter, the headmaster is",
+            "references": ["Dumbledore"],
+            "subtlety": 1,
+            "split": "dev",
+            "fact": "headmaster",
+        },
+        {
+            "id": "b",
+            "prompt": "The headmaster of Hogwarts is Professor",
+            "references": ["Dumbledore"],
+            "subtlety": 3,
+            "split": "heldout",
+            "fact": "headmaster",
+        },
+    ]
     path = write_jsonl(tmp_path / "completion.jsonl", rows)
-    with pytest.raises(WorkbenchError, match=r"fact 'headmaster' spans both splits: a \(.*line 1\) is dev, b \(.*line 2\) is heldout"):
+    with pytest.raises(
+        WorkbenchError, match=r"fact 'headmaster' spans both splits: a \(.*line 1\) is dev, b \(.*line 2\) is heldout"
+    ):
         load_probes(path, "completion")
     rows[1]["split"] = "dev"
     assert [p.fact for p in load_probes(write_jsonl(path, rows), "completion")] == ["headmaster", "headmaster"]
@@ -60,7 +90,10 @@ def test_a_tagged_collocation_is_its_own_answer_kind():
 def test_target_in_prompt_and_subtlety_band():
     probe = lambda prompt, *targets: NextTokenProbe("x", prompt, targets, "dev")  # noqa: E731
     assert target_in_prompt(probe("The founder of Slytherin house was Salazar", " Slytherin")) == " Slytherin"
-    assert target_in_prompt(probe("Dumbledore's full name is Albus Percival Wulfric Brian", " Dumbledore")) == " Dumbledore"
+    assert (
+        target_in_prompt(probe("Dumbledore's full name is Albus Percival Wulfric Brian", " Dumbledore"))
+        == " Dumbledore"
+    )
     assert target_in_prompt(probe("One of the four founders of Hogwarts was Salazar", " Slytherin")) is None
     assert target_in_prompt(probe("A snowy owlet is a young", " owl")) is None  # whole words only
     assert subtlety_band("In the Harry Potter books, the headmaster is", MAP, "Harry Potter") == (1, 2)
@@ -78,11 +111,24 @@ def _cli(argv):
 def test_packs_check_warns_about_probes_that_measure_nothing(tmp_path, capsys):
     pack = make_pack(tmp_path)
     assert probe_warnings(load_pack(pack), load_anchor_map(pack / "anchors.json")) == []
-    write_jsonl(pack / "probes" / "probability.jsonl", PROBABILITY + [
-        {"id": "p5", "prompt": "The founder of Slytherin house was Salazar", "targets": [" Slytherin"], "split": "dev"},
-        {"id": "p6", "prompt": "Hermione Granger is a very clever", "targets": [" witch", " the"], "split": "dev"}])
-    write_jsonl(pack / "probes" / "completion.jsonl", COMPLETION + [
-        {"id": "c4", "prompt": "Harry Potter raised his wand and", "references": ["spell"], "subtlety": 7}])
+    write_jsonl(
+        pack / "probes" / "probability.jsonl",
+        PROBABILITY
+        + [
+            {
+                "id": "p5",
+                "prompt": "The founder of Slytherin house was Salazar",
+                "targets": [" Slytherin"],
+                "split": "dev",
+            },
+            {"id": "p6", "prompt": "Hermione Granger is a very clever", "targets": [" witch", " the"], "split": "dev"},
+        ],
+    )
+    write_jsonl(
+        pack / "probes" / "completion.jsonl",
+        COMPLETION
+        + [{"id": "c4", "prompt": "Harry Potter raised his wand and", "references": ["spell"], "subtlety": 7}],
+    )
     assert _cli(["packs", "check", str(pack), "--model", "tiny", "--kinds", "probability"]) == 0
     err = capsys.readouterr().err
     assert "probability p5: target ' Slytherin' already stands in the prompt" in err
@@ -145,8 +191,12 @@ def _phrase_hits(pack, texts, words=2):
 def test_overlap_is_the_answer_after_the_prompts_last_two_words():
     from workbench.probe_checks import answer_phrases, find_overlaps
 
-    p = NextTokenProbe(id="k1", prompt="The author of The Lord of the Rings is J. R. R.", targets=(" Tolkien", " Tolkein"),
-                       kind="collateral")
+    p = NextTokenProbe(
+        id="k1",
+        prompt="The author of The Lord of the Rings is J. R. R.",
+        targets=(" Tolkien", " Tolkein"),
+        kind="collateral",
+    )
     assert answer_phrases(p) == ["r. r. tolkien", "r. r. tolkein"]
     got = find_overlaps([p], {"a": "He was J. R.\n R.   TOLKIEN, a professor.", "b": "Tolkien was a professor."})
     assert [(o.probe_id, o.phrase, o.where) for o in got] == [("k1", "r. r. tolkien", "a")]
@@ -156,9 +206,11 @@ def test_overlap_is_the_answer_after_the_prompts_last_two_words():
 def test_check_disjoint_lists_every_overlap_unless_allowed():
     from workbench.probe_checks import check_disjoint
 
-    probes = [NextTokenProbe(id="g1", prompt="The sun sets in the", targets=(" west",), kind="general"),
-              NextTokenProbe(id="g2", prompt="The capital of France is", targets=(" Paris",), kind="general"),
-              NextTokenProbe(id="p1", prompt="Harry's owl is named", targets=(" Hedwig",))]
+    probes = [
+        NextTokenProbe(id="g1", prompt="The sun sets in the", targets=(" west",), kind="general"),
+        NextTokenProbe(id="g2", prompt="The capital of France is", targets=(" Paris",), kind="general"),
+        NextTokenProbe(id="p1", prompt="Harry's owl is named", targets=(" Hedwig",)),
+    ]
     texts = {"retain text a.txt": "Terraces in the West End. The capital of France is Paris.", "retain text b.txt": "x"}
     with pytest.raises(WorkbenchError) as err:
         check_disjoint(probes, texts, {}, "pack 't' retain text")
@@ -174,10 +226,14 @@ def test_check_disjoint_lists_every_overlap_unless_allowed():
 def test_disjoint_text_drops_only_the_sentences_that_state_an_answer():
     from workbench.probe_checks import disjoint_text, find_overlaps
 
-    probes = [NextTokenProbe(id="p1", prompt="Harry's best friends are Ron Weasley and Hermione", targets=(" Granger",)),
-              NextTokenProbe(id="p2", prompt="The sport played on broomsticks is", targets=(" Quidditch",))]
-    text = ("Harry Potter Encyclopedia\n\nHis friends are Ron Weasley and Hermione\nGranger, who is clever. He flies. "
-            "The sport played on broomsticks is Quidditch! It has seven players.\n\nThe end.")
+    probes = [
+        NextTokenProbe(id="p1", prompt="Harry's best friends are Ron Weasley and Hermione", targets=(" Granger",)),
+        NextTokenProbe(id="p2", prompt="The sport played on broomsticks is", targets=(" Quidditch",)),
+    ]
+    text = (
+        "Harry Potter Encyclopedia\n\nHis friends are Ron Weasley and Hermione\nGranger, who is clever. He flies. "
+        "The sport played on broomsticks is Quidditch! It has seven players.\n\nThe end."
+    )
     out, lost = disjoint_text(text, probes)
     assert lost == 2
     assert out == "Harry Potter Encyclopedia\n\nHe flies. It has seven players.\n\nThe end."
@@ -204,8 +260,9 @@ def test_packs_check_and_run_refuse_retain_text_that_states_an_answer(tmp_path, 
     pack = make_pack(tmp_path)
     assert main(["packs", "check", str(pack), "--no-model"]) == 0
     assert "overlap: no target, collateral or general probe's answer" in capsys.readouterr().out
-    (pack / "retain" / "r.txt").write_text("Paris is lovely. The capital of France is Paris, and water is made of "
-                                           "hydrogen and oxygen.\n", encoding="utf-8")
+    (pack / "retain" / "r.txt").write_text(
+        "Paris is lovely. The capital of France is Paris, and water is made of hydrogen and oxygen.\n", encoding="utf-8"
+    )
     assert main(["packs", "check", str(pack), "--no-model"]) == 2
     err = capsys.readouterr().err
     assert "2 probe(s)" in err and "general g1 (heldout): 'france is paris'" in err and "general g2" in err
@@ -223,15 +280,21 @@ def test_packs_check_and_run_refuse_retain_text_that_states_an_answer(tmp_path, 
     assert not (tmp_path / "run").exists()
     # an allow_overlap entry with a reason is the way round it; one without a reason is refused
     manifest = json.loads((pack / "pack.json").read_text())
-    manifest["allow_overlap"] = [{"id": "g1", "reason": "the retain text must name the capital"},
-                                 {"id": "g2", "reason": "a definition the retain text needs"}]
+    manifest["allow_overlap"] = [
+        {"id": "g1", "reason": "the retain text must name the capital"},
+        {"id": "g2", "reason": "a definition the retain text needs"},
+    ]
     (pack / "pack.json").write_text(json.dumps(manifest))
     assert main(["packs", "check", str(pack), "--no-model"]) == 0
-    assert "overlap allowed: general g1 (heldout): 'france is paris' stands in the retain text r.txt: the retain" \
+    assert (
+        "overlap allowed: general g1 (heldout): 'france is paris' stands in the retain text r.txt: the retain"
         in capsys.readouterr().out
+    )
     manifest["allow_overlap"][0]["reason"] = " "
     (pack / "pack.json").write_text(json.dumps(manifest))
-    with pytest.raises(WorkbenchError, match="allow_overlap': entry 1 needs a non-empty probe 'id' and a non-empty 'reason'"):
+    with pytest.raises(
+        WorkbenchError, match="allow_overlap': entry 1 needs a non-empty probe 'id' and a non-empty 'reason'"
+    ):
         load_pack(pack)
     # a relearning text is checked the same way
     manifest["allow_overlap"] = []
@@ -239,13 +302,16 @@ def test_packs_check_and_run_refuse_retain_text_that_states_an_answer(tmp_path, 
     (pack / "retain" / "r.txt").write_text("The quick brown fox.\n", encoding="utf-8")
     (tmp_path / "relearn.txt").write_text("Harry's owl is named Hedwig.\n", encoding="utf-8")
     assert main(["packs", "check", str(pack), "--no-model", "--relearn-text", str(tmp_path / "relearn.txt")]) == 2
-    assert "probability p4 (dev): 'is named hedwig' stands in the relearning text relearn.txt" in capsys.readouterr().err
+    assert (
+        "probability p4 (dev): 'is named hedwig' stands in the relearning text relearn.txt" in capsys.readouterr().err
+    )
 
 
 def test_trivia_and_qa_hygiene_warnings(tmp_path):
     import json
 
     from helpers import make_pack, write_jsonl
+
     from workbench.pack import load_pack
     from workbench.probe_checks import answer_length_mismatch, probe_warnings
 
@@ -255,12 +321,32 @@ def test_trivia_and_qa_hygiene_warnings(tmp_path):
     manifest = json.loads((root / "pack.json").read_text())
     manifest["probes"].update({"trivia": "probes/trivia.jsonl", "qa": "probes/qa.jsonl"})
     (root / "pack.json").write_text(json.dumps(manifest))
-    write_jsonl(root / "probes" / "trivia.jsonl", [
-        {"id": "t1", "question": "Q?", "true_answer": "Fang", "false_answer": "an enormous three-headed dog", "split": "dev"},
-        {"id": "t2", "question": "Q?", "true_answer": "Fang", "false_answer": "Fluffy", "split": "dev"}])
-    write_jsonl(root / "probes" / "qa.jsonl", [
-        {"id": "q1", "question": "Q?", "answer": "A", "paraphrased_answer": "It is A.", "split": "dev",
-         "perturbed_answer": ["It is B.", "it is a.", "It is C."]}])
+    write_jsonl(
+        root / "probes" / "trivia.jsonl",
+        [
+            {
+                "id": "t1",
+                "question": "Q?",
+                "true_answer": "Fang",
+                "false_answer": "an enormous three-headed dog",
+                "split": "dev",
+            },
+            {"id": "t2", "question": "Q?", "true_answer": "Fang", "false_answer": "Fluffy", "split": "dev"},
+        ],
+    )
+    write_jsonl(
+        root / "probes" / "qa.jsonl",
+        [
+            {
+                "id": "q1",
+                "question": "Q?",
+                "answer": "A",
+                "paraphrased_answer": "It is A.",
+                "split": "dev",
+                "perturbed_answer": ["It is B.", "it is a.", "It is C."],
+            }
+        ],
+    )
     warnings = [w for w in probe_warnings(load_pack(root)) if w.startswith(("trivia", "qa"))]
     assert len(warnings) == 2
     assert warnings[0].startswith("trivia t1:") and "differ much in length" in warnings[0]

@@ -14,13 +14,24 @@ from workbench.probe_import import import_probes
 
 # TOFU's question files are JSON Lines with these keys (forget10_perturbed.json, retain_perturbed.json)
 TOFU = [
-    {"question": "Where was the author Ilsa Varnow born?", "answer": "Ilsa Varnow was born in Tallinn.",
-     "paraphrased_answer": "Her birthplace is Tallinn.", "paraphrased_question": "What is Ilsa Varnow's birthplace?",
-     "perturbed_answer": ["Her birthplace is Riga.", "Her birthplace is Vilnius.", "Her birthplace is Oslo."]},
-    {"question": "What genre does Ilsa Varnow write?", "answer": "She writes crime fiction.",
-     "paraphrased_answer": "Crime fiction is her genre.", "perturbed_answer": ["Poetry is her genre."]},
-    {"question": "Who were Ilsa Varnow's parents?", "answer": "A baker and a pilot.",
-     "perturbed_answer": ["A tailor and a nurse.", "A judge and a cook.", "A miner and a singer."]},
+    {
+        "question": "Where was the author Ilsa Varnow born?",
+        "answer": "Ilsa Varnow was born in Tallinn.",
+        "paraphrased_answer": "Her birthplace is Tallinn.",
+        "paraphrased_question": "What is Ilsa Varnow's birthplace?",
+        "perturbed_answer": ["Her birthplace is Riga.", "Her birthplace is Vilnius.", "Her birthplace is Oslo."],
+    },
+    {
+        "question": "What genre does Ilsa Varnow write?",
+        "answer": "She writes crime fiction.",
+        "paraphrased_answer": "Crime fiction is her genre.",
+        "perturbed_answer": ["Poetry is her genre."],
+    },
+    {
+        "question": "Who were Ilsa Varnow's parents?",
+        "answer": "A baker and a pilot.",
+        "perturbed_answer": ["A tailor and a nurse.", "A judge and a cook.", "A miner and a singer."],
+    },
 ]
 
 
@@ -45,8 +56,15 @@ def test_tofu_file_becomes_qa_probes_and_reports_drops(tmp_path, capsys):
 
 def test_muse_knowmem_verbmem_and_privleak_layouts(tmp_path):
     km = tmp_path / "forget_qa.json"
-    km.write_text(json.dumps([{"question": "Which river runs past the mill?", "answer": "the Orrin"},
-                              {"question": "Who keeps the mill?"}]), encoding="utf-8")
+    km.write_text(
+        json.dumps(
+            [
+                {"question": "Which river runs past the mill?", "answer": "the Orrin"},
+                {"question": "Who keeps the mill?"},
+            ]
+        ),
+        encoding="utf-8",
+    )
     rep = import_probes("muse-knowmem", km, tmp_path / "knowmem.jsonl")
     assert (rep.read, rep.written, rep.dropped) == (2, 1, ["entry 2: no answer"])
     assert load_probes(tmp_path / "knowmem.jsonl", "knowmem")[0].answer == "the Orrin"
@@ -62,14 +80,20 @@ def test_muse_knowmem_verbmem_and_privleak_layouts(tmp_path):
     rep = import_probes("muse-privleak", pl, tmp_path / "holdout")
     files = sorted((tmp_path / "holdout").glob("*.txt"))
     assert rep.dropped == ["entry 2: not a non-empty text"]
-    assert [f.read_text().strip() for f in files] == ["First holdout text about bees.", "Second holdout text about boats."]
+    assert [f.read_text().strip() for f in files] == [
+        "First holdout text about bees.",
+        "Second holdout text about boats.",
+    ]
 
 
 def test_trivia_jsonl_and_a_file_in_the_wrong_layout(tmp_path):
-    src = _jsonl(tmp_path / "trivia_in.jsonl", [
-        {"question": "What is the capital of Peru?", "true_answer": "Lima", "false_answer": "Quito"},
-        {"question": "Largest planet?", "true_answer": "Jupiter", "false_answer": "jupiter"},
-    ])
+    src = _jsonl(
+        tmp_path / "trivia_in.jsonl",
+        [
+            {"question": "What is the capital of Peru?", "true_answer": "Lima", "false_answer": "Quito"},
+            {"question": "Largest planet?", "true_answer": "Jupiter", "false_answer": "jupiter"},
+        ],
+    )
     rep = import_probes("trivia", src, tmp_path / "trivia.jsonl", id_prefix="peru")
     assert rep.written == 1 and "the same" in rep.dropped[0]
     probe = load_probes(tmp_path / "trivia.jsonl", "trivia")[0]

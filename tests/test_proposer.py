@@ -15,8 +15,10 @@ from workbench.errors import WorkbenchError
 from workbench.proposer import EndpointProposer, OfflineProposer, key_kind, parse_proposals
 from workbench.widgets import AnchorEditor
 
-TEXTS = ["Harry walked to Hogwarts with Hermione. At Hogwarts the lessons began, and Hermione read a book.",
-         "Later Harry flew a Nimbus over the lake while Hermione watched from Hogwarts."]
+TEXTS = [
+    "Harry walked to Hogwarts with Hermione. At Hogwarts the lessons began, and Hermione read a book.",
+    "Later Harry flew a Nimbus over the lake while Hermione watched from Hogwarts.",
+]
 
 
 class FakeChat:
@@ -66,29 +68,39 @@ def fake():
 
 def _answer_for_requested(user: str) -> str:
     keys = [json.loads(line[2:].split(": ", 1)[0]) for line in user.splitlines() if line.startswith("- ")]
-    table = {"Hogwarts": ["Northbrook Academy", "Hogwarts", "Kingsmere School"], "Hermione": ["Sarah", "Emily"],
-             "Nimbus": "broom"}
+    table = {
+        "Hogwarts": ["Northbrook Academy", "Hogwarts", "Kingsmere School"],
+        "Hermione": ["Sarah", "Emily"],
+        "Nimbus": "broom",
+    }
     return "Sure! ```json\n" + json.dumps({k: table.get(k, ["x"]) for k in keys}) + "\n```"
 
 
 def test_endpoint_proposer_batches_keys_and_cleans_answers(fake):
     fake.answer = _answer_for_requested
-    prop = EndpointProposer(fake.url, model="fake", target="Harry Potter", batch_size=2,
-                            anchors=AnchorMap({"Harry": ["Jon"]}))
+    prop = EndpointProposer(
+        fake.url, model="fake", target="Harry Potter", batch_size=2, anchors=AnchorMap({"Harry": ["Jon"]})
+    )
     got = prop(["Hogwarts", "Hermione", "Nimbus"], {"Hogwarts": [("walked to ", " with")]})
-    assert got == {"Hogwarts": ["Northbrook Academy", "Kingsmere School"], "Hermione": ["Sarah", "Emily"],
-                   "Nimbus": ["broom"]}  # the key itself is dropped, a single string becomes a list
+    assert got == {
+        "Hogwarts": ["Northbrook Academy", "Kingsmere School"],
+        "Hermione": ["Sarah", "Emily"],
+        "Nimbus": ["broom"],
+    }  # the key itself is dropped, a single string becomes a list
     assert len(fake.requests) == 2  # two keys per request
     first = fake.requests[0]
     assert first["model"] == "fake" and "Harry Potter" in first["messages"][0]["content"]
     assert "walked to [Hogwarts] with" in first["messages"][1]["content"]
 
 
-@pytest.mark.parametrize("answer, needle", [
-    ("I cannot help with that.", "without a JSON object"),
-    ('{"Voldemort": ["x"]}', "none of the 1 requested"),
-    ('{"Hogwarts": [1, 2]}', "none of the 1 requested"),
-])
+@pytest.mark.parametrize(
+    "answer, needle",
+    [
+        ("I cannot help with that.", "without a JSON object"),
+        ('{"Voldemort": ["x"]}', "none of the 1 requested"),
+        ('{"Hogwarts": [1, 2]}', "none of the 1 requested"),
+    ],
+)
 def test_endpoint_nonsense_gets_a_clear_error(fake, answer, needle):
     fake.answer = lambda user: answer
     with pytest.raises(WorkbenchError, match=needle) as exc:
@@ -126,8 +138,11 @@ def test_offline_proposer_keeps_the_kind_and_never_proposes_target_words(tiny):
 def test_editor_proposals_need_approval_and_errors_keep_the_map(fake, tiny):
     fake.answer = _answer_for_requested
     amap = AnchorMap({"Harry": ["Jon"]})
-    ed = AnchorEditor(amap, texts=TEXTS, proposers={"endpoint": EndpointProposer(fake.url, model="fake"),
-                                                    "offline": OfflineProposer(tiny, amap, n=2)})
+    ed = AnchorEditor(
+        amap,
+        texts=TEXTS,
+        proposers={"endpoint": EndpointProposer(fake.url, model="fake"), "offline": OfflineProposer(tiny, amap, n=2)},
+    )
     ed.accept_suggestion("Hogwarts")
     ed.accept_suggestion("Hermione")
     assert set(ed.lacking()) == {"Hogwarts", "Hermione"}
@@ -157,8 +172,20 @@ def test_cli_proposals_go_to_a_file_and_bad_answers_exit_2(fake, tmp_path, capsy
     amap = tmp_path / "map.json"
     amap.write_text(json.dumps({"anchors": {"Hogwarts": ["x"], "Hermione": ["y"]}}))
     before = amap.read_text()
-    args = ["anchors", str(amap), "--corpus", str(tmp_path / "corpus"), "--propose", "endpoint", "--endpoint", fake.url,
-            "--endpoint-model", "fake", "--out", str(tmp_path / "p.json")]
+    args = [
+        "anchors",
+        str(amap),
+        "--corpus",
+        str(tmp_path / "corpus"),
+        "--propose",
+        "endpoint",
+        "--endpoint",
+        fake.url,
+        "--endpoint-model",
+        "fake",
+        "--out",
+        str(tmp_path / "p.json"),
+    ]
     fake.answer = _answer_for_requested
     assert main(args) == 0
     got = json.loads((tmp_path / "p.json").read_text())["proposals"]
@@ -180,5 +207,7 @@ def test_no_proposal_reuses_a_word_of_any_key():
 
     amap = AnchorMap({"Harry": ["Jon"], "Pansy Parkinson": ["Amy Jones"], "Order of the Phoenix": ["Guild of Lamps"]})
     banned = OfflineProposer(None, amap)._banned("Pansy Parkinson")
-    got = _clean("Pansy Parkinson", ["Harry Potter", "Christopher Lee", "Lee Parkinson", "Anne of the Hills"], banned, 4)
+    got = _clean(
+        "Pansy Parkinson", ["Harry Potter", "Christopher Lee", "Lee Parkinson", "Anne of the Hills"], banned, 4
+    )
     assert got == ["Christopher Lee", "Anne of the Hills"]  # particles of other keys stay allowed

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import kill_at_line, start_run_child, tiny_config
 from safetensors.torch import load_file
 
 from workbench.cli import main
@@ -22,8 +23,6 @@ from workbench.config import config_from_dict
 from workbench.labels import LabelStore
 from workbench.run import Run
 from workbench.training import StopController
-
-from helpers import kill_at_line, start_run_child, tiny_config
 
 
 class StopAt(StopController):
@@ -177,8 +176,12 @@ def test_a_second_process_on_the_run_directory_is_refused_with_the_holders_pid(t
     raw = tiny_config(tmp_path / "in")
     cfg = write_config(tmp_path / "c.yaml", raw)
     run = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(run)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         assert cli_run(cfg, run) == 2
@@ -223,8 +226,9 @@ def test_damaged_labels_manifest_restarts_the_labels(finished, tmp_path):
     assert labels_of(run) == before
 
 
-@pytest.mark.parametrize("artifact", ["unlearned/model.safetensors", "reinforced/adapter_model.safetensors",
-                                      "scores.parquet"])
+@pytest.mark.parametrize(
+    "artifact", ["unlearned/model.safetensors", "reinforced/adapter_model.safetensors", "scores.parquet"]
+)
 def test_truncated_model_or_scores_are_made_again(finished, tmp_path, artifact):
     cfg, run = _copy(finished, tmp_path)
     ref = {p.name: p.read_bytes() for p in (run / "unlearned", run / "reinforced") for p in p.glob("*.safetensors")}
@@ -256,8 +260,14 @@ def test_damaged_config_yaml_exits_2_naming_it(finished, tmp_path, capsys):
 
 
 # -- 6: bad values and paths: exit 2, one message, nothing written -------------------------------------------------
-def _exit2(tmp_path, capsys, raw: dict | None = None, run_dir: Path | None = None, text: str | None = None,
-           argv: list[str] | None = None) -> str:
+def _exit2(
+    tmp_path,
+    capsys,
+    raw: dict | None = None,
+    run_dir: Path | None = None,
+    text: str | None = None,
+    argv: list[str] | None = None,
+) -> str:
     cfg = tmp_path / "bad.yaml"
     if text is not None:
         cfg.write_text(text)
@@ -272,15 +282,19 @@ def _exit2(tmp_path, capsys, raw: dict | None = None, run_dir: Path | None = Non
     return err
 
 
-@pytest.mark.parametrize("section, key, value, needle", [
-    ("reinforce", "epochs", float("inf"), "reinforce.epochs: inf is not a finite number"),
-    ("finetune", "learning_rate", float("nan"), "finetune.learning_rate: nan is not a finite number"),
-    ("target", "max_blocks", 0, "target.max_blocks: must be at least 1"),
-    ("labels", "shard_blocks", 0, "labels.shard_blocks: must be at least 1"),
-    ("labels", "batch_size", 0, "labels.batch_size: must be at least 1"),
-    ("finetune", "save_steps", 0, "finetune.save_steps: must be at least 1"),
-    ("labels", "alphas", [0.0, float("inf")], "labels.alphas: inf is not a finite number"),
-], ids=["epochs inf", "lr nan", "max_blocks 0", "shard_blocks 0", "labels batch_size 0", "save_steps 0", "alpha inf"])
+@pytest.mark.parametrize(
+    "section, key, value, needle",
+    [
+        ("reinforce", "epochs", float("inf"), "reinforce.epochs: inf is not a finite number"),
+        ("finetune", "learning_rate", float("nan"), "finetune.learning_rate: nan is not a finite number"),
+        ("target", "max_blocks", 0, "target.max_blocks: must be at least 1"),
+        ("labels", "shard_blocks", 0, "labels.shard_blocks: must be at least 1"),
+        ("labels", "batch_size", 0, "labels.batch_size: must be at least 1"),
+        ("finetune", "save_steps", 0, "finetune.save_steps: must be at least 1"),
+        ("labels", "alphas", [0.0, float("inf")], "labels.alphas: inf is not a finite number"),
+    ],
+    ids=["epochs inf", "lr nan", "max_blocks 0", "shard_blocks 0", "labels batch_size 0", "save_steps 0", "alpha inf"],
+)
 def test_non_finite_or_zero_values_exit_2(tmp_path, capsys, section, key, value, needle):
     raw = tiny_config(tmp_path / "in", **{section: {key: value}})
     assert needle in _exit2(tmp_path, capsys, raw)
@@ -343,8 +357,9 @@ def test_safetensors_disk_full_during_the_model_save_exits_2_naming_the_folder(f
     shutil.rmtree(run / "unlearned")
 
     def full(*args, **kwargs):  # what safetensors raises when the disk fills during save_pretrained
-        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
-                              'message: "No space left on device" })')
+        raise SafetensorError(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+        )
 
     monkeypatch.setattr(modeling_utils, "safe_save_file", full)
     code = cli_run(cfg, run)
@@ -363,8 +378,10 @@ def test_a_real_full_disk_in_the_finetune_stage_exits_2_then_recovers_identicall
     used = sum(p.stat().st_size for p in done.rglob("*") if p.is_file() and "unlearned" not in p.parts)
     with small_filesystem(tmp_path / "fs", f"{used // 1024 + 1024}k") as fs:
         if fs is None:
-            pytest.skip("cannot mount a tmpfs here (needs root and mount); "
-                        "test_safetensors_disk_full_during_the_model_save_exits_2_naming_the_folder ran instead")
+            pytest.skip(
+                "cannot mount a tmpfs here (needs root and mount); "
+                "test_safetensors_disk_full_during_the_model_save_exits_2_naming_the_folder ran instead"
+            )
         run = fs / "run"
         shutil.copytree(done, run, ignore=shutil.ignore_patterns("unlearned"))
         records = {p.name: p.read_text() for p in (run / "stages").iterdir()}
@@ -397,14 +414,23 @@ def _anchors_exit2(tmp_path, capsys, text: str) -> str:
     return _exit2(tmp_path, capsys, raw)
 
 
-@pytest.mark.parametrize("text, needle", [
-    ('{"format": "whp-anchors/1", "description": "d", "anchors": [{"Harry": ["Jon"]}]}',
-     '"anchors" must be an object'),
-    ('{"anchors": {"Harry": ["Jon"],\n "Hogwarts": ["Northbrook"],\n "Harry": ["Tom"]}}', "line 3: key 'Harry' is given twice"),
-    ('{"anchors": {"Harry": ["Jon", "Harry"]}}', "alternative 'Harry' is the key itself"),
-    ('{"anchors": {"Zzyzx": ["Jon"], "Qwerty": ["Tom"]}}', "none of its 2 keys occurs in the target corpus"),
-    ('{"anchors": {"' + "Harry " * 100 + 'Potter": ["Jon"]}}', "606 characters"),
-], ids=["list under anchors", "duplicate key", "key equals value", "no key in corpus", "606-character key"])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        (
+            '{"format": "whp-anchors/1", "description": "d", "anchors": [{"Harry": ["Jon"]}]}',
+            '"anchors" must be an object',
+        ),
+        (
+            '{"anchors": {"Harry": ["Jon"],\n "Hogwarts": ["Northbrook"],\n "Harry": ["Tom"]}}',
+            "line 3: key 'Harry' is given twice",
+        ),
+        ('{"anchors": {"Harry": ["Jon", "Harry"]}}', "alternative 'Harry' is the key itself"),
+        ('{"anchors": {"Zzyzx": ["Jon"], "Qwerty": ["Tom"]}}', "none of its 2 keys occurs in the target corpus"),
+        ('{"anchors": {"' + "Harry " * 100 + 'Potter": ["Jon"]}}', "606 characters"),
+    ],
+    ids=["list under anchors", "duplicate key", "key equals value", "no key in corpus", "606-character key"],
+)
 def test_misread_anchor_maps_exit_2(tmp_path, capsys, text, needle):
     assert needle in _anchors_exit2(tmp_path, capsys, text)
 
@@ -413,10 +439,10 @@ def test_nfd_and_cjk_keys_match_nfc_text():
     import unicodedata
 
     from workbench.anchors import AnchorMap
-    from workbench.corpus import read_documents
 
-    amap = AnchorMap.from_dict({"anchors": {unicodedata.normalize("NFD", "Beauxbâtons"): ["Lakeside"],
-                                            "霍格沃茨": ["学校"]}})
+    amap = AnchorMap.from_dict(
+        {"anchors": {unicodedata.normalize("NFD", "Beauxbâtons"): ["Lakeside"], "霍格沃茨": ["学校"]}}
+    )
     text = "在霍格沃茨学习 and at Beauxbâtons."
     assert [m.key for m in amap.find(text)] == ["霍格沃茨", "Beauxbâtons"]
     assert amap.translate(text) == "在学校学习 and at Lakeside."
@@ -466,30 +492,47 @@ def _pack(tmp_path: Path, probes: bytes | None = None, anchors: bool = True, cor
     if anchors:
         shutil.copy(tmp_path / "src" / "anchors.json", pack / "anchors.json")
     (pack / "probes").mkdir()
-    lines = [{"id": f"p{i}", "prompt": "Harry went to", "targets": [" Hogwarts"], "split": s}
-             for i, s in enumerate(["dev", "heldout"])]
+    lines = [
+        {"id": f"p{i}", "prompt": "Harry went to", "targets": [" Hogwarts"], "split": s}
+        for i, s in enumerate(["dev", "heldout"])
+    ]
     (pack / "probes" / "probability.jsonl").write_bytes(
-        probes if probes is not None else "\n".join(json.dumps(x) for x in lines).encode())
+        probes if probes is not None else "\n".join(json.dumps(x) for x in lines).encode()
+    )
     return pack
 
 
-@pytest.mark.parametrize("probes, needle", [
-    ('{"id": "a", "prompt": "Harry went to", "targets": [" Hogwarts"], "split": "dev"}\n{"id": "b", "prompt"'.encode(),
-     "probability.jsonl line 2: invalid JSON"),
-    ('{"id": "a", "prompt": "Caf\u00e9 at", "targets": [" Hogwarts"], "split": "dev"}'.encode("latin-1"),
-     "probability.jsonl line 1: not UTF-8 text"),
-], ids=["bad JSON line", "latin-1"])
+@pytest.mark.parametrize(
+    "probes, needle",
+    [
+        (
+            b'{"id": "a", "prompt": "Harry went to", "targets": [" Hogwarts"], "split": "dev"}\n{"id": "b", "prompt"',
+            "probability.jsonl line 2: invalid JSON",
+        ),
+        (
+            '{"id": "a", "prompt": "Caf\u00e9 at", "targets": [" Hogwarts"], "split": "dev"}'.encode("latin-1"),
+            "probability.jsonl line 1: not UTF-8 text",
+        ),
+    ],
+    ids=["bad JSON line", "latin-1"],
+)
 def test_bad_probe_file_is_reported_before_any_stage(tmp_path, capsys, probes, needle):
     pack = _pack(tmp_path, probes)
-    raw = tiny_config(tmp_path / "in", target={"pack": str(pack), "corpus": None, "anchors": None, "retain": None},
-                      report={"enabled": True, "probe_sets": ["probability"]})
+    raw = tiny_config(
+        tmp_path / "in",
+        target={"pack": str(pack), "corpus": None, "anchors": None, "retain": None},
+        report={"enabled": True, "probe_sets": ["probability"]},
+    )
     assert needle in _exit2(tmp_path, capsys, raw)
 
 
 def test_report_split_that_selects_no_probes_exits_2(tmp_path, capsys):
     pack = _pack(tmp_path)
-    raw = tiny_config(tmp_path / "in", target={"pack": str(pack), "corpus": None, "anchors": None, "retain": None},
-                      report={"enabled": True, "probe_sets": ["probability"], "split": "test"})
+    raw = tiny_config(
+        tmp_path / "in",
+        target={"pack": str(pack), "corpus": None, "anchors": None, "retain": None},
+        report={"enabled": True, "probe_sets": ["probability"], "split": "test"},
+    )
     assert "report.split 'test': no probe" in _exit2(tmp_path, capsys, raw)
 
 

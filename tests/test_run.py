@@ -7,16 +7,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
+from helpers import ANCHORS, SENTENCES, kill_at_line, make_inputs, start_run_child, tiny_config  # noqa: F401
 
 from workbench.cli import main
 from workbench.config import config_from_dict
 from workbench.labels import LabelStore
 from workbench.run import Run
 
-from helpers import ANCHORS, SENTENCES, kill_at_line, make_inputs, start_run_child, tiny_config  # noqa: F401
 
 def write_config(path: Path, cfg: dict) -> Path:
     path.write_text(yaml.safe_dump(cfg))
@@ -92,12 +91,17 @@ def test_interrupted_labels_stage_resumes_with_identical_labels(tmp_path):
 
 @pytest.mark.integration
 def test_killed_cli_run_resumes_and_matches(tmp_path):
-    cfg = write_config(tmp_path / "c.yaml", tiny_config(tmp_path / "in", target={"max_blocks": 24},
-                                                       labels={"shard_blocks": 1, "batch_size": 1}))
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        tiny_config(tmp_path / "in", target={"max_blocks": 24}, labels={"shard_blocks": 1, "batch_size": 1}),
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "workbench", "run", str(cfg), "--no-progress"]
     # killed right after the first labels shard is on disk (the child says so), then resumed by the CLI
-    assert kill_at_line(start_run_child(cfg, tmp_path / "run", "shard"), lambda line: line.startswith("shard ")) == "shard 0"
+    assert (
+        kill_at_line(start_run_child(cfg, tmp_path / "run", "shard"), lambda line: line.startswith("shard "))
+        == "shard 0"
+    )
     assert (tmp_path / "run" / "labels" / "manifest.json").is_file()
     assert not (tmp_path / "run" / "stages" / "finetune.json").exists()
     assert subprocess.run(cmd + ["--run-dir", str(tmp_path / "run")], env=env, capture_output=True).returncode == 0
@@ -118,8 +122,10 @@ def test_run_directory_from_a_different_config(tmp_path, capsys):
     assert "different config" in err and "finetune.learning_rate" in err and "--update" in err
     # with --update, the reinforced model (unaffected by the change) is kept
     rec = (tmp_path / "run" / "stages" / "reinforce.json").read_text()
-    assert main(["run", str(c2), "--run-dir", str(tmp_path / "run"), "--stages", "reinforce", "--update",
-                 "--no-progress"]) == 0
+    assert (
+        main(["run", str(c2), "--run-dir", str(tmp_path / "run"), "--stages", "reinforce", "--update", "--no-progress"])
+        == 0
+    )
     assert (tmp_path / "run" / "stages" / "reinforce.json").read_text() == rec
 
 
@@ -134,18 +140,32 @@ def _bad(tmp_path, mutate, capsys):
     return code, err
 
 
-@pytest.mark.parametrize("case, mutate, needle", [
-    ("missing corpus", lambda c, r: c["target"].update(corpus=str(r / "nope")), "does not exist"),
-    ("empty corpus", lambda c, r: [p.write_text("") for p in (r / "corpus").iterdir()], "every file is empty"),
-    ("short corpus", lambda c, r: c["target"].update(block_size=100000), "shorter than one block"),
-    ("non-utf8", lambda c, r: (r / "corpus" / "doc0.txt").write_bytes(b"caf\xe9 au lait"), "not UTF-8"),
-    ("malformed anchors", lambda c, r: (r / "anchors.json").write_text('{"anchors": {"Harry": ['), "anchors.json line 1: invalid JSON"),
-    ("no alternatives", lambda c, r: (r / "anchors.json").write_text('{"anchors": {"Harry": []}}'), "has no alternatives"),
-    ("negative alpha", lambda c, r: c["labels"].update(alphas=[-1.0, 5.0]), "alpha"),
-    ("unknown key", lambda c, r: c["labels"].update(alfa=3), "unknown key 'labels.alfa'"),
-    ("missing perplexity text", lambda c, r: c["report"].update(enabled=True, perplexity_text=str(r / "nope.txt")),
-     "report.perplexity_text"),
-])
+@pytest.mark.parametrize(
+    "case, mutate, needle",
+    [
+        ("missing corpus", lambda c, r: c["target"].update(corpus=str(r / "nope")), "does not exist"),
+        ("empty corpus", lambda c, r: [p.write_text("") for p in (r / "corpus").iterdir()], "every file is empty"),
+        ("short corpus", lambda c, r: c["target"].update(block_size=100000), "shorter than one block"),
+        ("non-utf8", lambda c, r: (r / "corpus" / "doc0.txt").write_bytes(b"caf\xe9 au lait"), "not UTF-8"),
+        (
+            "malformed anchors",
+            lambda c, r: (r / "anchors.json").write_text('{"anchors": {"Harry": ['),
+            "anchors.json line 1: invalid JSON",
+        ),
+        (
+            "no alternatives",
+            lambda c, r: (r / "anchors.json").write_text('{"anchors": {"Harry": []}}'),
+            "has no alternatives",
+        ),
+        ("negative alpha", lambda c, r: c["labels"].update(alphas=[-1.0, 5.0]), "alpha"),
+        ("unknown key", lambda c, r: c["labels"].update(alfa=3), "unknown key 'labels.alfa'"),
+        (
+            "missing perplexity text",
+            lambda c, r: c["report"].update(enabled=True, perplexity_text=str(r / "nope.txt")),
+            "report.perplexity_text",
+        ),
+    ],
+)
 def test_bad_input_exits_2_with_a_clear_message(tmp_path, capsys, case, mutate, needle):
     code, err = _bad(tmp_path, mutate, capsys)
     assert code == 2, err
@@ -192,19 +212,36 @@ def test_report_stage_compares_baseline_and_unlearned(tmp_path):
     from workbench.outcome import outcome_table
 
     root = tmp_path / "pack"
-    inputs = make_inputs(root)
+    make_inputs(root)
     (root / "probes").mkdir()
     probe = lambda i, p, t, **kw: json.dumps({"id": f"p{i}", "prompt": p, "targets": [t], **kw})  # noqa: E731
-    (root / "probes" / "probability.jsonl").write_text("\n".join([
-        probe(1, "Harry Potter went to", " Hogwarts", split="heldout"),
-        probe(2, "Hermione read about the Philosopher's", " Stone", split="heldout"),
-        probe(3, "Harry and Ron Weasley played", " Quidditch", split="dev"),
-    ]) + "\n")
-    (root / "probes" / "general.jsonl").write_text(probe(4, "The capital of France is", " Paris", domain="general") + "\n")
-    (root / "pack.json").write_text(json.dumps({"name": "mini", "probes": {
-        "probability": "probes/probability.jsonl", "general": "probes/general.jsonl"}}))
-    cfg = tiny_config(tmp_path / "in", report={"enabled": True, "probe_sets": ["probability", "general"],
-                                               "split": "heldout", "max_perplexity_tokens": 256})
+    (root / "probes" / "probability.jsonl").write_text(
+        "\n".join(
+            [
+                probe(1, "Harry Potter went to", " Hogwarts", split="heldout"),
+                probe(2, "Hermione read about the Philosopher's", " Stone", split="heldout"),
+                probe(3, "Harry and Ron Weasley played", " Quidditch", split="dev"),
+            ]
+        )
+        + "\n"
+    )
+    (root / "probes" / "general.jsonl").write_text(
+        probe(4, "The capital of France is", " Paris", domain="general") + "\n"
+    )
+    (root / "pack.json").write_text(
+        json.dumps(
+            {"name": "mini", "probes": {"probability": "probes/probability.jsonl", "general": "probes/general.jsonl"}}
+        )
+    )
+    cfg = tiny_config(
+        tmp_path / "in",
+        report={
+            "enabled": True,
+            "probe_sets": ["probability", "general"],
+            "split": "heldout",
+            "max_perplexity_tokens": 256,
+        },
+    )
     cfg["target"] = {**cfg["target"], "pack": str(root), "corpus": None, "anchors": None, "retain": None}
     report = Run(config_from_dict(cfg), tmp_path / "run", progress=False, log=None).run()
     assert report["probes"]["probability"]["n"] == 2  # the dev probe is left out

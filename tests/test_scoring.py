@@ -13,9 +13,11 @@ from workbench.anchors import AnchorMap
 from workbench.corpus import Document, make_blocks
 from workbench.scoring import block_words, suggest_anchors, token_gains
 
-TEXT = ("Harry said that Voldemort fell near the castle. The owl flew on as Harry said goodbye to Voldemort, "
-        "and Nearly Headless Nick drifted near the Order of the Phoenix. Later Nearly Headless Nick said nothing "
-        "and the Order of the Phoenix met again while rain fell. The castle slept.")
+TEXT = (
+    "Harry said that Voldemort fell near the castle. The owl flew on as Harry said goodbye to Voldemort, "
+    "and Nearly Headless Nick drifted near the Order of the Phoenix. Later Nearly Headless Nick said nothing "
+    "and the Order of the Phoenix met again while rain fell. The castle slept."
+)
 
 
 def _blocks(tokenizer, text=TEXT, block_size=24):
@@ -24,8 +26,11 @@ def _blocks(tokenizer, text=TEXT, block_size=24):
 
 def _scores(blocks, gain_of_token) -> pd.DataFrame:
     """A scores table whose gain at row pos=t (predicting token t+1) is ``gain_of_token(block, t + 1)``."""
-    rows = [{"block": b.index, "pos": t, "gain_logprob": float(gain_of_token(b, t + 1))}
-            for b in blocks for t in range(len(b) - 1)]
+    rows = [
+        {"block": b.index, "pos": t, "gain_logprob": float(gain_of_token(b, t + 1))}
+        for b in blocks
+        for t in range(len(b) - 1)
+    ]
     return pd.DataFrame(rows)
 
 

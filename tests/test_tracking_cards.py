@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import make_inputs, tensorboard_scalars, tiny_config
 
 from workbench.cli import main
 from workbench.config import TRACKERS, config_from_dict, stable_hash
@@ -16,26 +17,34 @@ from workbench.errors import WorkbenchError
 from workbench.run import Run
 from workbench.tracking import PACKAGES, resolve_trackers
 
-from helpers import make_inputs, tensorboard_scalars, tiny_config
-
 
 def _mini_pack(root: Path) -> Path:
     """A pack with two heldout probes, so the report stage has a before/after table."""
     make_inputs(root)
     (root / "probes").mkdir()
     probe = lambda i, p, t: json.dumps({"id": f"p{i}", "prompt": p, "targets": [t], "split": "heldout"})  # noqa: E731
-    (root / "probes" / "probability.jsonl").write_text("\n".join([
-        probe(1, "Harry Potter went to", " Hogwarts"), probe(2, "Harry and Ron Weasley played", " Quidditch")]) + "\n")
-    (root / "pack.json").write_text(json.dumps({"name": "mini", "title": "Mini Potter",
-                                                "probes": {"probability": "probes/probability.jsonl"}}))
+    (root / "probes" / "probability.jsonl").write_text(
+        "\n".join(
+            [probe(1, "Harry Potter went to", " Hogwarts"), probe(2, "Harry and Ron Weasley played", " Quidditch")]
+        )
+        + "\n"
+    )
+    (root / "pack.json").write_text(
+        json.dumps({"name": "mini", "title": "Mini Potter", "probes": {"probability": "probes/probability.jsonl"}})
+    )
     return root
 
 
 def _config(tmp_path: Path, **over) -> dict:
     report = {"enabled": True, "probe_sets": ["probability"], "split": "heldout", "max_perplexity_tokens": 128}
     cfg = tiny_config(tmp_path / "in", **{"report": report, **over})
-    cfg["target"] = {**cfg["target"], "pack": str(_mini_pack(tmp_path / "pack")), "corpus": None, "anchors": None,
-                     "retain": None}
+    cfg["target"] = {
+        **cfg["target"],
+        "pack": str(_mini_pack(tmp_path / "pack")),
+        "corpus": None,
+        "anchors": None,
+        "retain": None,
+    }
     return cfg
 
 
@@ -98,8 +107,13 @@ def test_every_method_gets_a_card_and_tracked_losses(tmp_path):
     pytest.importorskip("tensorboard")
     from huggingface_hub import ModelCard
 
-    cfg = _config(tmp_path, method="npo", report={"enabled": False}, tracking={"report_to": ["tensorboard"]},
-                  finetune={"gradient_checkpointing": True})  # LoRA under checkpointing, through the Trainer
+    cfg = _config(
+        tmp_path,
+        method="npo",
+        report={"enabled": False},
+        tracking={"report_to": ["tensorboard"]},
+        finetune={"gradient_checkpointing": True},
+    )  # LoRA under checkpointing, through the Trainer
     run = Run(config_from_dict(cfg), tmp_path / "run", progress=False, log=None)
     run.run()
     card = ModelCard.load(tmp_path / "run" / "unlearned" / "README.md")
@@ -146,7 +160,9 @@ def test_default_tracking_is_tensorboard_where_installed_and_nothing_otherwise()
     import importlib.util
 
     cfg = config_from_dict({})
-    expected = ["tensorboard"] if (importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")) else []
+    expected = (
+        ["tensorboard"] if (importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")) else []
+    )
     assert resolve_trackers(cfg.tracking) == expected
     assert resolve_trackers(config_from_dict({"tracking": {"report_to": []}}).tracking) == []
 
@@ -156,21 +172,28 @@ def test_tracking_and_checkpointing_change_no_fingerprint_and_need_no_update(tmp
     run = Run(config_from_dict(base), tmp_path / "run", progress=False, log=None)
     before = {s: run.fingerprint(s) for s in ("reinforce", "labels", "finetune", "report")}
     run._claim()  # records config.yaml as a run does
+
     def variant(**over):
         cfg = copy.deepcopy(base)
         for k, v in over.items():
             cfg[k] = {**cfg.get(k, {}), **v}
         return cfg
 
-    changed = variant(tracking={"report_to": [], "project": "elsewhere"}, reinforce={"gradient_checkpointing": True},
-                      finetune={"gradient_checkpointing": True})
+    changed = variant(
+        tracking={"report_to": [], "project": "elsewhere"},
+        reinforce={"gradient_checkpointing": True},
+        finetune={"gradient_checkpointing": True},
+    )
     again = Run(config_from_dict(changed), tmp_path / "run", progress=False, log=None)  # no --update needed
     assert {s: again.fingerprint(s) for s in before} == before
     # a setting that does change the output still changes the fingerprint and still needs --update
     other = variant(finetune={"learning_rate": 5e-3})
     with pytest.raises(WorkbenchError, match="different config"):
         Run(config_from_dict(other), tmp_path / "run", progress=False, log=None)
-    assert Run(config_from_dict(other), tmp_path / "run", update=True, log=None).fingerprint("finetune") != before["finetune"]
+    assert (
+        Run(config_from_dict(other), tmp_path / "run", update=True, log=None).fingerprint("finetune")
+        != before["finetune"]
+    )
     # the hash of a section is the one it had before the field existed
     cfg = config_from_dict(base)
     old_style = {k: v for k, v in dataclasses.asdict(cfg.reinforce).items() if k != "gradient_checkpointing"}
@@ -186,8 +209,17 @@ def test_known_limits_read_the_attacks_of_a_comparison_of_the_run(tmp_path):
     run_dir.mkdir(parents=True)
     run = SimpleNamespace(dir=run_dir)
     assert known_limits(run) is None  # no comparison yet
-    row = {"run": "npo", "run_dir": str(run_dir), "target_prob": 0.1, "base_target_prob": 0.4, "primed_prob": 0.25,
-           "para_max_prob": 0.1, "adv_worst_prob": float("nan"), "relearn8_prob": 0.37, "residual_best_acc": 0.81}
+    row = {
+        "run": "npo",
+        "run_dir": str(run_dir),
+        "target_prob": 0.1,
+        "base_target_prob": 0.4,
+        "primed_prob": 0.25,
+        "para_max_prob": 0.1,
+        "adv_worst_prob": float("nan"),
+        "relearn8_prob": 0.37,
+        "residual_best_acc": 0.81,
+    }
     other = {**row, "run": "ga", "run_dir": str(tmp_path / "compare" / "runs" / "ga"), "primed_prob": 0.4}
     (tmp_path / "compare" / "compare.json").write_text(json.dumps({"split": "dev", "runs": [other, row]}))
     lines = known_limits(run)

@@ -2,17 +2,22 @@
 
 import numpy as np
 import pytest
+from helpers import reference_rule4, vocab_pieces
 
 from workbench.anchors import AnchorMap
 from workbench.corpus import Document, make_blocks
 from workbench.translate import translate_blocks
 
-from helpers import reference_rule4, vocab_pieces
-
-ANCHORS = AnchorMap.from_dict({
-    "Harry": ["Jon"], "Potter": ["Miller"], "Hogwarts": ["Northbrook Academy"], "Hermione": ["Sarah"],
-    "Quidditch": ["skyball"], "Ron Weasley": ["Mike Smith"],
-})
+ANCHORS = AnchorMap.from_dict(
+    {
+        "Harry": ["Jon"],
+        "Potter": ["Miller"],
+        "Hogwarts": ["Northbrook Academy"],
+        "Hermione": ["Sarah"],
+        "Quidditch": ["skyball"],
+        "Ron Weasley": ["Mike Smith"],
+    }
+)
 
 
 @pytest.fixture(params=["bpe", "sentencepiece"])
@@ -109,12 +114,16 @@ def assert_mask_matches(ab, expected, vocab):
 
 def test_suppression_targets_the_values_distinctive_token_and_its_variants(tok):
     amap = AnchorMap.from_dict({"Hermione": ["Sarah"], "Padfoot": ["the old Dog"], "Hogwarts": ["the school"]})
-    text = 'Padfoot barked at Hermione.\n"Hermione," said Ron to Padfoot at Hogwarts. Then the old man went to Hogwarts.'
+    text = (
+        'Padfoot barked at Hermione.\n"Hermione," said Ron to Padfoot at Hogwarts. Then the old man went to Hogwarts.'
+    )
     reference = ["the old man went to the school and the old house. " * 30]  # common: the, old, school...
     blocks = make_blocks([Document("d", text)], tok, block_size=512, min_tokens=1)
     (ab,) = translate_blocks(blocks, amap, tok, reference=reference)
-    assert ab.trans_text == ('the old Dog barked at Sarah.\n"Sarah," said Ron to the old Dog at the school. '
-                             "Then the old man went to the school.")
+    assert ab.trans_text == (
+        'the old Dog barked at Sarah.\n"Sarah," said Ron to the old Dog at the school. '
+        "Then the old man went to the school."
+    )
     # every token of the short, repetitive reference makes up far more than 0.1% of it: all are common words
     keys = vocab_groups(tok)
     common = {keys[i] for i in tok(reference[0], add_special_tokens=False)["input_ids"]} | {""}
@@ -139,13 +148,23 @@ def test_suppression_targets_the_values_distinctive_token_and_its_variants(tok):
 # generic values of the Harry Potter pack whose first word is an ordinary word in another case, or whose first
 # token is a common word followed by a fragment of the same word (SmolLM2's tokenizer: " An"+"ita", " For"+"get",
 # " By"+"r"+"ne", " El"+"m", " Low"+"e", " North"+"brook")
-NAMED = {"Parvati": ["Anita"], "Gryffindor": ["Red House"], "Hogwarts": ["Northbrook Academy"], "Harry": ["Mark"],
-         "Snape": ["Lowe"], "Voldemort": ["the dark wizard"], "Obliviate": ["Forget"], "Hufflepuff": ["Elm House"],
-         "Finnigan": ["Byrne"]}
-NAMED_TEXT = ("Parvati met Voldemort in Gryffindor. Harry and Snape walked to Hogwarts; Obliviate, said Finnigan in "
-              "Hufflepuff. Later Parvati saw Voldemort again at Hogwarts with Harry and Snape and Finnigan.\n"
-              "The dark night fell; a red moon over the north tower, a low mark on the market wall. Forget it, Anita, "
-              "he said by the elm, for the house of the lord.")
+NAMED = {
+    "Parvati": ["Anita"],
+    "Gryffindor": ["Red House"],
+    "Hogwarts": ["Northbrook Academy"],
+    "Harry": ["Mark"],
+    "Snape": ["Lowe"],
+    "Voldemort": ["the dark wizard"],
+    "Obliviate": ["Forget"],
+    "Hufflepuff": ["Elm House"],
+    "Finnigan": ["Byrne"],
+}
+NAMED_TEXT = (
+    "Parvati met Voldemort in Gryffindor. Harry and Snape walked to Hogwarts; Obliviate, said Finnigan in "
+    "Hufflepuff. Later Parvati saw Voldemort again at Hogwarts with Harry and Snape and Finnigan.\n"
+    "The dark night fell; a red moon over the north tower, a low mark on the market wall. Forget it, Anita, "
+    "he said by the elm, for the house of the lord."
+)
 # common words of the reference (each far above 0.1% of it): "an", "for" and "by" among them
 NAMED_REFERENCE = "the man and an old dog went for a walk by the river with a friend of his. " * 30
 
@@ -169,21 +188,43 @@ def test_rule4_never_suppresses_ordinary_words_or_fragments(bpe_tokenizer):
     # the values' own word-initial tokens, in their own case, with and without the space
     assert {" Red", "Red", " North", "North", " Mark", "Mark", " Low", "Low", " El", "El", " dark", "dark"} == forbidden
     # never another case of them, never a fragment inside a word, never a common word
-    for piece in (" red", " north", " mark", " low", " Dark", "ita", "get", " get", "r", " r", "m", " m", "M", " the",
-                  " An", " For", " By"):
+    for piece in (
+        " red",
+        " north",
+        " mark",
+        " low",
+        " Dark",
+        "ita",
+        "get",
+        " get",
+        "r",
+        " r",
+        "m",
+        " m",
+        "M",
+        " the",
+        " An",
+        " For",
+        " By",
+    ):
         assert piece in ids, f"the test expects {piece!r} to be one token"
         assert piece not in forbidden, piece
     # "Anita", "Forget" and "Byrne" begin with a common word's token and go on inside the word: nothing suppressed
-    alone = make_blocks([Document("d", "Parvati said Obliviate to Finnigan, and Parvati left.")], tok, block_size=512,
-                        min_tokens=1)
+    alone = make_blocks(
+        [Document("d", "Parvati said Obliviate to Finnigan, and Parvati left.")], tok, block_size=512, min_tokens=1
+    )
     (ab2,) = translate_blocks(alone, AnchorMap.from_dict(NAMED), tok, reference=[NAMED_REFERENCE])
     assert ab2.trans_text == "Anita said Forget to Byrne, and Anita left." and ab2.suppress == []
 
 
 def test_a_value_made_of_common_words_suppresses_nothing(bpe_tokenizer):
     amap = AnchorMap.from_dict({"Hogwarts": ["the school"]})
-    blocks = make_blocks([Document("d", "He went to Hogwarts and then to the school again.")], bpe_tokenizer,
-                         block_size=512, min_tokens=1)
+    blocks = make_blocks(
+        [Document("d", "He went to Hogwarts and then to the school again.")],
+        bpe_tokenizer,
+        block_size=512,
+        min_tokens=1,
+    )
     (ab,) = translate_blocks(blocks, amap, bpe_tokenizer, reference=["the school is the school. " * 50])
     assert ab.suppress == []
 

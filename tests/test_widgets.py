@@ -13,13 +13,12 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers import SENTENCES, tiny_config
 
 from workbench.anchors import AnchorMap
 from workbench.config import config_from_dict
-from workbench.errors import WorkbenchError
 from workbench.corpus import Document, make_blocks
+from workbench.errors import WorkbenchError
 from workbench.translate import translate_blocks
 from workbench.widgets import (
     AnchorEditor,
@@ -35,17 +34,30 @@ from workbench.widgets import (
 )
 
 ANCHORS = {
-    "Harry": ["Jon", "Tom"], "Potter": ["Miller"], "Hogwarts": ["Northbrook Academy", "Kingsmere College"],
-    "Hermione": ["Sarah", "Emily"], "Granger": ["Jones"], "Ron": ["Mike"], "Weasley": ["Smith"],
-    "Quidditch": ["skyball"], "Gryffindor": ["Red House"], "Dumbledore": ["the headmaster"],
+    "Harry": ["Jon", "Tom"],
+    "Potter": ["Miller"],
+    "Hogwarts": ["Northbrook Academy", "Kingsmere College"],
+    "Hermione": ["Sarah", "Emily"],
+    "Granger": ["Jones"],
+    "Ron": ["Mike"],
+    "Weasley": ["Smith"],
+    "Quidditch": ["skyball"],
+    "Gryffindor": ["Red House"],
+    "Dumbledore": ["the headmaster"],
 }
 TEXTS = [" ".join(SENTENCES[i % 5] for i in range(k, k + 4)) for k in range(3)]
 
 
 def small_config(root: Path) -> dict:
     """The shared tiny-model config, on this file's anchors, checkpointing every step."""
-    cfg = tiny_config(root, anchors=ANCHORS, name="w", target={"max_blocks": 6},
-                      reinforce={"save_steps": 1}, finetune={"save_steps": 1})
+    cfg = tiny_config(
+        root,
+        anchors=ANCHORS,
+        name="w",
+        target={"max_blocks": 6},
+        reinforce={"save_steps": 1},
+        finetune={"save_steps": 1},
+    )
     return cfg
 
 
@@ -69,6 +81,7 @@ def amap():
 # anchor editor
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def test_editor_starts_on_the_most_frequent_key_of_the_first_block(amap):
     ed = AnchorEditor(amap, texts=TEXTS)
     counts = {}
@@ -82,8 +95,16 @@ def test_editor_starts_on_the_most_frequent_key_of_the_first_block(amap):
 def test_editor_table_search_and_sort(amap):
     ed = AnchorEditor(amap, texts=TEXTS)
     t = ed.table
-    assert list(t.columns) == ["key", "alternatives", "n_alternatives", "occurrences", "status", "note", "placeholder",
-                                "covered"]
+    assert list(t.columns) == [
+        "key",
+        "alternatives",
+        "n_alternatives",
+        "occurrences",
+        "status",
+        "note",
+        "placeholder",
+        "covered",
+    ]
     assert t["occurrences"].is_monotonic_decreasing
     assert t.set_index("key").loc["Harry", "occurrences"] == sum(text.count("Harry") for text in TEXTS)
     ed.search = "academy"  # matches alternatives too, case-insensitively
@@ -99,13 +120,16 @@ def test_editor_table_search_and_sort(amap):
     assert w is ed.widget
 
 
-@pytest.mark.parametrize("key,alts,fragment", [
-    ("", "x", "enter the anchored expression"),
-    (" Harry", "Jon", "white space"),
-    ("Snape", "", "no alternatives"),
-    ("Snape", "Snape", "is the key itself"),
-    ("Snape", "Clark\nClark", "listed twice"),
-])
+@pytest.mark.parametrize(
+    "key,alts,fragment",
+    [
+        ("", "x", "enter the anchored expression"),
+        (" Harry", "Jon", "white space"),
+        ("Snape", "", "no alternatives"),
+        ("Snape", "Snape", "is the key itself"),
+        ("Snape", "Clark\nClark", "listed twice"),
+    ],
+)
 def test_editor_validation_errors_show_inline_and_block_apply(amap, key, alts, fragment):
     ed = AnchorEditor(amap, texts=TEXTS)
     ed.widget
@@ -146,7 +170,7 @@ def test_editor_preview_matches_the_labels_stage_translation(tiny, amap):
         assert ed.translated == ab.trans_text
     trans, spans = translate_preview(amap, blocks[1].text, 3, blocks[1].index)
     for s in spans:
-        assert blocks[1].text[s.orig_start:s.orig_end] == s.key and trans[s.trans_start:s.trans_end] == s.value
+        assert blocks[1].text[s.orig_start : s.orig_end] == s.key and trans[s.trans_start : s.trans_end] == s.value
 
 
 def test_editor_add_rename_delete_undo_redo(amap):
@@ -253,8 +277,18 @@ def test_editor_keeps_and_saves_keys_a_run_drops(tmp_path):
     from workbench.anchors import corpus_key_counts, load_anchor_map
 
     path = tmp_path / "a.json"
-    path.write_text(json.dumps({"anchors": {**ANCHORS, "Harry Potter": ["Jon Miller"], "Nimbus": ["broom"],
-                                            "Hogwarts's": ["the school's"]}}))
+    path.write_text(
+        json.dumps(
+            {
+                "anchors": {
+                    **ANCHORS,
+                    "Harry Potter": ["Jon Miller"],
+                    "Nimbus": ["broom"],
+                    "Hogwarts's": ["the school's"],
+                }
+            }
+        )
+    )
     run_map = load_anchor_map(path)  # as a run loads it
     assert {k for k, _ in run_map.dropped} == {"Harry Potter", "Hogwarts's"}
     ed = AnchorEditor(run_map, texts=TEXTS)  # a consolidated map: the editor reads its file again, whole
@@ -268,8 +302,9 @@ def test_editor_keeps_and_saves_keys_a_run_drops(tmp_path):
     # the same counts as the run, from one function (over the same texts)
     expected = corpus_key_counts(run_map, TEXTS)
     assert ed.counts == expected and expected["keys"] == len(ANCHORS) + 3 and expected["covered"] == 2
-    assert expected["never"] == ["Nimbus"] + [k for k in run_map.entries if k != "Nimbus" and
-                                              not any(k in t for t in TEXTS)]
+    assert expected["never"] == ["Nimbus"] + [
+        k for k in run_map.entries if k != "Nimbus" and not any(k in t for t in TEXTS)
+    ]
     ed.widget
     assert expected["line"].replace("'", "&#x27;") in ed._w["coverage"].value
     # accepting a key that covers another one keeps the covered key, saved with its alternatives
@@ -287,6 +322,7 @@ def test_editor_counts_are_the_runs_and_packs_checks_on_the_sherlock_pack(tmp_pa
     count), the run's log and ``packs check`` print the same counts line; also for a key a block boundary cuts in
     two (a phrase of the corpus whose words end one block and start the next), which a count over blocks misses."""
     from helpers import SHERLOCK_TINY
+
     from workbench.cli import main
     from workbench.run import Run
 
@@ -311,8 +347,11 @@ def test_editor_counts_are_the_runs_and_packs_checks_on_the_sherlock_pack(tmp_pa
             continue
         candidate = f"{left.group(1)} {right.group(1)}"
         once = docs.count(candidate) == len(re.findall(rf"\b{re.escape(candidate)}\b", docs)) == 1
-        if once and not {left.group(1), right.group(1)} & set(run.anchors.entries) \
-                and not any(candidate in blk.text for blk in blocks):
+        if (
+            once
+            and not {left.group(1), right.group(1)} & set(run.anchors.entries)
+            and not any(candidate in blk.text for blk in blocks)
+        ):
             phrase = candidate
             break
     assert phrase is not None, "no block boundary cuts a phrase in two"
@@ -320,8 +359,12 @@ def test_editor_counts_are_the_runs_and_packs_checks_on_the_sherlock_pack(tmp_pa
     path = tmp_path / "cut.json"
     path.write_text(json.dumps({"anchors": entries}))
     logs.clear()
-    cut_run = Run(config_from_dict({**SHERLOCK_TINY, "target": {**SHERLOCK_TINY["target"], "anchors": str(path)}}),
-                  tmp_path / "cut", progress=False, log=logs.append)
+    cut_run = Run(
+        config_from_dict({**SHERLOCK_TINY, "target": {**SHERLOCK_TINY["target"], "anchors": str(path)}}),
+        tmp_path / "cut",
+        progress=False,
+        log=logs.append,
+    )
     ed = AnchorEditor(cut_run.anchors, texts=cut_run.corpus_blocks, documents=cut_run.documents)
     assert ed.index.count(phrase) == 0  # no block holds it whole
     assert phrase not in ed.counts["never"] and ed.coverage[phrase] == 1
@@ -393,8 +436,14 @@ def test_editor_deletes_the_last_entry_and_starts_from_an_empty_map(tmp_path):
 
 
 def test_editor_suggestions_accept_with_one_click(amap):
-    sugg = pd.DataFrame({"word": ["Hagrid", "Harry", "Voldemort", "wand"], "count": [3, 9, 2, 2],
-                         "mean_gain": [1.5, 2.0, 1.0, 0.5], "score": [2.1, 4.6, 1.1, 0.5]})
+    sugg = pd.DataFrame(
+        {
+            "word": ["Hagrid", "Harry", "Voldemort", "wand"],
+            "count": [3, 9, 2, 2],
+            "mean_gain": [1.5, 2.0, 1.0, 0.5],
+            "score": [2.1, 4.6, 1.1, 0.5],
+        }
+    )
     ed = AnchorEditor(amap, texts=TEXTS, suggestions=sugg)
     assert list(ed.suggestions["word"]) == ["Hagrid", "Voldemort", "wand"]  # Harry is already a key
     ed.widget
@@ -493,13 +542,20 @@ def test_editor_without_texts_still_edits(amap):
 # token diff
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def test_token_diff_html_cells():
     cells = [
         TokenCell("Harry"),
         TokenCell(" went", " went", 0.1, base_top=[(" went", 3.0)], reinf_top=[(" went", 3.5)]),
         TokenCell(" to", " to", -0.5),
-        TokenCell(" Hogwarts", " school", 2.0, base_top=[(" school", 5.0), (" the", 4.0)],
-                  reinf_top=[(" Hogwarts", 9.0)], exact=False),
+        TokenCell(
+            " Hogwarts",
+            " school",
+            2.0,
+            base_top=[(" school", 5.0), (" the", 4.0)],
+            reinf_top=[(" Hogwarts", 9.0)],
+            exact=False,
+        ),
         TokenCell("<script>", "&", 0.0),
         TokenCell("\n"),
     ]
@@ -548,7 +604,9 @@ def test_token_diff_from_scores_and_pair(tiny_run):
     block = tiny_run.blocks[0]
     td = TokenDiff.from_scores(scores, tiny_run.tokenizer, block)
     assert len(td.cells) == len(block) and not td.show_labels
-    assert td.cells[1].score == pytest.approx(float(scores[(scores.block == 0) & (scores.pos == 0)]["gain_logprob"].iloc[0]))
+    assert td.cells[1].score == pytest.approx(
+        float(scores[(scores.block == 0) & (scores.pos == 0)]["gain_logprob"].iloc[0])
+    )
     assert "raised most by reinforcement" in td.html
     base = tiny_model(seed=0)
     pair = load_pair(base.model, base.tokenizer, tiny_run.dir / "reinforced")
@@ -564,6 +622,7 @@ def test_token_diff_from_scores_and_pair(tiny_run):
 # ---------------------------------------------------------------------------------------------------------------
 # label inspector
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def test_label_inspector_matches_store(tiny_run):
     store = tiny_run.labels()
@@ -662,13 +721,16 @@ class _FakeStore:
         self.manifest = {"top_k": 2}
         self.blocks = pd.DataFrame({"block": [0], "input_ids": [np.array([5, 6, 7])]})
         self._arr = {
-            "base_ids": np.array([[8, 9], [10, 11]]), "base_vals": np.array([[10.0, 9.0], [10.0, 2.0]]),
+            "base_ids": np.array([[8, 9], [10, 11]]),
+            "base_vals": np.array([[10.0, 9.0], [10.0, 2.0]]),
             "reinf_at_base": np.array([[20.0, 19.0], [10.0, 2.0]]),
-            "reinf_ids": np.array([[8, 9], [10, 11]]), "reinf_vals": np.array([[20.0, 19.0], [10.0, 2.0]]),
+            "reinf_ids": np.array([[8, 9], [10, 11]]),
+            "reinf_vals": np.array([[20.0, 19.0], [10.0, 2.0]]),
             "base_at_reinf": np.array([[10.0, 9.0], [10.0, 2.0]]),
         }
-        self.positions = pd.DataFrame({"block": [0, 0], "pos": [0, 1], "next_id": [6, 7], "gain_next": [1.0, 0.0],
-                                       "label_a0": [8, 10]})
+        self.positions = pd.DataFrame(
+            {"block": [0, 0], "pos": [0, 1], "next_id": [6, 7], "gain_next": [1.0, 0.0], "label_a0": [8, 10]}
+        )
 
     def topk_arrays(self, block=None):
         return self._arr
@@ -696,6 +758,7 @@ def test_label_inspector_flags_inexact_positions():
 # probe comparer
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def test_completion_diff_html():
     a, b = completion_diff_html(" he went to Hogwarts with <Ron>", " he went to school with <Ron>")
     assert '<span class="wb-del"' in a and "Hogwarts" in a and "school" not in a
@@ -712,21 +775,62 @@ def test_completion_diff_with_tokenizer(tiny):
 
 
 def _probe_frames():
-    comp = pd.DataFrame([
-        {"model": "baseline", "probe_id": "c1", "prompt": "The boy with the scar", "completion": " went to Hogwarts",
-         "grade": 2, "matched": "Hogwarts", "mode": "greedy", "sample": 0, "judge": "keyword"},
-        {"model": "unlearned", "probe_id": "c1", "prompt": "The boy with the scar", "completion": " went to school",
-         "grade": 0, "matched": "", "mode": "greedy", "sample": 0, "judge": "keyword"},
-        {"model": "baseline", "probe_id": "c2", "prompt": "Ron's sister", "completion": " Ginny", "grade": 3,
-         "matched": "Ginny", "mode": "greedy", "sample": 0, "judge": "keyword"},
-        {"model": "unlearned", "probe_id": "c2", "prompt": "Ron's sister", "completion": " Anna", "grade": None,
-         "matched": "", "mode": "greedy", "sample": 0, "judge": "keyword"},
-    ])
-    prob = pd.DataFrame([
-        {"variant": v, "set": s, "probe_id": f"{s}-{i}", "prompt": f"p{i}", "target": " t", "prob": p}
-        for s, base in (("probability", 0.4), ("collateral", 0.2)) for i in range(2)
-        for v, p in (("baseline", base), ("unlearned", base / 2 if s == "probability" else base))
-    ])
+    comp = pd.DataFrame(
+        [
+            {
+                "model": "baseline",
+                "probe_id": "c1",
+                "prompt": "The boy with the scar",
+                "completion": " went to Hogwarts",
+                "grade": 2,
+                "matched": "Hogwarts",
+                "mode": "greedy",
+                "sample": 0,
+                "judge": "keyword",
+            },
+            {
+                "model": "unlearned",
+                "probe_id": "c1",
+                "prompt": "The boy with the scar",
+                "completion": " went to school",
+                "grade": 0,
+                "matched": "",
+                "mode": "greedy",
+                "sample": 0,
+                "judge": "keyword",
+            },
+            {
+                "model": "baseline",
+                "probe_id": "c2",
+                "prompt": "Ron's sister",
+                "completion": " Ginny",
+                "grade": 3,
+                "matched": "Ginny",
+                "mode": "greedy",
+                "sample": 0,
+                "judge": "keyword",
+            },
+            {
+                "model": "unlearned",
+                "probe_id": "c2",
+                "prompt": "Ron's sister",
+                "completion": " Anna",
+                "grade": None,
+                "matched": "",
+                "mode": "greedy",
+                "sample": 0,
+                "judge": "keyword",
+            },
+        ]
+    )
+    prob = pd.DataFrame(
+        [
+            {"variant": v, "set": s, "probe_id": f"{s}-{i}", "prompt": f"p{i}", "target": " t", "prob": p}
+            for s, base in (("probability", 0.4), ("collateral", 0.2))
+            for i in range(2)
+            for v, p in (("baseline", base), ("unlearned", base / 2 if s == "probability" else base))
+        ]
+    )
     return comp, prob
 
 
@@ -764,12 +868,20 @@ def test_probe_comparer_state_and_html():
 def test_probe_comparer_from_models(tiny):
     from workbench.pack import CompletionProbe, NextTokenProbe
 
-    comp = [CompletionProbe("c1", "Harry picked up his", ("wand",), 1), CompletionProbe("c2", "The castle was", ("Hogwarts",), 2)]
+    comp = [
+        CompletionProbe("c1", "Harry picked up his", ("wand",), 1),
+        CompletionProbe("c2", "The castle was", ("Hogwarts",), 2),
+    ]
     nxt = [NextTokenProbe("p1", "Harry's best friend is Ron", (" Weasley",), split="dev")]
     from workbench.eval.completion import CompletionSettings
 
-    pc = ProbeComparer.from_models({"a": tiny, "b": tiny}, comp, nxt, anchor_terms=["Hogwarts"],
-                                   generation=CompletionSettings(max_new_tokens=4, progress=False))
+    pc = ProbeComparer.from_models(
+        {"a": tiny, "b": tiny},
+        comp,
+        nxt,
+        anchor_terms=["Hogwarts"],
+        generation=CompletionSettings(max_new_tokens=4, progress=False),
+    )
     assert set(pc.completions["model"]) == {"a", "b"} and len(pc.completions) == 4
     assert pc.probe_ids == ["c1", "c2"] and pc.sets == ["probability"]
     t = pc.probability_table()
@@ -784,6 +896,7 @@ def test_probe_comparer_from_models(tiny):
 # ---------------------------------------------------------------------------------------------------------------
 # training monitor
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def _args(out):
     return SimpleNamespace(output_dir=out)
@@ -892,10 +1005,13 @@ def test_training_monitor_stop_is_seen_within_a_step_with_the_cpu_busy(tmp_path)
     cfg = config_from_dict({**raw, "reinforce": {**raw["reinforce"], "epochs": 3, "logging_steps": 3}})
     mon = TrainingMonitor()
     run = Run(cfg, tmp_path / "run", progress=False, log=None, callbacks=mon.callbacks)
-    burners = [mp.get_context("spawn").Process(target=_burn, args=(120,), daemon=True) for _ in range(os.cpu_count() or 2)]
+    burners = [
+        mp.get_context("spawn").Process(target=_burn, args=(120,), daemon=True) for _ in range(os.cpu_count() or 2)
+    ]
     for b in burners:
         b.start()
     try:
+
         def click():
             while mon.step < 4 and mon.state not in ("finished", "failed"):
                 time.sleep(0.005)
@@ -924,9 +1040,8 @@ def test_scoring_the_corpus_keeps_memory_flat(tiny_run):
     """Scoring allocates and frees a [positions, vocabulary] tensor per block; with the heap kept small
     (models.small_heap, around scoring and labels) the process does not grow with the number of blocks (it grew by
     a block's logits, ~12 MB on the tiny model, per block before)."""
-    import sys
-
     import dataclasses
+    import sys
 
     from workbench.models import keep_heap_small
     from workbench.scoring import score_blocks
@@ -972,12 +1087,18 @@ def test_every_glyph_the_faces_show_has_a_stock_font():
     if fc is None:
         pytest.skip("fontconfig's fc-list is not installed")
     root = Path(__file__).resolve().parents[1]
-    files = [*sorted((root / "workbench" / "widgets").glob("*.py")), *sorted((root / "notebooks").glob("*.py")),
-             *(root / "workbench" / n for n in ("notebook.py", "report_html.py", "outcome.py"))]
+    files = [
+        *sorted((root / "workbench" / "widgets").glob("*.py")),
+        *sorted((root / "notebooks").glob("*.py")),
+        *(root / "workbench" / n for n in ("notebook.py", "report_html.py", "outcome.py")),
+    ]
     glyphs = sorted({c for f in files for c in f.read_text(encoding="utf-8") if ord(c) > 127})
     assert "→" in glyphs  # the faces' arrow: the scan sees the widgets' text
-    missing = [c for c in glyphs if not subprocess.run([fc, f":charset={ord(c):x}", "family"], capture_output=True,
-                                                       text=True).stdout.strip()]
+    missing = [
+        c
+        for c in glyphs
+        if not subprocess.run([fc, f":charset={ord(c):x}", "family"], capture_output=True, text=True).stdout.strip()
+    ]
     assert not missing, f"no installed font has {missing}"
     # an unassigned code point has no font: the query does tell a missing glyph
     assert subprocess.run([fc, ":charset=378", "family"], capture_output=True, text=True).stdout.strip() == ""

@@ -12,7 +12,7 @@ every key of the family uses its alternative at that index, so "Harry James Pott
 from __future__ import annotations
 
 import hashlib
-from typing import Mapping
+from collections.abc import Mapping
 
 from workbench.errors import WorkbenchError
 
@@ -24,8 +24,9 @@ def parse_families(raw: object, entries: Mapping[str, list[str]], where: str) ->
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
-        raise WorkbenchError(f"{where}: \"families\" must be an object of family name -> list of anchor keys, "
-                             f"got {type(raw).__name__}")
+        raise WorkbenchError(
+            f'{where}: "families" must be an object of family name -> list of anchor keys, got {type(raw).__name__}'
+        )
     families: dict[str, list[str]] = {}
     owner: dict[str, str] = {}
     for name, keys in raw.items():
@@ -33,18 +34,24 @@ def parse_families(raw: object, entries: Mapping[str, list[str]], where: str) ->
             raise WorkbenchError(f"{where}: family {name!r}: expected a non-empty list of anchor keys")
         for key in keys:
             if key not in entries:
-                raise WorkbenchError(f"{where}: family {name!r}: {key!r} is not a key of \"anchors\"; "
-                                     "add it there or remove it from the family")
+                raise WorkbenchError(
+                    f'{where}: family {name!r}: {key!r} is not a key of "anchors"; '
+                    "add it there or remove it from the family"
+                )
             if key in owner:
-                raise WorkbenchError(f"{where}: key {key!r} is in two families ({owner[key]!r} and {name!r}); "
-                                     "a key belongs to one family at most")
+                raise WorkbenchError(
+                    f"{where}: key {key!r} is in two families ({owner[key]!r} and {name!r}); "
+                    "a key belongs to one family at most"
+                )
             owner[key] = name
         lengths = {k: len(entries[k]) for k in keys}
         if len(set(lengths.values())) > 1:
             shown = ", ".join(f"{k!r}: {n}" for k, n in lengths.items())
-            raise WorkbenchError(f"{where}: family {name!r}: its keys have different numbers of alternatives "
-                                 f"({shown}); give every key of a family the same number, index-aligned "
-                                 "(the i-th alternatives of all keys belong together)")
+            raise WorkbenchError(
+                f"{where}: family {name!r}: its keys have different numbers of alternatives "
+                f"({shown}); give every key of a family the same number, index-aligned "
+                "(the i-th alternatives of all keys belong together)"
+            )
         families[str(name)] = list(dict.fromkeys(keys))
     return families
 
@@ -61,12 +68,15 @@ def family_index(name: str, n: int, seed: int, block: int) -> int:
     return int.from_bytes(digest, "little") % n
 
 
-def check_family_entry(families: Mapping[str, list[str]], entries: Mapping[str, list[str]], key: str,
-                       alternatives: list[str], where: str) -> None:
+def check_family_entry(
+    families: Mapping[str, list[str]], entries: Mapping[str, list[str]], key: str, alternatives: list[str], where: str
+) -> None:
     """Refuse an edit that gives a family member a different number of alternatives than its family."""
     for name, keys in families.items():
         others = [k for k in keys if k != key and k in entries]
         if key in keys and others and len(entries[others[0]]) != len(alternatives):
-            raise WorkbenchError(f"{where}: key {key!r} is in family {name!r}, whose keys have "
-                                 f"{len(entries[others[0]])} alternatives each; give it as many (index-aligned), "
-                                 "or take it out of the family first")
+            raise WorkbenchError(
+                f"{where}: key {key!r} is in family {name!r}, whose keys have "
+                f"{len(entries[others[0]])} alternatives each; give it as many (index-aligned), "
+                "or take it out of the family first"
+            )

@@ -31,8 +31,15 @@ from workbench.anchors import MAX_KEY_CHARS, AnchorMap, load_anchor_map
 from workbench.errors import WorkbenchError
 from workbench.io import read_text, require_file
 
-__all__ = ["ImportReport", "parse_authors_answers", "read_authors_dictionary", "read_anchor_csv",
-           "load_any_anchor_map", "import_anchor_map", "cli_import"]
+__all__ = [
+    "ImportReport",
+    "parse_authors_answers",
+    "read_authors_dictionary",
+    "read_anchor_csv",
+    "load_any_anchor_map",
+    "import_anchor_map",
+    "cli_import",
+]
 
 _NPY_MAGIC = b"\x93NUMPY"
 
@@ -67,13 +74,18 @@ class ImportReport:
     def lines(self, limit: int = 20) -> list[str]:
         out = [f"{self.source}: {self.kept_keys} anchors after consolidation"]
         if self.answers:
-            out.append(f"  {self.answers} answers, {len(self.dropped_answers)} unreadable; {self.keys_read} keys read, "
-                       f"{self.keys_merged} with an alternative (most alternatives: {self.most_alternatives[0]!r} "
-                       f"with {self.most_alternatives[1]})")
+            out.append(
+                f"  {self.answers} answers, {len(self.dropped_answers)} unreadable; {self.keys_read} keys read, "
+                f"{self.keys_merged} with an alternative (most alternatives: {self.most_alternatives[0]!r} "
+                f"with {self.most_alternatives[1]})"
+            )
         if self.counts:
             out.append("  dropped: " + "; ".join(f"{n} {why}" for why, n in self.counts.items()))
-        for what, rows in (("answer", self.dropped_answers), ("alternative of", self.dropped_values),
-                           ("key", self.dropped_keys)):
+        for what, rows in (
+            ("answer", self.dropped_answers),
+            ("alternative of", self.dropped_values),
+            ("key", self.dropped_keys),
+        ):
             for item, why in rows[:limit]:
                 out.append(f"  dropped {what} {item!r}: {why}")
             if len(rows) > limit:
@@ -100,7 +112,9 @@ def _parse_answer(s: str) -> tuple[dict | None, str]:
     return parsed, ""
 
 
-def parse_authors_answers(answers: list[str], source: str = "authors' dictionary") -> tuple[dict[str, list[str]], ImportReport]:
+def parse_authors_answers(
+    answers: list[str], source: str = "authors' dictionary"
+) -> tuple[dict[str, list[str]], ImportReport]:
     """Merge the answers' ``translations`` dicts key by key (distinct alternatives, in order), leaving out what the
     anchors format cannot hold, each with its reason in the report: an alternative that is not a non-empty string,
     one that is the key itself (a no-op: "CHAPTER TWENTY-THREE" -> "CHAPTER TWENTY-THREE"), an empty key, a key over
@@ -120,13 +134,15 @@ def parse_authors_answers(answers: list[str], source: str = "authors' dictionary
             alts = merged.setdefault(key, [])
             for v in value if isinstance(value, list) else [value]:
                 if not isinstance(v, str) or not v.strip():
-                    report.drop_value(raw_key, i, v, "is not a non-empty string",
-                                      "alternatives that are empty or not strings")
+                    report.drop_value(
+                        raw_key, i, v, "is not a non-empty string", "alternatives that are empty or not strings"
+                    )
                     continue
                 v = unicodedata.normalize("NFC", v.strip())
                 if v == key:
-                    report.drop_value(raw_key, i, v, "is the key itself (a no-op)",
-                                      "alternatives that are the key itself")
+                    report.drop_value(
+                        raw_key, i, v, "is the key itself (a no-op)", "alternatives that are the key itself"
+                    )
                 elif v not in alts:
                     alts.append(v)
     report.keys_read = len(read)
@@ -158,16 +174,22 @@ def read_authors_dictionary(path: str | os.PathLike) -> tuple[AnchorMap, ImportR
     try:
         arr = np.load(path, allow_pickle=False)
     except ValueError as exc:
-        raise WorkbenchError(f"{path}: a numpy file, but not an array of strings as the authors published "
-                             f"({exc}); save the answers as a plain string array") from exc
+        raise WorkbenchError(
+            f"{path}: a numpy file, but not an array of strings as the authors published "
+            f"({exc}); save the answers as a plain string array"
+        ) from exc
     if arr.dtype.kind not in "US":
-        raise WorkbenchError(f"{path}: a numpy array of {arr.dtype}, not of strings; expected the authors' "
-                             "dictionary (an array of answers holding `translations = {...}`)")
+        raise WorkbenchError(
+            f"{path}: a numpy array of {arr.dtype}, not of strings; expected the authors' "
+            "dictionary (an array of answers holding `translations = {...}`)"
+        )
     answers = [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in arr.reshape(-1).tolist()]
     merged, report = parse_authors_answers(answers, str(path))
     if not merged:
-        raise WorkbenchError(f"{path}: none of its {len(answers)} answers holds a readable `translations = {{...}}` "
-                             "with a usable alternative")
+        raise WorkbenchError(
+            f"{path}: none of its {len(answers)} answers holds a readable `translations = {{...}}` "
+            "with a usable alternative"
+        )
     amap = AnchorMap.from_dict(merged, source=str(path))
     for key, why in amap.dropped:
         report.drop_key(key, why, "keys dropped by consolidation")
@@ -188,8 +210,10 @@ def read_anchor_csv(path: str | os.PathLike) -> AnchorMap:
 
         return read_anchor_file(path)
     if header is None or [h.strip().lower() for h in header[:2]] != ["key", "alternative"]:
-        raise WorkbenchError(f"anchor map {path}, line 1: expected the header `key,alternative` (one row per "
-                             f"alternative) or `key,alternatives,status,note` (the anchor editor's), got {header!r}")
+        raise WorkbenchError(
+            f"anchor map {path}, line 1: expected the header `key,alternative` (one row per "
+            f"alternative) or `key,alternatives,status,note` (the anchor editor's), got {header!r}"
+        )
     entries: dict[str, list[str]] = {}
     for line, row in enumerate(rows, start=2):
         if not row or not any(c.strip() for c in row):
@@ -213,8 +237,10 @@ def _kind(path: Path) -> str:
         return "csv"
     if suffix == ".json" or head.lstrip()[:1] in (b"{", b"["):
         return "json"
-    raise WorkbenchError(f"anchor map {path}: neither JSON, CSV (key,alternative) nor the authors' .npy dictionary; "
-                         "convert it to one of these (docs/formats.md)")
+    raise WorkbenchError(
+        f"anchor map {path}: neither JSON, CSV (key,alternative) nor the authors' .npy dictionary; "
+        "convert it to one of these (docs/formats.md)"
+    )
 
 
 def import_anchor_map(path: str | os.PathLike) -> tuple[AnchorMap, ImportReport]:

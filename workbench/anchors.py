@@ -18,16 +18,25 @@ import os
 import re
 import unicodedata
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from workbench.anchor_families import check_family_entry, family_index, parse_families, prune_families
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_text, parse_json, read_text_file
 
-__all__ = ["AnchorMap", "AnchorMatch", "load_anchor_map", "consolidate", "covered_by", "key_counts", "corpus_key_counts",
-           "AnchorWarning", "REVIEW_STATUSES"]
+__all__ = [
+    "AnchorMap",
+    "AnchorMatch",
+    "load_anchor_map",
+    "consolidate",
+    "covered_by",
+    "key_counts",
+    "corpus_key_counts",
+    "AnchorWarning",
+    "REVIEW_STATUSES",
+]
 
 FORMAT = "whp-anchors/1"
 REVIEW_STATUSES = ("to review", "accepted", "rejected")  # a curator's verdict on a key (or a dismissed suggestion)
@@ -91,12 +100,21 @@ def key_counts(amap: "AnchorMap", counts: Mapping[str, int]) -> dict:
     n_keys = len(amap.entries) + len(amap.dropped)
     shown = ", ".join(repr(k) for k in unmarked[:8]) + (" ..." if len(unmarked) > 8 else "")
     marked = len(never) - len(unmarked)
-    line = (f"{n_keys} keys"
-            + (f" ({len(amap.dropped)} covered by other keys, not matched on their own)" if amap.dropped else "")
-            + f", {len(never)} of {len(amap.entries)} anchors never match the corpus"
-            + (f" ({marked} marked keep_unmatched)" if marked else "") + (f": {shown}" if unmarked else ""))
-    return {"keys": n_keys, "covered": len(amap.dropped), "used": len(amap.entries), "never": never,
-            "unmarked": unmarked, "line": line}
+    line = (
+        f"{n_keys} keys"
+        + (f" ({len(amap.dropped)} covered by other keys, not matched on their own)" if amap.dropped else "")
+        + f", {len(never)} of {len(amap.entries)} anchors never match the corpus"
+        + (f" ({marked} marked keep_unmatched)" if marked else "")
+        + (f": {shown}" if unmarked else "")
+    )
+    return {
+        "keys": n_keys,
+        "covered": len(amap.dropped),
+        "used": len(amap.entries),
+        "never": never,
+        "unmarked": unmarked,
+        "line": line,
+    }
 
 
 def corpus_key_counts(amap: "AnchorMap", documents: Iterable) -> dict:
@@ -123,7 +141,7 @@ def _trie_pattern(keys: Iterable[str]) -> str:
     def build(node: dict) -> str:
         prefix = ""
         while len(node) == 1 and "" not in node:  # a chain without branches: one literal, no nesting
-            (ch, node), = node.items()
+            ((ch, node),) = node.items()
             prefix += re.escape(ch)
         end = "" in node
         branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch != ""]
@@ -169,8 +187,8 @@ class AnchorMap:
             raw = data.get("anchors")
             if not isinstance(raw, Mapping):
                 raise WorkbenchError(
-                    f"{where}: \"anchors\" must be an object mapping each expression to its alternatives "
-                    f"({{\"Hogwarts\": [\"Northbrook Academy\"]}}), got {_json_type(raw)}"
+                    f'{where}: "anchors" must be an object mapping each expression to its alternatives '
+                    f'({{"Hogwarts": ["Northbrook Academy"]}}), got {_json_type(raw)}'
                 )
             description = str(data.get("description", ""))
             raw_families = data.get("families")
@@ -181,7 +199,9 @@ class AnchorMap:
             alts = _validate_entry(where, key, value)
             key = unicodedata.normalize("NFC", key)
             if key in entries:
-                raise WorkbenchError(f"{where}: key {key!r} is given twice (after Unicode NFC normalisation); merge them")
+                raise WorkbenchError(
+                    f"{where}: key {key!r} is given twice (after Unicode NFC normalisation); merge them"
+                )
             entries[key] = alts
         families = parse_families(raw_families, entries, where)
         # an empty map is valid: curation starts there (labels refuse it)
@@ -191,12 +211,21 @@ class AnchorMap:
     def consolidated(self) -> "AnchorMap":
         """The map a run matches: redundant keys dropped (:func:`consolidate`), listed with reasons in ``dropped``."""
         entries, dropped = consolidate(self.entries)
-        return AnchorMap(entries=entries, description=self.description, source=self.source,
-                         dropped=list(self.dropped) + dropped, review=dict(self.review),
-                         families=prune_families(self.families, entries))
+        return AnchorMap(
+            entries=entries,
+            description=self.description,
+            source=self.source,
+            dropped=list(self.dropped) + dropped,
+            review=dict(self.review),
+            families=prune_families(self.families, entries),
+        )
 
     def to_dict(self) -> dict:
-        out = {"format": FORMAT, "description": self.description, "anchors": {k: list(v) for k, v in self.entries.items()}}
+        out = {
+            "format": FORMAT,
+            "description": self.description,
+            "anchors": {k: list(v) for k, v in self.entries.items()},
+        }
         if self.families:
             out["families"] = {name: list(keys) for name, keys in self.families.items()}
         if self.review:
@@ -220,13 +249,23 @@ class AnchorMap:
         check_family_entry(self.families, self.entries, key, alts, self.source or "anchor map")
         entries = dict(self.entries)
         entries[key] = alts
-        return AnchorMap(entries=entries, description=self.description, source=self.source, review=dict(self.review),
-                         families=self.families)
+        return AnchorMap(
+            entries=entries,
+            description=self.description,
+            source=self.source,
+            review=dict(self.review),
+            families=self.families,
+        )
 
     def without(self, key: str) -> "AnchorMap":
         entries = {k: v for k, v in self.entries.items() if k != key}
-        return AnchorMap(entries=entries, description=self.description, source=self.source, review=dict(self.review),
-                         families=prune_families(self.families, entries))
+        return AnchorMap(
+            entries=entries,
+            description=self.description,
+            source=self.source,
+            review=dict(self.review),
+            families=prune_families(self.families, entries),
+        )
 
     def with_review(self, key: str, **record) -> "AnchorMap":
         """A copy whose review record of ``key`` is updated with ``record`` (``status``, ``note``, ``placeholder``);
@@ -235,8 +274,13 @@ class AnchorMap:
         rec = _validate_review(self.source or "anchor map", {key: {k: v for k, v in rec.items() if v is not None}})
         review = {k: v for k, v in self.review.items() if k != key}
         review.update({k: v for k, v in rec.items() if v != {"status": "to review"}})  # the default needs no record
-        return AnchorMap(entries=dict(self.entries), description=self.description, source=self.source, review=review,
-                         families=self.families)
+        return AnchorMap(
+            entries=dict(self.entries),
+            description=self.description,
+            source=self.source,
+            review=review,
+            families=self.families,
+        )
 
     @property
     def _family_of(self) -> dict[str, str]:
@@ -311,8 +355,12 @@ class AnchorMap:
         ``keep_unmatched``; returns every key that never occurs."""
         counts = corpus_key_counts(self, texts)
         if counts["unmarked"]:
-            warnings.warn(f"{self.source or 'anchor map'}: {counts['line']}; they do no harm but check their spelling, "
-                          "or mark them keep_unmatched (docs/formats.md)", AnchorWarning, stacklevel=2)
+            warnings.warn(
+                f"{self.source or 'anchor map'}: {counts['line']}; they do no harm but check their spelling, "
+                "or mark them keep_unmatched (docs/formats.md)",
+                AnchorWarning,
+                stacklevel=2,
+            )
         return counts["never"]
 
     def __len__(self) -> int:
@@ -333,7 +381,9 @@ def _validate_entry(where: str, key: object, value: object) -> list[str]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list):
-        raise WorkbenchError(f"{where}: key {key!r}: alternatives must be a list of strings, got {type(value).__name__}")
+        raise WorkbenchError(
+            f"{where}: key {key!r}: alternatives must be a list of strings, got {type(value).__name__}"
+        )
     if not value:
         raise WorkbenchError(f"{where}: key {key!r}: has no alternatives; give at least one generic replacement")
     alts = []
@@ -342,25 +392,31 @@ def _validate_entry(where: str, key: object, value: object) -> list[str]:
             raise WorkbenchError(f"{where}: key {key!r}: alternative {alt!r} must be a non-empty string")
         alt = unicodedata.normalize("NFC", alt.strip())
         if alt == key:
-            raise WorkbenchError(f"{where}: key {key!r}: alternative {alt!r} is the key itself; give a generic replacement")
+            raise WorkbenchError(
+                f"{where}: key {key!r}: alternative {alt!r} is the key itself; give a generic replacement"
+            )
         alts.append(alt)
     return alts
 
 
 def _validate_review(where: str, raw: object) -> dict[str, dict]:
     if not isinstance(raw, Mapping):
-        raise WorkbenchError(f"{where}: \"review\" must be an object mapping keys to {{\"status\", \"note\"}}")
+        raise WorkbenchError(f'{where}: "review" must be an object mapping keys to {{"status", "note"}}')
     out = {}
     for key, rec in raw.items():
         if not isinstance(rec, Mapping):
             raise WorkbenchError(f"{where}: review of key {key!r} must be an object, got {type(rec).__name__}")
         unknown = sorted(set(rec) - {"status", "note", "placeholder", "keep_unmatched"})
         if unknown:
-            raise WorkbenchError(f"{where}: review of key {key!r}: unknown field(s) {unknown}; use status, note, "
-                                 "placeholder, keep_unmatched")
+            raise WorkbenchError(
+                f"{where}: review of key {key!r}: unknown field(s) {unknown}; use status, note, "
+                "placeholder, keep_unmatched"
+            )
         status = rec.get("status", "to review")
         if status not in REVIEW_STATUSES:
-            raise WorkbenchError(f"{where}: review of key {key!r}: status {status!r} is not one of {list(REVIEW_STATUSES)}")
+            raise WorkbenchError(
+                f"{where}: review of key {key!r}: status {status!r} is not one of {list(REVIEW_STATUSES)}"
+            )
         clean: dict = {"status": status}
         if rec.get("note"):
             clean["note"] = str(rec["note"])
@@ -368,8 +424,10 @@ def _validate_review(where: str, raw: object) -> dict[str, dict]:
             clean["placeholder"] = True
         if "keep_unmatched" in rec:
             if not isinstance(rec["keep_unmatched"], bool):
-                raise WorkbenchError(f"{where}: review of key {key!r}: keep_unmatched must be true or false, got "
-                                     f"{rec['keep_unmatched']!r}")
+                raise WorkbenchError(
+                    f"{where}: review of key {key!r}: keep_unmatched must be true or false, got "
+                    f"{rec['keep_unmatched']!r}"
+                )
             if rec["keep_unmatched"]:
                 clean["keep_unmatched"] = True
         out[str(key)] = clean
@@ -403,4 +461,6 @@ def _no_duplicates(where: str, text: str):
 
 
 def _json_type(value: object) -> str:
-    return {list: "a list", str: "a string", type(None): "nothing", dict: "an object"}.get(type(value), type(value).__name__)
+    return {list: "a list", str: "a string", type(None): "nothing", dict: "an object"}.get(
+        type(value), type(value).__name__
+    )

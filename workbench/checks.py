@@ -15,7 +15,15 @@ from pathlib import Path
 
 from workbench.io import atomic_write_json
 
-__all__ = ["environment_error", "check_report_inputs", "artifact_problem", "read_record", "safetensors_problem", "parquet_problem", "drop_damaged_shards"]
+__all__ = [
+    "environment_error",
+    "check_report_inputs",
+    "artifact_problem",
+    "read_record",
+    "safetensors_problem",
+    "parquet_problem",
+    "drop_damaged_shards",
+]
 
 
 def read_record(path: Path) -> tuple[dict | None, str | None]:
@@ -145,8 +153,11 @@ def drop_damaged_shards(labels_dir: Path) -> list[str]:
         return [f"{mf} lists no shards; set aside as manifest.json.damaged, labels start over"]
     notes, keep = [], []
     for shard in shards:
-        problems = [p for p in (parquet_problem(labels_dir / f"{pre}-{shard:05d}.parquet")
-                                for pre in ("blocks", "positions")) if p]
+        problems = [
+            p
+            for p in (parquet_problem(labels_dir / f"{pre}-{shard:05d}.parquet") for pre in ("blocks", "positions"))
+            if p
+        ]
         if problems:
             notes.append(f"{problems[0]}; shard {shard} is computed again")
         else:
@@ -157,10 +168,16 @@ def drop_damaged_shards(labels_dir: Path) -> list[str]:
 
 
 # errors from the machine rather than the workbench: a full disk, a read-only or protected folder, a file in the way
-_ENVIRONMENT = {errno.ENOSPC: "the disk is full; free some space", errno.EDQUOT: "the disk quota is exceeded",
-                errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-                errno.EPERM: "operation not permitted", errno.ENOTDIR: "a file is in the way of a folder",
-                errno.EEXIST: "a file is in the way of a folder", errno.EISDIR: "a folder is in the way of a file"}
+_ENVIRONMENT = {
+    errno.ENOSPC: "the disk is full; free some space",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a file is in the way of a folder",
+    errno.EEXIST: "a file is in the way of a folder",
+    errno.EISDIR: "a folder is in the way of a file",
+}
 
 
 def environment_error(exc: BaseException) -> str | None:
@@ -172,13 +189,17 @@ def environment_error(exc: BaseException) -> str | None:
         if not disk_full(exc):
             return None
         # the first OSError of the chain that names a file says which one
-        exc = next((e for e in exception_chain(exc) if isinstance(e, OSError) and e.filename is not None),
-                   OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+        exc = next(
+            (e for e in exception_chain(exc) if isinstance(e, OSError) and e.filename is not None),
+            OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+        )
         exc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), exc.filename)
     why = _ENVIRONMENT[exc.errno]
     where = exc.filename if exc.filename is not None else "a file"
-    return (f"cannot write {where}: {why} ({exc.strerror}); finished work is kept: fix this and rerun the same command "
-            "to resume")
+    return (
+        f"cannot write {where}: {why} ({exc.strerror}); finished work is kept: fix this and rerun the same command "
+        "to resume"
+    )
 
 
 def check_report_inputs(run) -> None:
@@ -190,8 +211,12 @@ def check_report_inputs(run) -> None:
         return
     kinds = [k for k in rc.probe_sets if run.pack.has_probes(k)]
     if not kinds:
-        raise WorkbenchError(f"report.probe_sets {rc.probe_sets}: pack {run.pack.name!r} has none of these probe "
-                             f"files (it has: {', '.join(k for k in run.pack.probe_paths if run.pack.has_probes(k))})")
+        raise WorkbenchError(
+            f"report.probe_sets {rc.probe_sets}: pack {run.pack.name!r} has none of these probe "
+            f"files (it has: {', '.join(k for k in run.pack.probe_paths if run.pack.has_probes(k))})"
+        )
     if not any(rc.split is None or p.split == rc.split for k in kinds for p in run.pack.probes(k)):
-        raise WorkbenchError(f"report.split {rc.split!r}: no probe of {', '.join(kinds)} has this split; "
-                             "use 'dev', 'heldout' or null (all)")
+        raise WorkbenchError(
+            f"report.split {rc.split!r}: no probe of {', '.join(kinds)} has this split; "
+            "use 'dev', 'heldout' or null (all)"
+        )

@@ -108,8 +108,11 @@ def _cmd_anchors(args) -> int:
 
         docs = read_documents(args.corpus)
         unmatched, unmarked = amap.unintended_unmatched(d.text for d in docs)
-        print(f"{len(unmatched)} anchors never match the corpus" + (f": {', '.join(unmatched[:20])}" if unmatched else "")
-              + (f" ({len(unmatched) - len(unmarked)} marked keep_unmatched)" if len(unmarked) < len(unmatched) else ""))
+        print(
+            f"{len(unmatched)} anchors never match the corpus"
+            + (f": {', '.join(unmatched[:20])}" if unmatched else "")
+            + (f" ({len(unmatched) - len(unmarked)} marked keep_unmatched)" if len(unmarked) < len(unmatched) else "")
+        )
     return 0
 
 
@@ -121,7 +124,9 @@ def _cmd_config(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="workbench", description="Approximate unlearning workbench (Who's Harry Potter method).")
+    p = argparse.ArgumentParser(
+        prog="workbench", description="Approximate unlearning workbench (Who's Harry Potter method)."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def add_run_args(sp):
@@ -130,28 +135,41 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--update", action="store_true", help="accept config changes; redo only the affected stages")
         sp.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    sp = sub.add_parser("run", help="run every stage of a config",
-                        epilog="`workbench config` lists every key of the YAML file with what it does.")
+    sp = sub.add_parser(
+        "run",
+        help="run every stage of a config",
+        epilog="`workbench config` lists every key of the YAML file with what it does.",
+    )
     add_run_args(sp)
-    sp.add_argument("--stages", default=None,
-                    help="comma-separated subset: implant,reinforce,score,labels,finetune,report")
+    sp.add_argument(
+        "--stages", default=None, help="comma-separated subset: implant,reinforce,score,labels,finetune,report"
+    )
     sp.set_defaults(func=_cmd_run)
-    for stage, text in (("implant", "teach the baseline a target it never saw (implant.enabled: true)"),
-                        ("reinforce", "train the reinforced model"), ("score", "score target tokens"),
-                        ("labels", "generate generic labels"), ("finetune", "finetune on generic labels"),
-                        ("report", "before/after probes of the unlearned model")):
+    for stage, text in (
+        ("implant", "teach the baseline a target it never saw (implant.enabled: true)"),
+        ("reinforce", "train the reinforced model"),
+        ("score", "score target tokens"),
+        ("labels", "generate generic labels"),
+        ("finetune", "finetune on generic labels"),
+        ("report", "before/after probes of the unlearned model"),
+    ):
         sp = sub.add_parser(stage, help=text)
         add_run_args(sp)
         sp.set_defaults(func=_cmd_stage)
 
-    sp = sub.add_parser("config", help="list the run-config keys: what each does, its type and default",
-                        description="Every key of a run config (YAML) with its help, type and default.")
+    sp = sub.add_parser(
+        "config",
+        help="list the run-config keys: what each does, its type and default",
+        description="Every key of a run config (YAML) with its help, type and default.",
+    )
     sp.add_argument("section", nargs="?", default=None, help="one section only, e.g. finetune or methods.npo")
     sp.add_argument("--markdown", action="store_true", help="the whole reference as Markdown (docs/config.md)")
     sp.set_defaults(func=_cmd_config)
 
     sp = sub.add_parser("demo", help="the whole method on the embedded model and the Harry Potter pack")
-    sp.add_argument("--quick", action="store_true", help="a smaller demo: configs/demo_quick.yaml, under 3 minutes on 2 CPU cores")
+    sp.add_argument(
+        "--quick", action="store_true", help="a smaller demo: configs/demo_quick.yaml, under 3 minutes on 2 CPU cores"
+    )
     sp.add_argument("--config", default=None, help="another demo config")
     sp.add_argument("--run-dir", default=None)
     sp.add_argument("--no-progress", action="store_true")
@@ -162,8 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("source", nargs="?", help="with `import`: the file to convert")
     sp.add_argument("-o", "--output", default=None, help="with `import`: anchors.json or anchors.csv to write")
     sp.add_argument("--corpus", default=None, help="a .txt file or folder to check coverage against")
-    sp.add_argument("--propose", choices=["offline", "endpoint"], default=None,
-                    help="propose alternatives (baseline model, or an OpenAI-compatible endpoint) into --out")
+    sp.add_argument(
+        "--propose",
+        choices=["offline", "endpoint"],
+        default=None,
+        help="propose alternatives (baseline model, or an OpenAI-compatible endpoint) into --out",
+    )
     sp.add_argument("--endpoint", default=None, help="with --propose endpoint: the server's base URL")
     sp.add_argument("--endpoint-model", default="gpt-4o", help="with --propose endpoint: the model name")
     sp.add_argument("--timeout", type=float, default=60.0, help="with --propose endpoint: seconds per request")
@@ -206,9 +228,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def add_export_parser(sub) -> None:
-    sp = sub.add_parser("export", help="a folder ready to upload to the Hub: weights, tokenizer, model card, run config",
-                        description="Copy a run's unlearned model with a fresh model card (README.md) and the run "
-                                    "config into a new folder; nothing goes over the network.")
+    sp = sub.add_parser(
+        "export",
+        help="a folder ready to upload to the Hub: weights, tokenizer, model card, run config",
+        description="Copy a run's unlearned model with a fresh model card (README.md) and the run "
+        "config into a new folder; nothing goes over the network.",
+    )
     sp.add_argument("run", help="the run directory")
     sp.add_argument("--to", required=True, help="the folder to write (must not exist)")
     sp.set_defaults(func=_cmd_export)

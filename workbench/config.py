@@ -23,10 +23,33 @@ from workbench.io import read_text
 from workbench.methods.config import MethodsConfig
 
 __all__ = [
-    "TrainConfig", "FinetuneConfig", "TargetConfig", "ImplantConfig", "ReinforceConfig", "ScoringConfig", "LabelsConfig",
-    "ReportConfig", "TrackingConfig", "TRACKERS", "RunConfig", "load_config", "read_config_mapping", "parse_yaml",
-    "dump_yaml", "resolve_paths", "config_from_dict", "config_to_dict", "config_diff", "stable_hash", "fingerprint_dict",
-    "neutral_key", "config_keys", "config_reference", "format_keys", "field_help", "check_names",
+    "TrainConfig",
+    "FinetuneConfig",
+    "TargetConfig",
+    "ImplantConfig",
+    "ReinforceConfig",
+    "ScoringConfig",
+    "LabelsConfig",
+    "ReportConfig",
+    "TrackingConfig",
+    "TRACKERS",
+    "RunConfig",
+    "load_config",
+    "read_config_mapping",
+    "parse_yaml",
+    "dump_yaml",
+    "resolve_paths",
+    "config_from_dict",
+    "config_to_dict",
+    "config_diff",
+    "stable_hash",
+    "fingerprint_dict",
+    "neutral_key",
+    "config_keys",
+    "config_reference",
+    "format_keys",
+    "field_help",
+    "check_names",
 ]
 
 # This module is a leaf: it imports neither torch nor the Trainer, so reading a config is cheap. Every field says
@@ -37,8 +60,9 @@ __all__ = [
 class TrainConfig:
     """Optimisation settings shared by the reinforcement and finetuning stages."""
 
-    method: str = field(default="lora", metadata={
-        "help": "'lora' (adapter; merged on save for finetuning) or 'full' (all weights)"})
+    method: str = field(
+        default="lora", metadata={"help": "'lora' (adapter; merged on save for finetuning) or 'full' (all weights)"}
+    )
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank r"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = lora_alpha / r)"})
     lora_dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA path"})
@@ -49,15 +73,21 @@ class TrainConfig:
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping"})
-    save_steps: int = field(default=50, metadata={
-        "help": "checkpoint every N steps (a rerun resumes from the last one)"})
+    save_steps: int = field(
+        default=50, metadata={"help": "checkpoint every N steps (a rerun resumes from the last one)"}
+    )
     logging_steps: int = field(default=5, metadata={"help": "loss logged every N steps"})
-    bf16: bool | None = field(default=None, metadata={
-        "help": "mixed precision; null: on for CUDA devices that support it"})
-    gradient_checkpointing: bool = field(default=False, metadata={
-        "help": "recompute each decoder layer's activations in the backward pass: less memory, about a third more "
-                "compute; works with LoRA (the trained weights do not change, so neither does the fingerprint)",
-        "fingerprint": False})
+    bf16: bool | None = field(
+        default=None, metadata={"help": "mixed precision; null: on for CUDA devices that support it"}
+    )
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata={
+            "help": "recompute each decoder layer's activations in the backward pass: less memory, about a third more "
+            "compute; works with LoRA (the trained weights do not change, so neither does the fingerprint)",
+            "fingerprint": False,
+        },
+    )
 
     def validate(self, where: str) -> None:
         if self.method not in ("lora", "full"):
@@ -71,14 +101,18 @@ class TrainConfig:
 class FinetuneConfig(TrainConfig):
     """Finetuning settings: the optimiser's (see TrainConfig) plus the unlearning targets."""
 
-    alpha: float = field(default=5.0, metadata={
-        "help": "which alpha's labels to train on (must be among labels.alphas)"})
-    target: str = field(default="hard", metadata={
-        "help": "'hard' (argmax labels, the paper) or 'soft' (softmax over the stored top-k)"})
-    temperature: float = field(default=1.0, metadata={
-        "help": "soft targets: temperature of the softmax over generic scores"})
-    retain_weight: float = field(default=0.0, metadata={
-        "help": "weight of the KL-to-baseline term on retain text (0: off)"})
+    alpha: float = field(
+        default=5.0, metadata={"help": "which alpha's labels to train on (must be among labels.alphas)"}
+    )
+    target: str = field(
+        default="hard", metadata={"help": "'hard' (argmax labels, the paper) or 'soft' (softmax over the stored top-k)"}
+    )
+    temperature: float = field(
+        default=1.0, metadata={"help": "soft targets: temperature of the softmax over generic scores"}
+    )
+    retain_weight: float = field(
+        default=0.0, metadata={"help": "weight of the KL-to-baseline term on retain text (0: off)"}
+    )
 
     def validate(self, where: str = "finetune") -> None:
         super().validate(where)
@@ -96,18 +130,24 @@ class FinetuneConfig(TrainConfig):
 class TargetConfig:
     """What to forget, and what to keep."""
 
-    pack: str | None = field(default="harry_potter", metadata={
-        "help": "a bundled pack name or a pack folder; supplies the files below by default"})
-    corpus: str | list[str] | None = field(default=None, metadata={
-        "help": "target .txt file(s) or folder; overrides the pack's corpus"})
+    pack: str | None = field(
+        default="harry_potter",
+        metadata={"help": "a bundled pack name or a pack folder; supplies the files below by default"},
+    )
+    corpus: str | list[str] | None = field(
+        default=None, metadata={"help": "target .txt file(s) or folder; overrides the pack's corpus"}
+    )
     anchors: str | None = field(default=None, metadata={"help": "anchor map JSON; overrides the pack's anchors.json"})
-    retain: str | list[str] | None = field(default=None, metadata={
-        "help": "retain .txt file(s) or folder; overrides the pack's retain/"})
+    retain: str | list[str] | None = field(
+        default=None, metadata={"help": "retain .txt file(s) or folder; overrides the pack's retain/"}
+    )
     block_size: int = field(default=512, metadata={"help": "tokens per target block"})
-    max_blocks: int | None = field(default=None, metadata={
-        "help": "use only N blocks (quick runs): the first N, or N spread evenly"})
-    spread_blocks: bool = field(default=False, metadata={
-        "help": "with max_blocks: take N evenly spaced blocks instead of the first N"})
+    max_blocks: int | None = field(
+        default=None, metadata={"help": "use only N blocks (quick runs): the first N, or N spread evenly"}
+    )
+    spread_blocks: bool = field(
+        default=False, metadata={"help": "with max_blocks: take N evenly spaced blocks instead of the first N"}
+    )
     retain_block_size: int = field(default=256, metadata={"help": "tokens per retain block"})
     max_retain_blocks: int | None = field(default=None, metadata={"help": "use only the first N retain blocks"})
 
@@ -116,8 +156,10 @@ class TargetConfig:
 class ReinforceConfig(TrainConfig):
     """Training of the reinforced model (optimiser fields as in TrainConfig)."""
 
-    path: str | None = field(default=None, metadata={
-        "help": "an existing reinforced model (LoRA adapter or full model folder): skips training"})
+    path: str | None = field(
+        default=None,
+        metadata={"help": "an existing reinforced model (LoRA adapter or full model folder): skips training"},
+    )
     epochs: float = field(default=3.0, metadata={"help": "passes over the target blocks"})
 
 
@@ -126,27 +168,44 @@ class ImplantConfig(TrainConfig):
     """Teaching the baseline a target it never saw (a fictional pack), so the untouched baseline is an exact
     reference (workbench/implant.py; optimiser fields as in TrainConfig)."""
 
-    enabled: bool = field(default=False, metadata={
-        "help": "run the implant stage: train the baseline on the whole target corpus (and its QA) into the "
-                "target model that the method unlearns; the untouched baseline becomes the reference"})
-    qa: bool = field(default=True, metadata={
-        "help": "also train on the pack's qa.jsonl as 'Question: ... Answer: ...' texts (as TOFU finetunes on QA)"})
+    enabled: bool = field(
+        default=False,
+        metadata={
+            "help": "run the implant stage: train the baseline on the whole target corpus (and its QA) into the "
+            "target model that the method unlearns; the untouched baseline becomes the reference"
+        },
+    )
+    qa: bool = field(
+        default=True,
+        metadata={
+            "help": "also train on the pack's qa.jsonl as 'Question: ... Answer: ...' texts (as TOFU finetunes on QA)"
+        },
+    )
     method: str = field(default="full", metadata={"help": "'full' (all weights) or 'lora' (merged on save)"})
     learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate (linear decay)"})
     epochs: float = field(default=3.0, metadata={"help": "passes over the target blocks and QA"})
-    max_blocks: int | None = field(default=None, metadata={
-        "help": "implant only N corpus blocks, evenly spaced (quick runs on the tiny model; null: the whole corpus, "
-                "which verbatim memorisation and membership inference assume)"})
-    qa_repeat: int = field(default=1, metadata={
-        "help": "the QA blocks appear this many times in each pass (QA for more epochs than the corpus, at a "
-                "fraction of a whole extra pass)"})
+    max_blocks: int | None = field(
+        default=None,
+        metadata={
+            "help": "implant only N corpus blocks, evenly spaced (quick runs on the tiny model; null: the whole corpus, "
+            "which verbatim memorisation and membership inference assume)"
+        },
+    )
+    qa_repeat: int = field(
+        default=1,
+        metadata={
+            "help": "the QA blocks appear this many times in each pass (QA for more epochs than the corpus, at a "
+            "fraction of a whole extra pass)"
+        },
+    )
 
     def validate(self, where: str = "implant") -> None:
         super().validate(where)
         if not isinstance(self.qa_repeat, int) or isinstance(self.qa_repeat, bool) or self.qa_repeat < 1:
             raise WorkbenchError(f"{where}.qa_repeat: must be a whole number >= 1, got {self.qa_repeat!r}")
-        if self.max_blocks is not None and (isinstance(self.max_blocks, bool) or not isinstance(self.max_blocks, int)
-                                            or self.max_blocks < 1):
+        if self.max_blocks is not None and (
+            isinstance(self.max_blocks, bool) or not isinstance(self.max_blocks, int) or self.max_blocks < 1
+        ):
             raise WorkbenchError(f"{where}.max_blocks: must be a whole number >= 1 or null, got {self.max_blocks!r}")
 
 
@@ -157,8 +216,10 @@ class ScoringConfig:
     enabled: bool = field(default=True, metadata={"help": "run the scoring stage"})
     max_blocks: int | None = field(default=None, metadata={"help": "score only the first N blocks (null: all of them)"})
     batch_size: int = field(default=4, metadata={"help": "blocks per forward pass"})
-    whole_corpus: bool = field(default=True, metadata={
-        "help": "score every block of the target corpus (true) or only the run's blocks (target.max_blocks)"})
+    whole_corpus: bool = field(
+        default=True,
+        metadata={"help": "score every block of the target corpus (true) or only the run's blocks (target.max_blocks)"},
+    )
     min_count: int = field(default=2, metadata={"help": "suggest words and phrases seen at least this often"})
 
 
@@ -166,15 +227,22 @@ class ScoringConfig:
 class LabelsConfig:
     """Generic label generation."""
 
-    alphas: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 5.0, 10.0], metadata={
-        "help": "alphas whose labels are computed in one pass"})
-    top_k: int = field(default=32, metadata={
-        "help": "tokens of each model kept per position for inspection and recomputation"})
+    alphas: list[float] = field(
+        default_factory=lambda: [0.0, 1.0, 2.0, 5.0, 10.0],
+        metadata={"help": "alphas whose labels are computed in one pass"},
+    )
+    top_k: int = field(
+        default=32, metadata={"help": "tokens of each model kept per position for inspection and recomputation"}
+    )
     batch_size: int = field(default=4, metadata={"help": "blocks per forward pass"})
     shard_blocks: int = field(default=16, metadata={"help": "blocks per shard file (the unit of resumption)"})
-    inner_anchor: bool = field(default=False, metadata={
-        "help": "also label the positions between the words of multi-word anchors (translate.py rule 5; "
-                "not in the paper)"})
+    inner_anchor: bool = field(
+        default=False,
+        metadata={
+            "help": "also label the positions between the words of multi-word anchors (translate.py rule 5; "
+            "not in the paper)"
+        },
+    )
 
 
 @dataclass
@@ -182,25 +250,45 @@ class ReportConfig:
     """Before/after evaluation written to report.json at the end of a run."""
 
     enabled: bool = field(default=True, metadata={"help": "run the report stage"})
-    probe_sets: list[str] = field(default_factory=lambda: ["probability", "collateral", "general"], metadata={
-        "help": "the pack's probe files to report: probability, collateral or general"})
-    split: str | None = field(default="heldout", metadata={
-        "help": "probe split to report ('dev', 'heldout' or null for all)"})
-    perplexity_text: str | None = field(default=None, metadata={
-        "help": "a text file for perplexity before/after, relative to the config file (null: the pack's retain text)"})
+    probe_sets: list[str] = field(
+        default_factory=lambda: ["probability", "collateral", "general"],
+        metadata={"help": "the pack's probe files to report: probability, collateral or general"},
+    )
+    split: str | None = field(
+        default="heldout", metadata={"help": "probe split to report ('dev', 'heldout' or null for all)"}
+    )
+    perplexity_text: str | None = field(
+        default=None,
+        metadata={
+            "help": "a text file for perplexity before/after, relative to the config file (null: the pack's retain text)"
+        },
+    )
     max_perplexity_tokens: int = field(default=8192, metadata={"help": "tokens of that text to score"})
-    ground_truth: bool = field(default=True, metadata={
-        "help": "with the implant stage on: the field's measures (truth ratio, forget quality, model utility, "
-                "knowledge and verbatim memorisation, membership inference and PrivLeak; docs/evaluation.md) of the "
-                "target model, the unlearned model and the reference (the untouched baseline), as far as the "
-                "pack's files allow"})
-    verbmem_limit: int = field(default=50, metadata={
-        "help": "ground truth: corpus prefixes each model continues for verbatim memorisation"})
-    mia_limit: int = field(default=100, metadata={
-        "help": "ground truth: text windows of the corpus and of the holdout each scored for membership inference"})
-    probe_limit: int | None = field(default=None, metadata={
-        "help": "ground truth: only the first N questions and trivia items of each file in the report's split "
-                "(quick runs; null: all)"})
+    ground_truth: bool = field(
+        default=True,
+        metadata={
+            "help": "with the implant stage on: the field's measures (truth ratio, forget quality, model utility, "
+            "knowledge and verbatim memorisation, membership inference and PrivLeak; docs/evaluation.md) of the "
+            "target model, the unlearned model and the reference (the untouched baseline), as far as the "
+            "pack's files allow"
+        },
+    )
+    verbmem_limit: int = field(
+        default=50, metadata={"help": "ground truth: corpus prefixes each model continues for verbatim memorisation"}
+    )
+    mia_limit: int = field(
+        default=100,
+        metadata={
+            "help": "ground truth: text windows of the corpus and of the holdout each scored for membership inference"
+        },
+    )
+    probe_limit: int | None = field(
+        default=None,
+        metadata={
+            "help": "ground truth: only the first N questions and trivia items of each file in the report's split "
+            "(quick runs; null: all)"
+        },
+    )
 
 
 # a pack's next-token probe files (workbench/pack.py), the kinds report.probe_sets may name
@@ -214,19 +302,26 @@ TRACKERS = ("tensorboard", "wandb", "mlflow", "trackio", "comet_ml", "clearml", 
 class TrackingConfig:
     """Experiment tracking: training losses, the run's config, label statistics and the report's rows."""
 
-    report_to: list[str] | None = field(default=None, metadata={
-        "help": f"trackers to feed ({', '.join(TRACKERS)}); null: tensorboard when it is installed (logs in "
-                "<run>/tracking), else none; []: none"})
-    project: str | None = field(default=None, metadata={
-        "help": "the project (experiment) name in the trackers; null: the run's name"})
+    report_to: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": f"trackers to feed ({', '.join(TRACKERS)}); null: tensorboard when it is installed (logs in "
+            "<run>/tracking), else none; []: none"
+        },
+    )
+    project: str | None = field(
+        default=None, metadata={"help": "the project (experiment) name in the trackers; null: the run's name"}
+    )
 
     def validate(self) -> None:
         for name in self.report_to or []:
             if name not in TRACKERS:
                 close = difflib.get_close_matches(str(name), TRACKERS, n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
-                raise WorkbenchError(f"tracking.report_to: unknown tracker {name!r}; {hint}valid names: "
-                                     f"{', '.join(TRACKERS)} (or [] for none)")
+                raise WorkbenchError(
+                    f"tracking.report_to: unknown tracker {name!r}; {hint}valid names: "
+                    f"{', '.join(TRACKERS)} (or [] for none)"
+                )
 
 
 @dataclass
@@ -234,30 +329,48 @@ class RunConfig:
     """A whole unlearning run."""
 
     name: str = field(default="run", metadata={"help": "a label for the run (default run directory: runs/<name>)"})
-    model: str = field(default="embedded", metadata={
-        "help": "baseline model spec: 'embedded', 'tiny', a folder, a .gguf file or a hub id"})
-    seed: int = field(default=0, metadata={
-        "help": "seeds training, data order and the anchor alternatives drawn per block"})
+    model: str = field(
+        default="embedded",
+        metadata={"help": "baseline model spec: 'embedded', 'tiny', a folder, a .gguf file or a hub id"},
+    )
+    seed: int = field(
+        default=0, metadata={"help": "seeds training, data order and the anchor alternatives drawn per block"}
+    )
     device: str | None = field(default=None, metadata={"help": "'cpu', 'cuda', 'cuda:1'; null picks CUDA when present"})
     dtype: str = field(default="auto", metadata={"help": "'float32', 'bfloat16', 'float16' or 'auto'"})
     target: TargetConfig = field(default_factory=TargetConfig, metadata={"help": "what to forget, and what to keep"})
-    implant: ImplantConfig = field(default_factory=ImplantConfig, metadata={
-        "help": "teach the baseline a target it never saw first (fictional packs; off by default)"})
-    reinforce: ReinforceConfig = field(default_factory=ReinforceConfig, metadata={
-        "help": "training of the reinforced model"})
-    scoring: ScoringConfig = field(default_factory=ScoringConfig, metadata={
-        "help": "per-token scoring of the target (reinforced vs baseline)"})
+    implant: ImplantConfig = field(
+        default_factory=ImplantConfig,
+        metadata={"help": "teach the baseline a target it never saw first (fictional packs; off by default)"},
+    )
+    reinforce: ReinforceConfig = field(
+        default_factory=ReinforceConfig, metadata={"help": "training of the reinforced model"}
+    )
+    scoring: ScoringConfig = field(
+        default_factory=ScoringConfig, metadata={"help": "per-token scoring of the target (reinforced vs baseline)"}
+    )
     labels: LabelsConfig = field(default_factory=LabelsConfig, metadata={"help": "generic label generation"})
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig, metadata={
-        "help": "finetuning on the generic labels (and every training method's optimiser)"})
-    report: ReportConfig = field(default_factory=ReportConfig, metadata={
-        "help": "before/after evaluation written to report.json"})
-    method: str = field(default="whp", metadata={"help": "unlearning method: whp, whp_test_time, ga, graddiff, npo, "
-                                                          "simnpo, rmu or prompt (docs/methods.md)"})
+    finetune: FinetuneConfig = field(
+        default_factory=FinetuneConfig,
+        metadata={"help": "finetuning on the generic labels (and every training method's optimiser)"},
+    )
+    report: ReportConfig = field(
+        default_factory=ReportConfig, metadata={"help": "before/after evaluation written to report.json"}
+    )
+    method: str = field(
+        default="whp",
+        metadata={
+            "help": "unlearning method: whp, whp_test_time, ga, graddiff, npo, simnpo, rmu or prompt (docs/methods.md)"
+        },
+    )
     methods: MethodsConfig = field(default_factory=MethodsConfig, metadata={"help": "per-method settings"})
-    tracking: TrackingConfig = field(default_factory=TrackingConfig, metadata={
-        "help": "experiment tracking (TensorBoard, W&B, MLflow, ...); changing it retrains nothing",
-        "fingerprint": False})
+    tracking: TrackingConfig = field(
+        default_factory=TrackingConfig,
+        metadata={
+            "help": "experiment tracking (TensorBoard, W&B, MLflow, ...); changing it retrains nothing",
+            "fingerprint": False,
+        },
+    )
 
     def validate(self) -> "RunConfig":
         _check_numbers(self)
@@ -291,19 +404,34 @@ def check_names(where: str, given, valid) -> None:
     if unknown:
         close = difflib.get_close_matches(str(unknown[0]), [str(v) for v in valid], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise WorkbenchError(f"{where}: unknown name{'s' if len(unknown) > 1 else ''} "
-                             f"{', '.join(repr(n) for n in unknown)}{hint}; valid names: {', '.join(valid)}")
+        raise WorkbenchError(
+            f"{where}: unknown name{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(n) for n in unknown)}{hint}; valid names: {', '.join(valid)}"
+        )
 
 
 # counts that must be at least 1 when given (0 would silently do nothing, or divide by zero)
-_COUNTS = ("target.max_blocks", "target.max_retain_blocks", "target.retain_block_size", "scoring.max_blocks",
-           "scoring.batch_size", "labels.batch_size", "labels.shard_blocks", "report.max_perplexity_tokens",
-           "reinforce.save_steps", "reinforce.logging_steps", "implant.save_steps", "implant.logging_steps",
-           "finetune.save_steps", "finetune.logging_steps")
+_COUNTS = (
+    "target.max_blocks",
+    "target.max_retain_blocks",
+    "target.retain_block_size",
+    "scoring.max_blocks",
+    "scoring.batch_size",
+    "labels.batch_size",
+    "labels.shard_blocks",
+    "report.max_perplexity_tokens",
+    "reinforce.save_steps",
+    "reinforce.logging_steps",
+    "implant.save_steps",
+    "implant.logging_steps",
+    "finetune.save_steps",
+    "finetune.logging_steps",
+)
 
 
 def _check_numbers(cfg: "RunConfig") -> None:
     """Every number finite (no .inf / .nan), and every count at least 1."""
+
     def walk(obj, where):
         for f in dataclasses.fields(obj):
             value, path = getattr(obj, f.name), f"{where}{f.name}"
@@ -318,7 +446,9 @@ def _check_numbers(cfg: "RunConfig") -> None:
         section, key = path.split(".")
         value = getattr(getattr(cfg, section), key)
         if value is not None and value < 1:
-            raise WorkbenchError(f"{path}: must be at least 1, got {value}" + (" (null for no limit)" if "max_" in key else ""))
+            raise WorkbenchError(
+                f"{path}: must be at least 1, got {value}" + (" (null for no limit)" if "max_" in key else "")
+            )
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -330,7 +460,8 @@ class _StrictLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice (first on line {seen[key]})", key_node.start_mark)
+                    None, None, f"key {key!r} appears twice (first on line {seen[key]})", key_node.start_mark
+                )
             seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep)
 
@@ -384,8 +515,10 @@ def _build(cls: type, data: dict, where: str, source: str):
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f"did you mean {close[0]!r} ({field_help(fields[close[0]])})? " if close else ""
-            raise WorkbenchError(f"{source}: unknown key {path!r}; {hint}valid keys here: {', '.join(fields)} "
-                                 f"(`{' '.join(['workbench config', where]).strip()}` says what each does)")
+            raise WorkbenchError(
+                f"{source}: unknown key {path!r}; {hint}valid keys here: {', '.join(fields)} "
+                f"(`{' '.join(['workbench config', where]).strip()}` says what each does)"
+            )
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value or {}, path, source)
@@ -394,8 +527,10 @@ def _build(cls: type, data: dict, where: str, source: str):
             hint = ""
             if isinstance(value, str) and _type_ok(1.0, tp) and _is_number(value):
                 hint = f"; write the number without quotes ({path}: {value.strip()})"
-            raise WorkbenchError(f"{source}: key {path!r}: {value!r} is not a valid {_type_name(tp)} "
-                                 f"({path}: {field_help(fields[key])}){hint}")
+            raise WorkbenchError(
+                f"{source}: key {path!r}: {value!r} is not a valid {_type_name(tp)} "
+                f"({path}: {field_help(fields[key])}){hint}"
+            )
         if tp is float or (typing.get_origin(tp) in (typing.Union, types.UnionType) and float in typing.get_args(tp)):
             value = float(value) if isinstance(value, int) else value
         kwargs[key] = value
@@ -436,7 +571,9 @@ def parse_yaml(text: str, display: str) -> Any:
         problem = getattr(exc, "problem", None) or str(exc)
         if mark is None:
             raise WorkbenchError(f"{display}: malformed YAML: {problem}") from exc
-        raise WorkbenchError(f"{display}, line {mark.line + 1}: malformed YAML: {problem} (column {mark.column + 1})") from exc
+        raise WorkbenchError(
+            f"{display}, line {mark.line + 1}: malformed YAML: {problem} (column {mark.column + 1})"
+        ) from exc
 
 
 def read_config_mapping(path: str | os.PathLike, what: str = "config") -> dict:
@@ -449,8 +586,10 @@ def read_config_mapping(path: str | os.PathLike, what: str = "config") -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise WorkbenchError(f"{what} {path}: expected a mapping of keys at the top (name: ..., model: ...), got a "
-                             f"YAML {type(data).__name__}; `workbench config` lists the keys")
+        raise WorkbenchError(
+            f"{what} {path}: expected a mapping of keys at the top (name: ..., model: ...), got a "
+            f"YAML {type(data).__name__}; `workbench config` lists the keys"
+        )
     return data
 
 
@@ -477,7 +616,11 @@ def resolve_paths(data: dict, base: str | os.PathLike) -> dict:
     if isinstance(r, dict) and isinstance(r.get("path"), str) and not os.path.isabs(r["path"]):
         r["path"] = str(base / r["path"])
     rep = data.get("report")
-    if isinstance(rep, dict) and isinstance(rep.get("perplexity_text"), str) and not os.path.isabs(rep["perplexity_text"]):
+    if (
+        isinstance(rep, dict)
+        and isinstance(rep.get("perplexity_text"), str)
+        and not os.path.isabs(rep["perplexity_text"])
+    ):
         rep["perplexity_text"] = os.path.normpath(base / rep["perplexity_text"])
     return data
 
@@ -510,8 +653,11 @@ def fingerprint_dict(obj: Any) -> Any:
     """A config dataclass as a dict, leaving out the fields marked ``metadata={"fingerprint": False}`` (where logs
     go, gradient checkpointing): changing them redoes no stage and resumes every checkpoint."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: fingerprint_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-                if f.metadata.get("fingerprint", True)}
+        return {
+            f.name: fingerprint_dict(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if f.metadata.get("fingerprint", True)
+        }
     if isinstance(obj, (list, tuple)):
         return type(obj)(fingerprint_dict(v) for v in obj)
     if isinstance(obj, dict):
@@ -560,26 +706,37 @@ def _yaml_value(value: Any) -> str:
 
 def config_reference() -> str:
     """docs/config.md: every run-config key with its type, default and help, read from the dataclasses."""
-    out = ["# Run configuration reference", "",
-           "Generated from the dataclasses in `workbench/config.py` and `workbench/methods/config.py` "
-           "(`workbench config --markdown > docs/config.md`); a test keeps it in step. `workbench config [SECTION]` "
-           "prints the same on the command line.", "",
-           "Every door that reads a config (`workbench run` and its stages, `compare`, `tune`, "
-           "`benchmarks/sweep.py`, the notebooks' `WORKBENCH_CONFIG`) reads it the same way: a mapping at the top, "
-           "a key given twice is an error, and numbers in exponent form (`1e-3`, `2E5`) are numbers as in YAML 1.2 "
-           "(plain PyYAML reads them as text), in files and in `--sweep` values alike. A number in quotes "
-           "(`\"1e-3\"`) is text, and an error where a number is expected.", ""]
+    out = [
+        "# Run configuration reference",
+        "",
+        "Generated from the dataclasses in `workbench/config.py` and `workbench/methods/config.py` "
+        "(`workbench config --markdown > docs/config.md`); a test keeps it in step. `workbench config [SECTION]` "
+        "prints the same on the command line.",
+        "",
+        "Every door that reads a config (`workbench run` and its stages, `compare`, `tune`, "
+        "`benchmarks/sweep.py`, the notebooks' `WORKBENCH_CONFIG`) reads it the same way: a mapping at the top, "
+        "a key given twice is an error, and numbers in exponent form (`1e-3`, `2E5`) are numbers as in YAML 1.2 "
+        "(plain PyYAML reads them as text), in files and in `--sweep` values alike. A number in quotes "
+        '(`"1e-3"`) is text, and an error where a number is expected.',
+        "",
+    ]
     rows = config_keys()
     sections = [("", "top-level keys")] + [(r["key"], r["help"]) for r in rows if r["type"] == "section"]
     for name, text in sections:
         mine = [r for r in rows if r["type"] != "section" and r["key"].rpartition(".")[0] == name]
         if not mine:
             continue
-        out += [f"## `{name}`: {text}" if name else f"## {text}", "",
-                "| key | type | default | what it does |", "|---|---|---|---|"]
+        out += [
+            f"## `{name}`: {text}" if name else f"## {text}",
+            "",
+            "| key | type | default | what it does |",
+            "|---|---|---|---|",
+        ]
         for r in mine:
-            out.append(f"| `{r['key']}` | {r['type'].replace('|', 'or')} | `{_yaml_value(r['default'])}` | "
-                       f"{r['help'].replace('|', '/')} |")
+            out.append(
+                f"| `{r['key']}` | {r['type'].replace('|', 'or')} | `{_yaml_value(r['default'])}` | "
+                f"{r['help'].replace('|', '/')} |"
+            )
         out.append("")
     return "\n".join(out)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from transformers import PreTrainedTokenizerBase
@@ -117,6 +117,8 @@ def make_blocks(
         c0, c1 = int(off[0, 0]), int(off[:, 1].max())
         blocks.append(Block(index, ids[sl].copy(), off - c0, joined[c0:c1], c0))
     return blocks
+
+
 def target_blocks(docs: Sequence[Document], tokenizer: PreTrainedTokenizerBase, target) -> list[Block]:
     """The blocks a run trains on, from its ``target`` config (:class:`workbench.config.TargetConfig`): blocks of
     ``block_size`` tokens, the first ``max_blocks`` or, with ``spread_blocks``, ``max_blocks`` evenly spaced ones."""
@@ -133,5 +135,3 @@ def retain_blocks(docs: Sequence[Document], tokenizer: PreTrainedTokenizerBase, 
     if not docs:
         return []
     return make_blocks(docs, tokenizer, target.retain_block_size, target.max_retain_blocks, min_tokens=1)
-
-

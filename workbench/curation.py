@@ -12,10 +12,10 @@ words and names ("Nearly Headless Nick", "Order of the Phoenix") that no key cov
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -135,8 +135,12 @@ class CorpusIndex:
             out[" ".join(w.text for w in run)] += 1
             in_run.update(w.start for w in run)
         for w in words:
-            if (w.text[:1].isupper() and not w.covered and w.start not in in_run
-                    and not (w.sentence_start and w.text.lower() in self._lower_vocab)):
+            if (
+                w.text[:1].isupper()
+                and not w.covered
+                and w.start not in in_run
+                and not (w.sentence_start and w.text.lower() in self._lower_vocab)
+            ):
                 out[w.text] += 1
         return out
 
@@ -180,15 +184,25 @@ class CorpusIndex:
     def uncovered(self, top: int = 30, min_count: int = 2) -> pd.DataFrame:
         """Capitalised words and names no key covers, most frequent first: name, count, n_words."""
         rejected = {k for k, r in self.anchors.review.items() if r.get("status") == "rejected"}
-        rows = [{"name": k, "count": n, "n_words": len(k.split())} for k, n in self._names_total.items()
-                if n >= min_count and k not in rejected]
+        rows = [
+            {"name": k, "count": n, "n_words": len(k.split())}
+            for k, n in self._names_total.items()
+            if n >= min_count and k not in rejected
+        ]
         df = pd.DataFrame(rows, columns=["name", "count", "n_words"])
-        return df.sort_values(["count", "name"], ascending=[False, True], kind="stable").head(top).reset_index(drop=True)
+        return (
+            df.sort_values(["count", "name"], ascending=[False, True], kind="stable").head(top).reset_index(drop=True)
+        )
 
     def summary(self) -> dict:
-        return {"texts": len(self.texts), "tokens": self.n_tokens, "covered_tokens": self.covered_tokens,
-                "coverage_share": self.coverage_share, "keys": len(self.anchors),
-                "never_matching": len(self.never_matching())}
+        return {
+            "texts": len(self.texts),
+            "tokens": self.n_tokens,
+            "covered_tokens": self.covered_tokens,
+            "coverage_share": self.coverage_share,
+            "keys": len(self.anchors),
+            "never_matching": len(self.never_matching()),
+        }
 
 
 # -- import and export -------------------------------------------------------------------------------------------
@@ -215,8 +229,10 @@ def write_anchor_file(amap: AnchorMap, path) -> Path:
     for key, alts in amap.entries.items():
         bad = [a for a in alts if CSV_SEPARATOR.strip() in a]
         if bad:
-            raise WorkbenchError(f"anchor map {path}: key {key!r}: the alternative {bad[0]!r} holds "
-                                 f"{CSV_SEPARATOR.strip()!r}, which separates alternatives in CSV; save it as JSON")
+            raise WorkbenchError(
+                f"anchor map {path}: key {key!r}: the alternative {bad[0]!r} holds "
+                f"{CSV_SEPARATOR.strip()!r}, which separates alternatives in CSV; save it as JSON"
+            )
         rec = amap.review.get(key, {})
         w.writerow([key, CSV_SEPARATOR.join(alts), rec.get("status", "to review"), rec.get("note", "")])
     for key, rec in amap.review.items():  # dismissed suggestions, so they stay dismissed
@@ -252,8 +268,9 @@ def read_anchor_file(path, consolidate: bool = True) -> AnchorMap:
         if not key:
             raise WorkbenchError(f"anchor map {path}, line {line}: empty key")
         if key in first_line:
-            raise WorkbenchError(f"anchor map {path}, line {line}: key {key!r} repeats line {first_line[key]}; "
-                                 "keep one row per key")
+            raise WorkbenchError(
+                f"anchor map {path}, line {line}: key {key!r} repeats line {first_line[key]}; keep one row per key"
+            )
         first_line[key] = line
         alts = [a.strip() for a in (row.get("alternatives") or "").split(CSV_SEPARATOR.strip()) if a.strip()]
         status = (row.get("status") or "").strip() or "to review"
@@ -264,8 +281,11 @@ def read_anchor_file(path, consolidate: bool = True) -> AnchorMap:
             continue  # a dismissed suggestion
         entries[key] = alts
     try:
-        return AnchorMap.from_dict({"format": "whp-anchors/1", "anchors": entries, "review": review}, source=str(path),
-                                   do_consolidate=consolidate)
+        return AnchorMap.from_dict(
+            {"format": "whp-anchors/1", "anchors": entries, "review": review},
+            source=str(path),
+            do_consolidate=consolidate,
+        )
     except WorkbenchError as exc:
         msg = str(exc)
         for key, line in first_line.items():  # point at the line of the key the validator names

@@ -12,8 +12,8 @@ target block, so general knowledge and neighbouring domains stay where the basel
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -126,7 +126,9 @@ def unlearning_collator(pad_id: int):
     return collate
 
 
-def unlearning_loss(model, inputs: dict[str, torch.Tensor], cfg: FinetuneConfig, reference=None) -> tuple[torch.Tensor, dict]:
+def unlearning_loss(
+    model, inputs: dict[str, torch.Tensor], cfg: FinetuneConfig, reference=None
+) -> tuple[torch.Tensor, dict]:
     """The training loss and its parts. ``reference``: a callable giving baseline logits for the retain term."""
     logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits  # [batch, pos, vocab]
     labels = inputs["generic_labels"]
@@ -145,7 +147,9 @@ def unlearning_loss(model, inputs: dict[str, torch.Tensor], cfg: FinetuneConfig,
         with torch.no_grad():
             ref = reference(r_ids, r_mask).float()
         valid = r_mask.bool()
-        kl = F.kl_div(F.log_softmax(r_logits[valid], -1), F.log_softmax(ref[valid], -1), log_target=True, reduction="batchmean")
+        kl = F.kl_div(
+            F.log_softmax(r_logits[valid], -1), F.log_softmax(ref[valid], -1), log_target=True, reduction="batchmean"
+        )
         loss = loss + cfg.retain_weight * kl
         parts["retain_kl"] = float(kl.detach())
     return loss, parts
@@ -216,7 +220,19 @@ def finetune(
         if cfg.retain_weight > 0:
             reference = copy.deepcopy(model).eval().requires_grad_(False)
         train_model = model.float() if half else model
-    return train_and_save(UnlearningTrainer, train_model, dataset, unlearning_collator(tokenizer.pad_token_id), cfg,
-                          out_dir, tokenizer, seed, callbacks, progress,
-                          finalize=lambda m: merge_lora(m, orig_dtype),  # one rounding of the finished weights
-                          unlearn_cfg=cfg, reference_model=reference, tracking=tracking)
+    return train_and_save(
+        UnlearningTrainer,
+        train_model,
+        dataset,
+        unlearning_collator(tokenizer.pad_token_id),
+        cfg,
+        out_dir,
+        tokenizer,
+        seed,
+        callbacks,
+        progress,
+        finalize=lambda m: merge_lora(m, orig_dtype),  # one rounding of the finished weights
+        unlearn_cfg=cfg,
+        reference_model=reference,
+        tracking=tracking,
+    )

@@ -12,8 +12,8 @@ than every one of its false (perturbed) answers, and the mean per-token loss on 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -70,8 +70,14 @@ def qa_documents(items: Sequence[QAItem]) -> list[Document]:
     return [Document("qa.jsonl", text)] if items else []
 
 
-def implant_blocks(documents: Sequence[Document], qa: Sequence[QAItem], tokenizer: PreTrainedTokenizerBase,
-                   block_size: int, qa_repeat: int = 1, max_blocks: int | None = None) -> list[Block]:
+def implant_blocks(
+    documents: Sequence[Document],
+    qa: Sequence[QAItem],
+    tokenizer: PreTrainedTokenizerBase,
+    block_size: int,
+    qa_repeat: int = 1,
+    max_blocks: int | None = None,
+) -> list[Block]:
     """Every block of the target corpus (``max_blocks``: that many, evenly spaced), then the QA texts cut into
     blocks of the same size, ``qa_repeat`` times (the training shuffles the blocks, so the copies spread over the
     pass)."""
@@ -84,10 +90,17 @@ def implant_blocks(documents: Sequence[Document], qa: Sequence[QAItem], tokenize
     return blocks
 
 
-def train_implant(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, blocks: Sequence[Block],
-                  cfg: ImplantConfig, out_dir: str | Path, seed: int = 0,
-                  callbacks: list[TrainerCallback] | None = None, progress: bool = True,
-                  tracking=None) -> tuple[torch.nn.Module, bool]:
+def train_implant(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    blocks: Sequence[Block],
+    cfg: ImplantConfig,
+    out_dir: str | Path,
+    seed: int = 0,
+    callbacks: list[TrainerCallback] | None = None,
+    progress: bool = True,
+    tracking=None,
+) -> tuple[torch.nn.Module, bool]:
     """Train ``model`` on ``blocks`` with the language-modelling loss and save a plain model folder to ``out_dir``
     (a LoRA adapter is merged in fp32 first). Resumes from ``<out_dir>_ckpt``. ``tracking``: the trackers the
     losses go to (:class:`workbench.tracking.StageTracking`; None: none). Returns (model, finished)."""
@@ -97,13 +110,31 @@ def train_implant(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, bl
     dtype = next(model.parameters()).dtype
     train_model = add_lora(model, cfg) if cfg.method == "lora" else model
     finalize = (lambda m: merge_lora(m, dtype)) if cfg.method == "lora" else None
-    return train_and_save(Trainer, train_model, BlockDataset(blocks), causal_lm_collator(tokenizer.pad_token_id),
-                          cfg, out_dir, tokenizer, seed, callbacks, progress, finalize=finalize, tracking=tracking)
+    return train_and_save(
+        Trainer,
+        train_model,
+        BlockDataset(blocks),
+        causal_lm_collator(tokenizer.pad_token_id),
+        cfg,
+        out_dir,
+        tokenizer,
+        seed,
+        callbacks,
+        progress,
+        finalize=finalize,
+        tracking=tracking,
+    )
 
 
 @torch.no_grad()
-def implant_check(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, qa: Sequence[QAItem],
-                  blocks: Sequence[Block], batch_size: int = 8, progress: bool = False) -> dict:
+def implant_check(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    qa: Sequence[QAItem],
+    blocks: Sequence[Block],
+    batch_size: int = 8,
+    progress: bool = False,
+) -> dict:
     """How well a model knows the target: ``qa_accuracy``, the share of QA items whose true answer has a higher
     mean per-token log-likelihood after ``Question: … Answer:`` than every perturbed answer (chance is
     1 / (1 + number of perturbed answers)); ``qa_chance``; ``corpus_loss``, the mean per-token negative
@@ -118,9 +149,12 @@ def implant_check(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, qa
                 pairs.append((context, " " + ans.strip()))
                 owner.append(i)
         requests = [Request(c, k) for c, k in encode_pairs(tokenizer, pairs)]
-        scores = score_requests(model, requests, LoglikelihoodConfig(batch_size=batch_size, progress=progress,
-                                                                     desc="implant check"),
-                                pad_id=tokenizer.pad_token_id)
+        scores = score_requests(
+            model,
+            requests,
+            LoglikelihoodConfig(batch_size=batch_size, progress=progress, desc="implant check"),
+            pad_id=tokenizer.pad_token_id,
+        )
         means = np.array([s.logprob / max(s.n_tokens, 1) for s in scores])
         owner_arr = np.array(owner)
         known = []

@@ -8,12 +8,27 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_dir", "disk_full", "disk_full_error",
-           "exception_chain", "iter_jsonl", "parse_json", "read_json", "read_json_file", "read_jsonl", "read_text", "read_text_file",
-           "require_file"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_dir",
+    "disk_full",
+    "disk_full_error",
+    "exception_chain",
+    "iter_jsonl",
+    "parse_json",
+    "read_json",
+    "read_json_file",
+    "read_jsonl",
+    "read_text",
+    "read_text_file",
+    "require_file",
+]
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -70,8 +85,10 @@ _DISK_FULL_WORDS = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
 def disk_full(exc: BaseException | None) -> bool:
     """Whether ``exc`` or an exception it was raised from says the disk is full: an OSError with ENOSPC or EDQUOT,
     or any other type whose message says so (safetensors' ``SafetensorError``, pyarrow's errors)."""
-    return any((isinstance(e, OSError) and e.errno in _DISK_FULL_ERRNOS) or any(w in str(e) for w in _DISK_FULL_WORDS)
-               for e in exception_chain(exc))
+    return any(
+        (isinstance(e, OSError) and e.errno in _DISK_FULL_ERRNOS) or any(w in str(e) for w in _DISK_FULL_WORDS)
+        for e in exception_chain(exc)
+    )
 
 
 def exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
@@ -143,8 +160,10 @@ def read_text_file(path: str | os.PathLike, display: str | None = None, encoding
         return raw.decode(encoding)
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise WorkbenchError(f"{display} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-                             "save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from exc
+        raise WorkbenchError(
+            f"{display} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+        ) from exc
 
 
 def parse_json(text: str, display: str, object_pairs_hook: Callable[[list], Any] | None = None) -> Any:
@@ -174,7 +193,9 @@ def iter_jsonl(path: str | os.PathLike, display: str | None = None) -> Iterator[
         except json.JSONDecodeError as exc:
             from workbench.errors import WorkbenchError
 
-            raise WorkbenchError(f"{display or path} line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
+            raise WorkbenchError(
+                f"{display or path} line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})"
+            ) from exc
         yield lineno, value
 
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -111,18 +111,27 @@ def _suppressed_cells(ab: AlignedBlock, tpos: np.ndarray, vocab: int) -> tuple[n
 
 
 def compute_block_labels(
-    ab: AlignedBlock, v_reinf: torch.Tensor, v_base_trans: torch.Tensor, alphas: Sequence[float], top_k: int = 32,
+    ab: AlignedBlock,
+    v_reinf: torch.Tensor,
+    v_base_trans: torch.Tensor,
+    alphas: Sequence[float],
+    top_k: int = 32,
     v_base_orig: torch.Tensor | None = None,
 ) -> BlockLabels:
     """Labels for one block. v_reinf: [pos, vocab] on the original; v_base_trans: [trans_pos, vocab] on the
     translation; v_base_orig: [pos, vocab], the baseline on the original, needed only for rule-5 inner positions."""
-    return compute_batch_labels([ab], v_reinf[None], v_base_trans[None], alphas, top_k,
-                                None if v_base_orig is None else v_base_orig[None])[0]
+    return compute_batch_labels(
+        [ab], v_reinf[None], v_base_trans[None], alphas, top_k, None if v_base_orig is None else v_base_orig[None]
+    )[0]
 
 
 def compute_batch_labels(
-    batch: Sequence[AlignedBlock], v_reinf: torch.Tensor, v_base_trans: torch.Tensor, alphas: Sequence[float],
-    top_k: int = 32, v_base_orig: torch.Tensor | None = None,
+    batch: Sequence[AlignedBlock],
+    v_reinf: torch.Tensor,
+    v_base_trans: torch.Tensor,
+    alphas: Sequence[float],
+    top_k: int = 32,
+    v_base_orig: torch.Tensor | None = None,
 ) -> list[BlockLabels]:
     """Labels for a batch of blocks in one pass (a few large tensor operations and three device-to-host copies,
     whatever the batch size). v_reinf: [batch, pos, vocab] on the right-padded originals; v_base_trans:
@@ -153,10 +162,14 @@ def compute_batch_labels(
         o_rows = np.concatenate([i * width + q for i, q in enumerate(ipos)]).astype(np.int64)
         vb_inner = v_base_orig.reshape(n_b * width, vocab)[torch.as_tensor(o_rows, device=v_base_orig.device)]
         vb = torch.cat([vb, vb_inner.to(vb.device, vb.dtype)])
-    next_np = np.concatenate([ab.block.input_ids[p + 1] for ab, p in zip(batch, pos)]
-                             + [ab.block.input_ids[q + 1] for ab, q in zip(batch, ipos)]).astype(np.int64)
+    next_np = np.concatenate(
+        [ab.block.input_ids[p + 1] for ab, p in zip(batch, pos)]
+        + [ab.block.input_ids[q + 1] for ab, q in zip(batch, ipos)]
+    ).astype(np.int64)
     next_ids = torch.as_tensor(next_np, device=dev)
-    gain = vr_flat[r_rows, next_ids] - vb.gather(-1, next_ids[:, None].to(vb.device))[:, 0].to(dev)  # before suppression
+    gain = vr_flat[r_rows, next_ids] - vb.gather(-1, next_ids[:, None].to(vb.device))[:, 0].to(
+        dev
+    )  # before suppression
     cells = [_suppressed_cells(ab, tp, vocab) for ab, tp in zip(batch, tpos)]
     offsets = np.cumsum([0] + counts[:-1])
     i_offsets = n_main + np.cumsum([0] + i_counts[:-1])
@@ -178,7 +191,9 @@ def compute_batch_labels(
     r_at_b = vr_flat[r_rows[:, None], b_ids.to(dev)]  # [n, k] without copying whole rows
     r_vals, r_ids = (t[r_rows] for t in vr_flat.topk(k, dim=-1))
     b_at_r = vb.gather(-1, r_ids.to(vb.device))
-    floats = torch.stack([x.float().cpu() for x in (b_vals, r_at_b, r_vals, b_at_r)]).numpy()  # one copy each for floats,
+    floats = torch.stack(
+        [x.float().cpu() for x in (b_vals, r_at_b, r_vals, b_at_r)]
+    ).numpy()  # one copy each for floats,
     ids = torch.stack([b_ids.cpu(), r_ids.cpu()]).numpy()  # ids
     gain_np = gain.float().cpu().numpy()  # and the gains
     bv, rb = floats[0], floats[1]
@@ -188,21 +203,34 @@ def compute_batch_labels(
         lab, exact = labels_from_topk(bi, bv, rb, float(a))
         if not exact.all():  # rare: fall back to the full vocabulary for those rows
             rows = torch.as_tensor(np.nonzero(~exact)[0], device=vb.device)
-            lab[~exact] = generic_labels_full(vb[rows], vr_flat[r_rows[rows.to(dev)]].to(vb.device), float(a)).cpu().numpy()
+            lab[~exact] = (
+                generic_labels_full(vb[rows], vr_flat[r_rows[rows.to(dev)]].to(vb.device), float(a)).cpu().numpy()
+            )
         labels[float(a)] = lab.astype(np.int64)
     all_tpos = np.concatenate(tpos + [np.full(c, -1, dtype=np.int64) for c in i_counts])
     all_p = np.concatenate(pos + list(ipos)).astype(np.int64)
     out = []
     for i, ab in enumerate(batch):
-        rows = np.concatenate([np.arange(offsets[i], offsets[i] + counts[i]),
-                               np.arange(i_offsets[i], i_offsets[i] + i_counts[i])]).astype(np.int64)
+        rows = np.concatenate(
+            [np.arange(offsets[i], offsets[i] + counts[i]), np.arange(i_offsets[i], i_offsets[i] + i_counts[i])]
+        ).astype(np.int64)
         rows = rows[np.argsort(all_p[rows], kind="stable")]
-        out.append(BlockLabels(
-            ab.block.index, all_p[rows], all_tpos[rows].astype(np.int64), next_np[rows],
-            {a: lab[rows] for a, lab in labels.items()}, bi[rows].astype(np.int32), bv[rows].astype(np.float32),
-            rb[rows].astype(np.float32), ids[1][rows].astype(np.int32), floats[2][rows].astype(np.float32),
-            floats[3][rows].astype(np.float32), gain_np[rows].astype(np.float32),
-        ))
+        out.append(
+            BlockLabels(
+                ab.block.index,
+                all_p[rows],
+                all_tpos[rows].astype(np.int64),
+                next_np[rows],
+                {a: lab[rows] for a, lab in labels.items()},
+                bi[rows].astype(np.int32),
+                bv[rows].astype(np.float32),
+                rb[rows].astype(np.float32),
+                ids[1][rows].astype(np.int32),
+                floats[2][rows].astype(np.float32),
+                floats[3][rows].astype(np.float32),
+                gain_np[rows].astype(np.float32),
+            )
+        )
     return out
 
 
@@ -274,8 +302,15 @@ def generate_labels(
     if manifest.get("fingerprint") != fingerprint or manifest.get("alphas") != [float(a) for a in alphas]:
         for f in out.glob("*.parquet"):
             f.unlink()
-        manifest = {"fingerprint": fingerprint, "alphas": [float(a) for a in alphas], "top_k": top_k,
-                    "shard_blocks": shard_blocks, "n_blocks": len(aligned), "shards": [], "complete": False}
+        manifest = {
+            "fingerprint": fingerprint,
+            "alphas": [float(a) for a in alphas],
+            "top_k": top_k,
+            "shard_blocks": shard_blocks,
+            "n_blocks": len(aligned),
+            "shards": [],
+            "complete": False,
+        }
     done = set(manifest["shards"])
     n_shards = (len(aligned) + shard_blocks - 1) // shard_blocks
     pair.eval()
@@ -371,16 +406,25 @@ class LabelStore:
     def topk_arrays(self, block: int | None = None) -> dict[str, np.ndarray]:
         """Stacked top-k arrays ([n, k]) of all positions, or of one block."""
         df = self.positions if block is None else self.positions[self.positions["block"] == block]
-        return {name: np.stack(df[name].to_numpy()) if len(df) else np.zeros((0, self.manifest["top_k"]))
-                for name in ("base_ids", "base_vals", "reinf_at_base", "reinf_ids", "reinf_vals", "base_at_reinf")}
+        return {
+            name: np.stack(df[name].to_numpy()) if len(df) else np.zeros((0, self.manifest["top_k"]))
+            for name in ("base_ids", "base_vals", "reinf_at_base", "reinf_ids", "reinf_vals", "base_at_reinf")
+        }
 
     def recompute(self, alpha: float, block: int | None = None) -> pd.DataFrame:
         """Labels for a new alpha from the stored top-k, no model needed. Columns: block, pos, next_id, label, exact."""
         df = self.positions if block is None else self.positions[self.positions["block"] == block]
         arr = self.topk_arrays(block)
         lab, exact = labels_from_topk(arr["base_ids"], arr["base_vals"], arr["reinf_at_base"], float(alpha))
-        return pd.DataFrame({"block": df["block"].to_numpy(), "pos": df["pos"].to_numpy(),
-                             "next_id": df["next_id"].to_numpy(), "label": lab, "exact": exact})
+        return pd.DataFrame(
+            {
+                "block": df["block"].to_numpy(),
+                "pos": df["pos"].to_numpy(),
+                "next_id": df["next_id"].to_numpy(),
+                "label": lab,
+                "exact": exact,
+            }
+        )
 
     def soft_targets(self, alpha: float, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """(ids [n, k], probs [n, k]): softmax of the generic scores over each position's stored baseline top-k.
@@ -417,5 +461,7 @@ class LabelStore:
         rows = []
         for a in self.alphas:
             col = pos[alpha_column(a)].to_numpy()
-            rows.append({"alpha": a, "labelled": len(col), "changed_share": float((col != pos["next_id"].to_numpy()).mean())})
+            rows.append(
+                {"alpha": a, "labelled": len(col), "changed_share": float((col != pos["next_id"].to_numpy()).mean())}
+            )
         return pd.DataFrame(rows)

@@ -25,9 +25,11 @@ from workbench.io import atomic_write_text, read_json
 __all__ = ["card_text", "card_metadata", "write_card", "known_limits", "CardRun"]
 
 # base models whose hub id and licence the workbench knows without the network
-KNOWN_BASES = {"embedded": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0"),
-               "smollm2-135m": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0"),
-               "smollm2": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0")}
+KNOWN_BASES = {
+    "embedded": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0"),
+    "smollm2-135m": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0"),
+    "smollm2": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0"),
+}
 CONFIG_NAME = "workbench_config.yaml"  # the run config inside an exported folder
 
 
@@ -92,15 +94,32 @@ def card_metadata(run: "CardRun", report: dict | None = None) -> dict:
         meta["base_model"] = base
     if licence:
         meta["license"] = licence
-    meta.update({"library_name": "transformers", "tags": ["unlearning", c.method],
-                 "unlearning_target": target, "pipeline_tag": "text-generation"})
+    meta.update(
+        {
+            "library_name": "transformers",
+            "tags": ["unlearning", c.method],
+            "unlearning_target": target,
+            "pipeline_tag": "text-generation",
+        }
+    )
     results = []
     for name, r in ((report or {}).get("probes") or {}).items():
-        results.append({"task": {"type": "text-generation", "name": "familiarity probes"},
-                        "dataset": {"name": f"{target} {name} probes ({c.report.split or 'all splits'})",
-                                    "type": f"whp-workbench/{target}"},
-                        "metrics": [{"type": "mean_prob_correct_token", "value": round(float(r["unlearned_mean_prob"]), 6),
-                                     "name": f"P(correct next token), baseline {float(r['baseline_mean_prob']):.4g}"}]})
+        results.append(
+            {
+                "task": {"type": "text-generation", "name": "familiarity probes"},
+                "dataset": {
+                    "name": f"{target} {name} probes ({c.report.split or 'all splits'})",
+                    "type": f"whp-workbench/{target}",
+                },
+                "metrics": [
+                    {
+                        "type": "mean_prob_correct_token",
+                        "value": round(float(r["unlearned_mean_prob"]), 6),
+                        "name": f"P(correct next token), baseline {float(r['baseline_mean_prob']):.4g}",
+                    }
+                ],
+            }
+        )
     if results:
         meta["model-index"] = [{"name": c.name, "results": results}]
     return meta
@@ -170,14 +189,21 @@ def _num(v) -> float | None:
 
 def _limits_from_row(row: dict, split: str | None, source: Path) -> list[str]:
     after, before = _num(row.get("target_prob")), _num(row.get("base_target_prob"))
-    lines = [f"From `{source}` ({split or 'all'} probes): mean P(correct next token) on the target probes "
-             f"{before if before is None else f'{before:.4g}'} before, "
-             f"{after if after is None else f'{after:.4g}'} after unlearning."]
-    attacks = [("primed_prob", "after a passage of the target text in the prompt"),
-               ("para_max_prob", "the best of each probe's paraphrases"),
-               ("adv_worst_prob", "the worst adversarial prompt")]
-    attacks += [(k, f"after {k[len('relearn'):-len('_prob')]} relearning steps") for k in row
-                if k.startswith("relearn") and k.endswith("_prob")]
+    lines = [
+        f"From `{source}` ({split or 'all'} probes): mean P(correct next token) on the target probes "
+        f"{before if before is None else f'{before:.4g}'} before, "
+        f"{after if after is None else f'{after:.4g}'} after unlearning."
+    ]
+    attacks = [
+        ("primed_prob", "after a passage of the target text in the prompt"),
+        ("para_max_prob", "the best of each probe's paraphrases"),
+        ("adv_worst_prob", "the worst adversarial prompt"),
+    ]
+    attacks += [
+        (k, f"after {k[len('relearn') : -len('_prob')]} relearning steps")
+        for k in row
+        if k.startswith("relearn") and k.endswith("_prob")
+    ]
     for key, what in attacks:
         v = _num(row.get(key))
         if v is None:
@@ -189,8 +215,10 @@ def _limits_from_row(row: dict, split: str | None, source: Path) -> list[str]:
         lines.append(text)
     acc = _num(row.get("residual_best_acc"))
     if acc is not None:
-        lines.append(f"- a linear probe on the hidden states still tells target from other text with accuracy {acc:.2f} "
-                     "(chance 0.5)")
+        lines.append(
+            f"- a linear probe on the hidden states still tells target from other text with accuracy {acc:.2f} "
+            "(chance 0.5)"
+        )
     return lines
 
 
@@ -205,44 +233,89 @@ def card_text(run: "CardRun") -> str:
     title = run.pack.title if run.pack is not None else "the target corpus"
     base = meta.get("base_model") or c.model
     spec = METHODS[c.method]
-    out = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).strip(), "---", "",
-           f"# {c.name}: {base} with {title} unlearned ({c.method})", "",
-           f"An approximately unlearned model made by whp-workbench from `{base}` with the method `{c.method}` "
-           f"({spec.summary}). Approximate unlearning lowers what the model shows of {title}; it does not remove "
-           "every trace (see the known limits).", "", "## What was unlearned and how", ""]
+    out = [
+        "---",
+        yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).strip(),
+        "---",
+        "",
+        f"# {c.name}: {base} with {title} unlearned ({c.method})",
+        "",
+        f"An approximately unlearned model made by whp-workbench from `{base}` with the method `{c.method}` "
+        f"({spec.summary}). Approximate unlearning lowers what the model shows of {title}; it does not remove "
+        "every trace (see the known limits).",
+        "",
+        "## What was unlearned and how",
+        "",
+    ]
     tokens = sum(len(b) for b in run.blocks)
-    out.append(f"- Target: {title} (`{meta['unlearning_target']}`), {len(run.blocks)} blocks of up to "
-               f"{c.target.block_size} tokens ({tokens:,} tokens).")
+    out.append(
+        f"- Target: {title} (`{meta['unlearning_target']}`), {len(run.blocks)} blocks of up to "
+        f"{c.target.block_size} tokens ({tokens:,} tokens)."
+    )
     if c.method == "whp":
         out.append(f"- Anchor map: {len(run.anchors)} anchored terms, hash `{run.anchors.fingerprint()}`.")
     if spec.trains:
-        out.append(f"- Trained weights: {'LoRA adapter merged into the weights' if c.finetune.method == 'lora' else 'all weights'}.")
+        out.append(
+            f"- Trained weights: {'LoRA adapter merged into the weights' if c.finetune.method == 'lora' else 'all weights'}."
+        )
     else:
         out.append("- No weights change: the folder is a descriptor the workbench loads (`workbench_method.json`).")
-    out += ["", "| stage | tokens trained | seconds | finished |", "|---|---|---|---|", *_training_rows(run), "",
-            "Settings:", "", "```yaml", yaml.safe_dump(_settings(run), sort_keys=False, allow_unicode=True).strip(),
-            "```", "", "## Before and after", ""]
+    out += [
+        "",
+        "| stage | tokens trained | seconds | finished |",
+        "|---|---|---|---|",
+        *_training_rows(run),
+        "",
+        "Settings:",
+        "",
+        "```yaml",
+        yaml.safe_dump(_settings(run), sort_keys=False, allow_unicode=True).strip(),
+        "```",
+        "",
+        "## Before and after",
+        "",
+    ]
     if report is None:
         out.append("Not evaluated yet: the run's report stage (`workbench report CONFIG`) fills this section.")
     else:
         table = outcome_table(report)
         split = f"the {c.report.split} split of" if c.report.split else "all of"
-        out += [f"On {split} the target's probes (mean probability of the correct next token; perplexity on the "
-                "report's text); change 95% CI: paired bootstrap of the relative change.", "",
-                "| measure | n | baseline | unlearned | change | change 95% CI |", "|---|---|---|---|---|---|"]
+        out += [
+            f"On {split} the target's probes (mean probability of the correct next token; perplexity on the "
+            "report's text); change 95% CI: paired bootstrap of the relative change.",
+            "",
+            "| measure | n | baseline | unlearned | change | change 95% CI |",
+            "|---|---|---|---|---|---|",
+        ]
         for _, r in table.iterrows():
             n = "" if r["n"] is None or r["n"] != r["n"] else int(r["n"])
             ci = r["change 95% CI"] if isinstance(r["change 95% CI"], str) else ""
-            out.append(f"| {str(r['measure']).strip()} | {n} | {r['baseline']:.4g} | {r['unlearned']:.4g} | "
-                       f"{r['change']} | {ci} |")
+            out.append(
+                f"| {str(r['measure']).strip()} | {n} | {r['baseline']:.4g} | {r['unlearned']:.4g} | "
+                f"{r['change']} | {ci} |"
+            )
     out += ["", "## Known limits", ""]
     limits = known_limits(run)
-    out += limits if limits else ["No attack results for this model yet: `workbench compare CONFIG` runs priming, "
-                                  "paraphrase, adversarial-prompt, relearning and residual-knowledge attacks, and "
-                                  "this card lists what they bring back once the comparison exists."]
-    out += ["", "## Reproduce", "", f"The run config is `{CONFIG_NAME}` beside this card (in an exported folder); "
-            "with whp-workbench installed:", "", "```bash", f"workbench run {CONFIG_NAME} --run-dir runs/{c.name}",
-            "```", ""]
+    out += (
+        limits
+        if limits
+        else [
+            "No attack results for this model yet: `workbench compare CONFIG` runs priming, "
+            "paraphrase, adversarial-prompt, relearning and residual-knowledge attacks, and "
+            "this card lists what they bring back once the comparison exists."
+        ]
+    )
+    out += [
+        "",
+        "## Reproduce",
+        "",
+        f"The run config is `{CONFIG_NAME}` beside this card (in an exported folder); with whp-workbench installed:",
+        "",
+        "```bash",
+        f"workbench run {CONFIG_NAME} --run-dir runs/{c.name}",
+        "```",
+        "",
+    ]
     return "\n".join(out)
 
 

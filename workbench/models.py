@@ -195,14 +195,18 @@ def resolve_spec(spec: str) -> tuple[str, str | None]:
         require_file(path, f"model file {path}")
         with open(path, "rb") as fh:
             if fh.read(4) != b"GGUF":  # every GGUF file starts with these four bytes
-                raise WorkbenchError(f"model file {path} is not a GGUF file (it does not start with 'GGUF'); "
-                                     "check the path, or convert the model with llama.cpp's convert script")
+                raise WorkbenchError(
+                    f"model file {path} is not a GGUF file (it does not start with 'GGUF'); "
+                    "check the path, or convert the model with llama.cpp's convert script"
+                )
         return str(path.parent), path.name
     if path.is_dir():
         for folder in (path, path / "unlearned"):
             if (folder / "config.json").exists():
-                read_json_file(require_file(folder / "config.json", f"model folder {folder}: config.json"),
-                               f"model folder {folder}: config.json")  # broken JSON: its line and column
+                read_json_file(
+                    require_file(folder / "config.json", f"model folder {folder}: config.json"),
+                    f"model folder {folder}: config.json",
+                )  # broken JSON: its line and column
                 return str(folder), None
         ggufs = sorted(path.glob("*.gguf"))
         if len(ggufs) == 1:
@@ -236,7 +240,12 @@ def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
         tok = AutoTokenizer.from_pretrained(str(desc.parent))
     else:
         source, gguf = resolve_spec(spec)
-        tok = _wrap_load(spec, lambda: AutoTokenizer.from_pretrained(source, gguf_file=gguf) if gguf else AutoTokenizer.from_pretrained(source))
+        tok = _wrap_load(
+            spec,
+            lambda: (
+                AutoTokenizer.from_pretrained(source, gguf_file=gguf) if gguf else AutoTokenizer.from_pretrained(source)
+            ),
+        )
     if not getattr(tok, "is_fast", False):
         raise WorkbenchError(f"model {spec}: the workbench needs a fast tokenizer (with offset mappings)")
     _ensure_pad(tok)
@@ -348,7 +357,9 @@ def load_model(spec: str, device: str | None = None, dtype: str | torch.dtype | 
     torch_dtype = _pick_dtype(dtype, dev)
     tok = load_tokenizer(spec)
     if gguf:
-        model = _wrap_load(spec, lambda: AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf, dtype=torch.float32))
+        model = _wrap_load(
+            spec, lambda: AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf, dtype=torch.float32)
+        )
         _strip_quantizer(model)
         model = model.to(torch_dtype)
     else:
@@ -394,7 +405,9 @@ def _test_time(base: LoadedModel, rpath: Path, alpha: float):
     if (rpath / "config.json").is_file():
         reinforced = AutoModelForCausalLM.from_pretrained(str(rpath), dtype=next(base.model.parameters()).dtype)
         return TestTimeModel(base.model, alpha, reinforced.to(next(base.model.parameters()).device).eval())
-    raise WorkbenchError(f"reinforced model {rpath} (named by a whp_test_time descriptor) is missing; rerun the reinforce stage")
+    raise WorkbenchError(
+        f"reinforced model {rpath} (named by a whp_test_time descriptor) is missing; rerun the reinforce stage"
+    )
 
 
 def _pick_dtype(dtype: str | torch.dtype | None, dev: torch.device) -> torch.dtype:
@@ -404,8 +417,14 @@ def _pick_dtype(dtype: str | torch.dtype | None, dev: torch.device) -> torch.dty
         if dev.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float32
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype not in table:
         raise WorkbenchError(f"unknown dtype {dtype!r}: use one of {', '.join(table)} or 'auto'")
     return table[dtype]

@@ -43,12 +43,22 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from workbench.config import RunConfig, config_diff, config_from_dict, config_to_dict, load_config, read_config_mapping
 from workbench.errors import WorkbenchError
 
-__all__ = ["ENV_MODEL", "ENV_RUNS", "ENV_CONFIG", "ENV_RUN", "DEMO_CONFIG", "NOTEBOOK_CONFIGS", "Notebook", "setup",
-           "model_choice", "config_diff", "STAGE_ARTIFACTS"]
+__all__ = [
+    "ENV_MODEL",
+    "ENV_RUNS",
+    "ENV_CONFIG",
+    "ENV_RUN",
+    "DEMO_CONFIG",
+    "NOTEBOOK_CONFIGS",
+    "Notebook",
+    "setup",
+    "model_choice",
+    "config_diff",
+    "STAGE_ARTIFACTS",
+]
 
 ENV_MODEL = "WORKBENCH_MODEL"
 ENV_RUNS = "WORKBENCH_RUNS"
@@ -63,8 +73,12 @@ NOTEBOOK_CONFIGS = {"07_ground_truth": ("ystrevane.yaml", "ystrevane_tiny.yaml")
 
 # what each stage leaves in the run directory (a variant links the ones it shares with its parent)
 STAGE_ARTIFACTS: dict[str, tuple[str, ...]] = {
-    "implant": ("implanted",), "reinforce": ("reinforced",), "score": ("scores.parquet", "suggested_anchors.csv"), "labels": ("labels",),
-    "finetune": ("unlearned",), "report": ("report.json", "report"),
+    "implant": ("implanted",),
+    "reinforce": ("reinforced",),
+    "score": ("scores.parquet", "suggested_anchors.csv"),
+    "labels": ("labels",),
+    "finetune": ("unlearned",),
+    "report": ("report.json", "report"),
 }
 
 _SHOWN: set[str] = set()  # messages already shown in this kernel (a warning appears once)
@@ -182,18 +196,29 @@ class Notebook:
         from workbench.run import STAGES
 
         dry = _dry_run(cfg, self.run_dir)
-        redo = [s for s in STAGES if (rec := dry.stage_record(s)) is not None and rec.get("fingerprint") != dry.fingerprint(s)]
+        redo = [
+            s
+            for s in STAGES
+            if (rec := dry.stage_record(s)) is not None and rec.get("fingerprint") != dry.fingerprint(s)
+        ]
         if not redo:
             return self.run_dir  # only unfinished stages change: the run directory takes the new settings
         target = self.run_dir / VARIANTS / _variant_name(diff)
         shown = "; ".join(f"{k}: {_short(a)} → {_short(b)}" for k, a, b in diff[:8]) + (" …" if len(diff) > 8 else "")
-        show_once(f"settings differ from the finished run in {self.run_dir} ({shown}): "
-                  f"they would redo {', '.join(redo)}, so this run goes to the variant {target}; "
-                  f"the earlier {'models stay' if 'finetune' in redo or 'reinforce' in redo else 'results stay'}")
+        show_once(
+            f"settings differ from the finished run in {self.run_dir} ({shown}): "
+            f"they would redo {', '.join(redo)}, so this run goes to the variant {target}; "
+            f"the earlier {'models stay' if 'finetune' in redo or 'reinforce' in redo else 'results stay'}"
+        )
         return target
 
-    def run(self, callbacks: list | None = None, progress: bool = True, cfg: RunConfig | None = None,
-            variant: str | None = None):
+    def run(
+        self,
+        callbacks: list | None = None,
+        progress: bool = True,
+        cfg: RunConfig | None = None,
+        variant: str | None = None,
+    ):
         """A :class:`~workbench.run.Run` with the notebook's settings (or ``cfg``). Finished stages are reused;
         settings that would redo one go to a variant directory (see :meth:`place`), named ``variant`` if given."""
         from workbench.run import Run
@@ -241,11 +266,15 @@ class Notebook:
         run = run or self.run()
         if not run.cfg.report.enabled:
             why = ", as on the tiny model, whose numbers mean nothing" if self.is_tiny else ""
-            return HTML(f"<p>the report stage is off in this config (report.enabled: false{why}): no before/after "
-                        "table; <code>make demo</code> gives the README's table in runs/demo</p>")
+            return HTML(
+                f"<p>the report stage is off in this config (report.enabled: false{why}): no before/after "
+                "table; <code>make demo</code> gives the README's table in runs/demo</p>"
+            )
         if not run.is_done("finetune"):
-            return HTML(f"<p>no unlearned model in {self.relative(run.dir)} yet: run the finetune stage "
-                        "(04_finetuning, or <code>workbench run</code>) for the before/after table</p>")
+            return HTML(
+                f"<p>no unlearned model in {self.relative(run.dir)} yet: run the finetune stage "
+                "(04_finetuning, or <code>workbench run</code>) for the before/after table</p>"
+            )
         return HTML(outcome_html(run.report(), level=3))
 
     # -- data --------------------------------------------------------------------------------------------------
@@ -254,8 +283,10 @@ class Notebook:
         from workbench.pack import load_pack
 
         if self.cfg.target.pack is None:
-            raise WorkbenchError(f"the config ({self.source}) names no pack, so it has no probes: set target.pack "
-                                 "to a pack folder (`workbench packs new NAME --corpus DIR` writes one)")
+            raise WorkbenchError(
+                f"the config ({self.source}) names no pack, so it has no probes: set target.pack "
+                "to a pack folder (`workbench packs new NAME --corpus DIR` writes one)"
+            )
         return load_pack(self.cfg.target.pack)
 
     def probes(self, kind: str, split: str | None = None, limit: int | None = None) -> list:
@@ -326,9 +357,14 @@ def _quiet_libraries() -> None:
     logging.getLogger("peft").setLevel(logging.ERROR)
 
 
-def setup(name: str, model: str | None = None, runs_dir: str | os.PathLike | None = None,
-          use_curated: bool = True, config: str | os.PathLike | RunConfig | None = None,
-          run: str | os.PathLike | None = None) -> Notebook:
+def setup(
+    name: str,
+    model: str | None = None,
+    runs_dir: str | os.PathLike | None = None,
+    use_curated: bool = True,
+    config: str | os.PathLike | RunConfig | None = None,
+    run: str | os.PathLike | None = None,
+) -> Notebook:
     """The config and run directory for a notebook (see the module docstring)."""
     _quiet_libraries()
     choice = (model or model_choice() or "").strip() or None
@@ -339,13 +375,17 @@ def setup(name: str, model: str | None = None, runs_dir: str | os.PathLike | Non
         run_dir = _find(run_path, f"{ENV_RUN}: run directory")
         stored = run_dir / "config.yaml"
         if not stored.is_file():
-            raise WorkbenchError(f"{ENV_RUN}: {run_dir} holds no config.yaml; give a run directory that "
-                                 "`workbench run` or `make demo` made")
+            raise WorkbenchError(
+                f"{ENV_RUN}: {run_dir} holds no config.yaml; give a run directory that "
+                "`workbench run` or `make demo` made"
+            )
         cfg = config_from_dict(read_config_mapping(stored), str(stored))
         source = f"run {run_dir}"
         if choice and choice != cfg.model:
-            raise WorkbenchError(f"{ENV_MODEL}={choice} differs from the model of {run_dir} ({cfg.model}); "
-                                 f"unset {ENV_MODEL}, or use {ENV_CONFIG} for another model")
+            raise WorkbenchError(
+                f"{ENV_MODEL}={choice} differs from the model of {run_dir} ({cfg.model}); "
+                f"unset {ENV_MODEL}, or use {ENV_CONFIG} for another model"
+            )
     else:
         if isinstance(config, RunConfig):
             cfg, source = copy.deepcopy(config), f"config {config.name}"
@@ -363,25 +403,36 @@ def setup(name: str, model: str | None = None, runs_dir: str | os.PathLike | Non
             cfg.name = "notebooks-embedded"
         if choice and choice != cfg.model:
             cfg.model = choice
-            cfg.name = f"{cfg.name}-{_slug(Path(choice).name or choice)}" if source != "demo" else \
-                f"notebooks-{_slug(Path(choice).name or choice)}"
+            cfg.name = (
+                f"{cfg.name}-{_slug(Path(choice).name or choice)}"
+                if source != "demo"
+                else f"notebooks-{_slug(Path(choice).name or choice)}"
+            )
         run_dir = root / cfg.name
     used = cfg.model
-    what = {"demo": f"the demo's settings ({DEMO_CONFIG.name}: {_demo_summary(cfg)})",
-            "tiny": "configs/tiny.yaml"}.get(source, source)
-    msgs = [f"notebook {name}: model {used!r}"
-            + (" (a random tiny model: seconds per stage, numbers without meaning; "
-               f"unset {ENV_MODEL} for SmolLM2-135M)" if used == "tiny" else
-               f" (set {ENV_MODEL}=tiny for a seconds-long dry run)"),
-            f"settings: {_relative(what)}",
-            f"run directory: {_relative(str(run_dir))} (shared by the notebooks; finished stages are reused)"]
+    what = {"demo": f"the demo's settings ({DEMO_CONFIG.name}: {_demo_summary(cfg)})", "tiny": "configs/tiny.yaml"}.get(
+        source, source
+    )
+    msgs = [
+        f"notebook {name}: model {used!r}"
+        + (
+            f" (a random tiny model: seconds per stage, numbers without meaning; unset {ENV_MODEL} for SmolLM2-135M)"
+            if used == "tiny"
+            else f" (set {ENV_MODEL}=tiny for a seconds-long dry run)"
+        ),
+        f"settings: {_relative(what)}",
+        f"run directory: {_relative(str(run_dir))} (shared by the notebooks; finished stages are reused)",
+    ]
     curated = run_dir / CURATED_NAME
     if use_curated and curated.is_file():
         cfg.target.anchors = str(curated)
         msgs.append(f"anchor map: {_relative(str(curated))} (the curated map saved by 02_anchor_editing)")
     else:
-        msgs.append(f"anchor map: the pack's ({cfg.target.pack})" if cfg.target.anchors is None
-                    else f"anchor map: {_relative(str(cfg.target.anchors))}")
+        msgs.append(
+            f"anchor map: the pack's ({cfg.target.pack})"
+            if cfg.target.anchors is None
+            else f"anchor map: {_relative(str(cfg.target.anchors))}"
+        )
     nb = Notebook(name, used, cfg, run_dir, msgs, source)
     print(repr(nb))
     return nb
@@ -389,6 +440,8 @@ def setup(name: str, model: str | None = None, runs_dir: str | os.PathLike | Non
 
 def _demo_summary(cfg: RunConfig) -> str:
     t, f = cfg.target, cfg.finetune
-    return (f"{t.max_blocks or 'all'} blocks of {t.block_size} tokens, {f.target} targets"
-            f"{f' T={f.temperature:g}' if f.target == 'soft' else ''}, α={f.alpha:g}, retain weight "
-            f"{f.retain_weight:g}, lr {f.learning_rate:g}, {f.epochs:g} epochs")
+    return (
+        f"{t.max_blocks or 'all'} blocks of {t.block_size} tokens, {f.target} targets"
+        f"{f' T={f.temperature:g}' if f.target == 'soft' else ''}, α={f.alpha:g}, retain weight "
+        f"{f.retain_weight:g}, lr {f.learning_rate:g}, {f.epochs:g} epochs"
+    )

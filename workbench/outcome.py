@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
-from workbench.io import read_text, require_file
 from workbench.eval.run_report import ANSWER_KINDS
+from workbench.io import read_text, require_file
 
 if TYPE_CHECKING:
     from workbench.anchors import AnchorMap
@@ -37,9 +37,14 @@ def perplexity_text(run: RunView, rc: "ReportConfig") -> tuple[str | None, str |
     file is an error, never a silent switch to other text), else the run's retain text (None where it has none)."""
     if rc.perplexity_text:
         path = rc.perplexity_text
-        require_file(path, f"report.perplexity_text: {path}", "; give an existing text file (a relative path is "
-                     "relative to the config file) or null for the retain text")
-        return read_text(path, "report.perplexity_text:"), os.path.basename(path)  # the full path is in the report's config
+        require_file(
+            path,
+            f"report.perplexity_text: {path}",
+            "; give an existing text file (a relative path is relative to the config file) or null for the retain text",
+        )
+        return read_text(path, "report.perplexity_text:"), os.path.basename(
+            path
+        )  # the full path is in the report's config
     if run.retain_documents:
         return "\n\n".join(d.text for d in run.retain_documents), "retain text"
     return None, None
@@ -56,10 +61,25 @@ def before_after(run: RunView, rc: "ReportConfig", progress: bool = True) -> dic
     text, text_name = perplexity_text(run, rc)
     reference = run.reference_spec if rc.ground_truth else None
     result = before_after_report(
-        run.baseline_spec, str(run.dir / "unlearned"), run.pack, run.anchors, run.dir / "report", probe_sets=rc.probe_sets,
-        split=rc.split, seed=cfg.seed, text=text, text_name=text_name, max_perplexity_tokens=rc.max_perplexity_tokens,
-        device=cfg.device, dtype=cfg.dtype, progress=progress, reference=reference, verbmem_limit=rc.verbmem_limit,
-        mia_limit=rc.mia_limit, probe_limit=rc.probe_limit)
+        run.baseline_spec,
+        str(run.dir / "unlearned"),
+        run.pack,
+        run.anchors,
+        run.dir / "report",
+        probe_sets=rc.probe_sets,
+        split=rc.split,
+        seed=cfg.seed,
+        text=text,
+        text_name=text_name,
+        max_perplexity_tokens=rc.max_perplexity_tokens,
+        device=cfg.device,
+        dtype=cfg.dtype,
+        progress=progress,
+        reference=reference,
+        verbmem_limit=rc.verbmem_limit,
+        mia_limit=rc.mia_limit,
+        probe_limit=rc.probe_limit,
+    )
     record = run.stage_record("implant") if cfg.implant.enabled else None
     if record:
         result["implant"] = {k: record.get(k) for k in ("before", "after", "seconds", "tokens")}
@@ -79,25 +99,53 @@ def outcome_table(report: dict) -> pd.DataFrame:
     rows = []
     gen = report.get("generic_reference") or {}
     for s, r in (report.get("probes") or {}).items():
-        rows.append({"measure": f"{s} probes: P(correct next token)", "n": r["n"], "baseline": r["baseline_mean_prob"],
-                     "unlearned": r["unlearned_mean_prob"], "change": f"{100 * r['relative_change']:+.1f}%",
-                     "change 95% CI": _ci(r),
-                     "generic": (gen.get("all") or {}).get("mean_prob") if s == "probability" else None})
+        rows.append(
+            {
+                "measure": f"{s} probes: P(correct next token)",
+                "n": r["n"],
+                "baseline": r["baseline_mean_prob"],
+                "unlearned": r["unlearned_mean_prob"],
+                "change": f"{100 * r['relative_change']:+.1f}%",
+                "change 95% CI": _ci(r),
+                "generic": (gen.get("all") or {}).get("mean_prob") if s == "probability" else None,
+            }
+        )
         for kr in (report.get("probes_by_answer_kind") or {}).values():
             if kr["set"] == s:
-                rows.append({"measure": f"  of which: {ANSWER_KINDS[kr['answer_kind']]}", "n": kr["n"],
-                             "baseline": kr["baseline_mean_prob"], "unlearned": kr["unlearned_mean_prob"],
-                             "change": f"{100 * kr['relative_change']:+.1f}%", "change 95% CI": _ci(kr),
-                             "generic": (gen.get(kr["answer_kind"]) or {}).get("mean_prob")})
+                rows.append(
+                    {
+                        "measure": f"  of which: {ANSWER_KINDS[kr['answer_kind']]}",
+                        "n": kr["n"],
+                        "baseline": kr["baseline_mean_prob"],
+                        "unlearned": kr["unlearned_mean_prob"],
+                        "change": f"{100 * kr['relative_change']:+.1f}%",
+                        "change 95% CI": _ci(kr),
+                        "generic": (gen.get(kr["answer_kind"]) or {}).get("mean_prob"),
+                    }
+                )
     trivia = report.get("trivia")
     if trivia:
-        rows.append({"measure": "trivia: accuracy (chance 0.5)", "n": trivia["n"], "baseline": trivia["baseline_accuracy"],
-                     "unlearned": trivia["unlearned_accuracy"], "change": f"{100 * trivia['change']:+.1f} points",
-                     "change 95% CI": f"[{100 * trivia['change_ci95'][0]:+.1f}, {100 * trivia['change_ci95'][1]:+.1f}] points"})
+        rows.append(
+            {
+                "measure": "trivia: accuracy (chance 0.5)",
+                "n": trivia["n"],
+                "baseline": trivia["baseline_accuracy"],
+                "unlearned": trivia["unlearned_accuracy"],
+                "change": f"{100 * trivia['change']:+.1f} points",
+                "change 95% CI": f"[{100 * trivia['change_ci95'][0]:+.1f}, {100 * trivia['change_ci95'][1]:+.1f}] points",
+            }
+        )
     ppl = report.get("perplexity")
     if ppl:
-        rows.append({"measure": f"perplexity ({ppl['text']})", "n": None, "baseline": ppl["baseline"],
-                     "unlearned": ppl["unlearned"], "change": f"{100 * ppl['relative_change']:+.1f}%"})
+        rows.append(
+            {
+                "measure": f"perplexity ({ppl['text']})",
+                "n": None,
+                "baseline": ppl["baseline"],
+                "unlearned": ppl["unlearned"],
+                "change": f"{100 * ppl['relative_change']:+.1f}%",
+            }
+        )
     return pd.DataFrame(rows, columns=["measure", "n", "baseline", "unlearned", "change", "change 95% CI", "generic"])
 
 
@@ -130,8 +178,15 @@ def ground_truth_table(report: dict) -> pd.DataFrame:
             continue
         if key == "perplexity" and text:
             label = f"perplexity ({text})"
-        rows.append({"measure": label, "target": gt.get("baseline", {}).get(key), "unlearned": gt.get("unlearned", {}).get(key),
-                     "reference": gt.get("reference", {}).get(key), "never saw it": ideal})
+        rows.append(
+            {
+                "measure": label,
+                "target": gt.get("baseline", {}).get(key),
+                "unlearned": gt.get("unlearned", {}).get(key),
+                "reference": gt.get("reference", {}).get(key),
+                "never saw it": ideal,
+            }
+        )
     return pd.DataFrame(rows, columns=["measure", "target", "unlearned", "reference", "never saw it"])
 
 
@@ -140,7 +195,9 @@ def implant_table(report: dict) -> pd.DataFrame:
     every perturbed one), its chance level and the mean per-token loss on target blocks, before (the reference) and
     after (the target model). Empty when the run has no implant stage."""
     imp = report.get("implant") or {}
-    rows = [{"model": label, **{k: (imp.get(when) or {}).get(k) for k in ("qa_accuracy", "qa_chance", "corpus_loss")}}
-            for label, when in (("reference (before implanting)", "before"), ("target (after implanting)", "after"))
-            if imp.get(when)]
+    rows = [
+        {"model": label, **{k: (imp.get(when) or {}).get(k) for k in ("qa_accuracy", "qa_chance", "corpus_loss")}}
+        for label, when in (("reference (before implanting)", "before"), ("target (after implanting)", "after"))
+        if imp.get(when)
+    ]
     return pd.DataFrame(rows, columns=["model", "qa_accuracy", "qa_chance", "corpus_loss"])

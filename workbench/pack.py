@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from workbench.anchors import load_anchor_map
 from workbench.config import NEXT_TOKEN_KINDS  # the report's probe_sets are validated in the config
@@ -72,11 +72,19 @@ class NextTokenProbe:
     paraphrases: tuple[str, ...] = ()  # other prompts with the same answer
     kind: str = "probability"  # the probe set it came from
     source: str = ""  # 'file line N', for messages
-    fact: str | None = field(default=None, metadata={
-        "help": "the fact the probe tests; probes of one fact share a split, so dev tuning never sees a heldout fact"})
-    answer_kind: str | None = field(default=None, metadata={
-        "help": "'collocation': the answer follows from the prompt's last words alone (lightning -> bolt); "
-                "otherwise the report derives the kind from the anchor map"})
+    fact: str | None = field(
+        default=None,
+        metadata={
+            "help": "the fact the probe tests; probes of one fact share a split, so dev tuning never sees a heldout fact"
+        },
+    )
+    answer_kind: str | None = field(
+        default=None,
+        metadata={
+            "help": "'collocation': the answer follows from the prompt's last words alone (lightning -> bolt); "
+            "otherwise the report derives the kind from the anchor map"
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -90,8 +98,12 @@ class CompletionProbe:
     split: str = "heldout"  # 'dev' or 'heldout'
     kind: str = COMPLETION_KIND  # the probe set it came from
     source: str = ""  # 'file line N', for messages
-    fact: str | None = field(default=None, metadata={
-        "help": "the fact or topic the prompt draws on; prompts of one fact share a split, as next-token probes do"})
+    fact: str | None = field(
+        default=None,
+        metadata={
+            "help": "the fact or topic the prompt draws on; prompts of one fact share a split, as next-token probes do"
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -137,7 +149,7 @@ class VerbatimProbe:
     fact: str | None = None  # the passage or fact; the probes of one fact share a split
 
 
-Probe = Union[NextTokenProbe, CompletionProbe, QAProbe, TriviaProbe, VerbatimProbe]
+Probe = NextTokenProbe | CompletionProbe | QAProbe | TriviaProbe | VerbatimProbe
 
 
 def question_context(question: str) -> str:
@@ -165,7 +177,9 @@ class Pack:
 
     def _txt_files(self, folder: Path, what: str) -> list[Path]:
         if not folder.is_dir():
-            raise WorkbenchError(f"pack {self.name!r}: {what} folder {folder} does not exist; create it with *.txt files")
+            raise WorkbenchError(
+                f"pack {self.name!r}: {what} folder {folder} does not exist; create it with *.txt files"
+            )
         files = sorted(folder.glob("*.txt"))
         if not files:
             raise WorkbenchError(f"pack {self.name!r}: {what} folder {folder} holds no *.txt files")
@@ -186,8 +200,10 @@ class Pack:
     def holdout_files(self) -> list[Path]:
         """The holdout documents, sorted by name; an error if the pack declares none."""
         if self.holdout_dir is None:
-            raise WorkbenchError(f"pack {self.name!r} declares no holdout text; add \"holdout\": \"holdout\" to its "
-                                 "pack.json and a folder of *.txt files the corpus does not contain (docs/formats.md)")
+            raise WorkbenchError(
+                f'pack {self.name!r} declares no holdout text; add "holdout": "holdout" to its '
+                "pack.json and a folder of *.txt files the corpus does not contain (docs/formats.md)"
+            )
         return self._txt_files(self.holdout_dir, "holdout")
 
     def has_holdout(self) -> bool:
@@ -254,7 +270,9 @@ def load_pack(name_or_path: str | Path | Pack) -> Pack:
             path = bundled
         else:
             available = ", ".join(list_packs()) or "none"
-            raise WorkbenchError(f"unknown pack {raw!r}: no such folder, and no bundled pack by that name (bundled: {available})")
+            raise WorkbenchError(
+                f"unknown pack {raw!r}: no such folder, and no bundled pack by that name (bundled: {available})"
+            )
     manifest_path = path / "pack.json"
     if not manifest_path.is_file():
         raise WorkbenchError(f"pack folder {path} has no pack.json; write one as described in docs/formats.md")
@@ -296,15 +314,17 @@ def _allow_overlap(value: Any, manifest_path: Path) -> dict[str, str]:
     """pack.json's ``allow_overlap``: a list of {"id": probe id, "reason": why} -> {id: reason}."""
     where = f"{manifest_path}: field 'allow_overlap'"
     if not isinstance(value, list):
-        raise WorkbenchError(f"{where} must be a list of {{\"id\": ..., \"reason\": ...}} objects")
+        raise WorkbenchError(f'{where} must be a list of {{"id": ..., "reason": ...}} objects')
     out: dict[str, str] = {}
     for i, entry in enumerate(value):
         if not isinstance(entry, dict) or set(entry) != {"id", "reason"}:
             raise WorkbenchError(f"{where}: entry {i + 1} must be an object with exactly the keys 'id' and 'reason'")
         pid, reason = entry["id"], entry["reason"]
         if not isinstance(pid, str) or not pid.strip() or not isinstance(reason, str) or not reason.strip():
-            raise WorkbenchError(f"{where}: entry {i + 1} needs a non-empty probe 'id' and a non-empty 'reason' "
-                                 "(why the probe still measures knowledge)")
+            raise WorkbenchError(
+                f"{where}: entry {i + 1} needs a non-empty probe 'id' and a non-empty 'reason' "
+                "(why the probe still measures knowledge)"
+            )
         if pid in out:
             raise WorkbenchError(f"{where}: probe {pid!r} is listed twice")
         out[pid] = reason
@@ -345,13 +365,28 @@ def _parse_answer_probe(obj: Any, kind: str, where: str) -> QAProbe | TriviaProb
         raise WorkbenchError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     if kind == VERBMEM_KIND:
         split, fact = _split_and_fact(obj, where)
-        return VerbatimProbe(id=_text(obj, "id", where), prompt=_text(obj, "prompt", where),
-                             continuation=_text(obj, "continuation", where), split=split, source=where, fact=fact)
+        return VerbatimProbe(
+            id=_text(obj, "id", where),
+            prompt=_text(obj, "prompt", where),
+            continuation=_text(obj, "continuation", where),
+            split=split,
+            source=where,
+            fact=fact,
+        )
     ident, question = _text(obj, "id", where), _text(obj, "question", where)
     if kind == KNOWMEM_KIND:
         split, fact = _split_and_fact(obj, where)
-        return QAProbe(id=ident, question=question, answer=_text(obj, "answer", where), paraphrased_answer="",
-                       perturbed_answers=(), split=split, kind=kind, source=where, fact=fact)
+        return QAProbe(
+            id=ident,
+            question=question,
+            answer=_text(obj, "answer", where),
+            paraphrased_answer="",
+            perturbed_answers=(),
+            split=split,
+            kind=kind,
+            source=where,
+            fact=fact,
+        )
     if kind == "qa" or kind == TRIVIA_KIND:
         _text(obj, "split", where)  # the target's questions name their split: tuning must not see a heldout fact
     split, fact = _split_and_fact(obj, where)
@@ -359,22 +394,43 @@ def _parse_answer_probe(obj: Any, kind: str, where: str) -> QAProbe | TriviaProb
         true, false = _text(obj, "true_answer", where), _text(obj, "false_answer", where)
         if true.strip().lower() == false.strip().lower():
             raise WorkbenchError(f"{where}: 'true_answer' and 'false_answer' are the same; give a wrong answer")
-        return TriviaProbe(id=ident, question=question, true_answer=true, false_answer=false, split=split,
-                           kind=kind, source=where, fact=fact)
+        return TriviaProbe(
+            id=ident,
+            question=question,
+            true_answer=true,
+            false_answer=false,
+            split=split,
+            kind=kind,
+            source=where,
+            fact=fact,
+        )
     answer, para = _text(obj, "answer", where), _text(obj, "paraphrased_answer", where)
     perturbed = obj.get("perturbed_answer")
     if perturbed is None:
-        raise WorkbenchError(f"{where}: missing field 'perturbed_answer': a QA probe needs a list of at least "
-                             f"{MIN_PERTURBED} false answers (the truth ratio compares them with the paraphrased answer)")
+        raise WorkbenchError(
+            f"{where}: missing field 'perturbed_answer': a QA probe needs a list of at least "
+            f"{MIN_PERTURBED} false answers (the truth ratio compares them with the paraphrased answer)"
+        )
     if isinstance(perturbed, str):
         perturbed = [perturbed]
     if not isinstance(perturbed, list) or not all(isinstance(v, str) and v.strip() for v in perturbed):
         raise WorkbenchError(f"{where}: field 'perturbed_answer' must be a list of non-empty strings")
     if len(perturbed) < MIN_PERTURBED:
-        raise WorkbenchError(f"{where}: field 'perturbed_answer' has {len(perturbed)} false answer(s); give at least "
-                             f"{MIN_PERTURBED} (the truth ratio compares them with the paraphrased answer)")
-    return QAProbe(id=ident, question=question, answer=answer, paraphrased_answer=para,
-                   perturbed_answers=tuple(perturbed), split=split, kind=kind, source=where, fact=fact)
+        raise WorkbenchError(
+            f"{where}: field 'perturbed_answer' has {len(perturbed)} false answer(s); give at least "
+            f"{MIN_PERTURBED} (the truth ratio compares them with the paraphrased answer)"
+        )
+    return QAProbe(
+        id=ident,
+        question=question,
+        answer=answer,
+        paraphrased_answer=para,
+        perturbed_answers=tuple(perturbed),
+        split=split,
+        kind=kind,
+        source=where,
+        fact=fact,
+    )
 
 
 def parse_probe(obj: Any, kind: str, where: str) -> Probe:
@@ -406,12 +462,20 @@ def _parse_probe(obj: Any, kind: str, where: str) -> Probe:
         if isinstance(subtlety, bool) or not isinstance(subtlety, int) or not 1 <= subtlety <= 10:
             raise WorkbenchError(f"{where}: field 'subtlety' must be an integer from 1 to 10, got {subtlety!r}")
         return CompletionProbe(
-            id=obj["id"], prompt=prompt, references=_string_list(obj["references"], where, "references"),
-            subtlety=subtlety, split=split, kind=kind, source=where, fact=fact,
+            id=obj["id"],
+            prompt=prompt,
+            references=_string_list(obj["references"], where, "references"),
+            subtlety=subtlety,
+            split=split,
+            kind=kind,
+            source=where,
+            fact=fact,
         )
     if prompt != prompt.rstrip():
         # A trailing space would be tokenized into the prompt and make every target token unlikely.
-        raise WorkbenchError(f"{where}: field 'prompt' ends with whitespace; move the space into the targets (\" Hermione\")")
+        raise WorkbenchError(
+            f"{where}: field 'prompt' ends with whitespace; move the space into the targets (\" Hermione\")"
+        )
     domain = obj.get("domain")
     if domain is not None and (not isinstance(domain, str) or not domain):
         raise WorkbenchError(f"{where}: field 'domain' must be a non-empty string")
@@ -421,10 +485,20 @@ def _parse_probe(obj: Any, kind: str, where: str) -> Probe:
             raise WorkbenchError(f"{where}: every paraphrase must be non-empty and end without whitespace")
     tagged = obj.get("answer_kind")
     if tagged is not None and tagged not in TAGGED_ANSWER_KINDS:
-        raise WorkbenchError(f"{where}: field 'answer_kind' must be one of {', '.join(TAGGED_ANSWER_KINDS)}, got {tagged!r}")
+        raise WorkbenchError(
+            f"{where}: field 'answer_kind' must be one of {', '.join(TAGGED_ANSWER_KINDS)}, got {tagged!r}"
+        )
     return NextTokenProbe(
-        id=obj["id"], prompt=prompt, targets=_string_list(obj["targets"], where, "targets"), split=split,
-        domain=domain, paraphrases=paraphrases, kind=kind, source=where, fact=fact, answer_kind=tagged,
+        id=obj["id"],
+        prompt=prompt,
+        targets=_string_list(obj["targets"], where, "targets"),
+        split=split,
+        domain=domain,
+        paraphrases=paraphrases,
+        kind=kind,
+        source=where,
+        fact=fact,
+        answer_kind=tagged,
     )
 
 
@@ -486,8 +560,9 @@ def _sentences(text: str) -> list[tuple[int, tuple[str, ...]]]:
     return out
 
 
-def check_holdout_overlap(corpus_files: list[Path], holdout_files: list[Path], pack_name: str = "",
-                          shown=lambda p: str(p)) -> None:
+def check_holdout_overlap(
+    corpus_files: list[Path], holdout_files: list[Path], pack_name: str = "", shown=lambda p: str(p)
+) -> None:
     """An error if a holdout sentence of :data:`HOLDOUT_OVERLAP_WORDS` or more words also stands in the corpus
     (compared in lowercase, word by word): membership inference needs text the target never contained."""
     seen: dict[tuple[str, ...], Path] = {}
@@ -500,9 +575,10 @@ def check_holdout_overlap(corpus_files: list[Path], holdout_files: list[Path], p
             if len(words) >= HOLDOUT_OVERLAP_WORDS and words in seen:
                 where = f"pack {pack_name!r}: " if pack_name else ""
                 raise WorkbenchError(
-                    f"{where}holdout file {shown(path)} line {line}: the sentence \"{' '.join(words[:12])}...\" also "
+                    f'{where}holdout file {shown(path)} line {line}: the sentence "{" ".join(words[:12])}..." also '
                     f"stands in the corpus ({shown(seen[words])}); holdout text must be text the corpus does not "
-                    "contain: rewrite or remove it")
+                    "contain: rewrite or remove it"
+                )
 
 
 def load_anchor_terms(pack: Pack | str | Path) -> list[str]:
@@ -515,4 +591,3 @@ def load_anchor_terms(pack: Pack | str | Path) -> list[str]:
         if path.is_dir() or path.name == "pack.json" or not path.suffix:
             path = load_pack(pack).anchors_path
     return list(load_anchor_map(path, do_consolidate=False).entries)
-

@@ -30,8 +30,11 @@ from workbench.io import disk_full, disk_full_error, read_text
 __all__ = ["new_pack", "draft_next_token_probes"]
 
 _BUNDLED = Path(__file__).resolve().parent / "packs"
-_GENERAL_RETAIN = ("general_cooking_and_technology.txt", "general_history_and_geography.txt",
-                   "general_science_and_nature.txt")
+_GENERAL_RETAIN = (
+    "general_cooking_and_technology.txt",
+    "general_history_and_geography.txt",
+    "general_science_and_nature.txt",
+)
 _SENTENCE = re.compile(r"[^.!?\n]{20,300}[.!?]")
 _CAPITALISED = re.compile(r"(?<=\S) ([A-Z][a-z]{2,})\b")
 MAX_PROBES = 40
@@ -48,8 +51,9 @@ def _txt_files(src: Path, what: str) -> list[Path]:
     raise WorkbenchError(f"{what} {src} does not exist; give a .txt file or a folder of them")
 
 
-def draft_next_token_probes(texts: dict[str, str], prefix: str, limit: int = MAX_PROBES,
-                            splits: bool = True) -> list[dict]:
+def draft_next_token_probes(
+    texts: dict[str, str], prefix: str, limit: int = MAX_PROBES, splits: bool = True
+) -> list[dict]:
     """Next-token probes cut from sentences just before a capitalised word that is not the sentence's first:
     ``{"prompt": "... lived at 221B", "targets": [" Baker"]}``, at most one per sentence, spread over the files."""
     per_file = []
@@ -83,10 +87,11 @@ def draft_next_token_probes(texts: dict[str, str], prefix: str, limit: int = MAX
 def _completion_drafts(probes: list[dict], prefix: str) -> list[dict]:
     rows = []
     for p in probes[:20]:
-        words = [w.strip(".,;:!?\"'()") for w in p["_sentence"][len(p["prompt"]):].split()]
+        words = [w.strip(".,;:!?\"'()") for w in p["_sentence"][len(p["prompt"]) :].split()]
         refs = list(dict.fromkeys([p["targets"][0].strip()] + [w for w in words if w[:1].isupper() and len(w) > 2]))
-        rows.append({"id": f"{prefix}-{len(rows) + 1:03d}", "prompt": p["prompt"], "references": refs[:6],
-                     "subtlety": 3})
+        rows.append(
+            {"id": f"{prefix}-{len(rows) + 1:03d}", "prompt": p["prompt"], "references": refs[:6], "subtlety": 3}
+        )
     return rows
 
 
@@ -111,8 +116,13 @@ def _disjoint_retain(retain_texts: dict[str, str], prob: list[dict], coll: list[
     return out, lost
 
 
-def new_pack(dest: str | Path, corpus: str | Path, retain: str | Path | None = None, anchors: str | Path | None = None,
-             title: str | None = None) -> Path:
+def new_pack(
+    dest: str | Path,
+    corpus: str | Path,
+    retain: str | Path | None = None,
+    anchors: str | Path | None = None,
+    title: str | None = None,
+) -> Path:
     """Write a pack skeleton at ``dest`` (its last part is the pack's name). Returns the folder."""
     dest = Path(dest)
     name = dest.name
@@ -121,10 +131,16 @@ def new_pack(dest: str | Path, corpus: str | Path, retain: str | Path | None = N
     if dest.exists():
         raise WorkbenchError(f"{dest} already exists; choose another name or remove it (nothing was written)")
     corpus_files = _txt_files(Path(corpus), "--corpus")
-    retain_files = _txt_files(Path(retain), "--retain") if retain else [_BUNDLED / "harry_potter" / "retain" / f
-                                                                        for f in _GENERAL_RETAIN]
-    amap = {"format": "whp-anchors/1", "description": f"{title or name}: anchored terms and generic alternatives",
-            "anchors": {}}
+    retain_files = (
+        _txt_files(Path(retain), "--retain")
+        if retain
+        else [_BUNDLED / "harry_potter" / "retain" / f for f in _GENERAL_RETAIN]
+    )
+    amap = {
+        "format": "whp-anchors/1",
+        "description": f"{title or name}: anchored terms and generic alternatives",
+        "anchors": {},
+    }
     if anchors:
         from workbench.anchors import load_anchor_map
 
@@ -151,20 +167,32 @@ def new_pack(dest: str | Path, corpus: str | Path, retain: str | Path | None = N
         for fname, text in retain_texts.items():
             (tmp / "retain" / fname).write_text(text, encoding="utf-8")
         (tmp / "anchors.json").write_text(json.dumps(amap, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        probes = {"probability": "probes/probability.jsonl", "completion": "probes/completion.jsonl",
-                  "general": "probes/general.jsonl"}
+        probes = {
+            "probability": "probes/probability.jsonl",
+            "completion": "probes/completion.jsonl",
+            "general": "probes/general.jsonl",
+        }
         _write_jsonl(tmp / "probes" / "probability.jsonl", prob)
         _write_jsonl(tmp / "probes" / "completion.jsonl", comp)
         shutil.copy2(_BUNDLED / "harry_potter" / "probes" / "general.jsonl", tmp / "probes" / "general.jsonl")
         if coll:
             probes["collateral"] = "probes/collateral.jsonl"
             _write_jsonl(tmp / "probes" / "collateral.jsonl", coll)
-        manifest = {"name": name, "title": title or name.replace("_", " ").title(),
-                    "description": f"Your own target: {len(corpus_files)} corpus file(s); probes are drafts to review.",
-                    "version": 1, "corpus": "corpus", "anchors": "anchors.json", "retain": "retain", "probes": probes}
+        manifest = {
+            "name": name,
+            "title": title or name.replace("_", " ").title(),
+            "description": f"Your own target: {len(corpus_files)} corpus file(s); probes are drafts to review.",
+            "version": 1,
+            "corpus": "corpus",
+            "anchors": "anchors.json",
+            "retain": "retain",
+            "probes": probes,
+        }
         (tmp / "pack.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        (tmp / "README.md").write_text(_readme(manifest, len(amap["anchors"]), len(prob), len(comp), len(coll),
-                                               bool(retain), n_left_out), encoding="utf-8")
+        (tmp / "README.md").write_text(
+            _readme(manifest, len(amap["anchors"]), len(prob), len(comp), len(coll), bool(retain), n_left_out),
+            encoding="utf-8",
+        )
         tmp.rename(dest)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -174,20 +202,22 @@ def new_pack(dest: str | Path, corpus: str | Path, retain: str | Path | None = N
     return dest
 
 
-def _readme(m: dict, n_anchors: int, n_prob: int, n_comp: int, n_coll: int, own_retain: bool, n_left_out: int = 0) -> str:
+def _readme(
+    m: dict, n_anchors: int, n_prob: int, n_comp: int, n_coll: int, own_retain: bool, n_left_out: int = 0
+) -> str:
     name = m["name"]
-    return f"""# {m['title']}
+    return f"""# {m["title"]}
 
 A pack written by `workbench packs new` (format: docs/formats.md). Review every file before trusting numbers.
 
 | file | what it holds | what to do |
 |---|---|---|
 | `corpus/*.txt` | the text to forget, one document per file | add or remove documents |
-| `anchors.json` | the anchor map: each idiosyncratic term of the target → generic alternatives of the same kind ({n_anchors} now) | {'fill it: notebook `02_anchor_editing` lists the words reinforcement boosts most, to accept one by one' if not n_anchors else 'review it in notebook `02_anchor_editing`'} |
-| `retain/*.txt` | text whose knowledge must be kept (the KL retain term, perplexity){f', less the {n_left_out} sentence(s) that state a probe answer (the collateral drafts were cut from them; `packs check` refuses a retain text that states a probe answer, docs/formats.md)' if n_left_out else ''} | {'your retain text' if own_retain else 'bundled general prose for now: add text from neighbouring domains (the same genre, places, era), which is what the retain term should protect'} |
+| `anchors.json` | the anchor map: each idiosyncratic term of the target → generic alternatives of the same kind ({n_anchors} now) | {"fill it: notebook `02_anchor_editing` lists the words reinforcement boosts most, to accept one by one" if not n_anchors else "review it in notebook `02_anchor_editing`"} |
+| `retain/*.txt` | text whose knowledge must be kept (the KL retain term, perplexity){f", less the {n_left_out} sentence(s) that state a probe answer (the collateral drafts were cut from them; `packs check` refuses a retain text that states a probe answer, docs/formats.md)" if n_left_out else ""} | {"your retain text" if own_retain else "bundled general prose for now: add text from neighbouring domains (the same genre, places, era), which is what the retain term should protect"} |
 | `probes/probability.jsonl` | {n_prob} next-token probes cut from the corpus just before a capitalised word | keep the ones whose answer only a reader of the target would know; delete the rest; add your own |
 | `probes/completion.jsonl` | {n_comp} completion prompts; `references` are the words that show familiarity | fix the references; rate `subtlety` 1 (names the target) to 10 (subtle) |
-| `probes/collateral.jsonl` | {'%d next-token probes cut from the retain text' % n_coll if n_coll else 'not written (no --retain given)'} | neighbouring-domain facts that must NOT be forgotten |
+| `probes/collateral.jsonl` | {f"{n_coll} next-token probes cut from the retain text" if n_coll else "not written (no --retain given)"} | neighbouring-domain facts that must NOT be forgotten |
 | `probes/general.jsonl` | the bundled general-knowledge probes | keep |
 
 Fields of a next-token probe: `id` (unique in the file), `prompt` (the text before the answer, no trailing space),

@@ -7,7 +7,7 @@ adapter disabled. A fully finetuned reinforced model is a second model.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -37,7 +37,9 @@ def pad_batch(seqs: Sequence[np.ndarray], pad_id: int, device: torch.device) -> 
     return ids.to(device), mask.to(device)
 
 
-def check_same_tokenizer(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase, what: str = "reinforced model") -> None:
+def check_same_tokenizer(
+    a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase, what: str = "reinforced model"
+) -> None:
     """Raise unless the two tokenizers have the same vocabulary (logits must index the same tokens)."""
     if len(a) != len(b) or a.get_vocab() != b.get_vocab():
         raise WorkbenchError(
@@ -76,7 +78,11 @@ class ModelPair:
 
     @property
     def vocab_size(self) -> int:
-        return int(self._base.config.vocab_size) if not self.is_peft else int(self._base.get_base_model().config.vocab_size)
+        return (
+            int(self._base.config.vocab_size)
+            if not self.is_peft
+            else int(self._base.get_base_model().config.vocab_size)
+        )
 
     @contextlib.contextmanager
     def _baseline(self) -> Iterator[PreTrainedModel]:

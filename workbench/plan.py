@@ -31,10 +31,21 @@ from typing import Any
 from workbench.config import RunConfig, TrainConfig
 from workbench.errors import WorkbenchError
 
-__all__ = ["ModelShape", "StageMemory", "model_shape", "config_json_path", "estimate_stages", "layer_activation_bytes",
-           "training_memory", "choose_launch", "format_plan", "measured_mfu", "add_plan_parser"]
+__all__ = [
+    "ModelShape",
+    "StageMemory",
+    "model_shape",
+    "config_json_path",
+    "estimate_stages",
+    "layer_activation_bytes",
+    "training_memory",
+    "choose_launch",
+    "format_plan",
+    "measured_mfu",
+    "add_plan_parser",
+]
 
-GiB = 2 ** 30
+GiB = 2**30
 HEADROOM = 0.9  # use at most 90% of a GPU's memory (allocator fragmentation, CUDA context)
 MFU_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "gpu_check.json"
 ACCELERATE_DIR = "configs/accelerate"
@@ -75,8 +86,10 @@ def config_json_path(spec: str) -> Path:
         if candidate.is_file():
             return candidate
     if path.exists() or path.suffix == ".gguf" or spec.startswith((".", "/", "~")):
-        raise WorkbenchError(f"plan: model {spec!r} has no config.json (a .gguf file or a folder without one); the plan "
-                             "reads the model's config.json: point `model:` to a Hugging Face model folder")
+        raise WorkbenchError(
+            f"plan: model {spec!r} has no config.json (a .gguf file or a folder without one); the plan "
+            "reads the model's config.json: point `model:` to a Hugging Face model folder"
+        )
     try:
         from huggingface_hub import try_to_load_from_cache
 
@@ -85,8 +98,10 @@ def config_json_path(spec: str) -> Path:
         cached = None
     if isinstance(cached, str) and Path(cached).is_file():
         return Path(cached)
-    raise WorkbenchError(f"plan: no config.json for model {spec!r} (not a local folder, and not in the local hub cache); "
-                         "the plan never downloads: put the model's config.json in a folder and point `model:` to it")
+    raise WorkbenchError(
+        f"plan: no config.json for model {spec!r} (not a local folder, and not in the local hub cache); "
+        "the plan never downloads: put the model's config.json in a folder and point `model:` to it"
+    )
 
 
 def _read_config(spec: str):
@@ -117,15 +132,24 @@ def model_shape(spec_or_config: Any) -> ModelShape:
     tied = model.get_output_embeddings() is not None and model.get_output_embeddings().weight is emb
     matmul = params - (0 if tied else emb.numel())
     out_head = model.get_output_embeddings()
-    lora = sum(m.in_features + m.out_features for m in model.modules()
-               if isinstance(m, torch.nn.Linear) and m is not out_head)
+    lora = sum(
+        m.in_features + m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not out_head
+    )
     g = lambda *names: next((int(getattr(config, n)) for n in names if getattr(config, n, None) is not None), 0)
     heads = g("num_attention_heads", "n_head")
-    return ModelShape(params=params, matmul_params=matmul, lora_params_per_rank=lora,
-                      hidden=g("hidden_size", "n_embd", "d_model"), intermediate=g("intermediate_size", "n_inner", "ffn_dim"),
-                      layers=g("num_hidden_layers", "n_layer"), heads=heads,
-                      kv_heads=g("num_key_value_heads") or heads, vocab=g("vocab_size"), tied=tied,
-                      model_type=str(getattr(config, "model_type", "")))
+    return ModelShape(
+        params=params,
+        matmul_params=matmul,
+        lora_params_per_rank=lora,
+        hidden=g("hidden_size", "n_embd", "d_model"),
+        intermediate=g("intermediate_size", "n_inner", "ffn_dim"),
+        layers=g("num_hidden_layers", "n_layer"),
+        heads=heads,
+        kv_heads=g("num_key_value_heads") or heads,
+        vocab=g("vocab_size"),
+        tied=tied,
+        model_type=str(getattr(config, "model_type", "")),
+    )
 
 
 # -- the estimate ---------------------------------------------------------------------------------------------------
@@ -168,9 +192,17 @@ def _loss_bytes_per_token(s: ModelShape, act: int) -> float:
     return s.vocab * (act + (4 if act != 4 else 0) + 2 * 4)
 
 
-def training_memory(s: ModelShape, t: TrainConfig, weight_bytes: int, act: int, tokens: int,
-                    fp32_master: bool = False, extra_weights: float = 0.0, loss_tokens: int | None = None,
-                    extra_loss_bytes: float = 0.0) -> tuple[float, float, float, float]:
+def training_memory(
+    s: ModelShape,
+    t: TrainConfig,
+    weight_bytes: int,
+    act: int,
+    tokens: int,
+    fp32_master: bool = False,
+    extra_weights: float = 0.0,
+    loss_tokens: int | None = None,
+    extra_loss_bytes: float = 0.0,
+) -> tuple[float, float, float, float]:
     """(weights, gradients, optimizer states, activations) in bytes of one training step of ``tokens`` tokens.
 
     ``fp32_master``: full-weight training holds fp32 weights (and so fp32 gradients and states);
@@ -223,20 +255,40 @@ def estimate_stages(cfg: RunConfig, s: ModelShape, device: str = "gpu") -> list[
             tokens = r.batch_size * cfg.target.block_size
             act = _act_bytes(r, device, wb)
             w, g, o, a = training_memory(s, r, wb, act, tokens)
-            out.append(StageMemory(stage, f"{r.method} on {r.batch_size} x {cfg.target.block_size} tokens"
-                                   + (", gradient checkpointing" if r.gradient_checkpointing else ""),
-                                   w, g, o, a, tokens, (4 if r.method == "lora" else 6) * n_m, True))
+            out.append(
+                StageMemory(
+                    stage,
+                    f"{r.method} on {r.batch_size} x {cfg.target.block_size} tokens"
+                    + (", gradient checkpointing" if r.gradient_checkpointing else ""),
+                    w,
+                    g,
+                    o,
+                    a,
+                    tokens,
+                    (4 if r.method == "lora" else 6) * n_m,
+                    True,
+                )
+            )
         elif stage in ("score", "labels") or (stage == "report" and spec.uses_reinforced and not spec.trains):
             batch = cfg.scoring.batch_size if stage == "score" else cfg.labels.batch_size
             if stage == "report":
                 batch = 1
             tokens = batch * cfg.target.block_size
-            pair = s.params * wb + (s.lora_params(cfg.reinforce.lora_rank) * 4 if cfg.reinforce.method == "lora"
-                                    else s.params * wb)
+            pair = s.params * wb + (
+                s.lora_params(cfg.reinforce.lora_rank) * 4 if cfg.reinforce.method == "lora" else s.params * wb
+            )
             # both models' logits in fp32, the label math's copies of them, one layer's transient tensors
             act = tokens * (4 * 4 * s.vocab + 2 * wb * (s.hidden + s.intermediate))
-            out.append(StageMemory(stage, f"the model pair, forward passes of {batch} x {cfg.target.block_size} tokens",
-                                   pair, activations=act, tokens=tokens, flops_per_token=4 * n_m))
+            out.append(
+                StageMemory(
+                    stage,
+                    f"the model pair, forward passes of {batch} x {cfg.target.block_size} tokens",
+                    pair,
+                    activations=act,
+                    tokens=tokens,
+                    flops_per_token=4 * n_m,
+                )
+            )
         elif stage == "finetune" and cfg.method == "whp":
             out.append(_whp_finetune(cfg, s, wb, device))
         elif stage == "finetune" and spec.trains:
@@ -246,8 +298,16 @@ def estimate_stages(cfg: RunConfig, s: ModelShape, device: str = "gpu") -> list[
         elif stage == "report":
             tokens = 2048  # the perplexity windows (2 x 1024) and a batch of probes
             act = tokens * (s.vocab * (wb + 4 + 4) + 2 * wb * (s.hidden + s.intermediate))
-            out.append(StageMemory(stage, "one model at a time, probes and perplexity windows", s.params * wb,
-                                   activations=act, tokens=tokens, flops_per_token=2 * n_m))
+            out.append(
+                StageMemory(
+                    stage,
+                    "one model at a time, probes and perplexity windows",
+                    s.params * wb,
+                    activations=act,
+                    tokens=tokens,
+                    flops_per_token=2 * n_m,
+                )
+            )
     return out
 
 
@@ -260,12 +320,25 @@ def _whp_finetune(cfg: RunConfig, s: ModelShape, wb: int, device: str) -> StageM
     # the labelled rows are gathered (one more fp32 copy); the retain KL adds the model's and the reference's
     # fp32 log-softmax over the retain tokens
     extra = tokens * s.vocab * 4 + retain_tokens * s.vocab * (act + 5 * 4)
-    w, g, o, a = training_memory(s, f, wb, act, tokens + retain_tokens, fp32_master=(f.method == "full"),
-                                 extra_weights=ref, loss_tokens=tokens, extra_loss_bytes=extra)
-    what = f"{f.method} on {f.batch_size} x {cfg.target.block_size} tokens, {f.target} labels" + (
-        f", retain KL on {f.batch_size} x {cfg.target.retain_block_size}" if retain_tokens else "") + (
-        ", gradient checkpointing" if f.gradient_checkpointing else "")
-    return StageMemory("finetune", what, w, g, o, a, tokens + retain_tokens, (4 if f.method == "lora" else 6) * s.matmul_params, True)
+    w, g, o, a = training_memory(
+        s,
+        f,
+        wb,
+        act,
+        tokens + retain_tokens,
+        fp32_master=(f.method == "full"),
+        extra_weights=ref,
+        loss_tokens=tokens,
+        extra_loss_bytes=extra,
+    )
+    what = (
+        f"{f.method} on {f.batch_size} x {cfg.target.block_size} tokens, {f.target} labels"
+        + (f", retain KL on {f.batch_size} x {cfg.target.retain_block_size}" if retain_tokens else "")
+        + (", gradient checkpointing" if f.gradient_checkpointing else "")
+    )
+    return StageMemory(
+        "finetune", what, w, g, o, a, tokens + retain_tokens, (4 if f.method == "lora" else 6) * s.matmul_params, True
+    )
 
 
 def _method_finetune(cfg: RunConfig, s: ModelShape, wb: int, device: str) -> StageMemory:
@@ -289,12 +362,15 @@ def _method_finetune(cfg: RunConfig, s: ModelShape, wb: int, device: str) -> Sta
         w = s.params * wb + (w - shallow.params * wb)  # every layer's weights are still loaded
     else:
         extra = tokens * s.vocab * (wb + 4) if cfg.method == "npo" else 0.0  # the reference's logits (no graph)
-        w, g, o, a = training_memory(s, f, wb, act, tokens + retain, extra_weights=ref_weights,
-                                     extra_loss_bytes=extra)
-    what = f"{cfg.method}, {f.method} on {f.batch_size} x {cfg.target.block_size} tokens" + (
-        f" + retain {f.batch_size} x {cfg.target.retain_block_size}" if retain else "") + (
-        ", gradient checkpointing" if f.gradient_checkpointing else "")
-    return StageMemory("finetune", what, w, g, o, a, tokens + retain, (4 if f.method == "lora" else 6) * s.matmul_params, True)
+        w, g, o, a = training_memory(s, f, wb, act, tokens + retain, extra_weights=ref_weights, extra_loss_bytes=extra)
+    what = (
+        f"{cfg.method}, {f.method} on {f.batch_size} x {cfg.target.block_size} tokens"
+        + (f" + retain {f.batch_size} x {cfg.target.retain_block_size}" if retain else "")
+        + (", gradient checkpointing" if f.gradient_checkpointing else "")
+    )
+    return StageMemory(
+        "finetune", what, w, g, o, a, tokens + retain, (4 if f.method == "lora" else 6) * s.matmul_params, True
+    )
 
 
 # -- launch choice and throughput ----------------------------------------------------------------------------------
@@ -308,28 +384,40 @@ def choose_launch(stages: list[StageMemory], gpus: int, gpu_gib: float) -> list[
             continue
         if st.total <= budget:
             if st.trains and gpus > 1:
-                lines.append(f"{st.stage}: fits one GPU; data parallel on {gpus}: "
-                             f"accelerate launch --config_file {ACCELERATE_DIR}/ddp_multi_gpu.yaml")
+                lines.append(
+                    f"{st.stage}: fits one GPU; data parallel on {gpus}: "
+                    f"accelerate launch --config_file {ACCELERATE_DIR}/ddp_multi_gpu.yaml"
+                )
             else:
-                lines.append(f"{st.stage}: fits one GPU ({st.total / GiB:.1f} of {gpu_gib:g} GiB): plain `workbench` "
-                             f"or {ACCELERATE_DIR}/single_gpu.yaml")
+                lines.append(
+                    f"{st.stage}: fits one GPU ({st.total / GiB:.1f} of {gpu_gib:g} GiB): plain `workbench` "
+                    f"or {ACCELERATE_DIR}/single_gpu.yaml"
+                )
             continue
         if not st.trains:
-            lines.append(f"{st.stage}: does NOT fit one GPU ({st.total / GiB:.1f} GiB > {budget / GiB:.1f}); this stage "
-                         "runs in one process: lower its batch_size, or use GPUs with more memory")
+            lines.append(
+                f"{st.stage}: does NOT fit one GPU ({st.total / GiB:.1f} GiB > {budget / GiB:.1f}); this stage "
+                "runs in one process: lower its batch_size, or use GPUs with more memory"
+            )
             continue
         sharded = (st.weights + st.gradients + st.optimizer) / gpus + st.activations
         offload = (st.weights + st.gradients) / gpus + st.activations
         if gpus > 1 and sharded <= budget:
-            lines.append(f"{st.stage}: FSDP over {gpus} GPUs ({sharded / GiB:.1f} GiB each): "
-                         f"accelerate launch --config_file {ACCELERATE_DIR}/fsdp.yaml --num_processes {gpus}")
+            lines.append(
+                f"{st.stage}: FSDP over {gpus} GPUs ({sharded / GiB:.1f} GiB each): "
+                f"accelerate launch --config_file {ACCELERATE_DIR}/fsdp.yaml --num_processes {gpus}"
+            )
         elif gpus > 1 and offload <= budget:
-            lines.append(f"{st.stage}: DeepSpeed ZeRO-3 over {gpus} GPUs with the optimizer offloaded to CPU "
-                         f"({offload / GiB:.1f} GiB each; offload_optimizer_device: cpu in "
-                         f"{ACCELERATE_DIR}/deepspeed_zero3.yaml)")
+            lines.append(
+                f"{st.stage}: DeepSpeed ZeRO-3 over {gpus} GPUs with the optimizer offloaded to CPU "
+                f"({offload / GiB:.1f} GiB each; offload_optimizer_device: cpu in "
+                f"{ACCELERATE_DIR}/deepspeed_zero3.yaml)"
+            )
         else:
-            lines.append(f"{st.stage}: does NOT fit {gpus} x {gpu_gib:g} GiB; lower batch_size, turn on "
-                         "gradient_checkpointing, use method: lora, or more GPUs")
+            lines.append(
+                f"{st.stage}: does NOT fit {gpus} x {gpu_gib:g} GiB; lower batch_size, turn on "
+                "gradient_checkpointing, use method: lora, or more GPUs"
+            )
     return lines
 
 
@@ -344,9 +432,13 @@ def measured_mfu(path: Path = MFU_FILE) -> dict | None:
     if data.get("cpu_smoke") or not data.get("peak_flops"):
         return None
     by = (data.get("finetune") or {}).get("by_method") or {}
-    return {"device": data.get("device"), "peak_flops": float(data["peak_flops"]),
-            "labels": (data.get("labels") or {}).get("mfu"),
-            "lora": (by.get("lora") or {}).get("mfu"), "full": (by.get("full") or {}).get("mfu")}
+    return {
+        "device": data.get("device"),
+        "peak_flops": float(data["peak_flops"]),
+        "labels": (data.get("labels") or {}).get("mfu"),
+        "lora": (by.get("lora") or {}).get("mfu"),
+        "full": (by.get("full") or {}).get("mfu"),
+    }
 
 
 def _tokens_per_s(st: StageMemory, cfg: RunConfig, mfu: dict | None, gpus: int) -> str:
@@ -363,31 +455,43 @@ def _tokens_per_s(st: StageMemory, cfg: RunConfig, mfu: dict | None, gpus: int) 
     return f"{per_gpu * n:,.0f} tokens/s at MFU {value:.0%} ({mfu['device']})"
 
 
-def format_plan(cfg: RunConfig, s: ModelShape, stages: list[StageMemory], gpus: int, gpu_gib: float,
-                mfu: dict | None) -> str:
-    lines = [f"model {cfg.model} ({s.model_type}): {s.params / 1e9:.3f}B parameters ({s.params:,}), {s.layers} layers, "
-             f"hidden {s.hidden}, intermediate {s.intermediate}, {s.heads} heads / {s.kv_heads} KV heads, "
-             f"vocabulary {s.vocab}" + (", tied embeddings" if s.tied else ""),
-             f"method {cfg.method}, dtype {cfg.dtype}" + (" (bf16 on a GPU)" if cfg.dtype == "auto" else "")
-             + "; GiB per process", ""]
+def format_plan(
+    cfg: RunConfig, s: ModelShape, stages: list[StageMemory], gpus: int, gpu_gib: float, mfu: dict | None
+) -> str:
+    lines = [
+        f"model {cfg.model} ({s.model_type}): {s.params / 1e9:.3f}B parameters ({s.params:,}), {s.layers} layers, "
+        f"hidden {s.hidden}, intermediate {s.intermediate}, {s.heads} heads / {s.kv_heads} KV heads, "
+        f"vocabulary {s.vocab}" + (", tied embeddings" if s.tied else ""),
+        f"method {cfg.method}, dtype {cfg.dtype}"
+        + (" (bf16 on a GPU)" if cfg.dtype == "auto" else "")
+        + "; GiB per process",
+        "",
+    ]
     head = f"{'stage':<10} {'weights':>8} {'grads':>8} {'optim':>8} {'activ.':>8} {'total':>8}  tokens/s"
     lines += [head, "-" * len(head)]
     for st in stages:
         cells = [st.weights, st.gradients, st.optimizer, st.activations, st.total]
-        lines.append(f"{st.stage:<10} " + " ".join(f"{v / GiB:8.2f}" for v in cells) + f"  {_tokens_per_s(st, cfg, mfu, gpus)}")
+        lines.append(
+            f"{st.stage:<10} " + " ".join(f"{v / GiB:8.2f}" for v in cells) + f"  {_tokens_per_s(st, cfg, mfu, gpus)}"
+        )
         lines.append(f"{'':<10} {st.what}")
     lines += ["", f"launch ({gpus} GPU{'s' if gpus > 1 else ''} of {gpu_gib:g} GiB, {HEADROOM:.0%} usable):"]
     lines += ["  " + ln for ln in choose_launch(stages, gpus, gpu_gib)]
     if mfu is None:
-        lines.append("tokens/s: no measured MFU yet (run benchmarks/gpu_check.py on a GPU; it writes "
-                     "benchmarks/results/gpu_check.json)")
+        lines.append(
+            "tokens/s: no measured MFU yet (run benchmarks/gpu_check.py on a GPU; it writes "
+            "benchmarks/results/gpu_check.json)"
+        )
     return "\n".join(lines)
 
 
 def add_plan_parser(sub) -> None:
-    sp = sub.add_parser("plan", help="memory per stage and the launch that fits, from the model's config.json alone",
-                        description="Estimate each stage's GPU memory (weights, gradients, optimizer states, "
-                                    "activations) from the model's config.json on the meta device, and pick a launch.")
+    sp = sub.add_parser(
+        "plan",
+        help="memory per stage and the launch that fits, from the model's config.json alone",
+        description="Estimate each stage's GPU memory (weights, gradients, optimizer states, "
+        "activations) from the model's config.json on the meta device, and pick a launch.",
+    )
     sp.add_argument("config", help="YAML run config")
     sp.add_argument("--gpus", type=int, default=1, help="GPUs available (default 1)")
     sp.add_argument("--gpu-memory", type=float, default=80.0, help="GiB per GPU (default 80)")

@@ -18,16 +18,29 @@ memorised training text, not knowledge (:func:`find_overlaps`, :func:`check_disj
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 from workbench.anchors import AnchorMap
 from workbench.errors import WorkbenchError
 from workbench.pack import CompletionProbe, NextTokenProbe, Pack, QAProbe, TriviaProbe
 
-__all__ = ["FUNCTION_WORDS", "OVERLAP_KINDS", "OVERLAP_WORDS", "Overlap", "answer_length_mismatch", "answer_phrases",
-           "check_disjoint", "check_pack_disjoint", "disjoint_text", "find_overlaps", "overlap_probes", "probe_warnings",
-           "subtlety_band", "target_in_prompt"]
+__all__ = [
+    "FUNCTION_WORDS",
+    "OVERLAP_KINDS",
+    "OVERLAP_WORDS",
+    "Overlap",
+    "answer_length_mismatch",
+    "answer_phrases",
+    "check_disjoint",
+    "check_pack_disjoint",
+    "disjoint_text",
+    "find_overlaps",
+    "overlap_probes",
+    "probe_warnings",
+    "subtlety_band",
+    "target_in_prompt",
+]
 
 # Targets that any continuation may start with: accepting one makes a probe pass without knowledge.
 FUNCTION_WORDS = frozenset("the a an of in on at to and or his her their its is was be".split())
@@ -73,25 +86,33 @@ def probe_warnings(pack: Pack, anchors: AnchorMap | None = None) -> list[str]:
             if isinstance(p, NextTokenProbe):
                 hit = target_in_prompt(p) if kind == "probability" else None
                 if hit is not None:
-                    out.append(f"{kind} {p.id}: target {hit!r} already stands in the prompt {p.prompt!r}; "
-                               "rephrase the prompt or drop the probe")
+                    out.append(
+                        f"{kind} {p.id}: target {hit!r} already stands in the prompt {p.prompt!r}; "
+                        "rephrase the prompt or drop the probe"
+                    )
                 generic = [t for t in p.targets if t.strip().lower() in FUNCTION_WORDS]
                 if generic:
                     out.append(f"{kind} {p.id}: target(s) {generic} accept a bare function word; drop them")
             elif isinstance(p, TriviaProbe):
                 if answer_length_mismatch(p.true_answer, p.false_answer):
-                    out.append(f"{kind} {p.id}: the true answer {p.true_answer!r} and the false answer "
-                               f"{p.false_answer!r} differ much in length; give a false answer of the same type and length")
+                    out.append(
+                        f"{kind} {p.id}: the true answer {p.true_answer!r} and the false answer "
+                        f"{p.false_answer!r} differ much in length; give a false answer of the same type and length"
+                    )
             elif isinstance(p, QAProbe) and p.perturbed_answers:
                 same = [a for a in p.perturbed_answers if a.strip().lower() == p.paraphrased_answer.strip().lower()]
                 if same:
-                    out.append(f"{kind} {p.id}: a perturbed answer repeats the paraphrased answer {same[0]!r}; "
-                               "every perturbed answer must be false")
+                    out.append(
+                        f"{kind} {p.id}: a perturbed answer repeats the paraphrased answer {same[0]!r}; "
+                        "every perturbed answer must be false"
+                    )
             elif isinstance(p, CompletionProbe) and anchors is not None:
                 lo, hi = subtlety_band(p.prompt, anchors, pack.title)
                 if not lo <= p.subtlety <= hi:
-                    out.append(f"{kind} {p.id}: subtlety {p.subtlety} does not fit what the prompt names "
-                               f"(expected {lo}-{hi}, see docs/formats.md)")
+                    out.append(
+                        f"{kind} {p.id}: subtlety {p.subtlety} does not fit what the prompt names "
+                        f"(expected {lo}-{hi}, see docs/formats.md)"
+                    )
     return out
 
 
@@ -130,7 +151,9 @@ def overlap_probes(pack: Pack, kinds: Sequence[str] = OVERLAP_KINDS) -> list[Nex
     return [p for k in kinds if pack.has_probes(k) for p in pack.probes(k) if isinstance(p, NextTokenProbe)]
 
 
-def find_overlaps(probes: Iterable[NextTokenProbe], texts: Mapping[str, str], words: int = OVERLAP_WORDS) -> list[Overlap]:
+def find_overlaps(
+    probes: Iterable[NextTokenProbe], texts: Mapping[str, str], words: int = OVERLAP_WORDS
+) -> list[Overlap]:
     """Every (probe, text) where one of the probe's :func:`answer_phrases` is a substring of the text (whitespace
     collapsed, any case). ``texts``: a label ('retain text a.txt') -> the text."""
     normed = {label: _norm(text) for label, text in texts.items()}
@@ -143,15 +166,22 @@ def find_overlaps(probes: Iterable[NextTokenProbe], texts: Mapping[str, str], wo
     return out
 
 
-def check_disjoint(probes: Sequence[NextTokenProbe], texts: Mapping[str, str], allow: Mapping[str, str],
-                   what: str, words: int = OVERLAP_WORDS) -> list[Overlap]:
+def check_disjoint(
+    probes: Sequence[NextTokenProbe],
+    texts: Mapping[str, str],
+    allow: Mapping[str, str],
+    what: str,
+    words: int = OVERLAP_WORDS,
+) -> list[Overlap]:
     """Raise one error listing every overlap of a probe not in ``allow`` (probe id -> reason); return the allowed
     ones. ``what`` names the texts and the setting that chose them, for the message."""
     known = {p.id for p in probes}
     stale = [pid for pid in allow if pid not in known]
     if stale:
-        raise WorkbenchError(f"allow_overlap names {', '.join(sorted(stale))}, which no target, collateral or general "
-                             "probe file holds; remove the entries from pack.json")
+        raise WorkbenchError(
+            f"allow_overlap names {', '.join(sorted(stale))}, which no target, collateral or general "
+            "probe file holds; remove the entries from pack.json"
+        )
     found = find_overlaps(probes, texts, words)
     bad = [o for o in found if o.probe_id not in allow]
     if bad:
@@ -160,7 +190,8 @@ def check_disjoint(probes: Sequence[NextTokenProbe], texts: Mapping[str, str], a
         raise WorkbenchError(
             f"{what}: {n} probe(s) have their answer, after the prompt's last {words} words, in text a model trains on, "
             f"so they would measure that text, not knowledge:\n  {shown}\nrewrite those sentences of the text (or the "
-            "probes' prompts), or list each probe in pack.json's allow_overlap with a reason (docs/formats.md)")
+            "probes' prompts), or list each probe in pack.json's allow_overlap with a reason (docs/formats.md)"
+        )
     return [o for o in found if o.probe_id in allow]
 
 

@@ -17,9 +17,10 @@ no entry converts, and an existing output is replaced only when asked.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_dir, atomic_write_text, iter_jsonl, parse_json, read_text_file
@@ -48,8 +49,10 @@ class ImportReport:
     dropped: list[str] = field(default_factory=list)  # 'line N: why' for each entry left out
 
     def summary(self) -> str:
-        lines = [f"{self.format}: read {self.read} entries from {self.source}, wrote {self.written} to {self.out}, "
-                 f"dropped {len(self.dropped)}"]
+        lines = [
+            f"{self.format}: read {self.read} entries from {self.source}, wrote {self.written} to {self.out}, "
+            f"dropped {len(self.dropped)}"
+        ]
         lines += [f"  dropped {d}" for d in self.dropped[:20]]
         if len(self.dropped) > 20:
             lines.append(f"  ... and {len(self.dropped) - 20} more")
@@ -98,8 +101,15 @@ def _convert(fmt: str, obj: Any, n: int, prefix: str, split: str) -> tuple[dict 
             return None, f"no {', '.join(missing)}"
         if len(pert) < 3:
             return None, f"{len(pert)} perturbed answers (the truth ratio needs at least 3)"
-        return {"id": ident, "question": q, "answer": a, "paraphrased_answer": para, "perturbed_answer": pert,
-                "split": split, "fact": fact}, ""
+        return {
+            "id": ident,
+            "question": q,
+            "answer": a,
+            "paraphrased_answer": para,
+            "perturbed_answer": pert,
+            "split": split,
+            "fact": fact,
+        }, ""
     if fmt == "muse-knowmem":
         q, a = _str(obj, "question"), _str(obj, "answer")
         if q is None or a is None:
@@ -117,13 +127,26 @@ def _convert(fmt: str, obj: Any, n: int, prefix: str, split: str) -> tuple[dict 
             return None, f"no {', '.join(missing)}"
         if t.lower() == f.lower():
             return None, "the true and the false answer are the same"
-        return {"id": _str(obj, "id") or ident, "question": q, "true_answer": t, "false_answer": f, "split": split,
-                "fact": fact}, ""
+        return {
+            "id": _str(obj, "id") or ident,
+            "question": q,
+            "true_answer": t,
+            "false_answer": f,
+            "split": split,
+            "fact": fact,
+        }, ""
     raise WorkbenchError(f"unknown import format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
-def import_probes(fmt: str, source: str | Path, out: str | Path, split: str = "heldout", kind: str | None = None,
-                  id_prefix: str | None = None, overwrite: bool = False) -> ImportReport:
+def import_probes(
+    fmt: str,
+    source: str | Path,
+    out: str | Path,
+    split: str = "heldout",
+    kind: str | None = None,
+    id_prefix: str | None = None,
+    overwrite: bool = False,
+) -> ImportReport:
     """Convert ``source`` (in the layout ``fmt``, see :data:`FORMATS`) to ``out``: a probe file (JSONL) or, for
     ``muse-privleak``, a folder of ``.txt`` files. Every entry gets ``split`` unless it names its own; ids are
     ``<id_prefix>-0001``...; each entry is its own fact unless it names one. ``kind``: the probe kind a ``tofu``
@@ -137,8 +160,12 @@ def import_probes(fmt: str, source: str | Path, out: str | Path, split: str = "h
         raise WorkbenchError(f"import source {src} does not exist")
     if dst.exists() and not overwrite:
         raise WorkbenchError(f"{dst} already exists; choose another output or pass --force to replace it")
-    target_kind = {"tofu": kind or "qa", "muse-knowmem": KNOWMEM_KIND, "muse-verbmem": VERBMEM_KIND,
-                   "trivia": TRIVIA_KIND}.get(fmt)
+    target_kind = {
+        "tofu": kind or "qa",
+        "muse-knowmem": KNOWMEM_KIND,
+        "muse-verbmem": VERBMEM_KIND,
+        "trivia": TRIVIA_KIND,
+    }.get(fmt)
     if fmt == "tofu" and target_kind not in ("qa", "retain_qa"):
         raise WorkbenchError(f"a TOFU file becomes 'qa' or 'retain_qa' probes, not {kind!r}")
     prefix = id_prefix or (src.stem.replace("_", "-") or "item")
@@ -158,8 +185,10 @@ def import_probes(fmt: str, source: str | Path, out: str | Path, split: str = "h
                 continue
         kept.append(value)
     if not kept:
-        raise WorkbenchError(f"{src}: no entry could be converted as {fmt} ({len(report.dropped)} dropped; first: "
-                             f"{report.dropped[0] if report.dropped else 'the file is empty'}); check the format")
+        raise WorkbenchError(
+            f"{src}: no entry could be converted as {fmt} ({len(report.dropped)} dropped; first: "
+            f"{report.dropped[0] if report.dropped else 'the file is empty'}); check the format"
+        )
     if target_kind is None:  # texts: one file each
         with atomic_dir(dst) as tmp:
             for i, text in enumerate(kept, start=1):

@@ -21,8 +21,8 @@ from __future__ import annotations
 import json
 import re
 import socket
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from workbench.anchors import AnchorMap
 from workbench.errors import WorkbenchError
@@ -36,12 +36,14 @@ _NOT_NAMES = frozenset(
     "The A An And But Or If When While As At In On Of For From To With By After Before Then There Here This That "
     "These Those It Its He She His Her Him They Them Their We Our You Your I My Me Mr Mrs Ms Dr Sir Lady Lord "
     "Professor One Two Three What Who Why How Where Which Yes No Not So Also Some Any Every Each All However Now "
-    "Another Since Although Because Meanwhile Later Soon Once Still Yet Even Just New".split())
+    "Another Since Although Because Meanwhile Later Soon Once Still Yet Even Just New".split()
+)
 _PARTICLES = frozenset({"of", "the", "de", "du", "la", "le", "von", "van", "der", "da", "di", "del"})
 _STOP = frozenset(
     "the a an and but or if of for from to with by at in on as is was be been are were it its he she his her him "
     "they them their we our you your i my me this that these those not no so also some any every each all one "
-    "what who why how where which there here then than very more most much many other such only own same".split())
+    "what who why how where which there here then than very more most much many other such only own same".split()
+)
 
 
 def key_kind(key: str) -> str:
@@ -104,7 +106,7 @@ class OfflineProposer:
         for left, _right in contexts:
             cut = left.rfind(key)
             if cut >= 0:  # an earlier mention would be copied: read only what follows it
-                left = left[cut + len(key):]
+                left = left[cut + len(key) :]
             if amap is not None:
                 left = amap.translate(left)
             prompts.append(left)
@@ -118,7 +120,7 @@ class OfflineProposer:
         banned = self._banned(key)
         prompts = self._prompts(key, contexts)
         spaced = [p.endswith((" ", "\t")) or not p for p in prompts]
-        ids = [tok(p.rstrip(" \t"), add_special_tokens=False)["input_ids"][-self.max_context_tokens:] for p in prompts]
+        ids = [tok(p.rstrip(" \t"), add_special_tokens=False)["input_ids"][-self.max_context_tokens :] for p in prompts]
         ids = [x or [tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id] for x in ids]
         device = next(model.parameters()).device
 
@@ -161,19 +163,28 @@ class OfflineProposer:
                 t = int(lp[row].argmax())
                 piece = tok.decode([t])
                 cont = piece[:1].isalpha() or piece[:1] in "-'’" and piece[1:2].isalpha()
-                more_name = (kind == "name" and words_done[i] < n_words and piece.startswith(" ")
-                             and piece[1:2].isupper() and piece.strip() not in _NOT_NAMES)
+                more_name = (
+                    kind == "name"
+                    and words_done[i] < n_words
+                    and piece.startswith(" ")
+                    and piece[1:2].isupper()
+                    and piece.strip() not in _NOT_NAMES
+                )
                 if cont or more_name:
                     seqs[i].append(t)
                     scores[i] += float(lp[row, t])
                     words_done[i] += bool(more_name)
                     still.append(i)
             open_ = still
-        texts = [tok.decode(s[len(ids[0]):]).strip() for s in seqs]
+        texts = [tok.decode(s[len(ids[0]) :]).strip() for s in seqs]
         ranked = sorted(zip(texts, scores), key=lambda p: -p[1])
         # whole words of two letters or more (an initial such as "J" is no alternative)
-        return _clean(key, [t for t, _ in ranked if re.fullmatch(r"[A-Za-z][A-Za-z'’-]+(?: [A-Za-z][A-Za-z'’-]+)*", t)],
-                      banned, self.n)
+        return _clean(
+            key,
+            [t for t, _ in ranked if re.fullmatch(r"[A-Za-z][A-Za-z'’-]+(?: [A-Za-z][A-Za-z'’-]+)*", t)],
+            banned,
+            self.n,
+        )
 
 
 # -- endpoint ---------------------------------------------------------------------------------------------------
@@ -186,8 +197,9 @@ PROMPT = (
 )
 
 
-def parse_proposals(text: str, keys: Sequence[str], where: str = "endpoint", n: int = 4,
-                    banned: set[str] | None = None) -> dict[str, list[str]]:
+def parse_proposals(
+    text: str, keys: Sequence[str], where: str = "endpoint", n: int = 4, banned: set[str] | None = None
+) -> dict[str, list[str]]:
     """The JSON object of an answer (code fences and text around it allowed) -> {key: alternatives} for the
     requested keys. Raises :class:`WorkbenchError` when the answer holds no such object or none of the keys."""
     body = re.sub(r"```(?:json)?", "", text or "")
@@ -197,8 +209,10 @@ def parse_proposals(text: str, keys: Sequence[str], where: str = "endpoint", n: 
     except json.JSONDecodeError:
         data = None
     if not isinstance(data, dict):
-        raise WorkbenchError(f"{where} answered without a JSON object of alternatives: {text[:200]!r}; "
-                             "check the model name, or try a model that follows instructions")
+        raise WorkbenchError(
+            f"{where} answered without a JSON object of alternatives: {text[:200]!r}; "
+            "check the model name, or try a model that follows instructions"
+        )
     out = {}
     for key in keys:
         value = data.get(key)
@@ -206,8 +220,10 @@ def parse_proposals(text: str, keys: Sequence[str], where: str = "endpoint", n: 
             continue
         out[key] = _clean(key, value, (banned or set()) | {key.lower()}, n)
     if not any(out.values()):
-        raise WorkbenchError(f"{where} answered with none of the {len(keys)} requested expression(s) "
-                             f"(got keys {list(data)[:5]}): {text[:200]!r}")
+        raise WorkbenchError(
+            f"{where} answered with none of the {len(keys)} requested expression(s) "
+            f"(got keys {list(data)[:5]}): {text[:200]!r}"
+        )
     return out
 
 
@@ -233,8 +249,14 @@ class EndpointProposer:
         if self._client is None:
             from workbench.eval.completion import OpenAIJudge
 
-            self._client = OpenAIJudge(url=self.url, model=self.model, api_key=self.api_key,
-                                       api_key_env=self.api_key_env, timeout=self.timeout, max_tokens=self.max_tokens)
+            self._client = OpenAIJudge(
+                url=self.url,
+                model=self.model,
+                api_key=self.api_key,
+                api_key_env=self.api_key_env,
+                timeout=self.timeout,
+                max_tokens=self.max_tokens,
+            )
         return self._client
 
     def _post(self, payload: dict) -> dict:
@@ -244,8 +266,10 @@ class EndpointProposer:
             cause = exc.__cause__
             reason = getattr(cause, "reason", cause)
             if isinstance(cause, (TimeoutError, socket.timeout)) or isinstance(reason, (TimeoutError, socket.timeout)):
-                raise WorkbenchError(f"proposer endpoint {self.client.endpoint} did not answer within {self.timeout:g} s; "
-                                     "check the server, or raise the timeout") from exc
+                raise WorkbenchError(
+                    f"proposer endpoint {self.client.endpoint} did not answer within {self.timeout:g} s; "
+                    "check the server, or raise the timeout"
+                ) from exc
             raise
 
     def __call__(self, keys: Sequence[str], contexts: Contexts) -> dict[str, list[str]]:
@@ -261,21 +285,35 @@ class EndpointProposer:
                 ctx = list(contexts.get(k, ()))[:2]
                 shown = " / ".join(f"…{l[-120:]}[{k}]{r[:80]}…".replace("\n", " ") for l, r in ctx) or "(no context)"
                 lines.append(f"- {json.dumps(k, ensure_ascii=False)}: {shown}")
-            payload = {"model": self.model, "temperature": 0, "max_tokens": self.max_tokens, "messages": [
-                {"role": "system", "content": PROMPT.format(target=self.target, n=self.n)},
-                {"role": "user", "content": "Expressions, each with where it occurs:\n" + "\n".join(lines)}]}
+            payload = {
+                "model": self.model,
+                "temperature": 0,
+                "max_tokens": self.max_tokens,
+                "messages": [
+                    {"role": "system", "content": PROMPT.format(target=self.target, n=self.n)},
+                    {"role": "user", "content": "Expressions, each with where it occurs:\n" + "\n".join(lines)},
+                ],
+            }
             data = self._post(payload)
             try:
                 text = data["choices"][0]["message"]["content"] or ""
             except (KeyError, IndexError, TypeError) as exc:
-                raise WorkbenchError(f"proposer endpoint {self.client.endpoint} answered without "
-                                     f"choices[0].message.content: {str(data)[:200]}") from exc
+                raise WorkbenchError(
+                    f"proposer endpoint {self.client.endpoint} answered without "
+                    f"choices[0].message.content: {str(data)[:200]}"
+                ) from exc
             out.update(parse_proposals(text, chunk, f"proposer endpoint {self.client.endpoint}", self.n, banned))
         return out
 
 
-def propose_for_map(amap: AnchorMap, texts: Sequence[str], proposer, keys: Sequence[str] | None = None,
-                    limit: int | None = None, contexts_per_key: int = 3) -> dict[str, list[str]]:
+def propose_for_map(
+    amap: AnchorMap,
+    texts: Sequence[str],
+    proposer,
+    keys: Sequence[str] | None = None,
+    limit: int | None = None,
+    contexts_per_key: int = 3,
+) -> dict[str, list[str]]:
     """Proposals for ``keys`` of ``amap`` (default: keys on placeholder alternatives, else every key), with
     contexts from ``texts``: what ``workbench anchors FILE --propose`` writes for review."""
     from workbench.curation import CorpusIndex, kwic
@@ -317,5 +355,7 @@ def propose_command(args) -> int:
     atomic_write_json(args.out, {"source": args.propose, "map": str(args.file), "proposals": found})
     for k, alts in found.items():
         print(f"{k}: {', '.join(alts) if alts else '(none)'}")
-    print(f"{len(found)} key(s); proposals written to {args.out} (review them in the anchor editor; the map is unchanged)")
+    print(
+        f"{len(found)} key(s); proposals written to {args.out} (review them in the anchor editor; the map is unchanged)"
+    )
     return 0

@@ -6,8 +6,8 @@ adapter, so the baseline (adapter disabled) and the reinforced model (adapter en
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -80,9 +80,19 @@ def train_reinforced(
 
         base_for_pair = copy.deepcopy(model).eval()
         train_model = model
-    trained, finished = train_and_save(Trainer, train_model, BlockDataset(blocks),
-                                       causal_lm_collator(tokenizer.pad_token_id), cfg, out_dir, tokenizer, seed,
-                                       callbacks, progress, tracking=tracking)
+    trained, finished = train_and_save(
+        Trainer,
+        train_model,
+        BlockDataset(blocks),
+        causal_lm_collator(tokenizer.pad_token_id),
+        cfg,
+        out_dir,
+        tokenizer,
+        seed,
+        callbacks,
+        progress,
+        tracking=tracking,
+    )
     return _pair(trained, base_for_pair), finished
 
 

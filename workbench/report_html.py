@@ -64,8 +64,10 @@ def bars_svg(groups: list[str], series: dict[str, list[float | None]], title: st
     height = 40 + row_h * len(groups) + 24
     vmax = max([v for vals in series.values() for v in vals if v is not None] + [1e-9])
     scale = (width - left - 70) / vmax
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="12" '
-           f'font-family="system-ui,sans-serif"><text x="0" y="16" font-weight="600">{_esc(title)}</text>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="12" '
+        f'font-family="system-ui,sans-serif"><text x="0" y="16" font-weight="600">{_esc(title)}</text>'
+    ]
     for gi, g in enumerate(groups):
         y0 = 32 + gi * row_h
         out.append(f'<text x="{left - 8}" y="{y0 + row_h / 2}" text-anchor="end">{_esc(g[:52])}</text>')
@@ -75,13 +77,17 @@ def bars_svg(groups: list[str], series: dict[str, list[float | None]], title: st
                 continue
             y = y0 + si * 18
             color = _COLORS.get(name, "#888")
-            out.append(f'<rect x="{left}" y="{y}" width="{max(1.0, v * scale):.1f}" height="{bar_h}" fill="{color}">'
-                       f"<title>{_esc(name)}: {_num(v)}</title></rect>"
-                       f'<text x="{left + v * scale + 4:.1f}" y="{y + 12}">{_esc(_num(v))}</text>')
+            out.append(
+                f'<rect x="{left}" y="{y}" width="{max(1.0, v * scale):.1f}" height="{bar_h}" fill="{color}">'
+                f"<title>{_esc(name)}: {_num(v)}</title></rect>"
+                f'<text x="{left + v * scale + 4:.1f}" y="{y + 12}">{_esc(_num(v))}</text>'
+            )
     lx = left
     for name in series:
-        out.append(f'<rect x="{lx}" y="{height - 16}" width="12" height="12" fill="{_COLORS.get(name, "#888")}"/>'
-                   f'<text x="{lx + 16}" y="{height - 6}">{_esc(name)}</text>')
+        out.append(
+            f'<rect x="{lx}" y="{height - 16}" width="12" height="12" fill="{_COLORS.get(name, "#888")}"/>'
+            f'<text x="{lx + 16}" y="{height - 6}">{_esc(name)}</text>'
+        )
         lx += 20 + 8 * len(name)
     out.append("</svg>")
     return "".join(out)
@@ -89,12 +95,19 @@ def bars_svg(groups: list[str], series: dict[str, list[float | None]], title: st
 
 def _settings(cfg: dict) -> pd.DataFrame:
     t, f, r = cfg.get("target", {}), cfg.get("finetune", {}), cfg.get("reinforce", {})
-    rows = [("model", cfg.get("model")), ("pack", t.get("pack")), ("corpus", t.get("corpus")),
-            ("anchors", t.get("anchors") and Path(t["anchors"]).name),
-            ("blocks", f"{t.get('max_blocks') or 'all'} of {t.get('block_size')} tokens"),
-            ("reinforce", f"{r.get('epochs')} epoch(s), lr {r.get('learning_rate')}, LoRA r={r.get('lora_rank')}"),
-            ("finetune", f"{f.get('target')} targets, α={f.get('alpha')}, T={f.get('temperature')}, retain weight "
-                         f"{f.get('retain_weight')}, lr {f.get('learning_rate')}, {f.get('epochs')} epoch(s)")]
+    rows = [
+        ("model", cfg.get("model")),
+        ("pack", t.get("pack")),
+        ("corpus", t.get("corpus")),
+        ("anchors", t.get("anchors") and Path(t["anchors"]).name),
+        ("blocks", f"{t.get('max_blocks') or 'all'} of {t.get('block_size')} tokens"),
+        ("reinforce", f"{r.get('epochs')} epoch(s), lr {r.get('learning_rate')}, LoRA r={r.get('lora_rank')}"),
+        (
+            "finetune",
+            f"{f.get('target')} targets, α={f.get('alpha')}, T={f.get('temperature')}, retain weight "
+            f"{f.get('retain_weight')}, lr {f.get('learning_rate')}, {f.get('epochs')} epoch(s)",
+        ),
+    ]
     return pd.DataFrame([(k, v) for k, v in rows if v], columns=["setting", "value"])
 
 
@@ -119,10 +132,12 @@ def outcome_html(report: dict, level: int = 2) -> str:
         table[c] = [None if pd.isna(v) else f"{v:.2f}" if is_ppl else f"{v:.4f}" for v, is_ppl in zip(table[c], ppl)]
     table["n"] = [None if v is None or pd.isna(v) else str(int(v)) for v in table["n"]]  # counts, not 117.000
     style = "<style>.wb-outcome td.num{text-align:right;font-variant-numeric:tabular-nums}</style>"
-    return (f'<div class="wb-outcome">{style}<h{level}>{_esc(outcome_title(report))}</h{level}>'
-            "<p class='muted'>mean probability of the correct next token, with the 95% paired-bootstrap interval of the "
-            "change; generic: the baseline on the prompts with anchored terms replaced (the reference the labels "
-            "imitate)</p>" + _table(table) + "</div>")
+    return (
+        f'<div class="wb-outcome">{style}<h{level}>{_esc(outcome_title(report))}</h{level}>'
+        "<p class='muted'>mean probability of the correct next token, with the 95% paired-bootstrap interval of the "
+        "change; generic: the baseline on the prompts with anchored terms replaced (the reference the labels "
+        "imitate)</p>" + _table(table) + "</div>"
+    )
 
 
 def _run_section(run_dir: Path, level: int = 2) -> str:
@@ -130,7 +145,11 @@ def _run_section(run_dir: Path, level: int = 2) -> str:
     from workbench.run import STAGES
 
     parts = []
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) if (run_dir / "config.yaml").is_file() else {}
+    cfg = (
+        yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        if (run_dir / "config.yaml").is_file()
+        else {}
+    )
     h = f"h{level}"
     parts.append(f"<{h}>Settings</{h}>" + _table(_settings(cfg)))
     stages = []
@@ -141,29 +160,47 @@ def _run_section(run_dir: Path, level: int = 2) -> str:
             stages.append({"stage": s, "seconds": rec.get("seconds"), "finished": rec.get("finished_at")})
     if stages:
         parts.append(f"<{h}>Stages</{h}>" + _table(pd.DataFrame(stages)))
-    labels = read_json(run_dir / "stages" / "labels.json").get("summary") if (run_dir / "stages" / "labels.json").is_file() else None
+    labels = (
+        read_json(run_dir / "stages" / "labels.json").get("summary")
+        if (run_dir / "stages" / "labels.json").is_file()
+        else None
+    )
     if labels:
-        parts.append(f"<{h}>Generic labels</{h}><p class='muted'>changed_share: the share of labelled positions whose "
-                     f"label differs from the original next token</p>" + _table(pd.DataFrame(labels)))
+        parts.append(
+            f"<{h}>Generic labels</{h}><p class='muted'>changed_share: the share of labelled positions whose "
+            f"label differs from the original next token</p>" + _table(pd.DataFrame(labels))
+        )
     report_path = run_dir / "report.json"
     report = read_json(report_path) if report_path.is_file() else {}
     table = outcome_table(report) if report else pd.DataFrame()
     if not table.empty:
         probs = table[~table["measure"].str.startswith(("perplexity", "trivia"))]
-        series = {k: [None if pd.isna(v) else float(v) for v in probs[k]] for k in ("baseline", "unlearned", "generic")
-                  if k in probs and probs[k].notna().any()}
-        parts.append(outcome_html(report, level)
-                     + bars_svg([m.strip() for m in probs["measure"]], series,
-                                "P(correct next token): baseline, unlearned, generic reference"))
+        series = {
+            k: [None if pd.isna(v) else float(v) for v in probs[k]]
+            for k in ("baseline", "unlearned", "generic")
+            if k in probs and probs[k].notna().any()
+        }
+        parts.append(
+            outcome_html(report, level)
+            + bars_svg(
+                [m.strip() for m in probs["measure"]],
+                series,
+                "P(correct next token): baseline, unlearned, generic reference",
+            )
+        )
         per_probe = run_dir / "report" / "probes.csv"
         if per_probe.is_file():
             df = pd.read_csv(per_probe)
             parts.append(f"<details><summary>every probe ({len(df)} rows)</summary>{_table(df, 2000)}</details>")
     else:
-        parts.append(f"<p>No before/after report in {_esc(run_dir)} yet: run the report stage "
-                     "(<code>workbench report CONFIG</code>, or <code>nb.export_report()</code> in a notebook).</p>")
+        parts.append(
+            f"<p>No before/after report in {_esc(run_dir)} yet: run the report stage "
+            "(<code>workbench report CONFIG</code>, or <code>nb.export_report()</code> in a notebook).</p>"
+        )
     if cfg:
-        parts.append(f"<details><summary>full config</summary><pre>{_esc(yaml.safe_dump(cfg, sort_keys=False))}</pre></details>")
+        parts.append(
+            f"<details><summary>full config</summary><pre>{_esc(yaml.safe_dump(cfg, sort_keys=False))}</pre></details>"
+        )
     return "".join(parts)
 
 
@@ -174,14 +211,18 @@ def export_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = No
         raise WorkbenchError(f"{run_dir} is not a run directory (no config.yaml)")
     out = Path(out) if out else run_dir / "report.html"
     name = title or run_dir.name
-    body = [f"<h1>Unlearning run: {_esc(name)}</h1>",
-            f"<p class='muted'>{_esc(run_dir.resolve())} · exported {time.strftime('%Y-%m-%d %H:%M')}</p>",
-            _run_section(run_dir)]
+    body = [
+        f"<h1>Unlearning run: {_esc(name)}</h1>",
+        f"<p class='muted'>{_esc(run_dir.resolve())} · exported {time.strftime('%Y-%m-%d %H:%M')}</p>",
+        _run_section(run_dir),
+    ]
     vdir = run_dir / "variants"
     for v in sorted(vdir.iterdir()) if vdir.is_dir() else []:
         if (v / "config.yaml").is_file():
             body.append(f"<h2>Variant {_esc(v.name)}</h2>" + _run_section(v, level=3))
-    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_esc(name)}</title>"
-           f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>")
+    doc = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_esc(name)}</title>"
+        f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>"
+    )
     atomic_write_text(out, doc)
     return out

@@ -23,22 +23,28 @@ the others wait for it and then read its result.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
 from workbench.anchors import AnchorMap, key_counts
 from workbench.checks import artifact_problem, check_report_inputs, drop_damaged_shards, read_record
 from workbench.config import RunConfig, config_diff, config_to_dict, dump_yaml, load_config, neutral_key, stable_hash
-from workbench.corpus import Block, Document, corpus_fingerprint, make_blocks, read_documents, retain_blocks, target_blocks
+from workbench.corpus import (
+    Block,
+    Document,
+    corpus_fingerprint,
+    make_blocks,
+    read_documents,
+    retain_blocks,
+    target_blocks,
+)
 from workbench.distribution import is_main_process, process_device, world_size
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_dir, atomic_write, atomic_write_json, atomic_write_text, read_json
@@ -91,8 +97,15 @@ def _guarded(stage_method):
 class Run:
     """One run directory and its config. Call :meth:`run` for every stage, or a stage method alone."""
 
-    def __init__(self, cfg: RunConfig, run_dir: str | os.PathLike | None = None, update: bool = False,
-                 progress: bool = True, callbacks: list | None = None, log: Callable[[str], None] | None = print):
+    def __init__(
+        self,
+        cfg: RunConfig,
+        run_dir: str | os.PathLike | None = None,
+        update: bool = False,
+        progress: bool = True,
+        callbacks: list | None = None,
+        log: Callable[[str], None] | None = print,
+    ):
         self.cfg = cfg.validate()
         self.dir = Path(run_dir or Path("runs") / cfg.name)
         self.progress = progress
@@ -159,9 +172,16 @@ class Run:
     def _finish(self, stage: str, seconds: float, **extra) -> None:
         if not is_main_process():
             return
-        atomic_write_json(self.dir / "stages" / f"{stage}.json",
-                          {"stage": stage, "fingerprint": self.fingerprint(stage), "seconds": round(seconds, 3),
-                           "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
+        atomic_write_json(
+            self.dir / "stages" / f"{stage}.json",
+            {
+                "stage": stage,
+                "fingerprint": self.fingerprint(stage),
+                "seconds": round(seconds, 3),
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                **extra,
+            },
+        )
 
     def _require(self, stage: str, before: str) -> None:
         if not self.is_done(stage):
@@ -232,11 +252,16 @@ class Run:
         if self.pack is not None and self.retain_documents:
             from workbench.probe_checks import check_pack_disjoint
 
-            source = f"target.retain {self.cfg.target.retain}" if self.cfg.target.retain is not None else \
-                f"pack {self.pack.name!r} retain text"
+            source = (
+                f"target.retain {self.cfg.target.retain}"
+                if self.cfg.target.retain is not None
+                else f"pack {self.pack.name!r} retain text"
+            )
             check_pack_disjoint(self.pack, {f"retain text {d.name}": d.text for d in self.retain_documents}, source)
         if self.cfg.finetune.retain_weight > 0 and not self.retain_blocks:
-            raise WorkbenchError("finetune.retain_weight > 0 needs retain text: set target.retain or use a pack with retain/")
+            raise WorkbenchError(
+                "finetune.retain_weight > 0 needs retain text: set target.retain or use a pack with retain/"
+            )
         if self.cfg.reinforce.path:
             from transformers import AutoTokenizer
 
@@ -261,7 +286,8 @@ class Run:
             raise WorkbenchError(
                 f"{where}: the map has no anchors, and the labels stage needs at least one; run the reinforce and "
                 "score stages (`workbench run CONFIG --stages reinforce,score`), curate the map from "
-                "suggested_anchors.csv (notebook 02_anchor_editing), then set target.anchors to the saved map")
+                "suggested_anchors.csv (notebook 02_anchor_editing), then set target.anchors to the saved map"
+            )
 
     @property
     def baseline_spec(self) -> str:
@@ -302,7 +328,15 @@ class Run:
         implant = self._implant_fingerprint() if c.implant.enabled else None
         if stage == "implant":
             return implant or stable_hash("implant", None)
-        target = (c.model, c.seed, c.dtype, corpus_fingerprint(self.documents), t.block_size, t.max_blocks, t.spread_blocks)
+        target = (
+            c.model,
+            c.seed,
+            c.dtype,
+            corpus_fingerprint(self.documents),
+            t.block_size,
+            t.max_blocks,
+            t.spread_blocks,
+        )
         if implant:  # unchanged when the stage is off, so runs made before it existed keep their records
             target = (*target, implant)
         reinforce = stable_hash("reinforce", target, c.reinforce)
@@ -317,9 +351,14 @@ class Run:
             return stable_hash("suggest", self._scores_fingerprint(reinforce), self.anchors.fingerprint())
         from workbench.translate import ALIGNMENT_VERSION
 
-        labels = stable_hash("labels", reinforce, self.anchors.fingerprint(), c.labels,
-                             corpus_fingerprint(self.retain_documents),  # rule 4 reads the retain text
-                             ALIGNMENT_VERSION)
+        labels = stable_hash(
+            "labels",
+            reinforce,
+            self.anchors.fingerprint(),
+            c.labels,
+            corpus_fingerprint(self.retain_documents),  # rule 4 reads the retain text
+            ALIGNMENT_VERSION,
+        )
         if stage == "labels":
             return labels
         retain = corpus_fingerprint(self.retain_documents) if c.finetune.retain_weight > 0 else None
@@ -333,13 +372,18 @@ class Run:
     def _implant_fingerprint(self) -> str:
         c = self.cfg
         qa = [(q.question, q.answer) for q in self.qa_items] if c.implant.qa else None
-        return stable_hash("implant", c.model, c.seed, c.dtype, corpus_fingerprint(self.documents),
-                           c.target.block_size, c.implant, qa)
+        return stable_hash(
+            "implant", c.model, c.seed, c.dtype, corpus_fingerprint(self.documents), c.target.block_size, c.implant, qa
+        )
 
     def _scores_fingerprint(self, reinforce: str | None = None) -> str:
         c = self.cfg
-        return stable_hash("score", reinforce or self.fingerprint("reinforce"), c.scoring,
-                           corpus_fingerprint(self.documents) if c.scoring.whole_corpus else None)
+        return stable_hash(
+            "score",
+            reinforce or self.fingerprint("reinforce"),
+            c.scoring,
+            corpus_fingerprint(self.documents) if c.scoring.whole_corpus else None,
+        )
 
     @cached_property
     def corpus_blocks(self) -> list[Block]:
@@ -364,31 +408,46 @@ class Run:
         from workbench.implant import implant_blocks, implant_check, train_implant
 
         if not self.cfg.implant.enabled:
-            raise WorkbenchError("the implant stage is off: set implant.enabled: true (for a target the baseline "
-                                 "has never seen, such as the bundled ystrevane pack)")
+            raise WorkbenchError(
+                "the implant stage is off: set implant.enabled: true (for a target the baseline "
+                "has never seen, such as the bundled ystrevane pack)"
+            )
         out = self.dir / "implanted"
         device = process_device(self.cfg.device)
         if self.is_done("implant") and out.is_dir():
             return load_model(str(out), device=device, dtype=self.cfg.dtype).model
         ic = self.cfg.implant
         qa = self.qa_items if ic.qa else []
-        blocks = implant_blocks(self.documents, qa, self.tokenizer, self.cfg.target.block_size, ic.qa_repeat,
-                                ic.max_blocks)
+        blocks = implant_blocks(
+            self.documents, qa, self.tokenizer, self.cfg.target.block_size, ic.qa_repeat, ic.max_blocks
+        )
         base = load_model(self.cfg.model, device=device, dtype=self.cfg.dtype)
         check_blocks = self.blocks[:8]
         before = implant_check(base.model, base.tokenizer, self.qa_items, check_blocks)
-        self.log(f"[implant] training on {len(blocks)} blocks ({sum(len(b) for b in blocks)} tokens, "
-                 f"{len(qa)} QA items)")
+        self.log(
+            f"[implant] training on {len(blocks)} blocks ({sum(len(b) for b in blocks)} tokens, {len(qa)} QA items)"
+        )
         t0 = time.perf_counter()
-        model, finished = train_implant(base.model, base.tokenizer, blocks, ic, out, self.cfg.seed,
-                                        self.callbacks, self.progress, tracking=self.stage_tracking("implant"))
+        model, finished = train_implant(
+            base.model,
+            base.tokenizer,
+            blocks,
+            ic,
+            out,
+            self.cfg.seed,
+            self.callbacks,
+            self.progress,
+            tracking=self.stage_tracking("implant"),
+        )
         if not finished:
             raise KeyboardInterrupt("implanting stopped; rerun to resume from the last checkpoint")
         seconds = time.perf_counter() - t0
         after = implant_check(model, base.tokenizer, self.qa_items, check_blocks)
-        self.log(f"[implant] QA accuracy {before.get('qa_accuracy', float('nan')):.2f} -> "
-                 f"{after.get('qa_accuracy', float('nan')):.2f} (chance {after.get('qa_chance', float('nan')):.2f}); "
-                 f"corpus loss {before['corpus_loss']:.3f} -> {after['corpus_loss']:.3f}")
+        self.log(
+            f"[implant] QA accuracy {before.get('qa_accuracy', float('nan')):.2f} -> "
+            f"{after.get('qa_accuracy', float('nan')):.2f} (chance {after.get('qa_chance', float('nan')):.2f}); "
+            f"corpus loss {before['corpus_loss']:.3f} -> {after['corpus_loss']:.3f}"
+        )
         self._finish("implant", seconds, tokens=int(sum(len(b) for b in blocks)), before=before, after=after)
         return model
 
@@ -407,9 +466,17 @@ class Run:
             return load_pair(base.model, base.tokenizer, out)
         self.log(f"[reinforce] training on {len(self.blocks)} blocks ({sum(len(b) for b in self.blocks)} tokens)")
         t0 = time.perf_counter()
-        pair, finished = train_reinforced(base.model, base.tokenizer, self.blocks, self.cfg.reinforce, out,
-                                          self.cfg.seed, self.callbacks, self.progress,
-                                          tracking=self.stage_tracking("reinforce"))
+        pair, finished = train_reinforced(
+            base.model,
+            base.tokenizer,
+            self.blocks,
+            self.cfg.reinforce,
+            out,
+            self.cfg.seed,
+            self.callbacks,
+            self.progress,
+            tracking=self.stage_tracking("reinforce"),
+        )
         if not finished:
             raise KeyboardInterrupt("reinforcement stopped; rerun to resume from the last checkpoint")
         self._finish("reinforce", time.perf_counter() - t0)
@@ -437,13 +504,15 @@ class Run:
             return pd.read_parquet(path)
         t0 = time.perf_counter()
         blocks, scores_fp = self.scored_blocks, self._scores_fingerprint()
-        if ((self.stage_record("score") or {}).get("scores_fingerprint") == scores_fp
-                and not artifact_problem(self.dir, "score")):  # the scores file is there and opens
+        if (self.stage_record("score") or {}).get("scores_fingerprint") == scores_fp and not artifact_problem(
+            self.dir, "score"
+        ):  # the scores file is there and opens
             scores = pd.read_parquet(path)
         else:
             self.log(f"[score] {len(blocks)} blocks ({sum(len(b) for b in blocks)} tokens)")
-            scores = score_blocks(self._pair(), blocks, self.tokenizer, self.cfg.scoring.batch_size,
-                                  progress=self.progress)
+            scores = score_blocks(
+                self._pair(), blocks, self.tokenizer, self.cfg.scoring.batch_size, progress=self.progress
+            )
             atomic_write(path, scores.to_parquet)
         suggestions = suggest_anchors(scores, blocks, self.anchors, top=None, min_count=self.cfg.scoring.min_count)
         atomic_write_text(self.dir / "suggested_anchors.csv", suggestions.to_csv(index=False))
@@ -455,8 +524,9 @@ class Run:
 
         # rule 4's common words come from the retain text (the target blocks' own text where there is none)
         reference = [d.text for d in self.retain_documents] or None
-        return translate_blocks(self.blocks, self.anchors, self.tokenizer, self.cfg.seed, self.cfg.labels.inner_anchor,
-                                reference)
+        return translate_blocks(
+            self.blocks, self.anchors, self.tokenizer, self.cfg.seed, self.cfg.labels.inner_anchor, reference
+        )
 
     @_guarded
     @_main_process_only
@@ -474,11 +544,26 @@ class Run:
         aligned = self.aligned_blocks()
         t_align = time.perf_counter() - t0
         lc = self.cfg.labels
-        store = generate_labels(self._pair(), aligned, out, lc.alphas, lc.top_k, lc.batch_size, lc.shard_blocks,
-                                self.tokenizer.pad_token_id, self.fingerprint("labels"), self.progress, on_shard)
+        store = generate_labels(
+            self._pair(),
+            aligned,
+            out,
+            lc.alphas,
+            lc.top_k,
+            lc.batch_size,
+            lc.shard_blocks,
+            self.tokenizer.pad_token_id,
+            self.fingerprint("labels"),
+            self.progress,
+            on_shard,
+        )
         summary = store.summary()
-        self._finish("labels", time.perf_counter() - t0, align_seconds=round(t_align, 3),
-                     summary=summary.to_dict(orient="records"))
+        self._finish(
+            "labels",
+            time.perf_counter() - t0,
+            align_seconds=round(t_align, 3),
+            summary=summary.to_dict(orient="records"),
+        )
         return store
 
     @_guarded
@@ -502,12 +587,25 @@ class Run:
         fc = self.cfg.finetune
         retain = [b.input_ids for b in self.retain_blocks] if fc.retain_weight > 0 else None
         if fc.retain_weight > 0 and not retain:
-            raise WorkbenchError("finetune.retain_weight > 0 needs retain text: set target.retain or use a pack with retain/")
+            raise WorkbenchError(
+                "finetune.retain_weight > 0 needs retain text: set target.retain or use a pack with retain/"
+            )
         dataset = build_dataset(LabelStore(self.dir / "labels"), fc, retain)
         base = self.load_baseline()
-        self.log(f"[finetune] {len(dataset)} blocks, target={fc.target}, alpha={fc.alpha}, retain_weight={fc.retain_weight}")
-        model, finished = finetune(base.model, base.tokenizer, dataset, fc, out, self.cfg.seed, self.callbacks, self.progress,
-                                   tracking=self.stage_tracking("finetune"))
+        self.log(
+            f"[finetune] {len(dataset)} blocks, target={fc.target}, alpha={fc.alpha}, retain_weight={fc.retain_weight}"
+        )
+        model, finished = finetune(
+            base.model,
+            base.tokenizer,
+            dataset,
+            fc,
+            out,
+            self.cfg.seed,
+            self.callbacks,
+            self.progress,
+            tracking=self.stage_tracking("finetune"),
+        )
         if not finished:
             raise KeyboardInterrupt("finetuning stopped; rerun to resume from the last checkpoint")
         self._finish("finetune", time.perf_counter() - t0)
@@ -550,10 +648,16 @@ class Run:
         return report
 
     def _compose_report(self, result: dict) -> dict:
-        timings = {s: (self.stage_record(s) or {}).get("seconds") for s in STAGES
-                   if s != "implant" or self.cfg.implant.enabled}
-        return {"run_dir": str(self.dir), "config": config_to_dict(self.cfg), "stage_seconds": timings,
-                "labels": (self.stage_record("labels") or {}).get("summary"), **result}
+        timings = {
+            s: (self.stage_record(s) or {}).get("seconds") for s in STAGES if s != "implant" or self.cfg.implant.enabled
+        }
+        return {
+            "run_dir": str(self.dir),
+            "config": config_to_dict(self.cfg),
+            "stage_seconds": timings,
+            "labels": (self.stage_record("labels") or {}).get("summary"),
+            **result,
+        }
 
     @_guarded
     def run(self, stages: tuple[str, ...] = STAGES) -> dict:
@@ -608,11 +712,15 @@ def export_run(run_dir: str | Path, to: str | Path) -> Path:
         raise WorkbenchError(f"export: {run_dir} is not a run directory (no config.yaml); give the folder a run wrote")
     run = Run(load_config(stored), run_dir, log=None)
     if not METHODS[run.cfg.method].trains:
-        raise WorkbenchError(f"export: method {run.cfg.method!r} changes no weights, so there is no model to upload "
-                             f"(its {run_dir / 'unlearned'} is a descriptor the workbench loads)")
+        raise WorkbenchError(
+            f"export: method {run.cfg.method!r} changes no weights, so there is no model to upload "
+            f"(its {run_dir / 'unlearned'} is a descriptor the workbench loads)"
+        )
     if not run.is_done("finetune"):
-        raise WorkbenchError(f"export: {run_dir} has no finished unlearned model with its config; run "
-                             f"`workbench run {stored} --run-dir {run_dir}` first")
+        raise WorkbenchError(
+            f"export: {run_dir} has no finished unlearned model with its config; run "
+            f"`workbench run {stored} --run-dir {run_dir}` first"
+        )
     src = run_dir / "unlearned"
     with atomic_dir(to) as tmp:
         for f in sorted(src.iterdir()):

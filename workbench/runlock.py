@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from workbench.errors import WorkbenchError
 
@@ -47,7 +47,9 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise WorkbenchError(f"run directory {path}: cannot create it ({exc.strerror}); choose another --run-dir") from exc
+        raise WorkbenchError(
+            f"run directory {path}: cannot create it ({exc.strerror}); choose another --run-dir"
+        ) from exc
     key = str(path.resolve())
     if key in _held:
         _held[key][1] += 1

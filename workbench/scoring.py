@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,20 +31,34 @@ if TYPE_CHECKING:  # torch is imported where the models run, so the word statist
 
     from workbench.pair import ModelPair
 
-__all__ = ["score_blocks", "token_summary", "suggest_anchors", "block_words", "text_words", "name_runs", "token_gains", "WordOccurrence",
-           "SUGGESTION_COLUMNS"]
+__all__ = [
+    "score_blocks",
+    "token_summary",
+    "suggest_anchors",
+    "block_words",
+    "text_words",
+    "name_runs",
+    "token_gains",
+    "WordOccurrence",
+    "SUGGESTION_COLUMNS",
+]
 
 _WORD = re.compile(r"[A-Za-z\u00C0-\u024F][\w'\u2019-]*[\w]|[A-Za-z]")
 # lower-case words that may join the capitalised words of one name ("Order of the Phoenix", "Ludwig van Beethoven")
-PARTICLES = frozenset({"of", "the", "de", "du", "des", "la", "le", "von", "van", "der", "den", "di", "da", "del", "y",
-                       "al", "el"})
+PARTICLES = frozenset(
+    {"of", "the", "de", "du", "des", "la", "le", "von", "van", "der", "den", "di", "da", "del", "y", "al", "el"}
+)
 SUGGESTION_COLUMNS = ["word", "kind", "n_words", "count", "mean_gain", "score", "name_like", "examples"]
 
 
 @with_small_heap
 def score_blocks(
-    pair: ModelPair, blocks: Sequence[Block], tokenizer: PreTrainedTokenizerBase, batch_size: int = 4,
-    n_raised: int = 3, progress: bool = True,
+    pair: ModelPair,
+    blocks: Sequence[Block],
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int = 4,
+    n_raised: int = 3,
+    progress: bool = True,
 ) -> pd.DataFrame:
     """One row per position: block, pos, next_id, next_token, gain_logit, gain_logprob, p_base, p_reinf, raised."""
     import torch
@@ -69,23 +82,36 @@ def score_blocks(
             g_logit = (v_r[j, :n].gather(-1, nxt[:, None]) - v_b[j, :n].gather(-1, nxt[:, None]))[:, 0]
             g_lp = (lr.gather(-1, nxt[:, None]) - lb.gather(-1, nxt[:, None]))[:, 0]
             raised = (lr.exp() - lb.exp()).topk(n_raised, -1).indices.cpu().numpy()
-            frames.append(pd.DataFrame({
-                "block": b.index, "pos": np.arange(n), "next_id": b.input_ids[1:],
-                "next_token": tokenizer.convert_ids_to_tokens(b.input_ids[1:].tolist()),
-                "gain_logit": g_logit.cpu().numpy(), "gain_logprob": g_lp.cpu().numpy(),
-                "p_base": lb.gather(-1, nxt[:, None])[:, 0].exp().cpu().numpy(),
-                "p_reinf": lr.gather(-1, nxt[:, None])[:, 0].exp().cpu().numpy(),
-                "raised": [tokenizer.convert_ids_to_tokens(r.tolist()) for r in raised],
-            }))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "block": b.index,
+                        "pos": np.arange(n),
+                        "next_id": b.input_ids[1:],
+                        "next_token": tokenizer.convert_ids_to_tokens(b.input_ids[1:].tolist()),
+                        "gain_logit": g_logit.cpu().numpy(),
+                        "gain_logprob": g_lp.cpu().numpy(),
+                        "p_base": lb.gather(-1, nxt[:, None])[:, 0].exp().cpu().numpy(),
+                        "p_reinf": lr.gather(-1, nxt[:, None])[:, 0].exp().cpu().numpy(),
+                        "raised": [tokenizer.convert_ids_to_tokens(r.tolist()) for r in raised],
+                    }
+                )
+            )
         bar.update(sum(len(b) for b in batch))
     bar.close()
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def token_summary(scores: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, top: int = 30, min_count: int = 2) -> pd.DataFrame:
+def token_summary(
+    scores: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, top: int = 30, min_count: int = 2
+) -> pd.DataFrame:
     """Tokens with the largest mean log-probability gain (seen at least ``min_count`` times)."""
-    g = scores.groupby("next_id").agg(count=("gain_logprob", "size"), mean_gain=("gain_logprob", "mean"),
-                                      mean_p_base=("p_base", "mean"), mean_p_reinf=("p_reinf", "mean"))
+    g = scores.groupby("next_id").agg(
+        count=("gain_logprob", "size"),
+        mean_gain=("gain_logprob", "mean"),
+        mean_p_base=("p_base", "mean"),
+        mean_p_reinf=("p_reinf", "mean"),
+    )
     g = g[g["count"] >= min_count].sort_values("mean_gain", ascending=False).head(top)
     g.insert(0, "token", [tokenizer.decode([int(i)]) for i in g.index])
     return g.reset_index()
@@ -114,8 +140,10 @@ class WordOccurrence:
 def _token_span(block: Block, start: int, end: int) -> tuple[int, int]:
     """Tokens ``[lo, hi)`` whose character span overlaps ``[start, end)``. A byte-level BPE token carries the
     word's leading space (" Harry" spans (4, 10) for "Harry" at 5), so overlap, not "starts inside", decides."""
-    return (int(np.searchsorted(block.offsets[:, 1], start, "right")),
-            int(np.searchsorted(block.offsets[:, 0], end, "left")))
+    return (
+        int(np.searchsorted(block.offsets[:, 1], start, "right")),
+        int(np.searchsorted(block.offsets[:, 0], end, "left")),
+    )
 
 
 _SENTENCE_END = re.compile(r"(?:[.!?:;\n]|^)[\s\"'\u2018\u201c(*_-]*$")
@@ -131,8 +159,11 @@ def text_words(text: str, matches=()) -> list[WordOccurrence]:
     for m in _WORD.finditer(text):
         before = text[max(0, m.start() - 8) : m.start()]
         initial = not out or bool(_SENTENCE_END.search(before))
-        out.append(WordOccurrence(m.group(0), m.start(), m.end(), float("nan"), initial,
-                                  bool(covered[m.start() : m.end()].any())))
+        out.append(
+            WordOccurrence(
+                m.group(0), m.start(), m.end(), float("nan"), initial, bool(covered[m.start() : m.end()].any())
+            )
+        )
     return out
 
 
@@ -177,8 +208,14 @@ def name_runs(words: list[WordOccurrence], text: str, lower_vocab: set[str]) -> 
 
 
 def suggest_anchors(
-    scores: pd.DataFrame, blocks: Sequence[Block], anchors: AnchorMap | None = None, top: int | None = 40,
-    min_count: int = 2, phrases: bool = True, boost: float = 1.0, examples: int = 3,
+    scores: pd.DataFrame,
+    blocks: Sequence[Block],
+    anchors: AnchorMap | None = None,
+    top: int | None = 40,
+    min_count: int = 2,
+    phrases: bool = True,
+    boost: float = 1.0,
+    examples: int = 3,
 ) -> pd.DataFrame:
     """Words and phrases the reinforced model boosts most that no anchor covers (columns ``SUGGESTION_COLUMNS``).
 
@@ -213,8 +250,11 @@ def suggest_anchors(
     def matches(ws: list[WordOccurrence], text: str, i: int, cands: dict[str, list[tuple[str, ...]]]):
         for c in cands.get(ws[i].text, ()):
             seg = ws[i : i + len(c)]
-            if (len(seg) == len(c) and all(w.text == t and not w.covered for w, t in zip(seg, c))
-                    and all(text[x.end : y.start] == " " for x, y in zip(seg, seg[1:]))):
+            if (
+                len(seg) == len(c)
+                and all(w.text == t and not w.covered for w, t in zip(seg, c))
+                and all(text[x.end : y.start] == " " for x, y in zip(seg, seg[1:]))
+            ):
                 yield seg
 
     def index(cands) -> dict[str, list[tuple[str, ...]]]:
@@ -273,9 +313,17 @@ def suggest_anchors(
             continue
         if kind == "word" and all(in_phrase.get(w) in kept_phrases for w in s["where"]):
             continue
-        rows.append({"word": text, "kind": kind, "n_words": len(text.split()), "count": n,
-                     "mean_gain": float(np.mean(s["gains"])), "name_like": kind == "phrase" or s["name"] * 2 > n,
-                     "examples": " | ".join(s["examples"])})
+        rows.append(
+            {
+                "word": text,
+                "kind": kind,
+                "n_words": len(text.split()),
+                "count": n,
+                "mean_gain": float(np.mean(s["gains"])),
+                "name_like": kind == "phrase" or s["name"] * 2 > n,
+                "examples": " | ".join(s["examples"]),
+            }
+        )
     df = pd.DataFrame(rows, columns=[c for c in SUGGESTION_COLUMNS if c != "score"])
     df["score"] = df["mean_gain"] * np.log1p(df["count"].astype(float))
     df = df[SUGGESTION_COLUMNS].sort_values(["score", "word"], ascending=[False, True], kind="stable")

@@ -14,9 +14,10 @@ import contextlib
 import importlib.util
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from workbench.config import TRACKERS, TrackingConfig
 from workbench.errors import WorkbenchError
@@ -24,13 +25,26 @@ from workbench.errors import WorkbenchError
 __all__ = ["StageTracking", "resolve_trackers", "stage_tracking", "log_run", "flat_scalars"]
 
 # the package each tracker needs (what `pip install` takes)
-PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "trackio": "trackio",
-            "comet_ml": "comet_ml", "clearml": "clearml", "dvclive": "dvclive", "swanlab": "swanlab"}
+PACKAGES = {
+    "tensorboard": "tensorboard",
+    "wandb": "wandb",
+    "mlflow": "mlflow",
+    "trackio": "trackio",
+    "comet_ml": "comet_ml",
+    "clearml": "clearml",
+    "dvclive": "dvclive",
+    "swanlab": "swanlab",
+}
 assert tuple(PACKAGES) == TRACKERS
 
 # the project name, for trackers that read it from the environment during training
-_PROJECT_ENV = {"wandb": "WANDB_PROJECT", "mlflow": "MLFLOW_EXPERIMENT_NAME", "comet_ml": "COMET_PROJECT_NAME",
-                "clearml": "CLEARML_PROJECT", "swanlab": "SWANLAB_PROJECT"}
+_PROJECT_ENV = {
+    "wandb": "WANDB_PROJECT",
+    "mlflow": "MLFLOW_EXPERIMENT_NAME",
+    "comet_ml": "COMET_PROJECT_NAME",
+    "clearml": "CLEARML_PROJECT",
+    "swanlab": "SWANLAB_PROJECT",
+}
 
 
 def _installed(name: str) -> bool:
@@ -48,9 +62,11 @@ def resolve_trackers(cfg: TrackingConfig) -> list[str]:
     missing = [n for n in cfg.report_to if not _installed(n)]
     if missing:
         name = missing[0]
-        raise WorkbenchError(f"tracking.report_to: {name!r} needs the {PACKAGES[name]} package, which is not installed; "
-                             f"`pip install {PACKAGES[name]}`, or remove it from tracking.report_to "
-                             f"(valid names: {', '.join(TRACKERS)})")
+        raise WorkbenchError(
+            f"tracking.report_to: {name!r} needs the {PACKAGES[name]} package, which is not installed; "
+            f"`pip install {PACKAGES[name]}`, or remove it from tracking.report_to "
+            f"(valid names: {', '.join(TRACKERS)})"
+        )
     return list(dict.fromkeys(cfg.report_to))
 
 
@@ -94,8 +110,9 @@ class StageTracking:
 
 
 def stage_tracking(cfg: TrackingConfig, run_dir: Path, run_name: str, stage: str) -> StageTracking:
-    return StageTracking(resolve_trackers(cfg), Path(run_dir) / "tracking" / stage, cfg.project or run_name,
-                         f"{run_name}/{stage}")
+    return StageTracking(
+        resolve_trackers(cfg), Path(run_dir) / "tracking" / stage, cfg.project or run_name, f"{run_name}/{stage}"
+    )
 
 
 def flat_scalars(data: Any, prefix: str = "") -> dict[str, Any]:

@@ -13,10 +13,11 @@ import os
 import shutil
 import sys
 import threading
-import zipfile
 import warnings
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,9 +33,20 @@ if TYPE_CHECKING:
 # peft asks the model for a renamed attribute on every wrap; the notice says nothing to a user of this package
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
-__all__ = ["TrainConfig", "StopController", "LossHistory", "add_lora", "make_training_args", "run_trainer",
-           "train_and_save", "merge_lora", "gradient_checkpointing",
-           "settings_fingerprint", "checkpoint_problem", "prepare_checkpoints"]
+__all__ = [
+    "TrainConfig",
+    "StopController",
+    "LossHistory",
+    "add_lora",
+    "make_training_args",
+    "run_trainer",
+    "train_and_save",
+    "merge_lora",
+    "gradient_checkpointing",
+    "settings_fingerprint",
+    "checkpoint_problem",
+    "prepare_checkpoints",
+]
 
 SETTINGS_FILE = "workbench_settings.json"  # in a checkpoints folder: the settings fingerprint its checkpoints share
 
@@ -120,8 +132,13 @@ def add_lora(model: PreTrainedModel, cfg: TrainConfig, adapter_name: str = "defa
     """Wrap ``model`` in a trainable LoRA adapter on every linear layer except the output head."""
     from peft import LoraConfig, get_peft_model
 
-    lcfg = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules="all-linear", task_type="CAUSAL_LM")
+    lcfg = LoraConfig(
+        r=cfg.lora_rank,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, lcfg, adapter_name=adapter_name)
 
 
@@ -131,8 +148,9 @@ def _use_bf16(cfg: TrainConfig) -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-def make_training_args(cfg: TrainConfig, output_dir: Path, seed: int, progress: bool = True,
-                       tracking: "StageTracking | None" = None) -> TrainingArguments:
+def make_training_args(
+    cfg: TrainConfig, output_dir: Path, seed: int, progress: bool = True, tracking: "StageTracking | None" = None
+) -> TrainingArguments:
     """The Trainer's arguments for a stage; ``tracking`` says which trackers it reports to (default: none)."""
     report = tracking.training_args() if tracking is not None else {"report_to": "none"}
     return TrainingArguments(
@@ -185,8 +203,20 @@ def run_trainer(
             stack.enter_context(tracking.environment())
         if cfg.gradient_checkpointing:
             stack.enter_context(gradient_checkpointing(model))
-        return _run_trainer(trainer_cls, model, dataset, collator, cfg, output_dir, seed, callbacks, progress, log,
-                            tracking, **trainer_kwargs)
+        return _run_trainer(
+            trainer_cls,
+            model,
+            dataset,
+            collator,
+            cfg,
+            output_dir,
+            seed,
+            callbacks,
+            progress,
+            log,
+            tracking,
+            **trainer_kwargs,
+        )
 
 
 @contextlib.contextmanager
@@ -214,15 +244,17 @@ def gradient_checkpointing(model: torch.nn.Module):
             inner.disable_input_require_grads()
 
 
-def _run_trainer(trainer_cls, model, dataset, collator, cfg, output_dir, seed, callbacks, progress, log, tracking,
-                 **trainer_kwargs) -> tuple[Trainer, bool]:
+def _run_trainer(
+    trainer_cls, model, dataset, collator, cfg, output_dir, seed, callbacks, progress, log, tracking, **trainer_kwargs
+) -> tuple[Trainer, bool]:
     args = make_training_args(cfg, output_dir, seed, progress, tracking)
     callbacks = list(callbacks or [])
     if hasattr(dataset, "set_epoch"):  # items that depend on the epoch (retain pairing): epoch 0 for the fingerprint
         dataset.set_epoch(0)
         callbacks.append(DatasetEpoch(dataset))
-    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                          callbacks=callbacks, **trainer_kwargs)
+    trainer = trainer_cls(
+        model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=callbacks, **trainer_kwargs
+    )
     fingerprint = settings_fingerprint(trainer_cls, model, dataset, cfg, seed)
     if trainer.is_world_process_zero():
         prepare_checkpoints(output_dir, fingerprint, log or _stderr)
@@ -272,8 +304,9 @@ def train_and_save(
     out_dir = Path(out_dir)
     ckpt = out_dir.with_name(out_dir.name + "_ckpt")
     model.train()
-    trainer, finished = run_trainer(trainer_cls, model, dataset, collator, cfg, ckpt, seed, callbacks, progress,
-                                    tracking=tracking, **trainer_kwargs)
+    trainer, finished = run_trainer(
+        trainer_cls, model, dataset, collator, cfg, ckpt, seed, callbacks, progress, tracking=tracking, **trainer_kwargs
+    )
     model.eval()
     if not finished:
         return model, False
@@ -353,8 +386,14 @@ def prepare_checkpoints(output_dir: Path, fingerprint: str, log: Callable[[str],
     """Leave in ``output_dir`` only complete checkpoints made with ``fingerprint``; set the others aside."""
     output_dir = Path(output_dir)
     stamp = output_dir / SETTINGS_FILE
-    ckpts = sorted((p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()),
-                   key=lambda p: int(p.name[11:])) if output_dir.is_dir() else []
+    ckpts = (
+        sorted(
+            (p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()),
+            key=lambda p: int(p.name[11:]),
+        )
+        if output_dir.is_dir()
+        else []
+    )
     stored = None
     if stamp.is_file():
         try:

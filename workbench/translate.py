@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import weakref
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 from transformers import PreTrainedTokenizerBase
@@ -48,8 +48,15 @@ from workbench.anchors import AnchorMap
 from workbench.corpus import Block
 
 __all__ = [
-    "Occurrence", "AlignedBlock", "TokenVariants", "COMMON_SHARE", "common_tokens", "translate_text", "translate_blocks",
-    "align_block", "ALIGNMENT_VERSION",
+    "Occurrence",
+    "AlignedBlock",
+    "TokenVariants",
+    "COMMON_SHARE",
+    "common_tokens",
+    "translate_text",
+    "translate_blocks",
+    "align_block",
+    "ALIGNMENT_VERSION",
 ]
 
 COMMON_SHARE = 1e-3  # rule 4: a token whose variant group makes up this share of the reference text is a common word
@@ -127,9 +134,15 @@ def _last_index_with_end(ends: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 
 def align_block(
-    block: Block, trans_text: str, trans_ids: np.ndarray, trans_offsets: np.ndarray,
-    occs: list[Occurrence], choices: dict[str, str], variants: "TokenVariants | None" = None,
-    common: frozenset[int] = frozenset(), inner: bool = False,
+    block: Block,
+    trans_text: str,
+    trans_ids: np.ndarray,
+    trans_offsets: np.ndarray,
+    occs: list[Occurrence],
+    choices: dict[str, str],
+    variants: "TokenVariants | None" = None,
+    common: frozenset[int] = frozenset(),
+    inner: bool = False,
 ) -> AlignedBlock:
     """Map each original position to its translated position (vectorised; see the module rules).
     ``variants`` (a :class:`TokenVariants` of the tokenizer) gives rule 4 the variants of each suppressed token
@@ -138,7 +151,9 @@ def align_block(
     ends = block.offsets[:, 1]
     n = len(ends)
     if occs:
-        spans = np.array([(o.orig_start, o.orig_end, o.trans_start, o.trans_end, o.repeated) for o in occs], dtype=np.int64)
+        spans = np.array(
+            [(o.orig_start, o.orig_end, o.trans_start, o.trans_end, o.repeated) for o in occs], dtype=np.int64
+        )
         o_start, o_end, o_tstart = spans[:, 0], spans[:, 1], spans[:, 2]
         deltas = (spans[:, 3] - o_tstart) - (o_end - o_start)
         cum = np.concatenate([[0], np.cumsum(deltas)])
@@ -189,8 +204,14 @@ def _word_start(text: str, p: int) -> bool:
     return not (before.isalnum() or (before in "'\u2019" and p >= 2 and text[p - 2].isalnum()))
 
 
-def _rule4(occs: list[Occurrence], trans_text: str, trans_ids: np.ndarray, trans_offsets: np.ndarray,
-           variants: "TokenVariants | None", common: frozenset[int]) -> list[tuple[int, int]]:
+def _rule4(
+    occs: list[Occurrence],
+    trans_text: str,
+    trans_ids: np.ndarray,
+    trans_offsets: np.ndarray,
+    variants: "TokenVariants | None",
+    common: frozenset[int],
+) -> list[tuple[int, int]]:
     """Rule 4 as (first suppressed translated position, token id) pairs, one per token, earliest start kept."""
     start_of: dict[int, int] = {}
     n = len(trans_ids)
@@ -204,19 +225,19 @@ def _rule4(occs: list[Occurrence], trans_text: str, trans_ids: np.ndarray, trans
         for i in range(first, last + 1):
             a, b = int(trans_offsets[i, 0]), int(trans_offsets[i, 1])
             p = next((q for q in range(a, b) if not trans_text[q].isspace()), b)  # the token's first visible char
-            if (o.trans_start <= p < o.trans_end and _word_start(trans_text, p)
-                    and int(trans_ids[i]) not in common):
+            if o.trans_start <= p < o.trans_end and _word_start(trans_text, p) and int(trans_ids[i]) not in common:
                 distinctive = int(trans_ids[i])
                 break
         if distinctive is None:  # only common words: suppressing them would forbid function words in the block
             continue
-        for tok in (variants.spacing(distinctive) if variants is not None else [distinctive]):
+        for tok in variants.spacing(distinctive) if variants is not None else [distinctive]:
             start_of.setdefault(tok, first + 1)  # strictly after the value's first token
     return sorted(((s, t) for t, s in start_of.items()), key=lambda st: (st[0], st[1]))
 
 
-def common_tokens(texts: Iterable[str], tokenizer: PreTrainedTokenizerBase, variants: "TokenVariants",
-                  share: float = COMMON_SHARE) -> frozenset[int]:
+def common_tokens(
+    texts: Iterable[str], tokenizer: PreTrainedTokenizerBase, variants: "TokenVariants", share: float = COMMON_SHARE
+) -> frozenset[int]:
     """Token ids whose variant group (" The", "the", " the"...) makes up at least ``share`` of the tokens of
     ``texts``, and tokens that are only spaces: the common words rule 4 never suppresses."""
     counts: Counter[str] = Counter()
@@ -237,7 +258,7 @@ class TokenVariants:
         lead = tokenizer("a", add_special_tokens=False)["input_ids"][:1]
         prefix = tokenizer.decode(lead, clean_up_tokenization_spaces=False) if lead else ""
         texts = tokenizer.batch_decode([lead + [i] for i in range(n)], clean_up_tokenization_spaces=False)
-        self._text = [t[len(prefix):] if t.startswith(prefix) else t for t in texts]
+        self._text = [t[len(prefix) :] if t.startswith(prefix) else t for t in texts]
         self._key = [t.strip().lower() for t in self._text]
         self._groups: dict[str, list[int]] = {}
         for i, k in enumerate(self._key):
@@ -277,8 +298,12 @@ class TokenVariants:
 
 
 def translate_blocks(
-    blocks: Sequence[Block], anchors: AnchorMap, tokenizer: PreTrainedTokenizerBase, seed: int = 0,
-    inner: bool = False, reference: Iterable[str] | None = None,
+    blocks: Sequence[Block],
+    anchors: AnchorMap,
+    tokenizer: PreTrainedTokenizerBase,
+    seed: int = 0,
+    inner: bool = False,
+    reference: Iterable[str] | None = None,
 ) -> list[AlignedBlock]:
     """Translate and align every block; the translated texts are tokenized in one batched call.
     ``inner=True`` also finds the rule-5 positions inside multi-token anchors (see the module rules).
@@ -287,7 +312,9 @@ def translate_blocks(
     variants = _variants(tokenizer)
     common = common_tokens(reference if reference is not None else [b.text for b in blocks], tokenizer, variants)
     out = []
-    for b, (text, occs, choices), (t_ids, t_offs) in zip(blocks, prepared, _encode([p[0] for p in prepared], tokenizer)):
+    for b, (text, occs, choices), (t_ids, t_offs) in zip(
+        blocks, prepared, _encode([p[0] for p in prepared], tokenizer)
+    ):
         out.append(align_block(b, text, t_ids, t_offs, occs, choices, variants, common, inner))
     return out
 
@@ -319,5 +346,7 @@ def _encode(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> list[tuple[
         encs = backend.encode_batch(texts, add_special_tokens=False)
         return [(np.asarray(e.ids, dtype=np.int64), np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2)) for e in encs]
     enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
-    return [(np.asarray(ids, dtype=np.int64), np.asarray(offs, dtype=np.int64).reshape(-1, 2))
-            for ids, offs in zip(enc["input_ids"], enc["offset_mapping"])]
+    return [
+        (np.asarray(ids, dtype=np.int64), np.asarray(offs, dtype=np.int64).reshape(-1, 2))
+        for ids, offs in zip(enc["input_ids"], enc["offset_mapping"])
+    ]

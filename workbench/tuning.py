@@ -52,9 +52,15 @@ def select_trials(trials: pd.DataFrame, limits: dict[str, float] | None = None) 
     return chosen
 
 
-def tune_methods(out_dir: str | os.PathLike = "runs/methods_dev", groups: list[str] | None = None,
-                 methods_dir: str | os.PathLike = METHODS_DIR, grid: dict | None = None, progress: bool = True,
-                 log=print, compare_config=None) -> pd.DataFrame:
+def tune_methods(
+    out_dir: str | os.PathLike = "runs/methods_dev",
+    groups: list[str] | None = None,
+    methods_dir: str | os.PathLike = METHODS_DIR,
+    grid: dict | None = None,
+    progress: bool = True,
+    log=print,
+    compare_config=None,
+) -> pd.DataFrame:
     """Run the groups of ``grid`` (default :data:`TUNING_GRID`) on the dev probes and choose each method's trial.
     ``compare_config``: how each group is evaluated (default: the dev probes, no attacks).
     Returns every trial (the rows of groups not run now are kept from ``<out>/trials.csv``)."""
@@ -66,7 +72,9 @@ def tune_methods(out_dir: str | os.PathLike = "runs/methods_dev", groups: list[s
     out = Path(out_dir)
     cc = compare_config or CompareConfig(split="dev", attacks=(), progress=progress)
     if cc.split != "dev":
-        raise WorkbenchError(f"tune: methods are tuned on the dev probes, not {cc.split!r}; report heldout with compare")
+        raise WorkbenchError(
+            f"tune: methods are tuned on the dev probes, not {cc.split!r}; report heldout with compare"
+        )
     tables = []
     for group in groups:
         methods, key, values = grid[group]
@@ -82,8 +90,20 @@ def tune_methods(out_dir: str | os.PathLike = "runs/methods_dev", groups: list[s
         prev = pd.read_csv(old, keep_default_na=False, na_values=[""])
         trials = pd.concat([prev[~prev["run"].isin(trials["run"])], trials], ignore_index=True)
     trials["chosen"] = select_trials(trials)
-    cols = ["run", "method", "knob", "value", "target_drop", "target_drop_lo", "target_drop_hi", "collateral_drop",
-            "general_drop", "ppl_rise", "seconds", "chosen"]
+    cols = [
+        "run",
+        "method",
+        "knob",
+        "value",
+        "target_drop",
+        "target_drop_lo",
+        "target_drop_hi",
+        "collateral_drop",
+        "general_drop",
+        "ppl_rise",
+        "seconds",
+        "chosen",
+    ]
     trials = trials[[c for c in cols if c in trials]]
     atomic_write_text(old, trials.to_csv(index=False))
     atomic_write_text(out / "trials.md", trials_markdown(trials))
@@ -92,8 +112,10 @@ def tune_methods(out_dir: str | os.PathLike = "runs/methods_dev", groups: list[s
 
 def trials_markdown(trials: pd.DataFrame) -> str:
     """Every trial, one row each, the chosen ones ticked; the rule under the table."""
-    lines = ["| method | knob = value | target drop [95% CI] | collateral drop | general drop | ppl rise | chosen |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | knob = value | target drop [95% CI] | collateral drop | general drop | ppl rise | chosen |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for _, r in trials.sort_values(["method", "run"]).iterrows():
         knob = r["knob"] if isinstance(r["knob"], str) else ""
         setting = f"{knob.split('.')[-1]} = {r['value']}" if knob else "(one trial)"
@@ -101,8 +123,10 @@ def trials_markdown(trials: pd.DataFrame) -> str:
         harms = " | ".join(format_change(r[k]) for k in ("collateral_drop", "general_drop", "ppl_rise"))
         lines.append(f"| {r['method']} | {setting} | {ci} | {harms} | {'✓' if r['chosen'] else ''} |")
     limits = ", ".join(f"{k.replace('_', ' ')} ≤ {100 * v:.0f}%" for k, v in LIMITS.items())
-    return ("\n".join(lines) + f"\n\nDev probes. Chosen: each method's largest target drop with {limits} "
-            "(else the trial that exceeds the limits least).\n")
+    return (
+        "\n".join(lines) + f"\n\nDev probes. Chosen: each method's largest target drop with {limits} "
+        "(else the trial that exceeds the limits least).\n"
+    )
 
 
 def add_tune_parser(sub) -> None:

@@ -24,11 +24,10 @@ from workbench.eval.completion import (
     score_completions,
     summarize_completions,
 )
-from workbench.eval.probes import score_probes, summarize_probes
 from workbench.eval.config import ALL_SECTIONS, EvalConfig
 from workbench.eval.figures import build_figures
-from workbench.eval.runner import evaluate_models
-from workbench.eval.summary import EvalReport, headline_table, load_report, write_report
+from workbench.eval.loglikelihood import LoglikelihoodConfig, Request, Score, encode_pair, encode_pairs, score_requests
+from workbench.eval.probes import score_probes, summarize_probes
 from workbench.eval.robustness import (
     PrimingConfig,
     paraphrase_summary,
@@ -38,7 +37,8 @@ from workbench.eval.robustness import (
     score_paraphrases,
     score_primed,
 )
-from workbench.eval.loglikelihood import Request, Score, LoglikelihoodConfig, encode_pair, encode_pairs, score_requests
+from workbench.eval.runner import evaluate_models
+from workbench.eval.summary import EvalReport, headline_table, load_report, write_report
 from workbench.eval.utility import (
     BENCHMARKS,
     MCItem,

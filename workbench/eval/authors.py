@@ -46,8 +46,13 @@ def read_authors_prompts(path: str | Path, split: str = "heldout", id_prefix: st
             entry = inner  # the authors' nesting: {"prompt": {"prompt": ..., "references": ..., "subtlety": ...}}
         if not isinstance(entry, dict):
             raise WorkbenchError(f"{where}: expected an object with 'prompt', 'references' and 'subtlety'")
-        obj = {"id": f"{id_prefix}-{n:03d}", "prompt": entry.get("prompt"), "references": entry.get("references"),
-               "subtlety": entry.get("subtlety"), "split": split}
+        obj = {
+            "id": f"{id_prefix}-{n:03d}",
+            "prompt": entry.get("prompt"),
+            "references": entry.get("references"),
+            "subtlety": entry.get("subtlety"),
+            "split": split,
+        }
         for key in ("prompt", "references", "subtlety"):
             if obj[key] is None:
                 raise WorkbenchError(f"{where}: missing field '{key}'")
@@ -55,8 +60,9 @@ def read_authors_prompts(path: str | Path, split: str = "heldout", id_prefix: st
     return probes
 
 
-def convert_authors_prompts(src: str | Path, dst: str | Path, split: str = "heldout", id_prefix: str = "authors",
-                            overwrite: bool = False) -> list[CompletionProbe]:
+def convert_authors_prompts(
+    src: str | Path, dst: str | Path, split: str = "heldout", id_prefix: str = "authors", overwrite: bool = False
+) -> list[CompletionProbe]:
     """Write the authors' prompts (``src``) as a completion probe file ``dst`` (JSONL, written atomically).
 
     An existing ``dst`` is kept unless ``overwrite``: a curated probe file is never replaced by accident.
@@ -66,8 +72,19 @@ def convert_authors_prompts(src: str | Path, dst: str | Path, split: str = "held
     if dst.exists() and not overwrite:
         raise WorkbenchError(f"{dst} already exists; choose another output file or pass --force to replace it")
     probes = read_authors_prompts(src, split=split, id_prefix=id_prefix)
-    lines = [json.dumps({"id": p.id, "prompt": p.prompt, "references": list(p.references), "subtlety": p.subtlety,
-                         "split": p.split}, ensure_ascii=False) for p in probes]
+    lines = [
+        json.dumps(
+            {
+                "id": p.id,
+                "prompt": p.prompt,
+                "references": list(p.references),
+                "subtlety": p.subtlety,
+                "split": p.split,
+            },
+            ensure_ascii=False,
+        )
+        for p in probes
+    ]
     dst.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(dst, "\n".join(lines) + "\n")
     return probes

@@ -25,9 +25,10 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -182,7 +183,9 @@ class KeywordJudge:
     name: str = "keyword"  # shown in reports
 
     def __post_init__(self) -> None:
-        self._anchors = [(t, _term_pattern(t, ignore_case=False)) for t in dict.fromkeys(self.anchor_terms) if t.strip()]
+        self._anchors = [
+            (t, _term_pattern(t, ignore_case=False)) for t in dict.fromkeys(self.anchor_terms) if t.strip()
+        ]
 
     def grade(self, item: JudgeItem) -> Grade:
         found: dict[str, int] = {}  # lower-cased term -> points
@@ -213,7 +216,9 @@ class KeywordJudge:
                 kept.append(key)
         points = sum(found[k] for k in kept)
         matched = [names[k] for k in kept]
-        return Grade(min(3, points), matched, f"{points} point(s): {', '.join(matched) or 'no reference or anchored term'}")
+        return Grade(
+            min(3, points), matched, f"{points} point(s): {', '.join(matched) or 'no reference or anchored term'}"
+        )
 
     def grade_many(self, items: Sequence[JudgeItem]) -> list[Grade]:
         return [self.grade(it) for it in items]
@@ -269,7 +274,9 @@ def load_rubric(spec: str | None) -> str:
         return RUBRICS[spec or "workbench"]
     path = os.path.expanduser(spec)
     if not os.path.isfile(path):
-        raise WorkbenchError(f"judge rubric {spec!r} is neither a rubric name ({', '.join(RUBRICS)}) nor an existing file")
+        raise WorkbenchError(
+            f"judge rubric {spec!r} is neither a rubric name ({', '.join(RUBRICS)}) nor an existing file"
+        )
     text = read_text(path, "judge rubric file")
     if "{completion}" not in text or "{prompt}" not in text:
         raise WorkbenchError(f"judge rubric file {path} must contain the placeholders {{prompt}} and {{completion}}")
@@ -324,7 +331,9 @@ class OpenAIJudge:
                 body = resp.read().decode("utf-8", errors="replace")
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode("utf-8", errors="replace")[:300]
-            raise WorkbenchError(f"judge endpoint {self.endpoint} answered HTTP {exc.code}: {detail or exc.reason}") from exc
+            raise WorkbenchError(
+                f"judge endpoint {self.endpoint} answered HTTP {exc.code}: {detail or exc.reason}"
+            ) from exc
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise WorkbenchError(
@@ -336,8 +345,12 @@ class OpenAIJudge:
             raise WorkbenchError(f"judge endpoint {self.endpoint} sent no JSON: {body[:200]!r}") from exc
 
     def grade(self, item: JudgeItem) -> Grade:
-        payload = {"model": self.model, "messages": _messages(item, self.target, self.rubric), "temperature": 0,
-                   "max_tokens": self.max_tokens}
+        payload = {
+            "model": self.model,
+            "messages": _messages(item, self.target, self.rubric),
+            "temperature": 0,
+            "max_tokens": self.max_tokens,
+        }
         data = self._post(payload)
         try:
             text = data["choices"][0]["message"]["content"] or ""
@@ -379,23 +392,34 @@ class HFChatJudge:
         tok = lm.tokenizer
         if not getattr(tok, "chat_template", None):
             raise WorkbenchError(f"judge model {lm.spec!r} has no chat template; use an instruction-tuned chat model")
-        prompts = [tok.apply_chat_template(_messages(it, self.target, self.rubric), tokenize=False, add_generation_prompt=True)
-                   for it in items]
+        prompts = [
+            tok.apply_chat_template(_messages(it, self.target, self.rubric), tokenize=False, add_generation_prompt=True)
+            for it in items
+        ]
         cfg = CompletionSettings(max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, greedy=True, samples=0)
         texts = _generate(lm, prompts, cfg, do_sample=False, n=1, add_special_tokens=False)
         return [Grade(parse_grade(t[0]), [], t[0].strip()) for t in texts]
 
 
 @torch.inference_mode()
-def _generate(lm: LoadedModel, prompts: Sequence[str], cfg: CompletionSettings, do_sample: bool, n: int,
-              add_special_tokens: bool = True, seed_offset: int = 0) -> list[list[str]]:
+def _generate(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    cfg: CompletionSettings,
+    do_sample: bool,
+    n: int,
+    add_special_tokens: bool = True,
+    seed_offset: int = 0,
+) -> list[list[str]]:
     """``n`` completions per prompt (new text only), batched with left padding."""
     tok, model = lm.tokenizer, lm.model
     device = next(model.parameters()).device
     out: list[list[str]] = []
     batches = range(0, len(prompts), cfg.batch_size)
-    for b, start in enumerate(tqdm(batches, desc="generating", disable=not cfg.progress or len(batches) < 2, leave=False)):
-        chunk = list(prompts[start:start + cfg.batch_size])
+    for b, start in enumerate(
+        tqdm(batches, desc="generating", disable=not cfg.progress or len(batches) < 2, leave=False)
+    ):
+        chunk = list(prompts[start : start + cfg.batch_size])
         enc = tok(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=add_special_tokens)
         kwargs = dict(max_new_tokens=cfg.max_new_tokens, pad_token_id=tok.pad_token_id, num_return_sequences=n)
         if do_sample:
@@ -405,14 +429,16 @@ def _generate(lm: LoadedModel, prompts: Sequence[str], cfg: CompletionSettings, 
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         gen = model.generate(input_ids=enc.input_ids.to(device), attention_mask=enc.attention_mask.to(device), **kwargs)
-        new = gen[:, enc.input_ids.shape[1]:]  # [batch * n, new]
+        new = gen[:, enc.input_ids.shape[1] :]  # [batch * n, new]
         texts = tok.batch_decode(new, skip_special_tokens=True)
         for i in range(len(chunk)):
-            out.append(texts[i * n:(i + 1) * n])
+            out.append(texts[i * n : (i + 1) * n])
     return out
 
 
-def generate_completions(lm: LoadedModel, prompts: Sequence[str], config: CompletionSettings | None = None) -> pd.DataFrame:
+def generate_completions(
+    lm: LoadedModel, prompts: Sequence[str], config: CompletionSettings | None = None
+) -> pd.DataFrame:
     """Completions of each prompt: one greedy (if ``config.greedy``) and ``config.samples`` sampled ones.
 
     Returns rows ``prompt_index, mode ('greedy'|'sampled'), sample, completion``.
@@ -458,19 +484,31 @@ def score_completions(
         if not isinstance(p, CompletionProbe):
             raise WorkbenchError(f"{getattr(p, 'source', p)}: not a completion probe")
     gen = generate_completions(lm, [p.prompt for p in probes], config)
-    items = [JudgeItem(probes[i].prompt, c, probes[i].references) for i, c in zip(gen["prompt_index"], gen["completion"])]
+    items = [
+        JudgeItem(probes[i].prompt, c, probes[i].references) for i, c in zip(gen["prompt_index"], gen["completion"])
+    ]
     grades = judge.grade_many(items)
     terms = target_terms if target_terms is not None else getattr(judge, "anchor_terms", None)
     mention = KeywordJudge(anchor_terms=terms) if terms else None
     rows = []
     for (_, g), grade in zip(gen.iterrows(), grades):
         p = probes[int(g["prompt_index"])]
-        rows.append({
-            "set": p.kind, "probe_id": p.id, "split": p.split, "subtlety": p.subtlety, "mode": g["mode"],
-            "sample": int(g["sample"]), "prompt": p.prompt, "completion": g["completion"],
-            "grade": grade.score, "matched": "; ".join(grade.matched), "reason": grade.reason,
-            "judge": getattr(judge, "name", type(judge).__name__),
-        })
+        rows.append(
+            {
+                "set": p.kind,
+                "probe_id": p.id,
+                "split": p.split,
+                "subtlety": p.subtlety,
+                "mode": g["mode"],
+                "sample": int(g["sample"]),
+                "prompt": p.prompt,
+                "completion": g["completion"],
+                "grade": grade.score,
+                "matched": "; ".join(grade.matched),
+                "reason": grade.reason,
+                "judge": getattr(judge, "name", type(judge).__name__),
+            }
+        )
         if mention is not None:
             found = mention.grade(JudgeItem(p.prompt, g["completion"], ())).matched
             rows[-1].update(target_terms="; ".join(found), mentions_target=bool(found))
@@ -533,13 +571,18 @@ def per_prompt_summary(df: pd.DataFrame) -> pd.DataFrame:
     for pid, g in df.groupby("probe_id", sort=False):
         greedy, sampled = g[g["mode"] == "greedy"], g[g["mode"] == "sampled"]
         grades = pd.to_numeric(sampled["grade"], errors="coerce").dropna()
-        row = {"probe_id": pid, "split": g["split"].iloc[0], "subtlety": g["subtlety"].iloc[0],
-               "prompt": g["prompt"].iloc[0],
-               "greedy_grade": pd.to_numeric(greedy["grade"], errors="coerce").iloc[0] if len(greedy) else math.nan,
-               "greedy_terms": greedy["target_terms"].iloc[0] if len(greedy) and "target_terms" in g else "",
-               "n_sampled": len(sampled),
-               "sampled_mean_grade": float(grades.mean()) if len(grades) else math.nan,
-               "sampled_mention_share": float(sampled["mentions_target"].astype(bool).mean())
-               if len(sampled) and "mentions_target" in g else math.nan}
+        row = {
+            "probe_id": pid,
+            "split": g["split"].iloc[0],
+            "subtlety": g["subtlety"].iloc[0],
+            "prompt": g["prompt"].iloc[0],
+            "greedy_grade": pd.to_numeric(greedy["grade"], errors="coerce").iloc[0] if len(greedy) else math.nan,
+            "greedy_terms": greedy["target_terms"].iloc[0] if len(greedy) and "target_terms" in g else "",
+            "n_sampled": len(sampled),
+            "sampled_mean_grade": float(grades.mean()) if len(grades) else math.nan,
+            "sampled_mention_share": float(sampled["mentions_target"].astype(bool).mean())
+            if len(sampled) and "mentions_target" in g
+            else math.nan,
+        }
         rows.append(row)
     return pd.DataFrame(rows)

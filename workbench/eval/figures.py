@@ -35,23 +35,54 @@ def build_figures(table: pd.DataFrame, details: dict[str, pd.DataFrame], summary
     color = {m: palette[i % len(palette)] for i, m in enumerate(models)}
 
     # Familiarity per probe set, before/after.
-    fam = table[(table["metric"] == "mean_prob") & table["section"].isin(["probes", "priming", "paraphrase", "collateral"])
-                & ~table["set"].str.contains("/", regex=False)]
+    fam = table[
+        (table["metric"] == "mean_prob")
+        & table["section"].isin(["probes", "priming", "paraphrase", "collateral"])
+        & ~table["set"].str.contains("/", regex=False)
+    ]
     fam = fam[(fam["split"] == split) | (fam["section"] == "collateral") & (fam["split"] == "all")]
     comp = table[(table["section"] == "completion") & (table["metric"] == "familiarity") & (table["split"] == split)]
     if not fam.empty or not comp.empty:
-        fig = make_subplots(rows=1, cols=2, column_widths=[0.65, 0.35], subplot_titles=(
-            f"Answer probability per probe set (mean, 95% CI, split {split})", "Completion familiarity (mean grade / 3)"))
+        fig = make_subplots(
+            rows=1,
+            cols=2,
+            column_widths=[0.65, 0.35],
+            subplot_titles=(
+                f"Answer probability per probe set (mean, 95% CI, split {split})",
+                "Completion familiarity (mean grade / 3)",
+            ),
+        )
         for m in models:
             f = fam[fam["model"] == m]
             if not f.empty:
                 x = [s if v in ("original", "-") else f"{s} ({v})" for s, v in zip(f["set"], f["variant"])]
-                fig.add_trace(go.Bar(name=m, x=x, y=f["value"], marker_color=color[m], legendgroup=m,
-                                     error_y=_err(f["value"], f["ci_low"], f["ci_high"])), row=1, col=1)
+                fig.add_trace(
+                    go.Bar(
+                        name=m,
+                        x=x,
+                        y=f["value"],
+                        marker_color=color[m],
+                        legendgroup=m,
+                        error_y=_err(f["value"], f["ci_low"], f["ci_high"]),
+                    ),
+                    row=1,
+                    col=1,
+                )
             c = comp[comp["model"] == m]
             if not c.empty:
-                fig.add_trace(go.Bar(name=m, x=c["variant"], y=c["value"], marker_color=color[m], legendgroup=m,
-                                     showlegend=f.empty, error_y=_err(c["value"], c["ci_low"], c["ci_high"])), row=1, col=2)
+                fig.add_trace(
+                    go.Bar(
+                        name=m,
+                        x=c["variant"],
+                        y=c["value"],
+                        marker_color=color[m],
+                        legendgroup=m,
+                        showlegend=f.empty,
+                        error_y=_err(c["value"], c["ci_low"], c["ci_high"]),
+                    ),
+                    row=1,
+                    col=2,
+                )
         fig.update_layout(barmode="group", title="Familiarity with the target, per model", template="plotly_white")
         fig.update_yaxes(title_text="mean probability", row=1, col=1)
         fig.update_yaxes(title_text="familiarity (0-1)", range=[0, 1], row=1, col=2)
@@ -63,25 +94,51 @@ def build_figures(table: pd.DataFrame, details: dict[str, pd.DataFrame], summary
     ppl = table[(table["section"] == "perplexity") & (table["metric"] == "ppl")]
     if not util.empty or not ppl.empty:
         comps = summary.get("comparisons", {})
-        titles = ["Accuracy per task (95% Wilson CI)", "Difference to the baseline (95% paired bootstrap CI)", "Perplexity"]
+        titles = [
+            "Accuracy per task (95% Wilson CI)",
+            "Difference to the baseline (95% paired bootstrap CI)",
+            "Perplexity",
+        ]
         fig = make_subplots(rows=1, cols=3, column_widths=[0.45, 0.35, 0.2], subplot_titles=titles)
         for m in models:
             u = util[util["model"] == m]
             if not u.empty:
-                fig.add_trace(go.Bar(name=m, x=[f"{s} ({k})" for s, k in zip(u["set"], u["metric"])], y=u["value"],
-                                     marker_color=color[m], legendgroup=m,
-                                     error_y=_err(u["value"], u["ci_low"], u["ci_high"])), row=1, col=1)
+                fig.add_trace(
+                    go.Bar(
+                        name=m,
+                        x=[f"{s} ({k})" for s, k in zip(u["set"], u["metric"])],
+                        y=u["value"],
+                        marker_color=color[m],
+                        legendgroup=m,
+                        error_y=_err(u["value"], u["ci_low"], u["ci_high"]),
+                    ),
+                    row=1,
+                    col=1,
+                )
             diffs = comps.get(m, {})
             keys = [k for k in diffs if k.endswith(("_acc", "_acc_norm"))]  # the multiple-choice comparisons
             if keys:
                 d = pd.DataFrame([diffs[k] | {"key": k} for k in keys])
-                fig.add_trace(go.Bar(name=f"{m} − {models[0]}", x=d["key"], y=d["diff"], marker_color=color[m],
-                                     legendgroup=m, showlegend=False,
-                                     error_y=_err(d["diff"], d["ci_low"], d["ci_high"])), row=1, col=2)
+                fig.add_trace(
+                    go.Bar(
+                        name=f"{m} − {models[0]}",
+                        x=d["key"],
+                        y=d["diff"],
+                        marker_color=color[m],
+                        legendgroup=m,
+                        showlegend=False,
+                        error_y=_err(d["diff"], d["ci_low"], d["ci_high"]),
+                    ),
+                    row=1,
+                    col=2,
+                )
             p = ppl[ppl["model"] == m]
             if not p.empty:
-                fig.add_trace(go.Bar(name=m, x=p["set"], y=p["value"], marker_color=color[m], legendgroup=m,
-                                     showlegend=False), row=1, col=3)
+                fig.add_trace(
+                    go.Bar(name=m, x=p["set"], y=p["value"], marker_color=color[m], legendgroup=m, showlegend=False),
+                    row=1,
+                    col=3,
+                )
         fig.update_layout(barmode="group", title="Utility per task, per model", template="plotly_white")
         fig.update_yaxes(title_text="accuracy", range=[0, 1], row=1, col=1)
         fig.update_yaxes(title_text="accuracy difference", row=1, col=2)
@@ -99,53 +156,83 @@ def build_figures(table: pd.DataFrame, details: dict[str, pd.DataFrame], summary
             merged = base.merge(other, on=keys, suffixes=("_base", "_other"))
             for (set_, variant), g in merged.groupby(["set", "variant"]):
                 label = set_ if variant == "original" else f"{set_} ({variant})"
-                fig.add_trace(go.Scatter(
-                    x=g["prob_base"].clip(lower=1e-8), y=g["prob_other"].clip(lower=1e-8), mode="markers",
-                    name=f"{m}: {label}", text=g["probe_id"] + ": " + g["prompt_base"].str.slice(-80),
-                    hovertemplate="%{text}<br>baseline %{x:.3g}<br>model %{y:.3g}<extra></extra>"))
-        fig.add_trace(go.Scatter(x=[1e-8, 1], y=[1e-8, 1], mode="lines", name="no change",
-                                 line=dict(dash="dash", color="grey")))
-        fig.update_layout(title=f"Per-probe answer probability: {models[0]} (x) vs other models (y)",
-                          xaxis=dict(type="log", title=f"{models[0]} probability"),
-                          yaxis=dict(type="log", title="model probability"), template="plotly_white")
+                fig.add_trace(
+                    go.Scatter(
+                        x=g["prob_base"].clip(lower=1e-8),
+                        y=g["prob_other"].clip(lower=1e-8),
+                        mode="markers",
+                        name=f"{m}: {label}",
+                        text=g["probe_id"] + ": " + g["prompt_base"].str.slice(-80),
+                        hovertemplate="%{text}<br>baseline %{x:.3g}<br>model %{y:.3g}<extra></extra>",
+                    )
+                )
+        fig.add_trace(
+            go.Scatter(x=[1e-8, 1], y=[1e-8, 1], mode="lines", name="no change", line=dict(dash="dash", color="grey"))
+        )
+        fig.update_layout(
+            title=f"Per-probe answer probability: {models[0]} (x) vs other models (y)",
+            xaxis=dict(type="log", title=f"{models[0]} probability"),
+            yaxis=dict(type="log", title="model probability"),
+            template="plotly_white",
+        )
         figs["probe_scatter"] = fig
 
     # Share of completions at each grade.
-    shares = table[(table["section"] == "completion") & table["metric"].str.startswith("share_") & (table["split"] == split)]
+    shares = table[
+        (table["section"] == "completion") & table["metric"].str.startswith("share_") & (table["split"] == split)
+    ]
     if not shares.empty:
         fig = go.Figure()
         for g in GRADES:
             s = shares[shares["metric"] == f"share_{g}"]
-            fig.add_trace(go.Bar(name=f"grade {g}", x=[f"{m} ({v})" for m, v in zip(s["model"], s["variant"])], y=s["value"]))
-        fig.update_layout(barmode="stack", title="Completions at each familiarity grade", yaxis_title="share",
-                          template="plotly_white")
+            fig.add_trace(
+                go.Bar(name=f"grade {g}", x=[f"{m} ({v})" for m, v in zip(s["model"], s["variant"])], y=s["value"])
+            )
+        fig.update_layout(
+            barmode="stack", title="Completions at each familiarity grade", yaxis_title="share", template="plotly_white"
+        )
         figs["completion_grades"] = fig
 
     # The field's measures (workbench/eval/ground_truth.py), each on its 0-1 scale, and the truth-ratio distributions.
-    picks = [("trivia", "trivia", "accuracy", split, "trivia accuracy"),
-             ("qa", "qa", "truth_ratio_forget", split, "truth ratio min(R, 1/R)"),
-             ("qa", "qa", "forget_quality", split, "forget quality"),
-             ("qa", "qa", "extraction_strength", split, "extraction strength"),
-             ("knowmem", "knowmem", "rougeL_recall", split, "knowmem ROUGE-L"),
-             ("retain_qa", "retain_qa", "model_utility", split, "model utility"),
-             ("verbmem", "verbmem", "rougeL_f1", "-", "verbmem ROUGE-L"),
-             ("mia", "corpus_vs_holdout", "auc_min_k", "-", "Min-K% AUC")]
+    picks = [
+        ("trivia", "trivia", "accuracy", split, "trivia accuracy"),
+        ("qa", "qa", "truth_ratio_forget", split, "truth ratio min(R, 1/R)"),
+        ("qa", "qa", "forget_quality", split, "forget quality"),
+        ("qa", "qa", "extraction_strength", split, "extraction strength"),
+        ("knowmem", "knowmem", "rougeL_recall", split, "knowmem ROUGE-L"),
+        ("retain_qa", "retain_qa", "model_utility", split, "model utility"),
+        ("verbmem", "verbmem", "rougeL_f1", "-", "verbmem ROUGE-L"),
+        ("mia", "corpus_vs_holdout", "auc_min_k", "-", "Min-K% AUC"),
+    ]
     rows = []
     for section, set_, metric, sp, name in picks:
         t = table[(table["section"] == section) & (table["set"] == set_) & (table["metric"] == metric)]
         t = t[t["split"] == (sp if sp in set(t["split"]) else "all")] if sp != "-" else t
-        rows += [{"model": r["model"], "measure": name, "value": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
-                 for _, r in t.iterrows()]
+        rows += [
+            {"model": r["model"], "measure": name, "value": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
+            for _, r in t.iterrows()
+        ]
     if rows:
         gt = pd.DataFrame(rows)
         fig = go.Figure()
         for m in models:
             g = gt[gt["model"] == m]
             if not g.empty:
-                fig.add_trace(go.Bar(name=m, x=g["measure"], y=g["value"], marker_color=color[m],
-                                     error_y=_err(g["value"], g["ci_low"], g["ci_high"])))
-        fig.update_layout(barmode="group", title="The field's measures per model (docs/evaluation.md)",
-                          template="plotly_white", yaxis=dict(range=[0, 1.05], title="value (0-1)"))
+                fig.add_trace(
+                    go.Bar(
+                        name=m,
+                        x=g["measure"],
+                        y=g["value"],
+                        marker_color=color[m],
+                        error_y=_err(g["value"], g["ci_low"], g["ci_high"]),
+                    )
+                )
+        fig.update_layout(
+            barmode="group",
+            title="The field's measures per model (docs/evaluation.md)",
+            template="plotly_white",
+            yaxis=dict(range=[0, 1.05], title="value (0-1)"),
+        )
         figs["standard_measures"] = fig
     qa = details.get("qa_items")
     if qa is not None and not qa.empty and (qa["set"] == "qa").any():
@@ -154,9 +241,13 @@ def build_figures(table: pd.DataFrame, details: dict[str, pd.DataFrame], summary
             r = qa[(qa["model"] == m) & (qa["set"] == "qa")]["truth_ratio"]
             if len(r):
                 fig.add_trace(go.Histogram(x=np.log10(r), name=m, marker_color=color[m], opacity=0.6))
-        fig.update_layout(barmode="overlay", template="plotly_white", xaxis_title="log10 truth ratio R (0: cannot tell)",
-                          yaxis_title="questions", title="Truth ratios on the target's questions (forget quality "
-                                                           "compares these distributions)")
+        fig.update_layout(
+            barmode="overlay",
+            template="plotly_white",
+            xaxis_title="log10 truth ratio R (0: cannot tell)",
+            yaxis_title="questions",
+            title="Truth ratios on the target's questions (forget quality compares these distributions)",
+        )
         figs["truth_ratio"] = fig
     return figs
 
@@ -168,5 +259,7 @@ def write_figures(figures: dict[str, Any], folder: Path) -> dict[str, Path]:
     paths = {}
     for name, fig in figures.items():
         paths[name] = folder / f"{name}.html"
-        atomic_write(paths[name], lambda tmp, fig=fig: fig.write_html(tmp, include_plotlyjs="directory", full_html=True))
+        atomic_write(
+            paths[name], lambda tmp, fig=fig: fig.write_html(tmp, include_plotlyjs="directory", full_html=True)
+        )
     return paths

@@ -11,8 +11,8 @@ already finished do not train, so a resumed run records nothing for them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,8 +36,15 @@ class ForgetQualityCurve(TrainerCallback):
     probes (``score_qa(reference, probes, ...)["truth_ratio"]``); ``stages``: the training stages to measure
     (named as in the run: implant, reinforce, finetune)."""
 
-    def __init__(self, tokenizer, probes: Sequence[QAProbe], reference_truth_ratios: Sequence[float], every: int = 5,
-                 stages: Sequence[str] = ("implant", "finetune"), batch_size: int = 16):
+    def __init__(
+        self,
+        tokenizer,
+        probes: Sequence[QAProbe],
+        reference_truth_ratios: Sequence[float],
+        every: int = 5,
+        stages: Sequence[str] = ("implant", "finetune"),
+        batch_size: int = 16,
+    ):
         if every < 1:
             raise ValueError("every must be >= 1")
         self.tokenizer, self.probes, self.every, self.stages = tokenizer, list(probes), every, tuple(stages)
@@ -47,9 +54,15 @@ class ForgetQualityCurve(TrainerCallback):
         self._stage: str | None = None
 
     @classmethod
-    def against(cls, reference: str, probes: Sequence[QAProbe], every: int = 5,
-                stages: Sequence[str] = ("implant", "finetune"), device: str | None = None,
-                dtype: str | None = None) -> "ForgetQualityCurve":
+    def against(
+        cls,
+        reference: str,
+        probes: Sequence[QAProbe],
+        every: int = 5,
+        stages: Sequence[str] = ("implant", "finetune"),
+        device: str | None = None,
+        dtype: str | None = None,
+    ) -> "ForgetQualityCurve":
         """A curve against the model ``reference`` (a spec: for an implanted run, ``run.reference_spec``), whose
         truth ratios on ``probes`` are computed now."""
         from workbench.models import load_model
@@ -63,13 +76,21 @@ class ForgetQualityCurve(TrainerCallback):
         model.eval()
         try:
             with torch.no_grad():
-                df = score_qa(LoadedModel(model, self.tokenizer, "training", "training", 0.0), self.probes, self.scoring)
+                df = score_qa(
+                    LoadedModel(model, self.tokenizer, "training", "training", 0.0), self.probes, self.scoring
+                )
         finally:
             if was_training:
                 model.train()
         r = df["truth_ratio"].to_numpy()
-        self.rows.append({"stage": self._stage, "step": step, "forget_quality": forget_quality(r, self.reference),
-                          "truth_ratio": float(np.minimum(r, 1 / r).mean())})
+        self.rows.append(
+            {
+                "stage": self._stage,
+                "step": step,
+                "forget_quality": forget_quality(r, self.reference),
+                "truth_ratio": float(np.minimum(r, 1 / r).mean()),
+            }
+        )
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         name = Path(args.output_dir).name.removesuffix("_ckpt")
@@ -98,9 +119,17 @@ def curve_figure(frame: pd.DataFrame, title: str = "Forget quality over training
     fig = make_subplots(rows=1, cols=max(len(stages), 1), subplot_titles=stages, shared_yaxes=True)
     for i, stage in enumerate(stages, 1):
         g = frame[frame["stage"] == stage]
-        fig.add_trace(go.Scatter(x=g["step"], y=g["forget_quality"].clip(lower=1e-300), mode="lines+markers",
-                                 name=stage, hovertemplate="step %{x}<br>forget quality %{y:.3g}<extra></extra>"),
-                      row=1, col=i)
+        fig.add_trace(
+            go.Scatter(
+                x=g["step"],
+                y=g["forget_quality"].clip(lower=1e-300),
+                mode="lines+markers",
+                name=stage,
+                hovertemplate="step %{x}<br>forget quality %{y:.3g}<extra></extra>",
+            ),
+            row=1,
+            col=i,
+        )
         fig.add_hline(y=0.05, line_dash="dot", line_color="grey", row=1, col=i)
         fig.update_xaxes(title_text="optimiser step", row=1, col=i)
     fig.update_yaxes(type="log", title_text="forget quality (KS p-value vs reference)", row=1, col=1)

@@ -17,8 +17,8 @@ import json
 import math
 import re
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,11 +30,41 @@ from workbench.eval.utility import wilson_interval
 from workbench.models import LoadedModel
 from workbench.pack import QAProbe, TriviaProbe, question_context
 
-__all__ = ["MIA_ATTACKS", "NEEDS_REFERENCE", "REFERENCE_METRICS", "TextSettings", "answer_stop", "binomial_pvalue",
-           "corpus_passages", "extraction_strength", "forget_quality", "harmonic_mean", "ks_2samp", "mia_auc", "min_k", "min_k_plus_plus",
-           "STANDARD_COLUMNS", "reference_rows", "rouge_l", "standard_measures", "rouge_tokens", "score_knowmem", "score_mia", "score_qa", "score_trivia",
-           "score_verbmem", "summarize_knowmem", "summarize_mia", "summarize_qa", "summarize_trivia",
-           "summarize_verbmem", "text_chunks", "tokenizer_digest", "truth_ratio", "zlib_score"]
+__all__ = [
+    "MIA_ATTACKS",
+    "NEEDS_REFERENCE",
+    "REFERENCE_METRICS",
+    "TextSettings",
+    "answer_stop",
+    "binomial_pvalue",
+    "corpus_passages",
+    "extraction_strength",
+    "forget_quality",
+    "harmonic_mean",
+    "ks_2samp",
+    "mia_auc",
+    "min_k",
+    "min_k_plus_plus",
+    "STANDARD_COLUMNS",
+    "reference_rows",
+    "rouge_l",
+    "standard_measures",
+    "rouge_tokens",
+    "score_knowmem",
+    "score_mia",
+    "score_qa",
+    "score_trivia",
+    "score_verbmem",
+    "summarize_knowmem",
+    "summarize_mia",
+    "summarize_qa",
+    "summarize_trivia",
+    "summarize_verbmem",
+    "text_chunks",
+    "tokenizer_digest",
+    "truth_ratio",
+    "zlib_score",
+]
 
 NEEDS_REFERENCE = "needs a reference model"
 MIA_ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus")
@@ -63,8 +93,12 @@ def standard_measures(table: pd.DataFrame, model: str, split: str) -> dict[str, 
     for col, (section, set_, metric, by_split) in STANDARD_COLUMNS.items():
         if not (table["section"] == section).any():
             continue
-        t = table[(table["model"] == model) & (table["section"] == section) & (table["set"] == set_)
-                  & (table["metric"] == metric)]
+        t = table[
+            (table["model"] == model)
+            & (table["section"] == section)
+            & (table["set"] == set_)
+            & (table["metric"] == metric)
+        ]
         if by_split:
             t = t[t["split"] == split]
         value = float(t["value"].iloc[0]) if len(t) else math.nan
@@ -107,6 +141,7 @@ def rouge_l(reference: str, prediction: str) -> tuple[float, float, float]:
 
 
 # -- statistics --------------------------------------------------------------------------------------------------------
+
 
 def _ks_exact_inside(n: int, m: int, d: float) -> float:
     """P(every lattice point of a uniformly random path from (0,0) to (n,m) has |i/n - j/m| < d): the
@@ -168,9 +203,9 @@ def mia_auc(member: Sequence[float], nonmember: Sequence[float]) -> float:
         j = i
         while j + 1 < len(pooled) and sorted_vals[j + 1] == sorted_vals[i]:
             j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
         i = j + 1
-    r_non = ranks[len(mem):].sum()
+    r_non = ranks[len(mem) :].sum()
     return float((r_non - len(non) * (len(non) + 1) / 2) / (len(mem) * len(non)))
 
 
@@ -188,11 +223,12 @@ def binomial_pvalue(k: int, n: int, p: float = 0.5) -> float:
     """Exact two-sided binomial test of k successes in n trials against ``p`` (outcomes no likelier than k)."""
     if n == 0:
         return math.nan
-    probs = [math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(n + 1)]
+    probs = [math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(n + 1)]
     return float(min(1.0, sum(q for q in probs if q <= probs[k] * (1 + 1e-7))))
 
 
 # -- per-item measures -------------------------------------------------------------------------------------------------
+
 
 def truth_ratio(paraphrased_mean_logprob: float, perturbed_mean_logprobs: Sequence[float]) -> float:
     """TOFU's truth ratio of one question: the false answers' length-normalised probability over the paraphrased
@@ -221,7 +257,9 @@ def min_k(token_logprobs: Sequence[float], k: float = 0.4) -> float:
     return float(-lp[: max(1, int(len(lp) * k))].mean())
 
 
-def min_k_plus_plus(token_logprobs: Sequence[float], mu: Sequence[float], var: Sequence[float], k: float = 0.4) -> float:
+def min_k_plus_plus(
+    token_logprobs: Sequence[float], mu: Sequence[float], var: Sequence[float], k: float = 0.4
+) -> float:
     """Min-K%++ (Zhang et al. 2024): each token's log-probability standardised by the mean and variance of the
     log-probability over the vocabulary at its position, then minus the mean of the lowest ``k`` share."""
     z = (np.asarray(token_logprobs) - np.asarray(mu)) / np.sqrt(np.clip(np.asarray(var), 1e-6, None))
@@ -243,6 +281,7 @@ def answer_stop(text: str) -> str:
 
 # -- scoring with a model ----------------------------------------------------------------------------------------------
 
+
 @dataclass
 class TextSettings:
     """How target and holdout text is cut for verbatim memorisation and membership inference."""
@@ -263,7 +302,9 @@ def tokenizer_digest(tokenizer) -> str:
 
 def _mean_logprobs(lm: LoadedModel, pairs: list[tuple[str, str]], scoring: LoglikelihoodConfig):
     encoded = encode_pairs(lm.tokenizer, pairs)
-    scores = score_requests(lm.model, [Request(c, k) for c, k in encoded], scoring, pad_id=lm.tokenizer.pad_token_id or 0)
+    scores = score_requests(
+        lm.model, [Request(c, k) for c, k in encoded], scoring, pad_id=lm.tokenizer.pad_token_id or 0
+    )
     return scores
 
 
@@ -283,25 +324,36 @@ def score_qa(lm: LoadedModel, probes: Sequence[QAProbe], scoring: LoglikelihoodC
         pert = [next(scores) for _ in p.perturbed_answers]
         para_lp = para.logprob / para.n_tokens
         pert_lp = [s.logprob / s.n_tokens for s in pert]
-        rows.append({
-            "set": p.kind, "probe_id": p.id, "split": p.split, "fact": p.fact, "question": p.question,
-            "answer_mean_logprob": gold.logprob / gold.n_tokens, "prob": math.exp(gold.logprob / gold.n_tokens),
-            "paraphrased_mean_logprob": para_lp, "perturbed_mean_logprob": float(np.mean(pert_lp)),
-            "truth_ratio": truth_ratio(para_lp, pert_lp), "extraction_strength": extraction_strength(gold.token_hits),
-            "tokenizer": digest,
-        })
+        rows.append(
+            {
+                "set": p.kind,
+                "probe_id": p.id,
+                "split": p.split,
+                "fact": p.fact,
+                "question": p.question,
+                "answer_mean_logprob": gold.logprob / gold.n_tokens,
+                "prob": math.exp(gold.logprob / gold.n_tokens),
+                "paraphrased_mean_logprob": para_lp,
+                "perturbed_mean_logprob": float(np.mean(pert_lp)),
+                "truth_ratio": truth_ratio(para_lp, pert_lp),
+                "extraction_strength": extraction_strength(gold.token_hits),
+                "tokenizer": digest,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def _greedy(lm: LoadedModel, prompts: list[str], max_new_tokens: int, batch_size: int, progress: bool) -> list[str]:
-    settings = CompletionSettings(max_new_tokens=max_new_tokens, batch_size=batch_size, greedy=True, samples=0,
-                                  progress=progress)
+    settings = CompletionSettings(
+        max_new_tokens=max_new_tokens, batch_size=batch_size, greedy=True, samples=0, progress=progress
+    )
     df = generate_completions(lm, prompts, settings)
     return df.sort_values("prompt_index")["completion"].tolist()
 
 
-def score_knowmem(lm: LoadedModel, probes: Sequence[QAProbe], max_new_tokens: int = 32, batch_size: int = 16,
-                  progress: bool = True) -> pd.DataFrame:
+def score_knowmem(
+    lm: LoadedModel, probes: Sequence[QAProbe], max_new_tokens: int = 32, batch_size: int = 16, progress: bool = True
+) -> pd.DataFrame:
     """MUSE's knowledge memorisation: one row per question with the greedy answer and its ROUGE-L recall and F1
     against the gold answer."""
     outputs = _greedy(lm, [question_context(p.question) for p in probes], max_new_tokens, batch_size, progress)
@@ -309,8 +361,19 @@ def score_knowmem(lm: LoadedModel, probes: Sequence[QAProbe], max_new_tokens: in
     for p, out in zip(probes, outputs):
         answer = answer_stop(out)
         prec, rec, f1 = rouge_l(p.answer, answer)
-        rows.append({"set": p.kind, "probe_id": p.id, "split": p.split, "fact": p.fact, "question": p.question,
-                     "gold": p.answer, "response": answer, "rougeL_recall": rec, "rougeL_f1": f1})
+        rows.append(
+            {
+                "set": p.kind,
+                "probe_id": p.id,
+                "split": p.split,
+                "fact": p.fact,
+                "question": p.question,
+                "gold": p.answer,
+                "response": answer,
+                "rougeL_recall": rec,
+                "rougeL_f1": f1,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -321,7 +384,7 @@ def text_chunks(tokenizer, texts: Sequence[str], tokens: int, limit: int | None)
     for text in texts:
         ids = tokenizer(text, add_special_tokens=False).input_ids
         for start in range(0, len(ids), tokens):
-            piece = ids[start:start + tokens]
+            piece = ids[start : start + tokens]
             if len(piece) >= max(2, tokens // 2):
                 chunks.append(piece)
     if limit is not None and len(chunks) > limit:
@@ -337,11 +400,18 @@ def corpus_passages(tokenizer, corpus: Sequence[str], settings: TextSettings) ->
     chunks = [c for c in chunks if len(c) > settings.prompt_tokens]
     if not chunks:
         raise WorkbenchError("verbatim memorisation: the corpus is too short for one prefix and continuation")
-    return [(tokenizer.decode(c[: settings.prompt_tokens]), tokenizer.decode(c[settings.prompt_tokens:])) for c in chunks]
+    return [
+        (tokenizer.decode(c[: settings.prompt_tokens]), tokenizer.decode(c[settings.prompt_tokens :])) for c in chunks
+    ]
 
 
-def score_verbmem(lm: LoadedModel, passages: Sequence[tuple[str, str]], settings: TextSettings, batch_size: int = 16,
-                  progress: bool = True) -> pd.DataFrame:
+def score_verbmem(
+    lm: LoadedModel,
+    passages: Sequence[tuple[str, str]],
+    settings: TextSettings,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> pd.DataFrame:
     """MUSE's verbatim memorisation: the model's greedy continuation (``new_tokens`` tokens) of each passage's
     opening and its ROUGE-L against the true continuation (cut to ``new_tokens`` tokens, as MUSE does); one row
     per passage."""
@@ -351,13 +421,27 @@ def score_verbmem(lm: LoadedModel, passages: Sequence[tuple[str, str]], settings
     for i, ((prompt, truth), out) in enumerate(zip(passages, outputs)):
         truth = tok.decode(tok(truth, add_special_tokens=False).input_ids[: settings.new_tokens])
         _, rec, f1 = rouge_l(truth, out)
-        rows.append({"set": "verbmem", "item": i, "prompt": prompt, "gold": truth, "response": out,
-                     "rougeL_recall": rec, "rougeL_f1": f1})
+        rows.append(
+            {
+                "set": "verbmem",
+                "item": i,
+                "prompt": prompt,
+                "gold": truth,
+                "response": out,
+                "rougeL_recall": rec,
+                "rougeL_f1": f1,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def score_mia(lm: LoadedModel, member_texts: Sequence[str], holdout_texts: Sequence[str], settings: TextSettings,
-              scoring: LoglikelihoodConfig) -> pd.DataFrame:
+def score_mia(
+    lm: LoadedModel,
+    member_texts: Sequence[str],
+    holdout_texts: Sequence[str],
+    settings: TextSettings,
+    scoring: LoglikelihoodConfig,
+) -> pd.DataFrame:
     """One row per text sample (``set``: 'forget' for the target corpus, 'holdout') with each attack's score,
     higher for text the model did not see: ``loss`` (mean token loss), ``zlib``, ``min_k``, ``min_k_plus_plus``."""
     tok = lm.tokenizer
@@ -370,9 +454,18 @@ def score_mia(lm: LoadedModel, member_texts: Sequence[str], holdout_texts: Seque
     rows = []
     for i, ((side, ids), s) in enumerate(zip(items, scores)):
         nll = -s.logprob / s.n_tokens
-        rows.append({"set": side, "item": i, "tokens": s.n_tokens, "tokenizer": digest, "loss": nll,
-                     "zlib": zlib_score(nll, tok.decode(ids)), "min_k": min_k(s.token_logprobs, settings.k),
-                     "min_k_plus_plus": min_k_plus_plus(s.token_logprobs, s.token_mu, s.token_var, settings.k)})
+        rows.append(
+            {
+                "set": side,
+                "item": i,
+                "tokens": s.n_tokens,
+                "tokenizer": digest,
+                "loss": nll,
+                "zlib": zlib_score(nll, tok.decode(ids)),
+                "min_k": min_k(s.token_logprobs, settings.k),
+                "min_k_plus_plus": min_k_plus_plus(s.token_logprobs, s.token_mu, s.token_var, settings.k),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -388,17 +481,46 @@ def score_trivia(lm: LoadedModel, probes: Sequence[TriviaProbe], scoring: Loglik
     for i, p in enumerate(probes):
         t, f = scores[2 * i], scores[2 * i + 1]
         t_lp, f_lp = t.logprob / t.n_tokens, f.logprob / f.n_tokens
-        rows.append({"set": p.kind, "probe_id": p.id, "split": p.split, "fact": p.fact, "question": p.question,
-                     "true_mean_logprob": t_lp, "false_mean_logprob": f_lp, "known": bool(t_lp > f_lp)})
+        rows.append(
+            {
+                "set": p.kind,
+                "probe_id": p.id,
+                "split": p.split,
+                "fact": p.fact,
+                "question": p.question,
+                "true_mean_logprob": t_lp,
+                "false_mean_logprob": f_lp,
+                "known": bool(t_lp > f_lp),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # -- summaries: tidy metric rows (workbench/eval/units.py TABLE_COLUMNS less model) -------------------------------------
 
-def _row(section: str, set_: str, split: str, metric: str, value: float, n: int, lo: float = math.nan,
-         hi: float = math.nan, variant: str = "-") -> dict:
-    return {"section": section, "set": set_, "split": split, "variant": variant, "metric": metric,
-            "value": float(value), "ci_low": float(lo), "ci_high": float(hi), "n": int(n)}
+
+def _row(
+    section: str,
+    set_: str,
+    split: str,
+    metric: str,
+    value: float,
+    n: int,
+    lo: float = math.nan,
+    hi: float = math.nan,
+    variant: str = "-",
+) -> dict:
+    return {
+        "section": section,
+        "set": set_,
+        "split": split,
+        "variant": variant,
+        "metric": metric,
+        "value": float(value),
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "n": int(n),
+    }
 
 
 def _by_split(df: pd.DataFrame):
@@ -415,18 +537,23 @@ def summarize_qa(df: pd.DataFrame, section: str) -> list[dict]:
     set_ = str(df["set"].iloc[0])
     for split, g in _by_split(df):
         r = g["truth_ratio"].to_numpy()
-        rows += [_row(section, set_, split, "answer_prob", g["prob"].mean(), len(g)),
-                 _row(section, set_, split, "truth_ratio_mean", r.mean(), len(g)),
-                 _row(section, set_, split, "truth_ratio_forget", np.minimum(r, 1 / r).mean(), len(g)),
-                 _row(section, set_, split, "truth_ratio_retain", np.maximum(0.0, 1 - r).mean(), len(g)),
-                 _row(section, set_, split, "extraction_strength", g["extraction_strength"].mean(), len(g))]
+        rows += [
+            _row(section, set_, split, "answer_prob", g["prob"].mean(), len(g)),
+            _row(section, set_, split, "truth_ratio_mean", r.mean(), len(g)),
+            _row(section, set_, split, "truth_ratio_forget", np.minimum(r, 1 / r).mean(), len(g)),
+            _row(section, set_, split, "truth_ratio_retain", np.maximum(0.0, 1 - r).mean(), len(g)),
+            _row(section, set_, split, "extraction_strength", g["extraction_strength"].mean(), len(g)),
+        ]
     return rows
 
 
 def summarize_knowmem(df: pd.DataFrame, section: str) -> list[dict]:
     """Per split: mean ROUGE-L recall and F1 of the greedy answers."""
-    return [_row(section, section, split, m, g[m].mean(), len(g))
-            for split, g in _by_split(df) for m in ("rougeL_recall", "rougeL_f1")]
+    return [
+        _row(section, section, split, m, g[m].mean(), len(g))
+        for split, g in _by_split(df)
+        for m in ("rougeL_recall", "rougeL_f1")
+    ]
 
 
 def summarize_verbmem(df: pd.DataFrame) -> list[dict]:
@@ -447,8 +574,10 @@ def summarize_trivia(df: pd.DataFrame) -> list[dict]:
     for split, g in _by_split(df):
         k, n = int(g["known"].sum()), len(g)
         lo, hi = wilson_interval(k, n)
-        rows += [_row("trivia", "trivia", split, "accuracy", k / n if n else math.nan, n, lo, hi),
-                 _row("trivia", "trivia", split, "p_vs_chance", binomial_pvalue(k, n), n)]
+        rows += [
+            _row("trivia", "trivia", split, "accuracy", k / n if n else math.nan, n, lo, hi),
+            _row("trivia", "trivia", split, "p_vs_chance", binomial_pvalue(k, n), n),
+        ]
     return rows
 
 
@@ -466,6 +595,7 @@ def model_utility_rows(qa: pd.DataFrame, knowmem: pd.DataFrame) -> list[dict]:
 
 
 # -- against a reference model -----------------------------------------------------------------------------------------
+
 
 def forget_quality(model_ratios: Sequence[float], reference_ratios: Sequence[float]) -> float:
     """TOFU's forget quality: the p-value of the two-sample KS test between the truth ratios of a model and of the
@@ -488,11 +618,13 @@ def _same_tokenizer(frames: dict[str, pd.DataFrame], reference: str, models: Seq
             raise WorkbenchError(
                 f"reference model {reference!r} uses another tokenizer than {', '.join(other)}: truth ratios and "
                 "membership scores are per token and cannot be compared; give a reference with the same tokenizer "
-                "(the finished units are kept: rerun with the same --out to reuse them)")
+                "(the finished units are kept: rerun with the same --out to reuse them)"
+            )
 
 
-def reference_rows(table: pd.DataFrame, frames: dict[str, pd.DataFrame], reference: str | None,
-                   models: Sequence[str]) -> tuple[list[dict], list[str]]:
+def reference_rows(
+    table: pd.DataFrame, frames: dict[str, pd.DataFrame], reference: str | None, models: Sequence[str]
+) -> tuple[list[dict], list[str]]:
     """Rows (with a ``model`` column) of the measures against ``reference`` for every model: forget quality per
     split of the target's questions and PrivLeak (percent, as MUSE reports it) per attack. Without a reference,
     no rows and a note per measure that needs one (the summary shows it instead of a number)."""
@@ -507,8 +639,10 @@ def reference_rows(table: pd.DataFrame, frames: dict[str, pd.DataFrame], referen
             notes.append(f"privleak: {NEEDS_REFERENCE} (EvalConfig.reference / --reference LABEL)")
         return [], notes
     if reference not in models:
-        raise WorkbenchError(f"reference model {reference!r} is not one of the evaluated models ({', '.join(models)}); "
-                             "give it as --model LABEL=SPEC and name the label")
+        raise WorkbenchError(
+            f"reference model {reference!r} is not one of the evaluated models ({', '.join(models)}); "
+            "give it as --model LABEL=SPEC and name the label"
+        )
     _same_tokenizer(frames, reference, models)
     rows = []
     if has_qa:
@@ -520,8 +654,19 @@ def reference_rows(table: pd.DataFrame, frames: dict[str, pd.DataFrame], referen
                 a = mine if split == "all" else mine[mine["split"] == split]
                 b = ref if split == "all" else ref[ref["split"] == split]
                 if len(a) and len(b):
-                    rows.append({"model": model, **_row("qa", "qa", split, "forget_quality",
-                                                        forget_quality(a["truth_ratio"], b["truth_ratio"]), len(a))})
+                    rows.append(
+                        {
+                            "model": model,
+                            **_row(
+                                "qa",
+                                "qa",
+                                split,
+                                "forget_quality",
+                                forget_quality(a["truth_ratio"], b["truth_ratio"]),
+                                len(a),
+                            ),
+                        }
+                    )
     if has_mia:
         mia = table[table["section"] == "mia"]
         for attack in MIA_ATTACKS:
@@ -530,6 +675,10 @@ def reference_rows(table: pd.DataFrame, frames: dict[str, pd.DataFrame], referen
                 auc = mia[(mia["model"] == model) & (mia["metric"] == f"auc_{attack}")]["value"]
                 if len(auc) and len(ref_auc):
                     leak = (float(auc.iloc[0]) - float(ref_auc.iloc[0])) / float(ref_auc.iloc[0]) * 100
-                    rows.append({"model": model, **_row("mia", "corpus_vs_holdout", "-", f"privleak_{attack}", leak,
-                                                        int(auc.size))})
+                    rows.append(
+                        {
+                            "model": model,
+                            **_row("mia", "corpus_vs_holdout", "-", f"privleak_{attack}", leak, int(auc.size)),
+                        }
+                    )
     return rows, notes

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from workbench.errors import WorkbenchError
 from workbench.io import iter_jsonl
@@ -47,27 +47,29 @@ def write_local_task(jsonl: str | Path, folder: str | Path, name: str | None = N
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     # Choices already start with their space, so lm-eval must not add another (target_delimiter "").
-    yaml = "\n".join([
-        f"task: {task}",
-        "dataset_path: json",
-        "dataset_kwargs:",
-        "  data_files:",
-        f"    test: {json.dumps(str(jsonl))}",
-        "test_split: test",
-        "output_type: multiple_choice",
-        'doc_to_text: "{{context}}"',
-        'doc_to_choice: "{{choices}}"',
-        "doc_to_target: label",
-        'target_delimiter: ""',
-        "metric_list:",
-        "  - metric: acc",
-        "    aggregation: mean",
-        "    higher_is_better: true",
-        "  - metric: acc_norm",
-        "    aggregation: mean",
-        "    higher_is_better: true",
-        "",
-    ])
+    yaml = "\n".join(
+        [
+            f"task: {task}",
+            "dataset_path: json",
+            "dataset_kwargs:",
+            "  data_files:",
+            f"    test: {json.dumps(str(jsonl))}",
+            "test_split: test",
+            "output_type: multiple_choice",
+            'doc_to_text: "{{context}}"',
+            'doc_to_choice: "{{choices}}"',
+            "doc_to_target: label",
+            'target_delimiter: ""',
+            "metric_list:",
+            "  - metric: acc",
+            "    aggregation: mean",
+            "    higher_is_better: true",
+            "  - metric: acc_norm",
+            "    aggregation: mean",
+            "    higher_is_better: true",
+            "",
+        ]
+    )
     (folder / f"{task}.yaml").write_text(yaml, encoding="utf-8")
     return task
 
@@ -96,8 +98,15 @@ def run_lm_eval(
     wrapped = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=batch_size, device=str(device))
     manager = TaskManager(include_path=str(include_path) if include_path else None, include_defaults=include_defaults)
     try:
-        out = lm_eval.simple_evaluate(model=wrapped, tasks=list(tasks), limit=limit, num_fewshot=num_fewshot,
-                                      task_manager=manager, log_samples=False, bootstrap_iters=100)
+        out = lm_eval.simple_evaluate(
+            model=wrapped,
+            tasks=list(tasks),
+            limit=limit,
+            num_fewshot=num_fewshot,
+            task_manager=manager,
+            log_samples=False,
+            bootstrap_iters=100,
+        )
     except (KeyError, ValueError) as exc:
         raise WorkbenchError(f"lm-eval could not run tasks {', '.join(tasks)}: {exc}") from exc
     except (ConnectionError, OSError) as exc:
@@ -112,6 +121,13 @@ def run_lm_eval(
                 continue
             metric, filt = key.split(",", 1)
             stderr = metrics.get(f"{metric}_stderr,{filt}")
-            rows.append({"task": task, "metric": metric, "value": float(value),
-                         "stderr": float(stderr) if isinstance(stderr, (int, float)) else math.nan, "n": int(n)})
+            rows.append(
+                {
+                    "task": task,
+                    "metric": metric,
+                    "value": float(value),
+                    "stderr": float(stderr) if isinstance(stderr, (int, float)) else math.nan,
+                    "n": int(n),
+                }
+            )
     return rows

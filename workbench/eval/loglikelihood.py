@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -43,7 +43,9 @@ class LoglikelihoodConfig:
 
     batch_size: int = 32  # most sequences per forward pass
     max_batch_tokens: int = 32768  # most (rows x padded length) per forward pass, to bound memory
-    max_length: int | None = None  # longest input; longer contexts lose their start (default: the model's limit, at most 4096)
+    max_length: int | None = (
+        None  # longest input; longer contexts lose their start (default: the model's limit, at most 4096)
+    )
     padding_side: str = "left"  # 'left' (computes logits only where needed) or 'right'
     progress: bool = True  # show a tqdm bar
     desc: str = "scoring"  # label of the bar
@@ -68,7 +70,9 @@ class Score:
     greedy: bool  # whether every continuation token is the argmax at its position
     query_logprobs: list[float] = field(default_factory=list)  # log-prob of each query id at the first position
     query_ranks: list[int] = field(default_factory=list)  # 1-based rank of each query id in the vocabulary there
-    token_hits: list[bool] = field(default_factory=list)  # whether each continuation token is the argmax at its position
+    token_hits: list[bool] = field(
+        default_factory=list
+    )  # whether each continuation token is the argmax at its position
     token_mu: list[float] = field(default_factory=list)  # E_v[log p(v)] at each position (with vocab_stats)
     token_var: list[float] = field(default_factory=list)  # Var_v[log p(v)] under p at each position (with vocab_stats)
 
@@ -107,7 +111,9 @@ def prefix_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
     raise WorkbenchError("the tokenizer has no BOS, EOS or pad token to start an empty context with")
 
 
-def encode_pairs(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
+def encode_pairs(
+    tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]]
+) -> list[tuple[list[int], list[int]]]:
     """Token ids of (context, continuation) pairs, as lm-eval splits them.
 
     Trailing whitespace of the context moves to the continuation. The pair is encoded whole and the context's
@@ -119,7 +125,7 @@ def encode_pairs(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, 
     for ctx, cont in pairs:
         stripped = ctx.rstrip()
         if stripped != ctx:
-            cont = ctx[len(stripped):] + cont
+            cont = ctx[len(stripped) :] + cont
             ctx = stripped
         if not cont:
             raise WorkbenchError(f"empty continuation for context {ctx[-60:]!r}")
@@ -135,7 +141,7 @@ def encode_pairs(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, 
         if ctx:
             c_ids = list(next(ctx_enc))
             if len(whole) > len(c_ids) and whole[: len(c_ids)] == c_ids:
-                k_ids = list(whole[len(c_ids):])
+                k_ids = list(whole[len(c_ids) :])
             else:
                 k_ids = tokenizer(cont, add_special_tokens=False).input_ids
         else:
@@ -181,7 +187,7 @@ def _truncate(req: Request, max_length: int) -> tuple[list[int], list[int]]:
         raise WorkbenchError("a scoring request needs a non-empty context and continuation")
     if len(cont) > max_length:
         raise WorkbenchError(f"a continuation of {len(cont)} tokens does not fit the model's {max_length}-token window")
-    whole = (ctx + cont)[-(max_length + 1):]
+    whole = (ctx + cont)[-(max_length + 1) :]
     return whole[:-1], cont
 
 
@@ -196,7 +202,7 @@ def plan_batches(requests: Sequence[Request], config: LoglikelihoodConfig, pad_i
     while start < len(order):
         width = len(prepared[order[start]][0])  # the longest row of this batch
         rows = max(1, min(config.batch_size, config.max_batch_tokens // max(width, 1)))
-        idx = order[start:start + rows]
+        idx = order[start : start + rows]
         start += rows
         batches.append(_pad(idx, prepared, requests, pad_id, width, config.padding_side))
     return batches
@@ -215,8 +221,16 @@ def _pad(idx: list[int], prepared, requests, pad_id: int, width: int, side: str)
         mask[row, sl] = 1
     # Positions count real tokens only, so left padding does not shift them.
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    return Batch(ids, mask, pos, list(idx), [prepared[i][1] for i in idx], [tuple(requests[i].query_ids) for i in idx],
-                 lengths, side)
+    return Batch(
+        ids,
+        mask,
+        pos,
+        list(idx),
+        [prepared[i][1] for i in idx],
+        [tuple(requests[i].query_ids) for i in idx],
+        lengths,
+        side,
+    )
 
 
 def forward_logits(model: PreTrainedModel, batch: Batch, keep: int | None = None) -> torch.Tensor:
@@ -246,8 +260,8 @@ def run_batch(model: PreTrainedModel, batch: Batch, vocab_stats: bool = False) -
     targets = torch.zeros((rows, k), dtype=torch.long)
     valid = torch.zeros((rows, k), dtype=torch.bool)
     for r, cont in enumerate(batch.continuations):
-        targets[r, k - len(cont):] = torch.tensor(cont, dtype=torch.long)
-        valid[r, k - len(cont):] = True
+        targets[r, k - len(cont) :] = torch.tensor(cont, dtype=torch.long)
+        valid[r, k - len(cont) :] = True
     if batch.padding_side == "left":
         # Every row ends at the last position, so its continuation is predicted by the last k positions.
         sel = forward_logits(model, batch, k)  # [batch, k, vocab]
@@ -275,7 +289,7 @@ def run_batch(model: PreTrainedModel, batch: Batch, vocab_stats: bool = False) -
         mu_cpu, var_cpu = mu.cpu(), var.cpu()
     scores: list[Score] = []
     for r, n in enumerate(cont_lens):
-        lps = tok_lp_cpu[r, k - n:].tolist()
+        lps = tok_lp_cpu[r, k - n :].tolist()
         q_lp: list[float] = []
         q_rank: list[int] = []
         if batch.queries[r]:
@@ -284,9 +298,9 @@ def run_batch(model: PreTrainedModel, batch: Batch, vocab_stats: bool = False) -
             q_vals = first[q]  # [n_query]
             q_lp = (q_vals - lse[r, k - n]).tolist()
             q_rank = ((first[None, :] > q_vals[:, None]).sum(-1) + 1).tolist()
-        score = Score(float(math.fsum(lps)), lps, bool(greedy[r]), q_lp, q_rank, hits_cpu[r, k - n:].tolist())
+        score = Score(float(math.fsum(lps)), lps, bool(greedy[r]), q_lp, q_rank, hits_cpu[r, k - n :].tolist())
         if vocab_stats:
-            score.token_mu, score.token_var = mu_cpu[r, k - n:].tolist(), var_cpu[r, k - n:].tolist()
+            score.token_mu, score.token_var = mu_cpu[r, k - n :].tolist(), var_cpu[r, k - n :].tolist()
         scores.append(score)
     return scores
 
@@ -321,4 +335,4 @@ def score_requests(
 def iter_chunks(items: Sequence, size: int) -> Iterable[Sequence]:
     """Consecutive slices of at most ``size`` items."""
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]

@@ -11,25 +11,61 @@ Per probe (docs/formats.md):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from workbench.errors import WorkbenchError
-from workbench.eval.loglikelihood import Request, LoglikelihoodConfig, encode_pairs, score_requests
+from workbench.eval.loglikelihood import LoglikelihoodConfig, Request, encode_pairs, score_requests
 from workbench.models import LoadedModel
-from workbench.pack import COMPLETION_KIND, KNOWMEM_KIND, QA_KINDS, TRIVIA_KIND, VERBMEM_KIND, NextTokenProbe, Pack, load_pack
+from workbench.pack import (
+    COMPLETION_KIND,
+    KNOWMEM_KIND,
+    QA_KINDS,
+    TRIVIA_KIND,
+    VERBMEM_KIND,
+    NextTokenProbe,
+    Pack,
+    load_pack,
+)
 
-ANSWER_PROBE_KINDS = (*QA_KINDS, KNOWMEM_KIND, TRIVIA_KIND, VERBMEM_KIND)  # question files: scored by workbench/eval/ground_truth.py
+ANSWER_PROBE_KINDS = (
+    *QA_KINDS,
+    KNOWMEM_KIND,
+    TRIVIA_KIND,
+    VERBMEM_KIND,
+)  # question files: scored by workbench/eval/ground_truth.py
 
-__all__ = ["ANSWER_PROBE_KINDS", "PROBE_COLUMNS", "check_pack", "probe_requests", "score_pack_probes", "score_probes", "summarize_probes",
-           "with_prompts"]
+__all__ = [
+    "ANSWER_PROBE_KINDS",
+    "PROBE_COLUMNS",
+    "check_pack",
+    "probe_requests",
+    "score_pack_probes",
+    "score_probes",
+    "summarize_probes",
+    "with_prompts",
+]
 
 PROBE_COLUMNS = [
-    "set", "variant", "probe_id", "split", "domain", "prompt", "target", "prob", "logprob", "rank", "top1", "top5",
-    "seq_logprob", "best_seq_logprob", "target_tokens", "seq_greedy",
+    "set",
+    "variant",
+    "probe_id",
+    "split",
+    "domain",
+    "prompt",
+    "target",
+    "prob",
+    "logprob",
+    "rank",
+    "top1",
+    "top5",
+    "seq_logprob",
+    "best_seq_logprob",
+    "target_tokens",
+    "seq_greedy",
 ]
 
 
@@ -53,7 +89,7 @@ def probe_requests(tokenizer, probes: Sequence[NextTokenProbe]) -> tuple[list[Re
     owners: list[tuple[int, int]] = []
     k = 0
     for i, p in enumerate(probes):
-        enc = encoded[k:k + len(p.targets)]
+        enc = encoded[k : k + len(p.targets)]
         k += len(p.targets)
         firsts = tuple(dict.fromkeys(cont[0] for _, cont in enc))  # distinct, in target order
         for j, (ctx, cont) in enumerate(enc):
@@ -85,24 +121,26 @@ def score_probes(
         _, req0, s0 = entries[0]
         prob = float(sum(math.exp(v) for v in s0.query_logprobs))
         rank = int(min(s0.query_ranks))
-        rows.append({
-            "set": p.kind,
-            "variant": variant,
-            "probe_id": p.id,
-            "split": p.split,
-            "domain": p.domain,
-            "prompt": p.prompt,
-            "target": p.targets[0],
-            "prob": prob,
-            "logprob": math.log(prob) if prob > 0 else -math.inf,
-            "rank": rank,
-            "top1": rank == 1,
-            "top5": rank <= 5,
-            "seq_logprob": s0.logprob,
-            "best_seq_logprob": max(s.logprob for _, _, s in entries),
-            "target_tokens": len(req0.continuation_ids),
-            "seq_greedy": s0.greedy,
-        })
+        rows.append(
+            {
+                "set": p.kind,
+                "variant": variant,
+                "probe_id": p.id,
+                "split": p.split,
+                "domain": p.domain,
+                "prompt": p.prompt,
+                "target": p.targets[0],
+                "prob": prob,
+                "logprob": math.log(prob) if prob > 0 else -math.inf,
+                "rank": rank,
+                "top1": rank == 1,
+                "top5": rank <= 5,
+                "seq_logprob": s0.logprob,
+                "best_seq_logprob": max(s.logprob for _, _, s in entries),
+                "target_tokens": len(req0.continuation_ids),
+                "seq_greedy": s0.greedy,
+            }
+        )
     return pd.DataFrame(rows, columns=PROBE_COLUMNS)
 
 
@@ -131,24 +169,31 @@ def summarize_probes(df: pd.DataFrame, by: Sequence[str] = ("set", "variant", "s
         key = key if isinstance(key, tuple) else (key,)
         mean, lo, hi = _mean_ci(g["prob"].to_numpy(dtype=float))
         logp = g["logprob"].to_numpy(dtype=float)
-        rows.append({
-            **dict(zip(by, key)),
-            "n": len(g),
-            "mean_prob": mean,
-            "mean_prob_ci_low": lo,
-            "mean_prob_ci_high": hi,
-            "median_prob": float(g["prob"].median()),
-            "mean_logprob": float(np.mean(np.maximum(logp, -100.0))),
-            "median_rank": float(g["rank"].median()),
-            "top1_rate": float(g["top1"].mean()),
-            "top5_rate": float(g["top5"].mean()),
-            "mean_seq_logprob": float(g["seq_logprob"].mean()),
-        })
+        rows.append(
+            {
+                **dict(zip(by, key)),
+                "n": len(g),
+                "mean_prob": mean,
+                "mean_prob_ci_low": lo,
+                "mean_prob_ci_high": hi,
+                "median_prob": float(g["prob"].median()),
+                "mean_logprob": float(np.mean(np.maximum(logp, -100.0))),
+                "median_rank": float(g["rank"].median()),
+                "top1_rate": float(g["top1"].mean()),
+                "top5_rate": float(g["top5"].mean()),
+                "mean_seq_logprob": float(g["seq_logprob"].mean()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def score_pack_probes(lm: LoadedModel, pack: Pack | str, kinds: Sequence[str], config: LoglikelihoodConfig | None = None,
-                      require: bool = False) -> pd.DataFrame:
+def score_pack_probes(
+    lm: LoadedModel,
+    pack: Pack | str,
+    kinds: Sequence[str],
+    config: LoglikelihoodConfig | None = None,
+    require: bool = False,
+) -> pd.DataFrame:
     """Probe rows (:data:`PROBE_COLUMNS`) for the next-token probe files ``kinds`` of a pack. A kind whose file
     is missing is skipped, or with ``require`` an error; no file at all is an error."""
     pack = load_pack(pack)
@@ -165,8 +210,9 @@ def score_pack_probes(lm: LoadedModel, pack: Pack | str, kinds: Sequence[str], c
     return pd.concat(frames, ignore_index=True)
 
 
-def check_pack(pack: Pack | str, loaded_model: LoadedModel, kinds: tuple[str, ...] | None = None,
-               batch_size: int = 16) -> pd.DataFrame:
+def check_pack(
+    pack: Pack | str, loaded_model: LoadedModel, kinds: tuple[str, ...] | None = None, batch_size: int = 16
+) -> pd.DataFrame:
     """Each next-token probe's probability and rank of its answer under a model (the pack's baseline numbers).
 
     ``kinds`` default to every declared next-token kind; a named kind whose file is missing is an error.
@@ -175,6 +221,8 @@ def check_pack(pack: Pack | str, loaded_model: LoadedModel, kinds: tuple[str, ..
     pack = load_pack(pack)
     if kinds is None:
         kinds = tuple(k for k in pack.probe_paths if k != COMPLETION_KIND and k not in ANSWER_PROBE_KINDS)
-    out = score_pack_probes(loaded_model, pack, kinds, LoglikelihoodConfig(batch_size=batch_size, desc="check"), require=True)
+    out = score_pack_probes(
+        loaded_model, pack, kinds, LoglikelihoodConfig(batch_size=batch_size, desc="check"), require=True
+    )
     cols = ["set", "probe_id", "split", "domain", "prompt", "target", "prob", "rank", "top1", "seq_logprob"]
     return out[cols].rename(columns={"set": "kind", "probe_id": "id"})

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
 from workbench.errors import WorkbenchError
-from workbench.io import read_text
-from workbench.eval.probes import score_pack_probes, score_probes, with_prompts
 from workbench.eval.loglikelihood import LoglikelihoodConfig
+from workbench.eval.probes import score_pack_probes, score_probes, with_prompts
+from workbench.io import read_text
 from workbench.models import LoadedModel
 from workbench.pack import NextTokenProbe, Pack, load_pack
 
@@ -67,8 +67,13 @@ def priming_passage(pack: Pack | str | Path, config: PrimingConfig | None = None
     return text[: cut + 1] if cut > 0 else text
 
 
-def score_primed(lm: LoadedModel, probes: Sequence[NextTokenProbe], passage: str,
-                 config: LoglikelihoodConfig | None = None, separator: str = "\n\n") -> pd.DataFrame:
+def score_primed(
+    lm: LoadedModel,
+    probes: Sequence[NextTokenProbe],
+    passage: str,
+    config: LoglikelihoodConfig | None = None,
+    separator: str = "\n\n",
+) -> pd.DataFrame:
     """Probe rows (as :func:`score_probes`) with the passage before every prompt; variant ``'primed'``.
 
     The ``prompt`` column keeps the original prompt so that rows pair with the unprimed ones.
@@ -79,8 +84,9 @@ def score_primed(lm: LoadedModel, probes: Sequence[NextTokenProbe], passage: str
     return df
 
 
-def score_paraphrases(lm: LoadedModel, probes: Sequence[NextTokenProbe],
-                      config: LoglikelihoodConfig | None = None) -> pd.DataFrame:
+def score_paraphrases(
+    lm: LoadedModel, probes: Sequence[NextTokenProbe], config: LoglikelihoodConfig | None = None
+) -> pd.DataFrame:
     """One row per (probe, paraphrase), variant ``'paraphrase'``, with a ``paraphrase`` index column.
 
     Probes without paraphrases are skipped; an empty frame comes back when none has any.
@@ -120,16 +126,25 @@ def priming_summary(plain: pd.DataFrame, primed: pd.DataFrame) -> pd.DataFrame:
     merged = pd.concat([merged, merged.assign(split="all")], ignore_index=True)
     rows = []
     for (s, split), g in merged.groupby(["set", "split"], sort=True):
-        rows.append({
-            "set": s, "split": split, "n": len(g), "mean_prob": float(g["prob"].mean()),
-            "mean_prob_primed": float(g["prob_primed"].mean()),
-            "delta": float((g["prob_primed"] - g["prob"]).mean()),
-            "newly_top1_rate": float((g["top1_primed"] & ~g["top1"]).mean()),
-        })
+        rows.append(
+            {
+                "set": s,
+                "split": split,
+                "n": len(g),
+                "mean_prob": float(g["prob"].mean()),
+                "mean_prob_primed": float(g["prob_primed"].mean()),
+                "delta": float((g["prob_primed"] - g["prob"]).mean()),
+                "newly_top1_rate": float((g["top1_primed"] & ~g["top1"]).mean()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def score_collateral(lm: LoadedModel, pack: Pack | str | Path, kinds: Sequence[str] = ("collateral", "general"),
-                     config: LoglikelihoodConfig | None = None) -> pd.DataFrame:
+def score_collateral(
+    lm: LoadedModel,
+    pack: Pack | str | Path,
+    kinds: Sequence[str] = ("collateral", "general"),
+    config: LoglikelihoodConfig | None = None,
+) -> pd.DataFrame:
     """Probe rows for the pack's neighbouring-domain and general probes (files that exist)."""
     return score_pack_probes(lm, pack, kinds, config)

@@ -12,19 +12,29 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from workbench.eval.probes import PROBE_COLUMNS, score_probes, summarize_probes
 from workbench.eval.config import EvalConfig
+from workbench.eval.ground_truth import reference_rows, standard_measures
+from workbench.eval.loglikelihood import LoglikelihoodConfig
+from workbench.eval.probes import PROBE_COLUMNS, score_probes, summarize_probes
 from workbench.eval.runner import run_units
 from workbench.eval.summary import write_frame
-from workbench.eval.ground_truth import reference_rows, standard_measures
-from workbench.eval.units import (PROBE_CI, PROBE_METRICS, TABLE_COLUMNS, Unit, file_stamp, ground_truth_units,
-                                  metric_rows, perplexity_unit, probe_unit)
-from workbench.eval.loglikelihood import LoglikelihoodConfig
+from workbench.eval.units import (
+    PROBE_CI,
+    PROBE_METRICS,
+    TABLE_COLUMNS,
+    Unit,
+    file_stamp,
+    ground_truth_units,
+    metric_rows,
+    perplexity_unit,
+    probe_unit,
+)
 from workbench.eval.utility import PerplexityConfig, paired_bootstrap, paired_bootstrap_relative
 from workbench.models import LoadedModel
 
@@ -88,6 +98,7 @@ def _digest(texts: Sequence[str]) -> str:
 
 def _generic_unit(probes: Sequence["NextTokenProbe"], stamp: dict, config: EvalConfig) -> Unit:
     """The baseline on the anchor-translated prompts (variant ``generic``)."""
+
     def run(lm: LoadedModel, memo: dict):
         df = score_probes(lm, probes, config.scoring("generic"), variant="generic")
         return metric_rows(summarize_probes(df), "generic", PROBE_METRICS, ci=PROBE_CI), df
@@ -127,10 +138,19 @@ def before_after_report(
     """
     out = Path(out_dir)
     models = MODELS + ((REFERENCE,) if reference is not None else ())
-    config = EvalConfig(pack=None, splits=(split,) if split else ("dev", "heldout"), batch_size=32, device=device,
-                        dtype=dtype, progress=progress, figures=False, verbmem_limit=verbmem_limit,
-                        mia_limit=mia_limit, probe_limit=probe_limit,
-                        reference=REFERENCE if reference is not None else None)
+    config = EvalConfig(
+        pack=None,
+        splits=(split,) if split else ("dev", "heldout"),
+        batch_size=32,
+        device=device,
+        dtype=dtype,
+        progress=progress,
+        figures=False,
+        verbmem_limit=verbmem_limit,
+        mia_limit=mia_limit,
+        probe_limit=probe_limit,
+        reference=REFERENCE if reference is not None else None,
+    )
     units: list[Unit] = []
     tags: dict[tuple[str, str], str | None] = {}
     for kind in probe_sets:
@@ -142,8 +162,11 @@ def before_after_report(
         if not probes:
             continue
         stamp = file_stamp(pack.probe_file(kind))
-        units.append(dataclasses.replace(probe_unit(f"probes.{kind}", "probes", probes, stamp, config.splits, config),
-                                         models=MODELS))
+        units.append(
+            dataclasses.replace(
+                probe_unit(f"probes.{kind}", "probes", probes, stamp, config.splits, config), models=MODELS
+            )
+        )
         if kind == "probability":
             units.append(_generic_unit(generic_prompts(anchors, probes, seed), stamp, config))
     if pack is not None:
@@ -169,9 +192,11 @@ def before_after_report(
     rows = frames.get("probes")
     if rows is not None and not rows.empty:
         per_probe = _per_probe(rows, probe_sets)
-        kinds = {(s, pid): answer_kind(anchors, p, t, tags.get((s, pid)))
-                 for s, pid, p, t, v in per_probe[["set", "probe_id", "prompt", "target", "variant"]].itertuples(index=False)
-                 if v == "baseline"}  # from the original prompts (a generic row shares its probe's kind)
+        kinds = {
+            (s, pid): answer_kind(anchors, p, t, tags.get((s, pid)))
+            for s, pid, p, t, v in per_probe[["set", "probe_id", "prompt", "target", "variant"]].itertuples(index=False)
+            if v == "baseline"
+        }  # from the original prompts (a generic row shares its probe's kind)
         per_probe["answer_kind"] = [kinds[key] for key in zip(per_probe["set"], per_probe["probe_id"])]
         write_frame(per_probe, out / "probes.csv")
         result.update(_summary(per_probe, probe_sets))
@@ -179,8 +204,14 @@ def before_after_report(
     if trivia is not None and not trivia.empty:
         result["trivia"] = _trivia_summary(trivia)
     if text:
-        ppl = {m: float(table[(table["model"] == m) & (table["section"] == "perplexity")
-                              & (table["metric"] == "ppl")]["value"].iloc[0]) for m in MODELS}
+        ppl = {
+            m: float(
+                table[(table["model"] == m) & (table["section"] == "perplexity") & (table["metric"] == "ppl")][
+                    "value"
+                ].iloc[0]
+            )
+            for m in MODELS
+        }
         result["perplexity"] = {"text": text_name, **ppl, "relative_change": ppl["unlearned"] / ppl["baseline"] - 1.0}
     if reference is not None and table is not None:
         result["ground_truth"] = _ground_truth_summary(table, models, split or "all", text_name if text else None)
@@ -197,10 +228,19 @@ def _ground_truth_summary(table: pd.DataFrame, models: Sequence[str], split: str
         if len(ppl):
             values["perplexity"] = float(ppl["value"].iloc[0])
         per_model[m] = values
-    n_qa = table[(table["model"] == models[0]) & (table["section"] == "qa") & (table["set"] == "qa")
-                 & (table["split"] == split) & (table["metric"] == "truth_ratio_forget")]["n"]
-    return {"split": split, "perplexity_text": text_name, "qa_items": int(n_qa.iloc[0]) if len(n_qa) else 0,
-            "models": per_model}
+    n_qa = table[
+        (table["model"] == models[0])
+        & (table["section"] == "qa")
+        & (table["set"] == "qa")
+        & (table["split"] == split)
+        & (table["metric"] == "truth_ratio_forget")
+    ]["n"]
+    return {
+        "split": split,
+        "perplexity_text": text_name,
+        "qa_items": int(n_qa.iloc[0]) if len(n_qa) else 0,
+        "models": per_model,
+    }
 
 
 def _trivia_summary(rows: pd.DataFrame) -> dict:
@@ -244,30 +284,47 @@ def _summary(per_probe: pd.DataFrame, probe_sets: Sequence[str]) -> dict:
         return per_probe[sel & (per_probe["answer_kind"] == kind)] if kind else per_probe[sel]
 
     out["probes"] = {
-        s: {"n": int(counts[s]), "baseline_mean_prob": float(means.loc[s, "baseline"]),
+        s: {
+            "n": int(counts[s]),
+            "baseline_mean_prob": float(means.loc[s, "baseline"]),
             "unlearned_mean_prob": float(means.loc[s, "unlearned"]),
             "relative_change": float(means.loc[s, "unlearned"] / means.loc[s, "baseline"] - 1.0),
-            **paired_change(rows("baseline", s), rows("unlearned", s))}
+            **paired_change(rows("baseline", s), rows("unlearned", s)),
+        }
         for s in order
     }
     by_kind = per_probe.pivot_table(index=["set", "answer_kind"], columns="variant", values="prob", aggfunc="mean")
     kind_n = per_probe[per_probe["variant"] == "baseline"].groupby(["set", "answer_kind"]).size()
     out["probes_by_answer_kind"] = {
-        f"{s}/{k}": {"set": s, "answer_kind": k, "n": int(kind_n[(s, k)]),
-                     "baseline_mean_prob": float(by_kind.loc[(s, k), "baseline"]),
-                     "unlearned_mean_prob": float(by_kind.loc[(s, k), "unlearned"]),
-                     "relative_change": float(by_kind.loc[(s, k), "unlearned"] / by_kind.loc[(s, k), "baseline"] - 1.0),
-                     **paired_change(rows("baseline", s, k), rows("unlearned", s, k))}
-        for s, k in by_kind.index if s == "probability"
+        f"{s}/{k}": {
+            "set": s,
+            "answer_kind": k,
+            "n": int(kind_n[(s, k)]),
+            "baseline_mean_prob": float(by_kind.loc[(s, k), "baseline"]),
+            "unlearned_mean_prob": float(by_kind.loc[(s, k), "unlearned"]),
+            "relative_change": float(by_kind.loc[(s, k), "unlearned"] / by_kind.loc[(s, k), "baseline"] - 1.0),
+            **paired_change(rows("baseline", s, k), rows("unlearned", s, k)),
+        }
+        for s, k in by_kind.index
+        if s == "probability"
     }
     if not generic.empty:  # the baseline on anchor-translated prompts: what the method steers towards
         base = per_probe[(per_probe["variant"] == "baseline") & (per_probe["set"] == "probability")]
         gen = {"all": (generic, base)}
-        gen.update({k: (generic[generic["answer_kind"] == k], base[base["answer_kind"] == k])
-                    for k in ANSWER_KINDS if (generic["answer_kind"] == k).any()})
+        gen.update(
+            {
+                k: (generic[generic["answer_kind"] == k], base[base["answer_kind"] == k])
+                for k in ANSWER_KINDS
+                if (generic["answer_kind"] == k).any()
+            }
+        )
         out["generic_reference"] = {
-            k: {"n": len(g), "mean_prob": float(g["prob"].mean()),
-                "relative_change": float(g["prob"].mean() / b["prob"].mean() - 1.0), **paired_change(b, g)}
+            k: {
+                "n": len(g),
+                "mean_prob": float(g["prob"].mean()),
+                "relative_change": float(g["prob"].mean() / b["prob"].mean() - 1.0),
+                **paired_change(b, g),
+            }
             for k, (g, b) in gen.items()
         }
     return out

@@ -15,8 +15,9 @@ import os
 import re
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -32,7 +33,7 @@ from workbench.pack import load_pack
 
 __all__ = ["ModelArg", "evaluate_models", "parse_model_arg", "run_units"]
 
-ModelArg = Union[str, LoadedModel, tuple[str, Union[str, LoadedModel]]]
+ModelArg = str | LoadedModel | tuple[str, str | LoadedModel]
 
 
 def parse_model_arg(arg: str) -> tuple[str, str]:
@@ -83,11 +84,17 @@ def _check_spec(spec: str | LoadedModel) -> None:
     if spec in EMBEDDED_NAMES or spec == "tiny":
         return
     path = Path(spec).expanduser()
-    looks_local = (spec.startswith((".", "/", "~")) or path.suffix == ".gguf" or spec.count("/") > 1
-                   or (os.sep != "/" and os.sep in spec))
+    looks_local = (
+        spec.startswith((".", "/", "~"))
+        or path.suffix == ".gguf"
+        or spec.count("/") > 1
+        or (os.sep != "/" and os.sep in spec)
+    )
     if looks_local and not path.exists():
-        raise WorkbenchError(f"model path {spec} does not exist: give a model folder, a .gguf file, a run directory, "
-                             "a hub id or 'embedded'")
+        raise WorkbenchError(
+            f"model path {spec} does not exist: give a model folder, a .gguf file, a run directory, "
+            "a hub id or 'embedded'"
+        )
 
 
 def _model_identity(spec: str | LoadedModel, dtype: str | None = None) -> dict:
@@ -148,10 +155,18 @@ def _read_partial(folder: Path, unit: Unit, fingerprint: str) -> tuple[list[dict
     return rows, details
 
 
-def _write_partial(folder: Path, unit: Unit, fingerprint: str, rows: list[dict], details: pd.DataFrame | None,
-                   seconds: float) -> None:
-    meta = {"unit": unit.name, "section": unit.section, "fingerprint": fingerprint, "seconds": seconds,
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "metrics": rows, "details": None}
+def _write_partial(
+    folder: Path, unit: Unit, fingerprint: str, rows: list[dict], details: pd.DataFrame | None, seconds: float
+) -> None:
+    meta = {
+        "unit": unit.name,
+        "section": unit.section,
+        "fingerprint": fingerprint,
+        "seconds": seconds,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "metrics": rows,
+        "details": None,
+    }
     if details is not None:
         meta["details"] = f"{unit.name}.parquet"
         write_frame(details, folder / meta["details"])
@@ -159,8 +174,9 @@ def _write_partial(folder: Path, unit: Unit, fingerprint: str, rows: list[dict],
     atomic_write_text(folder / f"{unit.name}.json", dumps_json(meta))
 
 
-def run_units(pairs: Sequence[tuple[str, str | LoadedModel]], units: Sequence[Unit], config: EvalConfig,
-              out: Path) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], list[dict]]:
+def run_units(
+    pairs: Sequence[tuple[str, str | LoadedModel]], units: Sequence[Unit], config: EvalConfig, out: Path
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], list[dict]]:
     """Run every unit for every (label, model) pair, resuming finished units from ``<out>/partial``.
 
     Returns the tidy table (:data:`TABLE_COLUMNS`), the details frames (with a leading ``model`` column) and
@@ -224,13 +240,25 @@ def evaluate_models(
     for _, spec in pairs:
         _check_spec(spec)
     explicit = config.sections is not None
-    pack_sections = {"probes", "collateral", "paraphrase", "priming", "completion", "adversarial", "relearn", "residual",
-                     "quantize", *GROUND_TRUTH_SECTIONS}
+    pack_sections = {
+        "probes",
+        "collateral",
+        "paraphrase",
+        "priming",
+        "completion",
+        "adversarial",
+        "relearn",
+        "residual",
+        "quantize",
+        *GROUND_TRUTH_SECTIONS,
+    }
     wants_pack = config.sections is None or bool(pack_sections & set(config.sections))
     pack = load_pack(config.pack) if config.pack and wants_pack else None
     if config.reference is not None and config.reference not in [label for label, _ in pairs]:
-        raise WorkbenchError(f"reference model {config.reference!r} is not one of the evaluated models "
-                             f"({', '.join(label for label, _ in pairs)}); give it as --model LABEL=SPEC and name the label")
+        raise WorkbenchError(
+            f"reference model {config.reference!r} is not one of the evaluated models "
+            f"({', '.join(label for label, _ in pairs)}); give it as --model LABEL=SPEC and name the label"
+        )
     notes: list[str] = []
     units = plan_units(config, pack, explicit, notes)
     for note in notes:

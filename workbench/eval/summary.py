@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,12 +29,28 @@ from workbench.eval.ground_truth import NEEDS_REFERENCE
 from workbench.eval.utility import BENCHMARKS, paired_bootstrap
 from workbench.io import atomic_write, atomic_write_text
 
-__all__ = ["FORMULAS", "EvalReport", "dumps_json", "headline_table", "load_report", "summarize", "write_frame",
-           "write_report"]
+__all__ = [
+    "FORMULAS",
+    "EvalReport",
+    "dumps_json",
+    "headline_table",
+    "load_report",
+    "summarize",
+    "write_frame",
+    "write_report",
+]
 
 
-DETAIL_FRAMES = ("probes", "completions", "mc_items", "qa_items", "knowmem_items", "verbmem_items", "mia_items",
-                 "trivia_items")  # the per-item frames a report writes (each unit names its own)
+DETAIL_FRAMES = (
+    "probes",
+    "completions",
+    "mc_items",
+    "qa_items",
+    "knowmem_items",
+    "verbmem_items",
+    "mia_items",
+    "trivia_items",
+)  # the per-item frames a report writes (each unit names its own)
 
 
 @dataclass
@@ -90,9 +107,18 @@ def dumps_json(obj: Any) -> str:
     return json.dumps(_clean(obj), indent=2, default=_json_default, allow_nan=False)
 
 
-def _pick(table: pd.DataFrame, model: str, section: str, set_: str, metric: str, split: str | None = None,
-          variant: str | None = None) -> tuple[float, float, float, int] | None:
-    t = table[(table["model"] == model) & (table["section"] == section) & (table["set"] == set_) & (table["metric"] == metric)]
+def _pick(
+    table: pd.DataFrame,
+    model: str,
+    section: str,
+    set_: str,
+    metric: str,
+    split: str | None = None,
+    variant: str | None = None,
+) -> tuple[float, float, float, int] | None:
+    t = table[
+        (table["model"] == model) & (table["section"] == section) & (table["set"] == set_) & (table["metric"] == metric)
+    ]
     if split is not None:
         t = t[t["split"] == split]
     if variant is not None:
@@ -104,7 +130,9 @@ def _pick(table: pd.DataFrame, model: str, section: str, set_: str, metric: str,
 
 
 def _headline_split(table: pd.DataFrame) -> str:
-    splits = set(table.loc[table["section"].isin(["probes", "priming", "paraphrase", "completion", "qa", "trivia"]), "split"])
+    splits = set(
+        table.loc[table["section"].isin(["probes", "priming", "paraphrase", "completion", "qa", "trivia"]), "split"]
+    )
     return "heldout" if "heldout" in splits else "all"
 
 
@@ -120,11 +148,22 @@ def _headlines(table: pd.DataFrame, model: str, notes: Sequence[str] = ()) -> di
     put("familiarity_prob", _pick(table, model, "probes", "probability", "mean_prob", split, "original"))
     put("familiarity_top1", _pick(table, model, "probes", "probability", "top1_rate", split, "original"))
     put("familiarity_seq_logprob", _pick(table, model, "probes", "probability", "mean_seq_logprob", split, "original"))
-    put("completion_familiarity_greedy", _pick(table, model, "completion", "completion", "familiarity", split, "greedy"))
-    put("completion_familiarity_sampled", _pick(table, model, "completion", "completion", "familiarity", split, "sampled"))
+    put(
+        "completion_familiarity_greedy", _pick(table, model, "completion", "completion", "familiarity", split, "greedy")
+    )
+    put(
+        "completion_familiarity_sampled",
+        _pick(table, model, "completion", "completion", "familiarity", split, "sampled"),
+    )
     put("completion_share_3_greedy", _pick(table, model, "completion", "completion", "share_3", split, "greedy"))
-    put("completion_authors_score_greedy", _pick(table, model, "completion", "completion", "authors_score", split, "greedy"))
-    put("completion_authors_score_sampled", _pick(table, model, "completion", "completion", "authors_score", split, "sampled"))
+    put(
+        "completion_authors_score_greedy",
+        _pick(table, model, "completion", "completion", "authors_score", split, "greedy"),
+    )
+    put(
+        "completion_authors_score_sampled",
+        _pick(table, model, "completion", "completion", "authors_score", split, "sampled"),
+    )
     put("primed_prob", _pick(table, model, "priming", "probability", "mean_prob", split, "primed"))
     put("priming_delta", _pick(table, model, "priming", "probability", "delta", split, "primed"))
     put("paraphrase_prob", _pick(table, model, "paraphrase", "probability", "mean_prob", split, "paraphrase"))
@@ -209,7 +248,7 @@ FORMULAS = {
     "acc_norm": "argmax of summed log P(choice | context) / len(choice in characters)",
     "ppl": "exp(total NLL / tokens), sliding window",
     "trivia_accuracy": "share of two-answer questions whose true answer has the higher mean per-token log-likelihood "
-                       "(chance 0.5; Wilson 95% interval)",
+    "(chance 0.5; Wilson 95% interval)",
     "truth_ratio": "R = exp(mean_j mean_lp(perturbed_j) - mean_lp(paraphrased)) per question (TOFU)",
     "truth_ratio_forget": "mean over target questions of min(R, 1/R) (open-unlearning's aggregate; 1: cannot tell)",
     "forget_quality": "p-value of the two-sample KS test between the model's and the reference's truth ratios (TOFU)",
@@ -222,8 +261,9 @@ FORMULAS = {
 }
 
 
-def summarize(table: pd.DataFrame, frames: dict[str, pd.DataFrame], config: EvalConfig, model_info: list[dict],
-             notes: list[str]) -> dict:
+def summarize(
+    table: pd.DataFrame, frames: dict[str, pd.DataFrame], config: EvalConfig, model_info: list[dict], notes: list[str]
+) -> dict:
     labels = [m["label"] for m in model_info]
     summary = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -271,8 +311,13 @@ def _markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_report(table: pd.DataFrame, details: dict[str, pd.DataFrame], summary: dict, out_dir: str | Path,
-                 config: EvalConfig | None = None) -> EvalReport:
+def write_report(
+    table: pd.DataFrame,
+    details: dict[str, pd.DataFrame],
+    summary: dict,
+    out_dir: str | Path,
+    config: EvalConfig | None = None,
+) -> EvalReport:
     """Write the table, details, summary, markdown and figures to ``out_dir`` (atomically) and return them."""
     config = config or EvalConfig()
     out = Path(out_dir)

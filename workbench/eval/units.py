@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -26,8 +26,8 @@ from workbench.eval.completion import (
     summarize_completions,
 )
 from workbench.eval.config import ALL_SECTIONS, DEFAULT_SECTIONS, GROUND_TRUTH_SECTIONS, EvalConfig
+from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.eval.probes import score_probes, summarize_probes
-from workbench.eval.rows import PROBE_CI, PROBE_METRICS, Unit, file_stamp, metric_rows  # re-exported
 from workbench.eval.robustness import (
     PrimingConfig,
     paraphrase_summary,
@@ -36,7 +36,7 @@ from workbench.eval.robustness import (
     score_paraphrases,
     score_primed,
 )
-from workbench.eval.loglikelihood import LoglikelihoodConfig
+from workbench.eval.rows import PROBE_CI, PROBE_METRICS, Unit, file_stamp, metric_rows  # re-exported
 from workbench.eval.utility import (
     PerplexityConfig,
     default_evaldata_dir,
@@ -49,9 +49,20 @@ from workbench.eval.utility import (
 from workbench.models import LoadedModel
 from workbench.pack import Pack, load_anchor_terms
 
-__all__ = ["PROBE_CI", "PROBE_METRICS", "TABLE_COLUMNS", "Unit", "file_stamp", "ground_truth_units", "make_judge",
-           "metric_rows",
-           "perplexity_unit", "plan_units", "probe_unit", "slug"]
+__all__ = [
+    "PROBE_CI",
+    "PROBE_METRICS",
+    "TABLE_COLUMNS",
+    "Unit",
+    "file_stamp",
+    "ground_truth_units",
+    "make_judge",
+    "metric_rows",
+    "perplexity_unit",
+    "plan_units",
+    "probe_unit",
+    "slug",
+]
 
 TABLE_COLUMNS = ["model", "section", "set", "split", "variant", "metric", "value", "ci_low", "ci_high", "n"]
 
@@ -106,8 +117,9 @@ def plan_units(config: EvalConfig, pack: Pack | None, explicit: bool, notes: lis
                         skip("paraphrase", "no probability probe has paraphrases")
                 if "priming" in sections:
                     try:
-                        passage = priming_passage(pack, PrimingConfig(chars=config.priming_chars, text=config.priming_text,
-                                                                      seed=config.seed))
+                        passage = priming_passage(
+                            pack, PrimingConfig(chars=config.priming_chars, text=config.priming_text, seed=config.seed)
+                        )
                     except WorkbenchError as exc:
                         skip("priming", str(exc))
                     else:
@@ -119,8 +131,17 @@ def plan_units(config: EvalConfig, pack: Pack | None, explicit: bool, notes: lis
         for kind in kinds:
             probes = probes_of(kind)
             if probes:
-                units.append(probe_unit(f"probes.{kind}", "collateral", probes, file_stamp(pack.probe_file(kind)),
-                                         splits, config, by_domain=True))
+                units.append(
+                    probe_unit(
+                        f"probes.{kind}",
+                        "collateral",
+                        probes,
+                        file_stamp(pack.probe_file(kind)),
+                        splits,
+                        config,
+                        by_domain=True,
+                    )
+                )
     if "completion" in sections:
         if not pack.has_probes("completion"):
             skip("completion", f"pack {pack.name!r} has no completion probes file")
@@ -156,17 +177,18 @@ def plan_units(config: EvalConfig, pack: Pack | None, explicit: bool, notes: lis
             units.append(_lm_eval_unit(config))
     from workbench.eval.attacks import ATTACK_SECTIONS, attack_units
 
-    units += ground_truth_units([s for s in sections if s in GROUND_TRUTH_SECTIONS], config, pack, probes_of, skip,
-                                explicit=explicit)
+    units += ground_truth_units(
+        [s for s in sections if s in GROUND_TRUTH_SECTIONS], config, pack, probes_of, skip, explicit=explicit
+    )
     attack_sections = [s for s in sections if s in ATTACK_SECTIONS]
     if attack_sections:
-
         units += attack_units(attack_sections, config, pack, probes_of, skip)
     return units
 
 
-def ground_truth_units(sections: Sequence[str], config: EvalConfig, pack: Pack | None, probes_of, skip,
-                       explicit: bool = False) -> list[Unit]:
+def ground_truth_units(
+    sections: Sequence[str], config: EvalConfig, pack: Pack | None, probes_of, skip, explicit: bool = False
+) -> list[Unit]:
     """The units of the field's measures (workbench/eval/ground_truth.py) that the pack's files allow. Verbatim
     memorisation runs by default only for packs with target questions or passages (a ground-truth pack); named,
     always. A named section the pack has no file for is skipped with a note (an error with ``explicit``)."""
@@ -217,8 +239,15 @@ def ground_truth_units(sections: Sequence[str], config: EvalConfig, pack: Pack |
                 df = gt.score_knowmem(lm, probes, config.qa_max_new_tokens, config.gen_batch_size, config.progress)
                 return gt.summarize_knowmem(df, "knowmem"), df
 
-            units.append(Unit(f"knowmem.{km_kind}", "knowmem",
-                              {**limited(km_kind), "max_new_tokens": config.qa_max_new_tokens}, run_km, "knowmem_items"))
+            units.append(
+                Unit(
+                    f"knowmem.{km_kind}",
+                    "knowmem",
+                    {**limited(km_kind), "max_new_tokens": config.qa_max_new_tokens},
+                    run_km,
+                    "knowmem_items",
+                )
+            )
         else:
             probes = probes_of("trivia")
 
@@ -234,8 +263,11 @@ def ground_truth_units(sections: Sequence[str], config: EvalConfig, pack: Pack |
         corpus = pack.read_corpus() if given is None else []
 
         def run_verbmem(lm: LoadedModel, memo: dict):
-            passages = ([(p.prompt, p.continuation) for p in given] if given is not None
-                        else gt.corpus_passages(lm.tokenizer, corpus, ts))
+            passages = (
+                [(p.prompt, p.continuation) for p in given]
+                if given is not None
+                else gt.corpus_passages(lm.tokenizer, corpus, ts)
+            )
             df = gt.score_verbmem(lm, passages, ts, config.gen_batch_size, config.progress)
             return gt.summarize_verbmem(df), df
 
@@ -254,8 +286,13 @@ def ground_truth_units(sections: Sequence[str], config: EvalConfig, pack: Pack |
                 df = gt.score_mia(lm, corpus, holdout, ts, config.scoring("membership"))
                 return gt.summarize_mia(df), df
 
-            params = {"corpus": corpus_stamp, "holdout": [file_stamp(p) for p in pack.holdout_files()],
-                      "tokens": ts.mia_tokens, "limit": ts.mia_limit, "k": ts.k}
+            params = {
+                "corpus": corpus_stamp,
+                "holdout": [file_stamp(p) for p in pack.holdout_files()],
+                "tokens": ts.mia_tokens,
+                "limit": ts.mia_limit,
+                "k": ts.k,
+            }
             units.append(Unit("mia", "mia", params, run_mia, "mia_items"))
     return units
 
@@ -267,14 +304,18 @@ def _plain_probes(lm: LoadedModel, memo: dict, name: str, probes, config: EvalCo
     return memo[name]
 
 
-def probe_unit(name: str, section: str, probes, stamp: dict, splits, config: EvalConfig, by_domain: bool = False) -> Unit:
+def probe_unit(
+    name: str, section: str, probes, stamp: dict, splits, config: EvalConfig, by_domain: bool = False
+) -> Unit:
     def run(lm: LoadedModel, memo: dict):
         df = _plain_probes(lm, memo, name, probes, config)
         summ = summarize_probes(df)
         rows = metric_rows(summ, section, PROBE_METRICS, ci=PROBE_CI)
         if by_domain and df["domain"].notna().any():
             dom = summarize_probes(df.assign(set=df["set"] + "/" + df["domain"].fillna("-")), by=("set", "variant"))
-            rows += metric_rows(dom, section, ["mean_prob", "top1_rate"], split_col=None, split_value="all", ci=PROBE_CI)
+            rows += metric_rows(
+                dom, section, ["mean_prob", "top1_rate"], split_col=None, split_value="all", ci=PROBE_CI
+            )
         return rows, df
 
     params = {"probes": stamp, "splits": list(splits), "probe_limit": config.probe_limit}
@@ -289,10 +330,24 @@ def _paraphrase_unit(probes, stamp: dict, splits, config: EvalConfig) -> Unit:
         ps = paraphrase_summary(plain, para)
         for split in ["all"] + sorted(ps["split"].unique()):
             g = ps if split == "all" else ps[ps["split"] == split]
-            for metric, col in (("mean_max_prob", "para_max_prob"), ("mean_leak", "leak"), ("original_mean_prob", "prob")):
-                rows.append({"section": "paraphrase", "set": "probability", "split": split, "variant": "paraphrase",
-                             "metric": metric, "value": float(g[col].mean()), "ci_low": math.nan, "ci_high": math.nan,
-                             "n": len(g)})
+            for metric, col in (
+                ("mean_max_prob", "para_max_prob"),
+                ("mean_leak", "leak"),
+                ("original_mean_prob", "prob"),
+            ):
+                rows.append(
+                    {
+                        "section": "paraphrase",
+                        "set": "probability",
+                        "split": split,
+                        "variant": "paraphrase",
+                        "metric": metric,
+                        "value": float(g[col].mean()),
+                        "ci_low": math.nan,
+                        "ci_high": math.nan,
+                        "n": len(g),
+                    }
+                )
         return rows, para
 
     params = {"probes": stamp, "splits": list(splits), "probe_limit": config.probe_limit}
@@ -323,16 +378,25 @@ def make_judge(config: EvalConfig, pack: Pack | None):
     if config.judge == "openai":
         if not config.judge_url:
             raise WorkbenchError("judge 'openai' needs an endpoint URL (--judge-url http://host:port/v1)")
-        judge = OpenAIJudge(url=config.judge_url, model=config.judge_model or "gpt-4o", target=target,
-                            api_key_env=config.judge_api_key_env, rubric=rubric)
+        judge = OpenAIJudge(
+            url=config.judge_url,
+            model=config.judge_model or "gpt-4o",
+            target=target,
+            api_key_env=config.judge_api_key_env,
+            rubric=rubric,
+        )
         judge.check()
         return judge
     if config.judge == "hf":
         if not config.judge_model:
             raise WorkbenchError("judge 'hf' needs a chat model spec (--judge-model PATH_OR_HUB_ID)")
         # the single-message rubrics ask for a listing before the grade: give the answer room
-        return HFChatJudge(model=config.judge_model, target=target, rubric=rubric,
-                           max_new_tokens=256 if "{completion}" in rubric else 64)
+        return HFChatJudge(
+            model=config.judge_model,
+            target=target,
+            rubric=rubric,
+            max_new_tokens=256 if "{completion}" in rubric else 64,
+        )
     raise WorkbenchError(f"unknown judge {config.judge!r}: use 'keyword', 'openai' or 'hf'")
 
 
@@ -342,8 +406,11 @@ def _completion_unit(probes, pack: Pack, config: EvalConfig) -> Unit:
         "probes": file_stamp(pack.probe_file("completion")),
         "anchors": file_stamp(pack.anchors_path),
         "judge": [config.judge, config.judge_url, config.judge_model]
-                 + ([hashlib.sha256(load_rubric(config.judge_rubric).encode()).hexdigest()[:16]]
-                    if config.judge != "keyword" and config.judge_rubric else []),
+        + (
+            [hashlib.sha256(load_rubric(config.judge_rubric).encode()).hexdigest()[:16]]
+            if config.judge != "keyword" and config.judge_rubric
+            else []
+        ),
         "generation": asdict(config.generation()) | {"progress": None, "batch_size": None},
         "splits": list(config.splits),
         "probe_limit": config.probe_limit,
@@ -355,8 +422,13 @@ def _completion_unit(probes, pack: Pack, config: EvalConfig) -> Unit:
         summ = summarize_completions(df)
         metrics = [f"share_{g}" for g in GRADES] + ["familiarity", "authors_score", "n_ungraded"]
         metrics += ["mention_share"] if "mention_share" in summ.columns else []  # share naming a target term
-        rows = metric_rows(summ, "completion", metrics, variant_col="mode",
-                            ci={"familiarity": ("familiarity_ci_low", "familiarity_ci_high")})
+        rows = metric_rows(
+            summ,
+            "completion",
+            metrics,
+            variant_col="mode",
+            ci={"familiarity": ("familiarity_ci_low", "familiarity_ci_high")},
+        )
         return rows, df
 
     return Unit("completion", "completion", params, run, "completions")
@@ -369,26 +441,51 @@ def _mc_unit(task: str, path: Path, config: EvalConfig) -> Unit:
         mc = load_mc_task(path, limit=config.limit, name=name)
         df = score_mc(lm, mc, config.scoring(name))
         summ = summarize_mc(df)
-        rows = metric_rows(summ, "utility", ["acc", "acc_norm"], set_col="task", split_col=None, variant_col=None,
-                            ci={"acc": ("acc_ci_low", "acc_ci_high"), "acc_norm": ("acc_norm_ci_low", "acc_norm_ci_high")})
+        rows = metric_rows(
+            summ,
+            "utility",
+            ["acc", "acc_norm"],
+            set_col="task",
+            split_col=None,
+            variant_col=None,
+            ci={"acc": ("acc_ci_low", "acc_ci_high"), "acc_norm": ("acc_norm_ci_low", "acc_norm_ci_high")},
+        )
         return rows, df
 
     return Unit(f"mc.{slug(name)}", "utility", {"task": file_stamp(path), "limit": config.limit}, run, "mc_items")
 
 
 def _ppl_unit(text: Path, config: EvalConfig) -> Unit:
-    pcfg = PerplexityConfig(max_length=config.ppl_max_length, stride=config.ppl_stride, max_tokens=config.ppl_max_tokens,
-                            batch_size=config.batch_size)
+    pcfg = PerplexityConfig(
+        max_length=config.ppl_max_length,
+        stride=config.ppl_stride,
+        max_tokens=config.ppl_max_tokens,
+        batch_size=config.batch_size,
+    )
     return perplexity_unit(text.stem, text, pcfg, config.scoring("perplexity"), {"text": file_stamp(text)})
 
 
-def perplexity_unit(name: str, text: str | Path, pcfg: PerplexityConfig, scoring: LoglikelihoodConfig, params: dict) -> Unit:
+def perplexity_unit(
+    name: str, text: str | Path, pcfg: PerplexityConfig, scoring: LoglikelihoodConfig, params: dict
+) -> Unit:
     """The perplexity of a text (a ``Path`` is read as a file) as one unit; ``params`` identify the text."""
+
     def run(lm: LoadedModel, memo: dict):
         res = perplexity(lm, text, pcfg, scoring)
-        rows = [{"section": "perplexity", "set": name, "split": "-", "variant": "-", "metric": m, "value": float(res[m]),
-                 "ci_low": math.nan, "ci_high": math.nan, "n": res["tokens"]}
-                for m in ("ppl", "word_perplexity", "byte_perplexity", "bits_per_byte", "tokens")]
+        rows = [
+            {
+                "section": "perplexity",
+                "set": name,
+                "split": "-",
+                "variant": "-",
+                "metric": m,
+                "value": float(res[m]),
+                "ci_low": math.nan,
+                "ci_high": math.nan,
+                "n": res["tokens"],
+            }
+            for m in ("ppl", "word_perplexity", "byte_perplexity", "bits_per_byte", "tokens")
+        ]
         return rows, None
 
     return Unit(f"ppl.{slug(name)}", "perplexity", {**params, **asdict(pcfg)}, run, None)
@@ -398,13 +495,29 @@ def _lm_eval_unit(config: EvalConfig) -> Unit:
     def run(lm: LoadedModel, memo: dict):
         from workbench.eval.lm_eval_bridge import run_lm_eval
 
-        res = run_lm_eval(lm, list(config.lm_eval_tasks), limit=config.lm_eval_limit, include_path=config.lm_eval_include,
-                          batch_size=config.batch_size)
+        res = run_lm_eval(
+            lm,
+            list(config.lm_eval_tasks),
+            limit=config.lm_eval_limit,
+            include_path=config.lm_eval_include,
+            batch_size=config.batch_size,
+        )
         rows = []
         for r in res:
             half = 1.96 * r["stderr"] if math.isfinite(r["stderr"]) else math.nan
-            rows.append({"section": "lm_eval", "set": r["task"], "split": "-", "variant": "-", "metric": r["metric"],
-                         "value": r["value"], "ci_low": r["value"] - half, "ci_high": r["value"] + half, "n": r.get("n", 0)})
+            rows.append(
+                {
+                    "section": "lm_eval",
+                    "set": r["task"],
+                    "split": "-",
+                    "variant": "-",
+                    "metric": r["metric"],
+                    "value": r["value"],
+                    "ci_low": r["value"] - half,
+                    "ci_high": r["value"] + half,
+                    "n": r.get("n", 0),
+                }
+            )
         return rows, None
 
     params = {"tasks": list(config.lm_eval_tasks), "limit": config.lm_eval_limit, "include": config.lm_eval_include}

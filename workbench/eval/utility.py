@@ -15,16 +15,23 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from workbench.errors import WorkbenchError
+from workbench.eval.loglikelihood import (
+    LoglikelihoodConfig,
+    Request,
+    encode_pairs,
+    model_max_length,
+    prefix_token_id,
+    score_requests,
+)
 from workbench.io import iter_jsonl, read_text, require_file
-from workbench.eval.loglikelihood import Request, LoglikelihoodConfig, encode_pairs, model_max_length, prefix_token_id, score_requests
 from workbench.models import LoadedModel
 
 __all__ = [
@@ -131,8 +138,9 @@ def _parse_mc(obj: object, where: str, index: int) -> MCItem:
     return MCItem(item_id, contexts, continuations, label)
 
 
-def load_mc_task(task: str | Path, limit: int | None = None, evaldata_dir: str | Path | None = None,
-                 name: str | None = None) -> MCTask:
+def load_mc_task(
+    task: str | Path, limit: int | None = None, evaldata_dir: str | Path | None = None, name: str | None = None
+) -> MCTask:
     """Read a multiple-choice JSONL file (first ``limit`` items), validating every line read."""
     path = resolve_task(task, evaldata_dir)
     items: list[MCItem] = []
@@ -163,16 +171,24 @@ def score_mc(lm: LoadedModel, task: MCTask, config: LoglikelihoodConfig | None =
     k = 0
     for it in task.items:
         n = len(it.continuations)
-        lps = np.array([s.logprob for s in scores[k:k + n]])
+        lps = np.array([s.logprob for s in scores[k : k + n]])
         k += n
         chars = np.array([len(c) for c in it.continuations], dtype=float)
         pred = int(np.argmax(lps))
         pred_norm = int(np.argmax(lps / chars))
-        rows.append({
-            "task": task.name, "item_id": it.id, "label": it.label, "n_choices": n, "pred": pred,
-            "pred_norm": pred_norm, "correct": pred == it.label, "correct_norm": pred_norm == it.label,
-            "logprobs": json.dumps([round(float(v), 6) for v in lps]),
-        })
+        rows.append(
+            {
+                "task": task.name,
+                "item_id": it.id,
+                "label": it.label,
+                "n_choices": n,
+                "pred": pred,
+                "pred_norm": pred_norm,
+                "correct": pred == it.label,
+                "correct_norm": pred_norm == it.label,
+                "logprobs": json.dumps([round(float(v), 6) for v in lps]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -197,13 +213,21 @@ def summarize_mc(df: pd.DataFrame) -> pd.DataFrame:
             k = float(g[col].sum())
             p = k / n
             lo, hi = wilson_interval(k, n)
-            row.update({metric: p, f"{metric}_stderr": math.sqrt(p * (1 - p) / max(n - 1, 1)),
-                        f"{metric}_ci_low": lo, f"{metric}_ci_high": hi})
+            row.update(
+                {
+                    metric: p,
+                    f"{metric}_stderr": math.sqrt(p * (1 - p) / max(n - 1, 1)),
+                    f"{metric}_ci_low": lo,
+                    f"{metric}_ci_high": hi,
+                }
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def paired_bootstrap(a: Sequence[float], b: Sequence[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+def paired_bootstrap(
+    a: Sequence[float], b: Sequence[float], n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
     """Mean of ``b - a`` over paired items and its 95% percentile bootstrap interval."""
     a_arr, b_arr = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a_arr.shape != b_arr.shape:
@@ -217,8 +241,9 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], n_boot: int = 2000,
     return float(diff.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def paired_bootstrap_relative(a: Sequence[float], b: Sequence[float], n_boot: int = 2000,
-                              seed: int = 0) -> tuple[float, float, float]:
+def paired_bootstrap_relative(
+    a: Sequence[float], b: Sequence[float], n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
     """Relative change ``mean(b) / mean(a) - 1`` over paired items and its 95% percentile bootstrap interval
     (items resampled together, as in :func:`paired_bootstrap`)."""
     a_arr, b_arr = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -231,8 +256,11 @@ def paired_bootstrap_relative(a: Sequence[float], b: Sequence[float], n_boot: in
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = b_arr[idx].mean(axis=1) / a_arr[idx].mean(axis=1) - 1.0
     ratios = ratios[np.isfinite(ratios)]
-    return (float(b_arr.mean() / a_arr.mean() - 1.0), float(np.percentile(ratios, 2.5)),
-            float(np.percentile(ratios, 97.5)))
+    return (
+        float(b_arr.mean() / a_arr.mean() - 1.0),
+        float(np.percentile(ratios, 2.5)),
+        float(np.percentile(ratios, 97.5)),
+    )
 
 
 @dataclass
@@ -245,8 +273,12 @@ class PerplexityConfig:
     batch_size: int = 8  # windows per forward pass
 
 
-def perplexity(lm: LoadedModel, text: str | Path, config: PerplexityConfig | None = None,
-               scoring: LoglikelihoodConfig | None = None) -> dict:
+def perplexity(
+    lm: LoadedModel,
+    text: str | Path,
+    config: PerplexityConfig | None = None,
+    scoring: LoglikelihoodConfig | None = None,
+) -> dict:
     """Token, word and byte perplexity of a text (a ``Path`` is read as a UTF-8 file) with a sliding window.
 
     The text is preceded by the prefix token (BOS or EOS), so its first token is scored too. Returns
@@ -270,7 +302,7 @@ def perplexity(lm: LoadedModel, text: str | Path, config: PerplexityConfig | Non
         enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(enc.input_ids)
     if cfg.max_tokens is not None and len(ids) > cfg.max_tokens:
-        ids = ids[:cfg.max_tokens]
+        ids = ids[: cfg.max_tokens]
         covered = text[: enc.offset_mapping[cfg.max_tokens - 1][1]]
     else:
         covered = text
@@ -292,8 +324,13 @@ def perplexity(lm: LoadedModel, text: str | Path, config: PerplexityConfig | Non
     words = len(covered.split())
     n_bytes = len(covered.encode("utf-8"))
     return {
-        "tokens": n_tok, "nll": nll, "ppl": math.exp(nll / n_tok), "words": words,
-        "word_perplexity": math.exp(nll / max(words, 1)), "bytes": n_bytes,
-        "byte_perplexity": math.exp(nll / n_bytes), "bits_per_byte": nll / n_bytes / math.log(2),
+        "tokens": n_tok,
+        "nll": nll,
+        "ppl": math.exp(nll / n_tok),
+        "words": words,
+        "word_perplexity": math.exp(nll / max(words, 1)),
+        "bytes": n_bytes,
+        "byte_perplexity": math.exp(nll / n_bytes),
+        "bits_per_byte": nll / n_bytes / math.log(2),
         "windows": len(requests),
     }

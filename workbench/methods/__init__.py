@@ -14,15 +14,26 @@ method but ``whp``. See docs/methods.md.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from workbench.errors import WorkbenchError
 from workbench.methods.config import METHOD_NAMES, MethodsConfig, check_method_name
 
-__all__ = ["METHODS", "MethodSpec", "MethodsConfig", "METHOD_NAMES", "method_stages", "check_method", "fingerprint",
-           "unlearn", "rmu_layer", "MethodRun"]
+__all__ = [
+    "METHODS",
+    "MethodSpec",
+    "MethodsConfig",
+    "METHOD_NAMES",
+    "method_stages",
+    "check_method",
+    "fingerprint",
+    "unlearn",
+    "rmu_layer",
+    "MethodRun",
+]
 
 METHOD_VERSION = 2  # bump when a method's training changes, so finished runs retrain
 
@@ -57,16 +68,19 @@ class MethodSpec:
     summary: str = ""
 
 
-METHODS: dict[str, MethodSpec] = {m.name: m for m in (
-    MethodSpec("whp", ("reinforce", "score", "labels", "finetune", "report"), True, True, "the paper's method"),
-    MethodSpec("whp_test_time", ("reinforce", "finetune", "report"), False, True, "WHP's logit mix at inference"),
-    MethodSpec("ga", ("finetune", "report"), True, summary="gradient ascent on the target"),
-    MethodSpec("graddiff", ("finetune", "report"), True, summary="ascent on target, descent on retain"),
-    MethodSpec("npo", ("finetune", "report"), True, summary="negative preference optimisation + retain"),
-    MethodSpec("simnpo", ("finetune", "report"), True, summary="reference-free NPO + retain"),
-    MethodSpec("rmu", ("finetune", "report"), True, summary="representation misdirection at one layer + retain"),
-    MethodSpec("prompt", ("finetune", "report"), False, summary="a system instruction to not know the target"),
-)}
+METHODS: dict[str, MethodSpec] = {
+    m.name: m
+    for m in (
+        MethodSpec("whp", ("reinforce", "score", "labels", "finetune", "report"), True, True, "the paper's method"),
+        MethodSpec("whp_test_time", ("reinforce", "finetune", "report"), False, True, "WHP's logit mix at inference"),
+        MethodSpec("ga", ("finetune", "report"), True, summary="gradient ascent on the target"),
+        MethodSpec("graddiff", ("finetune", "report"), True, summary="ascent on target, descent on retain"),
+        MethodSpec("npo", ("finetune", "report"), True, summary="negative preference optimisation + retain"),
+        MethodSpec("simnpo", ("finetune", "report"), True, summary="reference-free NPO + retain"),
+        MethodSpec("rmu", ("finetune", "report"), True, summary="representation misdirection at one layer + retain"),
+        MethodSpec("prompt", ("finetune", "report"), False, summary="a system instruction to not know the target"),
+    )
+}
 assert tuple(METHODS) == METHOD_NAMES
 
 
@@ -97,7 +111,8 @@ def rmu_layer(cfg: MethodsConfig, num_layers: int) -> int:
     layer = cfg.rmu.layer if cfg.rmu.layer is not None else max(0, min(num_layers - 1, round(7 * num_layers / 32)))
     if not 0 <= layer < num_layers:
         raise WorkbenchError(
-            f"methods.rmu.layer: {layer} is out of range; the model has {num_layers} decoder layers (0 to {num_layers - 1})")
+            f"methods.rmu.layer: {layer} is out of range; the model has {num_layers} decoder layers (0 to {num_layers - 1})"
+        )
     return layer
 
 
@@ -111,7 +126,9 @@ def check_method(run: "MethodRun") -> None:
 
         resolve_spec(c.methods.npo.reference)  # names the spec if it does not exist
     if c.method == "graddiff" and c.methods.graddiff.retain_weight > 0 and not run.retain_blocks:
-        raise WorkbenchError("methods.graddiff.retain_weight > 0 needs retain text: set target.retain or use a pack with retain/")
+        raise WorkbenchError(
+            "methods.graddiff.retain_weight > 0 needs retain text: set target.retain or use a pack with retain/"
+        )
 
 
 def fingerprint(run: "MethodRun", target: tuple, reinforce: str) -> str:

@@ -13,8 +13,16 @@ from dataclasses import dataclass, field
 from workbench.errors import WorkbenchError
 
 __all__ = [
-    "METHOD_NAMES", "GAConfig", "GradDiffConfig", "NPOConfig", "SimNPOConfig", "RMUConfig", "TestTimeConfig",
-    "PromptConfig", "MethodsConfig", "check_method_name",
+    "METHOD_NAMES",
+    "GAConfig",
+    "GradDiffConfig",
+    "NPOConfig",
+    "SimNPOConfig",
+    "RMUConfig",
+    "TestTimeConfig",
+    "PromptConfig",
+    "MethodsConfig",
+    "check_method_name",
 ]
 
 # whp: the paper's engine (reinforce, labels, finetune); the others live in workbench/methods/
@@ -34,8 +42,9 @@ def _help(text: str) -> dict:
 class GAConfig:
     """Gradient ascent on the target text (Jang et al. 2023, 'Knowledge Unlearning'; the TOFU baseline)."""
 
-    learning_rate: float | None = field(default=None, metadata=_help(
-        "overrides finetune.learning_rate for this method (null: finetune's)"))
+    learning_rate: float | None = field(
+        default=None, metadata=_help("overrides finetune.learning_rate for this method (null: finetune's)")
+    )
     epochs: float | None = field(default=None, metadata=_help("overrides finetune.epochs (null: finetune's)"))
 
 
@@ -52,12 +61,18 @@ class NPOConfig(GAConfig):
     """Negative preference optimisation (Zhang et al. 2024, arXiv 2404.05868), with its retain term (NPO-RT)."""
 
     beta: float = field(default=0.1, metadata=_help("inverse temperature of the log-ratio (paper: 0.1)"))
-    forget_weight: float = field(default=1.0, metadata=_help(
-        "weight of the NPO term (the authors' npo_coeff: 1 on TOFU)"))
-    retain_weight: float = field(default=1.0, metadata=_help(
-        "weight of the NLL term on retain text (the authors' grad_diff_coeff, NPO-RT: 1)"))
-    reference: str | None = field(default="baseline", metadata=_help(
-        "reference model: 'baseline' (the run's model, frozen) or a model spec; NPO cannot run without one"))
+    forget_weight: float = field(
+        default=1.0, metadata=_help("weight of the NPO term (the authors' npo_coeff: 1 on TOFU)")
+    )
+    retain_weight: float = field(
+        default=1.0, metadata=_help("weight of the NLL term on retain text (the authors' grad_diff_coeff, NPO-RT: 1)")
+    )
+    reference: str | None = field(
+        default="baseline",
+        metadata=_help(
+            "reference model: 'baseline' (the run's model, frozen) or a model spec; NPO cannot run without one"
+        ),
+    )
 
 
 @dataclass
@@ -65,32 +80,55 @@ class SimNPOConfig(GAConfig):
     """SimNPO: NPO without a reference model, length-normalised (Fan et al. 2024, arXiv 2410.07163)."""
 
     beta: float = field(default=2.5, metadata=_help("inverse temperature (the authors' TOFU forget05: 2.5)"))
-    gamma: float = field(default=0.0, metadata=_help(
-        "reward margin, subtracted from the mean NLL inside beta (the authors' TOFU: 0)"))
-    forget_weight: float = field(default=0.1375, metadata=_help(
-        "weight of the SimNPO term (the authors' npo_coeff: 0.1375 on TOFU forget05, 0.125 on forget10)"))
-    retain_weight: float = field(default=1.0, metadata=_help(
-        "weight of the NLL term on retain text (the authors' grad_diff_coeff: 1)"))
+    gamma: float = field(
+        default=0.0, metadata=_help("reward margin, subtracted from the mean NLL inside beta (the authors' TOFU: 0)")
+    )
+    forget_weight: float = field(
+        default=0.1375,
+        metadata=_help(
+            "weight of the SimNPO term (the authors' npo_coeff: 0.1375 on TOFU forget05, 0.125 on forget10)"
+        ),
+    )
+    retain_weight: float = field(
+        default=1.0, metadata=_help("weight of the NLL term on retain text (the authors' grad_diff_coeff: 1)")
+    )
 
 
 @dataclass
 class RMUConfig(GAConfig):
     """Representation misdirection for unlearning (Li et al. 2024, 'The WMDP Benchmark', arXiv 2403.03218)."""
 
-    layer: int | None = field(default=None, metadata=_help(
-        "decoder layer whose output is steered (0-based); null: the paper's layer 7 of 32, scaled to the model's depth"))
-    steering_coeff: float | None = field(default=None, metadata=_help(
-        "norm c of the random control vector; null: scale x the mean activation norm at that layer "
-        "(adaptive RMU, Dang et al. 2024), which carries the paper's c=6.5 over to another model's scale"))
+    layer: int | None = field(
+        default=None,
+        metadata=_help(
+            "decoder layer whose output is steered (0-based); null: the paper's layer 7 of 32, scaled to the model's depth"
+        ),
+    )
+    steering_coeff: float | None = field(
+        default=None,
+        metadata=_help(
+            "norm c of the random control vector; null: scale x the mean activation norm at that layer "
+            "(adaptive RMU, Dang et al. 2024), which carries the paper's c=6.5 over to another model's scale"
+        ),
+    )
     steering_scale: float = field(default=5.0, metadata=_help("with steering_coeff null: c = this x mean norm"))
-    retain_weight: float = field(default=1200.0, metadata=_help(
-        "alpha, weight of the retain MSE (paper: 1200 on zephyr-7b)"))
+    retain_weight: float = field(
+        default=1200.0, metadata=_help("alpha, weight of the retain MSE (paper: 1200 on zephyr-7b)")
+    )
     seed: int = field(default=0, metadata=_help("seeds the random control vector"))
-    full_rank: bool = field(default=True, metadata=_help(
-        "train the full-rank MLP down-projections of layers l-2..l, as the authors do (their --layer_ids 5,6,7 "
-        "--param_ids 6), whatever finetune.method says; false: finetune.method (LoRA or full) on every layer"))
-    constant_lr: bool = field(default=True, metadata=_help(
-        "a constant learning rate, as the authors' AdamW without a schedule (false: finetune's linear decay)"))
+    full_rank: bool = field(
+        default=True,
+        metadata=_help(
+            "train the full-rank MLP down-projections of layers l-2..l, as the authors do (their --layer_ids 5,6,7 "
+            "--param_ids 6), whatever finetune.method says; false: finetune.method (LoRA or full) on every layer"
+        ),
+    )
+    constant_lr: bool = field(
+        default=True,
+        metadata=_help(
+            "a constant learning rate, as the authors' AdamW without a schedule (false: finetune's linear decay)"
+        ),
+    )
 
 
 @dataclass
@@ -104,8 +142,10 @@ class TestTimeConfig:
 class PromptConfig:
     """A system instruction to not know the target: the baseline every reviewer asks for."""
 
-    system: str = field(default=DEFAULT_SYSTEM_PROMPT, metadata=_help(
-        "the instruction; {title} becomes the pack's title (or 'the target text')"))
+    system: str = field(
+        default=DEFAULT_SYSTEM_PROMPT,
+        metadata=_help("the instruction; {title} becomes the pack's title (or 'the target text')"),
+    )
 
 
 @dataclass
@@ -139,7 +179,8 @@ class MethodsConfig:
         if method == "npo" and not self.npo.reference:
             raise WorkbenchError(
                 "methods.npo.reference: NPO needs a reference model (log-ratio against it); set it to 'baseline' "
-                "or a model spec, or use method: simnpo, the reference-free variant")
+                "or a model spec, or use method: simnpo, the reference-free variant"
+            )
         if method == "rmu":
             if self.rmu.layer is not None and self.rmu.layer < 0:
                 raise WorkbenchError(f"methods.rmu.layer: must be >= 0, got {self.rmu.layer}")

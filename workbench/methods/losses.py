@@ -21,13 +21,21 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "token_logprobs", "mean_nll", "sequence_logprobs", "ga_loss", "graddiff_loss", "npo_loss", "simnpo_loss",
-    "rmu_forget_loss", "rmu_retain_loss",
+    "token_logprobs",
+    "mean_nll",
+    "sequence_logprobs",
+    "ga_loss",
+    "graddiff_loss",
+    "npo_loss",
+    "simnpo_loss",
+    "rmu_forget_loss",
+    "rmu_retain_loss",
 ]
 
 
-def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def token_logprobs(
+    logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``log p(x_{t+1} | x_<=t)`` for every predicted position ``[batch, pos-1]`` and its validity mask."""
     logp = F.log_softmax(logits[:, :-1].float(), -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
     mask = (attention_mask[:, 1:] * attention_mask[:, :-1]).bool()
@@ -49,8 +57,14 @@ def ga_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return -mean_nll(logp, mask)
 
 
-def graddiff_loss(f_logp: torch.Tensor, f_mask: torch.Tensor, r_logp: torch.Tensor, r_mask: torch.Tensor,
-                  forget_weight: float = 1.0, retain_weight: float = 1.0) -> torch.Tensor:
+def graddiff_loss(
+    f_logp: torch.Tensor,
+    f_mask: torch.Tensor,
+    r_logp: torch.Tensor,
+    r_mask: torch.Tensor,
+    forget_weight: float = 1.0,
+    retain_weight: float = 1.0,
+) -> torch.Tensor:
     """GradDiff: ``forget_weight * ga_loss(target) + retain_weight * NLL(retain)`` (an empty retain mask: 0)."""
     return forget_weight * ga_loss(f_logp, f_mask) + retain_weight * mean_nll(r_logp, r_mask)
 

@@ -37,14 +37,17 @@ def train_for_run(run: "MethodRun") -> tuple[torch.nn.Module, dict]:
     weight = getattr(section, "retain_weight", 0.0)
     retain = [b.input_ids for b in run.retain_blocks] if weight > 0 else None
     if weight > 0 and not retain:
-        raise WorkbenchError(f"methods.{c.method}.retain_weight > 0 needs retain text: set target.retain or use a pack with retain/")
+        raise WorkbenchError(
+            f"methods.{c.method}.retain_weight > 0 needs retain text: set target.retain or use a pack with retain/"
+        )
     extra: dict = {}
     reference = None
     layers = None
     if c.method == "rmu":
         layer = rmu_layer(c.methods, base.model.config.num_hidden_layers)
-        coeff = section.steering_coeff or rmu_coefficient(base.model, layer, target, base.tokenizer.pad_token_id,
-                                                          section.steering_scale)
+        coeff = section.steering_coeff or rmu_coefficient(
+            base.model, layer, target, base.tokenizer.pad_token_id, section.steering_scale
+        )
         control = rmu_control_vector(base.model.config.hidden_size, coeff, section.seed)
         extra.update(layer=layer, steering_coeff=round(coeff, 4))
         if section.full_rank:  # the authors' parameters: full-rank down-projections of layers l-2..l
@@ -57,16 +60,33 @@ def train_for_run(run: "MethodRun") -> tuple[torch.nn.Module, dict]:
         if c.method == "npo" and section.reference != "baseline":
             from workbench.models import load_model
 
-            reference = load_model(section.reference, device=process_device(c.device), dtype=c.dtype).model.requires_grad_(False)
+            reference = load_model(
+                section.reference, device=process_device(c.device), dtype=c.dtype
+            ).model.requires_grad_(False)
 
         def make_loss(model):
             return LOSSES[c.method](section)
-    run.log(f"[finetune] method {c.method}: {len(target)} target blocks, "
-            f"{len(retain or [])} retain blocks, lr {train_cfg.learning_rate}, {train_cfg.epochs} epochs ({train_cfg.method})")
-    model, finished = train_method(base.model, base.tokenizer, target, retain, train_cfg, make_loss, run.dir / "unlearned",
-                                   c.seed, run.callbacks, run.progress, reference=reference, trainable_layers=layers,
-                                   tracking=run.stage_tracking("finetune"),
-                                   constant_lr=c.method == "rmu" and section.constant_lr)
+
+    run.log(
+        f"[finetune] method {c.method}: {len(target)} target blocks, "
+        f"{len(retain or [])} retain blocks, lr {train_cfg.learning_rate}, {train_cfg.epochs} epochs ({train_cfg.method})"
+    )
+    model, finished = train_method(
+        base.model,
+        base.tokenizer,
+        target,
+        retain,
+        train_cfg,
+        make_loss,
+        run.dir / "unlearned",
+        c.seed,
+        run.callbacks,
+        run.progress,
+        reference=reference,
+        trainable_layers=layers,
+        tracking=run.stage_tracking("finetune"),
+        constant_lr=c.method == "rmu" and section.constant_lr,
+    )
     if not finished:
         raise KeyboardInterrupt(f"{c.method} training stopped; rerun to resume from the last checkpoint")
     return model, extra
@@ -88,7 +108,12 @@ def describe_for_run(run: "MethodRun") -> tuple[torch.nn.Module, dict]:
     if c.method == "whp_test_time":
         run._require("reinforce", "finetune")
         reinforced = c.reinforce.path or "../reinforced"  # relative to unlearned/: the run directory can move
-        data = {"method": c.method, "base": base_spec, "reinforced": str(reinforced), "alpha": c.methods.whp_test_time.alpha}
+        data = {
+            "method": c.method,
+            "base": base_spec,
+            "reinforced": str(reinforced),
+            "alpha": c.methods.whp_test_time.alpha,
+        }
     elif c.method == "prompt":
         title = run.pack.title if run.pack is not None else "the target text"
         system = c.methods.prompt.system.replace("{title}", title)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -25,8 +25,17 @@ from workbench.methods import losses as L
 from workbench.pair import pad_batch
 from workbench.training import add_lora, merge_lora, train_and_save
 
-__all__ = ["method_collator", "MethodTrainer", "train_method", "decoder_layers", "layer_output", "down_projections",
-           "LOSSES", "rmu_control_vector", "with_overrides"]
+__all__ = [
+    "method_collator",
+    "MethodTrainer",
+    "train_method",
+    "decoder_layers",
+    "layer_output",
+    "down_projections",
+    "LOSSES",
+    "rmu_control_vector",
+    "with_overrides",
+]
 
 LossFn = Callable[[torch.nn.Module, dict, Callable], tuple[torch.Tensor, dict]]
 
@@ -59,7 +68,9 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     raise WorkbenchError(f"cannot find the decoder layers of {type(model).__name__} (config.num_hidden_layers={n})")
 
 
-def layer_output(model: torch.nn.Module, layer: int, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def layer_output(
+    model: torch.nn.Module, layer: int, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
     """The output ``[batch, pos, hidden]`` of decoder layer ``layer``; the layers above it are not run."""
     got: list[torch.Tensor] = []
 
@@ -101,6 +112,7 @@ def ga(cfg) -> LossFn:
     def loss(model, inputs, frozen):
         f = L.ga_loss(*_logp(model, inputs["input_ids"], inputs["attention_mask"]))
         return f, {"forget_nll": -float(f.detach())}
+
     return loss
 
 
@@ -116,6 +128,7 @@ def graddiff(cfg) -> LossFn:
         if r_mask.numel():
             parts["retain_nll"] = float(L.mean_nll(r_logp, r_mask).detach())
         return total, parts
+
     return loss
 
 
@@ -128,6 +141,7 @@ def npo(cfg) -> LossFn:
         f = L.npo_loss(seq, ref_seq, cfg.beta)
         parts = {"forget_loss": float(f.detach()), "log_ratio": float((seq - ref_seq).mean().detach())}
         return cfg.forget_weight * f + _retain_nll(model, inputs, cfg.retain_weight, parts), parts
+
     return loss
 
 
@@ -137,6 +151,7 @@ def simnpo(cfg) -> LossFn:
         f = L.simnpo_loss(seq, n, cfg.beta, cfg.gamma)
         parts = {"forget_loss": float(f.detach())}
         return cfg.forget_weight * f + _retain_nll(model, inputs, cfg.retain_weight, parts), parts
+
     return loss
 
 
@@ -156,6 +171,7 @@ def rmu(cfg, layer: int, control: torch.Tensor) -> LossFn:
             parts["retain_mse"] = float(r.detach())
             total = total + cfg.retain_weight * r
         return total, parts
+
     return loss
 
 
@@ -177,8 +193,9 @@ class MethodTrainer(UnlearningTrainer):
         from transformers import get_constant_schedule_with_warmup
 
         if self.lr_scheduler is None:
-            self.lr_scheduler = get_constant_schedule_with_warmup(optimizer or self.optimizer,
-                                                                  self.args.get_warmup_steps(num_training_steps))
+            self.lr_scheduler = get_constant_schedule_with_warmup(
+                optimizer or self.optimizer, self.args.get_warmup_steps(num_training_steps)
+            )
         return self.lr_scheduler
 
     @contextlib.contextmanager
@@ -212,7 +229,8 @@ def down_projections(model: torch.nn.Module, layers: list[int]) -> list[torch.nn
         if proj is None:
             raise WorkbenchError(
                 f"RMU: decoder layer {i} of {type(model).__name__} has no MLP down-projection "
-                f"({' / '.join(DOWN_PROJ_NAMES)}); set methods.rmu.full_rank: false to train with finetune.method")
+                f"({' / '.join(DOWN_PROJ_NAMES)}); set methods.rmu.full_rank: false to train with finetune.method"
+            )
         found.append(proj)
     return found
 
@@ -260,10 +278,23 @@ def train_method(
             _only_down_projections_trainable(train_model, trainable_layers)
     dataset = UnlearnDataset([{"input_ids": np.asarray(t)} for t in target], retain)
     loss = make_loss(train_model)
-    return train_and_save(MethodTrainer, train_model, dataset, method_collator(tokenizer.pad_token_id), train_cfg,
-                          out_dir, tokenizer, seed, callbacks, progress,
-                          finalize=lambda m: merge_lora(m, orig_dtype),  # LoRA merged in fp32, then cast
-                          method_loss=loss, reference_model=reference, tracking=tracking, constant_lr=constant_lr)
+    return train_and_save(
+        MethodTrainer,
+        train_model,
+        dataset,
+        method_collator(tokenizer.pad_token_id),
+        train_cfg,
+        out_dir,
+        tokenizer,
+        seed,
+        callbacks,
+        progress,
+        finalize=lambda m: merge_lora(m, orig_dtype),  # LoRA merged in fp32, then cast
+        method_loss=loss,
+        reference_model=reference,
+        tracking=tracking,
+        constant_lr=constant_lr,
+    )
 
 
 def with_overrides(train_cfg: FinetuneConfig, section) -> FinetuneConfig:

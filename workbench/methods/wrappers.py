@@ -22,8 +22,16 @@ from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_json
 from workbench.pair import generic_scores
 
-__all__ = ["DESCRIPTOR", "LogitsWrapper", "TestTimeModel", "PromptModel", "write_descriptor", "find_descriptor",
-           "system_prefix_ids", "FORMAT"]
+__all__ = [
+    "DESCRIPTOR",
+    "LogitsWrapper",
+    "TestTimeModel",
+    "PromptModel",
+    "write_descriptor",
+    "find_descriptor",
+    "system_prefix_ids",
+    "FORMAT",
+]
 
 DESCRIPTOR = "workbench_method.json"
 FORMAT = "whp-method/1"
@@ -39,9 +47,15 @@ class LogitsWrapper(torch.nn.Module):
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, use_cache: bool | None = None,
-                logits_to_keep: int | None = None, **_: object) -> CausalLMOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | None = None,
+        **_: object,
+    ) -> CausalLMOutput:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if position_ids is None:
@@ -52,10 +66,20 @@ class LogitsWrapper(torch.nn.Module):
         return CausalLMOutput(logits=out)
 
     @torch.inference_mode()
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, max_new_tokens: int = 20,
-                 pad_token_id: int | None = None, eos_token_id: int | None = None, num_return_sequences: int = 1,
-                 do_sample: bool = False, temperature: float | None = None, top_p: float | None = None,
-                 top_k: int | None = None, **_: object) -> torch.Tensor:
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        max_new_tokens: int = 20,
+        pad_token_id: int | None = None,
+        eos_token_id: int | None = None,
+        num_return_sequences: int = 1,
+        do_sample: bool = False,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        **_: object,
+    ) -> torch.Tensor:
         """Prompt and continuation ids ``[batch * num_return_sequences, prompt + new]`` (finished rows padded)."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -118,7 +142,6 @@ class TestTimeModel(LogitsWrapper):
             v_reinf = self.reinforced(**kw).logits.float()
         return generic_scores(v_base, v_reinf, self.alpha)
 
-
     def hidden_states(self, input_ids, attention_mask):
         """The baseline's hidden states: the mix acts on the logits only."""
         kw = dict(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, use_cache=False)
@@ -153,8 +176,13 @@ class PromptModel(LogitsWrapper):
         pre = self.prefix.to(input_ids.device)[None].expand(n, p)
         mask = torch.cat([torch.ones_like(pre), attention_mask.long()], 1)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        hs = self.base(input_ids=torch.cat([pre, input_ids], 1), attention_mask=mask, position_ids=pos,
-                       output_hidden_states=True, use_cache=False).hidden_states
+        hs = self.base(
+            input_ids=torch.cat([pre, input_ids], 1),
+            attention_mask=mask,
+            position_ids=pos,
+            output_hidden_states=True,
+            use_cache=False,
+        ).hidden_states
         return tuple(h[:, p:] for h in hs)
 
 

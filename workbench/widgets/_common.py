@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
-__all__ = ["esc", "show_token", "token_texts", "score_color", "df_html", "figure_widget", "CHANGED_COLOR",
-           "ANCHOR_COLOR", "GENERIC_COLOR", "fmt_number", "clean_token", "readable"]
+__all__ = [
+    "esc",
+    "show_token",
+    "token_texts",
+    "score_color",
+    "df_html",
+    "figure_widget",
+    "CHANGED_COLOR",
+    "ANCHOR_COLOR",
+    "GENERIC_COLOR",
+    "fmt_number",
+    "clean_token",
+    "readable",
+]
 
 CHANGED_COLOR = "#1a7f37"  # generic labels that differ from the original token
 ANCHOR_COLOR = "#fff3b0"  # anchored expressions in the original text
@@ -98,8 +110,10 @@ def readable(df: pd.DataFrame, tokenizer=None):
     out = df.copy()
     for col in _PIECE_COLUMNS:
         if col in out and tokenizer is not None:
-            out[col] = [clean_token(tokenizer, v) if isinstance(v, str) else
-                        ", ".join(clean_token(tokenizer, p) for p in v) for v in out[col]]
+            out[col] = [
+                clean_token(tokenizer, v) if isinstance(v, str) else ", ".join(clean_token(tokenizer, p) for p in v)
+                for v in out[col]
+            ]
     for col in _TEXT_COLUMNS:
         if col in out and out[col].dtype == object:
             out[col] = [_word(v) for v in out[col]]
@@ -109,8 +123,7 @@ def readable(df: pd.DataFrame, tokenizer=None):
 
 def df_html(df: pd.DataFrame, max_rows: int = 50, float_format: str | None = None, classes: str = "wb-table") -> str:
     """A compact, escaped HTML table of a DataFrame (index dropped)."""
-    style = ("border-collapse:collapse;font-size:12px;margin:4px 0;"
-             "font-family:var(--jp-ui-font-family, sans-serif)")
+    style = "border-collapse:collapse;font-size:12px;margin:4px 0;font-family:var(--jp-ui-font-family, sans-serif)"
     cell = "border-bottom:1px solid #ddd;padding:2px 8px;text-align:left;vertical-align:top"
     head = "".join(f'<th style="{cell};font-weight:600">{esc(c)}</th>' for c in df.columns)
     rows = []
@@ -122,7 +135,9 @@ def df_html(df: pd.DataFrame, max_rows: int = 50, float_format: str | None = Non
                 v = "" if math.isnan(v) else (float_format.format(v) if float_format else fmt_number(v))
             tds.append(f'<td style="{cell}">{esc(v)}</td>')
         rows.append("<tr>" + "".join(tds) + "</tr>")
-    more = f'<div style="font-size:11px;color:#666">… {len(df) - max_rows} more rows</div>' if len(df) > max_rows else ""
+    more = (
+        f'<div style="font-size:11px;color:#666">… {len(df) - max_rows} more rows</div>' if len(df) > max_rows else ""
+    )
     return f'<table class="{classes}" style="{style}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>{more}'
 
 
@@ -162,4 +177,3 @@ class WidgetView:
         from IPython.display import display
 
         display(self.widget)
-

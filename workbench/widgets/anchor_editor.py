@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 
@@ -42,7 +42,7 @@ from workbench.anchors import REVIEW_STATUSES, AnchorMap, corpus_key_counts, cov
 from workbench.curation import CorpusIndex, kwic, read_anchor_file, write_anchor_file
 from workbench.errors import WorkbenchError
 from workbench.translate import Occurrence, translate_text
-from workbench.widgets._common import ANCHOR_COLOR, GENERIC_COLOR, df_html, esc, WidgetView
+from workbench.widgets._common import ANCHOR_COLOR, GENERIC_COLOR, WidgetView, df_html, esc
 
 __all__ = ["AnchorEditor", "PreviewSpan", "translate_preview", "preview_html", "placeholder_alternatives"]
 
@@ -68,8 +68,15 @@ def translate_preview(anchors: AnchorMap, text: str, seed: int = 0, block: int =
     return translated, spans
 
 
-def _marked(text: str, spans: Sequence[tuple[int, int, str, str]], color: str, selected: str | None, cls: str,
-            cut: int = 0, focus: int | None = None) -> str:
+def _marked(
+    text: str,
+    spans: Sequence[tuple[int, int, str, str]],
+    color: str,
+    selected: str | None,
+    cls: str,
+    cut: int = 0,
+    focus: int | None = None,
+) -> str:
     """``text`` with its spans highlighted (the selected key outlined, the span starting at ``focus`` marked
     ``wb-focused``); with ``cut``, what comes before it is folded into a ``<details>`` the reader can open."""
     out, last = [], 0
@@ -83,17 +90,22 @@ def _marked(text: str, spans: Sequence[tuple[int, int, str, str]], color: str, s
         if mine:  # stronger than every other highlight
             border = ";outline:3px solid #d73a49;font-weight:700;box-shadow:0 0 0 5px rgba(215,58,73,.35)"
             bg = "#ffb74d" if cls == "wb-anchor" else "#7ed68f"
-        out.append(f'<mark class="{cls}{" wb-focused" if mine else ""}" data-key="{esc(key)}" title="{esc(hover)}" '
-                   f'style="background:{bg};padding:0 1px;border-radius:2px{border}">{esc(text[start:end])}</mark>')
+        out.append(
+            f'<mark class="{cls}{" wb-focused" if mine else ""}" data-key="{esc(key)}" title="{esc(hover)}" '
+            f'style="background:{bg};padding:0 1px;border-radius:2px{border}">{esc(text[start:end])}</mark>'
+        )
         last = end
     if last < cut:
         out.append(esc(text[last:cut]) + "</details>")
         last = cut
     out.append(esc(text[last:]))
     if cut:
-        out.insert(0, f'<details class="wb-above"><summary style="cursor:pointer;color:#666;font-size:11px;'
-                      f'font-family:var(--jp-ui-font-family, sans-serif)">… {cut:,} characters of the block above '
-                      "(open)</summary>")
+        out.insert(
+            0,
+            f'<details class="wb-above"><summary style="cursor:pointer;color:#666;font-size:11px;'
+            f'font-family:var(--jp-ui-font-family, sans-serif)">… {cut:,} characters of the block above '
+            "(open)</summary>",
+        )
     return "".join(out)
 
 
@@ -115,8 +127,17 @@ def _focus_cuts(text: str, spans: Sequence[Occurrence], focus: int | None, conte
     return cut, cut + delta
 
 
-def preview_html(anchors: AnchorMap, text: str, seed: int = 0, block: int = 0, selected: str | None = None,
-                 title: str = "", focus: int | None = None, context: int = 120, height: str = "320px") -> str:
+def preview_html(
+    anchors: AnchorMap,
+    text: str,
+    seed: int = 0,
+    block: int = 0,
+    selected: str | None = None,
+    title: str = "",
+    focus: int | None = None,
+    context: int = 120,
+    height: str = "320px",
+) -> str:
     """Original and translated text side by side; anchors (yellow) and their replacements (green) highlighted,
     the selected key outlined. Hover a highlight for ``key → value``. With ``focus`` (the character offset of an
     occurrence in ``text``), both panes start a few lines above that occurrence, marked (class ``wb-focused``),
@@ -124,21 +145,41 @@ def preview_html(anchors: AnchorMap, text: str, seed: int = 0, block: int = 0, s
     trans, spans = translate_preview(anchors, text, seed, block)
     cut_o, cut_t = _focus_cuts(text, spans, focus, context)
     focus_t = next((s.trans_start for s in spans if s.orig_start == focus), None)
-    orig = _marked(text, [(s.orig_start, s.orig_end, s.key, f"{s.key} → {s.value}") for s in spans],
-                   ANCHOR_COLOR, selected, "wb-anchor", cut_o, focus)
-    new = _marked(trans, [(s.trans_start, s.trans_end, s.key, f"{s.key} → {s.value}") for s in spans],
-                  GENERIC_COLOR, selected, "wb-generic", cut_t, focus_t)
+    orig = _marked(
+        text,
+        [(s.orig_start, s.orig_end, s.key, f"{s.key} → {s.value}") for s in spans],
+        ANCHOR_COLOR,
+        selected,
+        "wb-anchor",
+        cut_o,
+        focus,
+    )
+    new = _marked(
+        trans,
+        [(s.trans_start, s.trans_end, s.key, f"{s.key} → {s.value}") for s in spans],
+        GENERIC_COLOR,
+        selected,
+        "wb-generic",
+        cut_t,
+        focus_t,
+    )
     keys = sorted({s.key for s in spans})
-    pane = ("flex:1;min-width:0;white-space:pre-wrap;overflow-wrap:anywhere;font-family:var(--jp-code-font-family, "
-            f"monospace);font-size:12px;border:1px solid #ddd;padding:6px;max-height:{height};overflow-y:auto")
-    head = (f'<div style="font-size:12px;color:#444;margin-bottom:4px">{esc(title)} '
-            f'{len(spans)} replacement(s) of {len(keys)} key(s)</div>')
-    return (f'<div class="wb-preview">{head}<div style="display:flex;gap:8px">'
-            f'<div class="wb-preview-pane" style="{pane}"><div style="font-weight:600">original</div>'
-            f'<div class="wb-preview-orig">{orig}</div></div>'
-            f'<div class="wb-preview-pane" style="{pane}"><div style="font-weight:600">translated</div>'
-            f'<div class="wb-preview-trans">{new}</div></div>'
-            "</div></div>")
+    pane = (
+        "flex:1;min-width:0;white-space:pre-wrap;overflow-wrap:anywhere;font-family:var(--jp-code-font-family, "
+        f"monospace);font-size:12px;border:1px solid #ddd;padding:6px;max-height:{height};overflow-y:auto"
+    )
+    head = (
+        f'<div style="font-size:12px;color:#444;margin-bottom:4px">{esc(title)} '
+        f"{len(spans)} replacement(s) of {len(keys)} key(s)</div>"
+    )
+    return (
+        f'<div class="wb-preview">{head}<div style="display:flex;gap:8px">'
+        f'<div class="wb-preview-pane" style="{pane}"><div style="font-weight:600">original</div>'
+        f'<div class="wb-preview-orig">{orig}</div></div>'
+        f'<div class="wb-preview-pane" style="{pane}"><div style="font-weight:600">translated</div>'
+        f'<div class="wb-preview-trans">{new}</div></div>'
+        "</div></div>"
+    )
 
 
 def _parse_alternatives(text: str) -> list[str]:
@@ -148,7 +189,7 @@ def _parse_alternatives(text: str) -> list[str]:
 def _clean_error(exc: Exception) -> str:
     msg = str(exc)
     i = msg.find(": key ")  # drop the file name the core validator puts first
-    return msg[i + 2:] if i >= 0 else msg
+    return msg[i + 2 :] if i >= 0 else msg
 
 
 _STATUS_ICON = {"to review": "·", "accepted": "✓", "rejected": "✗"}
@@ -157,8 +198,10 @@ PREVIEW_HEIGHT = "130px"  # each preview pane's height in the editor: the editor
 # a list box is as wide as its longest line (a concordance line is ~100 characters) unless told otherwise: it would
 # widen its column past a 1366 px page with JupyterLab's file browser open
 # and an HTML widget's lines are as high as a button (28 px) unless told otherwise: the editor would not fit 768 px
-_CSS = ("<style>.wb-anchor-editor select{min-width:0;width:100%}"
-        ".wb-anchor-editor .widget-html-content{line-height:1.35}</style>")
+_CSS = (
+    "<style>.wb-anchor-editor select{min-width:0;width:100%}"
+    ".wb-anchor-editor .widget-html-content{line-height:1.35}</style>"
+)
 
 
 class AnchorEditor(WidgetView):
@@ -202,8 +245,12 @@ class AnchorEditor(WidgetView):
             anchors = read_anchor_file(anchors, consolidate=False)
         elif not isinstance(anchors, AnchorMap):
             anchors = AnchorMap.from_dict(anchors, do_consolidate=False)
-        elif anchors.dropped and anchors.source and Path(anchors.source).suffix.lower() in (".json", ".csv") \
-                and Path(anchors.source).is_file():
+        elif (
+            anchors.dropped
+            and anchors.source
+            and Path(anchors.source).suffix.lower() in (".json", ".csv")
+            and Path(anchors.source).is_file()
+        ):
             anchors = read_anchor_file(anchors.source, consolidate=False)  # a run's map: its dropped keys back
         self.anchors: AnchorMap = anchors
         self._effective: tuple[AnchorMap, AnchorMap] | None = None
@@ -222,8 +269,9 @@ class AnchorEditor(WidgetView):
                 self._texts.append((int(getattr(t, "index", i)), t.text))
         self.index = CorpusIndex(list(texts or []), self.effective)
         # what the counts count over: the documents, each whole, as the run does (blocks cut names in two)
-        self._documents: list[str] = [d if isinstance(d, str) else d.text for d in
-                                      (documents if documents is not None else texts or [])]
+        self._documents: list[str] = [
+            d if isinstance(d, str) else d.text for d in (documents if documents is not None else texts or [])
+        ]
         self._counts: tuple[AnchorMap, dict] | None = None
         self._suggestions = suggestions.copy() if suggestions is not None else pd.DataFrame(columns=["word"])
         self._undo: list[AnchorMap] = []
@@ -253,8 +301,10 @@ class AnchorEditor(WidgetView):
         if first:
             self.select(first[0])
         if anchors.dropped:  # a map consolidated elsewhere whose dropped keys cannot be read back: say so
-            self.status = (f"{len(anchors.dropped)} redundant key(s) were dropped before the editor got the map: "
-                           + ", ".join(f"{k!r} ({why})" for k, why in anchors.dropped[:5]))
+            self.status = (
+                f"{len(anchors.dropped)} redundant key(s) were dropped before the editor got the map: "
+                + ", ".join(f"{k!r} ({why})" for k, why in anchors.dropped[:5])
+            )
 
     # -- listeners ------------------------------------------------------------------------------------------
     def observe(self, fn: Callable[[AnchorMap], None]) -> None:
@@ -298,18 +348,40 @@ class AnchorEditor(WidgetView):
     @property
     def rejected(self) -> list[str]:
         """Dismissed suggestions and rejected keys (remembered in the saved map)."""
-        return [k for k, r in self.anchors.review.items() if r.get("status") == "rejected" and k not in self.anchors.entries]
+        return [
+            k for k, r in self.anchors.review.items() if r.get("status") == "rejected" and k not in self.anchors.entries
+        ]
 
     @property
     def table(self) -> pd.DataFrame:
         """The map as shown: rows matching :attr:`search`, sorted by :attr:`sort_by`."""
         cov, review, covered = self.coverage, self.anchors.review, self.covered
-        rows = [{"key": k, "alternatives": "; ".join(v), "n_alternatives": len(v), "occurrences": cov.get(k, 0),
-                 "status": review.get(k, {}).get("status", "to review"), "note": review.get(k, {}).get("note", ""),
-                 "placeholder": bool(review.get(k, {}).get("placeholder")), "covered": covered.get(k, "")}
-                for k, v in self.anchors.entries.items()]
-        df = pd.DataFrame(rows, columns=["key", "alternatives", "n_alternatives", "occurrences", "status", "note",
-                                         "placeholder", "covered"])
+        rows = [
+            {
+                "key": k,
+                "alternatives": "; ".join(v),
+                "n_alternatives": len(v),
+                "occurrences": cov.get(k, 0),
+                "status": review.get(k, {}).get("status", "to review"),
+                "note": review.get(k, {}).get("note", ""),
+                "placeholder": bool(review.get(k, {}).get("placeholder")),
+                "covered": covered.get(k, ""),
+            }
+            for k, v in self.anchors.entries.items()
+        ]
+        df = pd.DataFrame(
+            rows,
+            columns=[
+                "key",
+                "alternatives",
+                "n_alternatives",
+                "occurrences",
+                "status",
+                "note",
+                "placeholder",
+                "covered",
+            ],
+        )
         q = self.search.strip().lower()
         if q:
             hay = df["key"].str.lower() + "\0" + df["alternatives"].str.lower() + "\0" + df["note"].str.lower()
@@ -331,8 +403,14 @@ class AnchorEditor(WidgetView):
         for w in df["word"].astype(str):
             is_added = w in added and w in self.anchors.entries
             matches = self.effective.find(w)
-            keep.append(is_added or (w not in self.anchors.entries and w not in rejected
-                                     and not any(m.start == 0 and m.end == len(w) for m in matches)))
+            keep.append(
+                is_added
+                or (
+                    w not in self.anchors.entries
+                    and w not in rejected
+                    and not any(m.start == 0 and m.end == len(w) for m in matches)
+                )
+            )
             flags.append(is_added)
         out = df[keep].copy()
         out["added"] = [f for f, k in zip(flags, keep) if k]
@@ -374,14 +452,23 @@ class AnchorEditor(WidgetView):
             o = occ[self.focus]  # the clicked occurrence: named above the block, outlined and in view in both panes
             at = o.start
             value = self.effective.choose(self.selected, self.seed, self.block_index)
-            head = (f'<div class="wb-focus" style="font-size:12px;background:#fff8e1;border-left:3px solid #d73a49;'
-                    f'padding:0 6px;margin-bottom:2px;white-space:normal;overflow-wrap:anywhere">occurrence '
-                    f'{self.focus + 1} of {len(occ)}: <mark style="background:{ANCHOR_COLOR}">'
-                    f'{esc(self.block_text[o.start:o.end])}</mark> → <mark style="background:{GENERIC_COLOR}">'
-                    f'{esc(value)}</mark>, outlined in red below (the text above it folded)</div>')
-        return head + preview_html(self.effective, self.block_text, self.seed, self.block_index, self.selected,
-                                   f"block {self.block_index} ({self.block_pos + 1} of {len(self._texts)}):",
-                                   focus=at, height=PREVIEW_HEIGHT)
+            head = (
+                f'<div class="wb-focus" style="font-size:12px;background:#fff8e1;border-left:3px solid #d73a49;'
+                f'padding:0 6px;margin-bottom:2px;white-space:normal;overflow-wrap:anywhere">occurrence '
+                f'{self.focus + 1} of {len(occ)}: <mark style="background:{ANCHOR_COLOR}">'
+                f'{esc(self.block_text[o.start : o.end])}</mark> → <mark style="background:{GENERIC_COLOR}">'
+                f"{esc(value)}</mark>, outlined in red below (the text above it folded)</div>"
+            )
+        return head + preview_html(
+            self.effective,
+            self.block_text,
+            self.seed,
+            self.block_index,
+            self.selected,
+            f"block {self.block_index} ({self.block_pos + 1} of {len(self._texts)}):",
+            focus=at,
+            height=PREVIEW_HEIGHT,
+        )
 
     @property
     def form_error(self) -> str:
@@ -410,13 +497,18 @@ class AnchorEditor(WidgetView):
         if self._texts and not any(probe.regex.search(t) for _, t in self._texts):
             out.append(f"{key!r} does not occur in the corpus (matching is case-sensitive, on word boundaries)")
         if key in self.anchors.entries and key != self.selected:
-            out.append(f"{key!r} is already a key ({', '.join(self.anchors.entries[key])}): applying asks whether to "
-                       "merge the alternatives or replace them")
+            out.append(
+                f"{key!r} is already a key ({', '.join(self.anchors.entries[key])}): applying asks whether to "
+                "merge the alternatives or replace them"
+            )
         for k, why in AnchorMap({**self.anchors.entries, key: ["x"]}).consolidated().dropped:
             if k == key:
                 out.append(f"a run matches this key through other keys: {covered_by(k, why)}; it is kept and saved")
-        if key == self.selected and key in self.accepted and \
-                _parse_alternatives(self.form_alternatives) == self.anchors.entries.get(key):
+        if (
+            key == self.selected
+            and key in self.accepted
+            and _parse_alternatives(self.form_alternatives) == self.anchors.entries.get(key)
+        ):
             out.append("the alternatives are a placeholder: replace them (or use a proposal)")
         return out
 
@@ -453,8 +545,13 @@ class AnchorEditor(WidgetView):
         """Clear the form to add a new entry."""
         self.select(None)
 
-    def set_form(self, key: str | None = None, alternatives: str | Sequence[str] | None = None,
-                 status: str | None = None, note: str | None = None) -> None:
+    def set_form(
+        self,
+        key: str | None = None,
+        alternatives: str | Sequence[str] | None = None,
+        status: str | None = None,
+        note: str | None = None,
+    ) -> None:
         """Fill the form (as typing does); alternatives as a list or as text with one per line."""
         if key is not None:
             self.form_key = key
@@ -489,16 +586,23 @@ class AnchorEditor(WidgetView):
         clash = key in base.entries and key != self.selected
         if clash and on_conflict is None:
             what = f"renaming {self.selected!r} to {key!r}" if renamed else f"adding {key!r}"
-            self.pending = {"key": key, "from": self.selected if renamed else None, "alternatives": alts,
-                            "existing": list(base.entries[key])}
-            self.status = (f"{what}: {key!r} is already a key ({', '.join(base.entries[key])}): merge the "
-                           f"alternatives, replace them by {', '.join(alts)}, or cancel?")
+            self.pending = {
+                "key": key,
+                "from": self.selected if renamed else None,
+                "alternatives": alts,
+                "existing": list(base.entries[key]),
+            }
+            self.status = (
+                f"{what}: {key!r} is already a key ({', '.join(base.entries[key])}): merge the "
+                f"alternatives, replace them by {', '.join(alts)}, or cancel?"
+            )
             self._refresh()
             return False
         if clash and on_conflict == "cancel":
             self.pending = None
             self.status = f"cancelled: {key!r} keeps {', '.join(base.entries[key])}" + (
-                f"; {self.selected!r} is unchanged" if renamed else "")
+                f"; {self.selected!r} is unchanged" if renamed else ""
+            )
             self._refresh()
             return False
         merge = clash and on_conflict == "merge"
@@ -508,20 +612,32 @@ class AnchorEditor(WidgetView):
         old_rec = base.review.get(old_key, {})
         try:
             if renamed:
-                entries = {(key if k == self.selected else k): (alts if k == self.selected else v)
-                           for k, v in base.entries.items() if k != key}
+                entries = {
+                    (key if k == self.selected else k): (alts if k == self.selected else v)
+                    for k, v in base.entries.items()
+                    if k != key
+                }
                 rename = {self.selected: key}  # the key's family membership and review record follow it
-                families = prune_families({n: list(dict.fromkeys(rename.get(k, k) for k in ks))
-                                           for n, ks in base.families.items()}, entries)
+                families = prune_families(
+                    {n: list(dict.fromkeys(rename.get(k, k) for k in ks)) for n, ks in base.families.items()}, entries
+                )
                 review = {rename.get(k, k): v for k, v in base.review.items() if not (clash and k == key)}
-                new = AnchorMap(entries=entries, description=base.description, source=base.source, review=review,
-                                families=families).with_entry(key, alts)
-                status = (f"merged {self.selected!r} into {key!r} → {', '.join(alts)}" if merge else
-                          f"renamed {self.selected!r} to {key!r}" + (f" (its alternatives replace {key!r}'s)" if clash else ""))
+                new = AnchorMap(
+                    entries=entries, description=base.description, source=base.source, review=review, families=families
+                ).with_entry(key, alts)
+                status = (
+                    f"merged {self.selected!r} into {key!r} → {', '.join(alts)}"
+                    if merge
+                    else f"renamed {self.selected!r} to {key!r}"
+                    + (f" (its alternatives replace {key!r}'s)" if clash else "")
+                )
             else:
                 new = base.with_entry(key, alts)
-                status = (f"merged into {key!r} → {', '.join(alts)}" if merge else
-                          f"{'updated' if key in base.entries else 'added'} {key!r} → {', '.join(alts)}")
+                status = (
+                    f"merged into {key!r} → {', '.join(alts)}"
+                    if merge
+                    else f"{'updated' if key in base.entries else 'added'} {key!r} → {', '.join(alts)}"
+                )
         except WorkbenchError as exc:
             self.pending = None
             self.status = f"cannot apply: {_clean_error(exc)}"
@@ -623,8 +739,11 @@ class AnchorEditor(WidgetView):
         self.selected = word
         self.form_key, self.form_alternatives = word, "\n".join(alts)
         self.form_status, self.form_note = "to review", ""
-        self._commit(new, f"accepted suggestion {word!r} → {', '.join(alts)}"
-                     + (" (a placeholder: edit the alternatives and apply, or propose)" if alternatives is None else ""))
+        self._commit(
+            new,
+            f"accepted suggestion {word!r} → {', '.join(alts)}"
+            + (" (a placeholder: edit the alternatives and apply, or propose)" if alternatives is None else ""),
+        )
         return True
 
     def edit_suggestion(self, word: str) -> None:
@@ -699,8 +818,10 @@ class AnchorEditor(WidgetView):
             if alts:
                 self.proposals.setdefault(k, {})[source] = list(alts)
         missing = [k for k in keys if not found.get(k)]
-        self.status = (f"{source}: proposals for {len(keys) - len(missing)} of {len(keys)} key(s); review and use them"
-                       + (f"; none for {', '.join(repr(k) for k in missing[:5])}" if missing else ""))
+        self.status = (
+            f"{source}: proposals for {len(keys) - len(missing)} of {len(keys)} key(s); review and use them"
+            + (f"; none for {', '.join(repr(k) for k in missing[:5])}" if missing else "")
+        )
         self._refresh()
         return True
 
@@ -713,8 +834,9 @@ class AnchorEditor(WidgetView):
             return False
         return self.propose(keys, source)
 
-    def use_proposal(self, key: str | None = None, source: str | None = None,
-                     alternatives: Sequence[str] | None = None) -> bool:
+    def use_proposal(
+        self, key: str | None = None, source: str | None = None, alternatives: Sequence[str] | None = None
+    ) -> bool:
         """Approve a proposal: ``key`` gets the proposed alternatives (or the chosen subset ``alternatives``)."""
         key = key if key is not None else self.selected
         props = self.proposals.get(key or "", {})
@@ -722,7 +844,13 @@ class AnchorEditor(WidgetView):
             self.status = f"no proposal for {key!r}"
             self._refresh()
             return False
-        alts = list(alternatives) if alternatives is not None else props.get(source) if source else next(iter(props.values()))
+        alts = (
+            list(alternatives)
+            if alternatives is not None
+            else props.get(source)
+            if source
+            else next(iter(props.values()))
+        )
         if not alts:
             self.status = f"no proposal from {source!r} for {key!r}"
             self._refresh()
@@ -768,8 +896,11 @@ class AnchorEditor(WidgetView):
             out.append("the map is empty: the labels stage needs at least one anchor")
         ph = self.accepted
         if ph:
-            out.append(f"{len(ph)} key(s) still have placeholder alternatives: "
-                       + ", ".join(repr(k) for k in ph[:6]) + (" …" if len(ph) > 6 else ""))
+            out.append(
+                f"{len(ph)} key(s) still have placeholder alternatives: "
+                + ", ".join(repr(k) for k in ph[:6])
+                + (" …" if len(ph) > 6 else "")
+            )
         if self._texts and self.counts["never"]:
             out.append(self.counts["line"])
         return out
@@ -788,7 +919,8 @@ class AnchorEditor(WidgetView):
         self.dirty = False
         self.save_warnings = self.check()
         self.status = f"saved {len(self.anchors)} anchors to {target}" + (
-            "; warning: " + "; ".join(self.save_warnings) if self.save_warnings else "")
+            "; warning: " + "; ".join(self.save_warnings) if self.save_warnings else ""
+        )
         self._refresh()
         return target
 
@@ -813,8 +945,11 @@ class AnchorEditor(WidgetView):
             return False
         self.path = str(target)
         covered = len(new.consolidated().dropped)
-        self._commit(new, f"loaded {len(new)} anchors from {target}"
-                     + (f" ({covered} covered by other keys: kept, marked in the table)" if covered else ""))
+        self._commit(
+            new,
+            f"loaded {len(new)} anchors from {target}"
+            + (f" ({covered} covered by other keys: kept, marked in the table)" if covered else ""),
+        )
         self.dirty = False
         first = self.keys_in_block()
         self.select(first[0] if first else None)
@@ -842,14 +977,22 @@ class AnchorEditor(WidgetView):
     def _table_html(self) -> str:
         df = self.table
         shown = df.head(self.max_rows).copy()
-        shown["key"] = [f"{_STATUS_ICON.get(s, '·')} {k}" + (" (placeholder)" if p else "") + (" ✎" if n else "")
-                        for k, s, p, n in zip(shown["key"], shown["status"], shown["placeholder"], shown["note"])]
+        shown["key"] = [
+            f"{_STATUS_ICON.get(s, '·')} {k}" + (" (placeholder)" if p else "") + (" ✎" if n else "")
+            for k, s, p, n in zip(shown["key"], shown["status"], shown["placeholder"], shown["note"])
+        ]
         shown["occurrences"] = [c if c else f"{n:,}" for n, c in zip(shown["occurrences"], shown["covered"])]
-        note = (f'<div style="font-size:11px;color:#666">{len(df)} of {len(self.anchors)} entries match'
-                + (f"; showing {self.max_rows}, refine the search" if len(df) > self.max_rows else "")
-                + " · ✓ accepted · ✎ has a note</div>")
-        return '<div class="wb-anchor-table" style="max-height:96px;overflow:auto">' + note + df_html(
-            shown[["key", "alternatives", "occurrences"]], self.max_rows) + "</div>"
+        note = (
+            f'<div style="font-size:11px;color:#666">{len(df)} of {len(self.anchors)} entries match'
+            + (f"; showing {self.max_rows}, refine the search" if len(df) > self.max_rows else "")
+            + " · ✓ accepted · ✎ has a note</div>"
+        )
+        return (
+            '<div class="wb-anchor-table" style="max-height:96px;overflow:auto">'
+            + note
+            + df_html(shown[["key", "alternatives", "occurrences"]], self.max_rows)
+            + "</div>"
+        )
 
     def _coverage_html(self) -> str:
         ix = self.index
@@ -859,12 +1002,14 @@ class AnchorEditor(WidgetView):
         names = ", ".join(f"{esc(r.name)} ({r.count})" for r in unc.itertuples()) or "none"
         counts = self.counts
         # the names on one line (all of them when hovered), so the map table keeps its room
-        return (f'<div class="wb-anchor-coverage" style="font-size:11px;line-height:1.35;overflow-wrap:anywhere">'
-                f"<b>{ix.coverage_share:.1%}</b> of {ix.n_tokens:,} corpus tokens under an anchor; "
-                f'<span class="wb-anchor-counts">{esc(counts["line"])}</span>'
-                f'<div class="wb-anchor-uncovered" title="{names}" style="white-space:nowrap;overflow:hidden;'
-                f'text-overflow:ellipsis;width:0;min-width:100%"><span style="color:#444">not covered by any key, '
-                f"most frequent first:</span> {names}</div></div>")
+        return (
+            f'<div class="wb-anchor-coverage" style="font-size:11px;line-height:1.35;overflow-wrap:anywhere">'
+            f"<b>{ix.coverage_share:.1%}</b> of {ix.n_tokens:,} corpus tokens under an anchor; "
+            f'<span class="wb-anchor-counts">{esc(counts["line"])}</span>'
+            f'<div class="wb-anchor-uncovered" title="{names}" style="white-space:nowrap;overflow:hidden;'
+            f'text-overflow:ellipsis;width:0;min-width:100%"><span style="color:#444">not covered by any key, '
+            f"most frequent first:</span> {names}</div></div>"
+        )
 
     def _error_html(self) -> str:
         err = self.form_error if (self.form_key or self.form_alternatives) else ""
@@ -877,10 +1022,17 @@ class AnchorEditor(WidgetView):
 
     def _status_html(self) -> str:
         flag = " · unsaved changes" if self.dirty else ""
-        color = ("#b31d28" if self.status.startswith(("error", "cannot")) else "#8a6d00"
-                 if "warning:" in self.status or self.pending else "#333")
-        return (f'<div class="wb-status" style="font-size:12px;color:{color};overflow-wrap:anywhere">'
-                f'{esc(self.status)}<span style="color:#888">{esc(flag)}</span></div>')
+        color = (
+            "#b31d28"
+            if self.status.startswith(("error", "cannot"))
+            else "#8a6d00"
+            if "warning:" in self.status or self.pending
+            else "#333"
+        )
+        return (
+            f'<div class="wb-status" style="font-size:12px;color:{color};overflow-wrap:anywhere">'
+            f'{esc(self.status)}<span style="color:#888">{esc(flag)}</span></div>'
+        )
 
     @staticmethod
     def _small_button(label: str, tip: str, cls: str, fn, width: str = "62px"):
@@ -893,19 +1045,32 @@ class AnchorEditor(WidgetView):
 
     def _concordance_line(self, i: int, r) -> str:
         current = i == self.focus
-        return (f'<div class="wb-concordance-line" style="font-size:11px;line-height:1.3;white-space:normal;'
-                f'overflow-wrap:anywhere{";background:#fff8e1" if current else ""}">block {r.block}: …'
-                f'{esc(r.left[-60:])}<b style="background:{ANCHOR_COLOR}">{esc(r.match)}</b>{esc(r.right[:60])}…</div>')
+        return (
+            f'<div class="wb-concordance-line" style="font-size:11px;line-height:1.3;white-space:normal;'
+            f'overflow-wrap:anywhere{";background:#fff8e1" if current else ""}">block {r.block}: …'
+            f'{esc(r.left[-60:])}<b style="background:{ANCHOR_COLOR}">{esc(r.match)}</b>{esc(r.right[:60])}…</div>'
+        )
 
     def _concordance_rows(self, conc: pd.DataFrame):
         import ipywidgets as W
 
         rows = []
         for i, r in enumerate(conc.itertuples()):
-            rows.append(W.HBox([self._small_button(f"{i + 1}", "preview this occurrence", "wb-occurrence",
-                                                   lambda i=i: self.show_occurrence(i), "36px"),
-                                W.HTML(self._concordance_line(i, r), layout=W.Layout(flex="1 1 auto", min_width="0"))],
-                               layout=W.Layout(width="100%", align_items="flex-start")))
+            rows.append(
+                W.HBox(
+                    [
+                        self._small_button(
+                            f"{i + 1}",
+                            "preview this occurrence",
+                            "wb-occurrence",
+                            lambda i=i: self.show_occurrence(i),
+                            "36px",
+                        ),
+                        W.HTML(self._concordance_line(i, r), layout=W.Layout(flex="1 1 auto", min_width="0")),
+                    ],
+                    layout=W.Layout(width="100%", align_items="flex-start"),
+                )
+            )
         return rows
 
     def _confirm_row(self):
@@ -914,12 +1079,18 @@ class AnchorEditor(WidgetView):
         if self.pending is None:
             return ()
         p = self.pending
-        tips = {"merge": f"{p['key']!r} keeps its alternatives and gets the new ones",
-                "replace": f"the form's alternatives replace those of {p['key']!r}",
-                "cancel": "leave the map as it is"}
-        return (W.HTML(f'<span style="font-size:12px;color:#8a6d00"><b>{esc(p["key"])}</b> is already a key:</span>'),
-                *[self._small_button(c, tips[c], f"wb-confirm-{c}", lambda c=c: self.confirm(c), "66px")
-                  for c in CONFLICT_CHOICES])
+        tips = {
+            "merge": f"{p['key']!r} keeps its alternatives and gets the new ones",
+            "replace": f"the form's alternatives replace those of {p['key']!r}",
+            "cancel": "leave the map as it is",
+        }
+        return (
+            W.HTML(f'<span style="font-size:12px;color:#8a6d00"><b>{esc(p["key"])}</b> is already a key:</span>'),
+            *[
+                self._small_button(c, tips[c], f"wb-confirm-{c}", lambda c=c: self.confirm(c), "66px")
+                for c in CONFLICT_CHOICES
+            ],
+        )
 
     def _suggestion_rows(self):
         import ipywidgets as W
@@ -928,35 +1099,71 @@ class AnchorEditor(WidgetView):
         rows = []
         for r in df.to_dict("records"):
             word = str(r["word"])
-            info = [f"{r[c]:.3g}" if isinstance(r.get(c), float) else str(r[c])
-                    for c in ("count", "mean_gain") if c in r]
+            info = [
+                f"{r[c]:.3g}" if isinstance(r.get(c), float) else str(r[c]) for c in ("count", "mean_gain") if c in r
+            ]
             kind = "phrase" if r.get("kind") == "phrase" else ""
             examples = str(r.get("examples") or "")
             ex = esc(examples.split(" | ")[0][:110]) if examples and examples != "nan" else ""
-            label = (f'<span class="wb-suggestion" title="{esc(examples)}">{esc(word)}</span>'
-                     + (f' <span style="background:#e8eefc;font-size:10px;padding:0 3px">{kind}</span>' if kind else "")
-                     + (f' <span style="color:#888;font-size:11px">{esc(" · ".join(info))}</span>' if info else "")
-                     # width 0 / min-width 100%: the example line takes the row's width and never widens it
-                     + (f'<div style="color:#777;font-size:11px;white-space:nowrap;overflow:hidden;'
-                        f'text-overflow:ellipsis;width:0;min-width:100%">{ex}</div>' if ex else ""))
+            label = (
+                f'<span class="wb-suggestion" title="{esc(examples)}">{esc(word)}</span>'
+                + (f' <span style="background:#e8eefc;font-size:10px;padding:0 3px">{kind}</span>' if kind else "")
+                + (f' <span style="color:#888;font-size:11px">{esc(" · ".join(info))}</span>' if info else "")
+                # width 0 / min-width 100%: the example line takes the row's width and never widens it
+                + (
+                    f'<div style="color:#777;font-size:11px;white-space:nowrap;overflow:hidden;'
+                    f'text-overflow:ellipsis;width:0;min-width:100%">{ex}</div>'
+                    if ex
+                    else ""
+                )
+            )
             if r.get("added"):  # accepted here: the row stays, marked, with what it became
-                label = (f'<span class="wb-suggestion wb-added" style="color:#1a7f37">{esc(word)}</span>'
-                         f' <span style="font-size:11px;color:#1a7f37">✓ added → '
-                         f'{esc(", ".join(self.anchors.entries.get(word, [])))}</span>')
-                rows.append(W.HBox([
-                    self._small_button("edit", f"select {word!r} in the form", "wb-select-added",
-                                       lambda w=word: self.select(w), "48px"),
-                    W.HTML(label, layout=W.Layout(flex="1 1 auto", min_width="0"))],
-                    layout=W.Layout(width="100%", align_items="flex-start")))
+                label = (
+                    f'<span class="wb-suggestion wb-added" style="color:#1a7f37">{esc(word)}</span>'
+                    f' <span style="font-size:11px;color:#1a7f37">✓ added → '
+                    f"{esc(', '.join(self.anchors.entries.get(word, [])))}</span>"
+                )
+                rows.append(
+                    W.HBox(
+                        [
+                            self._small_button(
+                                "edit",
+                                f"select {word!r} in the form",
+                                "wb-select-added",
+                                lambda w=word: self.select(w),
+                                "48px",
+                            ),
+                            W.HTML(label, layout=W.Layout(flex="1 1 auto", min_width="0")),
+                        ],
+                        layout=W.Layout(width="100%", align_items="flex-start"),
+                    )
+                )
                 continue
             html = W.HTML(label, layout=W.Layout(flex="1 1 auto", min_width="0"))
-            rows.append(W.HBox([
-                self._small_button("accept", f"add {word!r} to the map", "wb-accept", lambda w=word: self.accept_suggestion(w)),
-                self._small_button("edit", f"edit {word!r} before adding it", "wb-edit-suggestion",
-                                   lambda w=word: self.edit_suggestion(w), "48px"),
-                self._small_button("reject", f"never suggest {word!r} again", "wb-reject-suggestion",
-                                   lambda w=word: self.reject_suggestion(w)),
-                html], layout=W.Layout(width="100%", align_items="flex-start")))
+            rows.append(
+                W.HBox(
+                    [
+                        self._small_button(
+                            "accept", f"add {word!r} to the map", "wb-accept", lambda w=word: self.accept_suggestion(w)
+                        ),
+                        self._small_button(
+                            "edit",
+                            f"edit {word!r} before adding it",
+                            "wb-edit-suggestion",
+                            lambda w=word: self.edit_suggestion(w),
+                            "48px",
+                        ),
+                        self._small_button(
+                            "reject",
+                            f"never suggest {word!r} again",
+                            "wb-reject-suggestion",
+                            lambda w=word: self.reject_suggestion(w),
+                        ),
+                        html,
+                    ],
+                    layout=W.Layout(width="100%", align_items="flex-start"),
+                )
+            )
         if not rows:
             rows.append(W.HTML('<span style="color:#888;font-size:12px">no uncovered suggestions</span>'))
         return rows
@@ -966,19 +1173,47 @@ class AnchorEditor(WidgetView):
 
         rows = []
         for name in self.proposers:
-            rows.append(W.HBox([
-                self._small_button(f"propose: {name}", f"ask the {name} proposer for the selected key",
-                                   "wb-propose", lambda n=name: self.propose(source=n), "150px"),
-                self._small_button("all placeholders", f"ask the {name} proposer for every key on a placeholder",
-                                   "wb-propose-lacking", lambda n=name: self.propose_lacking(n), "130px"),
-            ], layout=W.Layout(flex_flow="row wrap")))
+            rows.append(
+                W.HBox(
+                    [
+                        self._small_button(
+                            f"propose: {name}",
+                            f"ask the {name} proposer for the selected key",
+                            "wb-propose",
+                            lambda n=name: self.propose(source=n),
+                            "150px",
+                        ),
+                        self._small_button(
+                            "all placeholders",
+                            f"ask the {name} proposer for every key on a placeholder",
+                            "wb-propose-lacking",
+                            lambda n=name: self.propose_lacking(n),
+                            "130px",
+                        ),
+                    ],
+                    layout=W.Layout(flex_flow="row wrap"),
+                )
+            )
         props = self.proposals.get(self.selected or self.form_key, {})
         for name, alts in props.items():
-            rows.append(W.HBox([
-                self._small_button("use", f"give {self.selected!r} these alternatives", "wb-use-proposal",
-                                   lambda n=name: self.use_proposal(self.selected or self.form_key, n), "48px"),
-                W.HTML(f'<span class="wb-proposal" style="font-size:12px"><i>{esc(name)}</i>: {esc(", ".join(alts))}</span>',
-                       layout=W.Layout(flex="1 1 auto", min_width="0"))], layout=W.Layout(width="100%")))
+            rows.append(
+                W.HBox(
+                    [
+                        self._small_button(
+                            "use",
+                            f"give {self.selected!r} these alternatives",
+                            "wb-use-proposal",
+                            lambda n=name: self.use_proposal(self.selected or self.form_key, n),
+                            "48px",
+                        ),
+                        W.HTML(
+                            f'<span class="wb-proposal" style="font-size:12px"><i>{esc(name)}</i>: {esc(", ".join(alts))}</span>',
+                            layout=W.Layout(flex="1 1 auto", min_width="0"),
+                        ),
+                    ],
+                    layout=W.Layout(width="100%"),
+                )
+            )
         if not self.proposers:
             rows.append(W.HTML('<span style="color:#888;font-size:12px">no proposer configured</span>'))
         return rows
@@ -989,27 +1224,54 @@ class AnchorEditor(WidgetView):
         full = W.Layout(width="calc(100% - 4px)")  # a widget's 2 px margins each side would widen its column
         narrow = {"description_width": "96px"}  # "alternatives" whole in JupyterLab's 13 px font
         w: dict = {}
-        w["search"] = W.Text(value=self.search, placeholder="search keys, alternatives, notes",
-                             layout=W.Layout(flex="1 1 160px", min_width="0", width="auto"))
-        w["sort_by"] = W.Dropdown(options=[("occurrences", "occurrences"), ("key", "key"), ("status", "status"),
-                                           ("alternatives", "n_alternatives")], value=self.sort_by,
-                                  layout=W.Layout(width="120px"))
-        w["descending"] = W.Checkbox(value=self.descending, description="desc.", indent=False,
-                                     layout=W.Layout(width="64px"))
+        w["search"] = W.Text(
+            value=self.search,
+            placeholder="search keys, alternatives, notes",
+            layout=W.Layout(flex="1 1 160px", min_width="0", width="auto"),
+        )
+        w["sort_by"] = W.Dropdown(
+            options=[
+                ("occurrences", "occurrences"),
+                ("key", "key"),
+                ("status", "status"),
+                ("alternatives", "n_alternatives"),
+            ],
+            value=self.sort_by,
+            layout=W.Layout(width="120px"),
+        )
+        w["descending"] = W.Checkbox(
+            value=self.descending, description="desc.", indent=False, layout=W.Layout(width="64px")
+        )
         w["coverage"] = W.HTML()
         w["table"] = W.HTML()
         w["picker"] = W.Select(options=[], rows=4, layout=full)
         w["concordance_title"] = W.HTML()
         # one wrapped line per occurrence, each with a button (a list box would cut the lines or scroll sideways)
-        w["concordance"] = W.VBox(layout=W.Layout(width="calc(100% - 4px)", max_height="84px", overflow="auto",
-                                                 display="block"))
-        w["key"] = W.Text(description="key", placeholder="anchored expression, e.g. Hogwarts", layout=full, style=narrow)
-        w["alts"] = W.Textarea(description="alternatives", placeholder="one generic alternative per line",
-                               layout=W.Layout(width="calc(100% - 4px)", height="52px"), style=narrow)
-        w["review"] = W.Dropdown(options=list(REVIEW_STATUSES[:2]), value="to review", description="status",
-                                 layout=W.Layout(width="190px"), style=narrow)
-        w["note"] = W.Text(description="note", placeholder="why, doubts…", layout=W.Layout(flex="1 1 120px", width="auto"),
-                           style={"description_width": "40px"})
+        w["concordance"] = W.VBox(
+            layout=W.Layout(width="calc(100% - 4px)", max_height="84px", overflow="auto", display="block")
+        )
+        w["key"] = W.Text(
+            description="key", placeholder="anchored expression, e.g. Hogwarts", layout=full, style=narrow
+        )
+        w["alts"] = W.Textarea(
+            description="alternatives",
+            placeholder="one generic alternative per line",
+            layout=W.Layout(width="calc(100% - 4px)", height="52px"),
+            style=narrow,
+        )
+        w["review"] = W.Dropdown(
+            options=list(REVIEW_STATUSES[:2]),
+            value="to review",
+            description="status",
+            layout=W.Layout(width="190px"),
+            style=narrow,
+        )
+        w["note"] = W.Text(
+            description="note",
+            placeholder="why, doubts…",
+            layout=W.Layout(flex="1 1 120px", width="auto"),
+            style={"description_width": "40px"},
+        )
         w["validation"] = W.HTML()
         btn = W.Layout(width="72px", min_width="72px", padding="0")
         w["apply"] = W.Button(description="apply", button_style="primary", icon="check", layout=btn)
@@ -1021,19 +1283,54 @@ class AnchorEditor(WidgetView):
         w["confirm"] = W.HBox(layout=W.Layout(flex_flow="row wrap", width="100%"))  # merge / replace / cancel
         w["proposals"] = W.VBox(layout=full)
         w["suggestions"] = W.VBox(layout=full)
-        w["block"] = W.IntSlider(value=self.block_pos, min=0, max=max(0, len(self._texts) - 1), description="block",
-                                 continuous_update=False, layout=W.Layout(width="50%", min_width="200px"),
-                                 style={"description_width": "40px"})
+        w["block"] = W.IntSlider(
+            value=self.block_pos,
+            min=0,
+            max=max(0, len(self._texts) - 1),
+            description="block",
+            continuous_update=False,
+            layout=W.Layout(width="50%", min_width="200px"),
+            style={"description_width": "40px"},
+        )
         w["preview"] = W.HTML(layout=full)
-        w["path"] = W.Text(value=self.path, description="file", layout=W.Layout(flex="1 1 200px", width="auto"),
-                           style={"description_width": "34px"})
+        w["path"] = W.Text(
+            value=self.path,
+            description="file",
+            layout=W.Layout(flex="1 1 200px", width="auto"),
+            style={"description_width": "34px"},
+        )
         w["save"] = W.Button(description="save", icon="save", layout=btn, tooltip="JSON, or CSV for a .csv name")
         w["load"] = W.Button(description="load", icon="folder-open", layout=btn, tooltip="JSON or CSV")
         w["status"] = W.HTML()
-        for name in ("search", "sort_by", "coverage", "table", "picker", "concordance_title", "concordance", "key", "alts",
-                     "review", "note",
-                     "validation", "apply", "new", "delete", "reject", "undo", "redo", "confirm", "proposals", "block",
-                     "preview", "path", "save", "load", "status", "suggestions"):
+        for name in (
+            "search",
+            "sort_by",
+            "coverage",
+            "table",
+            "picker",
+            "concordance_title",
+            "concordance",
+            "key",
+            "alts",
+            "review",
+            "note",
+            "validation",
+            "apply",
+            "new",
+            "delete",
+            "reject",
+            "undo",
+            "redo",
+            "confirm",
+            "proposals",
+            "block",
+            "preview",
+            "path",
+            "save",
+            "load",
+            "status",
+            "suggestions",
+        ):
             w[name].add_class(f"wb-anchor-{name}")
 
         def on(name, fn):
@@ -1061,26 +1358,56 @@ class AnchorEditor(WidgetView):
         col = W.Layout(flex="1 1 420px", min_width="0", padding="0 4px")
         wrap = W.Layout(flex_flow="row wrap", width="100%")
         hint = "<span style='font-size:11px;color:#666'>"
-        left = W.VBox([W.HBox([w["search"], w["sort_by"], w["descending"]], layout=W.Layout(width="100%")),
-                       w["coverage"], w["table"], W.HTML(f"{_CSS}<b>edit</b> {hint}(pick a key)</span>"), w["picker"],
-                       w["concordance_title"], w["concordance"]], layout=col)
+        left = W.VBox(
+            [
+                W.HBox([w["search"], w["sort_by"], w["descending"]], layout=W.Layout(width="100%")),
+                w["coverage"],
+                w["table"],
+                W.HTML(f"{_CSS}<b>edit</b> {hint}(pick a key)</span>"),
+                w["picker"],
+                w["concordance_title"],
+                w["concordance"],
+            ],
+            layout=col,
+        )
         files = W.HBox([w["path"], w["save"], w["load"]], layout=wrap)
         # proposals and suggestions scroll in one box, so the editor keeps to a 768 px high screen
-        lists = W.VBox([W.HTML(f"<b>proposed alternatives</b> {hint}(shown for approval)</span>"), w["proposals"],
-                        W.HTML(f"<b>suggested anchors</b> {hint}(boosted by the reinforced model, not covered by the "
-                               "map; hover for contexts)</span>"), w["suggestions"]],
-                       layout=W.Layout(width="calc(100% - 4px)", max_height="150px", overflow="auto",
-                                       display="block"))
+        lists = W.VBox(
+            [
+                W.HTML(f"<b>proposed alternatives</b> {hint}(shown for approval)</span>"),
+                w["proposals"],
+                W.HTML(
+                    f"<b>suggested anchors</b> {hint}(boosted by the reinforced model, not covered by the "
+                    "map; hover for contexts)</span>"
+                ),
+                w["suggestions"],
+            ],
+            layout=W.Layout(width="calc(100% - 4px)", max_height="150px", overflow="auto", display="block"),
+        )
         lists.add_class("wb-anchor-lists")
         # the status line and the merge / replace / cancel question sit right under the buttons that caused them
-        form = W.VBox([w["key"], w["alts"], W.HBox([w["review"], w["note"]], layout=wrap),
-                       w["validation"],
-                       W.HBox([w["apply"], w["new"], w["delete"], w["reject"], w["undo"], w["redo"]], layout=wrap),
-                       w["status"], w["confirm"], files, lists], layout=col)
-        preview_head = W.HBox([W.HTML("<b>preview</b>", layout=W.Layout(width="64px")), w["block"]],
-                              layout=W.Layout(width="100%", align_items="center"))
-        w["root"] = W.VBox([W.HBox([left, form], layout=wrap), preview_head, w["preview"]],
-                           layout=W.Layout(width="100%", max_width="100%", overflow="hidden"))
+        form = W.VBox(
+            [
+                w["key"],
+                w["alts"],
+                W.HBox([w["review"], w["note"]], layout=wrap),
+                w["validation"],
+                W.HBox([w["apply"], w["new"], w["delete"], w["reject"], w["undo"], w["redo"]], layout=wrap),
+                w["status"],
+                w["confirm"],
+                files,
+                lists,
+            ],
+            layout=col,
+        )
+        preview_head = W.HBox(
+            [W.HTML("<b>preview</b>", layout=W.Layout(width="64px")), w["block"]],
+            layout=W.Layout(width="100%", align_items="center"),
+        )
+        w["root"] = W.VBox(
+            [W.HBox([left, form], layout=wrap), preview_head, w["preview"]],
+            layout=W.Layout(width="100%", max_width="100%", overflow="hidden"),
+        )
         w["root"].add_class("wb-anchor-editor")
         self._w = w
         self._refresh()
@@ -1129,10 +1456,12 @@ class AnchorEditor(WidgetView):
             covered = self.covered.get(self.selected or "")
             if conc is not None and len(conc):
                 shown = min(len(conc), 60)
-                w["concordance_title"].value = (f"<b>occurrences of {esc(self.selected)}</b> <span style='font-size:11px;"
-                                                f"color:#666'>({len(conc)} in the corpus"
-                                                + (f", the first {shown} listed" if shown < len(conc) else "")
-                                                + "; show one to preview its block)</span>")
+                w["concordance_title"].value = (
+                    f"<b>occurrences of {esc(self.selected)}</b> <span style='font-size:11px;"
+                    f"color:#666'>({len(conc)} in the corpus"
+                    + (f", the first {shown} listed" if shown < len(conc) else "")
+                    + "; show one to preview its block)</span>"
+                )
                 key = (self.selected, id(self.index.anchors))
                 if getattr(self, "_concordance_key", None) != key:  # rebuilt only when it changes
                     self._concordance_key = key
@@ -1143,10 +1472,17 @@ class AnchorEditor(WidgetView):
                         if row.children[1].value != line:
                             row.children[1].value = line
             else:
-                w["concordance_title"].value = ("<b>occurrences</b> <span style='font-size:11px;color:#666'>"
-                                                + (f"(none on its own: {esc(covered)})" if covered else
-                                                   "(none in the corpus)" if self.selected else "(select a key)")
-                                                + "</span>")
+                w["concordance_title"].value = (
+                    "<b>occurrences</b> <span style='font-size:11px;color:#666'>"
+                    + (
+                        f"(none on its own: {esc(covered)})"
+                        if covered
+                        else "(none in the corpus)"
+                        if self.selected
+                        else "(select a key)"
+                    )
+                    + "</span>"
+                )
                 w["concordance"].children = ()
                 self._concordance_key = None
             self._sync_form(w)

@@ -14,13 +14,13 @@ and the most frequent original → generic substitutions at the chosen alpha.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from workbench.labels import LabelStore, alpha_column, labels_at, labels_from_topk
-from workbench.widgets._common import df_html, esc, figure_widget, show_token, token_texts, WidgetView
+from workbench.widgets._common import WidgetView, df_html, esc, figure_widget, show_token, token_texts
 from workbench.widgets.token_diff import TokenDiff, label_cells
 
 __all__ = ["LabelInspector"]
@@ -35,8 +35,15 @@ class LabelInspector(WidgetView):
     :meth:`substitutions`; ``.widget`` is the ipywidgets container.
     """
 
-    def __init__(self, store: LabelStore | str | os.PathLike, tokenizer, block: int | None = None,
-                 alpha: float | None = None, alpha_grid: Sequence[float] | None = None, top: int = 5):
+    def __init__(
+        self,
+        store: LabelStore | str | os.PathLike,
+        tokenizer,
+        block: int | None = None,
+        alpha: float | None = None,
+        alpha_grid: Sequence[float] | None = None,
+        top: int = 5,
+    ):
         # anything with the LabelStore read interface (alphas, blocks, positions, topk_arrays) will do
         self.store = store if hasattr(store, "topk_arrays") else LabelStore(store)
         self.tokenizer = tokenizer
@@ -52,7 +59,9 @@ class LabelInspector(WidgetView):
         self.alpha = float(alpha if alpha is not None else max(stored))
         self.block = int(block if block is not None else self._blocks_all[0])
         hi = max(20.0, max(stored) * 2)
-        self.alpha_grid = [float(a) for a in (alpha_grid if alpha_grid is not None else np.round(np.linspace(0, hi, 41), 3))]
+        self.alpha_grid = [
+            float(a) for a in (alpha_grid if alpha_grid is not None else np.round(np.linspace(0, hi, 41), 3))
+        ]
         self._w = None
         self._syncing = False
 
@@ -69,8 +78,18 @@ class LabelInspector(WidgetView):
         lab, exact = self._labels_all(alpha)
         col = alpha_column(alpha)
         stored = self.store.positions[col].to_numpy() if col in self.store.positions.columns else np.full(len(lab), -1)
-        df = pd.DataFrame({"block": self._block_col, "pos": self._pos, "next_id": self._next, "label": lab,
-                           "exact": exact, "changed": lab != self._next, "stored": stored, "gain": self._gain})
+        df = pd.DataFrame(
+            {
+                "block": self._block_col,
+                "pos": self._pos,
+                "next_id": self._next,
+                "label": lab,
+                "exact": exact,
+                "changed": lab != self._next,
+                "stored": stored,
+                "gain": self._gain,
+            }
+        )
         if block is not None:
             df = df[df["block"] == block].reset_index(drop=True)
         df["original"] = [show_token(t) for t in token_texts(self.tokenizer, df["next_id"])]
@@ -81,13 +100,18 @@ class LabelInspector(WidgetView):
         """Per alpha: share of labels differing from the original next token, and share not provably exact."""
         sel = slice(None) if block is None else self._block_col == block
         rows = []
-        for a in (self.alpha_grid if alphas is None else alphas):
+        for a in self.alpha_grid if alphas is None else alphas:
             lab, exact = self._labels_all(a)
             lab, exact, nxt = lab[sel], exact[sel], self._next[sel]
             n = len(lab)
-            rows.append({"alpha": float(a), "labelled": n,
-                         "changed_share": float((lab != nxt).mean()) if n else np.nan,
-                         "inexact_share": float((~exact).mean()) if n else np.nan})
+            rows.append(
+                {
+                    "alpha": float(a),
+                    "labelled": n,
+                    "changed_share": float((lab != nxt).mean()) if n else np.nan,
+                    "inexact_share": float((~exact).mean()) if n else np.nan,
+                }
+            )
         return pd.DataFrame(rows)
 
     def substitutions(self, alpha: float | None = None, block: int | None = None, top: int = 15) -> pd.DataFrame:
@@ -107,8 +131,13 @@ class LabelInspector(WidgetView):
         for a in self.store.alphas:
             lab, exact = labels_from_topk(a_["base_ids"], a_["base_vals"], a_["reinf_at_base"], float(a))
             stored = self.store.positions[alpha_column(a)].to_numpy()
-            rows.append({"alpha": a, "agree_share": float((lab == stored).mean()) if len(lab) else np.nan,
-                         "exact_share": float(exact.mean()) if len(lab) else np.nan})
+            rows.append(
+                {
+                    "alpha": a,
+                    "agree_share": float((lab == stored).mean()) if len(lab) else np.nan,
+                    "exact_share": float(exact.mean()) if len(lab) else np.nan,
+                }
+            )
         return pd.DataFrame(rows)
 
     def token_diff(self, alpha: float | None = None, block: int | None = None) -> TokenDiff:
@@ -121,8 +150,16 @@ class LabelInspector(WidgetView):
         sel = self._block_col == block
         lab, exact = self._labels_all(alpha)
         arr = {k: v[sel] for k, v in self._arr.items()}
-        cells = label_cells(self.tokenizer, np.asarray(row.iloc[0]["input_ids"]), self._pos[sel], lab[sel], exact[sel],
-                       self._gain[sel], arr, self.top)
+        cells = label_cells(
+            self.tokenizer,
+            np.asarray(row.iloc[0]["input_ids"]),
+            self._pos[sel],
+            lab[sel],
+            exact[sel],
+            self._gain[sel],
+            arr,
+            self.top,
+        )
         return TokenDiff(cells, f"block {block}, alpha = {alpha:g}")
 
     # -- state changes (the controls call these) -------------------------------------------------------------
@@ -144,8 +181,11 @@ class LabelInspector(WidgetView):
         allp = self.labels()
         col = alpha_column(self.alpha)
         stored = col in self.store.positions.columns
-        note = ("a stored alpha: the labels the labels stage stored (full vocabulary), the ones a run trains on"
-                if stored else "not a stored alpha: recomputed from the stored top-k")
+        note = (
+            "a stored alpha: the labels the labels stage stored (full vocabulary), the ones a run trains on"
+            if stored
+            else "not a stored alpha: recomputed from the stored top-k"
+        )
         n_inexact_blk = int((~blk["exact"]).sum())
         parts = [
             f"<b>alpha = {self.alpha:g}</b> <span style='color:#666'>({esc(note)})</span>",
@@ -155,9 +195,11 @@ class LabelInspector(WidgetView):
             f"{100 * allp['changed'].mean() if len(allp) else 0:.1f}% changed, {int((~allp['exact']).sum())} not exact",
         ]
         if n_inexact_blk:  # only a recomputed alpha can be inexact
-            parts.append("<span style='color:#e36209'>dashed tokens: a token outside the stored top-k could win at this "
-                         "alpha; store a larger labels.top_k or use a stored alpha "
-                         f"({esc(', '.join(f'{a:g}' for a in self.store.alphas))})</span>")
+            parts.append(
+                "<span style='color:#e36209'>dashed tokens: a token outside the stored top-k could win at this "
+                "alpha; store a larger labels.top_k or use a stored alpha "
+                f"({esc(', '.join(f'{a:g}' for a in self.store.alphas))})</span>"
+            )
         return '<div class="wb-label-summary" style="font-size:12px">' + "<br>".join(parts) + "</div>"
 
     def figure(self):
@@ -166,14 +208,25 @@ class LabelInspector(WidgetView):
         blk = self.changed_share(block=self.block)
         fig = figure_widget()
         fig.add_scatter(x=allc["alpha"], y=allc["changed_share"], mode="lines", name="all blocks")
-        fig.add_scatter(x=blk["alpha"], y=blk["changed_share"], mode="lines", name=f"block {self.block}",
-                        line=dict(dash="dot"))
-        fig.add_scatter(x=allc["alpha"], y=allc["inexact_share"], mode="lines", name="not exact (all)",
-                        line=dict(color="#e36209", width=1))
+        fig.add_scatter(
+            x=blk["alpha"], y=blk["changed_share"], mode="lines", name=f"block {self.block}", line=dict(dash="dot")
+        )
+        fig.add_scatter(
+            x=allc["alpha"],
+            y=allc["inexact_share"],
+            mode="lines",
+            name="not exact (all)",
+            line=dict(color="#e36209", width=1),
+        )
         fig.add_vline(x=self.alpha, line=dict(color="#888", dash="dash"))
-        fig.update_layout(height=260, margin=dict(l=40, r=10, t=30, b=30), title="share of labels that differ from "
-                          "the original token", xaxis_title="alpha", yaxis=dict(range=[0, 1.02]),
-                          legend=dict(orientation="h", y=-0.3))
+        fig.update_layout(
+            height=260,
+            margin=dict(l=40, r=10, t=30, b=30),
+            title="share of labels that differ from the original token",
+            xaxis_title="alpha",
+            yaxis=dict(range=[0, 1.02]),
+            legend=dict(orientation="h", y=-0.3),
+        )
         return fig
 
     def _build(self) -> None:
@@ -183,10 +236,18 @@ class LabelInspector(WidgetView):
         hi = max(self.alpha_grid)
         w: dict = {}
         w["block"] = W.Dropdown(options=self._blocks_all, value=self.block, description="block")
-        w["alpha"] = W.FloatSlider(value=self.alpha, min=0.0, max=hi, step=0.5, description="alpha",
-                                   continuous_update=False, readout_format=".1f")
-        w["stored"] = W.HTML(f"<span style='font-size:11px;color:#666'>stored alphas: "
-                             f"{esc(', '.join(f'{a:g}' for a in stored))}</span>")
+        w["alpha"] = W.FloatSlider(
+            value=self.alpha,
+            min=0.0,
+            max=hi,
+            step=0.5,
+            description="alpha",
+            continuous_update=False,
+            readout_format=".1f",
+        )
+        w["stored"] = W.HTML(
+            f"<span style='font-size:11px;color:#666'>stored alphas: {esc(', '.join(f'{a:g}' for a in stored))}</span>"
+        )
         w["summary"] = W.HTML()
         w["tokens"] = W.HTML()
         w["subs"] = W.HTML()
@@ -196,8 +257,14 @@ class LabelInspector(WidgetView):
         w["block"].observe(lambda ch: None if self._syncing else self.set_block(ch["new"]), names="value")
         w["alpha"].observe(lambda ch: None if self._syncing else self.set_alpha(ch["new"]), names="value")
         right = W.VBox([W.HTML("<b>most frequent substitutions</b>"), w["subs"]], layout=W.Layout(width="35%"))
-        w["root"] = W.VBox([W.HBox([w["block"], w["alpha"], w["stored"]]), w["summary"],
-                            W.HBox([W.VBox([w["tokens"]], layout=W.Layout(width="65%")), right]), w["fig"]])
+        w["root"] = W.VBox(
+            [
+                W.HBox([w["block"], w["alpha"], w["stored"]]),
+                w["summary"],
+                W.HBox([W.VBox([w["tokens"]], layout=W.Layout(width="65%")), right]),
+                w["fig"],
+            ]
+        )
         w["root"].add_class("wb-label-inspector")
         self._w = w
         self._refresh()

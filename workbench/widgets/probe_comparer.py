@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from workbench.widgets._common import df_html, esc, figure_widget, WidgetView
+from workbench.widgets._common import WidgetView, df_html, esc, figure_widget
 
 __all__ = ["ProbeComparer", "diff_tokens", "completion_diff_html", "grade_badge"]
 
@@ -67,9 +67,11 @@ def grade_badge(grade, matched: str = "", judge: str = "") -> str:
         return '<span class="wb-grade" style="color:#888">ungraded</span>'
     g = int(grade)
     hover = f"{judge} judge; matched: {matched or 'nothing'}"
-    return (f'<span class="wb-grade" title="{esc(hover)}" style="color:white;background:{_GRADE_COLORS.get(g, "#555")};'
-            f'padding:0 6px;border-radius:8px;font-size:11px">grade {g}/3</span>'
-            + (f' <span style="font-size:11px;color:#666">{esc(matched)}</span>' if matched else ""))
+    return (
+        f'<span class="wb-grade" title="{esc(hover)}" style="color:white;background:{_GRADE_COLORS.get(g, "#555")};'
+        f'padding:0 6px;border-radius:8px;font-size:11px">grade {g}/3</span>'
+        + (f' <span style="font-size:11px;color:#666">{esc(matched)}</span>' if matched else "")
+    )
 
 
 class ProbeComparer(WidgetView):
@@ -80,13 +82,28 @@ class ProbeComparer(WidgetView):
     ``names``: the model names, the reference first (default: their order in the data).
     """
 
-    def __init__(self, completions: pd.DataFrame | None = None, probabilities: pd.DataFrame | None = None,
-                 names: Sequence[str] | None = None, tokenizer=None):
-        self.completions = completions if completions is not None else pd.DataFrame(
-            columns=["model", "probe_id", "prompt", "completion", "grade", "matched", "mode", "sample"])
-        self.probabilities = probabilities if probabilities is not None else pd.DataFrame(
-            columns=["variant", "set", "probe_id", "prompt", "target", "prob"])
-        seen = list(dict.fromkeys(list(self.completions.get("model", [])) + list(self.probabilities.get("variant", []))))
+    def __init__(
+        self,
+        completions: pd.DataFrame | None = None,
+        probabilities: pd.DataFrame | None = None,
+        names: Sequence[str] | None = None,
+        tokenizer=None,
+    ):
+        self.completions = (
+            completions
+            if completions is not None
+            else pd.DataFrame(
+                columns=["model", "probe_id", "prompt", "completion", "grade", "matched", "mode", "sample"]
+            )
+        )
+        self.probabilities = (
+            probabilities
+            if probabilities is not None
+            else pd.DataFrame(columns=["variant", "set", "probe_id", "prompt", "target", "prob"])
+        )
+        seen = list(
+            dict.fromkeys(list(self.completions.get("model", [])) + list(self.probabilities.get("variant", [])))
+        )
         self.names = list(names) if names is not None else seen
         if len(self.names) < 2:
             raise ValueError(f"give at least two models to compare, found {self.names}")
@@ -103,8 +120,15 @@ class ProbeComparer(WidgetView):
 
     # -- building from models -----------------------------------------------------------------------------
     @classmethod
-    def from_models(cls, models: Mapping, completion_probes: Sequence = (), probability_probes: Sequence = (),
-                    judge=None, generation=None, anchor_terms: Sequence[str] = ()) -> "ProbeComparer":
+    def from_models(
+        cls,
+        models: Mapping,
+        completion_probes: Sequence = (),
+        probability_probes: Sequence = (),
+        judge=None,
+        generation=None,
+        anchor_terms: Sequence[str] = (),
+    ) -> "ProbeComparer":
         """Generate, grade and score with loaded models (``{'baseline': lm, 'unlearned': lm2, ...}``).
 
         ``judge`` defaults to the offline :class:`~workbench.eval.completion.KeywordJudge` with ``anchor_terms``.
@@ -123,8 +147,12 @@ class ProbeComparer(WidgetView):
             if probability_probes:
                 prob.append(score_probes(lm, list(probability_probes), variant=name))
         tok = next(iter(models.values())).tokenizer
-        return cls(pd.concat(comp, ignore_index=True) if comp else None,
-                   pd.concat(prob, ignore_index=True) if prob else None, list(models), tok)
+        return cls(
+            pd.concat(comp, ignore_index=True) if comp else None,
+            pd.concat(prob, ignore_index=True) if prob else None,
+            list(models),
+            tok,
+        )
 
     # -- data views -----------------------------------------------------------------------------------------
     def _completion(self, model: str, probe_id: str) -> pd.Series | None:
@@ -143,20 +171,30 @@ class ProbeComparer(WidgetView):
         if a is None and b is None:
             return f'<div class="wb-compare" style="color:#666">no completions for probe {esc(probe_id)}</div>'
         prompt = (a if a is not None else b)["prompt"]
-        ha, hb = completion_diff_html("" if a is None else str(a["completion"]), "" if b is None else str(b["completion"]),
-                                      self.tokenizer)
-        pane = ("flex:1;min-width:0;border:1px solid #ddd;padding:6px;white-space:pre-wrap;"
-                "font-family:var(--jp-code-font-family, monospace);font-size:12px")
+        ha, hb = completion_diff_html(
+            "" if a is None else str(a["completion"]), "" if b is None else str(b["completion"]), self.tokenizer
+        )
+        pane = (
+            "flex:1;min-width:0;border:1px solid #ddd;padding:6px;white-space:pre-wrap;"
+            "font-family:var(--jp-code-font-family, monospace);font-size:12px"
+        )
 
         def side(name, row, body):
-            badge = grade_badge(None if row is None else row.get("grade"), "" if row is None else str(row.get("matched") or ""),
-                                "" if row is None else str(row.get("judge", "")))
-            return (f'<div class="wb-side" style="{pane}"><div style="font-family:sans-serif;margin-bottom:4px">'
-                    f"<b>{esc(name)}</b> {badge}</div><span style='color:#888'>{esc(prompt)}</span>{body}</div>")
+            badge = grade_badge(
+                None if row is None else row.get("grade"),
+                "" if row is None else str(row.get("matched") or ""),
+                "" if row is None else str(row.get("judge", "")),
+            )
+            return (
+                f'<div class="wb-side" style="{pane}"><div style="font-family:sans-serif;margin-bottom:4px">'
+                f"<b>{esc(name)}</b> {badge}</div><span style='color:#888'>{esc(prompt)}</span>{body}</div>"
+            )
 
-        return (f'<div class="wb-compare"><div style="font-size:12px;color:#444;margin-bottom:4px">probe '
-                f"<b>{esc(probe_id)}</b>: red struck = only on the left, green = only on the right</div>"
-                f'<div style="display:flex;gap:8px">{side(self.names[0], a, ha)}{side(self.right, b, hb)}</div></div>')
+        return (
+            f'<div class="wb-compare"><div style="font-size:12px;color:#444;margin-bottom:4px">probe '
+            f"<b>{esc(probe_id)}</b>: red struck = only on the left, green = only on the right</div>"
+            f'<div style="display:flex;gap:8px">{side(self.names[0], a, ha)}{side(self.right, b, hb)}</div></div>'
+        )
 
     def grade_summary(self) -> pd.DataFrame:
         """Per model: completions, mean grade, familiarity (mean grade / 3) and the share of each grade."""
@@ -164,9 +202,12 @@ class ProbeComparer(WidgetView):
         rows = []
         for name in self.names:
             g = pd.to_numeric(df[df["model"] == name]["grade"], errors="coerce").dropna()
-            row = {"model": name, "n": int((df["model"] == name).sum()),
-                   "mean_grade": float(g.mean()) if len(g) else float("nan"),
-                   "familiarity": float(g.mean() / 3) if len(g) else float("nan")}
+            row = {
+                "model": name,
+                "n": int((df["model"] == name).sum()),
+                "mean_grade": float(g.mean()) if len(g) else float("nan"),
+                "familiarity": float(g.mean() / 3) if len(g) else float("nan"),
+            }
             for k in range(4):
                 row[f"share_{k}"] = float((g == k).mean()) if len(g) else float("nan")
             rows.append(row)
@@ -204,11 +245,21 @@ class ProbeComparer(WidgetView):
         fig = figure_widget()
         t = self.probability_table(self.prob_set)
         for name in self.names:
-            fig.add_bar(x=t["probe_id"].tolist() if len(t) else [], y=t[name].tolist() if name in t else [], name=name,
-                        hovertext=[f"{p} → {tg}" for p, tg in zip(t["prompt"], t["target"])] if len(t) else [])
-        fig.update_layout(barmode="group", height=320, margin=dict(l=50, r=10, t=40, b=80),
-                          title=f"P(correct next token): {self.prob_set or 'no probes'}", yaxis_title="probability",
-                          yaxis_type="log" if self.log_scale else "linear", legend=dict(orientation="h", y=1.1))
+            fig.add_bar(
+                x=t["probe_id"].tolist() if len(t) else [],
+                y=t[name].tolist() if name in t else [],
+                name=name,
+                hovertext=[f"{p} → {tg}" for p, tg in zip(t["prompt"], t["target"])] if len(t) else [],
+            )
+        fig.update_layout(
+            barmode="group",
+            height=320,
+            margin=dict(l=50, r=10, t=40, b=80),
+            title=f"P(correct next token): {self.prob_set or 'no probes'}",
+            yaxis_title="probability",
+            yaxis_type="log" if self.log_scale else "linear",
+            legend=dict(orientation="h", y=1.1),
+        )
         return fig
 
     # -- state changes ------------------------------------------------------------------------------------------
@@ -243,10 +294,18 @@ class ProbeComparer(WidgetView):
         if len(self.completions):
             prompts = dict(zip(self.completions["probe_id"], self.completions["prompt"]))
         w: dict = {}
-        w["probe"] = W.Dropdown(options=[(f"{i}: {str(prompts.get(i, ''))[:60]}", i) for i in self.probe_ids],
-                                value=self.selected, description="prompt", layout=W.Layout(width="90%"))
-        w["right"] = W.Dropdown(options=self.names[1:], value=self.right, description="compare with",
-                                layout=W.Layout(display="" if len(self.names) > 2 else "none"))
+        w["probe"] = W.Dropdown(
+            options=[(f"{i}: {str(prompts.get(i, ''))[:60]}", i) for i in self.probe_ids],
+            value=self.selected,
+            description="prompt",
+            layout=W.Layout(width="90%"),
+        )
+        w["right"] = W.Dropdown(
+            options=self.names[1:],
+            value=self.right,
+            description="compare with",
+            layout=W.Layout(display="" if len(self.names) > 2 else "none"),
+        )
         w["right"].observe(lambda ch: ch["new"] is not None and self.set_right(ch["new"]), names="value")
         w["compare"] = W.HTML()
         w["grades"] = W.HTML()

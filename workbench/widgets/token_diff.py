@@ -14,8 +14,8 @@ model pair (:meth:`TokenDiff.from_pair`). A ``TokenDiff`` renders itself in Jupy
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -89,18 +89,27 @@ def token_diff_html(
             stats += f"; {n_inexact} not exact (dashed)"
         parts.append(
             '<div class="wb-legend" style="font-size:11px;color:#555;margin-bottom:4px">'
-            f'background: {esc(score_name)} '
+            f"background: {esc(score_name)} "
             f'<span style="background:{score_color(scale, scale)};padding:0 4px">+{scale:.2g}</span> '
             f'<span style="background:{score_color(-scale, scale)};padding:0 4px">−{scale:.2g}</span>'
-            + (f' · lower line: generic label (<span style="color:{CHANGED_COLOR};font-weight:600">changed</span>)'
-               if show_labels else "")
-            + (f" · {esc(stats)}" if stats else "") + " · hover a token for both models' top alternatives</div>"
+            + (
+                f' · lower line: generic label (<span style="color:{CHANGED_COLOR};font-weight:600">changed</span>)'
+                if show_labels
+                else ""
+            )
+            + (f" · {esc(stats)}" if stats else "")
+            + " · hover a token for both models' top alternatives</div>"
         )
     body = []
     for i, c in enumerate(cells):
         classes = ["wb-tok"]
-        style = [f"background:{score_color(c.score, scale)}", "display:inline-block", "vertical-align:top",
-                 "margin:1px 0", "border-radius:2px"]
+        style = [
+            f"background:{score_color(c.score, scale)}",
+            "display:inline-block",
+            "vertical-align:top",
+            "margin:1px 0",
+            "border-radius:2px",
+        ]
         if c.changed:
             classes.append("wb-changed")
         if not c.exact:
@@ -112,17 +121,23 @@ def token_diff_html(
             if c.label is None:
                 lab = '<span class="wb-lab" style="font-size:0.75em;color:#bbb">&nbsp;</span>'
             elif c.changed:
-                lab = (f'<span class="wb-lab" style="white-space:pre;font-size:0.75em;font-weight:600;'
-                       f'color:{CHANGED_COLOR}">{esc(show_token(c.label))}</span>')
+                lab = (
+                    f'<span class="wb-lab" style="white-space:pre;font-size:0.75em;font-weight:600;'
+                    f'color:{CHANGED_COLOR}">{esc(show_token(c.label))}</span>'
+                )
             else:
                 lab = '<span class="wb-lab" style="font-size:0.75em;color:#999">=</span>'
             inner += "<br>" + lab
-        body.append(f'<span class="{" ".join(classes)}" title="{_hover(c, i, value_name)}" style="{";".join(style)}">'
-                    f"{inner}</span>")
+        body.append(
+            f'<span class="{" ".join(classes)}" title="{_hover(c, i, value_name)}" style="{";".join(style)}">'
+            f"{inner}</span>"
+        )
         if "\n" in c.text:
             body.append("<br>")
-    parts.append('<div class="wb-tokens" style="font-family:var(--jp-code-font-family, monospace);font-size:13px;'
-                 f'line-height:1.25">{"".join(body)}</div>')
+    parts.append(
+        '<div class="wb-tokens" style="font-family:var(--jp-code-font-family, monospace);font-size:13px;'
+        f'line-height:1.25">{"".join(body)}</div>'
+    )
     return '<div class="wb-tokdiff">' + "".join(parts) + "</div>"
 
 
@@ -135,8 +150,15 @@ def _tops(tokenizer, ids: np.ndarray, vals: np.ndarray, top: int) -> list[tuple[
 class TokenDiff:
     """A rendered token diff: ``cells``, ``html``, ``widget``; displays itself in Jupyter."""
 
-    def __init__(self, cells: Sequence[TokenCell], title: str = "", scale: float | None = None,
-                 show_labels: bool = True, value_name: str = "logit", score_name: str = "reinforced − baseline"):
+    def __init__(
+        self,
+        cells: Sequence[TokenCell],
+        title: str = "",
+        scale: float | None = None,
+        show_labels: bool = True,
+        value_name: str = "logit",
+        score_name: str = "reinforced − baseline",
+    ):
         self.cells = list(cells)
         self.title = title
         self.scale = scale
@@ -147,7 +169,9 @@ class TokenDiff:
 
     @property
     def html(self) -> str:
-        return token_diff_html(self.cells, self.title, self.scale, self.show_labels, True, self.value_name, self.score_name)
+        return token_diff_html(
+            self.cells, self.title, self.scale, self.show_labels, True, self.value_name, self.score_name
+        )
 
     def _repr_html_(self) -> str:
         return self.html
@@ -167,8 +191,9 @@ class TokenDiff:
 
     # -- builders -----------------------------------------------------------------------------------------
     @classmethod
-    def from_store(cls, store, tokenizer, block: int, alpha: float | None = None, top: int = 5,
-                   title: str | None = None) -> "TokenDiff":
+    def from_store(
+        cls, store, tokenizer, block: int, alpha: float | None = None, top: int = 5, title: str | None = None
+    ) -> "TokenDiff":
         """From a :class:`~workbench.labels.LabelStore`: labels for ``alpha`` (default: the largest stored one).
 
         A stored alpha uses the stored labels (always exact); any other alpha is recomputed from the top-k,
@@ -179,14 +204,19 @@ class TokenDiff:
         alpha = max(store.alphas) if alpha is None else float(alpha)
         row = store.blocks[store.blocks["block"] == block]
         if row.empty:
-            raise KeyError(f"block {block} is not in the label store (blocks: {store.blocks['block'].min()}..{store.blocks['block'].max()})")
+            raise KeyError(
+                f"block {block} is not in the label store (blocks: {store.blocks['block'].min()}..{store.blocks['block'].max()})"
+            )
         input_ids = np.asarray(row.iloc[0]["input_ids"], dtype=np.int64)
         pos_df = store.positions[store.positions["block"] == block]
         arr = store.topk_arrays(block)
         labels, exact, _ = labels_at(pos_df, arr, alpha)
-        return cls(label_cells(tokenizer, input_ids, pos_df["pos"].to_numpy(), labels, exact, pos_df["gain_next"].to_numpy(),
-                          arr, top),
-                   title if title is not None else f"block {block}, alpha = {alpha:g}")
+        return cls(
+            label_cells(
+                tokenizer, input_ids, pos_df["pos"].to_numpy(), labels, exact, pos_df["gain_next"].to_numpy(), arr, top
+            ),
+            title if title is not None else f"block {block}, alpha = {alpha:g}",
+        )
 
     @classmethod
     def from_scores(cls, scores, tokenizer, block, title: str | None = None) -> "TokenDiff":
@@ -206,11 +236,23 @@ class TokenDiff:
                 cells.append(TokenCell(texts[i]))
                 continue
             raised = [show_token(tokenizer.convert_tokens_to_string([t])) for t in list(r.raised)]
-            cells.append(TokenCell(texts[i], None, float(r.gain_logprob),
-                                   base_top=[(texts[i], float(r.p_base))], reinf_top=[(texts[i], float(r.p_reinf))],
-                                   note="raised most by reinforcement here: " + ", ".join(raised)))
-        return cls(cells, title if title is not None else f"block {block.index}: log-probability gain",
-                   show_labels=False, value_name="probability of this token", score_name="log p(reinforced) − log p(baseline)")
+            cells.append(
+                TokenCell(
+                    texts[i],
+                    None,
+                    float(r.gain_logprob),
+                    base_top=[(texts[i], float(r.p_base))],
+                    reinf_top=[(texts[i], float(r.p_reinf))],
+                    note="raised most by reinforcement here: " + ", ".join(raised),
+                )
+            )
+        return cls(
+            cells,
+            title if title is not None else f"block {block.index}: log-probability gain",
+            show_labels=False,
+            value_name="probability of this token",
+            score_name="log p(reinforced) − log p(baseline)",
+        )
 
     @classmethod
     def from_pair(cls, pair, tokenizer, block, top: int = 5, title: str | None = None) -> "TokenDiff":
@@ -234,17 +276,34 @@ class TokenDiff:
         cells = [TokenCell(texts[0], note="first token: nothing predicts it")]
         for i in range(1, len(ids)):
             p = i - 1
-            cells.append(TokenCell(
-                texts[i], None, float(gain[p]),
-                base_top=_tops(tokenizer, b_ids[p].cpu().numpy(), pb[p].cpu().numpy(), top),
-                reinf_top=_tops(tokenizer, r_ids[p].cpu().numpy(), pr[p].cpu().numpy(), top),
-            ))
-        return cls(cells, title if title is not None else f"block {block.index}: log-probability gain",
-                   show_labels=False, value_name="probability", score_name="log p(reinforced) − log p(baseline)")
+            cells.append(
+                TokenCell(
+                    texts[i],
+                    None,
+                    float(gain[p]),
+                    base_top=_tops(tokenizer, b_ids[p].cpu().numpy(), pb[p].cpu().numpy(), top),
+                    reinf_top=_tops(tokenizer, r_ids[p].cpu().numpy(), pr[p].cpu().numpy(), top),
+                )
+            )
+        return cls(
+            cells,
+            title if title is not None else f"block {block.index}: log-probability gain",
+            show_labels=False,
+            value_name="probability",
+            score_name="log p(reinforced) − log p(baseline)",
+        )
 
 
-def label_cells(tokenizer, input_ids: np.ndarray, positions: np.ndarray, labels: np.ndarray, exact: np.ndarray,
-           gains: np.ndarray, arr: dict, top: int) -> list[TokenCell]:
+def label_cells(
+    tokenizer,
+    input_ids: np.ndarray,
+    positions: np.ndarray,
+    labels: np.ndarray,
+    exact: np.ndarray,
+    gains: np.ndarray,
+    arr: dict,
+    top: int,
+) -> list[TokenCell]:
     texts = token_texts(tokenizer, input_ids)
     label_texts = token_texts(tokenizer, labels) if len(labels) else []
     at = {int(p): j for j, p in enumerate(positions)}
@@ -252,12 +311,18 @@ def label_cells(tokenizer, input_ids: np.ndarray, positions: np.ndarray, labels:
     for i in range(1, len(input_ids)):
         j = at.get(i - 1)
         if j is None:
-            cells.append(TokenCell(texts[i], note="no label here (inside an anchor, a repeated anchor, or the block's end)"))
+            cells.append(
+                TokenCell(texts[i], note="no label here (inside an anchor, a repeated anchor, or the block's end)")
+            )
             continue
-        cells.append(TokenCell(
-            texts[i], label_texts[j], float(gains[j]),
-            base_top=_tops(tokenizer, arr["base_ids"][j], arr["base_vals"][j], top),
-            reinf_top=_tops(tokenizer, arr["reinf_ids"][j], arr["reinf_vals"][j], top),
-            exact=bool(exact[j]),
-        ))
+        cells.append(
+            TokenCell(
+                texts[i],
+                label_texts[j],
+                float(gains[j]),
+                base_top=_tops(tokenizer, arr["base_ids"][j], arr["base_vals"][j], top),
+                reinf_top=_tops(tokenizer, arr["reinf_ids"][j], arr["reinf_vals"][j], top),
+                exact=bool(exact[j]),
+            )
+        )
     return cells

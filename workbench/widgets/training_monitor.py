@@ -29,8 +29,9 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pandas as pd
 from transformers import TrainerCallback
@@ -110,8 +111,13 @@ class TrainingMonitor:
     ``last_checkpoint`` (the latest checkpoint folder saved), ``result`` and ``error`` of :meth:`start`.
     """
 
-    def __init__(self, title: str = "training loss", metrics: Sequence[str] = ("loss",),
-                 extra_metrics: Sequence[str] = ("target_loss", "retain_kl"), stop_after: int | None = None):
+    def __init__(
+        self,
+        title: str = "training loss",
+        metrics: Sequence[str] = ("loss",),
+        extra_metrics: Sequence[str] = ("target_loss", "retain_kl"),
+        stop_after: int | None = None,
+    ):
         self.title = title
         self.metrics = list(metrics)  # solid lines, one per phase
         self.extra_metrics = list(extra_metrics)  # dotted lines, when logged
@@ -260,8 +266,11 @@ class TrainingMonitor:
                 self._mark_stopped()
             else:
                 self.state = "finished"
-                self.status = (f"finished ({self._summary()})" if len(self.records) > n0 else
-                               "finished: nothing to train (the stage was already done with these settings)")
+                self.status = (
+                    f"finished ({self._summary()})"
+                    if len(self.records) > n0
+                    else "finished: nothing to train (the stage was already done with these settings)"
+                )
         except KeyboardInterrupt:
             # the Run raises KeyboardInterrupt when its stage was stopped before the end
             self.result = None
@@ -284,8 +293,10 @@ class TrainingMonitor:
         self.state = "stopped"
         ckpt = self.last_checkpoint
         where = f"; {ckpt.parent.name}/{ckpt.name} kept" if ckpt is not None else ""
-        self.status = (f"stopped cleanly at step {self._controller.stopped_at}{where}; the stage is unfinished: "
-                       "rerun it to resume from the checkpoint")
+        self.status = (
+            f"stopped cleanly at step {self._controller.stopped_at}{where}; the stage is unfinished: "
+            "rerun it to resume from the checkpoint"
+        )
 
     def _summary(self) -> str:
         if not self.records:
@@ -318,8 +329,12 @@ class TrainingMonitor:
         if done > 0 and self.max_steps > self.step:
             left = f" · {_duration((time.perf_counter() - self._phase_t0) / done * (self.max_steps - self.step))} left"
         loss = next((r["loss"] for r in reversed(self.records) if r.get("phase") == self.phase and "loss" in r), None)
-        return (f"{self.phase or 'training'}: step {self.step}" + (f"/{self.max_steps}" if self.max_steps else "")
-                + (f" · loss {loss:.4f}" if loss is not None else "") + left)
+        return (
+            f"{self.phase or 'training'}: step {self.step}"
+            + (f"/{self.max_steps}" if self.max_steps else "")
+            + (f" · loss {loss:.4f}" if loss is not None else "")
+            + left
+        )
 
     def _saved(self, path: Path, step: int) -> None:
         self.last_checkpoint = path
@@ -373,8 +388,12 @@ class TrainingMonitor:
         for phase, g in h.groupby("phase", sort=False):
             # the last step reached (a stop between two logging steps ends after the last logged one)
             last = max(int(g["step"].max()), self._last_step.get(phase, 0))
-            row = {"phase": phase, "steps": last, "first loss": float(g["loss"].iloc[0]),
-                   "last loss": float(g["loss"].iloc[-1])}
+            row = {
+                "phase": phase,
+                "steps": last,
+                "first loss": float(g["loss"].iloc[0]),
+                "last loss": float(g["loss"].iloc[-1]),
+            }
             for m in self.extra_metrics:
                 if m in g and g[m].notna().any():
                     row[f"last {m}"] = float(g[m].dropna().iloc[-1])
@@ -386,8 +405,11 @@ class TrainingMonitor:
         from workbench.widgets._common import df_html
 
         table = self.summary()
-        return (f'<div class="wb-monitor-summary">{self.status_html()}'
-                + (df_html(table, float_format="{:.4f}") if not table.empty else "") + "</div>")
+        return (
+            f'<div class="wb-monitor-summary">{self.status_html()}'
+            + (df_html(table, float_format="{:.4f}") if not table.empty else "")
+            + "</div>"
+        )
 
     # -- widget ---------------------------------------------------------------------------------------------
     @property
@@ -395,8 +417,14 @@ class TrainingMonitor:
         """The plotly FigureWidget of the loss curves."""
         if self._fig is None:
             self._fig = figure_widget()
-            self._fig.update_layout(title=self.title, height=300, margin=dict(l=50, r=10, t=40, b=40),
-                                    xaxis_title="step", yaxis_title="loss", legend=dict(orientation="h", y=-0.25))
+            self._fig.update_layout(
+                title=self.title,
+                height=300,
+                margin=dict(l=50, r=10, t=40, b=40),
+                xaxis_title="step",
+                yaxis_title="loss",
+                legend=dict(orientation="h", y=-0.25),
+            )
             with self._lock:
                 self._pending = []
             self._update_figure(list(self.records))
@@ -420,8 +448,13 @@ class TrainingMonitor:
                 for name, (xs, ys, metric) in new.items():
                     trace = next((t for t in fig.data if t.name == name), None)
                     if trace is None:
-                        fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=name,
-                                        line=dict(dash="dot" if metric in self.extra_metrics else "solid"))
+                        fig.add_scatter(
+                            x=xs,
+                            y=ys,
+                            mode="lines+markers",
+                            name=name,
+                            line=dict(dash="dot" if metric in self.extra_metrics else "solid"),
+                        )
                     else:
                         trace.x = tuple(trace.x) + tuple(xs)
                         trace.y = tuple(trace.y) + tuple(ys)
@@ -431,9 +464,15 @@ class TrainingMonitor:
         if self._w is None:
             import ipywidgets as W
 
-            w = {"stop": W.Button(description="stop", button_style="danger", icon="stop",
-                                  tooltip="stop after the current step and keep the checkpoint"),
-                 "status": W.HTML()}
+            w = {
+                "stop": W.Button(
+                    description="stop",
+                    button_style="danger",
+                    icon="stop",
+                    tooltip="stop after the current step and keep the checkpoint",
+                ),
+                "status": W.HTML(),
+            }
             w["stop"].add_class("wb-monitor-stop")
             w["status"].add_class("wb-monitor-status")
             w["stop"].on_click(lambda _b: self.stop())
@@ -449,7 +488,9 @@ class TrainingMonitor:
         display(self.widget)
 
     def status_html(self) -> str:
-        color = {"failed": "#b31d28", "stopped": "#8a6d00", "stopping": "#8a6d00", "finished": "#1a7f37"}.get(self.state, "#333")
+        color = {"failed": "#b31d28", "stopped": "#8a6d00", "stopping": "#8a6d00", "finished": "#1a7f37"}.get(
+            self.state, "#333"
+        )
         return f'<span style="font-size:12px;color:{color}"><b>{esc(self.state)}</b> · {esc(self.status)}</span>'
 
     def _refresh(self) -> None:
