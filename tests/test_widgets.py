@@ -1041,6 +1041,7 @@ def test_scoring_the_corpus_keeps_memory_flat(tiny_run):
     (models.small_heap, around scoring and labels) the process does not grow with the number of blocks (it grew by
     a block's logits, ~12 MB on the tiny model, per block before)."""
     import dataclasses
+    import gc
     import sys
 
     from workbench.models import keep_heap_small
@@ -1057,10 +1058,14 @@ def test_scoring_the_corpus_keeps_memory_flat(tiny_run):
     pair, tok = tiny_run._pair(), tiny_run.tokenizer
     blocks = [dataclasses.replace(tiny_run.blocks[i % len(tiny_run.blocks)], index=i) for i in range(120)]
     score_blocks(pair, blocks[:10], tok, 2, progress=False)  # warm up
+    gc.collect()
     before = rss_mib()
     scores = score_blocks(pair, blocks, tok, 2, progress=False)
     assert len(scores) == sum(len(b) - 1 for b in blocks)
-    assert rss_mib() - before < 200, rss_mib() - before
+    gc.collect()
+    # the leak grew these 120 blocks by ~1.4 GB; flat is ~1 MiB alone, and up to ~250 MiB of page noise in a
+    # process that already holds the embedded model from earlier tests
+    assert rss_mib() - before < 500, rss_mib() - before
 
 
 @pytest.mark.integration
