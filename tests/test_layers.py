@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "workbench"
 # lowest first; a module may import from its own layer and the layers below. Patterns are fnmatch'ed against the
 # dotted name without the package prefix ("" is the package's __init__); the first layer that matches wins.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("core", ("errors", "io", "runlock", "distribution", "checks")),
+    ("core", ("errors", "io", "runlock", "distribution", "checks", "rundir")),
     ("config", ("config", "methods.config")),
     (
         "data",

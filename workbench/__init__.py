@@ -40,6 +40,7 @@ _HOME = {
     "ModelPair": "pair",
     "STAGES": "run",
     "Run": "run",
+    "RunDir": "rundir",
     "score_blocks": "scoring",
     "suggest_anchors": "scoring",
     "token_summary": "scoring",

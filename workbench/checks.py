@@ -1,8 +1,10 @@
-"""Cheap checks that a finished stage's files are really there and open, before a run trusts its stage record.
+"""Cheap checks that a file is really there and opens, before a run trusts its stage record; errors the user must
+fix on their machine; the report's inputs.
 
 A stage record says a stage finished; the files can still have been deleted, truncated or damaged since. Each
 check reads only sizes, headers and footers (a parquet footer, a safetensors header, a JSON file), so a run
-with every stage done stays instant. :func:`artifact_problem` returns what is wrong, or None.
+with every stage done stays instant. Which files each stage leaves, and the check of them all, are the run
+directory's (:meth:`workbench.rundir.RunDir.artifact_problem`).
 """
 
 from __future__ import annotations
@@ -13,16 +15,12 @@ import os
 import struct
 from pathlib import Path
 
-from workbench.io import atomic_write_json
-
 __all__ = [
     "environment_error",
     "check_report_inputs",
-    "artifact_problem",
     "read_record",
     "safetensors_problem",
     "parquet_problem",
-    "drop_damaged_shards",
 ]
 
 
@@ -72,99 +70,6 @@ def parquet_problem(path: Path) -> str | None:
     except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for a damaged file
         return f"{path} is damaged ({type(exc).__name__}: {exc})"
     return None
-
-
-def _model_folder_problem(path: Path) -> str | None:
-    """A saved model folder: a LoRA adapter (adapter_config.json) or a full model (config.json), weights intact."""
-    if not path.is_dir():
-        return f"{path} is missing"
-    descriptor = path / "workbench_method.json"  # a test-time or prompt method's model (workbench/methods/wrappers.py)
-    if descriptor.is_file():
-        return read_record(descriptor)[1]
-    if (path / "adapter_config.json").is_file():
-        weights = sorted(path.glob("adapter_model*.safetensors"))
-    elif (path / "config.json").is_file():
-        weights = sorted(path.glob("model*.safetensors"))
-    else:
-        return f"{path} holds neither adapter_config.json nor config.json"
-    if not weights:
-        if list(path.glob("*.bin")):
-            return None  # an older pickle format: exists, not checked further
-        return f"{path} holds no weights (*.safetensors)"
-    for w in weights:
-        problem = safetensors_problem(w)
-        if problem:
-            return problem
-    return None
-
-
-def _labels_problem(path: Path) -> str | None:
-    manifest, bad = read_record(path / "manifest.json")
-    if bad:
-        return bad
-    if manifest is None:
-        return f"{path / 'manifest.json'} is missing"
-    if not manifest.get("complete"):
-        return f"{path} is not complete"
-    for shard in manifest.get("shards", []):
-        for prefix in ("blocks", "positions"):
-            problem = parquet_problem(path / f"{prefix}-{shard:05d}.parquet")
-            if problem:
-                return problem
-    return None
-
-
-def artifact_problem(run_dir: Path, stage: str, external_reinforced: bool = False) -> str | None:
-    """What is wrong with the files a finished ``stage`` left in ``run_dir``, or None when they look whole."""
-    if stage == "implant":
-        return _model_folder_problem(run_dir / "implanted")
-    if stage == "reinforce":
-        return None if external_reinforced else _model_folder_problem(run_dir / "reinforced")
-    if stage == "score":
-        if not (run_dir / "suggested_anchors.csv").is_file():
-            return f"{run_dir / 'suggested_anchors.csv'} is missing"
-        return parquet_problem(run_dir / "scores.parquet")
-    if stage == "labels":
-        return _labels_problem(run_dir / "labels")
-    if stage == "finetune":
-        return _model_folder_problem(run_dir / "unlearned")
-    if stage == "report":
-        report, bad = read_record(run_dir / "report.json")
-        return bad or (None if report is not None else f"{run_dir / 'report.json'} is missing")
-    return None
-
-
-def drop_damaged_shards(labels_dir: Path) -> list[str]:
-    """Before the labels stage resumes: forget shards whose files are damaged, so they are computed again.
-
-    A damaged ``manifest.json`` is set aside (``manifest.json.damaged``), which restarts the stage. Returns
-    messages saying what was done.
-    """
-    mf = labels_dir / "manifest.json"
-    manifest, bad = read_record(mf)
-    if bad:
-        os.replace(mf, mf.with_name("manifest.json.damaged"))
-        return [f"{bad}; set aside as manifest.json.damaged, labels start over"]
-    if manifest is None:
-        return []
-    shards = manifest.get("shards")
-    if not isinstance(shards, list):
-        os.replace(mf, mf.with_name("manifest.json.damaged"))
-        return [f"{mf} lists no shards; set aside as manifest.json.damaged, labels start over"]
-    notes, keep = [], []
-    for shard in shards:
-        problems = [
-            p
-            for p in (parquet_problem(labels_dir / f"{pre}-{shard:05d}.parquet") for pre in ("blocks", "positions"))
-            if p
-        ]
-        if problems:
-            notes.append(f"{problems[0]}; shard {shard} is computed again")
-        else:
-            keep.append(shard)
-    if notes:
-        atomic_write_json(mf, {**manifest, "shards": keep, "complete": False})
-    return notes
 
 
 # errors from the machine rather than the workbench: a full disk, a read-only or protected folder, a file in the way

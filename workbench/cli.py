@@ -81,12 +81,13 @@ def _cmd_demo(args) -> int:
     name = "demo_quick.yaml" if args.quick else "demo.yaml"
     cfg = load_config(args.config or CONFIGS / name)
     _quiet_progress(args.no_progress)
-    run = Run(cfg, args.run_dir or Path("runs") / cfg.name, update=True, progress=not args.no_progress)
+    run = Run(cfg, args.run_dir, update=True, progress=not args.no_progress)  # default: runs/<name>
     report = run.run()
     _print_outcome(report)
     secs = report.get("stage_seconds", {})
     print("\nstage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in secs.items() if v is not None))
-    print(f"run directory: {run.dir} (report.json, labels/, unlearned/)")
+    paths = run.paths
+    print(f"run directory: {run.dir} ({paths.report_json.name}, {paths.labels.name}/, {paths.unlearned.name}/)")
     return 0
 
 

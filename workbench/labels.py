@@ -30,6 +30,7 @@ from workbench.errors import WorkbenchError
 from workbench.io import atomic_write, atomic_write_json, read_json
 from workbench.models import with_small_heap
 from workbench.pair import ModelPair, generic_scores, pad_batch  # generic_scores: re-exported
+from workbench.rundir import LABELS_MANIFEST, label_shard
 from workbench.translate import AlignedBlock
 
 __all__ = [
@@ -297,7 +298,7 @@ def generate_labels(
         raise WorkbenchError(f"labels: alpha must be >= 0, got {list(alphas)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    manifest_path = out / "manifest.json"
+    manifest_path = out / LABELS_MANIFEST
     manifest = read_json(manifest_path) if manifest_path.is_file() else {}
     if manifest.get("fingerprint") != fingerprint or manifest.get("alphas") != [float(a) for a in alphas]:
         for f in out.glob("*.parquet"):
@@ -318,8 +319,8 @@ def generate_labels(
 
     def write(shard: int, group, results) -> None:  # in the writer thread, while the next shard is computed
         blocks_t, pos_t = _shard_tables(group, results, alphas)
-        _write_parquet_atomic(blocks_t, out / f"blocks-{shard:05d}.parquet")
-        _write_parquet_atomic(pos_t, out / f"positions-{shard:05d}.parquet")
+        _write_parquet_atomic(blocks_t, label_shard(out, "blocks", shard))
+        _write_parquet_atomic(pos_t, label_shard(out, "positions", shard))
         manifest["shards"] = sorted(set(manifest["shards"]) | {shard})
         atomic_write_json(manifest_path, manifest)
 
@@ -367,7 +368,7 @@ class LabelStore:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        mf = self.path / "manifest.json"
+        mf = self.path / LABELS_MANIFEST
         if not mf.is_file():
             raise WorkbenchError(f"{self.path} holds no labels (manifest.json missing); run the `labels` stage first")
         self.manifest = read_json(mf)
@@ -383,7 +384,7 @@ class LabelStore:
         return bool(self.manifest.get("complete"))
 
     def _read(self, prefix: str) -> pd.DataFrame:
-        files = [self.path / f"{prefix}-{s:05d}.parquet" for s in sorted(self.manifest["shards"])]
+        files = [label_shard(self.path, prefix, s) for s in sorted(self.manifest["shards"])]
         if not files:
             raise WorkbenchError(f"{self.path}: no finished label shards yet")
         return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)

@@ -21,6 +21,7 @@ import yaml
 
 from workbench.config import config_to_dict
 from workbench.io import atomic_write_text, read_json
+from workbench.rundir import CARD, DESCRIPTOR, RunDir
 
 __all__ = ["card_text", "card_metadata", "write_card", "known_limits", "CardRun"]
 
@@ -51,7 +52,7 @@ def _base_model(spec: str) -> tuple[str | None, str | None]:
         return KNOWN_BASES[spec]
     path = Path(spec).expanduser()
     if path.is_dir():  # a local folder: its own model card may say both
-        card = path / "README.md"
+        card = path / CARD
         if card.is_file():
             meta = _front_matter(card.read_text(encoding="utf-8", errors="replace"))
             base = meta.get("base_model")
@@ -74,7 +75,7 @@ def _front_matter(text: str) -> dict:
 
 
 def _report(run: "CardRun") -> dict | None:
-    path = run.dir / "report.json"
+    path = RunDir(run.dir).report_json
     if not path.is_file():
         return None
     try:
@@ -259,7 +260,7 @@ def card_text(run: "CardRun") -> str:
             f"- Trained weights: {'LoRA adapter merged into the weights' if c.finetune.method == 'lora' else 'all weights'}."
         )
     else:
-        out.append("- No weights change: the folder is a descriptor the workbench loads (`workbench_method.json`).")
+        out.append(f"- No weights change: the folder is a descriptor the workbench loads (`{DESCRIPTOR}`).")
     out += [
         "",
         "| stage | tokens trained | seconds | finished |",
@@ -321,6 +322,6 @@ def card_text(run: "CardRun") -> str:
 
 def write_card(run: "CardRun") -> Path:
     """Write (or rewrite) ``<run>/unlearned/README.md`` atomically."""
-    path = run.dir / "unlearned" / "README.md"
+    path = RunDir(run.dir).card
     atomic_write_text(path, card_text(run))
     return path

@@ -28,8 +28,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from workbench.distribution import pick_device  # re-exported: the one default device
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_dir, read_json_file, require_file
+from workbench.rundir import RunDir
 
 __all__ = [
     "EMBEDDED_NAMES",
@@ -68,13 +70,6 @@ def cache_dir() -> Path:
     """The folder for converted models: ``$WORKBENCH_CACHE`` or ``~/.cache/whp-workbench``."""
     root = os.environ.get("WORKBENCH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "whp-workbench")
     return Path(root)
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    """``device`` as given, else CUDA when present, else CPU."""
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def embedded_gguf_path() -> Path:
@@ -201,7 +196,7 @@ def resolve_spec(spec: str) -> tuple[str, str | None]:
                 )
         return str(path.parent), path.name
     if path.is_dir():
-        for folder in (path, path / "unlearned"):
+        for folder in (path, RunDir(path).unlearned):
             if (folder / "config.json").exists():
                 read_json_file(
                     require_file(folder / "config.json", f"model folder {folder}: config.json"),

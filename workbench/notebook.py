@@ -45,6 +45,7 @@ from pathlib import Path
 
 from workbench.config import RunConfig, config_diff, config_from_dict, config_to_dict, load_config, read_config_mapping
 from workbench.errors import WorkbenchError
+from workbench.rundir import STAGE_ARTIFACTS, RunDir
 
 __all__ = [
     "ENV_MODEL",
@@ -64,22 +65,13 @@ ENV_MODEL = "WORKBENCH_MODEL"
 ENV_RUNS = "WORKBENCH_RUNS"
 ENV_CONFIG = "WORKBENCH_CONFIG"
 ENV_RUN = "WORKBENCH_RUN"
-CURATED_NAME = "anchors.curated.json"
 _CONFIGS = Path(__file__).parent / "configs"
 DEMO_CONFIG = _CONFIGS / "demo.yaml"  # the notebooks' default settings: the demo's, one source of truth
-VARIANTS = "variants"
 # notebooks whose settings are not the demo's: notebook -> (its config, the config for the tiny model)
 NOTEBOOK_CONFIGS = {"07_ground_truth": ("ystrevane.yaml", "ystrevane_tiny.yaml")}
 
-# what each stage leaves in the run directory (a variant links the ones it shares with its parent)
-STAGE_ARTIFACTS: dict[str, tuple[str, ...]] = {
-    "implant": ("implanted",),
-    "reinforce": ("reinforced",),
-    "score": ("scores.parquet", "suggested_anchors.csv"),
-    "labels": ("labels",),
-    "finetune": ("unlearned",),
-    "report": ("report.json", "report"),
-}
+# STAGE_ARTIFACTS (workbench/rundir.py): what each stage leaves in the run directory; a variant links the ones it
+# shares with its parent
 
 _SHOWN: set[str] = set()  # messages already shown in this kernel (a warning appears once)
 
@@ -168,7 +160,7 @@ class Notebook:
     @property
     def curated_anchors_path(self) -> Path:
         """Where 02_anchor_editing saves the curated map."""
-        return self.run_dir / CURATED_NAME
+        return RunDir(self.run_dir).curated_anchors
 
     @property
     def is_tiny(self) -> bool:
@@ -185,8 +177,8 @@ class Notebook:
         finished there with other settings; then a variant (printing which settings differ)."""
         cfg = cfg or self.cfg
         if variant:
-            return self.run_dir / VARIANTS / _slug(variant)
-        stored = self.run_dir / "config.yaml"
+            return RunDir(self.run_dir).variant(_slug(variant)).path
+        stored = RunDir(self.run_dir).config
         if not stored.is_file():
             return self.run_dir
         old = read_config_mapping(stored)
@@ -203,7 +195,7 @@ class Notebook:
         ]
         if not redo:
             return self.run_dir  # only unfinished stages change: the run directory takes the new settings
-        target = self.run_dir / VARIANTS / _variant_name(diff)
+        target = RunDir(self.run_dir).variant(_variant_name(diff)).path
         shown = "; ".join(f"{k}: {_short(a)} → {_short(b)}" for k, a, b in diff[:8]) + (" …" if len(diff) > 8 else "")
         show_once(
             f"settings differ from the finished run in {self.run_dir} ({shown}): "
@@ -232,13 +224,13 @@ class Notebook:
     def variants(self) -> dict[str, Path]:
         """The run directory and its variants that hold an unlearned model: ``{name: folder of the model}``
         (the shared run is ``'unlearned'``; each variant ``'unlearned: <variant>'``)."""
-        found = {}
-        if (self.run_dir / "unlearned").is_dir():
-            found["unlearned"] = self.run_dir / "unlearned"
-        vdir = self.run_dir / VARIANTS
-        for d in sorted(vdir.iterdir()) if vdir.is_dir() else []:
-            if (d / "unlearned").is_dir() and not (d / "unlearned").is_symlink():
-                found[f"unlearned: {d.name}"] = d / "unlearned"
+        found, here = {}, RunDir(self.run_dir)
+        if here.unlearned.is_dir():
+            found["unlearned"] = here.unlearned
+        for d in sorted(here.variants.iterdir()) if here.variants.is_dir() else []:
+            model = RunDir(d).unlearned
+            if model.is_dir() and not model.is_symlink():
+                found[f"unlearned: {d.name}"] = model
         return found
 
     def export_report(self, path: str | os.PathLike | None = None, run_report: bool = True) -> Path:
@@ -339,8 +331,8 @@ def _link_shared_stages(cfg: RunConfig, parent: Path, variant: Path) -> None:
             if src.exists() and not dst.exists() and not dst.is_symlink():
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 dst.symlink_to(os.path.relpath(src, dst.parent), target_is_directory=src.is_dir())
-        (variant / "stages").mkdir(parents=True, exist_ok=True)
-        shutil.copy2(parent / "stages" / f"{stage}.json", variant / "stages" / f"{stage}.json")
+        RunDir(variant).stages.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(RunDir(parent).stage_record(stage), RunDir(variant).stage_record(stage))
 
 
 def _quiet_libraries() -> None:
@@ -373,7 +365,7 @@ def setup(
     config = config if config is not None else (os.environ.get(ENV_CONFIG) or None)
     if run_path:
         run_dir = _find(run_path, f"{ENV_RUN}: run directory")
-        stored = run_dir / "config.yaml"
+        stored = RunDir(run_dir).config
         if not stored.is_file():
             raise WorkbenchError(
                 f"{ENV_RUN}: {run_dir} holds no config.yaml; give a run directory that "
@@ -423,7 +415,7 @@ def setup(
         f"settings: {_relative(what)}",
         f"run directory: {_relative(str(run_dir))} (shared by the notebooks; finished stages are reused)",
     ]
-    curated = run_dir / CURATED_NAME
+    curated = RunDir(run_dir).curated_anchors
     if use_curated and curated.is_file():
         cfg.target.anchors = str(curated)
         msgs.append(f"anchor map: {_relative(str(curated))} (the curated map saved by 02_anchor_editing)")

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
+from workbench.distribution import process_device
 from workbench.eval.run_report import ANSWER_KINDS
 from workbench.io import read_text, require_file
+from workbench.rundir import RunDir
 
 if TYPE_CHECKING:
     from workbench.anchors import AnchorMap
@@ -62,17 +64,17 @@ def before_after(run: RunView, rc: "ReportConfig", progress: bool = True) -> dic
     reference = run.reference_spec if rc.ground_truth else None
     result = before_after_report(
         run.baseline_spec,
-        str(run.dir / "unlearned"),
+        str(RunDir(run.dir).unlearned),
         run.pack,
         run.anchors,
-        run.dir / "report",
+        RunDir(run.dir).report_dir,
         probe_sets=rc.probe_sets,
         split=rc.split,
         seed=cfg.seed,
         text=text,
         text_name=text_name,
         max_perplexity_tokens=rc.max_perplexity_tokens,
-        device=cfg.device,
+        device=process_device(cfg.device),  # as every stage chooses it (workbench/distribution.py)
         dtype=cfg.dtype,
         progress=progress,
         reference=reference,

@@ -30,6 +30,7 @@ from typing import Any
 
 from workbench.config import RunConfig, TrainConfig
 from workbench.errors import WorkbenchError
+from workbench.rundir import RunDir
 
 __all__ = [
     "ModelShape",
@@ -82,7 +83,7 @@ def config_json_path(spec: str) -> Path:
 
         return embedded_model_dir() / "config.json"
     path = Path(spec).expanduser()
-    for candidate in (path / "config.json", path / "unlearned" / "config.json"):
+    for candidate in (path / "config.json", RunDir(path).unlearned / "config.json"):
         if candidate.is_file():
             return candidate
     if path.exists() or path.suffix == ".gguf" or spec.startswith((".", "/", "~")):

@@ -67,7 +67,7 @@ def train_reinforced(
 ) -> tuple[ModelPair, bool]:
     """Train on ``blocks`` and save to ``out_dir`` (adapter for LoRA, full model otherwise).
 
-    Returns (the model pair, finished). Checkpoints go to ``out_dir``'s sibling ``reinforce_ckpt``; an
+    Returns (the model pair, finished). Checkpoints go to ``out_dir``'s sibling ``<out_dir>_ckpt``; an
     interrupted call resumes from there. ``model`` is modified in place (wrapped by LoRA, or trained). ``tracking``:
     the trackers the losses go to (:class:`workbench.tracking.StageTracking`; None: none).
     """

@@ -20,6 +20,7 @@ import yaml
 
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_text, read_json
+from workbench.rundir import RunDir
 
 __all__ = ["export_report", "bars_svg", "outcome_html"]
 
@@ -144,33 +145,25 @@ def _run_section(run_dir: Path, level: int = 2) -> str:
     from workbench.outcome import outcome_table
     from workbench.run import STAGES
 
-    parts = []
-    cfg = (
-        yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-        if (run_dir / "config.yaml").is_file()
-        else {}
-    )
+    parts, paths = [], RunDir(run_dir)
+    cfg = yaml.safe_load(paths.config.read_text(encoding="utf-8")) if paths.config.is_file() else {}
     h = f"h{level}"
     parts.append(f"<{h}>Settings</{h}>" + _table(_settings(cfg)))
     stages = []
     for s in STAGES:
-        p = run_dir / "stages" / f"{s}.json"
+        p = paths.stage_record(s)
         if p.is_file():
             rec = read_json(p)
             stages.append({"stage": s, "seconds": rec.get("seconds"), "finished": rec.get("finished_at")})
     if stages:
         parts.append(f"<{h}>Stages</{h}>" + _table(pd.DataFrame(stages)))
-    labels = (
-        read_json(run_dir / "stages" / "labels.json").get("summary")
-        if (run_dir / "stages" / "labels.json").is_file()
-        else None
-    )
+    labels = read_json(paths.stage_record("labels")).get("summary") if paths.stage_record("labels").is_file() else None
     if labels:
         parts.append(
             f"<{h}>Generic labels</{h}><p class='muted'>changed_share: the share of labelled positions whose "
             f"label differs from the original next token</p>" + _table(pd.DataFrame(labels))
         )
-    report_path = run_dir / "report.json"
+    report_path = paths.report_json
     report = read_json(report_path) if report_path.is_file() else {}
     table = outcome_table(report) if report else pd.DataFrame()
     if not table.empty:
@@ -188,7 +181,7 @@ def _run_section(run_dir: Path, level: int = 2) -> str:
                 "P(correct next token): baseline, unlearned, generic reference",
             )
         )
-        per_probe = run_dir / "report" / "probes.csv"
+        per_probe = paths.report_probes
         if per_probe.is_file():
             df = pd.read_csv(per_probe)
             parts.append(f"<details><summary>every probe ({len(df)} rows)</summary>{_table(df, 2000)}</details>")
@@ -207,18 +200,19 @@ def _run_section(run_dir: Path, level: int = 2) -> str:
 def export_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, title: str | None = None) -> Path:
     """Write ``<run_dir>/report.html`` (or ``out``): the run and each of its variants. Returns the path."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
+    paths = RunDir(run_dir)
+    if not paths.config.is_file():
         raise WorkbenchError(f"{run_dir} is not a run directory (no config.yaml)")
-    out = Path(out) if out else run_dir / "report.html"
+    out = Path(out) if out else paths.report_html
     name = title or run_dir.name
     body = [
         f"<h1>Unlearning run: {_esc(name)}</h1>",
         f"<p class='muted'>{_esc(run_dir.resolve())} · exported {time.strftime('%Y-%m-%d %H:%M')}</p>",
         _run_section(run_dir),
     ]
-    vdir = run_dir / "variants"
+    vdir = paths.variants
     for v in sorted(vdir.iterdir()) if vdir.is_dir() else []:
-        if (v / "config.yaml").is_file():
+        if RunDir(v).config.is_file():
             body.append(f"<h2>Variant {_esc(v.name)}</h2>" + _run_section(v, level=3))
     doc = (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_esc(name)}</title>"

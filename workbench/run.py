@@ -1,20 +1,11 @@
 """A run: every stage of the method from one config into one run directory.
 
-Layout of ``<run>/``::
-
-    config.yaml            the config the run was made with (written once the inputs pass their checks)
-    .lock                  held by the process running in it (its PID inside); a second process is refused
-    stages/<stage>.json    written last by each finished stage: its fingerprint and timings
-    implanted/             with implant.enabled: the baseline taught the target (the model the method unlearns)
-    reinforced/            the reinforced model (LoRA adapter, or a full model)
-    scores.parquet         per-token scores; suggested_anchors.csv
-    labels/                generic labels and top-k inspection records, in resumable shards
-    unlearned/             the unlearned model, plain Hugging Face format
-    report.json            stage timings and before/after probe results
+The layout of ``<run>/`` (config.yaml, stages/<stage>.json, implanted/, reinforced/, scores.parquet, labels/,
+unlearned/, report.json, ...) is :class:`workbench.rundir.RunDir`'s, which ``Run.paths`` gives.
 
 A stage is skipped when its fingerprint (the config parts and inputs it depends on) matches the stored one and its
-files still open (workbench/checks.py); an interrupted stage resumes (training from its newest complete checkpoint
-made with the same settings, labels from their last finished shard).
+files still open (``RunDir.artifact_problem``); an interrupted stage resumes (training from its newest complete
+checkpoint made with the same settings, labels from their last finished shard).
 
 Under ``accelerate launch`` (several processes), every process trains in the reinforce and finetune stages; only
 the main process writes config.yaml and the stage records and runs the score, labels and report stages, while
@@ -34,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from workbench.anchors import AnchorMap, key_counts
-from workbench.checks import artifact_problem, check_report_inputs, drop_damaged_shards, read_record
+from workbench.checks import check_report_inputs, read_record
 from workbench.config import RunConfig, config_diff, config_to_dict, dump_yaml, load_config, neutral_key, stable_hash
 from workbench.corpus import (
     Block,
@@ -49,6 +40,7 @@ from workbench.distribution import is_main_process, process_device, world_size
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_dir, atomic_write, atomic_write_json, atomic_write_text, read_json
 from workbench.models import LoadedModel, load_model, load_tokenizer
+from workbench.rundir import CARD, RunDir, drop_damaged_shards
 from workbench.runlock import check_run_dir, run_lock
 
 __all__ = ["Run", "STAGES", "export_run"]
@@ -107,7 +99,7 @@ class Run:
         log: Callable[[str], None] | None = print,
     ):
         self.cfg = cfg.validate()
-        self.dir = Path(run_dir or Path("runs") / cfg.name)
+        self.dir = Path(run_dir or RunDir.default(cfg.name).path)
         self.progress = progress
         self.callbacks = list(callbacks or [])
         self.log = (log or (lambda s: None)) if is_main_process() else (lambda s: None)
@@ -117,10 +109,15 @@ class Run:
         self._check_dir(update)
 
     # -- the run directory --------------------------------------------------------------------------------
+    @property
+    def paths(self) -> RunDir:
+        """Every path of the run directory (workbench/rundir.py)."""
+        return RunDir(self.dir)
+
     def _check_dir(self, update: bool) -> None:
         """Refuse a run directory made with another config (unless ``update``); writes nothing yet."""
         check_run_dir(self.dir)
-        stored = self.dir / "config.yaml"
+        stored = self.paths.config
         if not stored.is_file():
             return
         try:
@@ -145,10 +142,10 @@ class Run:
     def _claim(self) -> None:
         """Once the inputs passed: record the config the run directory is now made with."""
         self._check_dir(self.update)  # again, under the lock: another process may have written it meanwhile
-        atomic_write_text(self.dir / "config.yaml", dump_yaml(config_to_dict(self.cfg)))
+        atomic_write_text(self.paths.config, dump_yaml(config_to_dict(self.cfg)))
 
     def stage_record(self, stage: str) -> dict | None:
-        rec, bad = read_record(self.dir / "stages" / f"{stage}.json")
+        rec, bad = read_record(self.paths.stage_record(stage))
         if bad:
             self._note(f"[{stage}] {bad}; the stage runs again")
         return rec
@@ -158,7 +155,7 @@ class Run:
         rec = self.stage_record(stage)
         if rec is None or rec.get("fingerprint") != self.fingerprint(stage):
             return False
-        problem = artifact_problem(self.dir, stage, external_reinforced=bool(self.cfg.reinforce.path))
+        problem = self.paths.artifact_problem(stage, external_reinforced=bool(self.cfg.reinforce.path))
         if problem:
             self._note(f"[{stage}] recorded as finished, but {problem}; the stage runs again")
             return False
@@ -173,7 +170,7 @@ class Run:
         if not is_main_process():
             return
         atomic_write_json(
-            self.dir / "stages" / f"{stage}.json",
+            self.paths.stage_record(stage),
             {
                 "stage": stage,
                 "fingerprint": self.fingerprint(stage),
@@ -292,7 +289,7 @@ class Run:
     @property
     def baseline_spec(self) -> str:
         """The model the method unlearns: ``implanted/`` when the implant stage is on, else ``cfg.model``."""
-        return str(self.dir / "implanted") if self.cfg.implant.enabled else self.cfg.model
+        return str(self.paths.implanted) if self.cfg.implant.enabled else self.cfg.model
 
     @property
     def reference_spec(self) -> str | None:
@@ -412,7 +409,7 @@ class Run:
                 "the implant stage is off: set implant.enabled: true (for a target the baseline "
                 "has never seen, such as the bundled ystrevane pack)"
             )
-        out = self.dir / "implanted"
+        out = self.paths.implanted
         device = process_device(self.cfg.device)
         if self.is_done("implant") and out.is_dir():
             return load_model(str(out), device=device, dtype=self.cfg.dtype).model
@@ -457,7 +454,7 @@ class Run:
         from workbench.reinforce import load_pair, train_reinforced
 
         base = self.load_baseline()
-        out = self.dir / "reinforced"
+        out = self.paths.reinforced
         if self.cfg.reinforce.path:
             pair = load_pair(base.model, base.tokenizer, self.cfg.reinforce.path)
             self._finish("reinforce", 0.0, source=self.cfg.reinforce.path)
@@ -487,7 +484,7 @@ class Run:
 
         self._require("reinforce", "labels")
         base = self.load_baseline()
-        return load_pair(base.model, base.tokenizer, self.cfg.reinforce.path or self.dir / "reinforced")
+        return load_pair(base.model, base.tokenizer, self.cfg.reinforce.path or self.paths.reinforced)
 
     @_guarded
     @_main_process_only
@@ -499,14 +496,13 @@ class Run:
 
         from workbench.scoring import score_blocks, suggest_anchors
 
-        path = self.dir / "scores.parquet"
+        path = self.paths.scores
         if self.is_done("score") and path.is_file():
             return pd.read_parquet(path)
         t0 = time.perf_counter()
         blocks, scores_fp = self.scored_blocks, self._scores_fingerprint()
-        if (self.stage_record("score") or {}).get("scores_fingerprint") == scores_fp and not artifact_problem(
-            self.dir, "score"
-        ):  # the scores file is there and opens
+        recorded = (self.stage_record("score") or {}).get("scores_fingerprint")
+        if recorded == scores_fp and not self.paths.artifact_problem("score"):  # the scores file is there and opens
             scores = pd.read_parquet(path)
         else:
             self.log(f"[score] {len(blocks)} blocks ({sum(len(b) for b in blocks)} tokens)")
@@ -515,7 +511,7 @@ class Run:
             )
             atomic_write(path, scores.to_parquet)
         suggestions = suggest_anchors(scores, blocks, self.anchors, top=None, min_count=self.cfg.scoring.min_count)
-        atomic_write_text(self.dir / "suggested_anchors.csv", suggestions.to_csv(index=False))
+        atomic_write_text(self.paths.suggested_anchors, suggestions.to_csv(index=False))
         self._finish("score", time.perf_counter() - t0, positions=len(scores), scores_fingerprint=scores_fp)
         return scores
 
@@ -534,7 +530,7 @@ class Run:
         """Generic labels for every block. Returns a LabelStore."""
         from workbench.labels import LabelStore, generate_labels
 
-        out = self.dir / "labels"
+        out = self.paths.labels
         if self.is_done("labels"):
             return LabelStore(out)
         for note in drop_damaged_shards(out):
@@ -579,7 +575,7 @@ class Run:
             self._write_card(only_missing=True)
             return model
         self._require("labels", "finetune")
-        out = self.dir / "unlearned"
+        out = self.paths.unlearned
         if self.is_done("finetune") and out.is_dir():
             self._write_card(only_missing=True)
             return load_model(str(out), device=process_device(self.cfg.device), dtype=self.cfg.dtype).model
@@ -590,7 +586,7 @@ class Run:
             raise WorkbenchError(
                 "finetune.retain_weight > 0 needs retain text: set target.retain or use a pack with retain/"
             )
-        dataset = build_dataset(LabelStore(self.dir / "labels"), fc, retain)
+        dataset = build_dataset(LabelStore(self.paths.labels), fc, retain)
         base = self.load_baseline()
         self.log(
             f"[finetune] {len(dataset)} blocks, target={fc.target}, alpha={fc.alpha}, retain_weight={fc.retain_weight}"
@@ -614,9 +610,9 @@ class Run:
 
     def _write_card(self, only_missing: bool = False) -> None:
         """The unlearned model's card (``unlearned/README.md``, workbench/model_card.py), from what the run holds now."""
-        if not is_main_process() or not (self.dir / "unlearned").is_dir():
+        if not is_main_process() or not self.paths.unlearned.is_dir():
             return
-        if only_missing and (self.dir / "unlearned" / "README.md").is_file():
+        if only_missing and self.paths.card.is_file():
             return
         from workbench.model_card import write_card
 
@@ -629,7 +625,7 @@ class Run:
         from workbench.outcome import before_after
 
         self._require("finetune", "report")
-        path = self.dir / "report.json"
+        path = self.paths.report_json
         if self.is_done("report") and path.is_file():
             return read_json(path)
         t0 = time.perf_counter()
@@ -705,29 +701,30 @@ def export_run(run_dir: str | Path, to: str | Path) -> Path:
     from workbench.model_card import CONFIG_NAME, card_text
 
     run_dir, to = Path(run_dir), Path(to)
+    paths = RunDir(run_dir)
     if to.exists():
         raise WorkbenchError(f"export: {to} already exists; give a new folder (nothing was written)")
-    stored = run_dir / "config.yaml"
+    stored = paths.config
     if not stored.is_file():
         raise WorkbenchError(f"export: {run_dir} is not a run directory (no config.yaml); give the folder a run wrote")
     run = Run(load_config(stored), run_dir, log=None)
     if not METHODS[run.cfg.method].trains:
         raise WorkbenchError(
             f"export: method {run.cfg.method!r} changes no weights, so there is no model to upload "
-            f"(its {run_dir / 'unlearned'} is a descriptor the workbench loads)"
+            f"(its {paths.unlearned} is a descriptor the workbench loads)"
         )
     if not run.is_done("finetune"):
         raise WorkbenchError(
             f"export: {run_dir} has no finished unlearned model with its config; run "
             f"`workbench run {stored} --run-dir {run_dir}` first"
         )
-    src = run_dir / "unlearned"
+    src = paths.unlearned
     with atomic_dir(to) as tmp:
         for f in sorted(src.iterdir()):
-            if f.is_file() and f.name != "README.md":
+            if f.is_file() and f.name != CARD:
                 shutil.copy2(f, tmp / f.name)
-        (tmp / "README.md").write_text(card_text(run), encoding="utf-8")
+        (tmp / CARD).write_text(card_text(run), encoding="utf-8")
         shutil.copy2(stored, tmp / CONFIG_NAME)
-        if (run_dir / "report.json").is_file():
-            shutil.copy2(run_dir / "report.json", tmp / "workbench_report.json")
+        if paths.report_json.is_file():
+            shutil.copy2(paths.report_json, tmp / "workbench_report.json")
     return to

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
+from workbench.rundir import RunDir
 
 try:  # POSIX; elsewhere runs are not locked
     import fcntl
@@ -21,7 +22,6 @@ except ImportError:  # pragma: no cover
 
 __all__ = ["run_lock", "check_run_dir"]
 
-LOCK_NAME = ".lock"
 _held: dict[str, list] = {}  # resolved run dir -> [open lock file, depth]
 
 
@@ -58,7 +58,7 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
         finally:
             _release(key)
         return
-    fh = open(path / LOCK_NAME, "a+", encoding="utf-8")
+    fh = open(RunDir(path).lock, "a+", encoding="utf-8")
     if fcntl is not None:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -21,6 +21,7 @@ from typing import Any
 
 from workbench.config import TRACKERS, TrackingConfig
 from workbench.errors import WorkbenchError
+from workbench.rundir import RunDir
 
 __all__ = ["StageTracking", "resolve_trackers", "stage_tracking", "log_run", "flat_scalars"]
 
@@ -111,7 +112,7 @@ class StageTracking:
 
 def stage_tracking(cfg: TrackingConfig, run_dir: Path, run_name: str, stage: str) -> StageTracking:
     return StageTracking(
-        resolve_trackers(cfg), Path(run_dir) / "tracking" / stage, cfg.project or run_name, f"{run_name}/{stage}"
+        resolve_trackers(cfg), RunDir(run_dir).tracking(stage), cfg.project or run_name, f"{run_name}/{stage}"
     )
 
 
@@ -176,9 +177,9 @@ def log_run(cfg: TrackingConfig, run_dir: Path, run_name: str, report: dict) -> 
     for name in names:
         cls = LOGGER_TYPE_TO_CLASS[name]
         if name == "tensorboard":
-            tracker = cls("run", logging_dir=str(Path(run_dir) / "tracking"))
+            tracker = cls("run", logging_dir=str(RunDir(run_dir).tracking()))
         elif getattr(cls, "requires_logging_directory", False):
-            tracker = cls(project, logging_dir=str(Path(run_dir) / "tracking"))
+            tracker = cls(project, logging_dir=str(RunDir(run_dir).tracking()))
         else:
             tracker = cls(project)
         tracker.start()

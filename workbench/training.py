@@ -25,7 +25,9 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArgu
 from transformers.trainer_utils import get_last_checkpoint
 
 from workbench.config import TrainConfig, fingerprint_dict
+from workbench.distribution import pick_device
 from workbench.io import atomic_dir, atomic_write_json, disk_full, disk_full_error
+from workbench.rundir import checkpoints_of
 
 if TYPE_CHECKING:
     from workbench.tracking import StageTracking
@@ -174,7 +176,7 @@ def make_training_args(
         remove_unused_columns=False,
         dataloader_num_workers=0,
         disable_tqdm=not progress,
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=pick_device().type == "cpu",  # the loader's default device (workbench/distribution.py)
     )
 
 
@@ -302,7 +304,7 @@ def train_and_save(
     checkpoint a rerun resumes from. Under ``accelerate launch`` one process writes the artifact.
     """
     out_dir = Path(out_dir)
-    ckpt = out_dir.with_name(out_dir.name + "_ckpt")
+    ckpt = checkpoints_of(out_dir)
     model.train()
     trainer, finished = run_trainer(
         trainer_cls, model, dataset, collator, cfg, ckpt, seed, callbacks, progress, tracking=tracking, **trainer_kwargs

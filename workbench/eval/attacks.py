@@ -38,6 +38,7 @@ from workbench.eval.probes import score_probes, summarize_probes, with_prompts
 from workbench.models import LoadedModel
 from workbench.pack import NextTokenProbe, Pack
 from workbench.probe_checks import OVERLAP_KINDS, OVERLAP_WORDS, check_pack_disjoint
+from workbench.rundir import RunDir
 
 __all__ = [
     "ATTACK_SECTIONS",
@@ -187,7 +188,7 @@ def _trained_token_sets(run_dir: str) -> set[tuple]:
     from workbench.models import load_tokenizer
     from workbench.pack import load_pack
 
-    path = Path(run_dir) / "config.yaml"
+    path = RunDir(run_dir).config
     if not path.is_file():
         raise WorkbenchError(f"relearn_exclude_run: {run_dir} is not a run directory (no config.yaml)")
     cfg = load_config(path).validate()

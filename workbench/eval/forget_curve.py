@@ -23,10 +23,9 @@ from workbench.eval.ground_truth import forget_quality, score_qa
 from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.models import LoadedModel
 from workbench.pack import QAProbe
+from workbench.rundir import CHECKPOINT_SUFFIX, trained_stage
 
 __all__ = ["ForgetQualityCurve", "curve_figure"]
-
-STAGE_NAMES = {"implanted": "implant", "reinforced": "reinforce", "unlearned": "finetune"}
 
 
 class ForgetQualityCurve(TrainerCallback):
@@ -93,8 +92,8 @@ class ForgetQualityCurve(TrainerCallback):
         )
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        name = Path(args.output_dir).name.removesuffix("_ckpt")
-        self._stage = STAGE_NAMES.get(name, name)
+        name = Path(args.output_dir).name
+        self._stage = trained_stage(name) or name.removesuffix(CHECKPOINT_SUFFIX)
         if self._stage in self.stages and model is not None:
             self._measure(model, state.global_step)
 

@@ -37,6 +37,7 @@ from workbench.eval.units import (
 )
 from workbench.eval.utility import PerplexityConfig, paired_bootstrap, paired_bootstrap_relative
 from workbench.models import LoadedModel
+from workbench.rundir import REPORT_PROBES
 
 if TYPE_CHECKING:
     from workbench.anchors import AnchorMap
@@ -198,7 +199,7 @@ def before_after_report(
             if v == "baseline"
         }  # from the original prompts (a generic row shares its probe's kind)
         per_probe["answer_kind"] = [kinds[key] for key in zip(per_probe["set"], per_probe["probe_id"])]
-        write_frame(per_probe, out / "probes.csv")
+        write_frame(per_probe, out / REPORT_PROBES)
         result.update(_summary(per_probe, probe_sets))
     trivia = frames.get("trivia_items")
     if trivia is not None and not trivia.empty:

@@ -30,6 +30,7 @@ from workbench.eval.units import TABLE_COLUMNS, Unit, plan_units, slug
 from workbench.io import atomic_write_text
 from workbench.models import LoadedModel
 from workbench.pack import load_pack
+from workbench.rundir import UNLEARNED, RunDir
 
 __all__ = ["ModelArg", "evaluate_models", "parse_model_arg", "run_units"]
 
@@ -43,7 +44,7 @@ def parse_model_arg(arg: str) -> tuple[str, str]:
         if re.fullmatch(r"[A-Za-z0-9_.+-]+", label) and spec:
             return label, spec
     name = Path(arg.rstrip("/")).name or arg
-    if name == "unlearned" and Path(arg).parent.name:  # a run's model folder: name it after the run
+    if name == UNLEARNED and Path(arg).parent.name:  # a run's model folder: name it after the run
         name = Path(arg.rstrip("/")).parent.name
     return name, arg
 
@@ -110,8 +111,8 @@ def _model_identity(spec: str | LoadedModel, dtype: str | None = None) -> dict:
         ident["dtype"] = dtype
     path = Path(source)
     if path.exists():
-        if (path / "unlearned").is_dir():
-            path = path / "unlearned"
+        if RunDir(path).unlearned.is_dir():
+            path = RunDir(path).unlearned
         files = [path] if path.is_file() else [p for p in path.iterdir() if p.is_file()]
         ident["path"] = str(path.resolve())
         ident["mtime"] = max((p.stat().st_mtime for p in files), default=0.0)

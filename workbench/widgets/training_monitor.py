@@ -36,12 +36,11 @@ from typing import Any
 import pandas as pd
 from transformers import TrainerCallback
 
+from workbench.rundir import CHECKPOINT_SUFFIX, trained_stage
 from workbench.training import LossHistory, StopController
 from workbench.widgets._common import esc, figure_widget
 
 __all__ = ["TrainingMonitor", "phase_name"]
-
-_PHASE_NAMES = {"reinforced_ckpt": "reinforce", "unlearned_ckpt": "finetune"}
 
 
 def _ui_poller():
@@ -66,7 +65,7 @@ def _duration(seconds: float) -> str:
 def phase_name(output_dir: str) -> str:
     """'reinforce' / 'finetune' for the run's checkpoint folders, else the folder's name."""
     name = Path(output_dir).name
-    return _PHASE_NAMES.get(name, name)
+    return (trained_stage(name) if name.endswith(CHECKPOINT_SUFFIX) else None) or name
 
 
 class _ResettableStop(StopController):
