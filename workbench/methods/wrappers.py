@@ -20,6 +20,7 @@ from transformers.modeling_outputs import CausalLMOutput
 
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_json
+from workbench.methods.prompt import system_prefix_ids  # re-exported: models.py loads the prompt wrapper
 from workbench.pair import generic_scores
 
 __all__ = [
@@ -184,20 +185,6 @@ class PromptModel(LogitsWrapper):
             use_cache=False,
         ).hidden_states
         return tuple(h[:, p:] for h in hs)
-
-
-def system_prefix_ids(tokenizer, system: str) -> list[int]:
-    """The system instruction as the chat template writes a system turn (plain text and a blank line without a
-    template); the probe or prompt text follows it as is."""
-    text = None
-    if getattr(tokenizer, "chat_template", None):
-        try:
-            text = tokenizer.apply_chat_template([{"role": "system", "content": system}], tokenize=False)
-        except Exception:  # a template that refuses a lone system turn
-            text = None
-    if text is None:
-        text = system.strip() + "\n\n"
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 # -- descriptors ----------------------------------------------------------------------------------------------------
