@@ -48,6 +48,7 @@ from workbench.corpus import (
 from workbench.distribution import is_main_process, process_device, world_size
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_dir, atomic_write, atomic_write_json, atomic_write_text, read_json
+from workbench.methods import registry
 from workbench.models import LoadedModel, load_model, load_tokenizer
 from workbench.runlock import check_run_dir, run_lock
 
@@ -245,8 +246,6 @@ class Run:
         """Read and validate every input before any stage runs, so bad input fails fast and leaves nothing."""
         self.blocks, self.anchors
         check_report_inputs(self)  # probe files parse now, not after an hour of training
-        from workbench.methods import registry
-
         registry.get(self.cfg.method).check(self.method_context())
         if self.pack is not None and self.retain_documents:
             from workbench.probe_checks import check_pack_disjoint
@@ -341,8 +340,6 @@ class Run:
         reinforce = stable_hash("reinforce", target, c.reinforce)
         if stage == "reinforce":
             return reinforce
-        from workbench.methods import registry
-
         method = registry.get(c.method)
         if "finetune" in method.own_stages and stage in ("finetune", "report"):  # the method's own finetune stage
             finetune = method.fingerprint(self.method_context(), target, reinforce)
@@ -574,11 +571,11 @@ class Run:
 
     def _method_finetune(self, method):
         """The ``finetune`` stage of a method that runs it itself: ``unlearned/``, reused when finished."""
-        out = self.dir / "unlearned"
-        if self.is_done("finetune") and out.is_dir():
-            return load_model(str(out), device=process_device(self.cfg.device), dtype=self.cfg.dtype).model
+        ctx = self.method_context()
+        if self.is_done("finetune") and ctx.out.is_dir():
+            return load_model(str(ctx.out), device=process_device(self.cfg.device), dtype=self.cfg.dtype).model
         t0 = time.perf_counter()
-        model, extra = method.run_stage("finetune", self.method_context())
+        model, extra = method.run_stage("finetune", ctx)
         self._finish("finetune", time.perf_counter() - t0, method=method.name, **extra)
         return model
 
@@ -587,7 +584,6 @@ class Run:
         """Finetune the baseline on the generic labels; saves ``unlearned/``. Returns the unlearned model."""
         from workbench.finetune import build_dataset, finetune
         from workbench.labels import LabelStore
-        from workbench.methods import registry
 
         method = registry.get(self.cfg.method)
         if "finetune" in method.own_stages:  # the method writes unlearned/ its own way (workbench/methods)
@@ -681,8 +677,6 @@ class Run:
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise WorkbenchError(f"unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
-        from workbench.methods import registry
-
         needed = registry.get(self.cfg.method).stages
         if "labels" in stages and "labels" in needed and not self.is_done("labels"):
             self._require_anchors()  # fail before any training, not after
@@ -717,7 +711,6 @@ def _with_defaults(old: dict, defaults: dict) -> dict:
 def export_run(run_dir: str | Path, to: str | Path) -> Path:
     """Copy a finished run's unlearned model (weights, tokenizer), a fresh card and the run config into ``to``
     (a new folder, written in one rename). Raises WorkbenchError when ``to`` exists or the model is not there."""
-    from workbench.methods import registry
     from workbench.model_card import CONFIG_NAME, card_text
 
     run_dir, to = Path(run_dir), Path(to)
