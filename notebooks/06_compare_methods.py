@@ -43,6 +43,7 @@ from IPython.display import Markdown, display
 from workbench import notebook
 from workbench.compare import CompareConfig, attack_figures, compare_figure, compare_runs
 from workbench.config import config_to_dict
+from workbench.methods import registry
 
 nb = notebook.setup("06_compare_methods")
 
@@ -81,7 +82,7 @@ else:
 # same runs take seconds.
 
 # %%
-METHODS = ["whp", "whp_test_time", "ga", "graddiff", "npo", "simnpo", "rmu", "prompt"]
+METHODS = list(registry.METHODS)  # every registered method, in the registry's order (workbench/methods/registry.py)
 if nb.is_tiny:
     base = config_to_dict(nb.cfg)
     configs = [{**base, "name": f"tiny-{m}", "method": m} for m in METHODS]
@@ -89,7 +90,7 @@ if nb.is_tiny:
     cc = CompareConfig(split="heldout", relearn_steps=(1, 2), bootstrap=200, probe_limit=24, progress=False)
 else:
     folder = Path(workbench.__file__).parent / "configs" / "methods"
-    configs = [folder / f"{m}.yaml" for m in METHODS]
+    configs = [folder / f"{m}.yaml" for m in METHODS if (folder / f"{m}.yaml").is_file()]  # the tuned configs
     out = nb.run_dir.parent / "compare_methods"
     cc = CompareConfig(split="heldout", progress=False)
 table = compare_runs(configs, out, cc, log=print)

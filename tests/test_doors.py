@@ -227,7 +227,7 @@ def test_an_unknown_name_in_a_list_setting_exits_2_listing_the_valid_names(tmp_p
             ["compare", str(cfg), "--attacks", "priming,nonsense", "--out", str(out)],
             "priming, paraphrase, adversarial, relearn, residual",
         ),
-        "tune groups": (["tune", "--only", "lr,nonsense", "--out", str(out)], "lr, alpha, retain, prompt"),
+        "tune groups": (["tune", "--only", "lr,nonsense", "--out", str(out)], "retain, alpha, lr, prompt"),
         "method": (["run", str(cfg), "--run-dir", str(out)], "whp, whp_test_time, ga"),
     }[what]
     err = exit2(capsys, argv)

@@ -15,8 +15,39 @@ PACKAGE = Path(__file__).resolve().parent.parent / "workbench"
 # lowest first; a module may import from its own layer and the layers below. Patterns are fnmatch'ed against the
 # dotted name without the package prefix ("" is the package's __init__); the first layer that matches wins.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("core", ("errors", "io", "runlock", "distribution", "checks", "rundir")),
-    ("config", ("config", "methods.config")),
+    (
+        "core",
+        (
+            "errors",
+            "io",
+            "runlock",
+            "distribution",
+            "checks",
+            "rundir",
+            "hashing",
+            "tensors",
+            "methods.losses",
+            "methods.layers",
+        ),
+    ),
+    # the method modules sit below the config, which builds ``methods:`` from their registry (docs/architecture.md)
+    (
+        "config",
+        (
+            "methods",
+            "methods.base",
+            "methods.registry",
+            "methods.whp",
+            "methods.whp_test_time",
+            "methods.ga",
+            "methods.graddiff",
+            "methods.npo",
+            "methods.simnpo",
+            "methods.rmu",
+            "methods.prompt",
+            "config",
+        ),
+    ),
     (
         "data",
         (
@@ -64,7 +95,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     (
         "training",
-        ("training", "tracking", "reinforce", "labels", "finetune", "implant", "proposer", "methods", "methods.*"),
+        ("training", "tracking", "reinforce", "labels", "finetune", "implant", "proposer", "methods.*"),
     ),
     ("run", ("run", "model_card", "plan")),
     ("compare", ("compare", "tuning")),

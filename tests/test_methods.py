@@ -11,8 +11,12 @@ from helpers import tiny_config
 from transformers import TrainerCallback
 
 from workbench.methods import losses as L
-from workbench.methods.config import GradDiffConfig, NPOConfig, RMUConfig, SimNPOConfig
-from workbench.methods.train import ga, graddiff, layer_output, npo, rmu, simnpo
+from workbench.methods.ga import ga
+from workbench.methods.graddiff import GradDiffConfig, graddiff
+from workbench.methods.layers import layer_output
+from workbench.methods.npo import NPOConfig, npo
+from workbench.methods.rmu import RMUConfig, rmu
+from workbench.methods.simnpo import SimNPOConfig, simnpo
 
 
 class FixedLogits(torch.nn.Module):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import hashlib
-import json
 import math
 import os
 import re
@@ -19,8 +17,9 @@ from typing import Any
 import yaml
 
 from workbench.errors import WorkbenchError
+from workbench.hashing import fingerprint_dict, stable_hash  # re-exported: the config is where callers look
 from workbench.io import read_text
-from workbench.methods.config import MethodsConfig
+from workbench.methods import registry
 
 __all__ = [
     "TrainConfig",
@@ -360,10 +359,14 @@ class RunConfig:
     method: str = field(
         default="whp",
         metadata={
-            "help": "unlearning method: whp, whp_test_time, ga, graddiff, npo, simnpo, rmu or prompt (docs/methods.md)"
+            "help": f"unlearning method: {', '.join(registry.BUILT_IN[:-1])} or {registry.BUILT_IN[-1]} "
+            "(docs/methods.md)"
         },
     )
-    methods: MethodsConfig = field(default_factory=MethodsConfig, metadata={"help": "per-method settings"})
+    # the registry's dataclass, looked up when read, so a method registered later has its section
+    methods: registry.MethodsConfig = field(
+        default_factory=lambda: registry.MethodsConfig(), metadata={"help": "per-method settings"}
+    )
     tracking: TrackingConfig = field(
         default_factory=TrackingConfig,
         metadata={
@@ -375,7 +378,7 @@ class RunConfig:
     def validate(self) -> "RunConfig":
         _check_numbers(self)
         self.tracking.validate()
-        self.methods.validate(self.method)
+        registry.get(self.method).validate(getattr(self.methods, self.method, None))
         self.reinforce.validate("reinforce")
         self.implant.validate("implant")
         self.finetune.validate("finetune")
@@ -642,29 +645,6 @@ def config_diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, objec
     return out
 
 
-def stable_hash(*parts: Any) -> str:
-    """A short hash of JSON-serialisable parts (dataclasses are converted, without the fields that change no
-    stage's output: see :func:`fingerprint_dict`)."""
-    norm = [fingerprint_dict(p) if dataclasses.is_dataclass(p) else p for p in parts]
-    return hashlib.sha256(json.dumps(norm, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def fingerprint_dict(obj: Any) -> Any:
-    """A config dataclass as a dict, leaving out the fields marked ``metadata={"fingerprint": False}`` (where logs
-    go, gradient checkpointing): changing them redoes no stage and resumes every checkpoint."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {
-            f.name: fingerprint_dict(getattr(obj, f.name))
-            for f in dataclasses.fields(obj)
-            if f.metadata.get("fingerprint", True)
-        }
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(fingerprint_dict(v) for v in obj)
-    if isinstance(obj, dict):
-        return {k: fingerprint_dict(v) for k, v in obj.items()}
-    return copy.deepcopy(obj)
-
-
 def neutral_key(path: str, cls: type = None) -> bool:
     """True for a config key (``a.b.c``) that lies in or under a field marked ``fingerprint: False``: a run
     directory accepts a change of it without ``--update``."""
@@ -709,7 +689,7 @@ def config_reference() -> str:
     out = [
         "# Run configuration reference",
         "",
-        "Generated from the dataclasses in `workbench/config.py` and `workbench/methods/config.py` "
+        "Generated from the dataclasses in `workbench/config.py` and the methods' modules in `workbench/methods/` "
         "(`workbench config --markdown > docs/config.md`); a test keeps it in step. `workbench config [SECTION]` "
         "prints the same on the command line.",
         "",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import unicodedata
 from collections.abc import Sequence
@@ -13,6 +12,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from workbench.errors import WorkbenchError
+from workbench.hashing import corpus_fingerprint  # re-exported: the corpus is where callers look
 from workbench.io import read_text_file
 
 __all__ = ["Document", "Block", "read_documents", "make_blocks", "corpus_fingerprint", "DOC_SEPARATOR"]
@@ -75,14 +75,6 @@ def read_documents(paths: str | os.PathLike | Sequence[str | os.PathLike], what:
     if not docs:
         raise WorkbenchError(f"{what}: every file is empty ({', '.join(str(p) for p, _ in files[:5])})")
     return docs
-
-
-def corpus_fingerprint(docs: Sequence[Document]) -> str:
-    """A short hash of names and texts, so a run notices when its corpus changed."""
-    h = hashlib.sha256()
-    for d in docs:
-        h.update(d.name.encode() + b"\0" + d.text.encode() + b"\0")
-    return h.hexdigest()[:16]
 
 
 def make_blocks(

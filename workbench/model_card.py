@@ -128,39 +128,39 @@ def card_metadata(run: "CardRun", report: dict | None = None) -> dict:
 
 def _settings(run: "CardRun") -> dict:
     """The config sections that made the model (the method's own section, the training settings)."""
-    from workbench.methods import METHODS
+    from workbench.methods import registry
 
     c = config_to_dict(run.cfg)
+    method = registry.get(run.cfg.method)
     keep = {"model": c["model"], "seed": c["seed"], "dtype": c["dtype"], "method": c["method"], "target": c["target"]}
-    if METHODS[run.cfg.method].uses_reinforced:
+    if method.uses_reinforced:
         keep["reinforce"] = c["reinforce"]
-    if run.cfg.method == "whp":
+    if method.settings is not None:
+        keep["methods"] = {method.name: c["methods"][method.name]}
+    if "labels" in method.stages:  # WHP's generic labels
         keep["labels"] = c["labels"]
+    if method.trains:
         keep["finetune"] = c["finetune"]
-    else:
-        keep["methods"] = {run.cfg.method: c["methods"][run.cfg.method]}
-        if METHODS[run.cfg.method].trains:
-            keep["finetune"] = c["finetune"]
     return keep
 
 
 def _training_rows(run: "CardRun") -> list[str]:
-    from workbench.methods import METHODS
-    from workbench.methods.train import with_overrides
+    from workbench.methods import registry
+    from workbench.methods.base import with_overrides
 
     c = run.cfg
+    method = registry.get(c.method)
     tokens = sum(len(b) for b in run.blocks)
     rows = []
     for stage in ("reinforce", "score", "labels", "finetune", "report"):
         rec = run.stage_record(stage)
-        if not rec or stage not in METHODS[c.method].stages:
+        if not rec or stage not in method.stages:
             continue
         trained = ""
         if stage == "reinforce" and not c.reinforce.path:
             trained = f"{tokens * c.reinforce.epochs:,.0f}"
-        elif stage == "finetune" and METHODS[c.method].trains:
-            section = getattr(c.methods, c.method, None)
-            epochs = c.finetune.epochs if c.method == "whp" else with_overrides(c.finetune, section).epochs
+        elif stage == "finetune" and method.trains:
+            epochs = with_overrides(c.finetune, getattr(c.methods, c.method, None)).epochs  # whp: no section
             trained = f"{tokens * epochs:,.0f}"
         rows.append(f"| {stage} | {trained} | {float(rec.get('seconds') or 0):.0f} | {rec.get('finished_at', '')} |")
     return rows
@@ -225,7 +225,7 @@ def _limits_from_row(row: dict, split: str | None, source: Path) -> list[str]:
 
 def card_text(run: "CardRun") -> str:
     """The whole ``README.md`` of ``run``'s unlearned model."""
-    from workbench.methods import METHODS
+    from workbench.methods import registry
     from workbench.outcome import outcome_table
 
     c = run.cfg
@@ -233,7 +233,7 @@ def card_text(run: "CardRun") -> str:
     meta = card_metadata(run, report)
     title = run.pack.title if run.pack is not None else "the target corpus"
     base = meta.get("base_model") or c.model
-    spec = METHODS[c.method]
+    spec = registry.get(c.method)
     out = [
         "---",
         yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).strip(),
@@ -253,7 +253,7 @@ def card_text(run: "CardRun") -> str:
         f"- Target: {title} (`{meta['unlearning_target']}`), {len(run.blocks)} blocks of up to "
         f"{c.target.block_size} tokens ({tokens:,} tokens)."
     )
-    if c.method == "whp":
+    if "labels" in spec.stages:  # WHP's generic labels come through the anchor map
         out.append(f"- Anchor map: {len(run.anchors)} anchored terms, hash `{run.anchors.fingerprint()}`.")
     if spec.trains:
         out.append(

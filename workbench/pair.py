@@ -7,13 +7,14 @@ adapter disabled. A fully finetuned reinforced model is a second model.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from workbench.errors import WorkbenchError
+from workbench.tensors import pad_batch  # re-exported: the pair is where callers look
 
 __all__ = ["ModelPair", "pad_batch", "check_same_tokenizer", "generic_scores"]
 
@@ -24,17 +25,6 @@ def generic_scores(v_base, v_reinf, alpha: float):
     if isinstance(v_base, torch.Tensor):
         return v_base - alpha * torch.relu(v_reinf - v_base)
     return v_base - alpha * np.maximum(v_reinf - v_base, 0.0)
-
-
-def pad_batch(seqs: Sequence[np.ndarray], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad token sequences. Returns (input_ids [batch, pos], attention_mask [batch, pos])."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids.to(device), mask.to(device)
 
 
 def check_same_tokenizer(

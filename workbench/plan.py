@@ -241,9 +241,9 @@ def _act_bytes(t: TrainConfig, device: str, weight_bytes: int) -> int:
 
 def estimate_stages(cfg: RunConfig, s: ModelShape, device: str = "gpu") -> list[StageMemory]:
     """The memory of every stage the run's method runs, on one process (``device``: 'gpu' or 'cpu')."""
-    from workbench.methods import METHODS
+    from workbench.methods import registry
 
-    spec = METHODS[cfg.method]
+    spec = registry.get(cfg.method)
     wb = _dtype_bytes(cfg, device)
     n_m = s.matmul_params
     out: list[StageMemory] = []
@@ -290,7 +290,7 @@ def estimate_stages(cfg: RunConfig, s: ModelShape, device: str = "gpu") -> list[
                     flops_per_token=4 * n_m,
                 )
             )
-        elif stage == "finetune" and cfg.method == "whp":
+        elif stage == "finetune" and "finetune" not in spec.own_stages:  # the run's own: WHP's on its labels
             out.append(_whp_finetune(cfg, s, wb, device))
         elif stage == "finetune" and spec.trains:
             out.append(_method_finetune(cfg, s, wb, device))
@@ -343,26 +343,25 @@ def _whp_finetune(cfg: RunConfig, s: ModelShape, wb: int, device: str) -> StageM
 
 
 def _method_finetune(cfg: RunConfig, s: ModelShape, wb: int, device: str) -> StageMemory:
-    from workbench.methods.train import with_overrides
+    from workbench.methods import registry
+    from workbench.methods.base import with_overrides
 
     section = getattr(cfg.methods, cfg.method)
+    shape = registry.get(cfg.method).training_shape(section, s.layers)
     f = with_overrides(cfg.finetune, section)
     tokens = f.batch_size * cfg.target.block_size
     act = _act_bytes(f, device, wb)
     retain = f.batch_size * cfg.target.retain_block_size if getattr(section, "retain_weight", 0.0) > 0 else 0
     # full-weight training keeps a frozen copy for reference terms; NPO may name another reference model
     ref_weights = s.params * wb if f.method == "full" else 0.0
-    if cfg.method == "npo" and cfg.methods.npo.reference != "baseline":
+    if shape.extra_reference:  # NPO with a reference model of its own
         ref_weights += s.params * wb
-    if cfg.method == "rmu":  # no logits: the layers up to the steered one, on target and retain blocks
-        from workbench.methods import rmu_layer
-
-        layers = rmu_layer(cfg.methods, s.layers) + 1
-        shallow = ModelShape(**{**s.__dict__, "layers": layers, "vocab": 0})
+    if shape.layers_run is not None:  # RMU: no logits, the layers up to the steered one, on target and retain
+        shallow = ModelShape(**{**s.__dict__, "layers": shape.layers_run, "vocab": 0})
         w, g, o, a = training_memory(shallow, f, wb, act, tokens + retain, extra_weights=ref_weights, loss_tokens=0)
         w = s.params * wb + (w - shallow.params * wb)  # every layer's weights are still loaded
     else:
-        extra = tokens * s.vocab * (wb + 4) if cfg.method == "npo" else 0.0  # the reference's logits (no graph)
+        extra = tokens * s.vocab * (wb + 4) if shape.reference_logits else 0.0  # the reference's logits (no graph)
         w, g, o, a = training_memory(s, f, wb, act, tokens + retain, extra_weights=ref_weights, extra_loss_bytes=extra)
     what = (
         f"{cfg.method}, {f.method} on {f.batch_size} x {cfg.target.block_size} tokens"

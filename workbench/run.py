@@ -39,6 +39,7 @@ from workbench.corpus import (
 from workbench.distribution import is_main_process, process_device, world_size
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_dir, atomic_write, atomic_write_json, atomic_write_text, read_json
+from workbench.methods import registry
 from workbench.models import LoadedModel, load_model, load_tokenizer
 from workbench.rundir import CARD, RunDir, drop_damaged_shards
 from workbench.runlock import check_run_dir, run_lock
@@ -242,10 +243,7 @@ class Run:
         """Read and validate every input before any stage runs, so bad input fails fast and leaves nothing."""
         self.blocks, self.anchors
         check_report_inputs(self)  # probe files parse now, not after an hour of training
-        if self.cfg.method != "whp":
-            from workbench.methods import check_method
-
-            check_method(self)
+        registry.get(self.cfg.method).check(self.method_context())
         if self.pack is not None and self.retain_documents:
             from workbench.probe_checks import check_pack_disjoint
 
@@ -339,10 +337,9 @@ class Run:
         reinforce = stable_hash("reinforce", target, c.reinforce)
         if stage == "reinforce":
             return reinforce
-        if c.method != "whp" and stage in ("finetune", "report"):  # the other methods: workbench/methods
-            from workbench.methods import fingerprint
-
-            finetune = fingerprint(self, target, reinforce)
+        method = registry.get(c.method)
+        if "finetune" in method.own_stages and stage in ("finetune", "report"):  # the method's own finetune stage
+            finetune = method.fingerprint(self.method_context(), target, reinforce)
             return finetune if stage == "finetune" else stable_hash("report", finetune, c.report, REPORT_VERSION)
         if stage == "score":  # the suggestions depend on the map; the per-token scores do not (see score())
             return stable_hash("suggest", self._scores_fingerprint(reinforce), self.anchors.fingerprint())
@@ -562,16 +559,31 @@ class Run:
         )
         return store
 
+    def method_context(self):
+        """The :class:`~workbench.methods.base.StageContext` the run's method reads (workbench/methods/context.py)."""
+        from workbench.methods.context import RunStageContext
+
+        return RunStageContext(self, require=self._require, out=self.paths.unlearned)
+
+    def _method_finetune(self, method):
+        """The ``finetune`` stage of a method that runs it itself: ``unlearned/``, reused when finished."""
+        ctx = self.method_context()
+        if self.is_done("finetune") and ctx.out.is_dir():
+            return load_model(str(ctx.out), device=process_device(self.cfg.device), dtype=self.cfg.dtype).model
+        t0 = time.perf_counter()
+        model, extra = method.run_stage("finetune", ctx)
+        self._finish("finetune", time.perf_counter() - t0, method=method.name, **extra)
+        return model
+
     @_guarded
     def finetune(self):
         """Finetune the baseline on the generic labels; saves ``unlearned/``. Returns the unlearned model."""
         from workbench.finetune import build_dataset, finetune
         from workbench.labels import LabelStore
 
-        if self.cfg.method != "whp":  # another method writes unlearned/ its own way (workbench/methods)
-            from workbench.methods import unlearn
-
-            model = unlearn(self)
+        method = registry.get(self.cfg.method)
+        if "finetune" in method.own_stages:  # the method writes unlearned/ its own way (workbench/methods)
+            model = self._method_finetune(method)
             self._write_card(only_missing=True)
             return model
         self._require("labels", "finetune")
@@ -661,9 +673,7 @@ class Run:
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise WorkbenchError(f"unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
-        from workbench.methods import method_stages
-
-        needed = method_stages(self.cfg.method)
+        needed = registry.get(self.cfg.method).stages
         if "labels" in stages and "labels" in needed and not self.is_done("labels"):
             self._require_anchors()  # fail before any training, not after
         report: dict = {}
@@ -697,7 +707,6 @@ def _with_defaults(old: dict, defaults: dict) -> dict:
 def export_run(run_dir: str | Path, to: str | Path) -> Path:
     """Copy a finished run's unlearned model (weights, tokenizer), a fresh card and the run config into ``to``
     (a new folder, written in one rename). Raises WorkbenchError when ``to`` exists or the model is not there."""
-    from workbench.methods import METHODS
     from workbench.model_card import CONFIG_NAME, card_text
 
     run_dir, to = Path(run_dir), Path(to)
@@ -708,7 +717,7 @@ def export_run(run_dir: str | Path, to: str | Path) -> Path:
     if not stored.is_file():
         raise WorkbenchError(f"export: {run_dir} is not a run directory (no config.yaml); give the folder a run wrote")
     run = Run(load_config(stored), run_dir, log=None)
-    if not METHODS[run.cfg.method].trains:
+    if not registry.get(run.cfg.method).trains:
         raise WorkbenchError(
             f"export: method {run.cfg.method!r} changes no weights, so there is no model to upload "
             f"(its {paths.unlearned} is a descriptor the workbench loads)"

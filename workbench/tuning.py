@@ -1,7 +1,7 @@
 """``workbench tune``: every unlearning method tuned on the dev probes with the same number of trials, each one's
 setting picked by one rule fixed in advance.
 
-Each method sweeps its strength knob over three values (``TUNING_GRID``): the learning rate for the trained
+Each method sweeps its strength knob over three values (its ``tuning``, gathered in ``TUNING_GRID``): the learning rate for the trained
 methods, alpha for the test-time WHP mix, the retain weight for WHP (whose learning rate the demo's own sweep
 chose, benchmarks/sweeps/demo.yaml). ``prompt`` has no strength knob: one trial. Every group is one
 :func:`workbench.compare.compare_runs` on the dev probes without the attacks (they belong to the final heldout
@@ -27,16 +27,34 @@ from workbench.config import check_names
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_text
 
-__all__ = ["TUNING_GRID", "LIMITS", "select_trials", "tune_methods", "trials_markdown", "add_tune_parser"]
+__all__ = [
+    "TUNING_GRID",
+    "tuning_grid",
+    "LIMITS",
+    "select_trials",
+    "tune_methods",
+    "trials_markdown",
+    "add_tune_parser",
+]
 
 METHODS_DIR = Path(__file__).resolve().parent / "configs" / "methods"
-# group: (methods, swept key, values); three trials for every method with a strength knob
-TUNING_GRID: dict[str, tuple[list[str], str | None, list | None]] = {
-    "lr": (["rmu", "ga", "graddiff", "simnpo", "npo"], "finetune.learning_rate", [2e-4, 6e-4, 2e-3]),
-    "alpha": (["whp_test_time"], "methods.whp_test_time.alpha", [1.0, 2.0, 5.0]),
-    "retain": (["whp"], "finetune.retain_weight", [10.0, 20.0, 30.0]),
-    "prompt": (["prompt"], None, None),
-}
+
+
+def tuning_grid() -> dict[str, tuple[list[str], str | None, list | None]]:
+    """group: (methods, swept key, values), from each registered method's ``tuning`` (methods without one are not
+    tuned); groups and their methods in registry order."""
+    from workbench.methods import registry
+
+    grid: dict[str, tuple[list[str], str | None, list | None]] = {}
+    for method in registry.METHODS.values():
+        t = method.tuning
+        if t is not None:
+            grid.setdefault(t.group, ([], t.key, t.values))[0].append(method.name)
+    return grid
+
+
+# three trials for every method with a strength knob; prompt: one
+TUNING_GRID = tuning_grid()
 LIMITS = {"collateral_drop": 0.05, "general_drop": 0.05, "ppl_rise": 0.10}
 
 
@@ -66,7 +84,7 @@ def tune_methods(
     Returns every trial (the rows of groups not run now are kept from ``<out>/trials.csv``)."""
     from workbench.compare import CompareConfig, compare_runs
 
-    grid = TUNING_GRID if grid is None else grid
+    grid = tuning_grid() if grid is None else grid
     groups = list(grid) if groups is None else groups
     check_names("tune groups", groups, list(grid))
     out = Path(out_dir)

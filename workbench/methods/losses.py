@@ -30,6 +30,8 @@ __all__ = [
     "simnpo_loss",
     "rmu_forget_loss",
     "rmu_retain_loss",
+    "model_logprobs",
+    "retain_nll",
 ]
 
 
@@ -90,3 +92,18 @@ def rmu_retain_loss(h: torch.Tensor, h_frozen: torch.Tensor, mask: torch.Tensor)
     """Mean squared distance of the activations to the frozen model's at valid positions."""
     m = mask.bool()
     return ((h[m].float() - h_frozen[m].float()) ** 2).mean()
+
+
+def model_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    """:func:`token_logprobs` of ``model``'s logits on a batch: ``(logp [batch, pos-1], mask)``."""
+    return token_logprobs(model(input_ids=input_ids, attention_mask=attention_mask).logits, input_ids, attention_mask)
+
+
+def retain_nll(model: torch.nn.Module, inputs: dict, weight: float, parts: dict) -> torch.Tensor | float:
+    """``weight`` x the mean NLL of the batch's retain blocks (0 without a weight or retain blocks); the NLL goes
+    into ``parts["retain_nll"]`` for the training log."""
+    if weight <= 0 or "retain_ids" not in inputs:
+        return 0.0
+    r = mean_nll(*model_logprobs(model, inputs["retain_ids"], inputs["retain_mask"]))
+    parts["retain_nll"] = float(r.detach())
+    return weight * r

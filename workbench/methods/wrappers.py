@@ -20,7 +20,9 @@ from transformers.modeling_outputs import CausalLMOutput
 
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_json
+from workbench.methods.prompt import system_prefix_ids  # re-exported: models.py loads the prompt wrapper
 from workbench.pair import generic_scores
+from workbench.rundir import DESCRIPTOR, RunDir
 
 __all__ = [
     "DESCRIPTOR",
@@ -33,7 +35,6 @@ __all__ = [
     "FORMAT",
 ]
 
-DESCRIPTOR = "workbench_method.json"
 FORMAT = "whp-method/1"
 
 
@@ -186,20 +187,6 @@ class PromptModel(LogitsWrapper):
         return tuple(h[:, p:] for h in hs)
 
 
-def system_prefix_ids(tokenizer, system: str) -> list[int]:
-    """The system instruction as the chat template writes a system turn (plain text and a blank line without a
-    template); the probe or prompt text follows it as is."""
-    text = None
-    if getattr(tokenizer, "chat_template", None):
-        try:
-            text = tokenizer.apply_chat_template([{"role": "system", "content": system}], tokenize=False)
-        except Exception:  # a template that refuses a lone system turn
-            text = None
-    if text is None:
-        text = system.strip() + "\n\n"
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
 # -- descriptors ----------------------------------------------------------------------------------------------------
 def write_descriptor(folder: str | os.PathLike, data: dict) -> None:
     atomic_write_json(Path(folder) / DESCRIPTOR, {"format": FORMAT, **data})
@@ -209,7 +196,7 @@ def find_descriptor(spec: str) -> Path | None:
     """The descriptor of a model spec that names a descriptor folder, or a run directory holding one."""
     try:
         path = Path(spec).expanduser()
-        for cand in (path / DESCRIPTOR, path / "unlearned" / DESCRIPTOR):
+        for cand in (path / DESCRIPTOR, RunDir(path).descriptor):
             if cand.is_file():
                 return cand
     except (OSError, ValueError):

@@ -1,0 +1,56 @@
+"""Gradient difference: ascent on the target, descent on retain text (Liu et al. 2022; TOFU's 'Grad. Diff.')."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from workbench.errors import WorkbenchError
+from workbench.methods.base import LossFn, StageContext, TrainedMethod, settings_help
+from workbench.methods.ga import LEARNING_RATES, GAConfig
+
+__all__ = ["GradDiffConfig", "graddiff", "GradDiff"]
+
+
+@dataclass
+class GradDiffConfig(GAConfig):
+    """Gradient difference: ascent on the target, descent on retain text (Liu et al. 2022; TOFU's 'Grad. Diff.')."""
+
+    forget_weight: float = field(
+        default=1.0, metadata=settings_help("weight of the ascent term on the target (TOFU: 1)")
+    )
+    retain_weight: float = field(default=1.0, metadata=settings_help("weight of the NLL term on retain text (TOFU: 1)"))
+
+
+def graddiff(settings: GradDiffConfig) -> LossFn:
+    """``forget_weight * (-NLL(target)) + retain_weight * NLL(retain)``."""
+    from workbench.methods import losses as L
+
+    def loss(model, inputs, frozen):
+        f_logp, f_mask = L.model_logprobs(model, inputs["input_ids"], inputs["attention_mask"])
+        if settings.retain_weight > 0 and "retain_ids" in inputs:
+            r_logp, r_mask = L.model_logprobs(model, inputs["retain_ids"], inputs["retain_mask"])
+        else:  # no retain term: an empty mask makes its NLL 0
+            r_logp, r_mask = f_logp[:, :0], f_mask[:, :0]
+        total = L.graddiff_loss(f_logp, f_mask, r_logp, r_mask, settings.forget_weight, settings.retain_weight)
+        parts = {"forget_nll": float(L.mean_nll(f_logp, f_mask).detach())}
+        if r_mask.numel():
+            parts["retain_nll"] = float(L.mean_nll(r_logp, r_mask).detach())
+        return total, parts
+
+    return loss
+
+
+class GradDiff(TrainedMethod):
+    name = "graddiff"
+    summary = "ascent on target, descent on retain"
+    settings = GradDiffConfig
+    tuning = LEARNING_RATES
+
+    def check(self, ctx: StageContext) -> None:
+        if ctx.settings.retain_weight > 0 and not ctx.retain_blocks:
+            raise WorkbenchError(
+                "methods.graddiff.retain_weight > 0 needs retain text: set target.retain or use a pack with retain/"
+            )
+
+    def loss(self, settings: GradDiffConfig) -> LossFn:
+        return graddiff(settings)

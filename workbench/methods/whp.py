@@ -1,0 +1,25 @@
+"""The paper's method (Eldan and Russinovich 2023, "Who's Harry Potter?"): reinforce a model on the target, score
+its tokens, make generic labels through the anchor map, and finetune the baseline on them.
+
+Its settings are the run config's own sections (reinforce, scoring, labels, finetune), not a ``methods.whp``
+section, and its stage bodies are still the run's (``Run.reinforce`` / ``score`` / ``labels`` / ``finetune`` in
+workbench/run.py, over workbench/reinforce.py, labels.py and finetune.py): ``own_stages`` is empty. Moving them
+behind :meth:`Method.run_stage` is the remaining step of the method interface (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from workbench.methods.base import Method, Tuning
+
+__all__ = ["WHP"]
+
+
+class WHP(Method):
+    name = "whp"
+    summary = "the paper's method"
+    settings = None
+    stages = ("reinforce", "score", "labels", "finetune", "report")
+    own_stages = ()
+    trains = True
+    uses_reinforced = True
+    tuning = Tuning("retain", "finetune.retain_weight", [10.0, 20.0, 30.0])
