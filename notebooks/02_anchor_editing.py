@@ -50,8 +50,8 @@ if START == "empty" and not nb.curated_anchors_path.is_file():
     nb.run_dir.mkdir(parents=True, exist_ok=True)
     AnchorMap({}, description=f"new map for {PACK}").save(empty)
     cfg.target.anchors = str(empty)
-cfg.scoring.max_blocks = None  # suggestions from every block of the corpus (batched; reused after map edits)
-cfg.scoring.whole_corpus = True
+cfg.scoring.whole_corpus = True  # suggestions from every block of the corpus (batched; reused after map edits)
+cfg.scoring.max_blocks = 48 if nb.is_tiny else None  # the tiny model's dry run: the first 48 blocks
 run = nb.run(cfg=cfg)
 print(f"{len(run.corpus_blocks)} blocks, {sum(len(b) for b in run.corpus_blocks):,} tokens in the whole corpus")
 

@@ -87,7 +87,9 @@ if nb.is_tiny:
     base = config_to_dict(nb.cfg)
     configs = [{**base, "name": f"tiny-{m}", "method": m} for m in METHODS]
     out = nb.run_dir / "compare"  # beside the shared tiny run
-    cc = CompareConfig(split="heldout", relearn_steps=(1, 2), bootstrap=200, probe_limit=24, progress=False)
+    cc = CompareConfig(
+        split="heldout", relearn_steps=(1, 2), bootstrap=200, probe_limit=12, ppl_max_tokens=1024, progress=False
+    )
 else:
     folder = Path(workbench.__file__).parent / "configs" / "methods"
     configs = [folder / f"{m}.yaml" for m in METHODS if (folder / f"{m}.yaml").is_file()]  # the tuned configs

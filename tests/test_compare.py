@@ -90,7 +90,7 @@ def test_compare_two_methods_on_the_tiny_model(tmp_path):
         p = tmp_path / f"{name}.yaml"
         p.write_text(yaml.safe_dump({**TINY, "name": name, "method": method}))
         paths.append(p)
-    cc = CompareConfig(relearn_steps=(1, 2), bootstrap=200, probe_limit=24, progress=False)
+    cc = CompareConfig(relearn_steps=(1, 2), bootstrap=200, probe_limit=12, ppl_max_tokens=1024, progress=False)
     out = tmp_path / "cmp"
     table = compare_runs(paths, out, cc, log=lambda s: None)
     assert list(table["run"]) == ["ga", "prompt"]
