@@ -121,3 +121,23 @@ def _shape():
     from workbench.plan import model_shape
 
     return model_shape(tiny_model().model.config)
+
+
+def test_the_run_takes_each_stage_body_from_the_training_layer():
+    """run.py names no method: a stage the method runs itself is its own, any other is the body (and fingerprint)
+    that methods/context gives, WHP's pipeline in methods/whp_stages; the declaration does not import it."""
+    from workbench.errors import WorkbenchError
+    from workbench.methods import registry, whp_stages
+    from workbench.methods.context import skipped, stage_body
+
+    whp, ga, test_time = registry.get("whp"), registry.get("ga"), registry.get("whp_test_time")
+    for stage in ("reinforce", "score", "labels", "finetune"):
+        assert stage_body(whp, stage) is whp_stages.STAGES[stage]
+    assert stage_body(test_time, "reinforce") is whp_stages.reinforce  # the reinforce stage is shared
+    with pytest.raises(WorkbenchError, match="no shared body for its finetune stage"):
+        stage_body(ga, "finetune")  # GA's finetune is its own (Method.run_stage)
+    with pytest.raises(WorkbenchError, match="no shared body for its report stage"):
+        stage_body(whp, "report")  # the report is the run's
+    assert not skipped(ga, None, "finetune")
+    source = (Path(__file__).resolve().parents[1] / "workbench" / "methods" / "whp.py").read_text(encoding="utf-8")
+    assert "import whp_stages" not in source and "from workbench.methods.whp_stages" not in source

@@ -147,7 +147,7 @@ def test_score_stage_follows_map_edits_without_rescoring_and_an_empty_map_scores
     anchors_path.write_text(json.dumps({"anchors": {"Hagrid": ["the groundskeeper"]}}))
     run2 = Run(config_from_dict(raw), tmp_path / "run", progress=False, log=None)
     assert not run2.is_done("score")
-    run2._pair = None  # a model forward would fail: only the suggestions may be redone
+    run2.pair = None  # a model forward would fail: only the suggestions may be redone
     run2.score()
     assert run2.is_done("score")
     assert (tmp_path / "run" / "scores.parquet").stat().st_mtime_ns == mtime

@@ -1055,7 +1055,7 @@ def test_scoring_the_corpus_keeps_memory_flat(tiny_run):
         with open("/proc/self/status") as fh:
             return next(int(l.split()[1]) for l in fh if l.startswith("VmRSS:")) / 1024
 
-    pair, tok = tiny_run._pair(), tiny_run.tokenizer
+    pair, tok = tiny_run.pair(), tiny_run.tokenizer
     blocks = [dataclasses.replace(tiny_run.blocks[i % len(tiny_run.blocks)], index=i) for i in range(120)]
     score_blocks(pair, blocks[:10], tok, 2, progress=False)  # warm up
     gc.collect()

@@ -38,10 +38,10 @@ from workbench.corpus import (
 )
 from workbench.distribution import is_main_process, process_device, world_size
 from workbench.errors import WorkbenchError
-from workbench.io import atomic_dir, atomic_write, atomic_write_json, atomic_write_text, read_json
+from workbench.io import atomic_dir, atomic_write_json, atomic_write_text, read_json
 from workbench.methods import registry
 from workbench.models import LoadedModel, load_model, load_tokenizer
-from workbench.rundir import CARD, RunDir, drop_damaged_shards
+from workbench.rundir import CARD, RunDir
 from workbench.runlock import check_run_dir, run_lock
 
 __all__ = ["Run", "STAGES", "export_run"]
@@ -167,7 +167,8 @@ class Run:
             self._noted.add(message)
             self.log(message)
 
-    def _finish(self, stage: str, seconds: float, **extra) -> None:
+    def finish(self, stage: str, seconds: float, **extra) -> None:
+        """Record ``stage`` as finished (``stages/<stage>.json``: its fingerprint, its seconds and ``extra``)."""
         if not is_main_process():
             return
         atomic_write_json(
@@ -181,7 +182,8 @@ class Run:
             },
         )
 
-    def _require(self, stage: str, before: str) -> None:
+    def require(self, stage: str, before: str) -> None:
+        """Raise WorkbenchError unless ``stage`` is finished with the current config (``before`` needs it)."""
         if not self.is_done(stage):
             raise WorkbenchError(
                 f"stage {before!r} needs stage {stage!r} finished with the current config in {self.dir}; "
@@ -275,15 +277,6 @@ class Run:
 
             perplexity_text(self, self.cfg.report)  # a named text that is missing fails now, not after training
 
-    def _require_anchors(self) -> None:
-        if not self.anchors.entries:
-            where = self.anchors.source or "the anchor map"
-            raise WorkbenchError(
-                f"{where}: the map has no anchors, and the labels stage needs at least one; run the reinforce and "
-                "score stages (`workbench run CONFIG --stages reinforce,score`), curate the map from "
-                "suggested_anchors.csv (notebook 02_anchor_editing), then set target.anchors to the saved map"
-            )
-
     @property
     def baseline_spec(self) -> str:
         """The model the method unlearns: ``implanted/`` when the implant stage is on, else ``cfg.model``."""
@@ -304,7 +297,7 @@ class Run:
     def load_baseline(self) -> LoadedModel:
         """The model the method unlearns (see :attr:`baseline_spec`); with the implant stage on, it must be done."""
         if self.cfg.implant.enabled:
-            self._require("implant", "reinforce")
+            self.require("implant", "reinforce")
         return load_model(self.baseline_spec, device=process_device(self.cfg.device), dtype=self.cfg.dtype)
 
     @cached_property
@@ -337,46 +330,20 @@ class Run:
         reinforce = stable_hash("reinforce", target, c.reinforce)
         if stage == "reinforce":
             return reinforce
-        method = registry.get(c.method)
-        if "finetune" in method.own_stages and stage in ("finetune", "report"):  # the method's own finetune stage
-            finetune = method.fingerprint(self.method_context(), target, reinforce)
-            return finetune if stage == "finetune" else stable_hash("report", finetune, c.report, REPORT_VERSION)
-        if stage == "score":  # the suggestions depend on the map; the per-token scores do not (see score())
-            return stable_hash("suggest", self._scores_fingerprint(reinforce), self.anchors.fingerprint())
-        from workbench.translate import ALIGNMENT_VERSION
+        if stage not in STAGES:
+            raise WorkbenchError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+        from workbench.methods.context import stage_fingerprint
 
-        labels = stable_hash(
-            "labels",
-            reinforce,
-            self.anchors.fingerprint(),
-            c.labels,
-            corpus_fingerprint(self.retain_documents),  # rule 4 reads the retain text
-            ALIGNMENT_VERSION,
+        own = stage_fingerprint(
+            registry.get(c.method), self, "finetune" if stage == "report" else stage, target, reinforce
         )
-        if stage == "labels":
-            return labels
-        retain = corpus_fingerprint(self.retain_documents) if c.finetune.retain_weight > 0 else None
-        finetune = stable_hash("finetune", labels, c.finetune, retain, t.retain_block_size, t.max_retain_blocks)
-        if stage == "finetune":
-            return finetune
-        if stage == "report":
-            return stable_hash("report", finetune, c.report, REPORT_VERSION)
-        raise WorkbenchError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+        return stable_hash("report", own, c.report, REPORT_VERSION) if stage == "report" else own
 
     def _implant_fingerprint(self) -> str:
         c = self.cfg
         qa = [(q.question, q.answer) for q in self.qa_items] if c.implant.qa else None
         return stable_hash(
             "implant", c.model, c.seed, c.dtype, corpus_fingerprint(self.documents), c.target.block_size, c.implant, qa
-        )
-
-    def _scores_fingerprint(self, reinforce: str | None = None) -> str:
-        c = self.cfg
-        return stable_hash(
-            "score",
-            reinforce or self.fingerprint("reinforce"),
-            c.scoring,
-            corpus_fingerprint(self.documents) if c.scoring.whole_corpus else None,
         )
 
     @cached_property
@@ -442,46 +409,19 @@ class Run:
             f"{after.get('qa_accuracy', float('nan')):.2f} (chance {after.get('qa_chance', float('nan')):.2f}); "
             f"corpus loss {before['corpus_loss']:.3f} -> {after['corpus_loss']:.3f}"
         )
-        self._finish("implant", seconds, tokens=int(sum(len(b) for b in blocks)), before=before, after=after)
+        self.finish("implant", seconds, tokens=int(sum(len(b) for b in blocks)), before=before, after=after)
         return model
 
     @_guarded
     def reinforce(self):
         """Train (or load) the reinforced model. Returns a ModelPair."""
-        from workbench.reinforce import load_pair, train_reinforced
+        return self.stage("reinforce")
 
-        base = self.load_baseline()
-        out = self.paths.reinforced
-        if self.cfg.reinforce.path:
-            pair = load_pair(base.model, base.tokenizer, self.cfg.reinforce.path)
-            self._finish("reinforce", 0.0, source=self.cfg.reinforce.path)
-            return pair
-        if self.is_done("reinforce") and out.is_dir():
-            return load_pair(base.model, base.tokenizer, out)
-        self.log(f"[reinforce] training on {len(self.blocks)} blocks ({sum(len(b) for b in self.blocks)} tokens)")
-        t0 = time.perf_counter()
-        pair, finished = train_reinforced(
-            base.model,
-            base.tokenizer,
-            self.blocks,
-            self.cfg.reinforce,
-            out,
-            self.cfg.seed,
-            self.callbacks,
-            self.progress,
-            tracking=self.stage_tracking("reinforce"),
-        )
-        if not finished:
-            raise KeyboardInterrupt("reinforcement stopped; rerun to resume from the last checkpoint")
-        self._finish("reinforce", time.perf_counter() - t0)
-        return pair
+    def pair(self):
+        """The baseline and the finished reinforced model (a ModelPair; the score and labels stages read it)."""
+        from workbench.methods.whp_stages import pair
 
-    def _pair(self):
-        from workbench.reinforce import load_pair
-
-        self._require("reinforce", "labels")
-        base = self.load_baseline()
-        return load_pair(base.model, base.tokenizer, self.cfg.reinforce.path or self.paths.reinforced)
+        return pair(self)
 
     @_guarded
     @_main_process_only
@@ -489,28 +429,7 @@ class Run:
         """Per-token scores (``scored_blocks``) and suggested anchors for the current map. Returns the scores.
 
         The scores are kept when only the anchor map changed: then just ``suggested_anchors.csv`` is redone."""
-        import pandas as pd
-
-        from workbench.scoring import score_blocks, suggest_anchors
-
-        path = self.paths.scores
-        if self.is_done("score") and path.is_file():
-            return pd.read_parquet(path)
-        t0 = time.perf_counter()
-        blocks, scores_fp = self.scored_blocks, self._scores_fingerprint()
-        recorded = (self.stage_record("score") or {}).get("scores_fingerprint")
-        if recorded == scores_fp and not self.paths.artifact_problem("score"):  # the scores file is there and opens
-            scores = pd.read_parquet(path)
-        else:
-            self.log(f"[score] {len(blocks)} blocks ({sum(len(b) for b in blocks)} tokens)")
-            scores = score_blocks(
-                self._pair(), blocks, self.tokenizer, self.cfg.scoring.batch_size, progress=self.progress
-            )
-            atomic_write(path, scores.to_parquet)
-        suggestions = suggest_anchors(scores, blocks, self.anchors, top=None, min_count=self.cfg.scoring.min_count)
-        atomic_write_text(self.paths.suggested_anchors, suggestions.to_csv(index=False))
-        self._finish("score", time.perf_counter() - t0, positions=len(scores), scores_fingerprint=scores_fp)
-        return scores
+        return self.stage("score")
 
     def aligned_blocks(self):
         from workbench.translate import translate_blocks
@@ -525,99 +444,44 @@ class Run:
     @_main_process_only
     def labels(self, on_shard: Callable[[int], None] | None = None):
         """Generic labels for every block. Returns a LabelStore."""
-        from workbench.labels import LabelStore, generate_labels
-
-        out = self.paths.labels
-        if self.is_done("labels"):
-            return LabelStore(out)
-        for note in drop_damaged_shards(out):
-            self.log(f"[labels] {note}")
-        self._require_anchors()
-        t0 = time.perf_counter()
-        aligned = self.aligned_blocks()
-        t_align = time.perf_counter() - t0
-        lc = self.cfg.labels
-        store = generate_labels(
-            self._pair(),
-            aligned,
-            out,
-            lc.alphas,
-            lc.top_k,
-            lc.batch_size,
-            lc.shard_blocks,
-            self.tokenizer.pad_token_id,
-            self.fingerprint("labels"),
-            self.progress,
-            on_shard,
-        )
-        summary = store.summary()
-        self._finish(
-            "labels",
-            time.perf_counter() - t0,
-            align_seconds=round(t_align, 3),
-            summary=summary.to_dict(orient="records"),
-        )
-        return store
+        return self.stage("labels", on_shard=on_shard)
 
     def method_context(self):
         """The :class:`~workbench.methods.base.StageContext` the run's method reads (workbench/methods/context.py)."""
         from workbench.methods.context import RunStageContext
 
-        return RunStageContext(self, require=self._require, out=self.paths.unlearned)
+        return RunStageContext(self, require=self.require, out=self.paths.unlearned)
 
-    def _method_finetune(self, method):
-        """The ``finetune`` stage of a method that runs it itself: ``unlearned/``, reused when finished."""
+    def stage(self, stage: str, **kwargs):
+        """Run ``stage`` of the run's method (no lock, no claim: the public stage methods hold them): the
+        method's own body for a stage in its ``own_stages``, else the body the training layer gives
+        (workbench/methods/context.py). Returns the stage's result."""
+        method = registry.get(self.cfg.method)
+        if stage in method.own_stages:
+            return self._own_stage(method, stage)
+        from workbench.methods.context import stage_body
+
+        return stage_body(method, stage)(self, **kwargs)
+
+    def _own_stage(self, method, stage: str):
+        """A stage the method runs itself (``finetune``): ``unlearned/``, reused when finished."""
         ctx = self.method_context()
-        if self.is_done("finetune") and ctx.out.is_dir():
+        if self.is_done(stage) and ctx.out.is_dir():
             return load_model(str(ctx.out), device=process_device(self.cfg.device), dtype=self.cfg.dtype).model
         t0 = time.perf_counter()
-        model, extra = method.run_stage("finetune", ctx)
-        self._finish("finetune", time.perf_counter() - t0, method=method.name, **extra)
+        model, extra = method.run_stage(stage, ctx)
+        self.finish(stage, time.perf_counter() - t0, method=method.name, **extra)
         return model
 
     @_guarded
     def finetune(self):
-        """Finetune the baseline on the generic labels; saves ``unlearned/``. Returns the unlearned model."""
-        from workbench.finetune import build_dataset, finetune
-        from workbench.labels import LabelStore
-
-        method = registry.get(self.cfg.method)
-        if "finetune" in method.own_stages:  # the method writes unlearned/ its own way (workbench/methods)
-            model = self._method_finetune(method)
-            self._write_card(only_missing=True)
-            return model
-        self._require("labels", "finetune")
-        out = self.paths.unlearned
-        if self.is_done("finetune") and out.is_dir():
-            self._write_card(only_missing=True)
-            return load_model(str(out), device=process_device(self.cfg.device), dtype=self.cfg.dtype).model
-        t0 = time.perf_counter()
-        fc = self.cfg.finetune
-        retain = [b.input_ids for b in self.retain_blocks] if fc.retain_weight > 0 else None
-        if fc.retain_weight > 0 and not retain:
-            raise WorkbenchError(
-                "finetune.retain_weight > 0 needs retain text: set target.retain or use a pack with retain/"
-            )
-        dataset = build_dataset(LabelStore(self.paths.labels), fc, retain)
-        base = self.load_baseline()
-        self.log(
-            f"[finetune] {len(dataset)} blocks, target={fc.target}, alpha={fc.alpha}, retain_weight={fc.retain_weight}"
-        )
-        model, finished = finetune(
-            base.model,
-            base.tokenizer,
-            dataset,
-            fc,
-            out,
-            self.cfg.seed,
-            self.callbacks,
-            self.progress,
-            tracking=self.stage_tracking("finetune"),
-        )
-        if not finished:
-            raise KeyboardInterrupt("finetuning stopped; rerun to resume from the last checkpoint")
-        self._finish("finetune", time.perf_counter() - t0)
-        self._write_card()
+        """The method's finetune stage: saves ``unlearned/`` (trained weights, or a descriptor the workbench
+        loads) and its model card. Returns the unlearned model."""
+        if "finetune" in registry.get(self.cfg.method).own_stages:
+            model, trained = self.stage("finetune"), False
+        else:
+            model, trained = self.stage("finetune")
+        self._write_card(only_missing=not trained)
         return model
 
     def _write_card(self, only_missing: bool = False) -> None:
@@ -636,14 +500,14 @@ class Run:
         """Before/after evaluation on the pack's probes; writes report.json. Returns its content."""
         from workbench.outcome import before_after
 
-        self._require("finetune", "report")
+        self.require("finetune", "report")
         path = self.paths.report_json
         if self.is_done("report") and path.is_file():
             return read_json(path)
         t0 = time.perf_counter()
         rc = self.cfg.report
         result = before_after(self, rc, progress=self.progress) if rc.enabled else {}
-        self._finish("report", time.perf_counter() - t0)
+        self.finish("report", time.perf_counter() - t0)
         report = self._compose_report(result)
         atomic_write_json(path, report)
         self._write_card()  # now with the before/after table
@@ -673,15 +537,14 @@ class Run:
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise WorkbenchError(f"unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
-        needed = registry.get(self.cfg.method).stages
-        if "labels" in stages and "labels" in needed and not self.is_done("labels"):
-            self._require_anchors()  # fail before any training, not after
+        from workbench.methods.context import before_run, skipped
+
+        method = registry.get(self.cfg.method)
+        before_run(method, self, stages)
         report: dict = {}
-        needed = (*needed, "implant") if self.cfg.implant.enabled else needed
+        needed = (*method.stages, "implant") if self.cfg.implant.enabled else method.stages
         for stage in STAGES:
-            if stage not in stages or stage not in needed:
-                continue
-            if stage == "score" and not self.cfg.scoring.enabled:
+            if stage not in stages or stage not in needed or skipped(method, self, stage):
                 continue
             done = self.is_done(stage)
             self.log(f"[{stage}] {'up to date' if done else 'running'}")

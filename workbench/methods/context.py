@@ -4,6 +4,12 @@ cannot import themselves (they sit below the config).
 
 The run builds one with :class:`RunStageContext` and hands it to its method's ``check``, ``fingerprint`` and
 ``run_stage``; the run's inputs (pack, tokenizer, blocks) are read from the run when a method first asks.
+
+The run names no method: it asks this module for the body of each stage (:func:`stage_body`), the fingerprint of
+each stage after reinforce (:func:`stage_fingerprint`), the checks before a whole run (:func:`before_run`) and the
+stages the config turns off (:func:`skipped`). A stage in the method's ``own_stages`` is the method's
+(:meth:`~workbench.methods.base.Method.run_stage`, :meth:`~workbench.methods.base.Method.fingerprint`); the other
+stages a method declares are the paper's pipeline's, in workbench/methods/whp_stages.py.
 """
 
 from __future__ import annotations
@@ -13,9 +19,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from workbench.methods.base import LossFn
+from workbench.errors import WorkbenchError
+from workbench.methods import whp_stages
+from workbench.methods.base import LossFn, Method
 
-__all__ = ["RunInputs", "RunStageContext", "spec_for_descriptor"]
+__all__ = [
+    "RunInputs",
+    "RunStageContext",
+    "before_run",
+    "skipped",
+    "spec_for_descriptor",
+    "stage_body",
+    "stage_fingerprint",
+]
 
 
 class RunInputs(Protocol):
@@ -169,3 +185,30 @@ class RunStageContext:
         from workbench.models import resolve_spec
 
         resolve_spec(spec)
+
+
+# -- the stages a method declares but does not run itself ------------------------------------------------------------
+def stage_body(method: Method, stage: str) -> Callable[..., Any]:
+    """The body of ``stage`` for ``method``, a stage it declares but does not run itself (not in ``own_stages``):
+    the paper's pipeline's (workbench/methods/whp_stages.py). It takes the run and returns the stage's result."""
+    if stage in method.own_stages or stage not in whp_stages.STAGES:
+        raise WorkbenchError(f"method {method.name!r}: no shared body for its {stage} stage")
+    return whp_stages.STAGES[stage]
+
+
+def stage_fingerprint(method: Method, run: Any, stage: str, target: tuple, reinforce: str) -> str:
+    """The fingerprint of ``stage`` (score, labels or finetune) for ``method``: the method's own for a stage it
+    runs itself, else the pipeline's. ``target``: the target blocks' key; ``reinforce``: the reinforce stage's."""
+    if stage in method.own_stages:
+        return method.fingerprint(run.method_context(), target, reinforce)
+    return whp_stages.fingerprint(run, stage, reinforce)
+
+
+def before_run(method: Method, run: Any, stages: tuple[str, ...]) -> None:
+    """Checks of a whole run of ``stages`` before any stage trains (the labels stage's anchors)."""
+    whp_stages.before_run(run, stages, method.stages)
+
+
+def skipped(method: Method, run: Any, stage: str) -> bool:
+    """Whether the config turns ``stage`` off (``scoring.enabled: false``)."""
+    return stage not in method.own_stages and whp_stages.skipped(run, stage)

@@ -2,9 +2,10 @@
 its tokens, make generic labels through the anchor map, and finetune the baseline on them.
 
 Its settings are the run config's own sections (reinforce, scoring, labels, finetune), not a ``methods.whp``
-section, and its stage bodies are still the run's (``Run.reinforce`` / ``score`` / ``labels`` / ``finetune`` in
-workbench/run.py, over workbench/reinforce.py, labels.py and finetune.py): ``own_stages`` is empty. Moving them
-behind :meth:`Method.run_stage` is the remaining step of the method interface (docs/architecture.md).
+section, and its stage bodies live in the training layer, in workbench/methods/whp_stages.py (over
+workbench/reinforce.py, scoring.py, labels.py and finetune.py), which this declaration does not import: the run
+reaches them through workbench/methods/context.py (``stage_body``, ``stage_fingerprint``), so ``own_stages`` is
+empty. Moving them behind :meth:`Method.run_stage` is the remaining step (docs/architecture.md, "What is left").
 """
 
 from __future__ import annotations
