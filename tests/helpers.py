@@ -671,6 +671,50 @@ def ks_brute(a, b) -> tuple[float, float]:
 
 # -- executing a notebook ------------------------------------------------------------------------------------------
 NOTEBOOKS_DIR = ROOT / "notebooks"
+# what each notebook must show when it ran through (beyond raising no error)
+MARKERS = {
+    "00_quickstart": ["run directory:", "changed_share", "probability probes of the dev split", "report.enabled"],
+    "01_scoring": ["scored positions", "mean_gain"],
+    "02_anchor_editing": ["updated '", "undone", "changed_share"],
+    "03_label_inspection": ["inexact_share", "agree_share"],
+    "04_finetuning": ["stopped cleanly at step 2", "checkpoint-2", "finished"],
+    "05_familiarity_probes": [
+        "report.enabled",
+        "familiarity",
+        "collateral",
+        "top1_rate",
+        "unlearned: target=",
+        "report.html",
+    ],
+    "06_compare_methods": ["runs compared on the heldout probes", "no tuning in", "target_drop", "pareto"],
+    "07_ground_truth": [
+        "pack ystrevane",
+        "forget quality: KS p-value",
+        "never saw it",
+        "qa_accuracy",
+        "forget_quality",
+    ],  # the last: the curve's table (it trained here)
+}
+# the notebooks the browser tier runs in JupyterLab (test_browser_notebooks); the nbclient tier runs the others, and
+# these too where the browser tier cannot run
+BROWSER_NOTEBOOKS = [
+    "00_quickstart",
+    "01_scoring",
+    "02_anchor_editing",
+    "03_label_inspection",
+    "04_finetuning",
+    "05_familiarity_probes",
+]
+
+
+def browser_tier_runs(config) -> bool:
+    """Whether this session runs the browser tier: Chromium and playwright are here and ``-m`` keeps it."""
+    markexpr = config.getoption("markexpr") or ""
+    if "not browser" in markexpr or ("browser" not in markexpr and markexpr.strip()):
+        return False
+    return Path(CHROMIUM).is_file() and importlib.util.find_spec("playwright") is not None
+
+
 # the embedded model's notebook run: a sixth of the quick demo's text (6 blocks of 256 tokens), enough for the
 # labels to change and the heldout target probes to fall, in about two minutes on 2 cores
 EMBEDDED_MINI = {

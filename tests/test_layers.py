@@ -96,6 +96,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "implant",
             "proposer",
             "methods.train",
+            "methods.whp_stages",
             "methods.context",
         ),
     ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import execute_notebook
+from helpers import BROWSER_NOTEBOOKS, MARKERS, browser_tier_runs, execute_notebook
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py"))
@@ -26,30 +26,6 @@ EXPECTED = [
 ]
 TINY_TIMEOUT_S = 600  # a hung kernel fails the test; speed is measured in benchmarks/notebook_walk.py, not here
 
-# what each notebook must show when it ran through (beyond raising no error)
-MARKERS = {
-    "00_quickstart": ["run directory:", "changed_share", "probability probes of the dev split", "report.enabled"],
-    "01_scoring": ["scored positions", "mean_gain"],
-    "02_anchor_editing": ["updated '", "undone", "changed_share"],
-    "03_label_inspection": ["inexact_share", "agree_share"],
-    "04_finetuning": ["stopped cleanly at step 2", "checkpoint-2", "finished"],
-    "05_familiarity_probes": [
-        "report.enabled",
-        "familiarity",
-        "collateral",
-        "top1_rate",
-        "unlearned: target=",
-        "report.html",
-    ],
-    "06_compare_methods": ["runs compared on the heldout probes", "no tuning in", "target_drop", "pareto"],
-    "07_ground_truth": [
-        "pack ystrevane",
-        "forget quality: KS p-value",
-        "never saw it",
-        "qa_accuracy",
-        "forget_quality",
-    ],  # the last: the curve's table (it trained here)
-}
 # the run directory each notebook's tiny run uses (the notebooks with settings of their own have their own)
 TINY_RUN_DIRS = {"07_ground_truth": "ystrevane-tiny"}
 
@@ -128,7 +104,9 @@ def execute(name: str, workdir: Path, model: str, timeout: int) -> tuple[str, fl
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.integration
-def test_notebook_runs_on_the_tiny_model(name, notebook_workdir):
+def test_notebook_runs_on_the_tiny_model(name, notebook_workdir, request):
+    if name in BROWSER_NOTEBOOKS and browser_tier_runs(request.config):
+        pytest.skip("runs in JupyterLab in the browser tier (test_browser_notebooks), which checks the same markers")
     text, seconds = execute(name, notebook_workdir, "tiny", TINY_TIMEOUT_S)
     assert "model 'tiny'" in text
     for marker in MARKERS[name]:
