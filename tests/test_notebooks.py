@@ -14,16 +14,7 @@ from helpers import BROWSER_NOTEBOOKS, MARKERS, browser_tier_runs, execute_noteb
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py"))
-EXPECTED = [
-    "00_quickstart",
-    "01_scoring",
-    "02_anchor_editing",
-    "03_label_inspection",
-    "04_finetuning",
-    "05_familiarity_probes",
-    "06_compare_methods",
-    "07_ground_truth",
-]
+EXPECTED = [*BROWSER_NOTEBOOKS, "06_compare_methods", "07_ground_truth"]
 TINY_TIMEOUT_S = 600  # a hung kernel fails the test; speed is measured in benchmarks/notebook_walk.py, not here
 
 # the run directory each notebook's tiny run uses (the notebooks with settings of their own have their own)
