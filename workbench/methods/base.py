@@ -32,6 +32,7 @@ __all__ = [
     "TrainSetup",
     "TrainingShape",
     "Tuning",
+    "RunInputs",
     "StageContext",
     "settings_help",
     "with_overrides",
@@ -49,20 +50,12 @@ def settings_help(text: str) -> dict:
     return {"help": text}
 
 
-class StageContext(Protocol):
-    """What a method reads and calls of its run (public names only; the run builds it, the method never sees it).
-
-    Inputs: the run config ``cfg``, the method's ``settings`` section (``cfg.methods.<name>``; None for a method
-    without settings), the run directory ``dir`` and ``out``, the folder the stage writes (``unlearned/``), the
-    pack, tokenizer, target and retain blocks, retain documents, the progress flag, Trainer callbacks and ``log``.
-    Services: :meth:`train` (the shared Trainer path), :meth:`load_model`, :meth:`describe` (write a descriptor
-    model), :meth:`num_layers` and :meth:`check_model_spec`.
-    """
+class RunInputs(Protocol):
+    """What a run offers every method: its config, directory, pack, tokenizer, blocks, retain documents, progress
+    flag, Trainer callbacks and log, the baseline and a stage's tracking (a :class:`workbench.run.Run`)."""
 
     cfg: Any
-    settings: Any
     dir: Path
-    out: Path
     pack: Any
     tokenizer: Any
     blocks: list
@@ -74,6 +67,21 @@ class StageContext(Protocol):
 
     def load_baseline(self) -> Any: ...
     def stage_tracking(self, stage: str) -> Any: ...
+
+
+class StageContext(RunInputs, Protocol):
+    """What a method reads and calls of its run (public names only; the run builds it, the method never sees it).
+
+    Inputs: the run config ``cfg``, the method's ``settings`` section (``cfg.methods.<name>``; None for a method
+    without settings), the run directory ``dir`` and ``out``, the folder the stage writes (``unlearned/``), the
+    pack, tokenizer, target and retain blocks, retain documents, the progress flag, Trainer callbacks and ``log``.
+    Services: :meth:`train` (the shared Trainer path), :meth:`load_model`, :meth:`describe` (write a descriptor
+    model), :meth:`num_layers` and :meth:`check_model_spec`.
+    """
+
+    settings: Any
+    out: Path
+
     def require(self, stage: str, before: str) -> None: ...
 
     def train(

@@ -17,14 +17,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from workbench.errors import WorkbenchError
 from workbench.methods import whp_stages
-from workbench.methods.base import LossFn, Method
+from workbench.methods.base import LossFn, Method, RunInputs
 
 __all__ = [
-    "RunInputs",
     "RunStageContext",
     "before_run",
     "skipped",
@@ -32,24 +31,6 @@ __all__ = [
     "stage_body",
     "stage_fingerprint",
 ]
-
-
-class RunInputs(Protocol):
-    """What the context reads of a run (a :class:`workbench.run.Run`; the methods sit below the run)."""
-
-    cfg: Any
-    dir: Path
-    pack: Any
-    tokenizer: Any
-    blocks: list
-    retain_blocks: list
-    retain_documents: list
-    progress: bool
-    callbacks: list
-    log: Callable[[str], None]
-
-    def load_baseline(self) -> Any: ...
-    def stage_tracking(self, stage: str) -> Any: ...
 
 
 def spec_for_descriptor(spec: str) -> str:
