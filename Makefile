@@ -18,8 +18,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 install: $(VENV)/.installed
 
+# two workers, a test file each at a time (tests/conftest.py gives each one thread); PYTEST_ARGS adds to it
 test: install lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 # ruff: lint and format (settings in pyproject.toml); `make format` rewrites what the check reports
 lint: install

@@ -8,6 +8,31 @@ import os
 
 import pytest
 
+# `make test` runs two pytest-xdist workers (`-n 2 --dist loadfile`): on two cores each worker, and every process it
+# starts (CLI children, notebook kernels), computes on one thread, so the two never fight over the cores
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = "1"
+
+# the files that take minutes, longest first: collected first, so the two workers start on them and the suite ends on
+# short tests instead of one worker finishing a long one alone (measured: docs in CONTRIBUTING.md)
+LONG_FILES = (
+    "test_embedded.py",
+    "test_browser_notebooks.py",
+    "test_notebooks.py",
+    "test_browser.py",
+    "test_reliability.py",
+    "test_run.py",
+    "test_benchmarks.py",
+    "test_tuning.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Long files first (stable: the order inside a file, and of the other files, is kept)."""
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))
+
 
 @pytest.fixture(scope="session")
 def tiny_pristine():

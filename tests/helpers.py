@@ -732,7 +732,7 @@ EMBEDDED_MINI = {
     "reinforce": {"epochs": 1, "batch_size": 2, "learning_rate": 5e-4},
     "scoring": {"max_blocks": 1},
     "labels": {"alphas": [0.0, 5.0], "batch_size": 2},
-    "finetune": {"epochs": 3, "batch_size": 2, "learning_rate": 1e-3, "target": "soft", "retain_weight": 1.0},
+    "finetune": {"epochs": 2, "batch_size": 2, "learning_rate": 1e-3, "target": "soft", "retain_weight": 1.0},
     "report": {"probe_sets": ["probability"], "split": "heldout", "max_perplexity_tokens": 512},
 }
 

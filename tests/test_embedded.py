@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from helpers import MARKERS
 
 from workbench.labels import LabelStore
 from workbench.rundir import RunDir
@@ -29,6 +30,18 @@ def test_cached_embedded_model_reloads_fast():
     t0 = time.perf_counter()
     load_model("embedded")
     assert time.perf_counter() - t0 < 10  # generous: the benchmark holds the real 3 s target
+
+
+def test_quickstart_runs_on_the_embedded_model(embedded_quickstart):
+    # helpers.EMBEDDED_MINI: the demo's method on 6 blocks of 256 tokens; the run the test below reads
+    text = embedded_quickstart.text
+    assert "model 'embedded'" in text
+    # the report stage runs in this config: the headline table (split named) instead of the tiny config's notice
+    for marker in [m for m in MARKERS["00_quickstart"] if m != "report.enabled"] + [
+        "Before and after: heldout probes ("
+    ]:
+        assert marker in text, f"00_quickstart: expected {marker!r} in the outputs"
+    print(f"00_quickstart on the embedded model: {embedded_quickstart.seconds:.0f} s")
 
 
 def test_short_real_run_lowers_target_familiarity(embedded_quickstart):

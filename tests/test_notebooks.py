@@ -104,16 +104,3 @@ def test_notebook_runs_on_the_tiny_model(name, notebook_workdir, request):
         assert marker in text, f"{name}: expected {marker!r} in the outputs"
     print(f"{name} on the tiny model: {seconds:.0f} s")
     assert (notebook_workdir / "runs" / TINY_RUN_DIRS.get(name, "notebooks-tiny")).is_dir()
-
-
-@pytest.mark.slow
-def test_quickstart_runs_on_the_embedded_model(embedded_quickstart):
-    # helpers.EMBEDDED_MINI: the demo's method on 6 blocks of 256 tokens; the run is shared with test_embedded
-    text = embedded_quickstart.text
-    assert "model 'embedded'" in text
-    # the report stage runs in this config: the headline table (split named) instead of the tiny config's notice
-    for marker in [m for m in MARKERS["00_quickstart"] if m != "report.enabled"] + [
-        "Before and after: heldout probes ("
-    ]:
-        assert marker in text, f"00_quickstart: expected {marker!r} in the outputs"
-    print(f"00_quickstart on the embedded model: {embedded_quickstart.seconds:.0f} s")

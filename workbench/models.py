@@ -16,6 +16,7 @@ A *model spec* is a string:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.util
 import json
 import logging
@@ -110,15 +111,23 @@ def embedded_model_dir() -> Path:
     """Folder of the converted embedded model, converting it first if needed (~20 s, once)."""
     gguf = embedded_gguf_path()
     out = cache_dir() / _EMBEDDED_CACHE_NAME
-    marker = out / "workbench_source.json"
-    if marker.is_file():
-        try:
-            if json.loads(marker.read_text()).get("size") == gguf.stat().st_size:
-                return out
-        except (OSError, ValueError):
-            pass
-    _convert_gguf(gguf, out)
+    if _converted(out, gguf):
+        return out
+    # one process converts, the others wait for it (two notebooks, or test workers, starting on a fresh machine)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{_EMBEDDED_CACHE_NAME}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _converted(out, gguf):
+            _convert_gguf(gguf, out)
     return out
+
+
+def _converted(out: Path, gguf: Path) -> bool:
+    marker = out / "workbench_source.json"
+    try:
+        return marker.is_file() and json.loads(marker.read_text()).get("size") == gguf.stat().st_size
+    except (OSError, ValueError):
+        return False
 
 
 def tiny_tokenizer() -> PreTrainedTokenizerBase:
