@@ -308,13 +308,13 @@ def test_forget_quality_of_a_model_against_itself_is_one_and_none_without_refere
 
 def test_run_report_has_trivia_accuracy_of_both_models(tmp_path, tiny):
     from workbench.anchors import load_anchor_map
-    from workbench.eval.run_report import before_after_report
+    from workbench.eval.run_report import evaluate_run
     from workbench.models import tiny_model
-    from workbench.outcome import outcome_table
+    from workbench.report import report_table
 
     pack = load_pack(_gt_pack(tmp_path))
     other = tiny_model(seed=1)
-    result = before_after_report(
+    result = evaluate_run(
         tiny,
         other,
         pack,
@@ -331,7 +331,7 @@ def test_run_report_has_trivia_accuracy_of_both_models(tmp_path, tiny):
     tr = result["trivia"]
     assert (tr["n"], tr["baseline_accuracy"], tr["unlearned_accuracy"]) == (2, base, after)
     assert tr["change"] == pytest.approx(after - base)
-    row = outcome_table(result).set_index("measure").loc["trivia: accuracy (chance 0.5)"]
+    row = report_table(result).set_index("measure").loc["trivia: accuracy (chance 0.5)"]
     assert row["baseline"] == base and row["n"] == 2
 
 

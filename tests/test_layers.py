@@ -82,7 +82,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "eval.runner",
             "eval.run_report",
             "eval.attacks",
-            "outcome",
+            "report",
         ),
     ),
     (

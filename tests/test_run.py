@@ -209,7 +209,7 @@ def test_answer_kind_classifies_probes_against_the_anchor_map():
 
 @pytest.mark.integration
 def test_report_stage_compares_baseline_and_unlearned(tmp_path):
-    from workbench.outcome import outcome_table
+    from workbench.report import report_table
 
     root = tmp_path / "pack"
     make_inputs(root)
@@ -267,7 +267,7 @@ def test_report_stage_compares_baseline_and_unlearned(tmp_path):
     g = rows[rows["variant"] == "generic"].set_index("probe_id")
     assert g.loc["p1", "prompt"] != "Harry Potter went to" and "Harry" not in g.loc["p1", "prompt"]
     assert g.loc["p1", "answer_kind"] == "anchor"  # the kind of the original prompt
-    table = outcome_table(report)
+    table = report_table(report)
     assert list(table["measure"])[-1].startswith("perplexity") and len(table) == 5
     assert table["change 95% CI"].iloc[0].startswith("[") and pd.isna(table["change 95% CI"].iloc[-1])
     assert table["generic"].iloc[0] == gen["all"]["mean_prob"]

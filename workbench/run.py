@@ -273,7 +273,7 @@ class Run:
 
         resolve_trackers(self.cfg.tracking)  # a tracker whose package is missing fails now, not after training
         if self.cfg.report.enabled and self.cfg.report.perplexity_text:
-            from workbench.outcome import perplexity_text
+            from workbench.report import perplexity_text
 
             perplexity_text(self, self.cfg.report)  # a named text that is missing fails now, not after training
 
@@ -498,7 +498,7 @@ class Run:
     @_main_process_only
     def report(self) -> dict:
         """Before/after evaluation on the pack's probes; writes report.json. Returns its content."""
-        from workbench.outcome import before_after
+        from workbench.report import make_report
 
         self.require("finetune", "report")
         path = self.paths.report_json
@@ -506,7 +506,7 @@ class Run:
             return read_json(path)
         t0 = time.perf_counter()
         rc = self.cfg.report
-        result = before_after(self, rc, progress=self.progress) if rc.enabled else {}
+        result = make_report(self, rc, progress=self.progress) if rc.enabled else {}
         self.finish("report", time.perf_counter() - t0)
         report = self._compose_report(result)
         atomic_write_json(path, report)

@@ -4,7 +4,7 @@ text, through the evaluation pipeline's units (one model loaded at a time, finis
 reference model that never saw the target (an implanted run's untouched baseline), also the field's measures
 (workbench/eval/ground_truth.py) of all three models, forget quality and PrivLeak against the reference.
 
-The run's ``report`` stage calls :func:`before_after_report` (through :func:`workbench.outcome.before_after`);
+The run's ``report`` stage calls :func:`evaluate_run` (through :func:`workbench.report.make_report`);
 ``workbench eval`` runs the same units on any models.
 """
 
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from workbench.anchors import AnchorMap
     from workbench.pack import NextTokenProbe, Pack
 
-__all__ = ["ANSWER_KINDS", "answer_kind", "before_after_report", "generic_prompts", "paired_change"]
+__all__ = ["ANSWER_KINDS", "answer_kind", "evaluate_run", "generic_prompts", "paired_change"]
 
 # What a next-token probe's answer is, with respect to the anchor map. The method relabels the position that
 # predicts an anchored term and leaves positions inside a multi-token anchor unlabelled, so it acts on the
@@ -108,7 +108,7 @@ def _generic_unit(probes: Sequence["NextTokenProbe"], stamp: dict, config: EvalC
     return Unit("generic.probability", "generic", params, run, "probes", models=("baseline",))
 
 
-def before_after_report(
+def evaluate_run(
     baseline: str | LoadedModel,
     unlearned: str | LoadedModel,
     pack: "Pack | None",
