@@ -157,7 +157,7 @@ def has(mod: str) -> bool:
 
 # -- label generation ----------------------------------------------------------------------------------------
 def bench_labels(config, device, dtype, args, work: Path, n_matmul: int, peak: float) -> dict:
-    from workbench.pair import ModelPair, pad_batch
+    from workbench.model_pair import ModelPair, pad_batch
 
     model = build_model(config, device, dtype)
     if has("peft"):

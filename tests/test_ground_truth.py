@@ -277,7 +277,7 @@ def test_holdout_overlapping_the_corpus_is_an_error(tmp_path, capsys):
 @pytest.mark.integration
 def test_forget_quality_of_a_model_against_itself_is_one_and_none_without_reference(tmp_path, tiny):
     from workbench.eval.config import EvalConfig
-    from workbench.eval.runner import evaluate_models
+    from workbench.eval.evaluate import evaluate_models
 
     root = _gt_pack(tmp_path)
     cfg = EvalConfig(
@@ -401,7 +401,7 @@ def _greedy_loop(lm, prompt: str, n: int) -> str:
 @pytest.mark.integration
 def test_model_utility_knowmem_and_verbmem_from_their_items(tmp_path, tiny):
     from workbench.eval.config import EvalConfig
-    from workbench.eval.runner import evaluate_models
+    from workbench.eval.evaluate import evaluate_models
 
     root = _gt_pack(tmp_path)
     write_jsonl(

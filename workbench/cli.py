@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from workbench.checks import environment_error
 from workbench.errors import WorkbenchError
+from workbench.file_checks import environment_error
 
 __all__ = ["main", "build_parser"]
 

@@ -170,7 +170,7 @@ def compare_runs(
     """Run every config (and sweep variant), evaluate, and write the table and the figure. Returns the table."""
     from workbench.eval.attacks import AttackConfig
     from workbench.eval.config import EvalConfig
-    from workbench.eval.runner import evaluate_models
+    from workbench.eval.evaluate import evaluate_models
     from workbench.run import Run
 
     cc = config or CompareConfig()

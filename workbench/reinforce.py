@@ -16,7 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, Trai
 from workbench.config import TrainConfig
 from workbench.corpus import Block
 from workbench.errors import WorkbenchError
-from workbench.pair import ModelPair, check_same_tokenizer
+from workbench.model_pair import ModelPair, check_same_tokenizer
 from workbench.training import add_lora, train_and_save
 
 __all__ = ["BlockDataset", "causal_lm_collator", "train_reinforced", "load_pair"]

@@ -25,7 +25,6 @@ from pathlib import Path
 import yaml
 
 from workbench.anchors import AnchorMap, key_counts
-from workbench.checks import check_report_inputs, read_record
 from workbench.config import RunConfig, config_diff, config_to_dict, dump_yaml, load_config, neutral_key, stable_hash
 from workbench.corpus import (
     Block,
@@ -38,6 +37,7 @@ from workbench.corpus import (
 )
 from workbench.distribution import is_main_process, process_device, world_size
 from workbench.errors import WorkbenchError
+from workbench.file_checks import check_report_inputs, read_record
 from workbench.io import atomic_dir, atomic_write_json, atomic_write_text, read_json
 from workbench.methods import registry
 from workbench.models import LoadedModel, load_model, load_tokenizer
@@ -262,7 +262,7 @@ class Run:
         if self.cfg.reinforce.path:
             from transformers import AutoTokenizer
 
-            from workbench.pair import check_same_tokenizer
+            from workbench.model_pair import check_same_tokenizer
 
             path = Path(self.cfg.reinforce.path)
             if not path.exists():

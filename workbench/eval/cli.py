@@ -140,7 +140,7 @@ def config_from_args(args: argparse.Namespace):
 
 def run_eval(args: argparse.Namespace) -> int:
     """Run ``workbench eval``."""
-    from workbench.eval.runner import evaluate_models
+    from workbench.eval.evaluate import evaluate_models
 
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise WorkbenchError(f"eval --out {args.out} is a file; give a folder (it is created if missing)")

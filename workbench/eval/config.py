@@ -1,4 +1,4 @@
-"""What ``workbench eval`` (and :func:`workbench.eval.runner.evaluate_models`) measures, and how: the sections and
+"""What ``workbench eval`` (and :func:`workbench.eval.evaluate.evaluate_models`) measures, and how: the sections and
 :class:`EvalConfig`, whose fields the CLI maps one to one (workbench/eval/cli.py)."""
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ MIA_ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus")
 REFERENCE_METRICS = ("forget_quality", "privleak")
 
 # name -> (section, set, metric, split or None): the headline of each measure in an eval table (the rows of
-# workbench/eval/runner.py); None: one value over the texts, not per probe split
+# workbench/eval/evaluate.py); None: one value over the texts, not per probe split
 STANDARD_COLUMNS = {
     "trivia_acc": ("trivia", "trivia", "accuracy", "split"),
     "truth_ratio": ("qa", "qa", "truth_ratio_forget", "split"),

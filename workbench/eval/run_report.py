@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from workbench.eval.config import EvalConfig
+from workbench.eval.evaluate import run_units
 from workbench.eval.ground_truth import reference_rows, standard_measures
 from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.eval.probes import PROBE_COLUMNS, score_probes, summarize_probes
-from workbench.eval.runner import run_units
 from workbench.eval.summary import write_frame
 from workbench.eval.units import (
     PROBE_CI,
