@@ -48,6 +48,14 @@ def test_all_stages_then_rerun_is_a_no_op(tmp_path):
     Run(config_from_dict(raw), tmp_path / "run", progress=False, log=None).run()
     after = {p.name: p.read_text() for p in (tmp_path / "run" / "stages").iterdir()}
     assert before == after
+    # a run directory made before ``weights`` was renamed from ``method`` (config.KEY_ALIASES): its config.yaml
+    # says ``method: lora`` in the training sections, and it loads with every stage up to date
+    stored = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    for section in ("implant", "reinforce", "finetune"):
+        stored[section] = {("method" if k == "weights" else k): v for k, v in stored[section].items()}
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
+    old = Run(config_from_dict(raw), tmp_path / "run", progress=False, log=None)
+    assert all(old.is_done(stage) for stage in ("reinforce", "score", "labels", "finetune", "report"))
 
 
 @pytest.mark.integration

@@ -257,7 +257,7 @@ def card_text(run: "CardRun") -> str:
         out.append(f"- Anchor map: {len(run.anchors)} anchored terms, hash `{run.anchors.fingerprint()}`.")
     if spec.trains:
         out.append(
-            f"- Trained weights: {'LoRA adapter merged into the weights' if c.finetune.method == 'lora' else 'all weights'}."
+            f"- Trained weights: {'LoRA adapter merged into the weights' if c.finetune.weights == 'lora' else 'all weights'}."
         )
     else:
         out.append(f"- No weights change: the folder is a descriptor the workbench loads (`{DESCRIPTOR}`).")

@@ -43,7 +43,15 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workbench.config import RunConfig, config_diff, config_from_dict, config_to_dict, load_config, read_config_mapping
+from workbench.config import (
+    RunConfig,
+    config_diff,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    read_config_mapping,
+    rename_old_keys,
+)
 from workbench.errors import WorkbenchError
 from workbench.rundir import STAGE_ARTIFACTS, RunDir
 
@@ -181,7 +189,7 @@ class Notebook:
         stored = RunDir(self.run_dir).config
         if not stored.is_file():
             return self.run_dir
-        old = read_config_mapping(stored)
+        old = rename_old_keys(read_config_mapping(stored), source=str(stored))  # a run made before a key's rename
         diff = config_diff(old, config_to_dict(cfg))
         if not diff:
             return self.run_dir

@@ -73,7 +73,7 @@ def train_reinforced(
     """
     cfg.validate("reinforce")
     base_for_pair = None
-    if cfg.method == "lora":
+    if cfg.weights == "lora":
         train_model = add_lora(model, cfg)  # saved at the folder root; loaded under ADAPTER_NAME
     else:
         import copy

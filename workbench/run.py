@@ -25,7 +25,16 @@ from pathlib import Path
 import yaml
 
 from workbench.anchors import AnchorMap, key_counts
-from workbench.config import RunConfig, config_diff, config_to_dict, dump_yaml, load_config, neutral_key, stable_hash
+from workbench.config import (
+    RunConfig,
+    config_diff,
+    config_to_dict,
+    dump_yaml,
+    load_config,
+    neutral_key,
+    rename_old_keys,
+    stable_hash,
+)
 from workbench.corpus import (
     Block,
     Document,
@@ -130,6 +139,7 @@ class Run:
                 f"run directory {self.dir}: {stored} is damaged ({type(old).__name__}); delete that file to rerun "
                 "with this config (finished stages whose inputs are unchanged are kept), or choose another run directory"
             )
+        old = rename_old_keys(old, source=str(stored))  # keys renamed since the run was made (config.KEY_ALIASES)
         old = _with_defaults(old, config_to_dict(RunConfig()))  # keys added since the run was made
         # tracking and gradient checkpointing change no stage's output: no --update needed for them
         diff = [d for d in config_diff(old, config_to_dict(self.cfg)) if not neutral_key(d[0])]

@@ -221,7 +221,7 @@ class TrainedMethod(Method):
         s = self.setup(ctx, base, train_cfg)
         ctx.log(
             f"[finetune] method {self.name}: {len(ctx.blocks)} target blocks, {len(retain or [])} retain blocks, "
-            f"lr {s.train_cfg.learning_rate}, {s.train_cfg.epochs} epochs ({s.train_cfg.method})"
+            f"lr {s.train_cfg.learning_rate}, {s.train_cfg.epochs} epochs ({s.train_cfg.weights})"
         )
         model = ctx.train(
             base.model,
