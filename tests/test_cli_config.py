@@ -173,3 +173,25 @@ def test_a_renamed_field_hashes_under_its_old_name():
         for f in dataclasses.fields(cls):
             if "fingerprint_name" in f.metadata:
                 assert KEY_ALIASES.get(f.metadata["fingerprint_name"]) == f.name, f"{cls.__name__}.{f.name}"
+
+
+def test_forget_weight_is_the_old_name_of_target_weight(tmp_path):
+    """methods.<name>.forget_weight reads as target_weight (a file, a --sweep key) and hashes as before."""
+    from workbench.compare import sweep_variants
+    from workbench.config import config_from_dict, fingerprint_dict, load_config, stable_hash
+
+    path = tmp_path / "npo.yaml"
+    path.write_text("method: npo\nmethods: {npo: {forget_weight: 0.078}, simnpo: {forget_weight: 0.2}}\n")
+    cfg = load_config(path)
+    assert (cfg.methods.npo.target_weight, cfg.methods.simnpo.target_weight) == (0.078, 0.2)
+    assert fingerprint_dict(cfg.methods.npo)["forget_weight"] == 0.078
+    # the hashes of before the rename: the defaults', and npo's with the embedded config's weight
+    assert [stable_hash(cfg.methods.npo), stable_hash(config_from_dict({}).methods)] == [
+        "6e56d6cfde2dc05b",
+        "b2330f3850d5d1c9",
+    ]
+    [(_, data)] = sweep_variants(path, {"methods.graddiff.forget_weight": [0.5]})
+    assert config_from_dict(data).methods.graddiff.target_weight == 0.5
+    path.write_text("methods: {npo: {forget_weight: 1.0, target_weight: 2.0}}\n")
+    with pytest.raises(Exception, match=r"methods\.npo\.forget_weight and methods\.npo\.target_weight"):
+        load_config(path)

@@ -527,6 +527,7 @@ def _type_ok(value: Any, tp: Any) -> bool:
 # workbench/hashing.py), so no finished stage reruns. docs/config.md lists them (config_reference).
 KEY_ALIASES: dict[str, str] = {
     "method": "weights",  # reinforce, finetune, implant: which weights train, 'lora' or 'full'
+    "forget_weight": "target_weight",  # methods.<name>: the weight of the loss term on the target
 }
 
 

@@ -70,7 +70,7 @@ def rmu(settings: RMUConfig, layer: int, control: Any) -> LossFn:
     def loss(model, inputs, frozen):
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
         h = layer_output(model, layer, ids, mask)
-        f = L.rmu_forget_loss(h, mask, control.to(h.device))
+        f = L.rmu_target_loss(h, mask, control.to(h.device))
         parts = {"forget_mse": float(f.detach())}
         total = f
         if settings.retain_weight > 0 and "retain_ids" in inputs:
