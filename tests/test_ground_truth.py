@@ -325,9 +325,9 @@ def test_run_report_has_trivia_accuracy_of_both_models(tmp_path, tiny):
         progress=False,
     )
     probes = pack.probes("trivia")
-    scoring = LoglikelihoodConfig(progress=False)
-    base = gt.score_trivia(tiny, probes, scoring)["known"].mean()
-    after = gt.score_trivia(other, probes, scoring)["known"].mean()
+    loglik = LoglikelihoodConfig(progress=False)
+    base = gt.score_trivia(tiny, probes, loglik)["known"].mean()
+    after = gt.score_trivia(other, probes, loglik)["known"].mean()
     tr = result["trivia"]
     assert (tr["n"], tr["baseline_accuracy"], tr["unlearned_accuracy"]) == (2, base, after)
     assert tr["change"] == pytest.approx(after - base)

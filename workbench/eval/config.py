@@ -182,7 +182,8 @@ class EvalConfig:
         ),
     )
 
-    def scoring(self, desc: str) -> LoglikelihoodConfig:
+    def loglik(self, desc: str) -> LoglikelihoodConfig:
+        """The log-likelihood engine's settings for one measure (``desc``: its progress bar's label)."""
         return LoglikelihoodConfig(
             batch_size=self.batch_size,
             max_batch_tokens=self.max_batch_tokens,

@@ -101,7 +101,7 @@ def _generic_unit(probes: Sequence["NextTokenProbe"], stamp: dict, config: EvalC
     """The baseline on the anchor-translated prompts (variant ``generic``)."""
 
     def run(lm: LoadedModel, memo: dict):
-        df = score_probes(lm, probes, config.scoring("generic"), variant="generic")
+        df = score_probes(lm, probes, config.loglik("generic"), variant="generic")
         return metric_rows(summarize_probes(df), "generic", PROBE_METRICS, ci=PROBE_CI), df
 
     params = {"probes": stamp, "prompts": _digest([p.prompt for p in probes])}
@@ -180,8 +180,8 @@ def evaluate_run(
     if text:
         # two windows per pass: the logits of a window ([1024, vocab] fp32) dominate the report's memory
         pcfg = PerplexityConfig(max_length=1024, stride=512, max_tokens=max_perplexity_tokens, batch_size=2)
-        scoring = LoglikelihoodConfig(batch_size=pcfg.batch_size, progress=progress, desc="perplexity")
-        units.append(perplexity_unit("text", text, pcfg, scoring, {"text": _digest([text])}))
+        loglik = LoglikelihoodConfig(batch_size=pcfg.batch_size, progress=progress, desc="perplexity")
+        units.append(perplexity_unit("text", text, pcfg, loglik, {"text": _digest([text])}))
     specs = (baseline, unlearned) + ((reference,) if reference is not None else ())
     table, frames, _ = run_units(list(zip(models, specs)), units, config, out) if units else (None, {}, [])
     if reference is not None and table is not None:
