@@ -33,7 +33,7 @@ def reinforced_stand_in(model, seed: int = 0):
 
 
 def padded_batches(aligned, batch_size: int, pad_id: int, device):
-    from workbench.pair import pad_batch
+    from workbench.model_pair import pad_batch
 
     out = []
     for i in range(0, len(aligned), batch_size):
@@ -59,7 +59,7 @@ def run(ctx: Context) -> dict:
     from workbench.config import load_config
     from workbench.corpus import Block
     from workbench.labels import generate_labels
-    from workbench.pair import ModelPair
+    from workbench.model_pair import ModelPair
     from workbench.translate import translate_blocks
 
     lc = load_config(REPO / "workbench" / "configs" / "demo.yaml").labels

@@ -89,7 +89,7 @@ def compare(
         dtype="float32",
         target=TargetConfig(block_size=block),
         reinforce=ReinforceConfig(
-            batch_size=batch, lora_rank=rank, method=method, gradient_checkpointing=checkpointing
+            batch_size=batch, lora_rank=rank, weights=method, gradient_checkpointing=checkpointing
         ),
     )
     shape = model_shape(model_spec)

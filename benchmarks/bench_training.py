@@ -152,7 +152,7 @@ def bench_reinforce(ctx: Context, blocks, steps: int, batch: int) -> dict:
         block_size=len(data[0]),
         save_steps=cfg.save_steps,
         logging_steps=cfg.logging_steps,
-        method=cfg.method,
+        method=cfg.weights,
         lora_rank=cfg.lora_rank,
     )
     del lm, plain_model, cb, step
@@ -208,7 +208,7 @@ def bench_finetune(ctx: Context, blocks, steps: int, batch: int) -> dict:
         logging_steps=cfg.logging_steps,
         target=cfg.target,
         retain_weight=cfg.retain_weight,
-        method=cfg.method,
+        method=cfg.weights,
         lora_rank=cfg.lora_rank,
     )
     del lm, plain_model, cb, step

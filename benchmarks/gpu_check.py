@@ -157,7 +157,7 @@ def has(mod: str) -> bool:
 
 # -- label generation ----------------------------------------------------------------------------------------
 def bench_labels(config, device, dtype, args, work: Path, n_matmul: int, peak: float) -> dict:
-    from workbench.pair import ModelPair, pad_batch
+    from workbench.model_pair import ModelPair, pad_batch
 
     model = build_model(config, device, dtype)
     if has("peft"):
@@ -287,7 +287,7 @@ def bench_finetune(config, device, dtype, args, work: Path, n_matmul: int, peak:
 
     steps, warmup, batch, seq = args.train_steps, 2, args.batch, args.seq
     cfg = FinetuneConfig(
-        method=method,
+        weights=method,
         lora_rank=16,
         lora_alpha=32,
         learning_rate=1e-4,

@@ -28,7 +28,7 @@ from paper_table import write_into_readme  # noqa: E402
 from workbench.config import load_config  # noqa: E402
 from workbench.errors import WorkbenchError  # noqa: E402
 from workbench.io import atomic_write_text  # noqa: E402
-from workbench.outcome import ground_truth_table  # noqa: E402
+from workbench.report import ground_truth_table  # noqa: E402
 
 START, END = "<!-- ground-truth:start -->", "<!-- ground-truth:end -->"
 DEFAULT_CONFIG = ROOT / "workbench" / "configs" / "ystrevane.yaml"

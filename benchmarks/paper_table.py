@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from workbench.errors import WorkbenchError  # noqa: E402
 from workbench.eval.config import EvalConfig  # noqa: E402
-from workbench.eval.runner import evaluate_models  # noqa: E402
+from workbench.eval.evaluate import evaluate_models  # noqa: E402
 from workbench.eval.utility import BENCHMARKS  # noqa: E402
 from workbench.io import atomic_write_text  # noqa: E402
 

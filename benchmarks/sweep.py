@@ -23,7 +23,15 @@ sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
 
-from workbench.config import check_names, config_from_dict, parse_yaml, read_config_mapping, resolve_paths  # noqa: E402
+from workbench.config import (  # noqa: E402
+    canonical_key,
+    check_names,
+    config_from_dict,
+    parse_yaml,
+    read_config_mapping,
+    rename_old_keys,
+    resolve_paths,
+)
 from workbench.errors import WorkbenchError  # noqa: E402
 from workbench.io import atomic_write_text, read_text  # noqa: E402
 from workbench.run import Run  # noqa: E402
@@ -31,7 +39,7 @@ from workbench.run import Run  # noqa: E402
 
 def set_dotted(data: dict, key: str, value) -> None:
     """``data["a"]["b"] = value`` for ``key = "a.b"``, creating the mappings on the way."""
-    *path, last = key.split(".")
+    *path, last = canonical_key(key).split(".")  # an old key name (finetune.method) sets the new one
     node = data
     for part in path:
         if not isinstance(node.get(part), dict):
@@ -76,6 +84,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
     # the base config's relative paths are relative to its file, as `workbench run` reads them
     base = resolve_paths(read_config_mapping(args.base), Path(args.base).resolve().parent)
+    base = rename_old_keys(base, source=str(args.base))  # the keys --set and the grid set are the new names too
     grid = parse_yaml(read_text(args.grid, "sweep grid"), f"sweep grid {args.grid}") or []
     if not isinstance(grid, list) or not all(isinstance(v, dict) and "name" in v for v in grid):
         raise WorkbenchError(f"{args.grid}: expected a list of {{name: ..., set: {{...}}}} variants")

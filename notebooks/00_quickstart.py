@@ -145,4 +145,4 @@ compare
 # `05_familiarity_probes` (evaluation in depth).
 
 # %%
-nb.outcome(run)
+nb.report_table(run)

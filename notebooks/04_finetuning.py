@@ -25,7 +25,7 @@
 #   softmax of the generic scores over the stored top-k, at `finetune.temperature`);
 # - `finetune.retain_weight`: weight of a KL term to the baseline's predictions on retain text (neighbouring
 #   domains and general text), which limits collateral forgetting;
-# - the optimiser (`method` lora/full, `lora_rank`, `learning_rate`, `epochs`, `batch_size`).
+# - the optimiser (`weights` lora/full, `lora_rank`, `learning_rate`, `epochs`, `batch_size`).
 #
 # The notebook's settings (by default the demo's tuned ones: soft targets at T = 1, retain weight 30,
 # learning rate 2e-3, 2 epochs) trained the model `00_quickstart` made. Here we train a second one with the

@@ -49,7 +49,7 @@ run = nb.run()
 # split (the heldout split stays for the report); each view says how many probes it shows.
 
 # %%
-nb.outcome(run)
+nb.report_table(run)
 
 # %% [markdown]
 # ## The models

@@ -41,7 +41,7 @@ from IPython.display import display
 
 from workbench import notebook
 from workbench.eval.forget_curve import ForgetQualityCurve, curve_figure
-from workbench.outcome import ground_truth_table, implant_table
+from workbench.report import ground_truth_table, implant_table
 from workbench.widgets import readable
 
 nb = notebook.setup("07_ground_truth")
@@ -120,7 +120,7 @@ readable(ground_truth_table(report))
 # The report's other rows: the next-token probes of the world, before (the target model) and after unlearning.
 
 # %%
-nb.outcome(run)
+nb.report_table(run)
 
 # %% [markdown]
 # ## 5 · Forget quality over training steps

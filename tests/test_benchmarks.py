@@ -141,9 +141,9 @@ def test_batched_label_math_equals_the_per_block_reference(tiny):
     from workbench.anchors import load_anchor_map
     from workbench.corpus import Document, make_blocks
     from workbench.labels import compute_batch_labels, compute_block_labels
+    from workbench.model_pair import ModelPair, pad_batch
     from workbench.models import tiny_model
     from workbench.pack import load_pack
-    from workbench.pair import ModelPair, pad_batch
     from workbench.translate import translate_blocks
 
     pack = load_pack("harry_potter")

@@ -114,3 +114,84 @@ def test_key_errors_carry_the_keys_help():
     with pytest.raises(WorkbenchError) as exc:
         config_from_dict({"finetune": {"learning_rate": "fast"}})
     assert "'finetune.learning_rate'" in str(exc.value) and help_lr in str(exc.value)
+
+
+def test_the_old_name_of_a_renamed_key_still_loads(tmp_path):
+    """``method: lora|full`` under reinforce/finetune/implant is the old name of ``weights``: a file, a --sweep key
+    and a `workbench config` path with it mean what they meant; the top-level ``method`` stays the method."""
+    from workbench.compare import sweep_variants
+    from workbench.config import canonical_key, config_from_dict, format_keys, load_config, rename_old_keys
+
+    old = tmp_path / "old.yaml"
+    old.write_text(
+        "method: npo\nreinforce: {method: full}\nfinetune:\n  method: full\n  epochs: 1.0\nimplant: {method: lora}\n",
+        encoding="utf-8",
+    )
+    new = config_from_dict(
+        {"method": "npo", "reinforce": {"weights": "full"}, "finetune": {"weights": "full", "epochs": 1.0}}
+        | {"implant": {"weights": "lora"}}
+    )
+    assert load_config(old) == new and new.method == "npo" and new.finetune.weights == "full"
+    assert canonical_key("finetune.method") == "finetune.weights" and canonical_key("method") == "method"
+    assert canonical_key("methods.npo.beta") == "methods.npo.beta" and canonical_key("no.such") == "no.such"
+    assert format_keys("finetune.method") == format_keys("finetune.weights")
+    [(name, data)] = sweep_variants(tmp_path / "old.yaml", {"finetune.method": ["lora"]})
+    assert name == "old-method=lora" and config_from_dict(data).finetune.weights == "lora"
+    assert rename_old_keys({"finetune": {"method": "full"}, "method": "ga"}) == {
+        "finetune": {"weights": "full"},
+        "method": "ga",
+    }
+
+
+def test_the_old_and_the_new_name_of_a_key_together_are_one_error(tmp_path):
+    from workbench.config import load_config
+    from workbench.errors import WorkbenchError
+
+    path = tmp_path / "both.yaml"
+    path.write_text("finetune:\n  method: lora\n  weights: full\n", encoding="utf-8")
+    with pytest.raises(WorkbenchError) as exc:
+        load_config(path)
+    msg = str(exc.value)
+    assert str(path) in msg and "finetune.method" in msg and "finetune.weights" in msg
+
+
+def test_a_renamed_field_hashes_under_its_old_name():
+    """TrainConfig.weights was ``method``: fingerprints say "method", so runs made before keep their stages (the
+    hashes below are the defaults' from before the rename)."""
+    from workbench.config import KEY_ALIASES, RunConfig, TrainConfig, fingerprint_dict, stable_hash
+
+    fp = fingerprint_dict(TrainConfig(weights="full"))
+    assert fp["method"] == "full" and "weights" not in fp
+    c = RunConfig()
+    assert [stable_hash(c.finetune), stable_hash(c.reinforce), stable_hash(c.implant)] == [
+        "3070cbb4767e80d8",
+        "91296daeb3ea132e",
+        "5004e3ea28cf4519",
+    ]
+    # every field hashed under an old name is read under it too
+    for cls in _all_config_classes():
+        for f in dataclasses.fields(cls):
+            if "fingerprint_name" in f.metadata:
+                assert KEY_ALIASES.get(f.metadata["fingerprint_name"]) == f.name, f"{cls.__name__}.{f.name}"
+
+
+def test_forget_weight_is_the_old_name_of_target_weight(tmp_path):
+    """methods.<name>.forget_weight reads as target_weight (a file, a --sweep key) and hashes as before."""
+    from workbench.compare import sweep_variants
+    from workbench.config import config_from_dict, fingerprint_dict, load_config, stable_hash
+
+    path = tmp_path / "npo.yaml"
+    path.write_text("method: npo\nmethods: {npo: {forget_weight: 0.078}, simnpo: {forget_weight: 0.2}}\n")
+    cfg = load_config(path)
+    assert (cfg.methods.npo.target_weight, cfg.methods.simnpo.target_weight) == (0.078, 0.2)
+    assert fingerprint_dict(cfg.methods.npo)["forget_weight"] == 0.078
+    # the hashes of before the rename: the defaults', and npo's with the embedded config's weight
+    assert [stable_hash(cfg.methods.npo), stable_hash(config_from_dict({}).methods)] == [
+        "6e56d6cfde2dc05b",
+        "b2330f3850d5d1c9",
+    ]
+    [(_, data)] = sweep_variants(path, {"methods.graddiff.forget_weight": [0.5]})
+    assert config_from_dict(data).methods.graddiff.target_weight == 0.5
+    path.write_text("methods: {npo: {forget_weight: 1.0, target_weight: 2.0}}\n")
+    with pytest.raises(Exception, match=r"methods\.npo\.forget_weight and methods\.npo\.target_weight"):
+        load_config(path)

@@ -18,10 +18,10 @@ from helpers import SENTENCES, small_filesystem, tiny_config
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from workbench.checks import environment_error
 from workbench.cli import main
 from workbench.config import dump_yaml, load_config, parse_yaml
 from workbench.errors import WorkbenchError
+from workbench.file_checks import environment_error
 from workbench.io import atomic_dir, atomic_write, exception_chain, read_text, read_text_file
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"

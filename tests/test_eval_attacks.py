@@ -290,7 +290,7 @@ def test_quantized_copy_rounds_the_linear_layers_only(tiny):
 
 def test_attack_sections_in_the_evaluation_table(tmp_path, tiny):
     from workbench.eval.config import EvalConfig
-    from workbench.eval.runner import evaluate_models
+    from workbench.eval.evaluate import evaluate_models
 
     cfg = EvalConfig(
         sections=("adversarial", "relearn", "residual", "quantize"),
@@ -321,7 +321,7 @@ def test_attack_sections_in_the_evaluation_table(tmp_path, tiny):
 
 def test_a_relearning_text_that_states_an_answer_stops_the_evaluation_before_any_model(tmp_path, tiny):
     from workbench.eval.config import EvalConfig
-    from workbench.eval.runner import evaluate_models
+    from workbench.eval.evaluate import evaluate_models
 
     bad = tmp_path / "relearn.txt"
     bad.write_text("In the stories, witches and wizards fly on broomsticks.\n")

@@ -13,7 +13,7 @@ from helpers import make_evaldata, make_pack
 from workbench.errors import WorkbenchError
 from workbench.eval.cli import add_eval_parser, add_packs_parser
 from workbench.eval.config import EvalConfig
-from workbench.eval.runner import evaluate_models, parse_model_arg
+from workbench.eval.evaluate import evaluate_models, parse_model_arg
 from workbench.eval.summary import load_report
 from workbench.eval.units import TABLE_COLUMNS
 from workbench.models import tiny_model

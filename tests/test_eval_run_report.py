@@ -10,7 +10,7 @@ from helpers import make_pack
 from workbench.anchors import load_anchor_map
 from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.eval.probes import score_probes
-from workbench.eval.run_report import before_after_report, generic_prompts
+from workbench.eval.run_report import evaluate_run, generic_prompts
 from workbench.eval.utility import PerplexityConfig, perplexity
 from workbench.models import tiny_model
 from workbench.pack import load_pack
@@ -24,7 +24,7 @@ def other_tiny():
 
 
 def _report(tiny, other_tiny, pack, out):
-    return before_after_report(
+    return evaluate_run(
         tiny,
         other_tiny,
         pack,

@@ -53,7 +53,7 @@ def test_saved_model_reproduces_the_trained_model(tiny, demo_blocks, tmp_path, m
     ids = torch.as_tensor(np.stack([b.input_ids for b in demo_blocks]), dtype=torch.long)
     model = copy.deepcopy(tiny.model).to(dtype).requires_grad_(True)  # tiny.model stays the untrained reference
     cfg = FinetuneConfig(
-        method=method, target="hard", epochs=3, batch_size=2, learning_rate=2e-3, save_steps=1000, logging_steps=1000
+        weights=method, target="hard", epochs=3, batch_size=2, learning_rate=2e-3, save_steps=1000, logging_steps=1000
     )
     snap = Snapshot(ids)
     _, finished = finetune(
@@ -74,7 +74,7 @@ def test_bf16_full_finetuning_keeps_updates_below_bf16_resolution(tiny, demo_blo
     """Steps of 2e-5 are below half a bf16 step for most weights: AdamW on bf16 weights would drop them all.
     With fp32 master weights the bf16 run moves its weights as far as the same run in fp32 does."""
     cfg = FinetuneConfig(
-        method="full", target="hard", epochs=6, batch_size=1, learning_rate=2e-5, save_steps=1000, logging_steps=1000
+        weights="full", target="hard", epochs=6, batch_size=1, learning_rate=2e-5, save_steps=1000, logging_steps=1000
     )
     start = copy.deepcopy(tiny.model).to(torch.bfloat16).requires_grad_(True)
     moved = {}

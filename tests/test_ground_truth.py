@@ -277,7 +277,7 @@ def test_holdout_overlapping_the_corpus_is_an_error(tmp_path, capsys):
 @pytest.mark.integration
 def test_forget_quality_of_a_model_against_itself_is_one_and_none_without_reference(tmp_path, tiny):
     from workbench.eval.config import EvalConfig
-    from workbench.eval.runner import evaluate_models
+    from workbench.eval.evaluate import evaluate_models
 
     root = _gt_pack(tmp_path)
     cfg = EvalConfig(
@@ -308,13 +308,13 @@ def test_forget_quality_of_a_model_against_itself_is_one_and_none_without_refere
 
 def test_run_report_has_trivia_accuracy_of_both_models(tmp_path, tiny):
     from workbench.anchors import load_anchor_map
-    from workbench.eval.run_report import before_after_report
+    from workbench.eval.run_report import evaluate_run
     from workbench.models import tiny_model
-    from workbench.outcome import outcome_table
+    from workbench.report import report_table
 
     pack = load_pack(_gt_pack(tmp_path))
     other = tiny_model(seed=1)
-    result = before_after_report(
+    result = evaluate_run(
         tiny,
         other,
         pack,
@@ -325,13 +325,13 @@ def test_run_report_has_trivia_accuracy_of_both_models(tmp_path, tiny):
         progress=False,
     )
     probes = pack.probes("trivia")
-    scoring = LoglikelihoodConfig(progress=False)
-    base = gt.score_trivia(tiny, probes, scoring)["known"].mean()
-    after = gt.score_trivia(other, probes, scoring)["known"].mean()
+    loglik = LoglikelihoodConfig(progress=False)
+    base = gt.score_trivia(tiny, probes, loglik)["known"].mean()
+    after = gt.score_trivia(other, probes, loglik)["known"].mean()
     tr = result["trivia"]
     assert (tr["n"], tr["baseline_accuracy"], tr["unlearned_accuracy"]) == (2, base, after)
     assert tr["change"] == pytest.approx(after - base)
-    row = outcome_table(result).set_index("measure").loc["trivia: accuracy (chance 0.5)"]
+    row = report_table(result).set_index("measure").loc["trivia: accuracy (chance 0.5)"]
     assert row["baseline"] == base and row["n"] == 2
 
 
@@ -401,7 +401,7 @@ def _greedy_loop(lm, prompt: str, n: int) -> str:
 @pytest.mark.integration
 def test_model_utility_knowmem_and_verbmem_from_their_items(tmp_path, tiny):
     from workbench.eval.config import EvalConfig
-    from workbench.eval.runner import evaluate_models
+    from workbench.eval.evaluate import evaluate_models
 
     root = _gt_pack(tmp_path)
     write_jsonl(

@@ -14,7 +14,7 @@ from helpers import ks_brute
 
 from workbench.config import config_from_dict, config_to_dict, load_config
 from workbench.errors import WorkbenchError
-from workbench.outcome import ground_truth_table
+from workbench.report import ground_truth_table
 
 PACK = Path(__file__).resolve().parent.parent / "workbench" / "packs" / "ystrevane"
 CONFIGS = Path(__file__).resolve().parent.parent / "workbench" / "configs"

@@ -15,7 +15,7 @@ from workbench.labels import (
     generic_labels_full,
     labels_from_topk,
 )
-from workbench.pair import ModelPair, pad_batch
+from workbench.model_pair import ModelPair, pad_batch
 from workbench.translate import translate_blocks
 
 TEXT = (

@@ -57,10 +57,10 @@ def test_ga_loss_is_minus_the_mean_nll():
 
 
 def test_graddiff_loss_adds_the_weighted_retain_nll():
-    loss, parts = graddiff(GradDiffConfig(forget_weight=1.0, retain_weight=2.0))(MODEL, WITH_RETAIN, frozen)
+    loss, parts = graddiff(GradDiffConfig(target_weight=1.0, retain_weight=2.0))(MODEL, WITH_RETAIN, frozen)
     assert loss.item() == pytest.approx(-math.log(2) + 2 * math.log(6), abs=1e-5)
     assert parts == pytest.approx({"forget_nll": math.log(2), "retain_nll": math.log(6)}, abs=1e-5)
-    loss, _ = graddiff(GradDiffConfig(forget_weight=0.5, retain_weight=2.0))(MODEL, TARGET, frozen)
+    loss, _ = graddiff(GradDiffConfig(target_weight=0.5, retain_weight=2.0))(MODEL, TARGET, frozen)
     assert loss.item() == pytest.approx(-0.5 * math.log(2), abs=1e-6)  # no retain batch: the ascent term alone
     # the training loss is the tested function of the log-probabilities
     f = L.token_logprobs(MODEL(**TARGET).logits, TARGET["input_ids"], TARGET["attention_mask"])
@@ -88,30 +88,30 @@ def test_simnpo_loss_by_hand():
     # -(2/beta) log sigmoid(beta * (-log pi(y)/|y| - gamma)), |y| = 2, log pi = -2 ln 2, so the mean NLL is ln 2:
     # beta = 2, gamma = ln(2)/2 -> sigmoid(2 * (ln 2 - ln(2)/2)) = sigmoid(ln 2) = 2/3 -> loss = -ln(2/3)
     # (the margin inside beta, as the authors' code; outside it, the argument would be 2 ln 2 - ln(2)/2)
-    cfg = SimNPOConfig(beta=2.0, gamma=math.log(2) / 2, forget_weight=1.0, retain_weight=0.0)
+    cfg = SimNPOConfig(beta=2.0, gamma=math.log(2) / 2, target_weight=1.0, retain_weight=0.0)
     loss, _ = simnpo(cfg)(MODEL, TARGET, frozen)
     assert loss.item() == pytest.approx(math.log(1.5), abs=1e-6)
     # the authors' forget coefficient multiplies the SimNPO term only; the retain NLL (ln 6) keeps weight 1
-    cfg = SimNPOConfig(beta=2.0, gamma=math.log(2) / 2, forget_weight=0.1375, retain_weight=1.0)
+    cfg = SimNPOConfig(beta=2.0, gamma=math.log(2) / 2, target_weight=0.1375, retain_weight=1.0)
     loss, _ = simnpo(cfg)(MODEL, WITH_RETAIN, frozen)
     assert loss.item() == pytest.approx(0.1375 * math.log(1.5) + math.log(6), abs=1e-6)
 
 
 def test_simnpo_and_npo_defaults_are_the_authors_coefficients():
     s, n = SimNPOConfig(), NPOConfig()
-    assert (s.beta, s.gamma, s.forget_weight, s.retain_weight) == (2.5, 0.0, 0.1375, 1.0)
-    assert (n.beta, n.forget_weight, n.retain_weight) == (0.1, 1.0, 1.0)
+    assert (s.beta, s.gamma, s.target_weight, s.retain_weight) == (2.5, 0.0, 0.1375, 1.0)
+    assert (n.beta, n.target_weight, n.retain_weight) == (0.1, 1.0, 1.0)
 
 
-def test_npo_forget_weight_scales_the_npo_term_only():
-    loss, _ = npo(NPOConfig(beta=0.5, forget_weight=0.25, retain_weight=1.0))(MODEL, WITH_RETAIN, frozen)
+def test_npo_target_weight_scales_the_npo_term_only():
+    loss, _ = npo(NPOConfig(beta=0.5, target_weight=0.25, retain_weight=1.0))(MODEL, WITH_RETAIN, frozen)
     assert loss.item() == pytest.approx(0.25 * 4 * LN3 + math.log(6), abs=1e-5)
 
 
 def test_sequence_terms_ignore_padding_and_average_over_sequences():
     # two rows: [0,1,2] and [0,1] + padding; row 2 has log pi = -ln 2 over one token
     batch = {"input_ids": torch.tensor([[0, 1, 2], [0, 1, 3]]), "attention_mask": torch.tensor([[1, 1, 1], [1, 1, 0]])}
-    loss, _ = simnpo(SimNPOConfig(beta=2.0, gamma=0.0, forget_weight=1.0, retain_weight=0.0))(MODEL, batch, frozen)
+    loss, _ = simnpo(SimNPOConfig(beta=2.0, gamma=0.0, target_weight=1.0, retain_weight=0.0))(MODEL, batch, frozen)
     # both rows have mean NLL ln 2: sigmoid(2 ln 2) = 4/5 -> -(2/2) ln(4/5) each
     assert loss.item() == pytest.approx(-math.log(0.8), abs=1e-6)
     loss, _ = npo(NPOConfig(beta=1.0, retain_weight=0.0))(MODEL, batch, frozen)
@@ -123,7 +123,7 @@ def test_rmu_losses_by_hand():
     h = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [9.0, 9.0]]])
     mask = torch.tensor([[1, 1, 0]])  # the third position is padding
     # (h - [1, 0])^2 at valid positions: 0, 4, 4, 16 -> mean 6
-    assert L.rmu_forget_loss(h, mask, torch.tensor([1.0, 0.0])).item() == pytest.approx(6.0)
+    assert L.rmu_target_loss(h, mask, torch.tensor([1.0, 0.0])).item() == pytest.approx(6.0)
     frozen_h = torch.tensor([[[1.0, 0.0], [3.0, 6.0], [0.0, 0.0]]])
     # differences 0, 2, 0, -2 -> squares 0, 4, 0, 4 -> mean 2
     assert L.rmu_retain_loss(h, frozen_h, mask).item() == pytest.approx(2.0)

@@ -231,11 +231,11 @@ def test_export_report_is_one_self_contained_html_file(tmp_path):
     assert "<script" not in text and not re.search(r"""(src|href)=["']?(https?:|/|\.)""", text)  # nothing external
 
 
-def test_outcome_html_is_the_report_table_with_its_split(tmp_path):
-    """The table the notebooks open and close with: the report's outcome_table, every row and number, under a
+def test_report_table_html_is_the_report_table_with_its_split(tmp_path):
+    """The table the notebooks open and close with: the report's report_table, every row and number, under a
     title naming the report's split and the number of probes of each set; the same block report.html shows."""
-    from workbench.outcome import outcome_table
-    from workbench.report_html import export_report, outcome_html
+    from workbench.report import report_table
+    from workbench.report_html import export_report, report_table_html
 
     report = {
         "config": {"report": {"split": "heldout"}},
@@ -268,9 +268,9 @@ def test_outcome_html_is_the_report_table_with_its_split(tmp_path):
         },
         "generic_reference": {"all": {"n": 117, "mean_prob": 0.1025}, "anchor": {"n": 37, "mean_prob": 0.009}},
     }
-    html = outcome_html(report)
+    html = report_table_html(report)
     assert "Before and after: heldout probes (117 probability, 83 collateral)" in html
-    table = outcome_table(report)
+    table = report_table(report)
     for r in table.itertuples():
         assert r.measure.strip() in html and r.change in html and (r._6 is None or r._6 in html)
     for v in ("0.2396", "0.1346", "0.1025", "0.0090", "-43.8%", "[-55.8%, -32.2%]", "-81.6%"):
@@ -280,6 +280,6 @@ def test_outcome_html_is_the_report_table_with_its_split(tmp_path):
     run.mkdir()
     (run / "report.json").write_text(json.dumps(report))
     (run / "config.yaml").write_text(yaml.safe_dump({"report": {"split": "heldout"}}))
-    assert outcome_html(report) in export_report(run).read_text()
+    assert report_table_html(report) in export_report(run).read_text()
     report["config"]["report"]["split"] = None
-    assert "Before and after: all probes" in outcome_html(report)
+    assert "Before and after: all probes" in report_table_html(report)

@@ -72,7 +72,7 @@ def test_plan_for_llama_2_7b_prints_every_stage_and_a_launch(tmp_path, capsys):
         assert any(line.startswith(stage) for line in out.splitlines()), stage
     assert "6.738B parameters" in out and "fits one GPU" in out and "no measured MFU" in out
     # full finetuning in bf16 with fp32 master weights does not fit one 80 GiB GPU; on 8 it is sharded
-    path = _write(tmp_path, str(CONFIGS / "llama-2-7b"), finetune={"method": "full"})
+    path = _write(tmp_path, str(CONFIGS / "llama-2-7b"), finetune={"weights": "full"})
     assert main(["plan", str(path), "--gpus", "8", "--gpu-memory", "80"]) == 0
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.strip().startswith("finetune:"))

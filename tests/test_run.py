@@ -48,6 +48,14 @@ def test_all_stages_then_rerun_is_a_no_op(tmp_path):
     Run(config_from_dict(raw), tmp_path / "run", progress=False, log=None).run()
     after = {p.name: p.read_text() for p in (tmp_path / "run" / "stages").iterdir()}
     assert before == after
+    # a run directory made before ``weights`` was renamed from ``method`` (config.KEY_ALIASES): its config.yaml
+    # says ``method: lora`` in the training sections, and it loads with every stage up to date
+    stored = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    for section in ("implant", "reinforce", "finetune"):
+        stored[section] = {("method" if k == "weights" else k): v for k, v in stored[section].items()}
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
+    old = Run(config_from_dict(raw), tmp_path / "run", progress=False, log=None)
+    assert all(old.is_done(stage) for stage in ("reinforce", "score", "labels", "finetune", "report"))
 
 
 @pytest.mark.integration
@@ -209,7 +217,7 @@ def test_answer_kind_classifies_probes_against_the_anchor_map():
 
 @pytest.mark.integration
 def test_report_stage_compares_baseline_and_unlearned(tmp_path):
-    from workbench.outcome import outcome_table
+    from workbench.report import report_table
 
     root = tmp_path / "pack"
     make_inputs(root)
@@ -267,7 +275,7 @@ def test_report_stage_compares_baseline_and_unlearned(tmp_path):
     g = rows[rows["variant"] == "generic"].set_index("probe_id")
     assert g.loc["p1", "prompt"] != "Harry Potter went to" and "Harry" not in g.loc["p1", "prompt"]
     assert g.loc["p1", "answer_kind"] == "anchor"  # the kind of the original prompt
-    table = outcome_table(report)
+    table = report_table(report)
     assert list(table["measure"])[-1].startswith("perplexity") and len(table) == 5
     assert table["change 95% CI"].iloc[0].startswith("[") and pd.isna(table["change 95% CI"].iloc[-1])
     assert table["generic"].iloc[0] == gen["all"]["mean_prob"]

@@ -1095,7 +1095,7 @@ def test_every_glyph_the_faces_show_has_a_stock_font():
     files = [
         *sorted((root / "workbench" / "widgets").glob("*.py")),
         *sorted((root / "notebooks").glob("*.py")),
-        *(root / "workbench" / n for n in ("notebook.py", "report_html.py", "outcome.py")),
+        *(root / "workbench" / n for n in ("notebook.py", "report_html.py", "report.py")),
     ]
     glyphs = sorted({c for f in files for c in f.read_text(encoding="utf-8") if ord(c) > 127})
     assert "→" in glyphs  # the faces' arrow: the scan sees the widgets' text

@@ -37,7 +37,7 @@ _HOME = {
     "load_model": "models",
     "load_tokenizer": "models",
     "tiny_model": "models",
-    "ModelPair": "pair",
+    "ModelPair": "model_pair",
     "STAGES": "run",
     "Run": "run",
     "RunDir": "rundir",
@@ -71,8 +71,8 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from workbench.corpus import Block, Document, make_blocks, read_documents
     from workbench.errors import WorkbenchError
     from workbench.labels import LabelStore, generate_labels, generic_labels_full, labels_from_topk
+    from workbench.model_pair import ModelPair
     from workbench.models import LoadedModel, load_model, load_tokenizer, tiny_model
-    from workbench.pair import ModelPair
     from workbench.run import STAGES, Run
     from workbench.scoring import score_blocks, suggest_anchors, token_summary
     from workbench.training import LossHistory, StopController

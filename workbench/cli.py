@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from workbench.checks import environment_error
 from workbench.errors import WorkbenchError
+from workbench.file_checks import environment_error
 
 __all__ = ["main", "build_parser"]
 
@@ -40,7 +40,7 @@ def _cmd_run(args) -> int:
         check_names("--stages", stages, STAGES)  # before the model loads
     run = _run_from_args(args)
     report = run.run(stages) if stages else run.run()
-    _print_outcome(report)
+    _print_report(report)
     print(f"run directory: {run.dir}")
     return 0
 
@@ -49,17 +49,17 @@ def _cmd_stage(args) -> int:
     run = _run_from_args(args)
     result = getattr(run, args.command)()
     if args.command == "report":
-        _print_outcome(result)
+        _print_report(result)
     print(f"[{args.command}] done: {run.dir}")
     return 0
 
 
-def _print_outcome(report: dict) -> None:
+def _print_report(report: dict) -> None:
     if not report:
         return
-    from workbench.outcome import outcome_table
+    from workbench.report import report_table
 
-    table = outcome_table(report)
+    table = report_table(report)
     if not table.empty:
         print("\nBefore/after (mean over the probes of P(correct next token)):")
         shown = table.astype(object).where(table.notna(), "")
@@ -83,7 +83,7 @@ def _cmd_demo(args) -> int:
     _quiet_progress(args.no_progress)
     run = Run(cfg, args.run_dir, update=True, progress=not args.no_progress)  # default: runs/<name>
     report = run.run()
-    _print_outcome(report)
+    _print_report(report)
     secs = report.get("stage_seconds", {})
     print("\nstage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in secs.items() if v is not None))
     paths = run.paths

@@ -23,7 +23,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.config import check_names, config_from_dict, parse_yaml, read_config_mapping, resolve_paths
+from workbench.config import (
+    canonical_key,
+    check_names,
+    config_from_dict,
+    parse_yaml,
+    read_config_mapping,
+    rename_old_keys,
+    resolve_paths,
+)
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write, atomic_write_json, atomic_write_text
 
@@ -78,7 +86,7 @@ class CompareConfig:
 
 # -- configs and sweeps ------------------------------------------------------------------------------------------------------
 def _set_key(data: dict, key: str, value) -> None:
-    parts = key.split(".")
+    parts = canonical_key(key).split(".")  # an old key name (finetune.method) sets the new one (finetune.weights)
     node = data
     for p in parts[:-1]:
         node = node.setdefault(p, {})
@@ -91,12 +99,12 @@ def sweep_variants(path: str | os.PathLike | dict, sweep: dict[str, list] | None
     """(name, config dict) for a config (a file, or a dict with a ``name``) and each value of each swept key
     (the config itself when no sweep). Relative paths in a file stay relative to it."""
     if isinstance(path, dict):
-        data = copy.deepcopy(path)
+        data = rename_old_keys(copy.deepcopy(path))
         name = data.get("name", "run")
         base = Path.cwd()  # a dict's relative paths are relative to where it was made
     else:
         path = Path(path)
-        data = read_config_mapping(path)
+        data = rename_old_keys(read_config_mapping(path), source=str(path))  # as the swept keys (_set_key)
         base = path.parent.resolve()
         name = data.get("name", path.stem)
     # absolute, so that a run directory's config.yaml means the same files wherever it is read from
@@ -170,7 +178,7 @@ def compare_runs(
     """Run every config (and sweep variant), evaluate, and write the table and the figure. Returns the table."""
     from workbench.eval.attacks import AttackConfig
     from workbench.eval.config import EvalConfig
-    from workbench.eval.runner import evaluate_models
+    from workbench.eval.evaluate import evaluate_models
     from workbench.run import Run
 
     cc = config or CompareConfig()

@@ -49,6 +49,9 @@ __all__ = [
     "format_keys",
     "field_help",
     "check_names",
+    "KEY_ALIASES",
+    "canonical_key",
+    "rename_old_keys",
 ]
 
 # This module is a leaf: it imports neither torch nor the Trainer, so reading a config is cheap. Every field says
@@ -59,8 +62,12 @@ __all__ = [
 class TrainConfig:
     """Optimisation settings shared by the reinforcement and finetuning stages."""
 
-    method: str = field(
-        default="lora", metadata={"help": "'lora' (adapter; merged on save for finetuning) or 'full' (all weights)"}
+    weights: str = field(
+        default="lora",
+        metadata={
+            "help": "which weights train: 'lora' (adapters, merged on save) or 'full' (all weights)",
+            "fingerprint_name": "method",  # its name before it was renamed (KEY_ALIASES): stage hashes unchanged
+        },
     )
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank r"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = lora_alpha / r)"})
@@ -89,8 +96,8 @@ class TrainConfig:
     )
 
     def validate(self, where: str) -> None:
-        if self.method not in ("lora", "full"):
-            raise WorkbenchError(f"{where}.method: expected 'lora' or 'full', got {self.method!r}")
+        if self.weights not in ("lora", "full"):
+            raise WorkbenchError(f"{where}.weights: expected 'lora' or 'full', got {self.weights!r}")
         for name in ("learning_rate", "epochs", "batch_size", "lora_rank", "grad_accum", "save_steps", "logging_steps"):
             if not 0 < getattr(self, name) < float("inf"):  # also refuses nan
                 raise WorkbenchError(f"{where}.{name}: must be a finite number > 0, got {getattr(self, name)}")
@@ -180,7 +187,13 @@ class ImplantConfig(TrainConfig):
             "help": "also train on the pack's qa.jsonl as 'Question: ... Answer: ...' texts (as TOFU finetunes on QA)"
         },
     )
-    method: str = field(default="full", metadata={"help": "'full' (all weights) or 'lora' (merged on save)"})
+    weights: str = field(
+        default="full",
+        metadata={
+            "help": "which weights train: 'full' (all weights) or 'lora' (adapters, merged on save)",
+            "fingerprint_name": "method",
+        },
+    )
     learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate (linear decay)"})
     epochs: float = field(default=3.0, metadata={"help": "passes over the target blocks and QA"})
     max_blocks: int | None = field(
@@ -507,9 +520,76 @@ def _type_ok(value: Any, tp: Any) -> bool:
     return True
 
 
+# Keys renamed since configs were first written: old name -> new name. An old name is read wherever the section's
+# dataclass has a field of the new name and none of the old one (so the top-level ``method``, the unlearning method,
+# stays ``method``): in config files, ``--sweep``/``--set`` keys, ``workbench config`` paths and the config.yaml of
+# run directories made before. Each renamed field hashes under its old name (``metadata["fingerprint_name"]``,
+# workbench/hashing.py), so no finished stage reruns. docs/config.md lists them (config_reference).
+KEY_ALIASES: dict[str, str] = {
+    "method": "weights",  # reinforce, finetune, implant: which weights train, 'lora' or 'full'
+    "forget_weight": "target_weight",  # methods.<name>: the weight of the loss term on the target
+}
+
+
+def _alias(cls: type, key: Any) -> str | None:
+    """The new name of ``key`` in the config dataclass ``cls`` when ``key`` is an old name there, else None."""
+    new = KEY_ALIASES.get(key) if isinstance(key, str) else None
+    if new is None:
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    return new if new in names and key not in names else None
+
+
+def _renamed(cls: type, data: dict, where: str, source: str) -> dict:
+    """One section's mapping with its old key names (:data:`KEY_ALIASES`) replaced by the new ones, in their place;
+    the old and the new name of one key both given is an error naming the file and both keys."""
+    if not any(_alias(cls, k) for k in data):
+        return data
+    out = {}
+    for key, value in data.items():
+        new = _alias(cls, key)
+        if new is not None and new in data:
+            prefix = f"{where}." if where else ""
+            raise WorkbenchError(
+                f"{source}: both {prefix}{key} and {prefix}{new} are given; {key!r} is the old name of {new!r}: "
+                f"keep only {prefix}{new}"
+            )
+        out[new or key] = value
+    return out
+
+
+def rename_old_keys(data: Any, cls: type | None = None, where: str = "", source: str = "config") -> Any:
+    """A config mapping (a file's, or a run directory's config.yaml) with the old key names of every section
+    (:data:`KEY_ALIASES`) replaced by the new ones; anything else is left as it is (the loader names it)."""
+    cls = cls or RunConfig
+    if not isinstance(data, dict):
+        return data
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for key, value in _renamed(cls, data, where, source).items():
+        tp = hints.get(key) if isinstance(key, str) else None
+        if tp is not None and dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            value = rename_old_keys(value, tp, f"{where}.{key}" if where else key, source)
+        out[key] = value
+    return out
+
+
+def canonical_key(path: str, cls: type | None = None) -> str:
+    """A dotted config key with its old names (:data:`KEY_ALIASES`) replaced by the new ones:
+    ``finetune.method`` -> ``finetune.weights``; a key that names no setting comes back as given."""
+    cls = cls or RunConfig
+    head, dot, rest = path.partition(".")
+    head = _alias(cls, head) or head
+    tp = typing.get_type_hints(cls).get(head)
+    if rest and tp is not None and dataclasses.is_dataclass(tp):
+        return f"{head}.{canonical_key(rest, tp)}"
+    return head + dot + rest
+
+
 def _build(cls: type, data: dict, where: str, source: str):
     if not isinstance(data, dict):
         raise WorkbenchError(f"{source}: {where or 'top level'}: expected a mapping, got {type(data).__name__}")
+    data = _renamed(cls, data, where, source)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -718,11 +798,26 @@ def config_reference() -> str:
                 f"{r['help'].replace('|', '/')} |"
             )
         out.append("")
+    out += [
+        "## Renamed keys",
+        "",
+        "A config, a `--sweep` key or a run directory's `config.yaml` written with a key's old name still loads as "
+        "before (both names in one section are an error), and the stage fingerprints hash the old name, so runs "
+        "made before reuse their finished stages. New files are written with the new name.",
+        "",
+        "| old name | new name | where |",
+        "|---|---|---|",
+    ]
+    for old, new in KEY_ALIASES.items():
+        where = [r["key"].rpartition(".")[0] for r in rows if r["key"].rpartition(".")[2] == new]
+        out.append(f"| `{old}` | `{new}` | {', '.join(f'`{w}`' for w in where)} |")
+    out.append("")
     return "\n".join(out)
 
 
 def format_keys(section: str = "") -> str:
     """The keys of one section (or all) as plain text for the command line: key, type, default, help."""
+    section = canonical_key(section) if section else section
     rows = [r for r in config_keys() if not section or r["key"] == section or r["key"].startswith(section + ".")]
     if not rows:
         sections = [r["key"] for r in config_keys() if r["type"] == "section"]

@@ -211,7 +211,7 @@ def finetune(
     # keeps the compute in half precision)
     orig_dtype = next(model.parameters()).dtype
     half = orig_dtype in (torch.bfloat16, torch.float16)
-    if cfg.method == "lora":
+    if cfg.weights == "lora":
         train_model = add_lora(model, cfg)
         for p in train_model.parameters():
             if p.requires_grad and p.dtype != torch.float32:

@@ -24,10 +24,11 @@ def stable_hash(*parts: Any) -> str:
 
 def fingerprint_dict(obj: Any) -> Any:
     """A config dataclass as a dict, leaving out the fields marked ``metadata={"fingerprint": False}`` (where logs
-    go, gradient checkpointing): changing them redoes no stage and resumes every checkpoint."""
+    go, gradient checkpointing): changing them redoes no stage and resumes every checkpoint. A field renamed since
+    runs were made hashes under its old name, ``metadata={"fingerprint_name": OLD}``, so its stages are reused."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {
-            f.name: fingerprint_dict(getattr(obj, f.name))
+            f.metadata.get("fingerprint_name", f.name): fingerprint_dict(getattr(obj, f.name))
             for f in dataclasses.fields(obj)
             if f.metadata.get("fingerprint", True)
         }

@@ -108,8 +108,8 @@ def train_implant(
     if not blocks:
         raise WorkbenchError("implant: the target corpus gave no blocks to train on")
     dtype = next(model.parameters()).dtype
-    train_model = add_lora(model, cfg) if cfg.method == "lora" else model
-    finalize = (lambda m: merge_lora(m, dtype)) if cfg.method == "lora" else None
+    train_model = add_lora(model, cfg) if cfg.weights == "lora" else model
+    finalize = (lambda m: merge_lora(m, dtype)) if cfg.weights == "lora" else None
     return train_and_save(
         Trainer,
         train_model,

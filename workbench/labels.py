@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write, atomic_write_json, read_json
+from workbench.model_pair import ModelPair, generic_scores, pad_batch  # generic_scores: re-exported
 from workbench.models import with_small_heap
-from workbench.pair import ModelPair, generic_scores, pad_batch  # generic_scores: re-exported
 from workbench.rundir import LABELS_MANIFEST, label_shard
 from workbench.translate import AlignedBlock
 

@@ -226,7 +226,7 @@ def _limits_from_row(row: dict, split: str | None, source: Path) -> list[str]:
 def card_text(run: "CardRun") -> str:
     """The whole ``README.md`` of ``run``'s unlearned model."""
     from workbench.methods import registry
-    from workbench.outcome import outcome_table
+    from workbench.report import report_table
 
     c = run.cfg
     report = _report(run)
@@ -257,7 +257,7 @@ def card_text(run: "CardRun") -> str:
         out.append(f"- Anchor map: {len(run.anchors)} anchored terms, hash `{run.anchors.fingerprint()}`.")
     if spec.trains:
         out.append(
-            f"- Trained weights: {'LoRA adapter merged into the weights' if c.finetune.method == 'lora' else 'all weights'}."
+            f"- Trained weights: {'LoRA adapter merged into the weights' if c.finetune.weights == 'lora' else 'all weights'}."
         )
     else:
         out.append(f"- No weights change: the folder is a descriptor the workbench loads (`{DESCRIPTOR}`).")
@@ -279,7 +279,7 @@ def card_text(run: "CardRun") -> str:
     if report is None:
         out.append("Not evaluated yet: the run's report stage (`workbench report CONFIG`) fills this section.")
     else:
-        table = outcome_table(report)
+        table = report_table(report)
         split = f"the {c.report.split} split of" if c.report.split else "all of"
         out += [
             f"On {split} the target's probes (mean probability of the correct next token; perplexity on the "

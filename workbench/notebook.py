@@ -43,7 +43,15 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workbench.config import RunConfig, config_diff, config_from_dict, config_to_dict, load_config, read_config_mapping
+from workbench.config import (
+    RunConfig,
+    config_diff,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    read_config_mapping,
+    rename_old_keys,
+)
 from workbench.errors import WorkbenchError
 from workbench.rundir import STAGE_ARTIFACTS, RunDir
 
@@ -181,7 +189,7 @@ class Notebook:
         stored = RunDir(self.run_dir).config
         if not stored.is_file():
             return self.run_dir
-        old = read_config_mapping(stored)
+        old = rename_old_keys(read_config_mapping(stored), source=str(stored))  # a run made before a key's rename
         diff = config_diff(old, config_to_dict(cfg))
         if not diff:
             return self.run_dir
@@ -247,13 +255,13 @@ class Notebook:
         print(f"report: {self.relative(out)} ({out.stat().st_size / 1024:.0f} KiB, self-contained HTML)")
         return out
 
-    def outcome(self, run=None):
+    def report_table(self, run=None):
         """The run's report table, as README and report.html give it (split named in the title, intervals, the
         generic reference): the report stage runs first when the run has an unlearned model and no report yet
         (reused when it has one). Displays as HTML in a notebook cell."""
         from IPython.display import HTML
 
-        from workbench.report_html import outcome_html
+        from workbench.report_html import report_table_html
 
         run = run or self.run()
         if not run.cfg.report.enabled:
@@ -267,7 +275,7 @@ class Notebook:
                 f"<p>no unlearned model in {self.relative(run.dir)} yet: run the finetune stage "
                 "(04_finetuning, or <code>workbench run</code>) for the before/after table</p>"
             )
-        return HTML(outcome_html(run.report(), level=3))
+        return HTML(report_table_html(run.report(), level=3))
 
     # -- data --------------------------------------------------------------------------------------------------
     def pack(self):

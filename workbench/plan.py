@@ -209,7 +209,7 @@ def training_memory(
     ``fp32_master``: full-weight training holds fp32 weights (and so fp32 gradients and states);
     ``extra_weights``: bytes of models held beside (reference copies); ``loss_tokens``: tokens whose logits the
     loss keeps (default ``tokens``); ``extra_loss_bytes``: further vocabulary-wide bytes (a retain KL term)."""
-    if t.method == "lora":
+    if t.weights == "lora":
         trained = s.lora_params(t.lora_rank)
         weights = s.params * weight_bytes + trained * 4
         grads, states = trained * 4, 2 * trained * 4
@@ -217,7 +217,7 @@ def training_memory(
         pbytes = 4 if fp32_master else weight_bytes
         weights = s.params * pbytes
         grads, states = s.params * pbytes, 2 * s.params * pbytes
-    per_layer = layer_activation_bytes(s, act, full=t.method != "lora") * tokens
+    per_layer = layer_activation_bytes(s, act, full=t.weights != "lora") * tokens
     if t.gradient_checkpointing:  # each layer's input kept, one layer recomputed at a time
         layers = s.layers * s.hidden * act * tokens + per_layer
     else:
@@ -259,14 +259,14 @@ def estimate_stages(cfg: RunConfig, s: ModelShape, device: str = "gpu") -> list[
             out.append(
                 StageMemory(
                     stage,
-                    f"{r.method} on {r.batch_size} x {cfg.target.block_size} tokens"
+                    f"{r.weights} on {r.batch_size} x {cfg.target.block_size} tokens"
                     + (", gradient checkpointing" if r.gradient_checkpointing else ""),
                     w,
                     g,
                     o,
                     a,
                     tokens,
-                    (4 if r.method == "lora" else 6) * n_m,
+                    (4 if r.weights == "lora" else 6) * n_m,
                     True,
                 )
             )
@@ -276,7 +276,7 @@ def estimate_stages(cfg: RunConfig, s: ModelShape, device: str = "gpu") -> list[
                 batch = 1
             tokens = batch * cfg.target.block_size
             pair = s.params * wb + (
-                s.lora_params(cfg.reinforce.lora_rank) * 4 if cfg.reinforce.method == "lora" else s.params * wb
+                s.lora_params(cfg.reinforce.lora_rank) * 4 if cfg.reinforce.weights == "lora" else s.params * wb
             )
             # both models' logits in fp32, the label math's copies of them, one layer's transient tensors
             act = tokens * (4 * 4 * s.vocab + 2 * wb * (s.hidden + s.intermediate))
@@ -317,7 +317,7 @@ def _whp_finetune(cfg: RunConfig, s: ModelShape, wb: int, device: str) -> StageM
     tokens = f.batch_size * cfg.target.block_size
     act = _act_bytes(f, device, wb)
     retain_tokens = f.batch_size * cfg.target.retain_block_size if f.retain_weight > 0 else 0
-    ref = s.params * wb if (f.method == "full" and f.retain_weight > 0) else 0.0
+    ref = s.params * wb if (f.weights == "full" and f.retain_weight > 0) else 0.0
     # the labelled rows are gathered (one more fp32 copy); the retain KL adds the model's and the reference's
     # fp32 log-softmax over the retain tokens
     extra = tokens * s.vocab * 4 + retain_tokens * s.vocab * (act + 5 * 4)
@@ -327,18 +327,18 @@ def _whp_finetune(cfg: RunConfig, s: ModelShape, wb: int, device: str) -> StageM
         wb,
         act,
         tokens + retain_tokens,
-        fp32_master=(f.method == "full"),
+        fp32_master=(f.weights == "full"),
         extra_weights=ref,
         loss_tokens=tokens,
         extra_loss_bytes=extra,
     )
     what = (
-        f"{f.method} on {f.batch_size} x {cfg.target.block_size} tokens, {f.target} labels"
+        f"{f.weights} on {f.batch_size} x {cfg.target.block_size} tokens, {f.target} labels"
         + (f", retain KL on {f.batch_size} x {cfg.target.retain_block_size}" if retain_tokens else "")
         + (", gradient checkpointing" if f.gradient_checkpointing else "")
     )
     return StageMemory(
-        "finetune", what, w, g, o, a, tokens + retain_tokens, (4 if f.method == "lora" else 6) * s.matmul_params, True
+        "finetune", what, w, g, o, a, tokens + retain_tokens, (4 if f.weights == "lora" else 6) * s.matmul_params, True
     )
 
 
@@ -353,7 +353,7 @@ def _method_finetune(cfg: RunConfig, s: ModelShape, wb: int, device: str) -> Sta
     act = _act_bytes(f, device, wb)
     retain = f.batch_size * cfg.target.retain_block_size if getattr(section, "retain_weight", 0.0) > 0 else 0
     # full-weight training keeps a frozen copy for reference terms; NPO may name another reference model
-    ref_weights = s.params * wb if f.method == "full" else 0.0
+    ref_weights = s.params * wb if f.weights == "full" else 0.0
     if shape.extra_reference:  # NPO with a reference model of its own
         ref_weights += s.params * wb
     if shape.layers_run is not None:  # RMU: no logits, the layers up to the steered one, on target and retain
@@ -364,12 +364,12 @@ def _method_finetune(cfg: RunConfig, s: ModelShape, wb: int, device: str) -> Sta
         extra = tokens * s.vocab * (wb + 4) if shape.reference_logits else 0.0  # the reference's logits (no graph)
         w, g, o, a = training_memory(s, f, wb, act, tokens + retain, extra_weights=ref_weights, extra_loss_bytes=extra)
     what = (
-        f"{cfg.method}, {f.method} on {f.batch_size} x {cfg.target.block_size} tokens"
+        f"{cfg.method}, {f.weights} on {f.batch_size} x {cfg.target.block_size} tokens"
         + (f" + retain {f.batch_size} x {cfg.target.retain_block_size}" if retain else "")
         + (", gradient checkpointing" if f.gradient_checkpointing else "")
     )
     return StageMemory(
-        "finetune", what, w, g, o, a, tokens + retain, (4 if f.method == "lora" else 6) * s.matmul_params, True
+        "finetune", what, w, g, o, a, tokens + retain, (4 if f.weights == "lora" else 6) * s.matmul_params, True
     )
 
 
@@ -416,7 +416,7 @@ def choose_launch(stages: list[StageMemory], gpus: int, gpu_gib: float) -> list[
         else:
             lines.append(
                 f"{st.stage}: does NOT fit {gpus} x {gpu_gib:g} GiB; lower batch_size, turn on "
-                "gradient_checkpointing, use method: lora, or more GPUs"
+                "gradient_checkpointing, use weights: lora, or more GPUs"
             )
     return lines
 
@@ -446,7 +446,7 @@ def _tokens_per_s(st: StageMemory, cfg: RunConfig, mfu: dict | None, gpus: int) 
         return ""
     if mfu is None:
         return "no measured MFU"
-    key = "labels" if not st.trains else (cfg.finetune.method if st.stage == "finetune" else cfg.reinforce.method)
+    key = "labels" if not st.trains else (cfg.finetune.weights if st.stage == "finetune" else cfg.reinforce.weights)
     value = mfu.get(key)
     if not value:
         return "no measured MFU"

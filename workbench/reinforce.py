@@ -16,7 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, Trai
 from workbench.config import TrainConfig
 from workbench.corpus import Block
 from workbench.errors import WorkbenchError
-from workbench.pair import ModelPair, check_same_tokenizer
+from workbench.model_pair import ModelPair, check_same_tokenizer
 from workbench.training import add_lora, train_and_save
 
 __all__ = ["BlockDataset", "causal_lm_collator", "train_reinforced", "load_pair"]
@@ -73,7 +73,7 @@ def train_reinforced(
     """
     cfg.validate("reinforce")
     base_for_pair = None
-    if cfg.method == "lora":
+    if cfg.weights == "lora":
         train_model = add_lora(model, cfg)  # saved at the folder root; loaded under ADAPTER_NAME
     else:
         import copy

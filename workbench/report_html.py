@@ -22,7 +22,7 @@ from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_text, read_json
 from workbench.rundir import RunDir
 
-__all__ = ["export_report", "bars_svg", "outcome_html"]
+__all__ = ["export_report", "bars_svg", "report_table_html"]
 
 _COLORS = {"baseline": "#4c78a8", "unlearned": "#e45756", "generic": "#54a24b"}
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#222}
@@ -112,29 +112,29 @@ def _settings(cfg: dict) -> pd.DataFrame:
     return pd.DataFrame([(k, v) for k, v in rows if v], columns=["setting", "value"])
 
 
-def outcome_title(report: dict) -> str:
+def report_title(report: dict) -> str:
     """'Before and after: heldout probes (117 target, 83 collateral, 73 general)', from a report's own config."""
     split = ((report.get("config") or {}).get("report") or {}).get("split") or "all"
     counts = ", ".join(f"{r['n']} {s}" for s, r in (report.get("probes") or {}).items())
     return f"Before and after: {split} probes" + (f" ({counts})" if counts else "")
 
 
-def outcome_html(report: dict, level: int = 2) -> str:
-    """The run's before/after table (:func:`~workbench.outcome.outcome_table`) under a title naming the split and
+def report_table_html(report: dict, level: int = 2) -> str:
+    """The run's before/after table (:func:`~workbench.report.report_table`) under a title naming the split and
     the number of probes, as report.html shows it and the notebooks open and close with it; styled inline, so a
     notebook cell shows it as the report does."""
-    from workbench.outcome import outcome_table
+    from workbench.report import report_table
 
-    table = outcome_table(report) if report else pd.DataFrame()
+    table = report_table(report) if report else pd.DataFrame()
     if table.empty:
         return "<p>no before/after table in this report (report.enabled is off, or the pack has no probes)</p>"
     ppl = table["measure"].str.startswith("perplexity")
     for c in ("baseline", "unlearned", "generic"):  # probabilities to 4 decimals, perplexity to 2, as the README
         table[c] = [None if pd.isna(v) else f"{v:.2f}" if is_ppl else f"{v:.4f}" for v, is_ppl in zip(table[c], ppl)]
     table["n"] = [None if v is None or pd.isna(v) else str(int(v)) for v in table["n"]]  # counts, not 117.000
-    style = "<style>.wb-outcome td.num{text-align:right;font-variant-numeric:tabular-nums}</style>"
+    style = "<style>.wb-report td.num{text-align:right;font-variant-numeric:tabular-nums}</style>"
     return (
-        f'<div class="wb-outcome">{style}<h{level}>{_esc(outcome_title(report))}</h{level}>'
+        f'<div class="wb-report">{style}<h{level}>{_esc(report_title(report))}</h{level}>'
         "<p class='muted'>mean probability of the correct next token, with the 95% paired-bootstrap interval of the "
         "change; generic: the baseline on the prompts with anchored terms replaced (the reference the labels "
         "imitate)</p>" + _table(table) + "</div>"
@@ -142,7 +142,7 @@ def outcome_html(report: dict, level: int = 2) -> str:
 
 
 def _run_section(run_dir: Path, level: int = 2) -> str:
-    from workbench.outcome import outcome_table
+    from workbench.report import report_table
     from workbench.run import STAGES
 
     parts, paths = [], RunDir(run_dir)
@@ -165,7 +165,7 @@ def _run_section(run_dir: Path, level: int = 2) -> str:
         )
     report_path = paths.report_json
     report = read_json(report_path) if report_path.is_file() else {}
-    table = outcome_table(report) if report else pd.DataFrame()
+    table = report_table(report) if report else pd.DataFrame()
     if not table.empty:
         probs = table[~table["measure"].str.startswith(("perplexity", "trivia"))]
         series = {
@@ -174,7 +174,7 @@ def _run_section(run_dir: Path, level: int = 2) -> str:
             if k in probs and probs[k].notna().any()
         }
         parts.append(
-            outcome_html(report, level)
+            report_table_html(report, level)
             + bars_svg(
                 [m.strip() for m in probs["measure"]],
                 series,

@@ -25,8 +25,16 @@ from pathlib import Path
 import yaml
 
 from workbench.anchors import AnchorMap, key_counts
-from workbench.checks import check_report_inputs, read_record
-from workbench.config import RunConfig, config_diff, config_to_dict, dump_yaml, load_config, neutral_key, stable_hash
+from workbench.config import (
+    RunConfig,
+    config_diff,
+    config_to_dict,
+    dump_yaml,
+    load_config,
+    neutral_key,
+    rename_old_keys,
+    stable_hash,
+)
 from workbench.corpus import (
     Block,
     Document,
@@ -38,6 +46,7 @@ from workbench.corpus import (
 )
 from workbench.distribution import is_main_process, process_device, world_size
 from workbench.errors import WorkbenchError
+from workbench.file_checks import check_report_inputs, read_record
 from workbench.io import atomic_dir, atomic_write_json, atomic_write_text, read_json
 from workbench.methods import registry
 from workbench.models import LoadedModel, load_model, load_tokenizer
@@ -130,6 +139,7 @@ class Run:
                 f"run directory {self.dir}: {stored} is damaged ({type(old).__name__}); delete that file to rerun "
                 "with this config (finished stages whose inputs are unchanged are kept), or choose another run directory"
             )
+        old = rename_old_keys(old, source=str(stored))  # keys renamed since the run was made (config.KEY_ALIASES)
         old = _with_defaults(old, config_to_dict(RunConfig()))  # keys added since the run was made
         # tracking and gradient checkpointing change no stage's output: no --update needed for them
         diff = [d for d in config_diff(old, config_to_dict(self.cfg)) if not neutral_key(d[0])]
@@ -262,7 +272,7 @@ class Run:
         if self.cfg.reinforce.path:
             from transformers import AutoTokenizer
 
-            from workbench.pair import check_same_tokenizer
+            from workbench.model_pair import check_same_tokenizer
 
             path = Path(self.cfg.reinforce.path)
             if not path.exists():
@@ -273,7 +283,7 @@ class Run:
 
         resolve_trackers(self.cfg.tracking)  # a tracker whose package is missing fails now, not after training
         if self.cfg.report.enabled and self.cfg.report.perplexity_text:
-            from workbench.outcome import perplexity_text
+            from workbench.report import perplexity_text
 
             perplexity_text(self, self.cfg.report)  # a named text that is missing fails now, not after training
 
@@ -498,7 +508,7 @@ class Run:
     @_main_process_only
     def report(self) -> dict:
         """Before/after evaluation on the pack's probes; writes report.json. Returns its content."""
-        from workbench.outcome import before_after
+        from workbench.report import make_report
 
         self.require("finetune", "report")
         path = self.paths.report_json
@@ -506,7 +516,7 @@ class Run:
             return read_json(path)
         t0 = time.perf_counter()
         rc = self.cfg.report
-        result = before_after(self, rc, progress=self.progress) if rc.enabled else {}
+        result = make_report(self, rc, progress=self.progress) if rc.enabled else {}
         self.finish("report", time.perf_counter() - t0)
         report = self._compose_report(result)
         atomic_write_json(path, report)

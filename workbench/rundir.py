@@ -23,7 +23,7 @@ Layout of ``<run>/``::
 
 :data:`STAGE_ARTIFACTS` says which of these each stage leaves (the first is the one a later stage reads), and
 :meth:`RunDir.artifact_problem` whether a finished stage's files are still whole (sizes, headers and footers
-only, with the checks of :mod:`workbench.checks`). The names never change: run directories made earlier load.
+only, with the checks of :mod:`workbench.file_checks`). The names never change: run directories made earlier load.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.checks import parquet_problem, read_record, safetensors_problem
+from workbench.file_checks import parquet_problem, read_record, safetensors_problem
 from workbench.io import atomic_write_json
 
 __all__ = [

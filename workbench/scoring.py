@@ -29,7 +29,7 @@ from workbench.models import with_small_heap
 if TYPE_CHECKING:  # torch is imported where the models run, so the word statistics load fast (anchor editor)
     from transformers import PreTrainedTokenizerBase
 
-    from workbench.pair import ModelPair
+    from workbench.model_pair import ModelPair
 
 __all__ = [
     "score_blocks",
@@ -64,7 +64,7 @@ def score_blocks(
     import torch
     from tqdm.auto import tqdm
 
-    from workbench.pair import pad_batch
+    from workbench.model_pair import pad_batch
 
     frames = []
     bar = tqdm(total=sum(len(b) for b in blocks), unit="tok", desc="scoring", disable=not progress)

@@ -137,14 +137,14 @@ def _slug(text: str) -> str:
 
 def run_scalars(report: dict) -> dict[str, float]:
     """The numbers a finished run logs: label statistics per alpha and the report's before/after rows."""
-    from workbench.outcome import outcome_table
+    from workbench.report import report_table
 
     values: dict[str, float] = {}
     for rec in report.get("labels") or []:
         a = f"alpha_{rec['alpha']:g}"
         values[f"labels/{a}/labelled_positions"] = float(rec["labelled"])
         values[f"labels/{a}/changed_share"] = float(rec["changed_share"])
-    table = outcome_table(report)
+    table = report_table(report)
     for _, row in table.iterrows():
         name = _slug(str(row["measure"]))
         for col in ("baseline", "unlearned", "generic"):

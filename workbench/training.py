@@ -366,7 +366,7 @@ def checkpoint_problem(path: Path) -> str | None:
     The Trainer writes ``trainer_state.json`` last; the weights' header and the optimizer's zip directory are
     checked too, both cheap.
     """
-    from workbench.checks import read_record, safetensors_problem
+    from workbench.file_checks import read_record, safetensors_problem
 
     state, bad = read_record(path / "trainer_state.json")
     if bad or state is None:

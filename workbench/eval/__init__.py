@@ -25,6 +25,7 @@ from workbench.eval.completion import (
     summarize_completions,
 )
 from workbench.eval.config import ALL_SECTIONS, EvalConfig
+from workbench.eval.evaluate import evaluate_models
 from workbench.eval.figures import build_figures
 from workbench.eval.loglikelihood import LoglikelihoodConfig, Request, Score, encode_pair, encode_pairs, score_requests
 from workbench.eval.probes import score_probes, summarize_probes
@@ -37,7 +38,6 @@ from workbench.eval.robustness import (
     score_paraphrases,
     score_primed,
 )
-from workbench.eval.runner import evaluate_models
 from workbench.eval.summary import EvalReport, headline_table, load_report, write_report
 from workbench.eval.utility import (
     BENCHMARKS,

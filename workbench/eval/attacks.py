@@ -115,11 +115,11 @@ def adversarial_probes(probes: Sequence[NextTokenProbe], title: str, wrapper: st
     return with_prompts(probes, [template.format(title=title, prompt=p.prompt) for p in probes])
 
 
-def score_adversarial(lm: LoadedModel, probes: Sequence[NextTokenProbe], title: str, scoring=None) -> pd.DataFrame:
+def score_adversarial(lm: LoadedModel, probes: Sequence[NextTokenProbe], title: str, loglik=None) -> pd.DataFrame:
     """Probe rows per wrapper (variant = wrapper name) and the per-probe worst case (variant ``worst``)."""
     frames = []
     for name in ADVERSARIAL_WRAPPERS:
-        df = score_probes(lm, adversarial_probes(probes, title, name), scoring, variant=name)
+        df = score_probes(lm, adversarial_probes(probes, title, name), loglik, variant=name)
         df["prompt"] = [p.prompt for p in probes]
         frames.append(df)
     allw = pd.concat(frames, ignore_index=True)
@@ -208,7 +208,7 @@ def relearn_curve(
     steps: Sequence[int] = (5, 20, 50),
     lr: float = 3e-5,
     seed: int = 0,
-    scoring=None,
+    loglik=None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Probe rows after 0 and each of ``steps`` relearning steps (column ``steps``; variant ``relearn_<N>``).
@@ -229,7 +229,7 @@ def relearn_curve(
     work = LoadedModel(model, lm.tokenizer, lm.spec, lm.source, 0.0)
     frames = []
     model.eval()
-    frames.append(score_probes(work, probes, scoring, variant="relearn_0").assign(steps=0))
+    frames.append(score_probes(work, probes, loglik, variant="relearn_0").assign(steps=0))
     done = 0
     from tqdm.auto import tqdm
 
@@ -247,7 +247,7 @@ def relearn_curve(
             done += 1
             bar.update(1)
         model.eval()
-        frames.append(score_probes(work, probes, scoring, variant=f"relearn_{target}").assign(steps=target))
+        frames.append(score_probes(work, probes, loglik, variant=f"relearn_{target}").assign(steps=target))
     bar.close()
     del model, opt
     return pd.concat(frames, ignore_index=True)
@@ -476,14 +476,14 @@ def quantized_copy(model: torch.nn.Module, bits: int, group: int = 128) -> torch
 
 
 def score_quantized(
-    lm: LoadedModel, probes: Sequence[NextTokenProbe], bits: Sequence[int] = (8, 4), group: int = 128, scoring=None
+    lm: LoadedModel, probes: Sequence[NextTokenProbe], bits: Sequence[int] = (8, 4), group: int = 128, loglik=None
 ) -> pd.DataFrame:
     """Probe rows of the model rounded to each bit width (variant ``quant<bits>``)."""
     frames = []
     for b in bits:
         model = quantized_copy(lm.model, int(b), group)
         work = LoadedModel(model, lm.tokenizer, lm.spec, lm.source, 0.0)
-        frames.append(score_probes(work, probes, scoring, variant=f"quant{int(b)}"))
+        frames.append(score_probes(work, probes, loglik, variant=f"quant{int(b)}"))
         del model, work
     return pd.concat(frames, ignore_index=True)
 
@@ -510,7 +510,7 @@ def attack_units(sections: Sequence[str], config, pack: Pack | None, probes_of: 
     if "adversarial" in sections:
 
         def run_adv(lm, memo):
-            df = score_adversarial(lm, probes, pack.title, config.scoring("adversarial"))
+            df = score_adversarial(lm, probes, pack.title, config.loglik("adversarial"))
             return metric_rows(summarize_probes(df), "adversarial", PROBE_METRICS, ci=PROBE_CI), df
 
         units.append(
@@ -533,7 +533,7 @@ def attack_units(sections: Sequence[str], config, pack: Pack | None, probes_of: 
                 acfg.relearn_steps,
                 acfg.relearn_lr,
                 acfg.seed,
-                config.scoring("relearn"),
+                config.loglik("relearn"),
                 config.progress,
             )
             rows = metric_rows(summarize_probes(df), "relearn", ["mean_prob", "top1_rate"], ci=PROBE_CI)
@@ -612,7 +612,7 @@ def attack_units(sections: Sequence[str], config, pack: Pack | None, probes_of: 
     if "quantize" in sections:
 
         def run_quant(lm, memo):
-            df = score_quantized(lm, probes, acfg.quantize_bits, acfg.quantize_group, config.scoring("quantize"))
+            df = score_quantized(lm, probes, acfg.quantize_bits, acfg.quantize_group, config.loglik("quantize"))
             return metric_rows(summarize_probes(df), "quantize", PROBE_METRICS, ci=PROBE_CI), df
 
         params = {

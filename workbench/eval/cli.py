@@ -140,7 +140,7 @@ def config_from_args(args: argparse.Namespace):
 
 def run_eval(args: argparse.Namespace) -> int:
     """Run ``workbench eval``."""
-    from workbench.eval.runner import evaluate_models
+    from workbench.eval.evaluate import evaluate_models
 
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise WorkbenchError(f"eval --out {args.out} is a file; give a folder (it is created if missing)")
@@ -335,12 +335,12 @@ def answer_probe_table(pack, lm, kinds, batch_size: int = 16):
     from workbench.eval import ground_truth as gt
     from workbench.eval.loglikelihood import LoglikelihoodConfig
 
-    scoring = LoglikelihoodConfig(batch_size=batch_size, desc="check")
+    loglik = LoglikelihoodConfig(batch_size=batch_size, desc="check")
     rows = []
     for kind in kinds:
         probes = pack.probes(kind)
         if kind == "trivia":
-            got = {(r["split"], r["metric"]): r for r in gt.summarize_trivia(gt.score_trivia(lm, probes, scoring))}
+            got = {(r["split"], r["metric"]): r for r in gt.summarize_trivia(gt.score_trivia(lm, probes, loglik))}
             for split in sorted({s for s, _ in got}):
                 acc = got[(split, "accuracy")]
                 rows.append(
@@ -356,7 +356,7 @@ def answer_probe_table(pack, lm, kinds, batch_size: int = 16):
                     }
                 )
         else:
-            got = gt.summarize_qa(gt.score_qa(lm, probes, scoring), kind)
+            got = gt.summarize_qa(gt.score_qa(lm, probes, loglik), kind)
             for r in got:
                 if r["metric"] in ("truth_ratio_mean", "truth_ratio_forget", "answer_prob"):
                     rows.append(

@@ -1,4 +1,4 @@
-"""What ``workbench eval`` (and :func:`workbench.eval.runner.evaluate_models`) measures, and how: the sections and
+"""What ``workbench eval`` (and :func:`workbench.eval.evaluate.evaluate_models`) measures, and how: the sections and
 :class:`EvalConfig`, whose fields the CLI maps one to one (workbench/eval/cli.py)."""
 
 from __future__ import annotations
@@ -182,7 +182,8 @@ class EvalConfig:
         ),
     )
 
-    def scoring(self, desc: str) -> LoglikelihoodConfig:
+    def loglik(self, desc: str) -> LoglikelihoodConfig:
+        """The log-likelihood engine's settings for one measure (``desc``: its progress bar's label)."""
         return LoglikelihoodConfig(
             batch_size=self.batch_size,
             max_batch_tokens=self.max_batch_tokens,

@@ -48,7 +48,7 @@ class ForgetQualityCurve(TrainerCallback):
             raise ValueError("every must be >= 1")
         self.tokenizer, self.probes, self.every, self.stages = tokenizer, list(probes), every, tuple(stages)
         self.reference = np.asarray(reference_truth_ratios, dtype=float)
-        self.scoring = LoglikelihoodConfig(batch_size=batch_size, progress=False)
+        self.loglik = LoglikelihoodConfig(batch_size=batch_size, progress=False)
         self.rows: list[dict] = []
         self._stage: str | None = None
 
@@ -75,9 +75,7 @@ class ForgetQualityCurve(TrainerCallback):
         model.eval()
         try:
             with torch.no_grad():
-                df = score_qa(
-                    LoadedModel(model, self.tokenizer, "training", "training", 0.0), self.probes, self.scoring
-                )
+                df = score_qa(LoadedModel(model, self.tokenizer, "training", "training", 0.0), self.probes, self.loglik)
         finally:
             if was_training:
                 model.train()

@@ -71,7 +71,7 @@ MIA_ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus")
 REFERENCE_METRICS = ("forget_quality", "privleak")
 
 # name -> (section, set, metric, split or None): the headline of each measure in an eval table (the rows of
-# workbench/eval/runner.py); None: one value over the texts, not per probe split
+# workbench/eval/evaluate.py); None: one value over the texts, not per probe split
 STANDARD_COLUMNS = {
     "trivia_acc": ("trivia", "trivia", "accuracy", "split"),
     "truth_ratio": ("qa", "qa", "truth_ratio_forget", "split"),
@@ -300,15 +300,15 @@ def tokenizer_digest(tokenizer) -> str:
     return hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
 
 
-def _mean_logprobs(lm: LoadedModel, pairs: list[tuple[str, str]], scoring: LoglikelihoodConfig):
+def _mean_logprobs(lm: LoadedModel, pairs: list[tuple[str, str]], loglik: LoglikelihoodConfig):
     encoded = encode_pairs(lm.tokenizer, pairs)
     scores = score_requests(
-        lm.model, [Request(c, k) for c, k in encoded], scoring, pad_id=lm.tokenizer.pad_token_id or 0
+        lm.model, [Request(c, k) for c, k in encoded], loglik, pad_id=lm.tokenizer.pad_token_id or 0
     )
     return scores
 
 
-def score_qa(lm: LoadedModel, probes: Sequence[QAProbe], scoring: LoglikelihoodConfig) -> pd.DataFrame:
+def score_qa(lm: LoadedModel, probes: Sequence[QAProbe], loglik: LoglikelihoodConfig) -> pd.DataFrame:
     """One row per question: the gold answer's length-normalised probability (``prob`` = P(answer | q)^(1/len)),
     the truth ratio and the gold answer's extraction strength."""
     pairs = []
@@ -316,7 +316,7 @@ def score_qa(lm: LoadedModel, probes: Sequence[QAProbe], scoring: LoglikelihoodC
         ctx = question_context(p.question)
         pairs += [(ctx, " " + p.answer.strip()), (ctx, " " + p.paraphrased_answer.strip())]
         pairs += [(ctx, " " + a.strip()) for a in p.perturbed_answers]
-    scores = iter(_mean_logprobs(lm, pairs, scoring))
+    scores = iter(_mean_logprobs(lm, pairs, loglik))
     digest = tokenizer_digest(lm.tokenizer)
     rows = []
     for p in probes:
@@ -440,7 +440,7 @@ def score_mia(
     member_texts: Sequence[str],
     holdout_texts: Sequence[str],
     settings: TextSettings,
-    scoring: LoglikelihoodConfig,
+    loglik: LoglikelihoodConfig,
 ) -> pd.DataFrame:
     """One row per text sample (``set``: 'forget' for the target corpus, 'holdout') with each attack's score,
     higher for text the model did not see: ``loss`` (mean token loss), ``zlib``, ``min_k``, ``min_k_plus_plus``."""
@@ -448,7 +448,7 @@ def score_mia(
     prefix = prefix_token_id(tok)
     items = [("forget", c) for c in text_chunks(tok, member_texts, settings.mia_tokens, settings.mia_limit)]
     items += [("holdout", c) for c in text_chunks(tok, holdout_texts, settings.mia_tokens, settings.mia_limit)]
-    cfg = LoglikelihoodConfig(**{**scoring.__dict__, "vocab_stats": True})
+    cfg = LoglikelihoodConfig(**{**loglik.__dict__, "vocab_stats": True})
     scores = score_requests(lm.model, [Request([prefix], c) for _, c in items], cfg, pad_id=tok.pad_token_id or 0)
     digest = tokenizer_digest(tok)
     rows = []
@@ -469,14 +469,14 @@ def score_mia(
     return pd.DataFrame(rows)
 
 
-def score_trivia(lm: LoadedModel, probes: Sequence[TriviaProbe], scoring: LoglikelihoodConfig) -> pd.DataFrame:
+def score_trivia(lm: LoadedModel, probes: Sequence[TriviaProbe], loglik: LoglikelihoodConfig) -> pd.DataFrame:
     """One row per question: the true and the false answer's mean per-token log-likelihood and whether the true
     one is higher (``known``)."""
     pairs = []
     for p in probes:
         ctx = question_context(p.question)
         pairs += [(ctx, " " + p.true_answer.strip()), (ctx, " " + p.false_answer.strip())]
-    scores = _mean_logprobs(lm, pairs, scoring)
+    scores = _mean_logprobs(lm, pairs, loglik)
     rows = []
     for i, p in enumerate(probes):
         t, f = scores[2 * i], scores[2 * i + 1]

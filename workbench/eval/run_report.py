@@ -4,7 +4,7 @@ text, through the evaluation pipeline's units (one model loaded at a time, finis
 reference model that never saw the target (an implanted run's untouched baseline), also the field's measures
 (workbench/eval/ground_truth.py) of all three models, forget quality and PrivLeak against the reference.
 
-The run's ``report`` stage calls :func:`before_after_report` (through :func:`workbench.outcome.before_after`);
+The run's ``report`` stage calls :func:`evaluate_run` (through :func:`workbench.report.make_report`);
 ``workbench eval`` runs the same units on any models.
 """
 
@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from workbench.eval.config import EvalConfig
+from workbench.eval.evaluate import run_units
 from workbench.eval.ground_truth import reference_rows, standard_measures
 from workbench.eval.loglikelihood import LoglikelihoodConfig
 from workbench.eval.probes import PROBE_COLUMNS, score_probes, summarize_probes
-from workbench.eval.runner import run_units
 from workbench.eval.summary import write_frame
 from workbench.eval.units import (
     PROBE_CI,
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from workbench.anchors import AnchorMap
     from workbench.pack import NextTokenProbe, Pack
 
-__all__ = ["ANSWER_KINDS", "answer_kind", "before_after_report", "generic_prompts", "paired_change"]
+__all__ = ["ANSWER_KINDS", "answer_kind", "evaluate_run", "generic_prompts", "paired_change"]
 
 # What a next-token probe's answer is, with respect to the anchor map. The method relabels the position that
 # predicts an anchored term and leaves positions inside a multi-token anchor unlabelled, so it acts on the
@@ -101,14 +101,14 @@ def _generic_unit(probes: Sequence["NextTokenProbe"], stamp: dict, config: EvalC
     """The baseline on the anchor-translated prompts (variant ``generic``)."""
 
     def run(lm: LoadedModel, memo: dict):
-        df = score_probes(lm, probes, config.scoring("generic"), variant="generic")
+        df = score_probes(lm, probes, config.loglik("generic"), variant="generic")
         return metric_rows(summarize_probes(df), "generic", PROBE_METRICS, ci=PROBE_CI), df
 
     params = {"probes": stamp, "prompts": _digest([p.prompt for p in probes])}
     return Unit("generic.probability", "generic", params, run, "probes", models=("baseline",))
 
 
-def before_after_report(
+def evaluate_run(
     baseline: str | LoadedModel,
     unlearned: str | LoadedModel,
     pack: "Pack | None",
@@ -180,8 +180,8 @@ def before_after_report(
     if text:
         # two windows per pass: the logits of a window ([1024, vocab] fp32) dominate the report's memory
         pcfg = PerplexityConfig(max_length=1024, stride=512, max_tokens=max_perplexity_tokens, batch_size=2)
-        scoring = LoglikelihoodConfig(batch_size=pcfg.batch_size, progress=progress, desc="perplexity")
-        units.append(perplexity_unit("text", text, pcfg, scoring, {"text": _digest([text])}))
+        loglik = LoglikelihoodConfig(batch_size=pcfg.batch_size, progress=progress, desc="perplexity")
+        units.append(perplexity_unit("text", text, pcfg, loglik, {"text": _digest([text])}))
     specs = (baseline, unlearned) + ((reference,) if reference is not None else ())
     table, frames, _ = run_units(list(zip(models, specs)), units, config, out) if units else (None, {}, [])
     if reference is not None and table is not None:

@@ -206,7 +206,7 @@ def ground_truth_units(
         probes = probes_of(kind)
 
         def run(lm: LoadedModel, memo: dict):
-            df = gt.score_qa(lm, probes, config.scoring(kind))
+            df = gt.score_qa(lm, probes, config.loglik(kind))
             rows = gt.summarize_qa(df, kind)
             if kind == "retain_qa":
                 km = gt.score_knowmem(lm, probes, config.qa_max_new_tokens, config.gen_batch_size, config.progress)
@@ -252,7 +252,7 @@ def ground_truth_units(
             probes = probes_of("trivia")
 
             def run_trivia(lm: LoadedModel, memo: dict, probes=probes):
-                df = gt.score_trivia(lm, probes, config.scoring("trivia"))
+                df = gt.score_trivia(lm, probes, config.loglik("trivia"))
                 return gt.summarize_trivia(df), df
 
             units.append(Unit("trivia", "trivia", limited("trivia"), run_trivia, "trivia_items"))
@@ -283,7 +283,7 @@ def ground_truth_units(
             corpus = pack.read_corpus()
 
             def run_mia(lm: LoadedModel, memo: dict):
-                df = gt.score_mia(lm, corpus, holdout, ts, config.scoring("membership"))
+                df = gt.score_mia(lm, corpus, holdout, ts, config.loglik("membership"))
                 return gt.summarize_mia(df), df
 
             params = {
@@ -300,7 +300,7 @@ def ground_truth_units(
 def _plain_probes(lm: LoadedModel, memo: dict, name: str, probes, config: EvalConfig) -> pd.DataFrame:
     """The unprimed probe rows, scored once per model and shared by the probe, paraphrase and priming units."""
     if name not in memo:
-        memo[name] = score_probes(lm, probes, config.scoring(name))
+        memo[name] = score_probes(lm, probes, config.loglik(name))
     return memo[name]
 
 
@@ -325,7 +325,7 @@ def probe_unit(
 def _paraphrase_unit(probes, stamp: dict, splits, config: EvalConfig) -> Unit:
     def run(lm: LoadedModel, memo: dict):
         plain = _plain_probes(lm, memo, "probes.probability", probes, config)
-        para = score_paraphrases(lm, probes, config.scoring("paraphrases"))
+        para = score_paraphrases(lm, probes, config.loglik("paraphrases"))
         rows = metric_rows(summarize_probes(para), "paraphrase", PROBE_METRICS, ci=PROBE_CI)
         ps = paraphrase_summary(plain, para)
         for split in ["all"] + sorted(ps["split"].unique()):
@@ -357,7 +357,7 @@ def _paraphrase_unit(probes, stamp: dict, splits, config: EvalConfig) -> Unit:
 def _priming_unit(probes, passage: str, stamp: dict, splits, config: EvalConfig) -> Unit:
     def run(lm: LoadedModel, memo: dict):
         plain = _plain_probes(lm, memo, "probes.probability", probes, config)
-        primed = score_primed(lm, probes, passage, config.scoring("primed probes"))
+        primed = score_primed(lm, probes, passage, config.loglik("primed probes"))
         rows = metric_rows(summarize_probes(primed), "priming", PROBE_METRICS, ci=PROBE_CI)
         ps = priming_summary(plain, primed)
         rows += metric_rows(ps, "priming", ["delta", "newly_top1_rate"], variant_col=None, variant_value="primed")
@@ -439,7 +439,7 @@ def _mc_unit(task: str, path: Path, config: EvalConfig) -> Unit:
 
     def run(lm: LoadedModel, memo: dict):
         mc = load_mc_task(path, limit=config.limit, name=name)
-        df = score_mc(lm, mc, config.scoring(name))
+        df = score_mc(lm, mc, config.loglik(name))
         summ = summarize_mc(df)
         rows = metric_rows(
             summ,
@@ -462,16 +462,16 @@ def _ppl_unit(text: Path, config: EvalConfig) -> Unit:
         max_tokens=config.ppl_max_tokens,
         batch_size=config.batch_size,
     )
-    return perplexity_unit(text.stem, text, pcfg, config.scoring("perplexity"), {"text": file_stamp(text)})
+    return perplexity_unit(text.stem, text, pcfg, config.loglik("perplexity"), {"text": file_stamp(text)})
 
 
 def perplexity_unit(
-    name: str, text: str | Path, pcfg: PerplexityConfig, scoring: LoglikelihoodConfig, params: dict
+    name: str, text: str | Path, pcfg: PerplexityConfig, loglik: LoglikelihoodConfig, params: dict
 ) -> Unit:
     """The perplexity of a text (a ``Path`` is read as a file) as one unit; ``params`` identify the text."""
 
     def run(lm: LoadedModel, memo: dict):
-        res = perplexity(lm, text, pcfg, scoring)
+        res = perplexity(lm, text, pcfg, loglik)
         rows = [
             {
                 "section": "perplexity",

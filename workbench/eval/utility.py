@@ -277,7 +277,7 @@ def perplexity(
     lm: LoadedModel,
     text: str | Path,
     config: PerplexityConfig | None = None,
-    scoring: LoglikelihoodConfig | None = None,
+    loglik: LoglikelihoodConfig | None = None,
 ) -> dict:
     """Token, word and byte perplexity of a text (a ``Path`` is read as a UTF-8 file) with a sliding window.
 
@@ -317,8 +317,8 @@ def perplexity(
         e = min(s + stride, len(full))
         a = max(0, e - 1 - max_len)  # the input full[a:e-1] fits the window
         requests.append(Request(full[a:s], full[s:e]))
-    scoring = scoring or LoglikelihoodConfig(batch_size=cfg.batch_size, desc="perplexity")
-    scores = score_requests(lm.model, requests, scoring, pad_id=tok.pad_token_id or 0, max_length=max_len)
+    loglik = loglik or LoglikelihoodConfig(batch_size=cfg.batch_size, desc="perplexity")
+    scores = score_requests(lm.model, requests, loglik, pad_id=tok.pad_token_id or 0, max_length=max_len)
     nll = -math.fsum(s.logprob for s in scores)
     n_tok = sum(s.n_tokens for s in scores)
     words = len(covered.split())

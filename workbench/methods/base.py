@@ -148,7 +148,7 @@ class Method:
 
     # ranges every method's fields of these names share (methods.<name>.<field>)
     POSITIVE = ("learning_rate", "epochs", "beta", "steering_scale")
-    NON_NEGATIVE = ("retain_weight", "forget_weight", "alpha")
+    NON_NEGATIVE = ("retain_weight", "target_weight", "alpha")
 
     def validate(self, settings: Any) -> None:
         """Checks of the settings alone, when the config is read (a WorkbenchError names methods.<name>.<key>)."""
@@ -221,7 +221,7 @@ class TrainedMethod(Method):
         s = self.setup(ctx, base, train_cfg)
         ctx.log(
             f"[finetune] method {self.name}: {len(ctx.blocks)} target blocks, {len(retain or [])} retain blocks, "
-            f"lr {s.train_cfg.learning_rate}, {s.train_cfg.epochs} epochs ({s.train_cfg.method})"
+            f"lr {s.train_cfg.learning_rate}, {s.train_cfg.epochs} epochs ({s.train_cfg.weights})"
         )
         model = ctx.train(
             base.model,

@@ -15,24 +15,27 @@ __all__ = ["GradDiffConfig", "graddiff", "GradDiff"]
 class GradDiffConfig(GAConfig):
     """Gradient difference: ascent on the target, descent on retain text (Liu et al. 2022; TOFU's 'Grad. Diff.')."""
 
-    forget_weight: float = field(
-        default=1.0, metadata=settings_help("weight of the ascent term on the target (TOFU: 1)")
+    target_weight: float = field(
+        default=1.0,
+        # its name before the rename (config.KEY_ALIASES): the fingerprints are unchanged
+        metadata=settings_help("weight of the ascent term on the target (TOFU: 1)")
+        | {"fingerprint_name": "forget_weight"},
     )
     retain_weight: float = field(default=1.0, metadata=settings_help("weight of the NLL term on retain text (TOFU: 1)"))
 
 
 def graddiff(settings: GradDiffConfig) -> LossFn:
-    """``forget_weight * (-NLL(target)) + retain_weight * NLL(retain)``."""
+    """``target_weight * (-NLL(target)) + retain_weight * NLL(retain)``."""
     from workbench.methods import losses as L
 
     def loss(model, inputs, frozen):
-        f_logp, f_mask = L.model_logprobs(model, inputs["input_ids"], inputs["attention_mask"])
+        t_logp, t_mask = L.model_logprobs(model, inputs["input_ids"], inputs["attention_mask"])
         if settings.retain_weight > 0 and "retain_ids" in inputs:
             r_logp, r_mask = L.model_logprobs(model, inputs["retain_ids"], inputs["retain_mask"])
         else:  # no retain term: an empty mask makes its NLL 0
-            r_logp, r_mask = f_logp[:, :0], f_mask[:, :0]
-        total = L.graddiff_loss(f_logp, f_mask, r_logp, r_mask, settings.forget_weight, settings.retain_weight)
-        parts = {"forget_nll": float(L.mean_nll(f_logp, f_mask).detach())}
+            r_logp, r_mask = t_logp[:, :0], t_mask[:, :0]
+        total = L.graddiff_loss(t_logp, t_mask, r_logp, r_mask, settings.target_weight, settings.retain_weight)
+        parts = {"forget_nll": float(L.mean_nll(t_logp, t_mask).detach())}  # the logged name stays
         if r_mask.numel():
             parts["retain_nll"] = float(L.mean_nll(r_logp, r_mask).detach())
         return total, parts

@@ -70,7 +70,7 @@ def down_projections(model: torch.nn.Module, layers: list[int]) -> list[torch.nn
         if proj is None:
             raise WorkbenchError(
                 f"RMU: decoder layer {i} of {type(model).__name__} has no MLP down-projection "
-                f"({' / '.join(DOWN_PROJ_NAMES)}); set methods.rmu.full_rank: false to train with finetune.method"
+                f"({' / '.join(DOWN_PROJ_NAMES)}); set methods.rmu.full_rank: false to train with finetune.weights"
             )
         found.append(proj)
     return found

@@ -3,7 +3,7 @@
 Notation: for a sequence y of target text, ``log pi(y) = sum_t log p(y_t | y_<t)`` over its |y| predicted tokens.
 
 - GA (gradient ascent): ``-NLL(target)``, the mean token NLL negated (Jang et al. 2023).
-- GradDiff: ``forget_weight * (-NLL(target)) + retain_weight * NLL(retain)`` (Liu et al. 2022; TOFU).
+- GradDiff: ``target_weight * (-NLL(target)) + retain_weight * NLL(retain)`` (Liu et al. 2022; TOFU).
 - NPO: ``-(2/beta) * mean_y log sigmoid(-beta * (log pi(y) - log pi_ref(y)))`` plus a retain NLL term
   (Zhang et al. 2024, eq. 3 and NPO-RT). It equals GA's gradient scaled by a weight that falls as the model
   moves away from the reference, which is what keeps it from collapsing.
@@ -28,7 +28,7 @@ __all__ = [
     "graddiff_loss",
     "npo_loss",
     "simnpo_loss",
-    "rmu_forget_loss",
+    "rmu_target_loss",
     "rmu_retain_loss",
     "model_logprobs",
     "retain_nll",
@@ -60,29 +60,29 @@ def ga_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def graddiff_loss(
-    f_logp: torch.Tensor,
-    f_mask: torch.Tensor,
+    t_logp: torch.Tensor,
+    t_mask: torch.Tensor,
     r_logp: torch.Tensor,
     r_mask: torch.Tensor,
-    forget_weight: float = 1.0,
+    target_weight: float = 1.0,
     retain_weight: float = 1.0,
 ) -> torch.Tensor:
-    """GradDiff: ``forget_weight * ga_loss(target) + retain_weight * NLL(retain)`` (an empty retain mask: 0)."""
-    return forget_weight * ga_loss(f_logp, f_mask) + retain_weight * mean_nll(r_logp, r_mask)
+    """GradDiff: ``target_weight * ga_loss(target) + retain_weight * NLL(retain)`` (an empty retain mask: 0)."""
+    return target_weight * ga_loss(t_logp, t_mask) + retain_weight * mean_nll(r_logp, r_mask)
 
 
 def npo_loss(seq_logp: torch.Tensor, ref_seq_logp: torch.Tensor, beta: float) -> torch.Tensor:
-    """NPO's forget term over sequences (``log pi`` of model and reference, one value per sequence)."""
+    """NPO's term on the target, over sequences (``log pi`` of model and reference, one value per sequence)."""
     return -(2.0 / beta) * F.logsigmoid(-beta * (seq_logp - ref_seq_logp)).mean()
 
 
 def simnpo_loss(seq_logp: torch.Tensor, lengths: torch.Tensor, beta: float, gamma: float = 0.0) -> torch.Tensor:
-    """SimNPO's forget term: the length-normalised NLL, less the margin ``gamma``, instead of NPO's log-ratio."""
+    """SimNPO's term on the target: the length-normalised NLL, less the margin ``gamma``, instead of NPO's log-ratio."""
     mean_nll_per_seq = -seq_logp / lengths.clamp(min=1)
     return -(2.0 / beta) * F.logsigmoid(beta * (mean_nll_per_seq - gamma)).mean()
 
 
-def rmu_forget_loss(h: torch.Tensor, mask: torch.Tensor, control: torch.Tensor) -> torch.Tensor:
+def rmu_target_loss(h: torch.Tensor, mask: torch.Tensor, control: torch.Tensor) -> torch.Tensor:
     """Mean squared distance of the activations ``[batch, pos, hidden]`` at valid positions to ``control`` [hidden]."""
     sel = h[mask.bool()].float()
     return ((sel - control.float()) ** 2).mean()

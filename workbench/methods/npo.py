@@ -17,8 +17,10 @@ class NPOConfig(GAConfig):
     """Negative preference optimisation (Zhang et al. 2024, arXiv 2404.05868), with its retain term (NPO-RT)."""
 
     beta: float = field(default=0.1, metadata=settings_help("inverse temperature of the log-ratio (paper: 0.1)"))
-    forget_weight: float = field(
-        default=1.0, metadata=settings_help("weight of the NPO term (the authors' npo_coeff: 1 on TOFU)")
+    target_weight: float = field(
+        default=1.0,
+        metadata=settings_help("weight of the NPO term (the authors' npo_coeff: 1 on TOFU)")
+        | {"fingerprint_name": "forget_weight"},  # its name before the rename (config.KEY_ALIASES)
     )
     retain_weight: float = field(
         default=1.0,
@@ -33,7 +35,7 @@ class NPOConfig(GAConfig):
 
 
 def npo(settings: NPOConfig) -> LossFn:
-    """NPO's forget term against the frozen reference, weighted, plus the retain NLL."""
+    """NPO's term on the target against the frozen reference, weighted, plus the retain NLL."""
     import torch
 
     from workbench.methods import losses as L
@@ -45,7 +47,7 @@ def npo(settings: NPOConfig) -> LossFn:
             ref_seq, _ = L.sequence_logprobs(*L.model_logprobs(ref, ids, mask))
         f = L.npo_loss(seq, ref_seq, settings.beta)
         parts = {"forget_loss": float(f.detach()), "log_ratio": float((seq - ref_seq).mean().detach())}
-        return settings.forget_weight * f + L.retain_nll(model, inputs, settings.retain_weight, parts), parts
+        return settings.target_weight * f + L.retain_nll(model, inputs, settings.retain_weight, parts), parts
 
     return loss
 

@@ -39,7 +39,7 @@ class RMUConfig(GAConfig):
         default=True,
         metadata=settings_help(
             "train the full-rank MLP down-projections of layers l-2..l, as the authors do (their --layer_ids 5,6,7 "
-            "--param_ids 6), whatever finetune.method says; false: finetune.method (LoRA or full) on every layer"
+            "--param_ids 6), whatever finetune.weights says; false: finetune.weights (LoRA or full) on every layer"
         ),
     )
     constant_lr: bool = field(
@@ -70,7 +70,7 @@ def rmu(settings: RMUConfig, layer: int, control: Any) -> LossFn:
     def loss(model, inputs, frozen):
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
         h = layer_output(model, layer, ids, mask)
-        f = L.rmu_forget_loss(h, mask, control.to(h.device))
+        f = L.rmu_target_loss(h, mask, control.to(h.device))
         parts = {"forget_mse": float(f.detach())}
         total = f
         if settings.retain_weight > 0 and "retain_ids" in inputs:
@@ -115,7 +115,7 @@ class RMU(TrainedMethod):
         layers = None
         if s.full_rank:  # the authors' parameters: full-rank down-projections of layers l-2..l
             layers = list(range(max(0, layer - 2), layer + 1))
-            train_cfg = dataclasses.replace(train_cfg, method="full")
+            train_cfg = dataclasses.replace(train_cfg, weights="full")
         return TrainSetup(
             make_loss=lambda model: rmu(s, layer, control),
             train_cfg=train_cfg,

@@ -19,11 +19,12 @@ class SimNPOConfig(GAConfig):
         default=0.0,
         metadata=settings_help("reward margin, subtracted from the mean NLL inside beta (the authors' TOFU: 0)"),
     )
-    forget_weight: float = field(
+    target_weight: float = field(
         default=0.1375,
         metadata=settings_help(
             "weight of the SimNPO term (the authors' npo_coeff: 0.1375 on TOFU forget05, 0.125 on forget10)"
-        ),
+        )
+        | {"fingerprint_name": "forget_weight"},  # its name before the rename (config.KEY_ALIASES)
     )
     retain_weight: float = field(
         default=1.0, metadata=settings_help("weight of the NLL term on retain text (the authors' grad_diff_coeff: 1)")
@@ -31,14 +32,14 @@ class SimNPOConfig(GAConfig):
 
 
 def simnpo(settings: SimNPOConfig) -> LossFn:
-    """SimNPO's length-normalised forget term, weighted, plus the retain NLL."""
+    """SimNPO's length-normalised term on the target, weighted, plus the retain NLL."""
     from workbench.methods import losses as L
 
     def loss(model, inputs, frozen):
         seq, n = L.sequence_logprobs(*L.model_logprobs(model, inputs["input_ids"], inputs["attention_mask"]))
         f = L.simnpo_loss(seq, n, settings.beta, settings.gamma)
         parts = {"forget_loss": float(f.detach())}
-        return settings.forget_weight * f + L.retain_nll(model, inputs, settings.retain_weight, parts), parts
+        return settings.target_weight * f + L.retain_nll(model, inputs, settings.retain_weight, parts), parts
 
     return loss
 

@@ -110,7 +110,7 @@ def train_method(
     """
     train_cfg.validate()
     orig_dtype = next(model.parameters()).dtype
-    if train_cfg.method == "lora":
+    if train_cfg.weights == "lora":
         train_model = add_lora(model, train_cfg)
     else:
         if reference is None:

@@ -21,7 +21,7 @@ from transformers.modeling_outputs import CausalLMOutput
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_json
 from workbench.methods.prompt import system_prefix_ids  # re-exported: models.py loads the prompt wrapper
-from workbench.pair import generic_scores
+from workbench.model_pair import generic_scores
 from workbench.rundir import DESCRIPTOR, RunDir
 
 __all__ = [

@@ -256,7 +256,7 @@ class TokenDiff:
 
     @classmethod
     def from_pair(cls, pair, tokenizer, block, top: int = 5, title: str | None = None) -> "TokenDiff":
-        """From a live :class:`~workbench.pair.ModelPair` on the *original* block (no translation, no labels).
+        """From a live :class:`~workbench.model_pair.ModelPair` on the *original* block (no translation, no labels).
 
         Colour: log-probability gain of each token; hover: both models' top next tokens with probabilities.
         """

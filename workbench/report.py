@@ -1,4 +1,4 @@
-"""A run's outcome: the baseline and the unlearned model side by side on the pack's probes and on perplexity."""
+"""A run's report: the baseline and the unlearned model side by side on the pack's probes and on perplexity."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from workbench.anchors import AnchorMap
     from workbench.config import ReportConfig, RunConfig
 
-__all__ = ["before_after", "ground_truth_table", "implant_table", "outcome_table", "perplexity_text"]
+__all__ = ["ground_truth_table", "implant_table", "make_report", "perplexity_text", "report_table"]
 
 
 class RunView(Protocol):
@@ -52,17 +52,17 @@ def perplexity_text(run: RunView, rc: "ReportConfig") -> tuple[str | None, str |
     return None, None
 
 
-def before_after(run: RunView, rc: "ReportConfig", progress: bool = True) -> dict:
+def make_report(run: RunView, rc: "ReportConfig", progress: bool = True) -> dict:
     """The run's baseline and unlearned model on the pack's probe sets (split ``rc.split``) and a perplexity
-    text: :func:`workbench.eval.run_report.before_after_report`, resumable in ``<run>/report``. With the implant
+    text: :func:`workbench.eval.run_report.evaluate_run`, resumable in ``<run>/report``. With the implant
     stage on, also the field's measures of the target model, the unlearned model and the reference (with
     ``rc.ground_truth``), and how well the implant took (``implant``: the stage's before/after check)."""
-    from workbench.eval.run_report import before_after_report
+    from workbench.eval.run_report import evaluate_run
 
     cfg = run.cfg
     text, text_name = perplexity_text(run, rc)
     reference = run.reference_spec if rc.ground_truth else None
-    result = before_after_report(
+    result = evaluate_run(
         run.baseline_spec,
         str(RunDir(run.dir).unlearned),
         run.pack,
@@ -93,7 +93,7 @@ def _ci(r: dict) -> str | None:
     return f"[{100 * ci[0]:+.1f}%, {100 * ci[1]:+.1f}%]" if ci else None
 
 
-def outcome_table(report: dict) -> pd.DataFrame:
+def report_table(report: dict) -> pd.DataFrame:
     """The before/after table of a report: one row per probe set (mean probability of the correct token), the
     target set split by answer kind, one row for the trivia accuracy (where the pack has trivia) and one for
     perplexity. ``change 95% CI``: the paired-bootstrap
