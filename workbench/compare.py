@@ -32,6 +32,7 @@ __all__ = [
     "compare_runs",
     "standard_sections",
     "sweep_variants",
+    "set_key",
     "compare_figure",
     "attack_figures",
     "pareto_mask",
@@ -77,7 +78,8 @@ class CompareConfig:
 
 
 # -- configs and sweeps ------------------------------------------------------------------------------------------------------
-def _set_key(data: dict, key: str, value) -> None:
+def set_key(data: dict, key: str, value) -> None:
+    """``data["a"]["b"] = value`` for ``key = "a.b"``, making the sections on the way."""
     parts = key.split(".")
     node = data
     for p in parts[:-1]:
@@ -107,7 +109,7 @@ def sweep_variants(path: str | os.PathLike | dict, sweep: dict[str, list] | None
     for key, values in sweep.items():
         for v in values:
             d = copy.deepcopy(data)
-            _set_key(d, key, v)
+            set_key(d, key, v)
             d["name"] = f"{name}-{key.split('.')[-1]}={v}"
             out.append((d["name"], d))
     return out
