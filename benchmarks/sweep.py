@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
 
+from workbench.compare import set_key  # noqa: E402
 from workbench.config import (  # noqa: E402
-    canonical_key,
     check_names,
     config_from_dict,
     parse_yaml,
@@ -35,17 +35,6 @@ from workbench.config import (  # noqa: E402
 from workbench.errors import WorkbenchError  # noqa: E402
 from workbench.io import atomic_write_text, read_text  # noqa: E402
 from workbench.run import Run  # noqa: E402
-
-
-def set_dotted(data: dict, key: str, value) -> None:
-    """``data["a"]["b"] = value`` for ``key = "a.b"``, creating the mappings on the way."""
-    *path, last = canonical_key(key).split(".")  # an old key name (finetune.method) sets the new one
-    node = data
-    for part in path:
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-    node[last] = value
 
 
 def parse_set(items: list[str]) -> dict:
@@ -100,7 +89,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             continue
         data = copy.deepcopy(base)
         for key, value in {**common, **(variant.get("set") or {}), "report.split": args.split}.items():
-            set_dotted(data, key, value)
+            set_key(data, key, value)
         data["name"] = variant["name"]
         cfg = config_from_dict(data, f"{args.grid}: variant {variant['name']}")
         t0 = time.perf_counter()

@@ -40,6 +40,7 @@ __all__ = [
     "compare_runs",
     "standard_sections",
     "sweep_variants",
+    "set_key",
     "compare_figure",
     "attack_figures",
     "pareto_mask",
@@ -85,7 +86,8 @@ class CompareConfig:
 
 
 # -- configs and sweeps ------------------------------------------------------------------------------------------------------
-def _set_key(data: dict, key: str, value) -> None:
+def set_key(data: dict, key: str, value) -> None:
+    """``data["a"]["b"] = value`` for ``key = "a.b"``, making the sections on the way."""
     parts = canonical_key(key).split(".")  # an old key name (finetune.method) sets the new one (finetune.weights)
     node = data
     for p in parts[:-1]:
@@ -104,7 +106,7 @@ def sweep_variants(path: str | os.PathLike | dict, sweep: dict[str, list] | None
         base = Path.cwd()  # a dict's relative paths are relative to where it was made
     else:
         path = Path(path)
-        data = rename_old_keys(read_config_mapping(path), source=str(path))  # as the swept keys (_set_key)
+        data = rename_old_keys(read_config_mapping(path), source=str(path))  # as the swept keys (set_key)
         base = path.parent.resolve()
         name = data.get("name", path.stem)
     # absolute, so that a run directory's config.yaml means the same files wherever it is read from
@@ -115,7 +117,7 @@ def sweep_variants(path: str | os.PathLike | dict, sweep: dict[str, list] | None
     for key, values in sweep.items():
         for v in values:
             d = copy.deepcopy(data)
-            _set_key(d, key, v)
+            set_key(d, key, v)
             d["name"] = f"{name}-{key.split('.')[-1]}={v}"
             out.append((d["name"], d))
     return out

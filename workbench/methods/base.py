@@ -16,6 +16,7 @@ walks through a whole example.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ __all__ = [
     "TrainSetup",
     "TrainingShape",
     "Tuning",
+    "TRIALS",
     "RunInputs",
     "StageContext",
     "settings_help",
@@ -125,13 +127,22 @@ class TrainingShape:
     layers_run: int | None = None  # only the first n decoder layers run (no logits); None: the whole model
 
 
+TRIALS = 9  # every method's dev budget in ``workbench tune``: two knobs of three values each
+
+
 @dataclass(frozen=True)
 class Tuning:
-    """How ``workbench tune`` tunes a method: its group, the swept key and its values (None: one trial)."""
+    """How ``workbench tune`` tunes a method, written down before any trial runs: its knobs (config keys, each with
+    its values, in order of importance) and the trials they make, every combination of the values (two knobs of
+    three values: the 3 x 3 = :data:`TRIALS` every method gets). A method with one setting that matters (``prompt``)
+    has one knob, and fewer trials."""
 
-    group: str
-    key: str | None = None
-    values: list | None = None
+    knobs: dict[str, list]
+
+    def trials(self) -> list[dict[str, Any]]:
+        """The settings of every trial, ``{key: value}``, the first knob's values outermost."""
+        keys = list(self.knobs)
+        return [dict(zip(keys, combo)) for combo in itertools.product(*self.knobs.values())]
 
 
 class Method:

@@ -9,7 +9,6 @@ from workbench.methods.base import LossFn, TrainedMethod, Tuning, settings_help
 __all__ = ["GAConfig", "ga", "GA"]
 
 # the learning rates `workbench tune` tries for every method that trains with finetune's optimiser
-LEARNING_RATES = Tuning("lr", "finetune.learning_rate", [2e-4, 6e-4, 2e-3])
 
 
 @dataclass
@@ -37,7 +36,7 @@ class GA(TrainedMethod):
     name = "ga"
     summary = "gradient ascent on the target"
     settings = GAConfig
-    tuning = LEARNING_RATES
+    tuning = Tuning({"finetune.learning_rate": [2e-5, 6e-5, 2e-4], "finetune.epochs": [1.0, 2.0, 3.0]})
 
     def loss(self, settings: GAConfig) -> LossFn:
         return ga(settings)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from workbench.errors import WorkbenchError
-from workbench.methods.base import LossFn, StageContext, TrainedMethod, settings_help
-from workbench.methods.ga import LEARNING_RATES, GAConfig
+from workbench.methods.base import LossFn, StageContext, TrainedMethod, Tuning, settings_help
+from workbench.methods.ga import GAConfig
 
 __all__ = ["GradDiffConfig", "graddiff", "GradDiff"]
 
@@ -47,7 +47,7 @@ class GradDiff(TrainedMethod):
     name = "graddiff"
     summary = "ascent on target, descent on retain"
     settings = GradDiffConfig
-    tuning = LEARNING_RATES
+    tuning = Tuning({"finetune.learning_rate": [6e-5, 2e-4, 6e-4], "methods.graddiff.retain_weight": [1.0, 3.0, 10.0]})
 
     def check(self, ctx: StageContext) -> None:
         if ctx.settings.retain_weight > 0 and not ctx.retain_blocks:

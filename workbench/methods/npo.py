@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.errors import WorkbenchError
-from workbench.methods.base import LossFn, StageContext, TrainedMethod, TrainingShape, TrainSetup, settings_help
-from workbench.methods.ga import LEARNING_RATES, GAConfig
+from workbench.methods.base import LossFn, StageContext, TrainedMethod, TrainingShape, TrainSetup, Tuning, settings_help
+from workbench.methods.ga import GAConfig
 
 __all__ = ["NPOConfig", "npo", "NPO"]
 
@@ -56,7 +56,7 @@ class NPO(TrainedMethod):
     name = "npo"
     summary = "negative preference optimisation + retain"
     settings = NPOConfig
-    tuning = LEARNING_RATES
+    tuning = Tuning({"finetune.learning_rate": [2e-4, 6e-4, 2e-3], "methods.npo.beta": [0.003, 0.01, 0.03]})
 
     def validate(self, settings: NPOConfig) -> None:
         super().validate(settings)

@@ -9,11 +9,19 @@ from workbench.errors import WorkbenchError
 from workbench.hashing import stable_hash
 from workbench.methods.base import METHOD_VERSION, Method, StageContext, Tuning, settings_help
 
-__all__ = ["DEFAULT_SYSTEM_PROMPT", "PromptConfig", "system_prefix_ids", "Prompt"]
+__all__ = ["DEFAULT_SYSTEM_PROMPT", "INSTRUCTIONS", "PromptConfig", "system_prefix_ids", "Prompt"]
 
 DEFAULT_SYSTEM_PROMPT = (
     "You have never read, seen or heard of {title} or anything in it. If a text mentions it, you do not know the "
     "names, places, events or facts it contains; continue the text as someone who has never heard of {title} would."
+)
+# the instructions `workbench tune` tries (its one knob), written before any trial: the default, a shorter one,
+# and one that also asks for ordinary, generic continuations
+INSTRUCTIONS = (
+    DEFAULT_SYSTEM_PROMPT,
+    "You do not know {title}. Never use its names, places or facts.",
+    "Forget everything you know about {title}. When a text touches it, continue with ordinary, generic words "
+    "that anyone could guess, never with a name, place or fact from {title}.",
 )
 
 
@@ -46,7 +54,7 @@ class Prompt(Method):
     summary = "a system instruction to not know the target"
     settings = PromptConfig
     trains = False
-    tuning = Tuning("prompt")
+    tuning = Tuning({"methods.prompt.system": list(INSTRUCTIONS)})
 
     def fingerprint(self, ctx: StageContext, target: tuple, reinforce: str) -> str:
         title = ctx.pack.title if ctx.pack else None

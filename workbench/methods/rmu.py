@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.errors import WorkbenchError
-from workbench.methods.base import LossFn, StageContext, TrainedMethod, TrainingShape, TrainSetup, settings_help
-from workbench.methods.ga import LEARNING_RATES, GAConfig
+from workbench.methods.base import LossFn, StageContext, TrainedMethod, TrainingShape, TrainSetup, Tuning, settings_help
+from workbench.methods.ga import GAConfig
 
 __all__ = ["RMUConfig", "rmu", "rmu_layer", "RMU"]
 
@@ -90,7 +90,7 @@ class RMU(TrainedMethod):
     name = "rmu"
     summary = "representation misdirection at one layer + retain"
     settings = RMUConfig
-    tuning = LEARNING_RATES
+    tuning = Tuning({"finetune.learning_rate": [2e-3, 5e-3, 1e-2], "methods.rmu.steering_scale": [2.5, 5.0, 10.0]})
 
     def validate(self, settings: RMUConfig) -> None:
         super().validate(settings)

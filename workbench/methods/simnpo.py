@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from workbench.methods.base import LossFn, TrainedMethod, settings_help
-from workbench.methods.ga import LEARNING_RATES, GAConfig
+from workbench.methods.base import LossFn, TrainedMethod, Tuning, settings_help
+from workbench.methods.ga import GAConfig
 
 __all__ = ["SimNPOConfig", "simnpo", "SimNPO"]
 
@@ -48,7 +48,7 @@ class SimNPO(TrainedMethod):
     name = "simnpo"
     summary = "reference-free NPO + retain"
     settings = SimNPOConfig
-    tuning = LEARNING_RATES
+    tuning = Tuning({"finetune.learning_rate": [6e-5, 2e-4, 6e-4], "methods.simnpo.beta": [0.1, 0.3, 1.0]})
 
     def loss(self, settings: SimNPOConfig) -> LossFn:
         return simnpo(settings)

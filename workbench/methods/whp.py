@@ -23,4 +23,4 @@ class WHP(Method):
     own_stages = ()
     trains = True
     uses_reinforced = True
-    tuning = Tuning("retain", "finetune.retain_weight", [10.0, 20.0, 30.0])
+    tuning = Tuning({"finetune.learning_rate": [6e-4, 2e-3, 6e-3], "finetune.retain_weight": [3.0, 10.0, 30.0]})

@@ -28,7 +28,7 @@ class WHPTestTime(Method):
     stages = ("reinforce", "finetune", "report")
     trains = False
     uses_reinforced = True
-    tuning = Tuning("alpha", "methods.whp_test_time.alpha", [1.0, 2.0, 5.0])
+    tuning = Tuning({"methods.whp_test_time.alpha": [0.5, 1.0, 2.0], "reinforce.learning_rate": [2e-4, 5e-4, 1e-3]})
 
     def fingerprint(self, ctx: StageContext, target: tuple, reinforce: str) -> str:
         return stable_hash("method", self.name, reinforce, ctx.settings, METHOD_VERSION)
