@@ -203,7 +203,7 @@ def test_packs_new_on_a_full_disk_names_the_destination(tmp_path, capsys):
 
 
 # -- 4. unknown names in list settings -----------------------------------------------------------------------------
-@pytest.mark.parametrize("what", ["probe_sets", "stages", "sections", "attacks", "tune groups", "method"])
+@pytest.mark.parametrize("what", ["probe_sets", "stages", "sections", "attacks", "tune methods", "method"])
 def test_an_unknown_name_in_a_list_setting_exits_2_listing_the_valid_names(tmp_path, capsys, what):
     raw = tiny_config(tmp_path / "in")
     if what == "probe_sets":
@@ -227,7 +227,7 @@ def test_an_unknown_name_in_a_list_setting_exits_2_listing_the_valid_names(tmp_p
             ["compare", str(cfg), "--attacks", "priming,nonsense", "--out", str(out)],
             "priming, paraphrase, adversarial, relearn, residual",
         ),
-        "tune groups": (["tune", "--only", "lr,nonsense", "--out", str(out)], "retain, alpha, lr, prompt"),
+        "tune methods": (["tune", "--only", "ga,nonsense", "--out", str(out)], "whp, whp_test_time, ga, graddiff"),
         "method": (["run", str(cfg), "--run-dir", str(out)], "whp, whp_test_time, ga"),
     }[what]
     err = exit2(capsys, argv)
