@@ -88,20 +88,16 @@ def test_a_knob_a_method_does_not_read_is_one_error_before_anything_runs(tmp_pat
         trial_configs("ga", {"finetune.learning_rate": [1e-4, -1.0]}, METHODS_DIR)
 
 
-def test_tune_with_a_bad_grid_exits_2_and_writes_nothing(tmp_path):
-    import subprocess
-    import sys
+def test_tune_with_a_bad_grid_exits_2_and_writes_nothing(tmp_path, capsys):
+    from workbench.cli import main
 
     grid = tmp_path / "grid.yaml"
     grid.write_text("ga: {methods.npo.beta: [0.1, 0.2]}\n")
     out = tmp_path / "tune"
-    done = subprocess.run(
-        [sys.executable, "-m", "workbench", "tune", "--grid", str(grid), "--out", str(out), "--no-progress"],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 2, done.stderr
-    assert "methods.npo.beta: not a knob of ga" in done.stderr and "Traceback" not in done.stderr
+    code = main(["tune", "--grid", str(grid), "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: ") and "methods.npo.beta: not a knob of ga" in err and "Traceback" not in err
     assert not out.exists()
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -94,7 +95,8 @@ def read_grid(path: str | os.PathLike) -> dict[str, dict[str, list]]:
 def _label(key: str, value, values: list) -> str:
     """``learning_rate=0.0002`` in a trial's name; a long text value by its place in the knob's list (``system=2``)."""
     v = f"{value:g}" if isinstance(value, float) else str(value)
-    return f"{key.split('.')[-1]}={v if len(v) <= 16 and '/' not in v else str(values.index(value) + 1)}"
+    plain = len(v) <= 16 and re.fullmatch(r"[\w.+-]+", v) is not None  # a number or a word: a folder name as it is
+    return f"{key.split('.')[-1]}={v if plain else values.index(value) + 1}"
 
 
 def trial_configs(method: str, knobs: dict[str, list], methods_dir: str | os.PathLike) -> list[tuple[dict, dict]]:
