@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from html import escape as html_escape
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,21 @@ def test_implanted_run_reports_the_field_measures_against_the_reference(tmp_path
     assert list(table.columns) == ["measure", "target", "unlearned", "reference", "never saw it"]
     assert table.set_index("measure").filter(like="forget quality", axis=0)["reference"].item() == 1.0
     assert len(table) == len(measures)
+    # the HTML report and the model card carry the same table: every measure, the unlearned model's values
+    from workbench.report_html import export_report
+    from workbench.rundir import RunDir
+
+    html = export_report(run.dir).read_text()
+    card = (RunDir(run.dir).unlearned / "README.md").read_text()
+    section = card.split("### Against a reference that never saw the target", 1)[-1]
+    assert "Against a reference that never saw the target" in html and "How well the implant took" in html
+    assert "### Against a reference that never saw the target" in card
+    for _, row in table.iterrows():
+        assert html_escape(row["measure"]) in html
+        value = row["unlearned"]
+        cell = "–" if value is None or value != value else f"{value:.3g}"
+        line = section.split(f"| {row['measure']} | ", 1)[1].split("\n")[0]
+        assert f" | {cell} | " in f" | {line}", (row["measure"], line)
 
 
 def test_ground_truth_report_needs_the_implant_and_validates_its_settings(tmp_path):

@@ -223,6 +223,33 @@ def _limits_from_row(row: dict, split: str | None, source: Path) -> list[str]:
     return lines
 
 
+def _ground_truth_lines(report: dict) -> list[str]:
+    """The field's measures against the reference that never saw the target, for an implanted run's card."""
+    from workbench.report import ground_truth_table
+
+    table = ground_truth_table(report)
+    if table.empty:
+        return []
+    cols = ["target", "unlearned", "reference"]
+
+    def cell(v) -> str:
+        return "–" if v is None or v != v else f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    out = [
+        "",
+        "### Against a reference that never saw the target",
+        "",
+        "The target was implanted into the baseline (the target model, which this run unlearned); the untouched "
+        "baseline is the reference that never saw it.",
+        "",
+        "| measure | target model | unlearned | reference | never saw it |",
+        "|---|---|---|---|---|",
+    ]
+    for _, r in table.iterrows():
+        out.append(f"| {r['measure']} | " + " | ".join(cell(r[c]) for c in cols) + f" | {r['never saw it']} |")
+    return out
+
+
 def card_text(run: "CardRun") -> str:
     """The whole ``README.md`` of ``run``'s unlearned model."""
     from workbench.methods import registry
@@ -295,6 +322,7 @@ def card_text(run: "CardRun") -> str:
                 f"| {str(r['measure']).strip()} | {n} | {r['baseline']:.4g} | {r['unlearned']:.4g} | "
                 f"{r['change']} | {ci} |"
             )
+        out += _ground_truth_lines(report)
     out += ["", "## Known limits", ""]
     limits = known_limits(run)
     out += (

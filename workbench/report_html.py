@@ -22,7 +22,7 @@ from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_text, read_json
 from workbench.rundir import RunDir
 
-__all__ = ["export_report", "bars_svg", "report_table_html"]
+__all__ = ["export_report", "bars_svg", "ground_truth_html", "report_table_html"]
 
 _COLORS = {"baseline": "#4c78a8", "unlearned": "#e45756", "generic": "#54a24b"}
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#222}
@@ -141,6 +141,27 @@ def report_table_html(report: dict, level: int = 2) -> str:
     )
 
 
+def ground_truth_html(report: dict, level: int = 2) -> str:
+    """An implanted run's field measures (:func:`~workbench.report.ground_truth_table`: the target model, the
+    unlearned model and the reference that never saw the target) and how well the implant took; empty when the
+    report has no reference."""
+    from workbench.report import ground_truth_table, implant_table
+
+    table = ground_truth_table(report)
+    if table.empty:
+        return ""
+    h = f"h{level}"
+    html = (
+        f"<{h}>Against a reference that never saw the target</{h}><p class='muted'>target: the baseline taught the "
+        "target (the model unlearned); reference: the untouched baseline; never saw it: what a model that never "
+        "learned the target shows (docs/evaluation.md)</p>" + _table(table)
+    )
+    implant = implant_table(report)
+    if not implant.empty:
+        html += f"<{h}>How well the implant took</{h}>" + _table(implant)
+    return html
+
+
 def _run_section(run_dir: Path, level: int = 2) -> str:
     from workbench.report import report_table
     from workbench.run import STAGES
@@ -181,6 +202,7 @@ def _run_section(run_dir: Path, level: int = 2) -> str:
                 "P(correct next token): baseline, unlearned, generic reference",
             )
         )
+        parts.append(ground_truth_html(report, level))
         per_probe = paths.report_probes
         if per_probe.is_file():
             df = pd.read_csv(per_probe)
